@@ -1,0 +1,124 @@
+"""Configuration classes, read from the environment (SPEC section 2)."""
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_decimal(name: str, default: str) -> Decimal:
+    return Decimal(os.environ.get(name, default))
+
+
+class Config:
+    """Settings shared by every environment; each can be overridden by an env variable."""
+
+    SHOP_ENV = "development"
+    SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}")
+    DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL") or None
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "pool_recycle": 280}
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+
+    # Money and pricing: the shop's one currency, tax and shipping rules.
+    CURRENCY = os.environ.get("SHOP_CURRENCY", "USD")
+    TAX_RATE = _env_decimal("SHOP_TAX_RATE", "0.08")
+    SHIPPING_STANDARD = _env_decimal("SHOP_SHIPPING_STANDARD", "5.00")
+    SHIPPING_EXPRESS = _env_decimal("SHOP_SHIPPING_EXPRESS", "15.00")
+    FREE_SHIPPING_OVER = _env_decimal("SHOP_FREE_SHIPPING_OVER", "50.00")
+    MAX_LINE_QUANTITY = 99
+    PER_PAGE = 24
+
+    # Payments.
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY") or None
+    STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY") or None
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET") or None
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE") or None
+    UNPAID_ORDER_TIMEOUT_MINUTES = _env_int("SHOP_UNPAID_ORDER_TIMEOUT_MINUTES", 60)
+
+    # Mail: SMTP when MAIL_SERVER is set, files in instance/outbox/ otherwise.
+    MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
+    MAIL_PORT = _env_int("MAIL_PORT", 587)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "shop@example.com")
+    MAIL_USE_TLS = os.environ.get("MAIL_USE_TLS", "1") == "1"
+    STAFF_ALERT_EMAIL = os.environ.get("SHOP_STAFF_ALERT_EMAIL", "staff@example.com")
+
+    # Rate limits (SPEC section 9), each overridable; RATELIMIT_ENABLED only off in testing.
+    RATELIMIT_ENABLED = True
+    RATELIMIT_LOGIN = os.environ.get("SHOP_RATELIMIT_LOGIN", "10 per minute")
+    RATELIMIT_REGISTER = os.environ.get("SHOP_RATELIMIT_REGISTER", "50 per hour")
+    RATELIMIT_PASSWORD_RESET = os.environ.get("SHOP_RATELIMIT_PASSWORD_RESET", "10 per hour")
+    RATELIMIT_API = os.environ.get("SHOP_RATELIMIT_API", "600 per minute")
+
+    # Request bodies: a few MB for pages and the API, more for admin image uploads.
+    MAX_CONTENT_LENGTH = _env_int("SHOP_MAX_BODY_BYTES", 4 * 1024 * 1024)
+    MAX_UPLOAD_BYTES = _env_int("SHOP_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
+    UPLOAD_DIR = os.environ.get("SHOP_UPLOAD_DIR") or str(INSTANCE_DIR / "uploads")
+    OUTBOX_DIR = os.environ.get("SHOP_OUTBOX_DIR") or str(INSTANCE_DIR / "outbox")
+
+    # Cache (Redis only; without Redis the catalog is rendered for every request).
+    CATALOG_CACHE_SECONDS = _env_int("SHOP_CATALOG_CACHE_SECONDS", 30)
+    READ_YOUR_WRITES_SECONDS = _env_int("SHOP_READ_YOUR_WRITES_SECONDS", 5)
+    API_TOKEN_DAYS = _env_int("SHOP_API_TOKEN_DAYS", 30)
+    CORS_ORIGINS = [o for o in os.environ.get("SHOP_CORS_ORIGINS", "").split(",") if o]
+    PASSWORD_RESET_HOURS = 2
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = None
+    JSON_LOGS = False
+    FLASK_ADMIN_SWATCH = "default"
+
+
+class DevelopmentConfig(Config):
+    """`make run`: plain-HTTP cookies so the shop works on http://127.0.0.1."""
+
+
+class TestingConfig(Config):
+    """The test suite: its own database, rate limits off unless a test turns them on."""
+
+    SHOP_ENV = "testing"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
+    RATELIMIT_ENABLED = os.environ.get("SHOP_TEST_RATELIMIT", "0") == "1"
+    WTF_CSRF_ENABLED = True
+    MAIL_SERVER = None
+
+
+class ProductionConfig(Config):
+    """Behind TLS: Secure cookies, HSTS, JSON logs; SECRET_KEY is required."""
+
+    SHOP_ENV = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    JSON_LOGS = True
+    PREFERRED_URL_SCHEME = "https"
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_for(env: str | None = None) -> type[Config]:
+    """The config class named by SHOP_ENV (default development)."""
+    name = env or os.environ.get("SHOP_ENV", "development")
+    if name not in CONFIGS:
+        raise RuntimeError(f"SHOP_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
+    return CONFIGS[name]

@@ -1,0 +1,141 @@
+"""The application factory: config, extensions, blueprints, admin, filters, errors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from config import INSTANCE_DIR, config_for
+
+from .extensions import cache, csrf, db, limiter, login_manager, migrate
+
+
+def create_app(overrides: dict[str, Any] | None = None, env: str | None = None) -> Flask:
+    """Build a new, independent shop application."""
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR), instance_relative_config=False)
+    cfg = config_for(env)
+    app.config.from_object(cfg)
+    if overrides:
+        app.config.update(overrides)
+    _check_config(app)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    register_database(app)
+    register_extensions(app)
+    register_http(app)
+    register_blueprints(app)
+    register_admin(app)
+    register_templates(app)
+    register_commands(app)
+    return app
+
+
+def _check_config(app: Flask) -> None:
+    if app.config["SHOP_ENV"] == "production" and (
+            not os.environ.get("SECRET_KEY") and app.config["SECRET_KEY"] == "dev-only-not-secret"):
+        raise RuntimeError("SECRET_KEY must be set when SHOP_ENV=production")
+    url: str = app.config["SQLALCHEMY_DATABASE_URI"]
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if url.startswith("mysql"):
+        # Each statement sees what is committed: fewer gap locks, no stale snapshot in a checkout.
+        options.setdefault("isolation_level", "READ COMMITTED")
+        options.setdefault("pool_size", 10)
+        options.setdefault("max_overflow", 20)
+    elif url.startswith("sqlite"):
+        options.pop("pool_recycle", None)
+        options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+def register_database(app: Flask) -> None:
+    """Bind SQLAlchemy and Alembic; give SQLite the pragmas a shop needs."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"),
+                     render_as_batch=True, compare_type=True)
+    from . import models  # noqa: F401  (register the tables)
+    from .services import database
+
+    with app.app_context():
+        database.configure_engine(db.engine)
+        replica = app.config.get("DATABASE_REPLICA_URL")
+        if replica:
+            database.configure_replica(app, replica)
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the remaining extensions; Redis backs cache and limits when REDIS_URL is set."""
+    redis_url = app.config.get("REDIS_URL")
+    if redis_url:
+        app.config.setdefault("CACHE_TYPE", "RedisCache")
+        app.config.setdefault("CACHE_REDIS_URL", redis_url)
+        app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url)
+    else:
+        app.config.setdefault("CACHE_TYPE", "NullCache")
+        app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    app.config.setdefault("CACHE_KEY_PREFIX", "shop:cache:")
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "shop:rl")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    cache.init_app(app, config={k: v for k, v in app.config.items() if k.startswith("CACHE_")}
+                   | {"CACHE_NO_NULL_WARNING": True})
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "account.login"
+    login_manager.login_message = "Please log in to see that page."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    from .models import User
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        return user if user is not None and user.active else None
+
+
+def register_http(app: Flask) -> None:
+    """Request ids, security headers, logging, metrics and error pages."""
+    from . import http
+
+    http.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """The shop's pages, the JSON API, payments and operations endpoints."""
+    from .blueprints.account.routes import bp as account_bp
+    from .blueprints.api import bp as api_bp
+    from .blueprints.cart.routes import bp as cart_bp
+    from .blueprints.catalog.routes import bp as catalog_bp
+    from .blueprints.checkout.routes import bp as checkout_bp
+    from .blueprints.ops.routes import bp as ops_bp
+    from .blueprints.orders.routes import bp as orders_bp
+    from .blueprints.payments.routes import bp as payments_bp
+
+    for bp in (catalog_bp, cart_bp, checkout_bp, orders_bp, account_bp, payments_bp, ops_bp):
+        app.register_blueprint(bp)
+    app.register_blueprint(api_bp, url_prefix="/api")
+
+
+def register_admin(app: Flask) -> None:
+    """Flask-Admin: a new Admin for every app instance."""
+    from .admin import init_admin
+
+    init_admin(app)
+
+
+def register_templates(app: Flask) -> None:
+    """Jinja filters and globals shared by the shop's templates."""
+    from . import templating
+
+    templating.init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    """`flask --app wsgi seed`, `create-admin`, jobs and maintenance commands."""
+    from . import commands
+
+    commands.init_app(app)
+
+

@@ -1,0 +1,152 @@
+"""The cart page and its actions. Every action is a real form post (303 back to the cart);
+with htmx the same endpoint answers with the changed fragments and out-of-band updates."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+
+from ...services import cart as cart_service
+from ...services import pricing
+from ...services.errors import ShopError
+from ..htmx import is_htmx, safe_next, vary
+from ..shopper import cart_owner
+
+bp = Blueprint("cart", __name__, url_prefix="/cart")
+
+
+def _shipping_method() -> str:
+    method = request.values.get("shipping", "standard")
+    return method if method in pricing.SHIPPING_METHODS else "standard"
+
+
+def _cart_view():
+    return cart_service.view(cart_owner(), _shipping_method())
+
+
+@bp.get("")
+def show():
+    """The cart: lines, quantities, coupon, totals and a shipping estimate."""
+    view = _cart_view()
+    return vary(make_response(render_template(
+        "cart/show.html", cart=view, shipping_method=_shipping_method(),
+        shipping_labels=pricing.SHIPPING_LABELS)))
+
+
+def _fragments(view, announcement: str, *, line=None, line_id: int | None = None,
+               coupon_error: str | None = None, line_error: str | None = None,
+               coupon_form: bool = False):
+    """The htmx answer: the changed line (or nothing when removed), totals, count, message."""
+    return render_template("cart/_response.html", cart=view, line=line, line_id=line_id,
+                           announcement=announcement, coupon_error=coupon_error,
+                           line_error=line_error, coupon_form=coupon_form,
+                           shipping_method=_shipping_method(), cart_count=view.item_count)
+
+
+@bp.post("/add")
+def add():
+    """Add a variant to the cart (from a product page or a card)."""
+    owner = cart_owner(create=True)
+    variant_id = request.form.get("variant_id", type=int)
+    back = safe_next(request.referrer and _path(request.referrer), url_for("cart.show"))
+    try:
+        line = cart_service.add_item(owner, request.form.get("quantity", "1"),
+                                     variant_id=variant_id)
+    except ShopError as exc:
+        message = _message(exc)
+        if is_htmx():
+            return render_template("cart/_add_error.html", message=message)
+        flash(message, "error")
+        return redirect(back, 303)
+    name = line.variant.product.name
+    label = line.variant.label
+    text = f"Added {name}{'' if label == 'Default' else ' (' + label + ')'} to your cart."
+    if is_htmx():
+        return render_template("cart/_added.html", announcement=text,
+                               cart_count=cart_service.item_count(owner))
+    flash(text, "success")
+    return redirect(url_for("cart.show"), 303)
+
+
+@bp.post("/lines/<int:line_id>/update")
+def update_line(line_id: int):
+    """Change a line's quantity (0 removes it)."""
+    owner = cart_owner()
+    try:
+        line = cart_service.update_line(owner, line_id, request.form.get("quantity"),
+                                        allow_zero=True)
+    except ShopError as exc:
+        return _line_failed(exc, line_id)
+    view = _cart_view()
+    if line is None:
+        text = "Item removed from your cart."
+        return _done(view, text, line_id=line_id)
+    line_view = next((item for item in view.lines if item.id == line_id), None)
+    return _done(view, f"Quantity of {line_view.name if line_view else 'item'} "
+                       f"updated to {line.quantity}.", line=line_view, line_id=line_id)
+
+
+@bp.post("/lines/<int:line_id>/remove")
+def remove_line(line_id: int):
+    """Remove a line."""
+    owner = cart_owner()
+    try:
+        cart_service.remove_line(owner, line_id)
+    except ShopError as exc:
+        return _line_failed(exc, line_id)
+    return _done(_cart_view(), "Item removed from your cart.", line_id=line_id)
+
+
+@bp.post("/coupon")
+def apply_coupon():
+    """Apply a coupon code."""
+    owner = cart_owner(create=True)
+    code = request.form.get("code", "")
+    try:
+        applied = cart_service.apply_coupon(owner, code)
+    except ShopError as exc:
+        message = _message(exc)
+        if is_htmx():
+            return _fragments(_cart_view(), message, coupon_error=message, coupon_form=True)
+        flash(message, "error")
+        return redirect(url_for("cart.show", code=code.strip()[:40]), 303)
+    return _done(_cart_view(), f"Coupon {applied} applied.", coupon_form=True)
+
+
+@bp.post("/coupon/remove")
+def remove_coupon():
+    """Remove the coupon."""
+    cart_service.remove_coupon(cart_owner())
+    return _done(_cart_view(), "Coupon removed.", coupon_form=True)
+
+
+def _done(view, text: str, **parts):
+    if is_htmx():
+        return _fragments(view, text, **parts)
+    flash(text, "success")
+    return redirect(url_for("cart.show"), 303)
+
+
+def _line_failed(exc: ShopError, line_id: int):
+    message = _message(exc)
+    if is_htmx():
+        view = _cart_view()
+        line_view = next((item for item in view.lines if item.id == line_id), None)
+        return _fragments(view, message, line=line_view, line_id=line_id, line_error=message)
+    flash(message, "error")
+    return redirect(url_for("cart.show"), 303)
+
+
+def _message(exc: ShopError) -> str:
+    from ...services.errors import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors:
+        return " ".join(exc.errors.values())
+    return exc.message
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.netloc and parts.netloc != request.host:
+        return ""
+    return parts.path + (f"?{parts.query}" if parts.query else "")

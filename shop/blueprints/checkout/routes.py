@@ -1,0 +1,162 @@
+"""Checkout: details (email, address, shipping, payment), a review step, "Place order".
+The details live in the signed session between the steps; the server re-prices at the end."""
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal, InvalidOperation
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from ...models import ADDRESS_FIELDS
+from ...services import addresses, checkout, orders, payments, pricing
+from ...services import cart as cart_service
+from ...services.countries import COUNTRIES
+from ...services.errors import (CartChanged, CartEmpty, CouponInvalid, CouponUsedUp, OutOfStock,
+                                ShopError, ValidationError)
+from ..shopper import cart_owner
+
+bp = Blueprint("checkout", __name__, url_prefix="/checkout")
+SESSION_KEY = "checkout"
+
+
+def _details() -> dict:
+    return dict(session.get(SESSION_KEY) or {})
+
+
+def _form_context(details: dict, errors: dict[str, str] | None = None):
+    owner = cart_owner()
+    view = cart_service.view(owner, details.get("shipping_method", "standard"))
+    saved = addresses.for_user(current_user.id) if current_user.is_authenticated else []
+    return {"cart": view, "details": details, "errors": errors or {}, "saved": saved,
+            "countries": COUNTRIES, "shipping_labels": pricing.SHIPPING_LABELS,
+            "payment_methods": checkout.payment_methods(),
+            "payment_labels": checkout.PAYMENT_LABELS, "rules": pricing.PricingRules.from_config()}
+
+
+@bp.get("")
+def start():
+    """The details form."""
+    details = _details()
+    if current_user.is_authenticated:
+        details.setdefault("email", current_user.email)
+        default = next((a for a in addresses.for_user(current_user.id) if a.is_default), None)
+        if default and not details.get("address"):
+            details["address"] = default.as_dict()
+            details["saved_address_id"] = default.id
+    context = _form_context(details)
+    if context["cart"].is_empty:
+        flash("Your cart is empty.", "info")
+        return redirect(url_for("cart.show"), 303)
+    return render_template("checkout/details.html", **context)
+
+
+@bp.post("")
+def submit_details():
+    """Check the details and show the review step."""
+    form = request.form
+    details: dict = {
+        "email": (current_user.email if current_user.is_authenticated
+                  else form.get("email", "")).strip(),
+        "shipping_method": form.get("shipping_method", "standard"),
+        "payment_method": form.get("payment_method", "manual"),
+        "save_address": form.get("save_address") == "yes",
+    }
+    saved_id = form.get("saved_address_id", type=int) if current_user.is_authenticated else None
+    if saved_id:
+        try:
+            details["address"] = addresses.get_owned(current_user.id, saved_id).as_dict()
+            details["saved_address_id"] = saved_id
+        except ShopError:
+            saved_id = None
+    if not saved_id:
+        details["address"] = {name: form.get(name, "") for name in ADDRESS_FIELDS}
+    try:
+        checkout.validate(_request(details))
+    except ValidationError as exc:
+        context = _form_context(details, exc.errors)
+        return render_template("checkout/details.html", **context), 422
+    details["token"] = secrets.token_urlsafe(16)
+    session[SESSION_KEY] = details
+    return redirect(url_for("checkout.review"), 303)
+
+
+def _request(details: dict, expected_total: Decimal | None = None) -> checkout.CheckoutRequest:
+    return checkout.CheckoutRequest(
+        email=details.get("email", ""), shipping_address=details.get("address") or {},
+        shipping_method=details.get("shipping_method", "standard"),
+        payment_method=details.get("payment_method", "manual"), expected_total=expected_total,
+        idempotency_key=f"web:{details['token']}" if details.get("token") else None)
+
+
+@bp.get("/review")
+def review():
+    """Everything the order will be, with the total the shopper confirms."""
+    details = _details()
+    if not details.get("token"):
+        return redirect(url_for("checkout.start"), 303)
+    view = cart_service.view(cart_owner(), details.get("shipping_method", "standard"),
+                             email=details.get("email"))
+    if view.is_empty:
+        flash("Your cart is empty.", "info")
+        return redirect(url_for("cart.show"), 303)
+    return render_template("checkout/review.html", cart=view, details=details,
+                           countries=COUNTRIES, shipping_labels=pricing.SHIPPING_LABELS,
+                           payment_labels=checkout.PAYMENT_LABELS)
+
+
+@bp.post("/place")
+def place():
+    """Place the order. A second click or a retry finds the first order."""
+    details = _details()
+    token = request.form.get("token", "")
+    if not details.get("token") or not secrets.compare_digest(token, details["token"]):
+        existing = _order_for_token(token)
+        if existing is not None:
+            return _to_order(existing)
+        flash("Your checkout session expired. Please review your order again.", "error")
+        return redirect(url_for("checkout.start"), 303)
+    try:
+        expected = Decimal(request.form.get("expected_total", ""))
+    except InvalidOperation:
+        expected = None
+    try:
+        order = checkout.place_order(cart_owner(), _request(details, expected))
+    except CartChanged as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("checkout.review"), 303)
+    except (OutOfStock, CartEmpty, CouponInvalid, CouponUsedUp) as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("cart.show"), 303)
+    except ValidationError as exc:
+        flash(" ".join(exc.errors.values()), "error")
+        return redirect(url_for("checkout.start"), 303)
+    if details.get("save_address") and current_user.is_authenticated \
+            and not details.get("saved_address_id"):
+        try:
+            addresses.save(current_user.id, details["address"])
+        except ShopError:
+            pass  # the order is placed; a saved address is a convenience
+    session.pop(SESSION_KEY, None)
+    session.setdefault("recent_orders", [])
+    session["recent_orders"] = ([order.number] + session["recent_orders"])[:5]
+    return _to_order(order)
+
+
+def _order_for_token(token: str):
+    from ...extensions import db
+    from ...models import Order
+
+    if not token:
+        return None
+    return db.session.query(Order).filter_by(idempotency_key=f"web:{token}").first()
+
+
+def _to_order(order):
+    """After placing: pay on Stripe's page, or see the confirmation."""
+    if order.payment_method == "stripe" and order.status == "pending":
+        url = payments.checkout_url(order)
+        if url:
+            return redirect(url, 303)
+    return redirect(url_for("orders.detail", number=order.number,
+                            token=orders.guest_link_token(order)), 303)

@@ -1,0 +1,44 @@
+"""CLI: `flask --app wsgi seed [--products N]`, `create-admin`, `expire-orders`."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+
+from .services import seed as seed_service
+
+
+def init_app(app: Flask) -> None:
+    @app.cli.command("seed")
+    @click.option("--products", type=int, default=None,
+                  help="Add N generated products (a large catalogue for benchmarks).")
+    def seed(products: int | None) -> None:
+        """Load the demo catalogue (idempotent); with --products N, add N more products."""
+        if products:
+            created = seed_service.bulk_products(products)
+            click.echo(f"Added {created} products.")
+        else:
+            report = seed_service.demo()
+            click.echo(f"Demo data ready: {report}")
+
+    @app.cli.command("create-admin")
+    @click.argument("email")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    @click.option("--role", type=click.Choice(["admin", "staff"]), default="admin")
+    def create_admin(email: str, password: str, role: str) -> None:
+        """Create (or promote) a staff account."""
+        from .services import accounts
+        from .services.errors import ValidationError
+
+        try:
+            user = accounts.create_admin(email, password, role)
+        except ValidationError as exc:
+            raise click.ClickException("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+        click.echo(f"{user.email} is now {user.role}.")
+
+    @app.cli.command("seed-if-empty")
+    def seed_if_empty() -> None:
+        """Load the demo catalogue only when the shop has no products (used by `make run`)."""
+        if seed_service.is_empty():
+            click.echo(f"Demo data ready: {seed_service.demo()}")
+        else:
+            click.echo("The shop already has products; not seeding.")

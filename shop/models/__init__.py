@@ -1,0 +1,18 @@
+"""The domain model (SPEC section 3); one module per domain."""
+from .audit import AuditLog
+from .base import utcnow
+from .cart import Cart, CartLine
+from .catalog import Category, Product, ProductImage, StockAdjustment, Variant
+from .coupon import COUPON_KINDS, Coupon, CouponUse
+from .customer import ADDRESS_FIELDS, ROLES, Address, ApiToken, User
+from .order import ORDER_STATUSES, IdempotencyRecord, Order, OrderEvent, OrderLine, Shipment
+from .payment import PAYMENT_STATUSES, Payment, ProviderEvent
+from .review import REVIEW_STATUSES, Review
+
+__all__ = [
+    "ADDRESS_FIELDS", "COUPON_KINDS", "ORDER_STATUSES", "PAYMENT_STATUSES", "REVIEW_STATUSES",
+    "ROLES", "Address", "ApiToken", "AuditLog", "Cart", "CartLine", "Category", "Coupon",
+    "CouponUse", "IdempotencyRecord", "Order", "OrderEvent", "OrderLine", "Payment",
+    "Product", "ProductImage", "ProviderEvent", "Review", "Shipment", "StockAdjustment", "User",
+    "Variant", "utcnow",
+]

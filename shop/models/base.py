@@ -1,0 +1,25 @@
+"""Column helpers shared by every model: money, UTC times."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import DateTime, Numeric
+from sqlalchemy.orm import Mapped, mapped_column
+
+Money = Numeric(12, 2, asdecimal=True)
+
+
+def utcnow() -> datetime:
+    """Now in UTC, naive: DATETIME columns on SQLite and MySQL store no zone, and all are UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def money_column(nullable: bool = False, default: Decimal | None = None) -> Mapped[Decimal]:
+    """A Numeric(12, 2) column holding Decimal."""
+    return mapped_column(Money, nullable=nullable, default=default)
+
+
+def created_column() -> Mapped[datetime]:
+    """A created-at column, UTC."""
+    return mapped_column(DateTime, nullable=False, default=utcnow)

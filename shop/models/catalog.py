@@ -1,0 +1,134 @@
+"""Catalogue: categories (a tree), products, their images and variants."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String,
+                        Text)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from .base import created_column, money_column
+
+
+class Category(db.Model):
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("categories.id", ondelete="RESTRICT"), index=True)
+    slug: Mapped[str] = mapped_column(String(120), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    parent: Mapped[Category | None] = relationship(remote_side=[id], back_populates="children")
+    children: Mapped[list[Category]] = relationship(
+        back_populates="parent", order_by="Category.position")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Product(db.Model):
+    __tablename__ = "products"
+    __table_args__ = (
+        Index("ix_products_active_created", "active", "created_at"),
+        Index("ix_products_active_price", "active", "price"),
+        Index("ix_products_active_name", "active", "name"),
+        Index("ix_products_category_active", "category_id", "active"),
+        Index("ft_products_name_description", "name", "description",
+              mysql_prefix="FULLTEXT").ddl_if(dialect="mysql"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(160), unique=True)
+    name: Mapped[str] = mapped_column(String(160))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id", ondelete="SET NULL"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The lowest variant price, kept by the catalog service so lists filter and sort on one table.
+    price: Mapped[Decimal] = money_column(default=Decimal("0.00"))
+    # Approved reviews, kept by the review service so cards need no extra query.
+    rating_average: Mapped[Decimal | None] = mapped_column(db.Numeric(3, 2))
+    rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = created_column()
+
+    category: Mapped[Category | None] = relationship()
+    images: Mapped[list[ProductImage]] = relationship(
+        back_populates="product", order_by="ProductImage.position",
+        cascade="all, delete-orphan")
+    variants: Mapped[list[Variant]] = relationship(
+        back_populates="product", order_by="Variant.position", cascade="all, delete-orphan")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProductImage(db.Model):
+    __tablename__ = "product_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    # A path under static/ ("img/products/x.svg") or an uploaded file name ("uploads/ab12.png").
+    path: Mapped[str] = mapped_column(String(255))
+    alt: Mapped[str] = mapped_column(String(255), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    product: Mapped[Product] = relationship(back_populates="images")
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class Variant(db.Model):
+    __tablename__ = "variants"
+    __table_args__ = (
+        CheckConstraint("stock_quantity >= 0", name="stock_not_negative"),
+        CheckConstraint("price >= 0", name="price_not_negative"),
+        Index("ix_variants_product_stock", "product_id", "stock_quantity"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    options: Mapped[dict] = mapped_column(JSON, default=dict)
+    price: Mapped[Decimal] = money_column()
+    compare_at_price: Mapped[Decimal | None] = money_column(nullable=True)
+    stock_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    low_stock_threshold: Mapped[int] = mapped_column(Integer, default=5)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    product: Mapped[Product] = relationship(back_populates="variants")
+
+    @property
+    def label(self) -> str:
+        """Option values as a shopper reads them: "M / Blue", or "Default"."""
+        return " / ".join(str(v) for v in (self.options or {}).values()) or "Default"
+
+    @property
+    def in_stock(self) -> bool:
+        return self.stock_quantity > 0
+
+    @property
+    def low_stock(self) -> bool:
+        return 0 < self.stock_quantity <= self.low_stock_threshold
+
+    def __str__(self) -> str:
+        return self.sku
+
+
+class StockAdjustment(db.Model):
+    """Units received or removed by staff (initial stock included): the stock ledger."""
+
+    __tablename__ = "stock_adjustments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variants.id", ondelete="CASCADE"), index=True)
+    delta: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(120), default="")
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = created_column()

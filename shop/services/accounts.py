@@ -1,0 +1,199 @@
+"""Accounts: registration, authentication, password rules and reset links, profile changes."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..extensions import db
+from ..models import ROLES, User
+from .database import write_transaction
+from .errors import AuthError, NotFound, ValidationError
+
+MIN_PASSWORD = 10
+MAX_PASSWORD = 200
+COMMON_PASSWORDS = {"password", "password1", "password123", "1234567890", "qwertyuiop",
+                    "123456789", "12345678910", "iloveyou", "letmein123", "welcome123",
+                    "abcdefghij", "qwerty1234", "passw0rd123", "administrator"}
+# Checked against when an email is unknown, so a login takes as long either way.
+_DUMMY_HASH = generate_password_hash("not-a-real-password-0")
+
+
+def normalise_email(email: str | None) -> str:
+    return (email or "").strip().lower()
+
+
+def valid_email(email: str) -> bool:
+    """A syntactically valid address (no DNS look-up: the shop may run offline)."""
+    if not email or len(email) > 254:
+        return False
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def password_problem(password: str, email: str = "") -> str | None:
+    """Why a password is too weak, or None."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        return f"Use at least {MIN_PASSWORD} characters."
+    if len(password) > MAX_PASSWORD:
+        return f"Use at most {MAX_PASSWORD} characters."
+    if password.lower() in COMMON_PASSWORDS or len(set(password)) < 4:
+        return "That password is too easy to guess; choose another."
+    local = email.split("@")[0].lower() if email else ""
+    if local and len(local) >= 4 and local in password.lower():
+        return "Do not use your email address in your password."
+    if not (re.search(r"[A-Za-z]", password) and re.search(r"[^A-Za-z]", password)):
+        return "Mix letters with numbers or symbols."
+    return None
+
+
+def hash_password(password: str) -> str:
+    """scrypt (Werkzeug's default): memory-hard, no extra dependency."""
+    return generate_password_hash(password, method="scrypt")
+
+
+def find_by_email(email: str) -> User | None:
+    return db.session.execute(select(User).where(User.email == normalise_email(email))
+                              ).scalar_one_or_none()
+
+
+def register(email: str, password: str, name: str = "", role: str = "customer") -> User:
+    """Create an account; ValidationError lists every problem (including a taken email)."""
+    email = normalise_email(email if isinstance(email, str) else "")
+    name = " ".join((name if isinstance(name, str) else "").split())
+    errors: dict[str, str] = {}
+    if not valid_email(email):
+        errors["email"] = "Enter a valid email address."
+    problem = password_problem(password, email)
+    if problem:
+        errors["password"] = problem
+    if len(name) > 120:
+        errors["name"] = "Use at most 120 characters."
+    if role not in ROLES:
+        errors["role"] = "Unknown role."
+    if not errors and find_by_email(email) is not None:
+        errors["email"] = "An account with this email already exists. Log in instead?"
+    if errors:
+        raise ValidationError(errors)
+    try:
+        with write_transaction():
+            user = User(email=email, password_hash=hash_password(password), name=name, role=role)
+            db.session.add(user)
+            db.session.flush()
+            user_id = user.id
+    except IntegrityError as exc:
+        raise ValidationError({"email": "An account with this email already exists."}) from exc
+    return db.session.get(User, user_id)
+
+
+def authenticate(email: str, password: str) -> User:
+    """The active user with this email and password; AuthError otherwise (one message for all)."""
+    user = find_by_email(email) if isinstance(email, str) else None
+    if user is None or not isinstance(password, str):
+        check_password_hash(_DUMMY_HASH, password if isinstance(password, str) else "")
+        raise AuthError("Wrong email or password.")
+    if not check_password_hash(user.password_hash, password) or not user.active:
+        raise AuthError("Wrong email or password.")
+    return user
+
+
+def _reset_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="password-reset")
+
+
+def _fingerprint(user: User) -> str:
+    # Changes when the password changes, so a used link stops working: single use.
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def reset_token(user: User) -> str:
+    return _reset_serializer().dumps({"uid": user.id, "fp": _fingerprint(user)})
+
+
+def user_for_reset_token(token: str) -> User:
+    """The user a reset link belongs to; NotFound when it is invalid, used or expired."""
+    max_age = int(current_app.config["PASSWORD_RESET_HOURS"]) * 3600
+    try:
+        data = _reset_serializer().loads(token, max_age=max_age)
+    except SignatureExpired as exc:
+        raise NotFound("This reset link has expired. Ask for a new one.") from exc
+    except BadSignature as exc:
+        raise NotFound("This reset link is not valid. Ask for a new one.") from exc
+    user = db.session.get(User, data.get("uid")) if isinstance(data, dict) else None
+    if user is None or not user.active or data.get("fp") != _fingerprint(user):
+        raise NotFound("This reset link was already used or is not valid. Ask for a new one.")
+    return user
+
+
+def set_password(user_id: int, password: str) -> None:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("That account does not exist.")
+    problem = password_problem(password, user.email)
+    if problem:
+        raise ValidationError({"password": problem})
+    with write_transaction():
+        user = db.session.get(User, user_id)
+        user.password_hash = hash_password(password)
+
+
+def change_password(user_id: int, current: str, new: str) -> None:
+    user = db.session.get(User, user_id)
+    if user is None or not check_password_hash(user.password_hash, current or ""):
+        raise ValidationError({"current_password": "Your current password is not right."})
+    set_password(user_id, new)
+
+
+def update_profile(user_id: int, name: str, email: str, current_password: str) -> User:
+    """Change name and email; changing the email needs the current password."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("That account does not exist.")
+    email = normalise_email(email)
+    name = " ".join((name or "").split())
+    errors: dict[str, str] = {}
+    if len(name) > 120:
+        errors["name"] = "Use at most 120 characters."
+    if not valid_email(email):
+        errors["email"] = "Enter a valid email address."
+    elif email != user.email:
+        if not check_password_hash(user.password_hash, current_password or ""):
+            errors["current_password"] = "Enter your current password to change your email."
+        elif db.session.execute(select(func.count(User.id)).where(User.email == email)
+                                ).scalar_one():
+            errors["email"] = "Another account uses that email."
+    if errors:
+        raise ValidationError(errors)
+    try:
+        with write_transaction():
+            user = db.session.get(User, user_id)
+            user.name = name
+            user.email = email
+    except IntegrityError as exc:
+        raise ValidationError({"email": "Another account uses that email."}) from exc
+    return db.session.get(User, user_id)
+
+
+def create_admin(email: str, password: str, role: str = "admin") -> User:
+    """The CLI's create-admin: make (or promote) a staff account."""
+    existing = find_by_email(email)
+    if existing is None:
+        return register(email, password, name="Administrator", role=role)
+    problem = password_problem(password, existing.email)
+    if problem:
+        raise ValidationError({"password": problem})
+    with write_transaction():
+        user = db.session.get(User, existing.id)
+        user.role = role
+        user.active = True
+        user.password_hash = hash_password(password)
+    return db.session.get(User, existing.id)

@@ -1,0 +1,106 @@
+"""Postal addresses: validation shared by checkout, the account pages and the API."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import ADDRESS_FIELDS, Address
+from .countries import COUNTRIES
+from .database import write_transaction
+from .errors import NotFound, ValidationError
+
+REQUIRED = ("name", "line1", "city", "postal_code", "country")
+LIMITS = {"name": 120, "line1": 200, "line2": 200, "city": 120, "region": 120,
+          "postal_code": 32, "country": 2, "phone": 40}
+LABELS = {"name": "Full name", "line1": "Address line 1", "line2": "Address line 2",
+          "city": "City", "region": "State / region", "postal_code": "Postal code",
+          "country": "Country", "phone": "Phone"}
+
+
+def clean(data: Mapping[str, object] | None, prefix: str = "") -> dict[str, str]:
+    """A validated address dict; raise ValidationError naming each bad field."""
+    data = data or {}
+    out: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name in ADDRESS_FIELDS:
+        raw = data.get(name)
+        if raw is not None and not isinstance(raw, str):
+            errors[prefix + name] = f"{LABELS[name]} must be text."
+            continue
+        value = " ".join((raw or "").split())
+        if name == "country":
+            value = value.upper()
+        if name in REQUIRED and not value:
+            errors[prefix + name] = f"Enter the {LABELS[name].lower()}."
+        elif len(value) > LIMITS[name]:
+            errors[prefix + name] = f"{LABELS[name]} is too long (at most {LIMITS[name]})."
+        elif name == "country" and value not in COUNTRIES:
+            errors[prefix + name] = "Choose a country (a two-letter ISO code such as US)."
+        out[name] = value
+    if errors:
+        raise ValidationError(errors)
+    return out
+
+
+def for_user(user_id: int) -> list[Address]:
+    return list(db.session.execute(select(Address).where(Address.user_id == user_id)
+                                   .order_by(Address.is_default.desc(), Address.id)).scalars())
+
+
+def get_owned(user_id: int, address_id: int) -> Address:
+    """The user's address; another user's is reported as not found."""
+    address = db.session.execute(select(Address).where(
+        Address.id == address_id, Address.user_id == user_id)).scalar_one_or_none()
+    if address is None:
+        raise NotFound("That address does not exist.")
+    return address
+
+
+def save(user_id: int, data: Mapping[str, object], address_id: int | None = None,
+         make_default: bool = False) -> Address:
+    """Create or edit a saved address; the first one becomes the default."""
+    values = clean(data)
+    with write_transaction():
+        if address_id is None:
+            address = Address(user_id=user_id, **values)
+            db.session.add(address)
+        else:
+            address = get_owned(user_id, address_id)
+            for key, value in values.items():
+                setattr(address, key, value)
+        has_default = db.session.execute(select(Address.id).where(
+            Address.user_id == user_id, Address.is_default.is_(True))).first()
+        if make_default or not has_default:
+            db.session.flush()
+            _set_default(user_id, address.id)
+        db.session.flush()
+        saved_id = address.id
+    return db.session.get(Address, saved_id)
+
+
+def _set_default(user_id: int, address_id: int) -> None:
+    db.session.execute(update(Address).where(Address.user_id == user_id)
+                       .values(is_default=(Address.id == address_id))
+                       .execution_options(synchronize_session=False))
+
+
+def make_default(user_id: int, address_id: int) -> None:
+    with write_transaction():
+        get_owned(user_id, address_id)
+        _set_default(user_id, address_id)
+
+
+def delete(user_id: int, address_id: int) -> None:
+    """Delete a saved address; another becomes the default if it was."""
+    with write_transaction():
+        address = get_owned(user_id, address_id)
+        was_default = address.is_default
+        db.session.delete(address)
+        db.session.flush()
+        if was_default:
+            other = db.session.execute(select(Address.id).where(Address.user_id == user_id)
+                                       .order_by(Address.id)).scalar()
+            if other:
+                _set_default(user_id, other)

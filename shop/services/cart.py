@@ -1,0 +1,344 @@
+"""Carts: a customer's in the database, a guest's referenced from the signed session cookie.
+A cart holds no stock; quantities are bounded by stock and by MAX_LINE_QUANTITY."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from flask import current_app
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import Cart, CartLine, Product, ProductImage, Variant, utcnow
+from . import coupons, pricing
+from .database import write_transaction
+from .errors import CouponInvalid, CouponUsedUp, NotFound, OutOfStock, ValidationError
+from .pricing import Quote
+
+
+@dataclass(frozen=True)
+class CartOwner:
+    """Who a cart belongs to: a customer (user_id) or a guest (token in the signed cookie)."""
+
+    user_id: int | None = None
+    token: str | None = None
+
+    @staticmethod
+    def new_guest_token() -> str:
+        return secrets.token_urlsafe(24)
+
+
+@dataclass
+class CartLineView:
+    id: int
+    variant_id: int
+    sku: str
+    name: str
+    options: dict
+    variant_label: str
+    product_slug: str
+    image_path: str | None
+    image_alt: str
+    unit_price: Decimal
+    quantity: int
+    line_total: Decimal
+    stock_quantity: int
+    max_quantity: int
+    problem: str | None = None
+
+
+@dataclass
+class CartView:
+    """A priced cart, as the cart page, checkout and the API show it."""
+
+    id: int | None
+    lines: list[CartLineView]
+    quote: Quote
+    coupon_code: str | None
+    coupon_message: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def item_count(self) -> int:
+        return sum(line.quantity for line in self.lines)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.lines
+
+
+def max_quantity() -> int:
+    return int(current_app.config["MAX_LINE_QUANTITY"])
+
+
+def _cart_filter(owner: CartOwner):
+    if owner.user_id:
+        return Cart.user_id == owner.user_id
+    if owner.token:
+        return Cart.token == owner.token
+    return None
+
+
+def find_cart(owner: CartOwner) -> Cart | None:
+    criterion = _cart_filter(owner)
+    if criterion is None:
+        return None
+    return db.session.execute(select(Cart).where(criterion)).scalar_one_or_none()
+
+
+def _get_or_create(owner: CartOwner) -> Cart:
+    """The owner's cart, created when missing. Only flushes (inside the caller's transaction)."""
+    cart = find_cart(owner)
+    if cart is not None:
+        return cart
+    if not owner.user_id and not owner.token:
+        raise ValueError("a cart needs a user or a guest token")
+    try:
+        with db.session.begin_nested():
+            cart = Cart(user_id=owner.user_id, token=None if owner.user_id else owner.token)
+            db.session.add(cart)
+    except IntegrityError:  # another request of the same shopper created it first
+        cart = find_cart(owner)
+        assert cart is not None
+    return cart
+
+
+def item_count(owner: CartOwner) -> int:
+    """Units in the owner's cart (one query), for the header."""
+    criterion = _cart_filter(owner)
+    if criterion is None:
+        return 0
+    return int(db.session.execute(
+        select(func.coalesce(func.sum(CartLine.quantity), 0))
+        .join(Cart, Cart.id == CartLine.cart_id).where(criterion)).scalar_one())
+
+
+def parse_quantity(raw: object, *, allow_zero: bool = False) -> int:
+    """A quantity from a form or JSON: a whole number from 1 (or 0) to the maximum."""
+    top = max_quantity()
+    low = 0 if allow_zero else 1
+    message = f"Enter a quantity from {low} to {top}."
+    if isinstance(raw, bool):
+        raise ValidationError({"quantity": message})
+    if isinstance(raw, int):
+        value = raw
+    else:
+        text = str(raw if raw is not None else "").strip()
+        if not text.isdigit():
+            raise ValidationError({"quantity": message})
+        value = int(text)
+    if not low <= value <= top:
+        raise ValidationError({"quantity": message})
+    return value
+
+
+def _variant_for(variant_id: int | None = None, sku: str | None = None) -> Variant:
+    stmt = select(Variant).join(Product).where(Product.active.is_(True))
+    if variant_id is not None:
+        stmt = stmt.where(Variant.id == variant_id)
+    elif sku:
+        stmt = stmt.where(Variant.sku == sku.strip())
+    else:
+        raise ValidationError({"variant_id": "Choose a product option."})
+    variant = db.session.execute(stmt).scalar_one_or_none()
+    if variant is None:
+        field_name = "variant_id" if variant_id is not None else "sku"
+        raise NotFound("That product option does not exist.", field=field_name)
+    return variant
+
+
+def _check_stock(variant: Variant, quantity: int) -> None:
+    if quantity > variant.stock_quantity:
+        if variant.stock_quantity <= 0:
+            raise OutOfStock("Sorry, that item is out of stock.", field="quantity",
+                             details={"available": 0, "sku": variant.sku})
+        raise OutOfStock(f"Only {variant.stock_quantity} left in stock.", field="quantity",
+                         details={"available": variant.stock_quantity, "sku": variant.sku})
+
+
+def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
+             sku: str | None = None) -> CartLine:
+    """Add units of a variant (by id or SKU); the line's total is bounded by stock and 99."""
+    qty = parse_quantity(quantity)
+    with write_transaction():
+        variant = _variant_for(variant_id, sku)
+        cart = _get_or_create(owner)
+        line = db.session.execute(select(CartLine).where(
+            CartLine.cart_id == cart.id, CartLine.variant_id == variant.id)).scalar_one_or_none()
+        new_quantity = qty + (line.quantity if line else 0)
+        if new_quantity > max_quantity():
+            raise ValidationError({"quantity": f"A cart line holds at most {max_quantity()}."})
+        _check_stock(variant, new_quantity)
+        if line is None:
+            line = CartLine(cart_id=cart.id, variant_id=variant.id, quantity=new_quantity)
+            db.session.add(line)
+        else:
+            line.quantity = new_quantity
+        cart.updated_at = utcnow()
+        db.session.flush()
+        line_id = line.id
+    return db.session.get(CartLine, line_id)
+
+
+def _owned_line(owner: CartOwner, line_id: int) -> CartLine:
+    criterion = _cart_filter(owner)
+    line = None
+    if criterion is not None:
+        line = db.session.execute(select(CartLine).join(Cart).where(
+            CartLine.id == line_id, criterion)).scalar_one_or_none()
+    if line is None:
+        raise NotFound("That line is not in your cart.", field="line")
+    return line
+
+
+def update_line(owner: CartOwner, line_id: int, quantity: object, *,
+                allow_zero: bool = False) -> CartLine | None:
+    """Set a line's quantity (bounded by stock); zero removes it when `allow_zero`."""
+    qty = parse_quantity(quantity, allow_zero=allow_zero)
+    with write_transaction():
+        line = _owned_line(owner, line_id)
+        if qty == 0:
+            db.session.delete(line)
+            return None
+        variant = db.session.get(Variant, line.variant_id)
+        _check_stock(variant, qty)
+        line.quantity = qty
+        db.session.flush()
+        line_id = line.id
+    return db.session.get(CartLine, line_id)
+
+
+def remove_line(owner: CartOwner, line_id: int) -> None:
+    """Take a line out of the cart."""
+    with write_transaction():
+        db.session.delete(_owned_line(owner, line_id))
+
+
+def apply_coupon(owner: CartOwner, code: str, *, email: str | None = None) -> str:
+    """Check a coupon against the cart and keep it; returns the normalised code."""
+    if not coupons.normalise_code(code):
+        raise ValidationError({"code": "Enter a coupon code."})
+    with write_transaction():
+        cart = _get_or_create(owner)
+        subtotal = _subtotal(cart.id)
+        coupon = coupons.validate(code, subtotal, user_id=owner.user_id, email=email,
+                                  currency=current_app.config["CURRENCY"])
+        cart.coupon_code = coupon.code
+        return coupon.code
+
+
+def remove_coupon(owner: CartOwner) -> None:
+    with write_transaction():
+        cart = find_cart(owner)
+        if cart is not None:
+            cart.coupon_code = None
+
+
+def _subtotal(cart_id: int) -> Decimal:
+    rows = db.session.execute(select(Variant.price, CartLine.quantity).join(
+        CartLine, CartLine.variant_id == Variant.id).where(CartLine.cart_id == cart_id)).all()
+    return pricing.quote(rows, rules=pricing.PricingRules.from_config()).subtotal
+
+
+def load_lines(cart_id: int) -> list[CartLineView]:
+    """The cart's lines with current prices and stock (one query)."""
+    first_image = (select(ProductImage.path).where(ProductImage.product_id == Product.id)
+                   .order_by(ProductImage.position, ProductImage.id).limit(1)
+                   .scalar_subquery())
+    rows = db.session.execute(
+        select(CartLine.id, CartLine.quantity, Variant.id.label("variant_id"), Variant.sku,
+               Variant.options, Variant.price, Variant.stock_quantity, Product.name,
+               Product.slug, Product.active, first_image.label("image_path"))
+        .join(Variant, Variant.id == CartLine.variant_id)
+        .join(Product, Product.id == Variant.product_id)
+        .where(CartLine.cart_id == cart_id).order_by(CartLine.id)).all()
+    views = []
+    top = max_quantity()
+    for r in rows:
+        options = r.options or {}
+        problem = None
+        if not r.active:
+            problem = f"{r.name} is no longer sold; please remove it."
+        elif r.stock_quantity <= 0:
+            problem = f"{r.name} is now out of stock; please remove it."
+        elif r.quantity > r.stock_quantity:
+            problem = f"Only {r.stock_quantity} of {r.name} left; please lower the quantity."
+        views.append(CartLineView(
+            id=r.id, variant_id=r.variant_id, sku=r.sku, name=r.name, options=options,
+            variant_label=" / ".join(str(v) for v in options.values()),
+            product_slug=r.slug, image_path=r.image_path, image_alt=r.name,
+            unit_price=r.price, quantity=r.quantity,
+            line_total=pricing.line_total(r.price, r.quantity),
+            stock_quantity=r.stock_quantity, max_quantity=max(1, min(top, r.stock_quantity)),
+            problem=problem))
+    return views
+
+
+def view(owner: CartOwner, shipping_method: str = "standard", *,
+         email: str | None = None) -> CartView:
+    """The owner's cart, priced now. A coupon that no longer applies is reported, not applied."""
+    if shipping_method not in pricing.SHIPPING_METHODS:
+        shipping_method = "standard"
+    rules = pricing.PricingRules.from_config()
+    cart = find_cart(owner)
+    if cart is None:
+        return CartView(None, [], pricing.quote([], None, shipping_method, rules), None)
+    lines = load_lines(cart.id)
+    raw = [(line.unit_price, line.quantity) for line in lines]
+    terms, message = None, None
+    if cart.coupon_code:
+        subtotal = pricing.quote(raw, None, shipping_method, rules).subtotal
+        try:
+            coupon = coupons.validate(cart.coupon_code, subtotal, user_id=owner.user_id,
+                                      email=email, currency=current_app.config["CURRENCY"])
+            terms = coupons.terms(coupon)
+        except (CouponInvalid, CouponUsedUp) as exc:
+            message = exc.message
+    quote = pricing.quote(raw, terms, shipping_method, rules)
+    problems = [line.problem for line in lines if line.problem]
+    return CartView(cart.id, lines, quote, cart.coupon_code, message, problems)
+
+
+def merge_guest_cart(token: str | None, user_id: int) -> None:
+    """On login: the guest's lines join the customer's cart; quantities add up, capped by stock
+    and the line maximum; the guest's coupon is kept when the customer's cart has none."""
+    if not token:
+        return
+    with write_transaction():
+        guest = db.session.execute(select(Cart).options(selectinload(Cart.lines))
+                                   .where(Cart.token == token)).scalar_one_or_none()
+        if guest is None or guest.user_id is not None:
+            return
+        cart = _get_or_create(CartOwner(user_id=user_id))
+        existing = {line.variant_id: line for line in db.session.execute(
+            select(CartLine).where(CartLine.cart_id == cart.id)).scalars()}
+        top = max_quantity()
+        for line in guest.lines:
+            stock = db.session.execute(select(Variant.stock_quantity)
+                                       .where(Variant.id == line.variant_id)).scalar_one()
+            target = existing.get(line.variant_id)
+            quantity = min(line.quantity + (target.quantity if target else 0), top,
+                           max(stock, 0))
+            if quantity <= 0:
+                continue
+            if target:
+                target.quantity = quantity
+            else:
+                db.session.add(CartLine(cart_id=cart.id, variant_id=line.variant_id,
+                                        quantity=quantity))
+        if guest.coupon_code and not cart.coupon_code:
+            cart.coupon_code = guest.coupon_code
+        db.session.flush()
+        db.session.execute(delete(CartLine).where(CartLine.cart_id == guest.id))
+        db.session.execute(delete(Cart).where(Cart.id == guest.id))
+
+
+def clear(cart_id: int) -> None:
+    """Empty a cart after its order was placed. Only flushes."""
+    db.session.execute(delete(CartLine).where(CartLine.cart_id == cart_id))
+    cart = db.session.get(Cart, cart_id)
+    if cart is not None:
+        cart.coupon_code = None

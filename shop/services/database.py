@@ -1,0 +1,95 @@
+"""Transactions and engine settings: one place that knows SQLite from MySQL."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from ..extensions import db
+
+T = TypeVar("T")
+
+# MySQL/MariaDB: deadlock found, lock wait timeout. Both roll back and are safe to retry.
+RETRYABLE_MYSQL_ERRORS = {1213, 1205}
+
+
+def configure_engine(engine: Engine) -> None:
+    """SQLite: foreign keys, WAL, a busy timeout and BEGIN IMMEDIATE for write transactions."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # We issue BEGIN ourselves (below), so pysqlite's own transaction handling is off.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        # A write transaction takes the write lock up front: two checkouts that both read and
+        # then write would otherwise fail with "database is locked" instead of waiting.
+        immediate = connection.get_execution_options().get("write")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """Run the block as one transaction on the primary: commit on success, roll back on error.
+
+    A service that performs one user action owns its transaction through this; the helpers it
+    calls only flush.
+    """
+    session = db.session
+    # Whatever the request read so far ends here, so the write sees the newest committed rows.
+    session.rollback()
+    from . import routing
+
+    routing.mark_write()
+    session.connection(execution_options={"write": True})
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def retrying(action: Callable[[], T], attempts: int = 5) -> T:
+    """Run a write action again when MySQL rolled it back for a deadlock or lock timeout."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except OperationalError as exc:
+            code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+            if code not in RETRYABLE_MYSQL_ERRORS or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (2 ** attempt))
+    raise AssertionError("unreachable")
+
+
+def configure_replica(app, url: str) -> None:
+    """Route allowed catalog reads to DATABASE_REPLICA_URL."""
+    from .routing import install_replica
+
+    options = {k: v for k, v in app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()}
+    engine = install_replica(app, url, options)
+    configure_engine(engine)
+
+
+def is_mysql() -> bool:
+    return db.engine.dialect.name in ("mysql", "mariadb")
+
+
+def is_sqlite() -> bool:
+    return db.engine.dialect.name == "sqlite"

@@ -1,0 +1,103 @@
+"""Domain errors, in one module. HTML shows them next to a field or as a message; the API maps
+`kind` to a status (invalid 422, conflict 409, not_found 404, forbidden 403) and `code` to the
+error envelope's code."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ShopError(Exception):
+    """A business rule refused an action; nothing was changed."""
+
+    code = "error"
+    kind = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None,
+                 details: dict[str, Any] | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details or {}
+        if code:
+            self.code = code
+
+
+class ValidationError(ShopError):
+    """Input that cannot be accepted; `errors` maps field names to messages."""
+
+    code = "validation_error"
+
+    def __init__(self, errors: dict[str, str], message: str | None = None) -> None:
+        super().__init__(message or "Please correct the highlighted fields.",
+                         details={"fields": errors})
+        self.errors = errors
+
+
+class NotFound(ShopError):
+    code = "not_found"
+    kind = "not_found"
+
+
+class Forbidden(ShopError):
+    code = "forbidden"
+    kind = "forbidden"
+
+
+class OutOfStock(ShopError):
+    code = "out_of_stock"
+    kind = "conflict"
+
+
+class CouponInvalid(ShopError):
+    """Unknown, inactive, expired, not yet valid, or below its minimum."""
+
+    code = "coupon_invalid"
+    kind = "invalid"
+
+
+class CouponUsedUp(ShopError):
+    """Valid, but its total or per-customer limit is reached."""
+
+    code = "coupon_used_up"
+    kind = "conflict"
+
+
+class CartEmpty(ShopError):
+    code = "cart_empty"
+    kind = "conflict"
+
+
+class CartChanged(ShopError):
+    """The cart or its prices changed after the shopper reviewed the order."""
+
+    code = "cart_changed"
+    kind = "conflict"
+
+
+class InvalidTransition(ShopError):
+    code = "invalid_transition"
+    kind = "conflict"
+
+
+class IdempotencyConflict(ShopError):
+    """The same Idempotency-Key is still being served."""
+
+    code = "idempotency_in_progress"
+    kind = "conflict"
+
+
+class IdempotencyMismatch(ShopError):
+    """The same Idempotency-Key was used with another body."""
+
+    code = "idempotency_key_reused"
+    kind = "invalid"
+
+
+class PaymentError(ShopError):
+    code = "payment_error"
+    kind = "conflict"
+
+
+class AuthError(ShopError):
+    code = "invalid_credentials"
+    kind = "unauthorized"

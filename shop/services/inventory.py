@@ -1,0 +1,67 @@
+"""Stock: taken atomically by one conditional UPDATE on the primary, released exactly once."""
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import StockAdjustment, Variant
+from .errors import NotFound, OutOfStock, ValidationError
+
+
+def reserve(variant_id: int, quantity: int) -> None:
+    """Take stock atomically; raise OutOfStock when not enough is left. Only flushes."""
+    result = db.session.execute(
+        update(Variant)
+        .where(Variant.id == variant_id, Variant.stock_quantity >= quantity)
+        .values(stock_quantity=Variant.stock_quantity - quantity)
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        row = db.session.execute(select(Variant.sku, Variant.stock_quantity)
+                                 .where(Variant.id == variant_id)).first()
+        left = row.stock_quantity if row else 0
+        raise OutOfStock(
+            f"Only {left} of {row.sku if row else 'this item'} left." if left
+            else f"{row.sku if row else 'This item'} is out of stock.",
+            details={"variant_id": variant_id, "requested": quantity, "available": left})
+
+
+def release(variant_id: int, quantity: int) -> None:
+    """Put units back on hand (an order was cancelled or refunded). Only flushes."""
+    db.session.execute(
+        update(Variant).where(Variant.id == variant_id)
+        .values(stock_quantity=Variant.stock_quantity + quantity)
+        .execution_options(synchronize_session=False))
+
+
+def adjust(variant_id: int, delta: int, reason: str, actor_id: int | None = None) -> int:
+    """Staff receive (+) or write off (-) units; recorded in the stock ledger. Returns the new
+    on-hand quantity. Relative, so a checkout running at the same moment is not overwritten.
+    Only flushes."""
+    if delta == 0:
+        return db.session.execute(select(Variant.stock_quantity)
+                                  .where(Variant.id == variant_id)).scalar_one()
+    stmt = update(Variant).where(Variant.id == variant_id)
+    if delta < 0:
+        stmt = stmt.where(Variant.stock_quantity >= -delta)
+    result = db.session.execute(stmt.values(stock_quantity=Variant.stock_quantity + delta)
+                                .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        if db.session.get(Variant, variant_id) is None:
+            raise NotFound("That variant does not exist.")
+        raise ValidationError({"stock_quantity": "Stock cannot go below zero."})
+    db.session.add(StockAdjustment(variant_id=variant_id, delta=delta, reason=reason,
+                                   actor_id=actor_id))
+    db.session.flush()
+    return db.session.execute(select(Variant.stock_quantity)
+                              .where(Variant.id == variant_id)).scalar_one()
+
+
+def set_stock(variant_id: int, quantity: int, reason: str, actor_id: int | None = None) -> int:
+    """Staff set the on-hand count; recorded as the difference. Only flushes."""
+    if quantity < 0:
+        raise ValidationError({"stock_quantity": "Stock cannot go below zero."})
+    current = db.session.execute(select(Variant.stock_quantity)
+                                 .where(Variant.id == variant_id)).scalar_one_or_none()
+    if current is None:
+        raise NotFound("That variant does not exist.")
+    return adjust(variant_id, quantity - current, reason, actor_id)

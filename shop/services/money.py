@@ -1,0 +1,57 @@
+"""Money: Decimal from form to column to JSON string. Rounding lives here and only here."""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+# Currencies whose minor unit is not the cent (Stripe's list of zero-decimal currencies).
+ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
+                "VND", "VUV", "XAF", "XOF", "XPF"}
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$"}
+
+
+def quantize(amount: Decimal | int | str) -> Decimal:
+    """Round to cents, half up."""
+    return Decimal(amount).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def parse_money(text: str | None) -> Decimal | None:
+    """A shopper's or staff's amount ("12.5", " 12 ") as Decimal, or None when it is not one."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value < 0 or value > Decimal("9999999999.99"):
+        return None
+    return quantize(value)
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """Stripe's integer amount: cents for USD, whole yen for JPY."""
+    if currency.upper() in ZERO_DECIMAL:
+        return int(amount.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+    return int((quantize(amount) * 100).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def from_minor_units(amount: int, currency: str) -> Decimal:
+    """The inverse of `to_minor_units`."""
+    if currency.upper() in ZERO_DECIMAL:
+        return Decimal(amount).quantize(CENT)
+    return (Decimal(amount) / 100).quantize(CENT)
+
+
+def to_string(amount: Decimal | None) -> str | None:
+    """The API's form: "12.50"."""
+    return None if amount is None else str(quantize(amount))
+
+
+def format_money(amount: Decimal | None, currency: str = "USD") -> str:
+    """For people: "$1,234.50"."""
+    if amount is None:
+        return ""
+    symbol = SYMBOLS.get(currency.upper())
+    text = f"{quantize(amount):,.2f}"
+    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"

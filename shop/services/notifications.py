@@ -1,0 +1,49 @@
+"""Messages to shoppers and staff. Each function is a job: it takes ids and loads what it needs."""
+from __future__ import annotations
+
+from flask import current_app, render_template, url_for
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Order, Variant
+from . import mail, orders
+
+
+def _order_url(order: Order) -> str:
+    return url_for("orders.detail", number=order.number,
+                   token=orders.guest_link_token(order), _external=True)
+
+
+def order_confirmation(order_id: int) -> None:
+    """The "thank you, here is your order" email, text and HTML."""
+    order = db.session.get(Order, order_id)
+    if order is None:
+        return
+    context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"]}
+    mail.send(order.email, f"Your order {order.number}",
+              render_template("mail/order_confirmation.txt", **context),
+              render_template("mail/order_confirmation.html", **context))
+
+
+def order_status_changed(order_id: int) -> None:
+    """Tell the customer their order moved (paid, shipped, delivered, cancelled, refunded)."""
+    order = db.session.get(Order, order_id)
+    if order is None:
+        return
+    context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"],
+               "status_label": orders.STATUS_LABELS.get(order.status, order.status)}
+    mail.send(order.email, f"Order {order.number}: {context['status_label']}",
+              render_template("mail/order_status.txt", **context),
+              render_template("mail/order_status.html", **context))
+
+
+def low_stock_alert(variant_ids: list[int]) -> None:
+    """Tell staff which variants are at or below their low-stock threshold."""
+    variants = list(db.session.execute(
+        select(Variant).where(Variant.id.in_(variant_ids),
+                              Variant.stock_quantity <= Variant.low_stock_threshold)).scalars())
+    if not variants:
+        return
+    lines = [f"- {v.sku} ({v.product.name} {v.label}): {v.stock_quantity} left" for v in variants]
+    mail.send(current_app.config["STAFF_ALERT_EMAIL"], f"Low stock: {len(variants)} item(s)",
+              "These items are running low:\n\n" + "\n".join(lines) + "\n")

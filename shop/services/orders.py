@@ -1,0 +1,180 @@
+"""The order state machine: every status change of every order goes through `transition`."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import Order, OrderEvent, OrderLine, Payment, Shipment, utcnow
+from . import coupons, inventory
+from .database import retrying, write_transaction
+from .errors import InvalidTransition, NotFound, ValidationError
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "pending": ("paid", "cancelled"),
+    "paid": ("processing", "shipped", "refunded"),
+    "processing": ("shipped", "refunded"),
+    "shipped": ("delivered", "refunded"),
+    "delivered": ("refunded",),
+    "cancelled": (),
+    "refunded": (),
+}
+ACTION_LABELS = {"paid": "Mark paid", "processing": "Mark processing", "shipped": "Mark shipped",
+                 "delivered": "Mark delivered", "cancelled": "Cancel", "refunded": "Refund"}
+STATUS_LABELS = {"pending": "Awaiting payment", "paid": "Paid", "processing": "Processing",
+                 "shipped": "Shipped", "delivered": "Delivered", "cancelled": "Cancelled",
+                 "refunded": "Refunded"}
+# Orders in these statuses hold no stock (SPEC section 4's invariant).
+RELEASED_STATUSES = ("cancelled", "refunded")
+NUMBER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who changes an order: a user, or the system ("stripe", "expiry")."""
+
+    user_id: int | None = None
+    label: str = "system"
+
+
+def allowed(status: str) -> tuple[str, ...]:
+    return TRANSITIONS.get(status, ())
+
+
+def new_number() -> str:
+    """Human-friendly and unguessable: "SO-7K3M9Q2P"."""
+    return "SO-" + "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(8))
+
+
+def load(number: str) -> Order:
+    """An order with its lines, events, shipments and payments."""
+    order = db.session.execute(
+        select(Order).options(selectinload(Order.lines), selectinload(Order.events),
+                              selectinload(Order.shipments), selectinload(Order.payments))
+        .where(Order.number == number)).scalar_one_or_none()
+    if order is None:
+        raise NotFound("That order does not exist.")
+    return order
+
+
+def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
+               carrier: str | None = None, tracking_number: str | None = None) -> Order:
+    """Move an order to `to_status` if the state machine allows it from its current status,
+    recording the event; cancelling or refunding releases its stock (and a cancelled order's
+    coupon use) exactly once. Concurrent calls cannot both succeed from the same status."""
+    if to_status not in TRANSITIONS:
+        raise ValidationError({"status": f"Unknown status {to_status!r}."})
+    carrier = (carrier or "").strip()
+    tracking_number = (tracking_number or "").strip()
+    if to_status == "shipped" and (not carrier or not tracking_number):
+        errors = {}
+        if not carrier:
+            errors["carrier"] = "Enter the carrier."
+        if not tracking_number:
+            errors["tracking_number"] = "Enter the tracking number."
+        raise ValidationError(errors)
+
+    def run() -> int:
+        with write_transaction():
+            apply_transition(order_id, to_status, actor, note, carrier=carrier,
+                             tracking_number=tracking_number)
+        return order_id
+
+    retrying(run)
+    return db.session.get(Order, order_id)
+
+
+def apply_transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
+                     carrier: str = "", tracking_number: str = "") -> str:
+    """The transition inside the caller's transaction; returns the previous status."""
+    current = db.session.execute(select(Order.status).where(Order.id == order_id)).scalar()
+    if current is None:
+        raise NotFound("That order does not exist.")
+    if to_status not in allowed(current):
+        raise InvalidTransition(
+            f"This order is {STATUS_LABELS[current].lower()}; it cannot become "
+            f"{STATUS_LABELS[to_status].lower()}.",
+            details={"from": current, "to": to_status, "allowed": list(allowed(current))})
+    values: dict = {"status": to_status, "updated_at": utcnow()}
+    if to_status == "paid":
+        values["paid_at"] = utcnow()
+    result = db.session.execute(update(Order).where(Order.id == order_id,
+                                                    Order.status == current)
+                                .values(**values).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # someone else moved it first
+        raise InvalidTransition("The order changed while you were working on it; reload it.",
+                                details={"from": current, "to": to_status})
+    db.session.add(OrderEvent(order_id=order_id, from_status=current, to_status=to_status,
+                              actor_id=actor.user_id, actor=actor.label, note=note[:2000]))
+    if to_status == "shipped":
+        db.session.add(Shipment(order_id=order_id, carrier=carrier[:80],
+                                tracking_number=tracking_number[:120]))
+    if to_status == "paid":
+        db.session.execute(update(Payment).where(Payment.order_id == order_id,
+                                                 Payment.status == "pending")
+                           .values(status="succeeded", updated_at=utcnow())
+                           .execution_options(synchronize_session=False))
+    if to_status in RELEASED_STATUSES:
+        release_stock(order_id, give_back_coupon=to_status == "cancelled")
+        db.session.execute(update(Payment).where(Payment.order_id == order_id,
+                                                 Payment.status.in_(("pending", "succeeded")))
+                           .values(status="refunded" if to_status == "refunded" else "cancelled",
+                                   updated_at=utcnow())
+                           .execution_options(synchronize_session=False))
+    db.session.flush()
+    db.session.expire_all()
+    return current
+
+
+def release_stock(order_id: int, *, give_back_coupon: bool) -> bool:
+    """Return an order's units to stock, once: the conditional UPDATE on `stock_released` lets
+    exactly one caller through. Only flushes."""
+    result = db.session.execute(update(Order).where(Order.id == order_id,
+                                                    Order.stock_released.is_(False))
+                                .values(stock_released=True)
+                                .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        return False
+    lines = db.session.execute(select(OrderLine.variant_id, OrderLine.quantity)
+                               .where(OrderLine.order_id == order_id)
+                               .order_by(OrderLine.variant_id)).all()
+    for line in lines:
+        if line.variant_id is not None:
+            inventory.release(line.variant_id, line.quantity)
+    if give_back_coupon:
+        coupons.release_use(order_id)
+    return True
+
+
+def guest_link_token(order: Order) -> str:
+    """A signed token that lets a guest (or anyone holding the link) view one order."""
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="order-view").dumps(
+        order.number)
+
+
+def check_guest_token(number: str, token: str | None) -> bool:
+    if not token:
+        return False
+    try:
+        return URLSafeSerializer(current_app.config["SECRET_KEY"],
+                                 salt="order-view").loads(token) == number
+    except BadSignature:
+        return False
+
+
+def for_user(user_id: int, page: int = 1, per_page: int = 20) -> tuple[list[Order], int]:
+    """A customer's orders, newest first, with the total count."""
+    from sqlalchemy import func
+
+    total = db.session.execute(select(func.count(Order.id))
+                               .where(Order.user_id == user_id)).scalar_one()
+    orders = list(db.session.execute(
+        select(Order).options(selectinload(Order.lines)).where(Order.user_id == user_id)
+        .order_by(Order.created_at.desc(), Order.id.desc())
+        .limit(per_page).offset((page - 1) * per_page)).scalars())
+    return orders, total

@@ -1,0 +1,175 @@
+"""Catalogue pages through the test client: filters, sorting, pagination, htmx, errors."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests import factories as f
+
+
+@pytest.fixture
+def catalog(app):
+    """A small tree: Clothing > Shirts, Home; products with known prices and stock."""
+    clothing = f.category("Clothing", slug="clothing")
+    shirts = f.category("Shirts", parent=clothing, slug="shirts")
+    home = f.category("Home", slug="home")
+    items = {
+        "red": f.product("Red Linen Shirt", price="30.00", stock=5, category=shirts,
+                         slug="red-linen-shirt", description="A breathable linen shirt."),
+        "blue": f.product("Blue Cotton Shirt", price="20.00", stock=0, category=shirts,
+                          slug="blue-cotton-shirt", description="Soft cotton."),
+        "scarf": f.product("Wool Scarf", price="45.00", stock=3, category=clothing,
+                           slug="wool-scarf", description="Warm merino wool."),
+        "mug": f.product("Stoneware Mug", price="12.50", stock=40, category=home,
+                         slug="stoneware-mug", description="A mug for linen lovers."),
+        "hidden": f.product("Hidden Linen Thing", price="5.00", category=home, active=False,
+                            slug="hidden-thing"),
+    }
+    return items
+
+
+def names(html: str) -> list[str]:
+    import re
+
+    return re.findall(r'<h3 class="card-title"><a href="/p/[^"]+">([^<]+)</a>', html)
+
+
+def test_listing_shows_active_products_only(client, catalog):
+    html = client.get("/products").get_data(as_text=True)
+    assert set(names(html)) == {"Red Linen Shirt", "Blue Cotton Shirt", "Wool Scarf",
+                                "Stoneware Mug"}
+    assert "4 products" in html
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("sort=price", ["Stoneware Mug", "Blue Cotton Shirt", "Red Linen Shirt", "Wool Scarf"]),
+    ("sort=-price", ["Wool Scarf", "Red Linen Shirt", "Blue Cotton Shirt", "Stoneware Mug"]),
+    ("sort=name", ["Blue Cotton Shirt", "Red Linen Shirt", "Stoneware Mug", "Wool Scarf"]),
+    ("sort=-name", ["Wool Scarf", "Stoneware Mug", "Red Linen Shirt", "Blue Cotton Shirt"]),
+])
+def test_sorting_orders_results(client, catalog, query, expected):
+    assert names(client.get(f"/products?{query}").get_data(as_text=True)) == expected
+
+
+def test_price_range_and_stock_filters(client, catalog):
+    html = client.get("/products?min_price=15&max_price=40").get_data(as_text=True)
+    assert set(names(html)) == {"Red Linen Shirt", "Blue Cotton Shirt"}
+    html = client.get("/products?in_stock=true&category=shirts").get_data(as_text=True)
+    assert names(html) == ["Red Linen Shirt"]
+
+
+def test_category_includes_subcategories(client, catalog):
+    html = client.get("/c/clothing").get_data(as_text=True)
+    assert set(names(html)) == {"Red Linen Shirt", "Blue Cotton Shirt", "Wool Scarf"}
+    assert 'href="/c/shirts"' in html  # subcategory link
+    assert set(names(client.get("/c/shirts").get_data(as_text=True))) == {
+        "Red Linen Shirt", "Blue Cotton Shirt"}
+
+
+def test_search_ranks_and_matches_prefixes(client, catalog):
+    html = client.get("/products?q=linen").get_data(as_text=True)
+    found = names(html)
+    # Name matches rank above a description-only match; inactive products never show.
+    assert found[0] == "Red Linen Shirt"
+    assert set(found) == {"Red Linen Shirt", "Stoneware Mug"}
+    assert names(client.get("/products?q=shir").get_data(as_text=True))  # prefix
+    assert "No products found" in client.get("/products?q=zzzzqqq").get_data(as_text=True)
+
+
+def test_search_ignores_query_syntax(client, catalog):
+    for q in ['"', "AND OR NOT", "*", "linen)", "-(", "%_", "NEAR(a b)"]:
+        response = client.get("/products", query_string={"q": q})
+        assert response.status_code == 200, q
+
+
+def test_pagination_edges(client, app, catalog):
+    app.config["PER_PAGE"] = 2
+    first = client.get("/products?sort=price").get_data(as_text=True)
+    assert names(first) == ["Stoneware Mug", "Blue Cotton Shirt"]
+    assert 'rel="next"' in first and 'rel="prev"' not in first
+    last = client.get("/products?sort=price&page=2").get_data(as_text=True)
+    assert names(last) == ["Red Linen Shirt", "Wool Scarf"]
+    assert 'rel="prev"' in last and 'rel="next"' not in last
+    beyond = client.get("/products?sort=price&page=3")
+    assert beyond.status_code == 404
+    assert "There is no page 3" in beyond.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("query,field_message", [
+    ("min_price=abc", "Enter a price such as 10 or 24.99."),
+    ("max_price=-5", "Enter a price such as 10 or 24.99."),
+    ("min_price=50&max_price=10", "The maximum price must be at least the minimum price."),
+    ("sort=cheapest", "Sort by one of"),
+    ("page=0", "page must be a whole number"),
+    ("page=abc", "page must be a whole number"),
+    ("in_stock=maybe", "Use in_stock=true"),
+    ("category=nope", "There is no category"),
+])
+def test_bad_parameters_get_a_clear_page(client, catalog, query, field_message):
+    response = client.get(f"/products?{query}")
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert field_message in html
+    assert "Traceback" not in html
+
+
+def test_htmx_gets_the_grid_fragment_only(client, catalog):
+    response = client.get("/products?sort=price", headers={"HX-Request": "true"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<html" not in html
+    assert html.lstrip().startswith('<section id="product-grid"')
+    assert 'id="live"' in html and 'hx-swap-oob="true"' in html
+    assert "HX-Request" in response.headers.get("Vary", "")
+    full = client.get("/products?sort=price").get_data(as_text=True)
+    assert "<html" in full and names(full) == names(html)
+
+
+def test_htmx_history_restore_gets_the_full_page(client, catalog):
+    html = client.get("/products", headers={"HX-Request": "true",
+                                            "HX-History-Restore-Request": "true"}).get_data(
+        as_text=True)
+    assert "<html" in html
+
+
+def test_filters_form_works_without_javascript(client, catalog):
+    html = client.get("/products").get_data(as_text=True)
+    assert '<form class="filters" action="/products" method="get"' in html
+    assert 'hx-push-url="true"' in html
+
+
+def test_product_page_shows_variants_and_stock(client, app):
+    item = f.product("Tee", variants=[
+        {"options": {"size": "S"}, "price": "20.00", "stock": 0},
+        {"options": {"size": "M"}, "price": "20.00", "stock": 3},
+        {"options": {"size": "L"}, "price": "22.00", "stock": 50},
+    ], slug="tee")
+    html = client.get("/p/tee").get_data(as_text=True)
+    assert "Out of stock" in html and "Only 3 left" in html and "In stock" in html
+    assert html.count('name="variant_id"') == 3
+    assert "disabled" in html
+    assert "Add to cart" in html
+    assert item.price == Decimal("20.00")
+
+
+def test_unknown_pages_are_real_404s(client, catalog):
+    for url in ("/p/nope", "/c/nope", "/nope", "/p/hidden-thing"):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert "Page not found" in response.get_data(as_text=True)
+
+
+def test_header_has_cart_link_with_count(client, catalog):
+    html = client.get("/").get_data(as_text=True)
+    assert '<a id="cart-link" class="cart-link" href="/cart">Cart <span class="cart-count">(0)</span></a>' in html
+
+
+def test_security_headers_on_pages(client, catalog):
+    response = client.get("/")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Request-ID"]
+    assert client.get("/", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
