@@ -17,7 +17,8 @@ MYSQL_URL = os.environ.get("TEST_DATABASE_URL") or ""
 
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # SHOP_TEST_DB_TAG keeps two suites running at once on one server apart.
+    return os.environ.get("SHOP_TEST_DB_TAG", "") + os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def _mysql_database_url(base: str, name: str) -> str:
