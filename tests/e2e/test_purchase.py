@@ -1,0 +1,27 @@
+"""A guest buys a product with options, with JavaScript on (htmx updates in place) and off."""
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from .flows import buy_variant_product, unique_email
+
+pytestmark = pytest.mark.e2e
+
+
+def test_guest_buys_a_variant_with_javascript(shop, page):
+    number, chosen = buy_variant_product(page, shop, unique_email("guest-js"), js=True)
+    expect(page.locator(".order-lines")).to_contain_text(chosen.name)
+    expect(page.locator(".order-lines")).to_contain_text(chosen.variant.split(" / ")[0])
+    expect(page.locator(".totals")).to_contain_text("WELCOME10")
+    expect(page.locator("#cart-link")).to_have_text("Cart (0)")
+    assert number and number in page.url
+
+
+def test_guest_buys_a_variant_without_javascript(shop, new_context):
+    page = new_context(java_script_enabled=False).new_page()
+    number, chosen = buy_variant_product(page, shop, unique_email("guest-nojs"), js=False)
+    expect(page.locator(".order-lines")).to_contain_text(chosen.name)
+    expect(page.locator(".totals")).to_contain_text("WELCOME10")
+    expect(page.locator("#cart-link")).to_have_text("Cart (0)")
+    assert number in page.url
