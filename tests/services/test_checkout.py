@@ -1,0 +1,308 @@
+"""place_order, the stock and coupon rules of SPEC section 4, and the order state machine.
+The concurrency tests use threads, each with its own app context and so its own session and
+connection; on MySQL (TEST_DATABASE_URL) they show real row locking."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import Coupon, CouponUse, Order, OrderLine, Payment, StockAdjustment, Variant
+from shop.services import cart as carts
+from shop.services import checkout, coupons, orders
+from shop.services.cart import CartOwner
+from shop.services.checkout import CheckoutRequest
+from shop.services.errors import (CartChanged, CartEmpty, CouponUsedUp, InvalidTransition,
+                                  OutOfStock, ShopError, ValidationError)
+from shop.services.orders import Actor
+from tests import factories as f
+
+STAFF = Actor(None, "staff@test")
+
+
+def guest_cart(variant_id: int, quantity: int = 1, coupon: str | None = None) -> CartOwner:
+    owner = CartOwner(token=CartOwner.new_guest_token())
+    carts.add_item(owner, quantity, variant_id=variant_id)
+    if coupon:
+        carts.apply_coupon(owner, coupon)
+    return owner
+
+
+def request(email: str = "buyer@example.com", **kw) -> CheckoutRequest:
+    return CheckoutRequest(email=email, shipping_address=dict(f.ADDRESS), **kw)
+
+
+def assert_stock_invariant() -> None:
+    """Units received = units on hand + units in orders neither cancelled nor refunded."""
+    for variant in db.session.execute(select(Variant)).scalars():
+        received = db.session.execute(select(func.coalesce(func.sum(StockAdjustment.delta), 0))
+                                      .where(StockAdjustment.variant_id == variant.id)).scalar_one()
+        held = db.session.execute(
+            select(func.coalesce(func.sum(OrderLine.quantity), 0)).join(Order)
+            .where(OrderLine.variant_id == variant.id,
+                   Order.status.not_in(("cancelled", "refunded")))).scalar_one()
+        assert variant.stock_quantity >= 0
+        assert received == variant.stock_quantity + held, variant.sku
+
+
+def run_concurrently(app, jobs):
+    """Start every job at the same moment, each in its own thread and app context."""
+    db.session.rollback()
+    barrier = threading.Barrier(len(jobs))
+    results: list = [None] * len(jobs)
+
+    def worker(index, job):
+        with app.app_context():
+            barrier.wait()
+            try:
+                results[index] = job()
+            except ShopError as exc:
+                results[index] = exc
+            except Exception as exc:  # surfaced by the assertions below
+                results[index] = exc
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    db.session.rollback()  # end this thread's read snapshot and see what the threads did
+    return results
+
+
+def test_place_order_snapshots_lines_and_takes_stock(app, outbox):
+    item = f.product("Lamp", price="19.99", stock=4)
+    variant = f.variant_of(item)
+    owner = guest_cart(variant.id, 2)
+    order = checkout.place_order(owner, request())
+    assert order.status == "pending" and order.number.startswith("SO-")
+    assert [(l.sku, l.name, l.unit_price, l.quantity, l.line_total) for l in order.lines] == [
+        (variant.sku, "Lamp", Decimal("19.99"), 2, Decimal("39.98"))]
+    assert order.subtotal == Decimal("39.98") and order.shipping == Decimal("5.00")
+    assert order.total == order.subtotal - order.discount + order.shipping + order.tax
+    assert order.events[0].to_status == "pending"
+    assert db.session.get(Variant, variant.id).stock_quantity == 2
+    assert carts.view(owner).is_empty
+    payment = db.session.execute(select(Payment).where(Payment.order_id == order.id)).scalar_one()
+    assert (payment.provider, payment.status, payment.amount) == ("manual", "pending", order.total)
+    mails = list(outbox.glob("*.eml"))
+    assert len(mails) == 1 and order.number in mails[0].read_text()
+    assert_stock_invariant()
+
+
+def test_prices_are_taken_from_the_server_not_the_cart(app):
+    item = f.product("Vase", price="10.00", stock=5)
+    variant = f.variant_of(item)
+    owner = guest_cart(variant.id, 1)
+    variant.price = Decimal("12.00")
+    db.session.commit()
+    order = checkout.place_order(owner, request())
+    assert order.lines[0].unit_price == Decimal("12.00")
+
+
+def test_cart_changed_since_review_is_refused(app):
+    variant = f.variant_of(f.product("Bowl", price="10.00", stock=5))
+    owner = guest_cart(variant.id, 1)
+    reviewed = carts.view(owner).quote.total
+    variant.price = Decimal("11.00")
+    db.session.commit()
+    with pytest.raises(CartChanged):
+        checkout.place_order(owner, request(expected_total=reviewed))
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+    assert db.session.get(Variant, variant.id).stock_quantity == 5
+
+
+def test_bad_details_change_nothing(app):
+    variant = f.variant_of(f.product("Cup", stock=3))
+    owner = guest_cart(variant.id, 1)
+    bad = CheckoutRequest(email="not-an-email", shipping_address={"name": "", "country": "XX"},
+                          shipping_method="teleport", payment_method="bitcoin")
+    with pytest.raises(ValidationError) as caught:
+        checkout.place_order(owner, bad)
+    assert {"email", "line1", "city", "postal_code", "country", "shipping_method",
+            "payment_method", "name"} <= set(caught.value.errors)
+    assert db.session.get(Variant, variant.id).stock_quantity == 3
+    assert not carts.view(owner).is_empty
+
+
+def test_empty_cart_cannot_be_ordered(app):
+    with pytest.raises(CartEmpty):
+        checkout.place_order(CartOwner(token="nobody"), request())
+
+
+def test_out_of_stock_at_checkout_changes_nothing(app):
+    a = f.variant_of(f.product("A", stock=5))
+    b = f.variant_of(f.product("B", stock=1))
+    owner = guest_cart(a.id, 2)
+    carts.add_item(owner, 1, variant_id=b.id)
+    b.stock_quantity = 0
+    db.session.commit()
+    with pytest.raises(OutOfStock):
+        checkout.place_order(owner, request())
+    assert db.session.get(Variant, a.id).stock_quantity == 5
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+
+
+def test_same_idempotency_key_gives_one_order(app):
+    variant = f.variant_of(f.product("Mat", stock=5))
+    owner = guest_cart(variant.id, 1)
+    first = checkout.place_order(owner, request(idempotency_key="web:abc"))
+    second = checkout.place_order(owner, request(idempotency_key="web:abc"))
+    assert first.id == second.id
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+    assert db.session.get(Variant, variant.id).stock_quantity == 4
+
+
+def test_thirty_buyers_for_five_units(app):
+    variant = f.variant_of(f.product("Last Five", stock=5))
+    owners = [guest_cart(variant.id, 1) for _ in range(30)]
+    results = run_concurrently(app, [
+        (lambda o=o, i=i: checkout.place_order(o, request(f"b{i}@example.com")).id)
+        for i, o in enumerate(owners)])
+    placed = [r for r in results if isinstance(r, int)]
+    refused = [r for r in results if isinstance(r, OutOfStock)]
+    assert len(placed) == 5, results
+    assert len(refused) == 25, results
+    assert db.session.get(Variant, variant.id).stock_quantity == 0
+    assert_stock_invariant()
+
+
+def test_coupon_total_limit_under_concurrency(app):
+    f.coupon("THREE", "percent", "20", usage_limit=3)
+    variant = f.variant_of(f.product("Poster", price="10.00", stock=100))
+    owners = [guest_cart(variant.id, 1, coupon="three") for _ in range(20)]
+    results = run_concurrently(app, [
+        (lambda o=o, i=i: checkout.place_order(o, request(f"c{i}@example.com")).id)
+        for i, o in enumerate(owners)])
+    placed = [r for r in results if isinstance(r, int)]
+    assert all(isinstance(r, (int, CouponUsedUp)) for r in results), results
+    discounted = db.session.execute(select(func.count(Order.id))
+                                    .where(Order.discount > 0)).scalar_one()
+    assert discounted == 3 == len(placed)
+    assert db.session.execute(select(Coupon.times_used)).scalar_one() == 3
+    assert db.session.execute(select(func.count(CouponUse.id))).scalar_one() == 3
+    assert_stock_invariant()
+
+
+def test_per_customer_limit_under_concurrency_for_a_guest_email(app):
+    f.coupon("ONCE", "fixed", "5", per_customer_limit=1)
+    variant = f.variant_of(f.product("Pen", price="10.00", stock=100))
+    owners = [guest_cart(variant.id, 1, coupon="ONCE") for _ in range(8)]
+    results = run_concurrently(app, [
+        (lambda o=o: checkout.place_order(o, request("Same@Example.com")).id) for o in owners])
+    assert sum(isinstance(r, int) for r in results) == 1, results
+    assert sum(isinstance(r, CouponUsedUp) for r in results) == 7, results
+    assert db.session.execute(select(CouponUse.customer_key)).scalars().all() == [
+        "email:same@example.com"]
+
+
+def test_per_customer_limit_under_concurrency_for_an_account(app):
+    """One customer racing from several sessions: the account id counts, not the email."""
+    coupon = f.coupon("TWICE", "percent", "10", per_customer_limit=2)
+    customer = f.user("racer@example.com")
+    order_ids = []
+    for _ in range(6):
+        variant = f.variant_of(f.product(stock=5))
+        owner = guest_cart(variant.id, 1)
+        order_ids.append(checkout.place_order(owner, request("racer@example.com")).id)
+
+    coupon_id, customer_id = coupon.id, customer.id
+
+    def use(order_id: int):
+        from shop.services.database import write_transaction
+
+        with write_transaction():
+            c = db.session.get(Coupon, coupon_id)
+            coupons.record_use(c, db.session.get(Order, order_id), customer_id, "racer@example.com")
+        return order_id
+
+    results = run_concurrently(app, [(lambda oid=oid: use(oid)) for oid in order_ids])
+    assert sum(isinstance(r, int) for r in results) == 2, results
+    assert db.session.execute(select(func.count(CouponUse.id))).scalar_one() == 2
+    # Changing the account's email does not reset its uses.
+    customer.email = "renamed@example.com"
+    db.session.commit()
+    with pytest.raises(CouponUsedUp):
+        coupons.validate("TWICE", Decimal("100"), user_id=customer.id, email="renamed@example.com")
+
+
+def test_double_submitted_place_order_creates_one_order(app):
+    variant = f.variant_of(f.product("Clock", stock=10))
+    owner = guest_cart(variant.id, 2)
+    results = run_concurrently(app, [
+        (lambda: checkout.place_order(owner, request(idempotency_key="web:double")).id)
+        for _ in range(6)])
+    ids = {r for r in results if isinstance(r, int)}
+    assert len(ids) == 1, results
+    assert all(isinstance(r, int) or isinstance(r, CartEmpty) for r in results), results
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+    assert db.session.execute(select(func.count(Payment.id))).scalar_one() == 1
+    assert db.session.get(Variant, variant.id).stock_quantity == 8
+    assert_stock_invariant()
+
+
+def test_state_machine_allows_only_listed_transitions(app):
+    variant = f.variant_of(f.product(stock=5))
+    order = checkout.place_order(guest_cart(variant.id, 1), request())
+    with pytest.raises(InvalidTransition):
+        orders.transition(order.id, "shipped", STAFF, carrier="UPS", tracking_number="1Z")
+    with pytest.raises(ValidationError):
+        orders.transition(order.id, "teleported", STAFF)
+    orders.transition(order.id, "paid", STAFF)
+    with pytest.raises(ValidationError):  # shipping needs carrier and tracking number
+        orders.transition(order.id, "shipped", STAFF)
+    orders.transition(order.id, "shipped", STAFF, carrier="UPS", tracking_number="1Z999")
+    orders.transition(order.id, "delivered", STAFF)
+    order = orders.load(order.number)
+    assert [e.to_status for e in order.events] == ["pending", "paid", "shipped", "delivered"]
+    assert order.shipment.tracking_number == "1Z999"
+    assert order.payment.status == "succeeded" and order.paid_at is not None
+    with pytest.raises(InvalidTransition):
+        orders.transition(order.id, "cancelled", STAFF)
+
+
+def test_cancel_releases_stock_and_coupon_exactly_once(app):
+    f.coupon("ONE", "percent", "10", usage_limit=1)
+    variant = f.variant_of(f.product(stock=5))
+    order = checkout.place_order(guest_cart(variant.id, 3, coupon="ONE"), request())
+    assert db.session.get(Variant, variant.id).stock_quantity == 2
+    order_id, variant_id = order.id, variant.id
+    results = run_concurrently(app, [
+        (lambda: orders.transition(order_id, "cancelled", STAFF).status) for _ in range(5)])
+    assert results.count("cancelled") == 1, results
+    assert sum(isinstance(r, InvalidTransition) for r in results) == 4, results
+    assert db.session.get(Variant, variant_id).stock_quantity == 5
+    assert db.session.execute(select(Coupon.times_used)).scalar_one() == 0
+    assert_stock_invariant()
+
+
+def test_refund_releases_stock_once(app):
+    variant = f.variant_of(f.product(stock=5))
+    order = checkout.place_order(guest_cart(variant.id, 2), request())
+    orders.transition(order.id, "paid", STAFF)
+    orders.transition(order.id, "refunded", STAFF)
+    with pytest.raises(InvalidTransition):
+        orders.transition(order.id, "refunded", STAFF)
+    assert db.session.get(Variant, variant.id).stock_quantity == 5
+    assert orders.load(order.number).payment.status == "refunded"
+    assert_stock_invariant()
+
+
+def test_guest_link_is_signed(app):
+    variant = f.variant_of(f.product(stock=5))
+    order = checkout.place_order(guest_cart(variant.id, 1), request())
+    token = orders.guest_link_token(order)
+    assert orders.check_guest_token(order.number, token)
+    assert not orders.check_guest_token(order.number, token[:-2] + "xx")
+    assert not orders.check_guest_token("SO-OTHER", token)
+
+
+def test_order_numbers_are_unique(app):
+    numbers = Counter(orders.new_number() for _ in range(2000))
+    assert max(numbers.values()) == 1

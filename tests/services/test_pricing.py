@@ -1,0 +1,96 @@
+"""Pricing rules, with property tests: totals add up, nothing is negative, discounts are bounded."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shop.services.money import from_minor_units, parse_money, quantize, to_minor_units
+from shop.services.pricing import CouponTerms, PricingRules, quote
+
+RULES = PricingRules(tax_rate=Decimal("0.08"), standard=Decimal("5.00"),
+                     express=Decimal("15.00"), free_shipping_over=Decimal("50.00"))
+
+prices = st.decimals(min_value=Decimal("0"), max_value=Decimal("5000"), places=2)
+lines = st.lists(st.tuples(prices, st.integers(min_value=1, max_value=99)), max_size=8)
+coupons = st.one_of(
+    st.none(),
+    st.builds(CouponTerms, code=st.just("X"), kind=st.just("percent"),
+              value=st.decimals(min_value=0, max_value=100, places=2)),
+    st.builds(CouponTerms, code=st.just("X"), kind=st.just("fixed"),
+              value=st.decimals(min_value=0, max_value=100000, places=2)),
+    st.builds(CouponTerms, code=st.just("X"), kind=st.just("free_shipping"), value=st.just(Decimal(0))),
+)
+rates = st.decimals(min_value=Decimal("0"), max_value=Decimal("0.30"), places=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=lines, coupon=coupons, method=st.sampled_from(["standard", "express"]), rate=rates)
+def test_total_is_the_sum_of_its_parts(lines, coupon, method, rate):
+    rules = PricingRules(rate, RULES.standard, RULES.express, RULES.free_shipping_over)
+    q = quote(lines, coupon, method, rules)
+    assert q.total == q.subtotal - q.discount + q.shipping + q.tax
+    for amount in (q.subtotal, q.discount, q.shipping, q.tax, q.total):
+        assert amount >= 0
+        assert amount == quantize(amount)  # whole cents
+    assert q.discount <= q.subtotal
+    assert q.subtotal == sum((quantize(p * n) for p, n in lines), Decimal("0.00"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=lines, value=st.decimals(min_value=0, max_value=100, places=2))
+def test_percent_discount_applies_to_the_subtotal_only(lines, value):
+    q = quote(lines, CouponTerms("P", "percent", value), "standard", RULES)
+    assert q.discount == quantize(q.subtotal * value / 100)
+
+
+def test_worked_example():
+    q = quote([(Decimal("19.99"), 2), (Decimal("5.00"), 1)],
+              CouponTerms("WELCOME10", "percent", Decimal("10")), "standard", RULES)
+    assert (q.subtotal, q.discount, q.shipping) == (Decimal("44.98"), Decimal("4.50"), Decimal("5.00"))
+    assert q.tax == Decimal("3.64")  # 8% of 45.48, half up
+    assert q.total == Decimal("49.12")
+
+
+def test_free_standard_shipping_over_threshold_but_express_still_paid():
+    assert quote([(Decimal("50.00"), 1)], None, "standard", RULES).shipping == 0
+    assert quote([(Decimal("49.99"), 1)], None, "standard", RULES).shipping == Decimal("5.00")
+    assert quote([(Decimal("50.00"), 1)], None, "express", RULES).shipping == Decimal("15.00")
+
+
+def test_fixed_discount_never_exceeds_the_subtotal():
+    q = quote([(Decimal("3.00"), 1)], CouponTerms("BIG", "fixed", Decimal("25")), "standard", RULES)
+    assert q.discount == Decimal("3.00")
+    assert q.total == q.shipping + q.tax
+
+
+def test_free_shipping_coupon():
+    q = quote([(Decimal("10.00"), 1)], CouponTerms("SHIP", "free_shipping", Decimal(0)),
+              "express", RULES)
+    assert q.shipping == 0 and q.discount == 0 and q.free_shipping
+
+
+def test_empty_cart_costs_nothing():
+    q = quote([], None, "express", RULES)
+    assert (q.subtotal, q.shipping, q.tax, q.total) == (0, 0, 0, 0)
+
+
+def test_unknown_shipping_method_is_refused():
+    with pytest.raises(ValueError):
+        quote([(Decimal("1"), 1)], None, "teleport", RULES)
+
+
+@pytest.mark.parametrize("text,value", [("12.5", Decimal("12.50")), (" 3 ", Decimal("3.00")),
+                                        ("0.005", Decimal("0.01")), ("abc", None), ("-1", None),
+                                        ("NaN", None), ("Infinity", None), ("", None),
+                                        ("1e400", None)])
+def test_parse_money(text, value):
+    assert parse_money(text) == value
+
+
+@given(st.decimals(min_value=0, max_value=10**8, places=2))
+def test_minor_units_round_trip(amount):
+    assert from_minor_units(to_minor_units(amount, "USD"), "USD") == amount
+    assert to_minor_units(Decimal("1234"), "JPY") == 1234
