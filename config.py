@@ -71,6 +71,10 @@ class Config:
     # Cache (Redis only; without Redis the catalog is rendered for every request).
     CATALOG_CACHE_SECONDS = _env_int("SHOP_CATALOG_CACHE_SECONDS", 30)
     READ_YOUR_WRITES_SECONDS = _env_int("SHOP_READ_YOUR_WRITES_SECONDS", 5)
+    # Operations: /metrics wants `Authorization: Bearer <token>` when set; how many reverse
+    # proxies in front of the shop set X-Forwarded-* (0: none trusted).
+    METRICS_TOKEN = os.environ.get("SHOP_METRICS_TOKEN") or None
+    PROXY_HOPS = _env_int("SHOP_PROXY_HOPS", 0)
     API_TOKEN_DAYS = _env_int("SHOP_API_TOKEN_DAYS", 30)
     CORS_ORIGINS = [o for o in os.environ.get("SHOP_CORS_ORIGINS", "").split(",") if o]
     PASSWORD_RESET_HOURS = 2

@@ -1,6 +1,16 @@
-"""Gunicorn settings, read from the environment (see docs/DEPLOY.md)."""
+"""Gunicorn settings, read from the environment (see docs/DEPLOY.md).
+
+Only the standard library is imported here: the master process must not import the shop (or
+prometheus_client) before PROMETHEUS_MULTIPROC_DIR is set, and workers load the app after fork.
+"""
+import glob
+import json
+import logging
 import multiprocessing
 import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() * 2)))
@@ -12,8 +22,75 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # Recycle workers now and then so a slow leak can never take a host down.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "500"))
+# Heartbeat files in memory: a busy disk must not make the master kill healthy workers.
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
+    "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None)
+# The shop logs every request itself (logger shop.access, with the request id).
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Behind nginx: trust X-Forwarded-* only from the proxy's address.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Metrics across workers: prometheus_client's multiprocess mode needs a directory shared by the
+# workers of this master, known before any worker imports prometheus_client. Without one given,
+# each master makes its own (so two masters on one host never add up each other's numbers).
+# (A config reload runs this file again: the directory made the first time is kept.)
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shop-metrics-")
+    os.environ["SHOP_OWN_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def on_starting(server):
+    """Start counting from zero: files left by a previous run belong to dead processes."""
+    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    """A worker exited: drop its live gauges (its counters stay in the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory if this master made it."""
+    own = os.environ.get("SHOP_OWN_METRICS_DIR")
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)
+
+
+class _JsonFormatter(logging.Formatter):
+    """Gunicorn's own lines (boot, worker timeouts) as JSON, like the shop's in production."""
+
+    def format(self, record):
+        data = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+                "level": record.levelname, "logger": record.name,
+                "message": record.getMessage(), "request_id": "", "pid": record.process}
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+if os.environ.get("SHOP_ENV") == "production":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        # The shop configures its own loggers (and the root logger) in each worker.
+        "root": {"level": "WARNING", "handlers": []},
+        "loggers": {
+            "gunicorn.error": {"level": loglevel.upper(), "handlers": ["json_stderr"],
+                               "propagate": False, "qualname": "gunicorn.error"},
+            "gunicorn.access": {"level": "INFO", "handlers": ["json_stdout"],
+                                "propagate": False, "qualname": "gunicorn.access"},
+        },
+        "handlers": {
+            "json_stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stderr"},
+            "json_stdout": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stdout"},
+        },
+        "formatters": {"json": {"()": _JsonFormatter}},
+    }

@@ -1,7 +1,9 @@
-"""Cross-cutting HTTP concerns: request ids, logging, security headers, replica routing per
-request, body limits and error pages (HTML for pages, the JSON envelope for the API)."""
+"""Cross-cutting HTTP concerns: request ids, logging, metrics, security headers, replica
+routing per request, body limits and error pages (HTML for pages, the JSON envelope for the
+API)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -9,11 +11,13 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from flask import Flask, Response, current_app, g, has_request_context, jsonify, render_template, request
+from flask import (Flask, Response, abort, current_app, g, has_request_context, jsonify,
+                   render_template, request)
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .services import routing
+from .services import metrics, routing
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 RW_COOKIE = "shop_rw"
@@ -30,15 +34,30 @@ ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                500: "internal_error", 503: "unavailable"}
 
 
+RW_KEY_PREFIX = "shop:rw:"
+
+
 def current_request_id() -> str:
-    """The id of the request being served ("" outside a request)."""
+    """The id of the request being served, or of the request that queued the job being run
+    by the worker ("" otherwise)."""
     if has_request_context():
         return g.get("request_id", "")
-    return ""
+    return job_request_id()
+
+
+def job_request_id() -> str:
+    """The request id stored in the meta of the RQ job this process is running ("" if none)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is None:
+        return ""
+    return str((job.meta or {}).get("request_id") or "")
 
 
 class RequestIdFilter(logging.Filter):
-    """Put the request id on every log record (jobs set their own through `request_id`)."""
+    """Put the request id on every log record: the request's, or in the worker the id of the
+    request that queued the job. A record may also carry its own `request_id` (extra=...)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
@@ -62,6 +81,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(app: Flask) -> None:
+    """The shop's loggers write one line per record with the request id; JSON in production,
+    where libraries' warnings (root logger) are written as JSON too."""
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
     if app.config.get("JSON_LOGS"):
@@ -69,11 +90,19 @@ def configure_logging(app: Flask) -> None:
     else:
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+    handler.shop_handler = True  # type: ignore[attr-defined]
     logger = logging.getLogger("shop")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
     app.logger.handlers[:] = [handler]
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "shop_handler", False)]:
+        root.removeHandler(old)
+    if app.config.get("JSON_LOGS"):
+        root.addHandler(handler)
+        if root.level == logging.NOTSET or root.level > logging.WARNING:
+            root.setLevel(logging.WARNING)
 
 
 def wants_json() -> bool:
@@ -90,38 +119,106 @@ def error_response(status: int, message: str, code: str | None = None,
     return response
 
 
+def _is_admin_path() -> bool:
+    return request.path == "/admin" or request.path.startswith("/admin/")
+
+
+def _bearer_key() -> str | None:
+    """The read-your-writes key of an API client that sends a token instead of cookies."""
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer ") or not auth[7:].strip():
+        return None
+    return RW_KEY_PREFIX + hashlib.sha256(auth[7:].strip().encode()).hexdigest()[:32]
+
+
+def _redis():
+    from .services.jobs import redis_connection
+
+    return redis_connection()
+
+
+def _may_read_replica() -> bool:
+    """A catalogue GET from a client that has not written in the last few seconds."""
+    if request.method not in ("GET", "HEAD") or request.endpoint not in REPLICA_ENDPOINTS:
+        return False
+    if routing.replica_engine() is None:
+        return False
+    written_until = request.cookies.get(RW_COOKIE, "")
+    if written_until.isdigit() and int(written_until) > time.time():
+        return False
+    key = _bearer_key()
+    if key is None:
+        return True
+    # Token clients keep no cookies: their writes are remembered in Redis (without Redis,
+    # their reads simply stay on the primary).
+    try:
+        conn = _redis()
+        return conn is not None and not conn.exists(key)
+    except Exception:
+        return False
+
+
+def _remember_write(response: Response) -> None:
+    """Read-your-writes: this client reads from the primary for a few seconds."""
+    seconds = current_app.config["READ_YOUR_WRITES_SECONDS"]
+    response.set_cookie(RW_COOKIE, str(int(time.time()) + seconds), max_age=max(60, seconds),
+                        httponly=True, samesite="Lax",
+                        secure=current_app.config.get("SESSION_COOKIE_SECURE", False))
+    key = _bearer_key()
+    if key is not None and routing.replica_engine() is not None:
+        try:
+            conn = _redis()
+            if conn is not None:
+                conn.set(key, 1, ex=max(1, seconds))
+        except Exception:
+            logging.getLogger("shop.http").warning("could not record a write for read-your-writes",
+                                                   exc_info=True)
+
+
 def init_app(app: Flask) -> None:
     configure_logging(app)
     access_log = logging.getLogger("shop.access")
+    hops = int(app.config.get("PROXY_HOPS") or 0)
+    if hops:
+        # Behind N trusted proxies: the client address, scheme and host they forwarded.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,  # type: ignore[method-assign]
+                                x_port=hops)
 
-    @app.before_request
     def start_request() -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()
-        if request.method in ("GET", "HEAD") and request.endpoint in REPLICA_ENDPOINTS:
-            written_until = request.cookies.get(RW_COOKIE, "")
-            if not (written_until.isdigit() and int(written_until) > time.time()):
-                routing.allow_replica()
+        if _is_admin_path():
+            request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
+        limit = request.max_content_length
+        if limit is not None and (request.content_length or 0) > limit:
+            abort(413)
+        routing.begin_request(_may_read_replica())
+
+    # First of all before_request hooks: CSRF and rate limits (registered earlier) read the
+    # body and may refuse the request, and those answers need the request id and the limit too.
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
 
     @app.after_request
     def finish_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         _security_headers(response)
-        if g.get("wrote") or request.method not in ("GET", "HEAD", "OPTIONS"):
-            # Read-your-writes: this client reads from the primary for a few seconds.
-            until = int(time.time()) + current_app.config["READ_YOUR_WRITES_SECONDS"]
-            response.set_cookie(RW_COOKIE, str(until), max_age=60, httponly=True,
-                                samesite="Lax", secure=current_app.config.get(
-                                    "SESSION_COOKIE_SECURE", False))
+        if routing.wrote() or request.method not in ("GET", "HEAD", "OPTIONS"):
+            _remember_write(response)
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.observe_request(request.method, request.endpoint or "unmatched",
+                                response.status_code, seconds)
         if request.endpoint != "static":
             access_log.info("%s %s %s", request.method, request.path, response.status_code,
                             extra={"method": request.method, "path": request.path,
                                    "status": response.status_code,
-                                   "duration_ms": round((time.perf_counter()
-                                                         - g.get("started", 0)) * 1000, 2),
+                                   "duration_ms": round(seconds * 1000, 2),
                                    "remote_addr": request.remote_addr})
         return response
+
+    @app.teardown_request
+    def end_request(_error: BaseException | None) -> None:
+        routing.end_request()
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
@@ -132,8 +229,9 @@ def init_app(app: Flask) -> None:
     def http_error(error: HTTPException):
         status = error.code or 500
         if status == 413:
-            limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-            message = f"The request is too large. The limit is {limit} MB."
+            limit = (request.max_content_length or 0) / (1024 * 1024)
+            message = (f"The request is too large. The limit is {limit:g} MB; "
+                       f"please send a smaller file or less data.")
         elif status == 429:
             message = "Too many requests. Please wait a moment and try again."
         else:

@@ -1,11 +1,57 @@
-"""Business counters for /metrics (Prometheus). The HTTP layer owns request metrics."""
+"""Prometheus metrics for /metrics: requests, latency, orders placed, payment failures and the
+depth of the job queue.
+
+Several gunicorn workers each count their own requests, so the numbers are kept in
+prometheus_client's multiprocess mode: every process writes its values to files in
+PROMETHEUS_MULTIPROC_DIR and a scrape adds them up, whichever worker answers it. The variable
+must be in the environment before prometheus_client is first imported (gunicorn.conf.py sets
+it); without it (tests, `flask run`, a single process) the normal in-process registry is used.
+"""
 from __future__ import annotations
 
-from prometheus_client import Counter
+import os
 
+_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+if _MULTIPROC_DIR:
+    # Any process that imports this module (a web worker, the job worker) can write its files.
+    os.makedirs(_MULTIPROC_DIR, exist_ok=True)
+
+from collections.abc import Iterable, Iterator  # noqa: E402  (after the environment check)
+
+from prometheus_client import (  # noqa: E402
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric  # noqa: E402
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4  # noqa: E402
+
+# The classic text format: every Prometheus version (and most other scrapers) reads it.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+HTTP_REQUESTS = Counter("shop_http_requests_total", "HTTP requests by method, endpoint and status",
+                        ["method", "endpoint", "status"])
+HTTP_DURATION = Histogram("shop_http_request_duration_seconds",
+                          "Time to answer an HTTP request, by endpoint", ["endpoint"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+                                   5.0, 10.0))
 ORDERS_PLACED = Counter("shop_orders_placed_total", "Orders placed")
 PAYMENT_FAILURES = Counter("shop_payment_failures_total", "Payments that failed",
                            ["provider"])
+
+
+def multiprocess_dir() -> str | None:
+    """The directory shared by the worker processes (None: one process, in-memory registry)."""
+    return _MULTIPROC_DIR
+
+
+def observe_request(method: str, endpoint: str, status: int, seconds: float) -> None:
+    """Count one answered request and its duration."""
+    HTTP_REQUESTS.labels(method=method, endpoint=endpoint, status=str(status)).inc()
+    HTTP_DURATION.labels(endpoint=endpoint).observe(seconds)
 
 
 def order_placed() -> None:
@@ -14,3 +60,30 @@ def order_placed() -> None:
 
 def payment_failed(provider: str) -> None:
     PAYMENT_FAILURES.labels(provider=provider).inc()
+
+
+class _Scrape:
+    """What one scrape exposes: the counters of every process plus values read right now."""
+
+    def __init__(self, base, live: Iterable[Metric]) -> None:
+        self._base = base
+        self._live = list(live)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._base.collect()
+        yield from self._live
+
+
+def exposition(jobs_queued: int | None) -> bytes:
+    """The Prometheus text for /metrics. `jobs_queued` is read at scrape time (None: unknown,
+    e.g. Redis is down, and then the gauge is left out rather than reported as 0)."""
+    if _MULTIPROC_DIR:
+        base = CollectorRegistry()
+        multiprocess.MultiProcessCollector(base, path=_MULTIPROC_DIR)
+    else:
+        base = REGISTRY
+    live: list[Metric] = []
+    if jobs_queued is not None:
+        live.append(GaugeMetricFamily("shop_jobs_queued", "Background jobs waiting in the queue",
+                                      value=jobs_queued))
+    return generate_latest(_Scrape(base, live))  # type: ignore[arg-type]

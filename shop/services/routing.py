@@ -1,14 +1,19 @@
-"""Read-replica routing: catalog reads may go to the replica, everything else to the primary.
+"""Read-replica routing: catalogue reads may go to the replica, everything else to the primary.
 
-The HTTP layer allows the replica for a request (catalog GETs from a client that has not just
-written); any write path calls `mark_write()`, after which the request only uses the primary.
+The HTTP layer opens each request with `begin_request(allow)`: a catalogue GET from a client
+that has not just written may read the replica. Only plain SELECTs go there; writes, flushes,
+`SELECT ... FOR UPDATE` and bare connections always use the primary, and once a write path
+starts (`mark_write()`, called by `database.write_transaction`) the rest of the request reads
+the primary too. Outside a request (CLI, jobs, tests' own setup) everything uses the primary.
 """
 from __future__ import annotations
 
 from flask import current_app, g, has_app_context
 from flask_sqlalchemy.session import Session
-from sqlalchemy import Delete, Insert, Update, create_engine
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import CompoundSelect, Select
 
 REPLICA_KEY = "shop_replica_engine"
 
@@ -17,13 +22,23 @@ class RoutingSession(Session):
     """A Flask-SQLAlchemy session that sends allowed reads to the replica engine."""
 
     def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
-        if bind is None and has_app_context() and replica_allowed() and not self._flushing \
-                and not isinstance(clause, (Insert, Update, Delete)):
-            engine = current_app.extensions.get(REPLICA_KEY)
+        if bind is None and not self._flushing and has_app_context() and replica_allowed() \
+                and _is_plain_read(clause):
+            engine = replica_engine()
             if engine is not None:
                 g.replica_used = True
                 return engine
         return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+
+
+def _is_plain_read(clause) -> bool:
+    """A SELECT that locks nothing (anything else, or not knowing, means the primary)."""
+    if isinstance(clause, (Select, CompoundSelect)):
+        return clause._for_update_arg is None
+    if isinstance(clause, TextClause):
+        sql = clause.text.lstrip().upper()
+        return sql.startswith("SELECT") and "FOR UPDATE" not in sql and "LOCK IN" not in sql
+    return False
 
 
 def install_replica(app, url: str, options: dict) -> Engine:
@@ -31,6 +46,24 @@ def install_replica(app, url: str, options: dict) -> Engine:
     engine = create_engine(url, **options)
     app.extensions[REPLICA_KEY] = engine
     return engine
+
+
+def replica_engine() -> Engine | None:
+    """This app's replica engine (None without DATABASE_REPLICA_URL)."""
+    return current_app.extensions.get(REPLICA_KEY) if has_app_context() else None
+
+
+def begin_request(allow: bool) -> None:
+    """A request starts: it may read the replica or not; nothing is written yet."""
+    g.replica_ok = allow
+    g.wrote = False
+    g.replica_used = False
+
+
+def end_request() -> None:
+    """The request is over: whatever runs next in this context reads the primary again."""
+    for key in ("replica_ok", "wrote", "replica_used"):
+        g.pop(key, None)
 
 
 def allow_replica() -> None:
@@ -46,3 +79,8 @@ def mark_write() -> None:
     """From now on this request reads and writes the primary; the client is marked as a writer."""
     if has_app_context():
         g.wrote = True
+
+
+def wrote() -> bool:
+    """Whether a write path ran in this request (so the client gets read-your-writes)."""
+    return bool(g.get("wrote")) if has_app_context() else False

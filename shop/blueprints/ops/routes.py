@@ -1,13 +1,18 @@
-"""Operations endpoints: liveness and readiness."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+import hmac
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 
 from ...extensions import csrf, db
+from ...services import jobs, metrics, routing
 
 bp = Blueprint("ops", __name__)
 csrf.exempt(bp)
+log = logging.getLogger("shop.ops")
 
 
 @bp.get("/healthz")
@@ -18,21 +23,63 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Dependencies answer: the database, and Redis when configured. 503 while one is down."""
-    checks: dict[str, str] = {}
+    """Dependencies answer: the database (and its replica), and Redis when configured.
+    503 while one is down; pooled connections are pinged, so the next check after the
+    dependency returns answers 200 without a restart."""
+    checks: dict[str, str] = {"database": _check_database()}
+    replica = routing.replica_engine()
+    if replica is not None:
+        checks["replica"] = _check_engine(replica)
+    if current_app.config.get("REDIS_URL"):
+        checks["redis"] = _check_redis()
+    ready = all(v == "ok" for v in checks.values())
+    if not ready:
+        log.warning("not ready: %s", checks)
+    return jsonify(status="ok" if ready else "unavailable", checks=checks), (200 if ready else 503)
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    """Prometheus text, summed over every worker process. With SHOP_METRICS_TOKEN set, only a
+    scraper sending that bearer token gets it."""
+    token = current_app.config.get("METRICS_TOKEN")
+    if token:
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            response = Response("Metrics need the scrape token.\n", status=401,
+                                mimetype="text/plain")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    try:
+        queued: int | None = jobs.queued_count()
+    except Exception:  # Redis down: leave the gauge out; /readyz reports the outage
+        log.warning("could not read the job queue depth", exc_info=True)
+        queued = None
+    return Response(metrics.exposition(queued), content_type=metrics.CONTENT_TYPE,
+                    headers={"Cache-Control": "no-store"})
+
+
+def _check_database() -> str:
     try:
         db.session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:  # any failure means not ready; the pool recovers on its own
+        return "ok"
+    except Exception as exc:  # any failure means not ready
         db.session.rollback()
-        checks["database"] = f"error: {type(exc).__name__}"
-    if current_app.config.get("REDIS_URL"):
-        from ...services.jobs import redis_connection
+        return f"error: {type(exc).__name__}"
 
-        try:
-            redis_connection().ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"error: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
-    return jsonify(status="ok" if ready else "unavailable", checks=checks), (200 if ready else 503)
+
+def _check_engine(engine) -> str:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+
+
+def _check_redis() -> str:
+    try:
+        jobs.redis_connection().ping()
+        return "ok"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
