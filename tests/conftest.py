@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from flask.testing import FlaskClient
+
 from shop import create_app
 from shop.extensions import db
 
@@ -63,6 +65,20 @@ def _empty_tables() -> None:
             conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
 
 
+class ShopClient(FlaskClient):
+    """Serves each request in its own app context, as gunicorn does: its own `g`, its own
+    database session. The test's session then starts afresh, so it sees what the request did."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        from flask import has_app_context
+
+        if has_app_context():
+            db.session.rollback()
+        return response
+
+
 @pytest.fixture
 def make_app(database_url, tmp_path):
     """Build apps on the test database with extra settings; tables are emptied afterwards."""
@@ -75,6 +91,7 @@ def make_app(database_url, tmp_path):
                   "STRIPE_SECRET_KEY": None}
         config.update(overrides)
         new = create_app(config, env="testing")
+        new.test_client_class = ShopClient
         apps.append(new)
         return new
 

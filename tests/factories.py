@@ -66,7 +66,8 @@ def user(email: str | None = None, *, password: str = PASSWORD, role: str = "cus
 
 
 def coupon(code: str = "SAVE10", kind: str = "percent", value: str = "10", **fields) -> Coupon:
-    item = Coupon(code=code.upper(), kind=kind, value=Decimal(value), active=True, **fields)
+    fields.setdefault("active", True)
+    item = Coupon(code=code.upper(), kind=kind, value=Decimal(value), **fields)
     db.session.add(item)
     db.session.commit()
     return item

@@ -1,0 +1,217 @@
+"""The cart through the test client: every action as a plain post (303) and as an htmx post
+(fragment with out-of-band parts), bad input, and the same numbers the services compute."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from shop.extensions import db
+from shop.models import CartLine, Variant
+from tests import factories as f
+from tests.conftest import csrf_token
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def goods(app):
+    return {
+        "mug": f.variant_of(f.product("Mug", price="12.00", stock=5, slug="mug")),
+        "tee": f.variant_of(f.product("Tee", price="20.00", stock=2, slug="tee")),
+    }
+
+
+def add(client, variant_id, quantity="1", headers=None, token=None):
+    token = token or csrf_token(client, "/products")
+    return client.post("/cart/add", data={"variant_id": variant_id, "quantity": quantity,
+                                          "csrf_token": token}, headers=headers or {})
+
+
+def line_id(client) -> int:
+    return int(re.search(r'id="cart-line-(\d+)"', client.get("/cart").get_data(as_text=True))
+               .group(1))
+
+
+def test_add_without_javascript_redirects_to_the_cart(client, goods):
+    response = add(client, goods["mug"].id, "2")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/cart")
+    html = client.get("/cart").get_data(as_text=True)
+    assert "Added Mug to your cart." in html
+    assert 'Cart <span class="cart-count">(2)</span>' in html
+    assert "$24.00" in html
+
+
+def test_add_with_htmx_answers_oob_count_and_announcement(client, goods):
+    response = add(client, goods["mug"].id, "3", headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert 'id="cart-link"' in html and 'hx-swap-oob="true"' in html and "(3)" in html
+    assert 'id="live"' in html and "Added Mug to your cart." in html
+
+
+@pytest.mark.parametrize("quantity", ["0", "-1", "abc", "100", "", "1.5", "99999999999999999999"])
+def test_bad_quantity_is_refused_and_changes_nothing(client, goods, quantity):
+    response = add(client, goods["mug"].id, quantity)
+    assert response.status_code == 303
+    assert "Enter a quantity from 1 to 99." in client.get("/cart").get_data(as_text=True)
+    assert db.session.query(CartLine).count() == 0
+    htmx = add(client, goods["mug"].id, quantity, headers=HX).get_data(as_text=True)
+    assert 'id="quantity-error"' in htmx and "Enter a quantity" in htmx
+
+
+def test_more_than_in_stock_is_refused(client, goods):
+    add(client, goods["tee"].id, "2")
+    response = add(client, goods["tee"].id, "1", headers=HX)
+    assert "Only 2 left in stock." in response.get_data(as_text=True)
+    assert db.session.query(CartLine).one().quantity == 2
+
+
+def test_unknown_variant_is_refused(client, goods):
+    html = add(client, 999999, "1", headers=HX).get_data(as_text=True)
+    assert "That product option does not exist." in html
+    html = add(client, "", "1", headers=HX).get_data(as_text=True)
+    assert "Choose a product option." in html
+
+
+def test_update_line_plain_and_htmx(client, goods):
+    add(client, goods["mug"].id, "1")
+    lid = line_id(client)
+    token = csrf_token(client, "/cart")
+    response = client.post(f"/cart/lines/{lid}/update", data={"quantity": "4", "csrf_token": token})
+    assert response.status_code == 303
+    assert db.session.get(CartLine, lid).quantity == 4
+    response = client.post(f"/cart/lines/{lid}/update", data={"quantity": "3", "csrf_token": token},
+                           headers=HX)
+    html = response.get_data(as_text=True)
+    assert "<html" not in html and html.lstrip().startswith(f'<li class="cart-line" id="cart-line-{lid}"')
+    assert re.search(r'id="cart-totals"[^>]*hx-swap-oob="true"', html)
+    assert "(3)" in html and "Quantity of Mug updated to 3." in html
+    assert "$36.00" in html
+
+
+def test_update_beyond_stock_keeps_the_line(client, goods):
+    add(client, goods["tee"].id, "1")
+    lid = line_id(client)
+    token = csrf_token(client, "/cart")
+    html = client.post(f"/cart/lines/{lid}/update", data={"quantity": "5", "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert "Only 2 left in stock." in html and 'aria-invalid="true"' in html
+    assert db.session.get(CartLine, lid).quantity == 1
+
+
+def test_remove_line_plain_and_htmx_empties_the_cart(client, goods):
+    add(client, goods["mug"].id, "1")
+    add(client, goods["tee"].id, "1")
+    token = csrf_token(client, "/cart")
+    ids = [int(x) for x in re.findall(r'id="cart-line-(\d+)"', client.get("/cart").get_data(as_text=True))]
+    assert client.post(f"/cart/lines/{ids[0]}/remove", data={"csrf_token": token}).status_code == 303
+    html = client.post(f"/cart/lines/{ids[1]}/remove", data={"csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert re.search(r'id="cart-main"[^>]*hx-swap-oob="true"', html)
+    assert "Your cart is empty." in html
+    assert "(0)" in html
+    assert db.session.query(CartLine).count() == 0
+
+
+def test_zero_quantity_update_removes_the_line(client, goods):
+    add(client, goods["mug"].id, "1")
+    lid = line_id(client)
+    token = csrf_token(client, "/cart")
+    client.post(f"/cart/lines/{lid}/update", data={"quantity": "0", "csrf_token": token})
+    assert db.session.query(CartLine).count() == 0
+
+
+def test_someone_elses_line_is_not_found(app, goods):
+    alice, bob = app.test_client(), app.test_client()
+    add(alice, goods["mug"].id, "1")
+    lid = line_id(alice)
+    add(bob, goods["tee"].id, "1")
+    token = csrf_token(bob, "/cart")
+    bob.post(f"/cart/lines/{lid}/remove", data={"csrf_token": token})
+    assert "That line is not in your cart." in bob.get("/cart").get_data(as_text=True)
+    assert db.session.get(CartLine, lid) is not None
+
+
+def test_coupon_apply_and_remove(client, goods):
+    f.coupon("WELCOME10", "percent", "10")
+    add(client, goods["mug"].id, "2")
+    token = csrf_token(client, "/cart")
+    html = client.post("/cart/coupon", data={"code": " welcome10 ", "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert html.lstrip().startswith('<div id="coupon-box"')
+    assert "Coupon <strong>WELCOME10</strong> applied." in html
+    assert "−$2.40" in html  # 10% of $24.00
+    assert client.post("/cart/coupon/remove", data={"csrf_token": token}).status_code == 303
+    assert "Discount" not in client.get("/cart").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("setup,message", [
+    ({}, "That coupon code is not valid."),
+    ({"active": False}, "That coupon is no longer active."),
+    ({"min_subtotal": "100.00"}, "That coupon needs a subtotal of at least $100.00."),
+    ({"usage_limit": 0}, "That coupon has been used up."),
+])
+def test_coupon_problems_are_shown_next_to_the_field(client, goods, setup, message):
+    from decimal import Decimal
+
+    if setup:
+        values = dict(setup)
+        if "min_subtotal" in values:
+            values["min_subtotal"] = Decimal(values["min_subtotal"])
+        f.coupon("SPECIAL", **values)
+    add(client, goods["mug"].id, "1")
+    token = csrf_token(client, "/cart")
+    html = client.post("/cart/coupon", data={"code": "special", "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert message in html and 'id="coupon-error"' in html and 'value="special"' in html
+    assert client.post("/cart/coupon", data={"code": "special", "csrf_token": token}
+                       ).status_code == 303
+    assert message in client.get("/cart").get_data(as_text=True)
+
+
+def test_expired_coupon(client, goods):
+    from datetime import timedelta
+
+    from shop.models import utcnow
+
+    f.coupon("OLD", ends_at=utcnow() - timedelta(days=1))
+    add(client, goods["mug"].id, "1")
+    token = csrf_token(client, "/cart")
+    html = client.post("/cart/coupon", data={"code": "old", "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert "That coupon has expired." in html
+
+
+def test_post_without_csrf_is_refused_and_changes_nothing(client, goods):
+    response = client.post("/cart/add", data={"variant_id": goods["mug"].id, "quantity": "1"})
+    assert response.status_code == 400
+    assert db.session.query(CartLine).count() == 0
+
+
+def test_shipping_estimate(client, goods):
+    add(client, goods["mug"].id, "1")
+    standard = client.get("/cart").get_data(as_text=True)
+    express = client.get("/cart?shipping=express").get_data(as_text=True)
+    assert "$5.00" in standard and "$15.00" in express
+
+
+def test_cart_totals_match_the_pricing_service(app, client, goods):
+    from shop.services import cart as carts
+    from shop.services.cart import CartOwner
+
+    add(client, goods["mug"].id, "3")
+    with client.session_transaction() as session:
+        token = session["cart_token"]
+    view = carts.view(CartOwner(token=token))
+    html = client.get("/cart").get_data(as_text=True)
+    for amount in (view.quote.subtotal, view.quote.tax, view.quote.total):
+        assert f"${amount:,.2f}" in html
+
+
+def test_stock_dropping_below_the_cart_is_reported(client, goods):
+    add(client, goods["mug"].id, "4")
+    variant = db.session.get(Variant, goods["mug"].id)
+    variant.stock_quantity = 2
+    db.session.commit()
+    assert "Only 2 of Mug left; please lower the quantity." in client.get("/cart").get_data(as_text=True)
