@@ -112,8 +112,10 @@ def register_blueprints(app: Flask) -> None:
     from .blueprints.ops.routes import bp as ops_bp
     from .blueprints.orders.routes import bp as orders_bp
     from .blueprints.payments.routes import bp as payments_bp
+    from .blueprints.reviews.routes import bp as reviews_bp
 
-    for bp in (catalog_bp, cart_bp, checkout_bp, orders_bp, account_bp, payments_bp, ops_bp):
+    for bp in (catalog_bp, cart_bp, checkout_bp, orders_bp, account_bp, reviews_bp, payments_bp,
+               ops_bp):
         app.register_blueprint(bp)
     app.register_blueprint(api_bp, url_prefix="/api")
 

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timezone
 
 from flask import (Flask, Response, abort, current_app, g, has_request_context, jsonify,
-                   render_template, request)
+                   make_response, render_template, request)
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -233,7 +233,10 @@ def init_app(app: Flask) -> None:
             message = (f"The request is too large. The limit is {limit:g} MB; "
                        f"please send a smaller file or less data.")
         elif status == 429:
-            message = "Too many requests. Please wait a moment and try again."
+            # A limit with its own message (log in, reset, register) says what to do.
+            limit = getattr(error, "limit", None)
+            message = (error.description if limit is not None and limit.error_message
+                       else "Too many requests. Please wait a moment and try again.")
         else:
             message = error.description or ERROR_TITLES.get(status, "Error")
         response = _error(status, message)
@@ -247,7 +250,7 @@ def init_app(app: Flask) -> None:
         return _error(500, "Something went wrong on our side. It has been logged; please try again.")
 
 
-def _error(status: int, message: str, code: str | None = None):
+def _error(status: int, message: str, code: str | None = None) -> Response:
     if wants_json():
         return error_response(status, message, code=code)
     try:
@@ -256,7 +259,7 @@ def _error(status: int, message: str, code: str | None = None):
     except Exception:  # the error page itself must never fail
         current_app.logger.exception("error page failed")
         body = f"<!doctype html><title>{status}</title><h1>{ERROR_TITLES.get(status, 'Error')}</h1>"
-    return body, status
+    return make_response(body, status)
 
 
 def _security_headers(response: Response) -> None:

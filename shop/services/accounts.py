@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import current_app, render_template
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, User
+from . import jobs, mail
 from .database import write_transaction
 from .errors import AuthError, NotFound, ValidationError
 
@@ -110,13 +112,14 @@ def _reset_serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="password-reset")
 
 
-def _fingerprint(user: User) -> str:
-    # Changes when the password changes, so a used link stops working: single use.
+def password_fingerprint(user: User) -> str:
+    """Changes whenever the password changes: a used reset link stops working (single use),
+    and sessions started before a password change end."""
     return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
 
 
 def reset_token(user: User) -> str:
-    return _reset_serializer().dumps({"uid": user.id, "fp": _fingerprint(user)})
+    return _reset_serializer().dumps({"uid": user.id, "fp": password_fingerprint(user)})
 
 
 def user_for_reset_token(token: str) -> User:
@@ -129,9 +132,36 @@ def user_for_reset_token(token: str) -> User:
     except BadSignature as exc:
         raise NotFound("This reset link is not valid. Ask for a new one.") from exc
     user = db.session.get(User, data.get("uid")) if isinstance(data, dict) else None
-    if user is None or not user.active or data.get("fp") != _fingerprint(user):
+    if user is None or not user.active or data.get("fp") != password_fingerprint(user):
         raise NotFound("This reset link was already used or is not valid. Ask for a new one.")
     return user
+
+
+def request_password_reset(email: str, url_root: str) -> None:
+    """Queue the reset mail. The request does the same work whether or not an account has
+    this email (the job finds out), so neither the answer nor its timing tells."""
+    # SHOP_BASE_URL, when set, keeps the link independent of the request's Host header.
+    base = current_app.config.get("BASE_URL") or url_root
+    jobs.enqueue(send_password_reset, normalise_email(email if isinstance(email, str) else ""),
+                 base)
+
+
+def send_password_reset(email: str, base_url: str) -> None:
+    """The job: mail an expiring, single-use reset link to the active account with this
+    email; nothing for an unknown or disabled one. `base_url` is the shop's public address."""
+    user = find_by_email(email)
+    if user is None or not user.active:
+        return
+    parts = urlsplit(base_url)
+    adapter = current_app.url_map.bind(parts.netloc, script_name=parts.path or "/",
+                                       url_scheme=parts.scheme or "https")
+    link = adapter.build("account.reset_password", {"token": reset_token(user)},
+                         force_external=True)
+    context = {"user": user, "link": link, "hours": current_app.config["PASSWORD_RESET_HOURS"],
+               "shop": current_app.config["SHOP_NAME"]}
+    mail.send(user.email, f"Reset your {context['shop']} password",
+              render_template("mail/password_reset.txt", **context),
+              render_template("mail/password_reset.html", **context))
 
 
 def set_password(user_id: int, password: str) -> None:

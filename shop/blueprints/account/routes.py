@@ -1,47 +1,169 @@
-"""Accounts: register, log in, log out, the account page."""
+"""Accounts: register, log in and out, password reset and change, profile, saved addresses and
+order history. Views are thin: the rules live in shop.services.accounts / addresses / orders."""
 from __future__ import annotations
 
-from flask import (Blueprint, current_app, flash, g, redirect, render_template, request, session,
-                   url_for)
-from flask_login import current_user, login_required, login_user, logout_user
+from datetime import timedelta
+
+from flask import (Blueprint, abort, current_app, flash, g, make_response, redirect,
+                   render_template, request, session, url_for)
 from flask_limiter.util import get_remote_address
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_login.signals import user_loaded_from_cookie
+from itsdangerous import BadSignature, URLSafeSerializer
 
 from ...extensions import limiter
-from ...services import accounts, addresses, orders
+from ...services import accounts, addresses, orders, reviews
 from ...services import cart as cart_service
-from ...services.errors import AuthError, ValidationError
-from ..htmx import safe_next
+from ...services.countries import COUNTRIES
+from ...services.errors import AuthError, NotFound, ValidationError
+from ..htmx import is_htmx, safe_next, vary
 from ..shopper import GUEST_CART_KEY
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
+# The password a session (or a remember-me cookie) was started with, as a fingerprint: a
+# password change or reset ends every session and remember-me cookie started before it.
+SESSION_FP_KEY = "_pwfp"
+REMEMBER_FP_COOKIE = "shop_remember_fp"
+TOO_MANY_LOGINS = "Too many failed log-in attempts. Please wait a minute and try again."
+TOO_MANY_RESETS = ("Too many password reset requests. Please wait a while and try again; "
+                   "the link we already sent still works.")
+TOO_MANY_REGISTRATIONS = "Too many new accounts from your network. Please try again later."
+HISTORY_PER_PAGE = 20
 
-def _login_failed(_response) -> bool:
-    """Only failed attempts count towards the login limit."""
+
+# --- rate limits (SPEC section 9; limits come from config, so env vars can change them) ---
+
+def _failed(_response) -> bool:
+    """Only failed attempts count towards the password-guessing limits."""
     return bool(g.get("login_failed"))
-
-
-def _login_account_key() -> str:
-    return "login:" + accounts.normalise_email(request.form.get("email", ""))
 
 
 def _login_limit() -> str:
     return current_app.config["RATELIMIT_LOGIN"]
 
 
-def start_session(user) -> None:
+def _login_account_key() -> str:
+    return "login:" + accounts.normalise_email(request.form.get("email", ""))
+
+
+def _current_user_key() -> str:
+    """Password re-entry on account pages: counted per account."""
+    return "reauth:" + (current_user.get_id() or get_remote_address())
+
+
+def _reset_limit() -> str:
+    return current_app.config["RATELIMIT_PASSWORD_RESET"]
+
+
+def _reset_email_key() -> str:
+    return "reset:" + accounts.normalise_email(request.form.get("email", ""))
+
+
+# --- sessions ---
+
+def _fp_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="remember-password")
+
+
+def _remember_duration() -> timedelta:
+    duration = current_app.config.get("REMEMBER_COOKIE_DURATION", timedelta(days=365))
+    return duration if isinstance(duration, timedelta) else timedelta(seconds=int(duration))
+
+
+def start_session(user, remember: bool | None = None) -> None:
     """Log a user in on a fresh session (no fixation), keeping the guest's cart."""
+    if remember is None:
+        remember = request.form.get("remember") == "yes"
     guest_token = session.get(GUEST_CART_KEY)
     session.clear()
-    login_user(user, remember=request.form.get("remember") == "yes")
+    login_user(user, remember=remember)
+    fingerprint = accounts.password_fingerprint(user)
+    session[SESSION_FP_KEY] = fingerprint
+    if remember:
+        g.remember_fp = _fp_serializer().dumps([user.id, fingerprint])
+    elif current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
+        # Someone else's remember-me cookie must not outlive this session.
+        session["_remember"] = "clear"
+        g.remember_fp = ""
     cart_service.merge_guest_cart(guest_token, user.id)
 
 
+def end_session() -> None:
+    """Log out: forget the session and the remember-me cookies."""
+    session.clear()
+    logout_user()  # after clear(): it marks the remember-me cookie for deletion
+    g.remember_fp = ""
+
+
+@user_loaded_from_cookie.connect
+def _loaded_from_cookie(_sender, user=None, **_extra) -> None:
+    g.from_remember_cookie = True
+
+
+@bp.before_app_request
+def end_outdated_session():
+    """End a session (or remember-me cookie) started before the account's password changed."""
+    if request.endpoint == "static":
+        return None
+    remember_cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+    if "_user_id" not in session and remember_cookie not in request.cookies:
+        return None  # a guest: nothing to load
+    if not current_user.is_authenticated:
+        return None
+    fingerprint = accounts.password_fingerprint(current_user)
+    if g.get("from_remember_cookie"):
+        try:
+            remembered = _fp_serializer().loads(request.cookies.get(REMEMBER_FP_COOKIE, ""))
+        except BadSignature:
+            remembered = None
+        valid = remembered == [current_user.id, fingerprint]
+        if valid:
+            session[SESSION_FP_KEY] = fingerprint
+    else:
+        # A session started elsewhere (none of ours lacks it) adopts the current password.
+        valid = session.setdefault(SESSION_FP_KEY, fingerprint) == fingerprint
+    if not valid:
+        end_session()
+        flash("Your password was changed, so please log in again.", "info")
+    return None
+
+
+@bp.after_app_request
+def _remember_fp_cookie(response):
+    """Write or delete the remember-me cookie's password fingerprint next to Flask-Login's."""
+    value = g.get("remember_fp")
+    if value is None:
+        return response
+    cfg = current_app.config
+    if value:
+        response.set_cookie(REMEMBER_FP_COOKIE, value,
+                            max_age=int(_remember_duration().total_seconds()),
+                            secure=bool(cfg.get("REMEMBER_COOKIE_SECURE")), httponly=True,
+                            samesite=cfg.get("REMEMBER_COOKIE_SAMESITE") or "Lax")
+    elif REMEMBER_FP_COOKIE in request.cookies:
+        response.delete_cookie(REMEMBER_FP_COOKIE, secure=bool(cfg.get("REMEMBER_COOKIE_SECURE")),
+                               httponly=True,
+                               samesite=cfg.get("REMEMBER_COOKIE_SAMESITE") or "Lax")
+    return response
+
+
+def _refresh_fingerprint() -> None:
+    """After the user changed their own password: this session (and remember-me) stay valid."""
+    user = current_user._get_current_object()
+    fingerprint = accounts.password_fingerprint(user)
+    session[SESSION_FP_KEY] = fingerprint
+    if REMEMBER_FP_COOKIE in request.cookies:
+        g.remember_fp = _fp_serializer().dumps([user.id, fingerprint])
+
+
+# --- log in, register, log out ---
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, key_func=get_remote_address, methods=["POST"],
-               deduct_when=_login_failed)
+               deduct_when=_failed, error_message=TOO_MANY_LOGINS)
 @limiter.limit(_login_limit, key_func=_login_account_key, methods=["POST"],
-               deduct_when=_login_failed)
+               deduct_when=_failed, error_message=TOO_MANY_LOGINS)
 def login():
     """Log in with email and password."""
     next_url = safe_next(request.values.get("next"), url_for("account.index"))
@@ -64,9 +186,10 @@ def login():
 
 
 @bp.route("/register", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["RATELIMIT_REGISTER"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_REGISTER"], methods=["POST"],
+               error_message=TOO_MANY_REGISTRATIONS)
 def register():
-    """Create a customer account."""
+    """Create a customer account (never staff: roles are given by an admin)."""
     next_url = safe_next(request.values.get("next"), url_for("account.index"))
     errors: dict[str, str] = {}
     form = {"email": request.form.get("email", ""), "name": request.form.get("name", "")}
@@ -81,7 +204,7 @@ def register():
         except ValidationError as exc:
             errors.update(exc.errors)
         else:
-            start_session(user)
+            start_session(user, remember=False)
             flash("Your account is ready. Welcome!", "success")
             return redirect(next_url, 303)
     return render_template("account/register.html", errors=errors, form=form,
@@ -91,16 +214,219 @@ def register():
 @bp.post("/logout")
 def logout():
     """Log out (POST only, so a link elsewhere cannot log you out)."""
-    logout_user()
-    session.clear()
+    end_session()
     flash("You are logged out.", "info")
     return redirect(url_for("catalog.home"), 303)
 
 
+# --- password reset by email ---
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit(_reset_limit, key_func=get_remote_address, methods=["POST"],
+               error_message=TOO_MANY_RESETS)
+@limiter.limit(_reset_limit, key_func=_reset_email_key, methods=["POST"],
+               error_message=TOO_MANY_RESETS)
+def forgot_password():
+    """Ask for a reset link. The answer is the same whether or not the email has an account."""
+    email = request.form.get("email", "").strip()
+    error = None
+    if request.method == "POST":
+        if not accounts.valid_email(accounts.normalise_email(email)):
+            error = "Enter a valid email address."
+        else:
+            accounts.request_password_reset(email, request.url_root)
+            hours = current_app.config["PASSWORD_RESET_HOURS"]
+            flash(f"If an account uses {accounts.normalise_email(email)}, we have emailed it a "
+                  f"link to choose a new password. The link works once, for {hours} hours.",
+                  "success")
+            return redirect(url_for("account.login"), 303)
+    return render_template("account/forgot.html", email=email, error=error), \
+        (422 if error else 200)
+
+
+def _private(response):
+    """A page whose URL holds a secret: not cached, not sent on as a referrer."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    """Choose a new password from an emailed link (expiring, single use)."""
+    try:
+        user = accounts.user_for_reset_token(token)
+    except NotFound as exc:
+        return _private(make_response(render_template(
+            "account/reset_invalid.html", message=exc.message), 400))
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        password = request.form.get("password", "")
+        if password != request.form.get("password_confirm", ""):
+            errors["password_confirm"] = "The two passwords do not match."
+        else:
+            try:
+                accounts.set_password(user.id, password)
+            except ValidationError as exc:
+                errors.update(exc.errors)
+            else:
+                flash("Your password is changed. Log in with your new password.", "success")
+                return redirect(url_for("account.login"), 303)
+    return _private(make_response(render_template(
+        "account/reset.html", token=token, email=user.email, errors=errors),
+        422 if errors else 200))
+
+
+# --- the account pages ---
+
 @bp.get("")
 @login_required
 def index():
-    """Profile, addresses and order history."""
-    history, total = orders.for_user(current_user.id, page=1, per_page=10)
+    """Profile, addresses, recent orders and products waiting for a review."""
+    history, total = orders.for_user(current_user.id, page=1, per_page=5)
     return render_template("account/index.html", orders=history, order_total=total,
-                           addresses=addresses.for_user(current_user.id))
+                           addresses=addresses.for_user(current_user.id),
+                           reviewable=reviews.reviewable_products(current_user.id))
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@login_required
+@limiter.limit(_login_limit, key_func=_current_user_key, methods=["POST"],
+               deduct_when=_failed, error_message=TOO_MANY_LOGINS)
+def profile():
+    """Change name and email (a new email needs the current password)."""
+    form = {"name": request.form.get("name", current_user.name or ""),
+            "email": request.form.get("email", current_user.email)}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            accounts.update_profile(current_user.id, form["name"], form["email"],
+                                    request.form.get("current_password", ""))
+        except ValidationError as exc:
+            errors = exc.errors
+            g.login_failed = "current_password" in errors
+        else:
+            flash("Your profile is saved.", "success")
+            return redirect(url_for("account.index"), 303)
+    return render_template("account/profile.html", form=form, errors=errors), \
+        (422 if errors else 200)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+@limiter.limit(_login_limit, key_func=_current_user_key, methods=["POST"],
+               deduct_when=_failed, error_message=TOO_MANY_LOGINS)
+def change_password():
+    """Change the password: the current one, then the new one twice."""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        new = request.form.get("password", "")
+        if new != request.form.get("password_confirm", ""):
+            errors["password_confirm"] = "The two passwords do not match."
+        else:
+            try:
+                accounts.change_password(current_user.id,
+                                         request.form.get("current_password", ""), new)
+            except ValidationError as exc:
+                errors = exc.errors
+                g.login_failed = "current_password" in errors
+            else:
+                _refresh_fingerprint()
+                flash("Your password is changed. Your other devices are logged out.", "success")
+                return redirect(url_for("account.index"), 303)
+    return render_template("account/password.html", errors=errors), (422 if errors else 200)
+
+
+@bp.get("/orders")
+@login_required
+def order_history():
+    """All of the customer's orders, newest first."""
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    history, total = orders.for_user(current_user.id, page=page, per_page=HISTORY_PER_PAGE)
+    pages = max(1, -(-total // HISTORY_PER_PAGE))
+    if page > pages:
+        abort(404, description="There is no such page of your orders.")
+    return render_template("account/orders.html", orders=history, order_total=total,
+                           page=page, pages=pages)
+
+
+# --- saved addresses ---
+
+def _address_form(template_values: dict, errors: dict, address_id: int | None, status: int):
+    return render_template("account/address_form.html", address=template_values, errors=errors,
+                           address_id=address_id, countries=COUNTRIES), status
+
+
+def _owned_address(address_id: int):
+    try:
+        return addresses.get_owned(current_user.id, address_id)
+    except NotFound as exc:
+        abort(404, description=exc.message)
+
+
+def _address_list_response(announcement: str):
+    """After a change: the address list (htmx) or back to the account page (303)."""
+    if is_htmx():
+        return vary(make_response(render_template(
+            "account/_addresses_response.html", addresses=addresses.for_user(current_user.id),
+            announcement=announcement)))
+    flash(announcement, "success")
+    return redirect(url_for("account.index", _anchor="addresses"), 303)
+
+
+@bp.route("/addresses/new", methods=["GET", "POST"])
+@login_required
+def add_address():
+    """Save a new address (the first becomes the default)."""
+    values = {k: request.form.get(k, "") for k in addresses.LABELS}
+    if request.method == "POST":
+        try:
+            addresses.save(current_user.id, values,
+                           make_default=request.form.get("is_default") == "yes")
+        except ValidationError as exc:
+            return _address_form(values | {"is_default": request.form.get("is_default")},
+                                 exc.errors, None, 422)
+        return _address_list_response("Address saved.")
+    return _address_form(values, {}, None, 200)
+
+
+@bp.route("/addresses/<int:address_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_address(address_id: int):
+    """Change a saved address."""
+    address = _owned_address(address_id)
+    if request.method == "POST":
+        values = {k: request.form.get(k, "") for k in addresses.LABELS}
+        try:
+            addresses.save(current_user.id, values, address_id=address_id,
+                           make_default=request.form.get("is_default") == "yes")
+        except ValidationError as exc:
+            return _address_form(values | {"is_default": request.form.get("is_default")},
+                                 exc.errors, address_id, 422)
+        except NotFound as exc:
+            abort(404, description=exc.message)
+        return _address_list_response("Address saved.")
+    return _address_form(address.as_dict() | {"is_default": address.is_default}, {},
+                         address_id, 200)
+
+
+@bp.post("/addresses/<int:address_id>/delete")
+@login_required
+def delete_address(address_id: int):
+    """Delete a saved address."""
+    try:
+        addresses.delete(current_user.id, address_id)
+    except NotFound as exc:
+        abort(404, description=exc.message)
+    return _address_list_response("Address deleted.")
+
+
+@bp.post("/addresses/<int:address_id>/default")
+@login_required
+def make_default_address(address_id: int):
+    """Use this address by default at checkout."""
+    try:
+        addresses.make_default(current_user.id, address_id)
+    except NotFound as exc:
+        abort(404, description=exc.message)
+    return _address_list_response("Default address changed.")

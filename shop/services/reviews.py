@@ -1,0 +1,259 @@
+"""Product reviews (SPEC section 3): only a customer who bought a product reviews it, once;
+a review waits for staff approval; products carry the average and count of approved reviews."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import Order, OrderLine, Product, Review, User
+from . import cache
+from .database import write_transaction
+from .errors import Forbidden, NotFound, ValidationError
+
+# A purchase counts once it is paid and until it is refunded; a pending (unpaid) or cancelled
+# order, or a refunded one, is not a purchase to review.
+PURCHASED_STATUSES = ("paid", "processing", "shipped", "delivered")
+TITLE_MAX = 120
+BODY_MAX = 5000
+PER_PAGE = 10
+
+# Why a shopper cannot review a product; templates and the API show REASONS[code].
+REASONS = {
+    "login": "Log in to review this product.",
+    "not_bought": "Only customers who bought this product can review it.",
+    "pending": "Thank you! Your review is waiting for approval and will appear soon.",
+    "reviewed": "You have already reviewed this product.",
+    "rejected": "You have already reviewed this product; your review was not published.",
+    "not_found": "That product does not exist or is no longer sold.",
+}
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    """A published review as pages show it (the author's name shortened for privacy)."""
+
+    id: int
+    rating: int
+    title: str
+    body: str
+    author: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    items: list[ReviewView]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page)) if self.total else 0
+
+
+@dataclass(frozen=True)
+class ReviewPanel:
+    """Everything a product page shows about reviews for the current shopper."""
+
+    reviews: ReviewPage
+    can_review: bool
+    reason: str | None
+
+    @property
+    def message(self) -> str:
+        return REASONS.get(self.reason or "", "")
+
+
+@dataclass(frozen=True)
+class Reviewable:
+    """A product a customer bought and has not reviewed yet."""
+
+    product_id: int
+    slug: str
+    name: str
+
+
+def display_name(name: str | None) -> str:
+    """ "Ada Lovelace" -> "Ada L."; no name -> "A customer"."""
+    parts = (name or "").split()
+    if not parts:
+        return "A customer"
+    if len(parts) == 1:
+        return parts[0]
+    return f"{parts[0]} {parts[-1][0]}."
+
+
+def has_bought(user_id: int, product_id: int) -> bool:
+    """True when one of the user's paid (not cancelled, not refunded) orders has the product."""
+    return db.session.execute(
+        select(OrderLine.id).join(Order, Order.id == OrderLine.order_id)
+        .where(Order.user_id == user_id, OrderLine.product_id == product_id,
+               Order.status.in_(PURCHASED_STATUSES)).limit(1)).first() is not None
+
+
+def _existing(user_id: int, product_id: int) -> Review | None:
+    return db.session.execute(select(Review).where(
+        Review.user_id == user_id, Review.product_id == product_id)).scalar_one_or_none()
+
+
+def can_review(user_id: int | None, product_id: int) -> tuple[bool, str | None]:
+    """(True, None) when the user may review the product; else (False, a REASONS code)."""
+    if user_id is None:
+        return False, "login"
+    existing = _existing(user_id, product_id)
+    if existing is not None:
+        return False, {"pending": "pending", "rejected": "rejected"}.get(existing.status,
+                                                                        "reviewed")
+    if not has_bought(user_id, product_id):
+        return False, "not_bought"
+    return True, None
+
+
+def _clean(rating: object, title: object, body: object) -> tuple[int, str, str]:
+    errors: dict[str, str] = {}
+    value = None
+    if isinstance(rating, bool):
+        rating = None
+    if isinstance(rating, int):
+        value = rating
+    elif isinstance(rating, str) and rating.strip().isdigit():
+        value = int(rating.strip())
+    if value is None or not 1 <= value <= 5:
+        errors["rating"] = "Choose a rating from 1 to 5 stars."
+    title_text = " ".join(title.split()) if isinstance(title, str) else ""
+    body_text = body.strip().replace("\r\n", "\n") if isinstance(body, str) else ""
+    if not title_text:
+        errors["title"] = "Give your review a title."
+    elif len(title_text) > TITLE_MAX:
+        errors["title"] = f"Keep the title to {TITLE_MAX} characters or fewer."
+    if body is not None and not isinstance(body, str):
+        errors["body"] = "The review must be text."
+    elif len(body_text) > BODY_MAX:
+        errors["body"] = f"Keep the review to {BODY_MAX} characters or fewer."
+    if errors:
+        raise ValidationError(errors)
+    return value, title_text, body_text
+
+
+def submit(user_id: int, product_id: int, rating: object, title: object,
+           body: object = "") -> Review:
+    """Write the user's one review of a product they bought; it waits for approval.
+
+    Raises NotFound (no such active product), Forbidden with a REASONS code (not bought,
+    already reviewed) or ValidationError (rating, title, body)."""
+    product = db.session.get(Product, product_id)
+    if product is None or not product.active:
+        raise NotFound(REASONS["not_found"], code="not_found")
+    allowed, reason = can_review(user_id, product_id)
+    if not allowed:
+        raise Forbidden(REASONS[reason or "not_bought"], code=reason)
+    value, title_text, body_text = _clean(rating, title, body)
+    try:
+        with write_transaction():
+            review = Review(product_id=product_id, user_id=user_id, rating=value,
+                            title=title_text, body=body_text, status="pending")
+            db.session.add(review)
+            db.session.flush()
+            review_id = review.id
+    except IntegrityError as exc:
+        # The same customer submitted twice at once: the unique constraint kept one.
+        raise Forbidden(REASONS["reviewed"], code="reviewed") from exc
+    return db.session.get(Review, review_id)
+
+
+def _moderate(review_id: int, status: str) -> Review:
+    with write_transaction():
+        review = db.session.get(Review, review_id)
+        if review is None:
+            raise NotFound("That review does not exist.")
+        # Lock the product row: simultaneous moderations of one product's reviews recompute
+        # its average one after the other, each seeing the other's result.
+        db.session.execute(select(Product.id).where(Product.id == review.product_id)
+                           .with_for_update())
+        review.status = status
+        db.session.flush()
+        recompute_rating(review.product_id)
+    cache.catalog_changed()
+    return db.session.get(Review, review_id)
+
+
+def approve(review_id: int) -> Review:
+    """Publish a review and update its product's average rating and count."""
+    return _moderate(review_id, "approved")
+
+
+def reject(review_id: int) -> Review:
+    """Hide a review (also one approved before) and update its product's rating."""
+    return _moderate(review_id, "rejected")
+
+
+def recompute_rating(product_id: int) -> None:
+    """Set Product.rating_average / rating_count from its approved reviews (flushes only)."""
+    count, total = db.session.execute(
+        select(func.count(Review.id), func.coalesce(func.sum(Review.rating), 0))
+        .where(Review.product_id == product_id, Review.status == "approved")).one()
+    product = db.session.get(Product, product_id)
+    if product is None:
+        return
+    product.rating_count = int(count)
+    product.rating_average = (
+        (Decimal(int(total)) / Decimal(int(count))).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        if count else None)
+    db.session.flush()
+
+
+def approved_for_product(product_id: int, page: int = 1, per_page: int = PER_PAGE
+                         ) -> ReviewPage:
+    """A product's approved reviews, newest first."""
+    page = max(1, page)
+    total = db.session.execute(select(func.count(Review.id)).where(
+        Review.product_id == product_id, Review.status == "approved")).scalar_one()
+    rows = db.session.execute(
+        select(Review.id, Review.rating, Review.title, Review.body, Review.created_at,
+               User.name)
+        .join(User, User.id == Review.user_id)
+        .where(Review.product_id == product_id, Review.status == "approved")
+        .order_by(Review.created_at.desc(), Review.id.desc())
+        .limit(per_page).offset((page - 1) * per_page)).all()
+    items = [ReviewView(id=r.id, rating=r.rating, title=r.title, body=r.body,
+                        author=display_name(r.name), created_at=r.created_at) for r in rows]
+    return ReviewPage(items=items, page=page, per_page=per_page, total=total)
+
+
+def panel(product_id: int, user_id: int | None) -> ReviewPanel:
+    """The product page's review section for this shopper: the newest approved reviews."""
+    allowed, reason = can_review(user_id, product_id)
+    return ReviewPanel(reviews=approved_for_product(product_id), can_review=allowed,
+                       reason=reason)
+
+
+def reviewable_products(user_id: int, limit: int = 20) -> list[Reviewable]:
+    """Products the user bought (paid orders) and has not reviewed, for the account page."""
+    reviewed = select(Review.product_id).where(Review.user_id == user_id)
+    rows = db.session.execute(
+        select(Product.id, Product.slug, Product.name)
+        .join(OrderLine, OrderLine.product_id == Product.id)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.user_id == user_id, Order.status.in_(PURCHASED_STATUSES),
+               Product.active.is_(True), Product.id.not_in(reviewed))
+        .group_by(Product.id, Product.slug, Product.name)
+        .order_by(func.max(Order.created_at).desc(), Product.id)
+        .limit(limit)).all()
+    return [Reviewable(product_id=r.id, slug=r.slug, name=r.name) for r in rows]
+
+
+def pending(page: int = 1, per_page: int = 50) -> tuple[list[Review], int]:
+    """Reviews waiting for a decision, oldest first (for the back office)."""
+    total = db.session.execute(select(func.count(Review.id))
+                               .where(Review.status == "pending")).scalar_one()
+    items = list(db.session.execute(
+        select(Review).where(Review.status == "pending").order_by(Review.created_at, Review.id)
+        .limit(per_page).offset((max(1, page) - 1) * per_page)).scalars())
+    return items, total

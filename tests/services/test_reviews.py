@@ -1,0 +1,191 @@
+"""Reviews: only buyers (of a paid, not cancelled or refunded order) review, once per product;
+reviews wait for approval; the product's average and count follow the approved ones."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import Order, Product, Review
+from shop.services import cart as carts
+from shop.services import checkout, orders, reviews
+from shop.services.cart import CartOwner
+from shop.services.checkout import CheckoutRequest
+from shop.services.errors import Forbidden, NotFound, ValidationError
+from shop.services.orders import Actor
+from tests import factories as f
+
+STAFF = Actor(None, "staff@test")
+# The transitions that bring a new (pending) order to each status.
+PATHS = {"pending": [], "paid": ["paid"], "processing": ["paid", "processing"],
+         "shipped": ["paid", "shipped"], "delivered": ["paid", "shipped", "delivered"],
+         "cancelled": ["cancelled"], "refunded": ["paid", "refunded"]}
+
+
+def buy(user, *products: Product, status: str = "paid") -> Order:
+    """A real purchase: the user's cart, place_order, then the state machine to `status`."""
+    owner = CartOwner(user_id=user.id)
+    for product in products:
+        carts.add_item(owner, 1, variant_id=f.variant_of(product).id)
+    order = checkout.place_order(owner, CheckoutRequest(email=user.email,
+                                                        shipping_address=dict(f.ADDRESS)))
+    for step in PATHS[status]:
+        extra = {"carrier": "UPS", "tracking_number": "1Z999"} if step == "shipped" else {}
+        orders.transition(order.id, step, STAFF, **extra)
+    return db.session.get(Order, order.id)
+
+
+def rating_of(product: Product) -> tuple[Decimal | None, int]:
+    db.session.expire_all()
+    fresh = db.session.get(Product, product.id)
+    return fresh.rating_average, fresh.rating_count
+
+
+@pytest.fixture
+def mug(app):
+    return f.product("Stoneware Mug", price="12.50", stock=50, slug="stoneware-mug")
+
+
+def test_a_guest_must_log_in(app, mug):
+    assert reviews.can_review(None, mug.id) == (False, "login")
+
+
+@pytest.mark.parametrize("status,allowed", [
+    ("pending", False), ("cancelled", False), ("refunded", False),
+    ("paid", True), ("processing", True), ("shipped", True), ("delivered", True)])
+def test_only_a_paid_purchase_counts(app, mug, status, allowed):
+    customer = f.user()
+    buy(customer, mug, status=status)
+    assert reviews.can_review(customer.id, mug.id) == (
+        (True, None) if allowed else (False, "not_bought"))
+
+
+def test_buying_another_product_does_not_count(app, mug):
+    customer = f.user()
+    buy(customer, f.product("Linen Towel"))
+    assert reviews.can_review(customer.id, mug.id) == (False, "not_bought")
+    with pytest.raises(Forbidden) as info:
+        reviews.submit(customer.id, mug.id, 5, "Great", "Love it")
+    assert info.value.code == "not_bought"
+    assert db.session.execute(select(func.count(Review.id))).scalar_one() == 0
+
+
+def test_a_buyer_reviews_once_and_it_waits_for_approval(app, mug):
+    customer = f.user()
+    buy(customer, mug)
+    review = reviews.submit(customer.id, mug.id, "4", "  Solid   mug ", "Keeps coffee warm.")
+    assert (review.status, review.rating, review.title) == ("pending", 4, "Solid mug")
+    assert reviews.can_review(customer.id, mug.id) == (False, "pending")
+    assert reviews.approved_for_product(mug.id).items == []
+    assert rating_of(mug) == (None, 0)
+
+    with pytest.raises(Forbidden) as info:
+        reviews.submit(customer.id, mug.id, 1, "Again", "")
+    assert info.value.code == "pending"
+    # Buying it again does not give a second review.
+    buy(customer, mug)
+    with pytest.raises(Forbidden):
+        reviews.submit(customer.id, mug.id, 1, "Again", "")
+    assert db.session.execute(select(func.count(Review.id))).scalar_one() == 1
+
+
+@pytest.mark.parametrize("rating,title,body,field", [
+    (0, "Fine", "", "rating"), (6, "Fine", "", "rating"), ("five", "Fine", "", "rating"),
+    (None, "Fine", "", "rating"), (True, "Fine", "", "rating"), (3.5, "Fine", "", "rating"),
+    (3, "", "", "title"), (3, "   ", "", "title"), (3, "x" * 121, "", "title"),
+    (3, ["list"], "", "title"), (3, "Fine", "y" * 5001, "body"), (3, "Fine", 42, "body")])
+def test_bad_input_names_the_field_and_changes_nothing(app, mug, rating, title, body, field):
+    customer = f.user()
+    buy(customer, mug)
+    with pytest.raises(ValidationError) as info:
+        reviews.submit(customer.id, mug.id, rating, title, body)
+    assert field in info.value.errors
+    assert reviews.can_review(customer.id, mug.id) == (True, None)
+
+
+def test_unknown_or_inactive_product(app, mug):
+    customer = f.user()
+    hidden = f.product("Hidden", active=False)
+    with pytest.raises(NotFound):
+        reviews.submit(customer.id, hidden.id, 5, "Nice", "")
+    with pytest.raises(NotFound):
+        reviews.submit(customer.id, 999_999, 5, "Nice", "")
+
+
+def test_approval_publishes_and_updates_the_average(app, mug, monkeypatch):
+    changed = []
+    monkeypatch.setattr(reviews.cache, "catalog_changed", lambda: changed.append(True))
+    ratings = [5, 4, 4]
+    ids = []
+    for n, value in enumerate(ratings):
+        customer = f.user(name=f"Ada Lovelace{n}")
+        buy(customer, mug)
+        ids.append(reviews.submit(customer.id, mug.id, value, f"Review {n}", "Body").id)
+
+    reviews.approve(ids[0])
+    assert rating_of(mug) == (Decimal("5.00"), 1)
+    reviews.approve(ids[1])
+    reviews.approve(ids[2])
+    assert rating_of(mug) == (Decimal("4.33"), 3)
+    assert len(changed) == 3
+
+    page = reviews.approved_for_product(mug.id)
+    assert page.total == 3 and {r.title for r in page.items} == {"Review 0", "Review 1",
+                                                                 "Review 2"}
+    assert page.items[0].author.startswith("Ada L")
+
+    # Rejecting an approved review takes it off the page and out of the average.
+    reviews.reject(ids[0])
+    assert rating_of(mug) == (Decimal("4.00"), 2)
+    assert "Review 0" not in {r.title for r in reviews.approved_for_product(mug.id).items}
+    reviews.reject(ids[1])
+    reviews.reject(ids[2])
+    assert rating_of(mug) == (None, 0)
+    assert len(changed) == 6
+
+
+def test_rejected_review_is_never_shown_and_cannot_be_redone(app, mug):
+    customer = f.user()
+    buy(customer, mug)
+    review = reviews.submit(customer.id, mug.id, 1, "Awful", "Broke at once")
+    reviews.reject(review.id)
+    assert reviews.approved_for_product(mug.id).total == 0
+    assert reviews.can_review(customer.id, mug.id) == (False, "rejected")
+
+
+def test_moderating_a_missing_review(app):
+    with pytest.raises(NotFound):
+        reviews.approve(123456)
+
+
+def test_approved_reviews_are_paged_newest_first(app, mug):
+    ids = []
+    for n in range(12):
+        customer = f.user()
+        buy(customer, mug)
+        ids.append(reviews.submit(customer.id, mug.id, 3, f"Review {n}", "").id)
+        reviews.approve(ids[-1])
+    first = reviews.approved_for_product(mug.id, page=1, per_page=10)
+    second = reviews.approved_for_product(mug.id, page=2, per_page=10)
+    assert (first.total, first.pages, len(first.items), len(second.items)) == (12, 2, 10, 2)
+    assert [r.id for r in first.items + second.items] == list(reversed(ids))
+
+
+def test_display_name_keeps_authors_private():
+    assert reviews.display_name("Ada Augusta Lovelace") == "Ada L."
+    assert reviews.display_name("Ada") == "Ada"
+    assert reviews.display_name("  ") == "A customer"
+
+
+def test_reviewable_products_lists_purchases_not_yet_reviewed(app, mug):
+    towel = f.product("Linen Towel")
+    lamp = f.product("Desk Lamp")
+    customer = f.user()
+    buy(customer, mug, towel)
+    buy(customer, lamp, status="cancelled")
+    assert {p.name for p in reviews.reviewable_products(customer.id)} == {"Stoneware Mug",
+                                                                         "Linen Towel"}
+    reviews.submit(customer.id, mug.id, 5, "Great", "")
+    assert [p.name for p in reviews.reviewable_products(customer.id)] == ["Linen Towel"]
