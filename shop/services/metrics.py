@@ -41,6 +41,8 @@ HTTP_DURATION = Histogram("shop_http_request_duration_seconds",
 ORDERS_PLACED = Counter("shop_orders_placed_total", "Orders placed")
 PAYMENT_FAILURES = Counter("shop_payment_failures_total", "Payments that failed",
                            ["provider"])
+# A series at 0 from the start, so dashboards and alerts see "no failures" rather than nothing.
+PAYMENT_FAILURES.labels(provider="stripe")
 
 
 def multiprocess_dir() -> str | None:

@@ -1,0 +1,475 @@
+"""Operations (SPEC section 9): /healthz, /readyz through outages and recovery, /metrics,
+request ids on responses and on every log line (jobs included), body limits, proxy headers."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from shop import create_app
+from shop.extensions import db
+from shop.services import cart as carts
+from shop.services import checkout, jobs
+from shop.services.cart import CartOwner
+from tests import factories as f
+from tests.conftest import MYSQL_URL
+
+MB = 1024 * 1024
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_url() -> str | None:
+    """The local Redis, or None when it is not running (those tests are skipped)."""
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        from redis import Redis
+
+        Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except Exception:
+        return None
+    return url
+
+
+def sample(metrics_text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text (None when the series is absent)."""
+    for family in text_string_to_metric_families(metrics_text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return s.value
+    return None
+
+
+def scrape(client, **kwargs) -> str:
+    response = client.get("/metrics", **kwargs)
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+# ---- liveness and readiness ------------------------------------------------------------------
+
+def test_healthz_and_readyz_when_everything_is_up(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "checks": {"database": "ok"}}
+
+
+def test_readyz_is_503_while_the_database_is_unreachable(make_app):
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/shop")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"].startswith("error: OperationalError")
+    assert app.test_client().get("/healthz").status_code == 200  # the process itself is fine
+
+
+def test_readyz_recovers_by_itself_when_the_database_returns(make_app, tmp_path):
+    # An SQLite file in a directory that does not exist yet: the database is "down".
+    folder = tmp_path / "not-yet"
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder / 'shop.db'}")
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/readyz").status_code == 503
+    folder.mkdir()
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["checks"] == {"database": "ok"}
+
+
+def test_readyz_checks_redis_and_the_replica_when_configured(make_app):
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+                   DATABASE_REPLICA_URL=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/shop")
+    client = app.test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.get_json()["checks"]
+    assert checks["database"] == "ok"
+    assert checks["redis"].startswith("error: ")
+    assert checks["replica"].startswith("error: ")
+    # /metrics keeps answering without Redis; the queue depth is left out, not reported as 0.
+    text_ = scrape(client)
+    assert "shop_http_requests_total" in text_
+    assert sample(text_, "shop_jobs_queued") is None
+
+
+def test_readyz_reports_redis_ok_when_it_answers(make_app):
+    url = redis_url()
+    if url is None:
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    response = make_app(REDIS_URL=url).test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+class TcpProxy:
+    """A stand-in network path to the database that a test can cut and restore."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._sockets: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(16)
+        server.settimeout(0.1)
+        self.port = server.getsockname()[1]
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._accept, args=(server,), daemon=True)
+        self._thread.start()
+
+    def _accept(self, server: socket.socket) -> None:
+        with server:
+            while not self._stop.is_set():
+                try:
+                    client, _ = server.accept()
+                except socket.timeout:
+                    continue
+                upstream = socket.create_connection(self.target)
+                self._sockets += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        """Refuse new connections and cut every open one, like a database restart."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for s in self._sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self._sockets.clear()
+
+
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")
+def test_mysql_outage_gives_503_then_recovers_without_a_restart(make_app, database_url):
+    url = make_url(database_url)
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 3306))
+    proxy.start()
+    try:
+        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False)
+        app = make_app(SQLALCHEMY_DATABASE_URI=through_proxy)
+        client = app.test_client()
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/products").status_code == 200
+        proxy.stop()  # pooled connections are now dead and new ones are refused
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/readyz").status_code == 503
+        proxy.start()  # the database is back, on the same address
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/products").status_code == 200
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")
+def test_a_killed_pooled_connection_is_replaced_not_served_as_an_error(make_app, database_url):
+    app = make_app()
+    client = app.test_client()
+    with app.app_context():
+        slug = f.product("Killed Connection Lamp", slug="killed-lamp").slug
+        db.session.remove()
+    assert client.get(f"/p/{slug}").status_code == 200
+    with app.app_context():
+        pooled = db.session.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+        db.session.remove()  # back into the pool: the next request gets this connection
+    killer = create_engine(database_url)
+    with killer.connect() as conn:
+        conn.execute(text(f"KILL {int(pooled)}"))
+    killer.dispose()
+    assert client.get("/readyz").status_code == 200
+    assert client.get(f"/p/{slug}").status_code == 200
+    with app.app_context():
+        assert db.session.execute(text("SELECT CONNECTION_ID()")).scalar_one() != pooled
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+def test_metrics_count_requests_by_endpoint_and_status_with_latency(client):
+    before = scrape(client)
+    for _ in range(3):
+        client.get("/healthz")
+    client.get("/no-such-page")
+    client.post("/healthz")  # 405
+    after = scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return (sample(after, name, **labels) or 0) - (sample(before, name, **labels) or 0)
+
+    assert delta("shop_http_requests_total", method="GET", endpoint="ops.healthz",
+                 status="200") == 3
+    assert delta("shop_http_requests_total", method="GET", endpoint="unmatched",
+                 status="404") == 1
+    assert delta("shop_http_requests_total", method="POST", endpoint="unmatched",
+                 status="405") == 1
+    assert delta("shop_http_request_duration_seconds_count", endpoint="ops.healthz") == 3
+    assert delta("shop_http_request_duration_seconds_bucket", endpoint="ops.healthz",
+                 le="+Inf") == 3
+    assert sample(after, "shop_http_request_duration_seconds_sum", endpoint="ops.healthz") > 0
+    assert sample(after, "shop_jobs_queued") == 0  # no Redis: nothing can be queued
+    assert sample(after, "shop_payment_failures_total", provider="stripe") is not None
+    assert client.get("/metrics").headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
+def test_metrics_count_orders_placed(app, client):
+    variant = f.variant_of(f.product(price="12.00", stock=5))
+    before = sample(scrape(client), "shop_orders_placed_total") or 0
+    owner = CartOwner(token=CartOwner.new_guest_token())
+    carts.add_item(owner, 2, variant_id=variant.id)
+    checkout.place_order(owner, checkout.CheckoutRequest(email="buyer@example.com",
+                                                         shipping_address=dict(f.ADDRESS)))
+    assert sample(scrape(client), "shop_orders_placed_total") == before + 1
+
+
+def _never_run() -> None:
+    """A job for the queue-depth test; it is deleted before any worker could take it."""
+
+
+def test_metrics_report_the_job_queue_depth_from_redis(make_app, monkeypatch):
+    url = redis_url()
+    if url is None:
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    monkeypatch.setattr(jobs, "QUEUE_NAME", f"test-ops-{uuid.uuid4().hex}")
+    app = make_app(REDIS_URL=url)
+    client = app.test_client()
+    with app.app_context():
+        queue = jobs.queue()
+        try:
+            assert sample(scrape(client), "shop_jobs_queued") == 0
+            jobs.enqueue(_never_run)
+            jobs.enqueue(_never_run)
+            assert sample(scrape(client), "shop_jobs_queued") == 2
+        finally:
+            queue.delete(delete_jobs=True)
+
+
+def test_metrics_can_require_a_scrape_token(make_app):
+    client = make_app(METRICS_TOKEN="scrape-secret").test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    text_ = scrape(client, headers={"Authorization": "Bearer scrape-secret"})
+    assert "shop_http_requests_total" in text_
+
+
+# ---- request ids and logs --------------------------------------------------------------------
+
+def test_request_id_is_taken_or_generated_and_echoed(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "lb-1234.abc"}).headers[
+        "X-Request-ID"] == "lb-1234.abc"
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers[
+        "X-Request-ID"]
+    assert len(generated) == 32 and generated != "bad id with spaces"
+    other = client.get("/healthz").headers["X-Request-ID"]
+    assert len(other) == 32 and other != generated
+    # Answers given before any view runs (CSRF refusal, 404, 413) carry one too.
+    assert client.post("/cart/add", data={}, headers={"X-Request-ID": "csrf-1"}).headers[
+        "X-Request-ID"] == "csrf-1"
+    assert client.get("/nope", headers={"X-Request-ID": "nf-1"}).headers["X-Request-ID"] == "nf-1"
+
+
+@pytest.fixture
+def production_logs(database_url, tmp_path):
+    """A production-config shop on the test database and the JSON lines its loggers write."""
+    created = []
+
+    def factory(**overrides):
+        config = {"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": uuid.uuid4().hex,
+                  "REDIS_URL": None, "STRIPE_SECRET_KEY": None, "RATELIMIT_ENABLED": False,
+                  "OUTBOX_DIR": str(tmp_path / "outbox"), "UPLOAD_DIR": str(tmp_path / "up")}
+        config.update(overrides)
+        app = create_app(config, env="production")
+        created.append(app)
+        stream = io.StringIO()
+        logging.getLogger("shop").handlers[0].setStream(stream)  # type: ignore[attr-defined]
+
+        def lines() -> list[dict]:
+            return [json.loads(line) for line in stream.getvalue().splitlines() if line]
+
+        return app, lines
+
+    yield factory
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "shop_handler", False)]:
+        root.removeHandler(handler)
+    for app in created:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_production_logs_are_json_with_the_request_id_on_every_line(production_logs, tmp_path):
+    app, lines = production_logs(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'missing' / 'shop.db'}")
+
+    @app.get("/test-boom")
+    def boom():
+        raise RuntimeError("kaboom")
+
+    client = app.test_client()
+    assert client.get("/readyz", headers={"X-Request-ID": "ready-42"}).status_code == 503
+    response = client.get("/test-boom")
+    assert response.status_code == 500
+    assert "kaboom" not in response.get_data(as_text=True)  # never a traceback to the client
+    boom_id = response.headers["X-Request-ID"]
+
+    records = lines()
+    ready = [r for r in records if r["request_id"] == "ready-42"]
+    assert {r["logger"] for r in ready} == {"shop.ops", "shop.access"}
+    assert any(r["level"] == "WARNING" and "not ready" in r["message"] for r in ready)
+    assert any(r.get("status") == 503 and r.get("path") == "/readyz" for r in ready)
+    booms = [r for r in records if r["request_id"] == boom_id]
+    assert any(r["level"] == "ERROR" and "kaboom" in r.get("exc", "") for r in booms)
+    assert any(r.get("status") == 500 for r in booms)
+    assert all(r["request_id"] in ("ready-42", boom_id) for r in records)
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def _logging_job(message: str) -> None:
+    logging.getLogger("shop.jobs").info(message)
+
+
+def test_job_log_lines_carry_the_request_id_of_the_request_that_queued_them(
+        production_logs, monkeypatch):
+    url = redis_url()
+    if url is None:
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    from rq.job import Job
+
+    monkeypatch.setattr(jobs, "QUEUE_NAME", f"test-ops-{uuid.uuid4().hex}")
+    app, lines = production_logs(REDIS_URL=url)
+    with app.test_request_context("/account", headers={"X-Request-ID": "queued-by-7"}):
+        app.preprocess_request()
+        jobs.enqueue(_logging_job, "mail sent from the worker")
+        queue = jobs.queue()
+        job_id = queue.job_ids[0]
+        connection = jobs.redis_connection()
+    try:
+        # What the worker does with a job it takes from Redis: fetch it and perform it.
+        Job.fetch(job_id, connection=connection).perform()
+    finally:
+        queue.delete(delete_jobs=True)
+    job_lines = [r for r in lines() if r["message"] == "mail sent from the worker"]
+    assert job_lines and job_lines[0]["request_id"] == "queued-by-7"
+    assert job_lines[0]["logger"] == "shop.jobs"
+
+
+def test_development_logs_show_the_request_id_in_plain_text(make_app):
+    app = make_app()
+    stream = io.StringIO()
+    logging.getLogger("shop").handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    app.test_client().get("/healthz", headers={"X-Request-ID": "plain-9"})
+    line = next(x for x in stream.getvalue().splitlines() if "GET /healthz" in x)
+    assert "[plain-9] shop.access: GET /healthz 200" in line
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("hops,expected", [(0, "127.0.0.1"), (1, "203.0.113.7")])
+def test_client_address_comes_from_trusted_proxies_only(make_app, hops, expected):
+    app = make_app(PROXY_HOPS=hops)
+    collected = _Records()
+    access = logging.getLogger("shop.access")
+    access.addHandler(collected)
+    try:
+        app.test_client().get("/healthz", headers={"X-Forwarded-For": "203.0.113.7",
+                                                   "X-Forwarded-Proto": "https"})
+    finally:
+        access.removeHandler(collected)
+    assert [r.remote_addr for r in collected.records] == [expected]  # type: ignore[attr-defined]
+
+
+# ---- request body limits ---------------------------------------------------------------------
+
+def test_an_oversized_page_post_gets_413_with_a_clear_page(client):
+    response = client.post("/cart/add", data=b"x" * (4 * MB + 1),
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 413
+    html = response.get_data(as_text=True)
+    assert "<html" in html and "The request is too large. The limit is 4 MB" in html
+
+
+def test_an_oversized_api_request_gets_413_in_the_json_envelope(client):
+    response = client.post("/api/v1/cart/items", data=b"{" + b" " * (4 * MB) + b"}",
+                           content_type="application/json")
+    assert response.status_code == 413
+    error = response.get_json()["error"]
+    assert error["code"] == "payload_too_large"
+    assert "limit is 4 MB" in error["message"]
+
+
+def test_admin_uploads_may_be_larger_up_to_their_own_limit(client):
+    six_mb = client.post("/admin/product/new/", data=b"x" * (6 * MB),
+                         content_type="application/x-www-form-urlencoded")
+    assert six_mb.status_code != 413  # refused for other reasons (no CSRF token, not staff)
+    eleven_mb = client.post("/admin/product/new/", data=b"x" * (11 * MB),
+                            content_type="application/x-www-form-urlencoded")
+    assert eleven_mb.status_code == 413
+    assert "The limit is 10 MB" in eleven_mb.get_data(as_text=True)
+
+
+def test_body_limits_follow_the_configuration(make_app):
+    client = make_app(MAX_CONTENT_LENGTH=1024).test_client()
+    assert client.post("/cart/add", data=b"q" * 2048,
+                       content_type="application/x-www-form-urlencoded").status_code == 413
+    small = client.post("/cart/add", data=b"variant_id=1",
+                        content_type="application/x-www-form-urlencoded")
+    assert small.status_code == 400  # within the limit: refused only for the missing CSRF token
+
+
+def test_a_multipart_upload_over_the_limit_is_refused(client, tmp_path):
+    big = Path(tmp_path / "big.bin")
+    big.write_bytes(b"\0" * (4 * MB + 10))
+    with big.open("rb") as fh:
+        response = client.post("/account/profile", data={"file": (fh, "big.bin")},
+                               content_type="multipart/form-data")
+    assert response.status_code == 413
