@@ -404,84 +404,24 @@ def drop_search_index() -> None:
 
 def downgrade():
     drop_search_index()
-    with op.batch_alter_table('stock_adjustments', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_stock_adjustments_variant_id'))
-
     op.drop_table('stock_adjustments')
-    with op.batch_alter_table('order_lines', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_order_lines_variant_id'))
-        batch_op.drop_index(batch_op.f('ix_order_lines_product_id'))
-        batch_op.drop_index(batch_op.f('ix_order_lines_order_id'))
-
     op.drop_table('order_lines')
-    with op.batch_alter_table('cart_lines', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_cart_lines_variant_id'))
-
     op.drop_table('cart_lines')
-    with op.batch_alter_table('variants', schema=None) as batch_op:
-        batch_op.drop_index('ix_variants_product_stock')
-
     op.drop_table('variants')
-    with op.batch_alter_table('shipments', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_shipments_order_id'))
-
     op.drop_table('shipments')
-    with op.batch_alter_table('reviews', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_reviews_user_id'))
-        batch_op.drop_index('ix_reviews_product_status')
-
     op.drop_table('reviews')
-    with op.batch_alter_table('product_images', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_product_images_product_id'))
-
     op.drop_table('product_images')
-    with op.batch_alter_table('payments', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_payments_order_id'))
-
     op.drop_table('payments')
-    with op.batch_alter_table('order_events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_order_events_order_id'))
-
     op.drop_table('order_events')
-    with op.batch_alter_table('coupon_uses', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_coupon_uses_user_id'))
-        batch_op.drop_index(batch_op.f('ix_coupon_uses_order_id'))
-
     op.drop_table('coupon_uses')
-    with op.batch_alter_table('products', schema=None) as batch_op:
-        batch_op.drop_index('ix_products_category_active')
-        batch_op.drop_index('ix_products_active_price')
-        batch_op.drop_index('ix_products_active_name')
-        batch_op.drop_index('ix_products_active_created')
-        batch_op.drop_index('ft_products_name_description', mysql_prefix='FULLTEXT')
-
     op.drop_table('products')
-    with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.drop_index('ix_orders_user_created')
-        batch_op.drop_index('ix_orders_status_created')
-        batch_op.drop_index('ix_orders_email')
-        batch_op.drop_index('ix_orders_created')
-
     op.drop_table('orders')
     op.drop_table('carts')
-    with op.batch_alter_table('audit_log', schema=None) as batch_op:
-        batch_op.drop_index('ix_audit_log_model_record')
-        batch_op.drop_index('ix_audit_log_created')
-
     op.drop_table('audit_log')
-    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
-        batch_op.drop_index('ix_api_tokens_user')
-
     op.drop_table('api_tokens')
-    with op.batch_alter_table('addresses', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_addresses_user_id'))
-
     op.drop_table('addresses')
     op.drop_table('users')
     op.drop_table('provider_events')
     op.drop_table('idempotency_records')
     op.drop_table('coupons')
-    with op.batch_alter_table('categories', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_categories_parent_id'))
-
     op.drop_table('categories')

@@ -1,0 +1,60 @@
+"""The demo seed is idempotent and complete; the bulk seed is fast and searchable."""
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import Category, Coupon, Product, ProductImage, StockAdjustment, Variant
+from shop.services import catalog, seed
+
+
+def counts():
+    return tuple(db.session.execute(select(func.count()).select_from(model)).scalar_one()
+                 for model in (Category, Product, Variant, ProductImage, Coupon, StockAdjustment))
+
+
+def test_demo_seed_is_idempotent_and_complete(app, runner):
+    result = runner.invoke(args=["seed"])
+    assert result.exit_code == 0, result.output
+    first = counts()
+    assert 95 <= first[1] <= 110  # about 100 products
+    assert runner.invoke(args=["seed"]).exit_code == 0
+    assert counts() == first
+    # a two-level tree, variants with options, low and zero stock, local images, the coupon
+    roots = db.session.execute(select(func.count()).where(Category.parent_id.is_(None))).scalar()
+    assert 3 <= roots < first[0]
+    assert db.session.execute(select(func.count()).where(Variant.stock_quantity == 0)).scalar() > 0
+    assert db.session.execute(select(func.count()).where(
+        Variant.stock_quantity.between(1, 4))).scalar() > 0
+    assert db.session.execute(select(func.count()).where(
+        func.length(Variant.sku) > 0, Variant.position > 0)).scalar() > 0
+    assert not db.session.execute(select(ProductImage).where(
+        ProductImage.path.like("http%"))).first()
+    welcome = db.session.execute(select(Coupon).where(Coupon.code == "WELCOME10")).scalar_one()
+    assert (welcome.kind, welcome.value, welcome.usage_limit, welcome.min_subtotal) == (
+        "percent", 10, None, None)
+    # every product's listed price is its lowest variant price
+    for product in db.session.execute(select(Product)).scalars():
+        assert product.price == min(v.price for v in product.variants)
+
+
+def test_seed_if_empty_leaves_an_existing_shop_alone(app, runner):
+    runner.invoke(args=["seed"])
+    before = counts()
+    result = runner.invoke(args=["seed-if-empty"])
+    assert "not seeding" in result.output and counts() == before
+
+
+def test_bulk_seed_adds_searchable_products(app, runner):
+    started = time.perf_counter()
+    result = runner.invoke(args=["seed", "--products", "2000"])
+    elapsed = time.perf_counter() - started
+    assert result.exit_code == 0, result.output
+    assert db.session.execute(select(func.count(Product.id))).scalar_one() >= 2000
+    assert elapsed < 30
+    filters, errors = catalog.parse_filters({"q": "mug"})
+    assert not errors
+    page = catalog.list_products(filters)
+    assert page.total > 0 and all("mug" in card.name.lower() for card in page.items)
