@@ -45,6 +45,10 @@ class Config:
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET") or None
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE") or None
     UNPAID_ORDER_TIMEOUT_MINUTES = _env_int("SHOP_UNPAID_ORDER_TIMEOUT_MINUTES", 60)
+    # Background jobs: the RQ queue, and the shop's public URL for links in mail sent by jobs
+    # that no request queued (cron's expire-orders); jobs queued by a request use its URL.
+    JOBS_QUEUE = os.environ.get("SHOP_JOBS_QUEUE", "shop")
+    BASE_URL = os.environ.get("SHOP_BASE_URL") or None
 
     # Mail: SMTP when MAIL_SERVER is set, files in instance/outbox/ otherwise.
     MAIL_SERVER = os.environ.get("MAIL_SERVER") or None

@@ -8,6 +8,10 @@ from .services import seed as seed_service
 
 
 def init_app(app: Flask) -> None:
+    from . import jobs_cli
+
+    jobs_cli.init_app(app)
+
     @app.cli.command("seed")
     @click.option("--products", type=int, default=None,
                   help="Add N generated products (a large catalogue for benchmarks).")

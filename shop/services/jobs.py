@@ -6,10 +6,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app, g, has_request_context
+from flask import current_app, g, has_request_context, request
 
 log = logging.getLogger("shop.jobs")
 QUEUE_NAME = "shop"
+RETRY_INTERVALS = [10, 60, 300]
 
 
 def redis_connection():
@@ -25,24 +26,43 @@ def redis_connection():
     return ext[url]
 
 
+def queue_name() -> str:
+    """The RQ queue of this shop (JOBS_QUEUE; tests use their own)."""
+    return current_app.config.get("JOBS_QUEUE") or QUEUE_NAME
+
+
 def queue():
     from rq import Queue
 
     conn = redis_connection()
-    return Queue(QUEUE_NAME, connection=conn) if conn is not None else None
+    return Queue(queue_name(), connection=conn) if conn is not None else None
+
+
+def _origin() -> dict[str, str]:
+    """What a job needs from the request that queued it: its id (for the logs) and the shop's
+    base URL (for links in mail). A job queued by a job passes its own on."""
+    if has_request_context():
+        return {"request_id": g.get("request_id", ""), "base_url": request.url_root}
+    from rq import get_current_job
+
+    job = get_current_job()
+    meta = (job.meta or {}) if job is not None else {}
+    return {key: str(meta.get(key) or "") for key in ("request_id", "base_url")}
 
 
 def enqueue(func: Callable[..., Any], *args: Any, delay: timedelta | None = None) -> None:
     """Run `func(*args)` in the worker (or now, inline, without Redis). Failures of inline
     jobs are logged, never shown to the shopper whose request queued them."""
-    request_id = g.get("request_id", "") if has_request_context() else ""
     q = queue()
     if q is not None:
-        meta = {"request_id": request_id}
+        from rq import Retry
+
+        # A mail server or Stripe hiccup should not lose the job: three more tries, spaced out.
+        options = {"meta": _origin(), "retry": Retry(max=3, interval=RETRY_INTERVALS)}
         if delay is not None:
-            q.enqueue_in(delay, func, *args, meta=meta)
+            q.enqueue_in(delay, func, *args, **options)
         else:
-            q.enqueue(func, *args, meta=meta)
+            q.enqueue(func, *args, **options)
         return
     if delay is not None:
         # Without a worker nothing can wait; `flask --app wsgi expire-orders` (cron) covers it.

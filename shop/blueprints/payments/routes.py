@@ -1,6 +1,113 @@
-"""Payment provider endpoints: Stripe's return pages and webhook."""
+"""Payment provider endpoints: paying a pending Stripe order, the shopper's return from
+Stripe's page, and Stripe's webhook."""
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+import re
+
+from flask import Blueprint, abort, flash, jsonify, redirect, request, url_for
+from flask_login import current_user
+
+from ...extensions import csrf
+from ...http import error_response
+from ...models import Order
+from ...services import orders, payments
+from ...services.errors import NotFound
+from ...services.payments import stripe_provider
 
 bp = Blueprint("payments", __name__, url_prefix="/payments")
+log = logging.getLogger("shop.payments")
+SESSION_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+RETURN_MESSAGES = {
+    "paid": ("success", "Thank you! Your payment is confirmed."),
+    "already_paid": ("success", "Thank you! Your payment is confirmed."),
+    "unpaid": ("info", "Stripe has not confirmed your payment yet. This page will show it "
+                       "once they do; there is no need to pay again."),
+    "mismatch": ("error", "We could not match this payment to your order. Please contact us "
+                          "quoting your order number."),
+    "late": ("error", "This order was cancelled before your payment arrived, so the payment "
+                      "has been refunded to your card."),
+}
+
+
+def _order_page(order: Order, token: str | None = None):
+    return redirect(url_for("orders.detail", number=order.number, token=token), 303)
+
+
+@bp.get("/<number>/pay")
+def pay(number: str):
+    """Resume paying a pending Stripe order: back to its open Stripe page, or a new one. For
+    the order's owner, staff, or whoever holds its signed link."""
+    try:
+        order = orders.load(number)
+    except NotFound:
+        abort(404, description="That order does not exist.")
+    token = request.args.get("token")
+    is_owner = current_user.is_authenticated and order.user_id == current_user.id
+    is_staff = current_user.is_authenticated and current_user.is_staff
+    if not (is_owner or is_staff or orders.check_guest_token(number, token)):
+        abort(404, description="That order does not exist.")
+    link = orders.guest_link_token(order) if token else None
+    if order.status != "pending" or order.payment_method != "stripe":
+        flash("This order has nothing left to pay.", "info")
+        return _order_page(order, link)
+    url = payments.checkout_url(order)
+    if url:
+        return redirect(url, 303)
+    order = orders.load(number)
+    if order.status == "paid":
+        flash(RETURN_MESSAGES["paid"][1], "success")
+    elif order.status == "cancelled":
+        flash("This order was cancelled because it was not paid in time. Its items are back "
+              "in the shop if you would like to order again.", "error")
+    else:
+        flash("We could not open the card payment page just now. Please try again in a "
+              "moment.", "error")
+    return _order_page(order, link)
+
+
+@bp.get("/stripe/return")
+def stripe_return():
+    """Where Stripe sends the shopper back. The session is looked up at Stripe (the query
+    string proves nothing) and finishes the payment through the same path as the webhook."""
+    session_id = request.args.get("session_id", "")
+    if not SESSION_ID.match(session_id):
+        abort(404, description="That payment does not exist.")
+    try:
+        result = stripe_provider.finish_payment(session_id)
+    except stripe_provider.StripeUnavailable:
+        order = payments.order_for_reference("stripe", session_id)
+        if order is None:
+            abort(503, description="We could not reach the payment service. Please reload "
+                                   "this page in a moment.")
+        flash("We could not confirm your payment with Stripe yet. This page will show it "
+              "once they do; there is no need to pay again.", "info")
+        return _order_page(order, orders.guest_link_token(order))
+    if result.order is None:
+        abort(404, description="That payment does not exist.")
+    category, message = RETURN_MESSAGES[result.outcome]
+    flash(message, category)
+    return _order_page(result.order, orders.guest_link_token(result.order))
+
+
+@bp.post("/stripe/webhook")
+@csrf.exempt
+def stripe_webhook():
+    """Stripe's events, verified by signature. 400 when the signature fails (nothing
+    changes); 200 for every verified event, including replays and events about unknown or
+    closed orders (so Stripe stops sending them); 503 when Stripe cannot be reached to
+    confirm a payment (Stripe retries later)."""
+    if not stripe_provider.enabled():
+        abort(404)
+    try:
+        event = stripe_provider.parse_event(request.get_data(),
+                                            request.headers.get("Stripe-Signature"))
+    except stripe_provider.WebhookRejected as exc:
+        log.warning("stripe webhook refused: %s", exc)
+        return error_response(400, str(exc), code="invalid_signature")
+    try:
+        outcome = stripe_provider.handle_event(event)
+    except stripe_provider.StripeUnavailable as exc:
+        log.warning("stripe webhook %s deferred: %s", event["id"], exc)
+        return error_response(503, exc.message, code="unavailable")
+    return jsonify({"received": True, "outcome": outcome})

@@ -6,11 +6,16 @@ exactly one of them through.
 """
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from ...extensions import db
-from ...models import Order
-from .. import orders
+from ...models import Order, Payment
+from .. import jobs, notifications, orders
 from ..errors import NotFound
 from ..orders import Actor
+
+# Staff changes the customer hears about by email (not "processing": nothing to do for them).
+NOTIFY_STATUSES = ("paid", "shipped", "delivered", "cancelled", "refunded")
 
 
 def checkout_url(order: Order) -> str | None:
@@ -31,8 +36,11 @@ def refund(order_id: int, actor: Actor, note: str = "") -> Order:
     if order.payment_method == "stripe":
         from . import stripe_provider
 
-        return stripe_provider.refund(order, actor, note)
-    return orders.transition(order_id, "refunded", actor, note or "Refund recorded")
+        result = stripe_provider.refund(order, actor, note)
+    else:
+        result = orders.transition(order_id, "refunded", actor, note or "Refund recorded")
+    _notify(result)
+    return result
 
 
 def change_status(order_id: int, to_status: str, actor: Actor, note: str = "", *,
@@ -41,5 +49,20 @@ def change_status(order_id: int, to_status: str, actor: Actor, note: str = "", *
     payment provider, everything else straight to the state machine."""
     if to_status == "refunded":
         return refund(order_id, actor, note)
-    return orders.transition(order_id, to_status, actor, note, carrier=carrier,
-                             tracking_number=tracking_number)
+    order = orders.transition(order_id, to_status, actor, note, carrier=carrier,
+                              tracking_number=tracking_number)
+    _notify(order)
+    return order
+
+
+def _notify(order: Order) -> None:
+    """Email the customer about a status change, in the background."""
+    if order.status in NOTIFY_STATUSES:
+        jobs.enqueue(notifications.order_status_changed, order.id)
+
+
+def order_for_reference(provider: str, reference: str) -> Order | None:
+    """The order a provider's payment reference (a Stripe session id) belongs to."""
+    order_id = db.session.execute(select(Payment.order_id).where(
+        Payment.provider == provider, Payment.reference == reference)).scalar()
+    return db.session.get(Order, order_id) if order_id is not None else None

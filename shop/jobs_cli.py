@@ -1,0 +1,48 @@
+"""CLI for background work: `flask --app wsgi worker` (the RQ worker, with the scheduler that
+runs delayed jobs such as expiring unpaid orders) and `flask --app wsgi expire-orders` (the
+same expiry as a sweep, for cron, needed when the shop runs without Redis)."""
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+
+def init_app(app: Flask) -> None:
+    @app.cli.command("worker")
+    @click.option("--burst", is_flag=True, help="Run the jobs waiting now, then stop.")
+    @click.option("--queue", "queue_names", multiple=True,
+                  help="Queue to work on (repeatable; default: the shop's JOBS_QUEUE).")
+    @click.option("--simple", is_flag=True,
+                  help="Run jobs in this process instead of forking one per job.")
+    @click.option("--no-scheduler", is_flag=True,
+                  help="Do not run delayed jobs (another worker schedules them).")
+    def worker(burst: bool, queue_names: tuple[str, ...], simple: bool,
+               no_scheduler: bool) -> None:
+        """Run background jobs from Redis (REDIS_URL) until stopped (SIGTERM: finish the
+        current job, then exit)."""
+        from .worker import make_worker
+
+        rq_worker = make_worker(current_app._get_current_object(), simple=simple,
+                                queue_names=list(queue_names) or None)
+        if rq_worker is None:
+            raise click.ClickException(
+                "REDIS_URL is not set: jobs run inline in the web process and no worker is "
+                "needed. Run `flask --app wsgi expire-orders` from cron to expire unpaid orders.")
+        click.echo(f"Worker on {', '.join(q.name for q in rq_worker.queues)}"
+                   f"{' (burst)' if burst else ''}.")
+        rq_worker.work(burst=burst, with_scheduler=not no_scheduler)
+
+    @app.cli.command("expire-orders")
+    def expire_orders() -> None:
+        """Cancel unpaid Stripe orders older than UNPAID_ORDER_TIMEOUT_MINUTES, releasing their
+        stock (safe to run as often as you like, e.g. every 5 minutes from cron)."""
+        from .services.payments.expiry import expire_unpaid_orders
+
+        base_url = current_app.config.get("BASE_URL")
+        if base_url and not current_app.config.get("SERVER_NAME"):
+            # Mail sent inline for the cancelled orders links to the shop's public address.
+            with current_app.test_request_context("/", base_url=base_url):
+                count = expire_unpaid_orders()
+        else:
+            count = expire_unpaid_orders()
+        click.echo(f"Cancelled {count} unpaid order{'s' if count != 1 else ''}.")

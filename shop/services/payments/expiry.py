@@ -1,0 +1,84 @@
+"""Unpaid Stripe orders give their stock back after UNPAID_ORDER_TIMEOUT_MINUTES.
+
+Two ways in, one rule: a job scheduled for each Stripe order at its deadline (the RQ worker's
+scheduler runs it), and `expire_unpaid_orders`, the sweep behind `flask --app wsgi
+expire-orders` for cron (and for shops without Redis). Both are safe to run any number of
+times: the state machine cancels an order once.
+"""
+from __future__ import annotations
+
+import logging
+
+import stripe
+from sqlalchemy import select
+
+from ...extensions import db
+from ...models import Order, utcnow
+from .. import jobs, notifications, orders
+from ..errors import InvalidTransition
+from ..orders import Actor
+from . import stripe_provider
+
+log = logging.getLogger("shop.payments.expiry")
+ACTOR = Actor(label="expiry")
+
+
+def expire_order(order_id: int) -> bool:
+    """Cancel one unpaid Stripe order whose deadline has passed (releasing its stock), after
+    closing its Checkout Session so it can no longer be paid. A session that turns out to be
+    paid finishes the payment instead. Returns True when this call cancelled the order."""
+    order = db.session.get(Order, order_id)
+    if order is None or order.status != "pending" or order.payment_method != "stripe":
+        return False
+    if stripe_provider.deadline(order) > utcnow():
+        return False
+    payment = stripe_provider.stripe_payment(order_id)
+    if payment is not None and payment.reference and stripe_provider.enabled():
+        try:
+            if _close_session(payment.reference):
+                return False
+        except (stripe.StripeError, stripe_provider.StripeUnavailable) as exc:
+            # Cancel anyway: stock must come back; a payment that still arrives on the old
+            # session is refunded by finish_payment.
+            log.warning("could not close stripe session %s of order %s: %s",
+                        payment.reference, order.number, exc)
+    minutes = stripe_provider.payment_timeout().total_seconds() // 60
+    try:
+        orders.transition(order_id, "cancelled", ACTOR,
+                          f"Not paid within {minutes:.0f} minutes; stock released")
+    except InvalidTransition:
+        return False
+    log.info("unpaid order %s cancelled after its payment deadline", order.number)
+    jobs.enqueue(notifications.order_status_changed, order_id)
+    return True
+
+
+def _close_session(session_id: str) -> bool:
+    """Expire the session at Stripe; True when it was paid meanwhile (and is now finished)."""
+    sessions = stripe_provider.client().v1.checkout.sessions
+    session = sessions.retrieve(session_id)
+    if session.status == "open":
+        try:
+            session = sessions.expire(session_id)
+        except stripe.InvalidRequestError:
+            # Paid (or expired) between the two calls: look again.
+            session = sessions.retrieve(session_id)
+    if session.status == "complete":
+        return stripe_provider.finish_payment(session_id).ok
+    return False
+
+
+def expire_unpaid_orders() -> int:
+    """Cancel every pending Stripe order past its deadline; returns how many were cancelled."""
+    cutoff = utcnow() - stripe_provider.payment_timeout()
+    ids = list(db.session.execute(
+        select(Order.id).where(Order.status == "pending", Order.payment_method == "stripe",
+                               Order.created_at <= cutoff).order_by(Order.id)).scalars())
+    cancelled = 0
+    for order_id in ids:
+        try:
+            cancelled += expire_order(order_id)
+        except Exception:  # one bad order must not stop the sweep
+            log.exception("expiring order %s failed", order_id)
+            db.session.rollback()
+    return cancelled

@@ -1,0 +1,440 @@
+"""Stripe Checkout: the shop redirects to Stripe's hosted page and back; no card data reaches
+the shop.
+
+One Checkout Session per order at a time (its id is `Payment.reference`). The shopper's return
+page and Stripe's webhook both end in `finish_payment`, which asks Stripe for the session (the
+browser is never trusted) and moves the order to `paid` through the state machine, whose
+conditional UPDATE lets exactly one caller through.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import stripe
+from flask import current_app, url_for
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ...extensions import db
+from ...models import Order, Payment, ProviderEvent, utcnow
+from .. import jobs, metrics, notifications, orders
+from ..database import retrying, write_transaction
+from ..errors import InvalidTransition, PaymentError
+from ..money import to_minor_units
+from ..orders import Actor
+
+log = logging.getLogger("shop.payments.stripe")
+PROVIDER = "stripe"
+ACTOR = Actor(label="stripe")
+# Stripe refuses a Checkout Session that expires sooner than 30 minutes or later than 24 hours.
+SESSION_MIN = timedelta(minutes=31)
+SESSION_MAX = timedelta(hours=23, minutes=55)
+# A scheduled expiry runs a little after the deadline, never before it.
+EXPIRY_GRACE = timedelta(seconds=5)
+FINISH_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+
+
+class WebhookRejected(Exception):
+    """A webhook whose signature is missing, wrong or stale, or whose body is not an event."""
+
+
+class StripeUnavailable(PaymentError):
+    """Stripe could not be reached or failed; nothing was changed, try again later."""
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    """What `finish_payment` found: `paid` (this call marked it paid), `already_paid`,
+    `unpaid` (Stripe has not confirmed yet), `mismatch` (amount or currency differ),
+    `late` (paid after the order was cancelled: refunded), `unknown` (no such order)."""
+
+    outcome: str
+    order: Order | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("paid", "already_paid")
+
+
+def enabled() -> bool:
+    """Stripe is on when its secret key is configured."""
+    return bool(current_app.config.get("STRIPE_SECRET_KEY"))
+
+
+def client() -> stripe.StripeClient:
+    """A StripeClient for the configured key, pointed at STRIPE_API_BASE when set (one per app
+    and key; the client is safe to share between threads)."""
+    cfg = current_app.config
+    key = cfg.get("STRIPE_SECRET_KEY")
+    if not key:
+        raise PaymentError("Card payments are not configured.")
+    base = cfg.get("STRIPE_API_BASE")
+    cache = current_app.extensions.setdefault("shop_stripe", {})
+    if (key, base) not in cache:
+        cache[(key, base)] = stripe.StripeClient(
+            key, base_addresses={"api": base} if base else None, max_network_retries=2,
+            http_client=stripe.RequestsClient(timeout=cfg.get("STRIPE_TIMEOUT_SECONDS", 20)))
+    return cache[(key, base)]
+
+
+def payment_timeout() -> timedelta:
+    """How long a Stripe order may stay unpaid (UNPAID_ORDER_TIMEOUT_MINUTES)."""
+    return timedelta(minutes=current_app.config["UNPAID_ORDER_TIMEOUT_MINUTES"])
+
+
+def deadline(order: Order) -> datetime:
+    """When an unpaid Stripe order gives its stock back (naive UTC)."""
+    return order.created_at + payment_timeout()
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.replace(tzinfo=timezone.utc).timestamp())
+
+
+def _session_expiry(order: Order, now: datetime) -> int:
+    """The session's `expires_at`: the order's deadline when Stripe allows it, so a retried
+    create sends the same parameters (Stripe rejects an idempotency key reused with others);
+    otherwise the earliest time Stripe accepts, rounded up to 5 minutes."""
+    due = deadline(order)
+    if now + SESSION_MIN <= due <= now + SESSION_MAX:
+        return _epoch(due)
+    if due > now + SESSION_MAX:
+        return int(_epoch(now + SESSION_MAX) // 300 * 300)
+    return int(math.ceil(_epoch(now + SESSION_MIN) / 300) * 300)
+
+
+def stripe_payment(order_id: int) -> Payment | None:
+    """The order's latest Stripe payment row."""
+    return db.session.execute(
+        select(Payment).where(Payment.order_id == order_id, Payment.provider == PROVIDER)
+        .order_by(Payment.id.desc()).limit(1)).scalar_one_or_none()
+
+
+def line_items(order: Order) -> list[dict[str, Any]]:
+    """What the shopper sees on Stripe's page, in minor units. Itemised when the lines,
+    shipping and tax add up to the total exactly; one line for the total otherwise (a
+    discount), so the amount charged is always `order.total`."""
+    currency = order.currency.lower()
+    total = to_minor_units(order.total, order.currency)
+
+    def item(name: str, amount: int, quantity: int = 1) -> dict[str, Any]:
+        return {"quantity": quantity,
+                "price_data": {"currency": currency, "unit_amount": amount,
+                               "product_data": {"name": name[:250]}}}
+
+    items = []
+    for line in order.lines:
+        options = " / ".join(str(v) for v in (line.options or {}).values())
+        items.append(item(f"{line.name} ({options})" if options else line.name,
+                          to_minor_units(line.unit_price, order.currency), line.quantity))
+    if order.shipping > 0:
+        items.append(item(f"Shipping ({order.shipping_method})",
+                          to_minor_units(order.shipping, order.currency)))
+    if order.tax > 0:
+        items.append(item("Tax", to_minor_units(order.tax, order.currency)))
+    itemised = sum(i["price_data"]["unit_amount"] * i["quantity"] for i in items)
+    if items and itemised == total and order.discount == 0:
+        return items
+    return [item(f"Order {order.number}", total)]
+
+
+def checkout_url(order: Order) -> str | None:
+    """Where the shopper pays this pending order: the open session's page, reused, or a new
+    session. None when there is nothing to pay or Stripe cannot be reached (logged and
+    counted; the order page offers "Pay now" again)."""
+    if order.status != "pending" or order.payment_method != PROVIDER or not enabled():
+        return None
+    payment = stripe_payment(order.id)
+    if payment is None:
+        return None
+    try:
+        if payment.reference:
+            return _resume(order, payment)
+        _schedule_expiry(order)
+        return _create_session(order, payment)
+    except (stripe.StripeError, StripeUnavailable) as exc:
+        metrics.payment_failed(PROVIDER)
+        log.error("stripe checkout for order %s failed: %s", order.number, exc)
+        return None
+
+
+def _resume(order: Order, payment: Payment) -> str | None:
+    """The stored session: still open (reuse it), paid (finish), or expired (cancel)."""
+    session = client().v1.checkout.sessions.retrieve(payment.reference)
+    if session.status == "open":
+        return session.url
+    if session.status == "complete":
+        finish_payment(session.id)
+        return None
+    session_expired(session.id)
+    return None
+
+
+def _create_session(order: Order, payment: Payment) -> str | None:
+    now = utcnow()
+    if deadline(order) <= now:
+        from .expiry import expire_order
+
+        expire_order(order.id)
+        return None
+    expires_at = _session_expiry(order, now)
+    metadata = {"order_number": order.number, "order_id": str(order.id)}
+    success = url_for("payments.stripe_return", _external=True) + \
+        "?session_id={CHECKOUT_SESSION_ID}"
+    cancel = url_for("orders.detail", number=order.number,
+                     token=orders.guest_link_token(order), _external=True)
+    session = client().v1.checkout.sessions.create(
+        params={"mode": "payment", "line_items": line_items(order), "metadata": metadata,
+                "payment_intent_data": {"metadata": metadata},
+                "client_reference_id": order.number, "customer_email": order.email,
+                "success_url": success, "cancel_url": cancel, "expires_at": expires_at},
+        options={"idempotency_key": f"order-{order.id}-checkout-{expires_at}"})
+
+    def store() -> int:
+        with write_transaction():
+            return db.session.execute(
+                update(Payment).where(Payment.id == payment.id, Payment.reference.is_(None))
+                .values(reference=session.id, checkout_url=session.url, updated_at=utcnow())
+                .execution_options(synchronize_session=False)).rowcount
+
+    if retrying(store) == 1:
+        log.info("stripe session %s for order %s", session.id, order.number)
+        return session.url
+    # A simultaneous request stored its session first: keep that one, retire ours.
+    stored = db.session.execute(select(Payment.reference, Payment.checkout_url)
+                                .where(Payment.id == payment.id)).one()
+    if stored.reference != session.id:
+        _expire_quietly(session.id)
+    return stored.checkout_url
+
+
+def _expire_quietly(session_id: str) -> None:
+    try:
+        client().v1.checkout.sessions.expire(session_id)
+    except stripe.StripeError as exc:
+        log.warning("could not expire stripe session %s: %s", session_id, exc)
+
+
+def _schedule_expiry(order: Order) -> None:
+    """Give the stock back if the order is still unpaid at its deadline (the worker runs it;
+    without Redis, `flask --app wsgi expire-orders` from cron does)."""
+    from .expiry import expire_order
+
+    delay = max(deadline(order) - utcnow(), timedelta(0)) + EXPIRY_GRACE
+    jobs.enqueue(expire_order, order.id, delay=delay)
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A Stripe object as a plain dict (StripeObject is not a dict)."""
+    return obj.to_dict() if isinstance(obj, stripe.StripeObject) else dict(obj)
+
+
+def _find(session: dict[str, Any]) -> tuple[Order | None, Payment | None]:
+    """The order and payment a session belongs to: by the stored session id, else by the
+    order id in its metadata."""
+    payment = db.session.execute(select(Payment).where(
+        Payment.provider == PROVIDER, Payment.reference == session["id"])).scalar_one_or_none()
+    if payment is not None:
+        return db.session.get(Order, payment.order_id), payment
+    raw = (session.get("metadata") or {}).get("order_id", "")
+    if not str(raw).isdigit():
+        return None, None
+    order = db.session.get(Order, int(raw))
+    if order is None or order.payment_method != PROVIDER:
+        return None, None
+    return order, stripe_payment(order.id)
+
+
+def _intent_id(session: dict[str, Any]) -> str | None:
+    intent = session.get("payment_intent")
+    if intent is None or isinstance(intent, str):
+        return intent
+    return intent.get("id")
+
+
+def finish_payment(session_or_id: str | Any) -> FinishResult:
+    """Finish a Checkout Session's payment, whoever asks first (the shopper's return page or
+    the webhook) and however often: the session is fetched from Stripe, its amount checked
+    against the order, and the order moved to `paid` once. Raises StripeUnavailable when
+    Stripe cannot be reached (nothing changed; the caller retries)."""
+    session_id = session_or_id if isinstance(session_or_id, str) else session_or_id["id"]
+    try:
+        session = _plain(client().v1.checkout.sessions.retrieve(session_id))
+    except stripe.InvalidRequestError:
+        log.warning("stripe knows no session %s", session_id)
+        return FinishResult("unknown")
+    except stripe.StripeError as exc:
+        raise StripeUnavailable("We could not reach Stripe to confirm the payment.") from exc
+    order, payment = _find(session)
+    if order is None or payment is None:
+        log.warning("stripe session %s belongs to no order here", session_id)
+        return FinishResult("unknown")
+    if session.get("payment_status") != "paid":
+        return FinishResult("unpaid", order)
+    expected = to_minor_units(order.total, order.currency)
+    if session.get("amount_total") != expected or \
+            (session.get("currency") or "").upper() != order.currency.upper():
+        metrics.payment_failed(PROVIDER)
+        log.error("stripe session %s charged %s %s, order %s is %s %s", session_id,
+                  session.get("amount_total"), session.get("currency"), order.number,
+                  expected, order.currency)
+        return FinishResult("mismatch", order)
+    intent = _intent_id(session)
+
+    def run() -> None:
+        with write_transaction():
+            values: dict[str, Any] = {"provider_payment_id": intent, "updated_at": utcnow()}
+            if payment.reference is None:
+                values["reference"] = session_id
+            db.session.execute(update(Payment).where(Payment.id == payment.id)
+                               .values(**values).execution_options(synchronize_session=False))
+            orders.apply_transition(order.id, "paid", ACTOR,
+                                    f"Paid by card (Stripe payment {intent})")
+
+    try:
+        retrying(run)
+    except InvalidTransition:
+        return _already_finished(order.id, payment.id, session_id, intent)
+    log.info("order %s paid through stripe session %s", order.number, session_id)
+    jobs.enqueue(notifications.order_status_changed, order.id)
+    return FinishResult("paid", db.session.get(Order, order.id))
+
+
+def _already_finished(order_id: int, payment_id: int, session_id: str,
+                      intent: str | None) -> FinishResult:
+    """The order had already moved on. Paid through this same payment: nothing to do. Paid by
+    another payment, or cancelled before the money arrived: give this money back."""
+    db.session.rollback()
+    order = db.session.get(Order, order_id)
+    payment = db.session.get(Payment, payment_id)
+    if order.status != "cancelled" and payment.provider_payment_id in (None, intent):
+        if payment.provider_payment_id is None:
+            with write_transaction():
+                db.session.execute(update(Payment).where(Payment.id == payment_id,
+                                                         Payment.provider_payment_id.is_(None))
+                                   .values(provider_payment_id=intent)
+                                   .execution_options(synchronize_session=False))
+        return FinishResult("already_paid", db.session.get(Order, order_id))
+    metrics.payment_failed(PROVIDER)
+    log.error("stripe session %s paid order %s which is %s: refunding %s", session_id,
+              order.number, order.status, intent)
+    if intent:
+        try:
+            client().v1.refunds.create(
+                params={"payment_intent": intent,
+                        "metadata": {"order_number": order.number, "order_id": str(order.id),
+                                     "reason": "paid after the order was closed"}},
+                options={"idempotency_key": f"order-{order.id}-late-{intent}"})
+        except stripe.StripeError as exc:
+            raise StripeUnavailable("We could not refund a late payment yet.") from exc
+    return FinishResult("late", order)
+
+
+def session_expired(session_id: str, note: str = "") -> str:
+    """A session ended unpaid: cancel its order (releasing stock) if that session is still the
+    order's payment and the order is still pending; anything else is an old or out-of-order
+    event and changes nothing."""
+    payment = db.session.execute(select(Payment).where(
+        Payment.provider == PROVIDER, Payment.reference == session_id)).scalar_one_or_none()
+    if payment is None:
+        log.warning("expired stripe session %s belongs to no order here", session_id)
+        return "unknown"
+    try:
+        orders.transition(payment.order_id, "cancelled", ACTOR,
+                          note or "Card payment not completed in time (Stripe session expired)")
+    except InvalidTransition:
+        return "ignored"
+    jobs.enqueue(notifications.order_status_changed, payment.order_id)
+    return "cancelled"
+
+
+def parse_event(payload: bytes, signature: str | None) -> Any:
+    """Verify a webhook with STRIPE_WEBHOOK_SECRET (Stripe's t=...,v1=HMAC-SHA256 scheme,
+    5 minutes' tolerance) and return the event; raise WebhookRejected otherwise."""
+    secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
+    if not secret:
+        log.error("stripe webhook received but STRIPE_WEBHOOK_SECRET is not set")
+        raise WebhookRejected("Webhook signing secret is not configured.")
+    if not signature:
+        raise WebhookRejected("Missing Stripe-Signature header.")
+    try:
+        return stripe.Webhook.construct_event(payload, signature, secret)
+    except stripe.SignatureVerificationError as exc:
+        raise WebhookRejected("Invalid signature.") from exc
+    except ValueError as exc:
+        raise WebhookRejected("The body is not a Stripe event.") from exc
+
+
+def _seen(event_id: str) -> bool:
+    return db.session.execute(select(ProviderEvent.id).where(
+        ProviderEvent.provider == PROVIDER, ProviderEvent.event_id == event_id)).first() is not None
+
+
+def _remember(event_id: str, event_type: str) -> bool:
+    """Record the event as processed; False when a simultaneous delivery recorded it first."""
+    try:
+        with write_transaction():
+            db.session.add(ProviderEvent(provider=PROVIDER, event_id=event_id[:255],
+                                         type=event_type[:80]))
+        return True
+    except IntegrityError:
+        return False
+
+
+def handle_event(event: Any) -> str:
+    """Act on a verified event once. Its effects are idempotent, and the event id is recorded
+    only after they are done, so a delivery that failed half way is retried by Stripe, and a
+    replay of a finished one changes nothing. Unknown orders and out-of-order events answer
+    with an outcome, not an error, so Stripe does not retry them forever."""
+    event_id, event_type = event["id"], event["type"]
+    if _seen(event_id):
+        return "duplicate"
+    obj = event["data"]["object"]
+    if event_type in FINISH_EVENTS:
+        outcome = finish_payment(obj["id"]).outcome
+    elif event_type == "checkout.session.expired":
+        outcome = session_expired(obj["id"])
+    elif event_type == "checkout.session.async_payment_failed":
+        metrics.payment_failed(PROVIDER)
+        outcome = session_expired(obj["id"], "Card payment failed")
+    else:
+        outcome = "ignored"
+    _remember(event_id, event_type)
+    log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
+    return outcome
+
+
+def refund(order: Order, actor: Actor, note: str = "") -> Order:
+    """Refund the card payment in full on Stripe (one refund per order, whatever the retries),
+    then move the order to `refunded`, which gives its stock back once. An order paid
+    otherwise (staff marked it paid) gets a recorded refund."""
+    if "refunded" not in orders.allowed(order.status):
+        raise InvalidTransition(
+            f"This order is {orders.STATUS_LABELS[order.status].lower()}; it cannot be refunded.",
+            details={"from": order.status, "to": "refunded",
+                     "allowed": list(orders.allowed(order.status))})
+    payment = stripe_payment(order.id)
+    intent = payment.provider_payment_id if payment is not None else None
+    if not intent:
+        return orders.transition(order.id, "refunded", actor,
+                                 note or "Refund recorded (no card payment on file)")
+    try:
+        result = client().v1.refunds.create(
+            params={"payment_intent": intent, "reason": "requested_by_customer",
+                    "metadata": {"order_number": order.number, "order_id": str(order.id)}},
+            options={"idempotency_key": f"order-{order.id}-refund"})
+    except stripe.StripeError as exc:
+        metrics.payment_failed(PROVIDER)
+        log.error("stripe refund for order %s failed: %s", order.number, exc)
+        raise PaymentError("Stripe did not accept the refund: "
+                           f"{exc.user_message or 'payment service unavailable'}. "
+                           "Nothing was changed; please try again.") from exc
+    if result.status in ("failed", "canceled"):
+        metrics.payment_failed(PROVIDER)
+        raise PaymentError(f"Stripe refused the refund ({result.status}). Nothing was changed.")
+    text = f"Stripe refund {result.id}"
+    return orders.transition(order.id, "refunded", actor, f"{note} ({text})" if note else text)

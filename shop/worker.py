@@ -1,0 +1,72 @@
+"""The RQ worker that runs the shop's background jobs (mail, low-stock alerts, expiring unpaid
+orders) inside the application: each job gets a fresh app context, the shop's base URL for
+links in mail, and the id of the request that queued it for its log lines."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask, g
+from rq import SimpleWorker, Worker
+from rq.job import Job
+from rq.queue import Queue
+
+from .extensions import db
+
+
+@contextmanager
+def job_context(app: Flask, job: Job) -> Iterator[None]:
+    """The context a job runs in. With the base URL of the request that queued it (or
+    SHOP_BASE_URL), url_for(..., _external=True) builds the shop's real links."""
+    meta = job.meta or {}
+    base_url = meta.get("base_url") or app.config.get("BASE_URL")
+    if base_url and not app.config.get("SERVER_NAME"):
+        ctx = app.test_request_context("/", base_url=base_url)
+    else:
+        ctx = app.app_context()
+    with ctx:
+        g.request_id = str(meta.get("request_id") or "")
+        try:
+            yield
+        finally:
+            db.session.remove()
+
+
+class ShopJobs:
+    """Mixed into an RQ worker class: every job runs inside the shop's app."""
+
+    flask_app: Flask
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        with self.flask_app.app_context():
+            if os.getpid() != self._shop_parent_pid:
+                # A forked work horse must not share the parent's pooled connections.
+                for engine in db.engines.values():
+                    engine.dispose(close=False)
+        with job_context(self.flask_app, job):
+            return super().perform_job(job, queue)  # type: ignore[misc]
+
+
+class ShopWorker(ShopJobs, Worker):
+    """Forks a work horse per job (a crash or leak in one job cannot take the worker down)."""
+
+
+class ShopSimpleWorker(ShopJobs, SimpleWorker):
+    """Runs jobs in its own process (tests, and platforms without fork)."""
+
+
+def make_worker(app: Flask, *, simple: bool = False, queue_names: list[str] | None = None):
+    """A worker on the shop's queue (or the named ones) and Redis; None without REDIS_URL."""
+    from .services import jobs
+
+    with app.app_context():
+        conn = jobs.redis_connection()
+        if conn is None:
+            return None
+        names = queue_names or [jobs.queue_name()]
+    cls = ShopSimpleWorker if simple else ShopWorker
+    worker = cls([Queue(name, connection=conn) for name in names], connection=conn)
+    worker.flask_app = app
+    worker._shop_parent_pid = os.getpid()
+    return worker

@@ -1,0 +1,422 @@
+"""Stripe payments through the shop's pages and webhook, with the real `stripe` library talking
+to a local stand-in for Stripe's servers (tests/stripe_standin.py): the paid flow, replayed
+webhooks racing the return page, signatures, expiry, refunds and the unpaid-order timeout."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import requests
+from sqlalchemy import func, select, update
+
+from shop.extensions import db
+from shop.models import Order, OrderEvent, Payment, ProviderEvent
+from shop.services import metrics, payments
+from shop.services.errors import InvalidTransition
+from shop.services.money import to_minor_units
+from shop.services.orders import Actor
+from shop.services.payments import expiry, stripe_provider
+from tests import factories as f
+from tests.conftest import csrf_token
+from tests.payments_helpers import (assert_stock_invariant, buy, last_order, local_path, standin,
+                                    stock, stripe_settings)
+
+__all__ = ["standin"]  # the fixture, imported for this module's tests
+STAFF = Actor(None, "staff@test")
+WEBHOOK = "/payments/stripe/webhook"
+
+
+@pytest.fixture
+def shop(make_app, standin):
+    app = make_app(**stripe_settings(standin))
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(shop):
+    return shop.test_client()
+
+
+@pytest.fixture
+def runner(shop):
+    return shop.test_cli_runner()
+
+
+@pytest.fixture
+def mug(shop):
+    return f.variant_of(f.product("Mug", price="12.00", stock=5, slug="mug"))
+
+
+def pay_on_stripe(url: str) -> str:
+    """The shopper on Stripe's (stand-in) page: it loads, they pay, Stripe sends them back."""
+    assert requests.get(url, timeout=10).status_code == 200
+    answer = requests.post(url, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303
+    return answer.headers["Location"]
+
+
+def backdate(order: Order, age: timedelta) -> None:
+    """Time passes for one order."""
+    db.session.execute(update(Order).where(Order.id == order.id)
+                       .values(created_at=order.created_at - age))
+    db.session.commit()
+
+
+def failures() -> float:
+    return metrics.PAYMENT_FAILURES.labels(provider="stripe")._value.get()
+
+
+def post_event(client, standin, event_type: str, obj: dict, event_id: str | None = None):
+    payload, signature = standin.event(event_type, obj, event_id)
+    return client.post(WEBHOOK, data=payload, headers={"Stripe-Signature": signature,
+                                                       "Content-Type": "application/json"})
+
+
+def test_without_keys_checkout_offers_only_manual(app):
+    client = app.test_client()
+    variant = f.variant_of(f.product("Mug", price="12.00", stock=5))
+    from tests.payments_helpers import add_to_cart
+
+    add_to_cart(client, variant.id)
+    page = client.get("/checkout").get_data(as_text=True)
+    assert 'value="manual"' in page and 'value="stripe"' not in page
+    response = client.post("/checkout", data={
+        "csrf_token": csrf_token(client, "/checkout"), "email": "ada@example.com",
+        "shipping_method": "standard", "payment_method": "stripe", **f.ADDRESS})
+    assert response.status_code == 422
+    assert "Choose an available payment method." in response.get_data(as_text=True)
+    assert client.post(WEBHOOK, data=b"{}").status_code == 404
+
+
+def test_paid_flow_through_the_pages(client, shop, standin, mug):
+    page = client.get("/checkout")
+    assert page.status_code == 303  # empty cart; stripe is offered once there is one
+    response = buy(client, mug.id, 2)
+    order = last_order()
+    assert order.status == "pending" and order.payment_method == "stripe"
+    assert stock(mug.id) == 3
+
+    # The shop sent the shopper to the session it created, with the exact total.
+    [created] = standin.created_sessions()
+    session = standin.sessions[order.payment.reference]
+    assert response.status_code == 303 and response.headers["Location"] == session["url"]
+    assert session["amount_total"] == to_minor_units(order.total, "USD")
+    assert session["currency"] == "usd"
+    assert session["metadata"] == {"order_number": order.number, "order_id": str(order.id)}
+    assert created["idempotency_key"].startswith(f"order-{order.id}-checkout")
+    assert session["success_url"].startswith("http://shop.test/payments/stripe/return?")
+    minutes = (session["expires_at"] - session["created"]) / 60
+    assert 59 <= minutes <= 60
+    assert order.payment.checkout_url == session["url"]
+
+    back = pay_on_stripe(session["url"])
+    assert back == f"http://shop.test/payments/stripe/return?session_id={session['id']}"
+    landing = client.get(local_path(back))
+    assert landing.status_code == 303
+    assert f"/orders/{order.number}?token=" in landing.headers["Location"]
+    html = client.get(local_path(landing.headers["Location"])).get_data(as_text=True)
+    assert "Thank you! Your payment is confirmed." in html and "<strong>Paid</strong>" in html
+
+    order = last_order()
+    assert order.status == "paid" and order.paid_at is not None
+    [payment] = order.payments
+    assert payment.status == "succeeded"
+    assert payment.provider_payment_id == standin.sessions[session["id"]]["payment_intent"]
+    assert stock(mug.id) == 3
+    # Coming back again (reload, back button) changes nothing.
+    assert client.get(local_path(back)).status_code == 303
+    assert db.session.scalar(select(func.count(OrderEvent.id))
+                             .where(OrderEvent.to_status == "paid")) == 1
+
+
+def test_discounted_order_is_charged_its_exact_total(client, shop, standin, mug):
+    f.coupon("SAVE10", "percent", "10")
+    buy(client, mug.id, 3, coupon="SAVE10")
+    order = last_order()
+    assert order.discount == Decimal("3.60")
+    session = standin.sessions[order.payment.reference]
+    assert session["amount_total"] == to_minor_units(order.total, "USD")
+    request = standin.created_sessions()[0]["params"]
+    assert len(request["line_items"]) == 1  # one line for the total: no itemised discount
+
+
+def test_pay_now_reuses_the_open_session(client, shop, standin, mug):
+    first = buy(client, mug.id).headers["Location"]
+    order = last_order()
+    # Logged out, without the signed link: no such order.
+    assert client.get(f"/payments/{order.number}/pay").status_code == 404
+    from shop.services.orders import guest_link_token
+
+    token = guest_link_token(order)
+    again = client.get(f"/payments/{order.number}/pay?token={token}")
+    assert again.status_code == 303 and again.headers["Location"] == first
+    assert len(standin.created_sessions()) == 1
+    # The order page links to it.
+    html = client.get(f"/orders/{order.number}?token={token}").get_data(as_text=True)
+    assert f"/payments/{order.number}/pay?token=" in html
+
+
+def test_webhook_replayed_ten_times_while_the_shopper_returns(client, shop, standin, mug):
+    buy(client, mug.id)
+    order = last_order()
+    session = standin.complete(order.payment.reference)
+    payload, signature = standin.event("checkout.session.completed", session)
+    db.session.rollback()
+    barrier = threading.Barrier(11)
+    answers: list[int] = []
+    lock = threading.Lock()
+
+    def deliver():
+        with shop.test_client() as c:
+            barrier.wait()
+            status = c.post(WEBHOOK, data=payload, headers={"Stripe-Signature": signature}
+                            ).status_code
+        with lock:
+            answers.append(status)
+
+    def come_back():
+        with shop.test_client() as c:
+            barrier.wait()
+            status = c.get(f"/payments/stripe/return?session_id={session['id']}").status_code
+        with lock:
+            answers.append(status)
+
+    threads = [threading.Thread(target=deliver) for _ in range(10)]
+    threads.append(threading.Thread(target=come_back))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(answers) == [200] * 10 + [303]
+
+    db.session.rollback()
+    assert db.session.get(Order, order.id).status == "paid"
+    assert db.session.scalar(select(func.count(Payment.id))) == 1
+    assert db.session.scalar(select(func.count(OrderEvent.id)).where(
+        OrderEvent.order_id == order.id, OrderEvent.to_status == "paid")) == 1
+    assert db.session.scalar(select(func.count(ProviderEvent.id))) == 1
+    assert standin.refunds == {}
+    # A later replay is recognised as one.
+    again = client.post(WEBHOOK, data=payload, headers={"Stripe-Signature": signature})
+    assert again.get_json() == {"received": True, "outcome": "duplicate"}
+
+
+@pytest.mark.parametrize("tamper", ["body", "secret", "missing", "stale", "garbage"])
+def test_bad_signature_is_refused_and_changes_nothing(client, shop, standin, mug, tamper):
+    from tests.stripe_standin import sign
+
+    buy(client, mug.id)
+    order = last_order()
+    session = standin.complete(order.payment.reference)
+    payload, signature = standin.event("checkout.session.completed", session)
+    headers = {"Stripe-Signature": signature}
+    if tamper == "body":
+        payload = payload.replace(b'"livemode": false', b'"livemode": true')
+    elif tamper == "secret":
+        headers["Stripe-Signature"] = sign(payload.decode(), "whsec_not_the_secret")
+    elif tamper == "missing":
+        headers = {}
+    elif tamper == "stale":
+        headers["Stripe-Signature"] = sign(payload.decode(), standin.webhook_secret,
+                                           timestamp=1_600_000_000)
+    else:
+        headers["Stripe-Signature"] = "nonsense"
+    response = client.post(WEBHOOK, data=payload, headers=headers)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_signature"
+    assert last_order().status == "pending"
+    assert db.session.scalar(select(func.count(ProviderEvent.id))) == 0
+
+
+def test_expired_session_cancels_the_order_and_releases_stock(client, shop, standin, mug):
+    buy(client, mug.id, 2)
+    order = last_order()
+    assert stock(mug.id) == 3
+    session = standin.expire(order.payment.reference)
+    response = post_event(client, standin, "checkout.session.expired", session, "evt_expired_1")
+    assert response.status_code == 200 and response.get_json()["outcome"] == "cancelled"
+    order = last_order()
+    assert order.status == "cancelled" and order.payment.status == "cancelled"
+    assert stock(mug.id) == 5
+    # Replayed, or redelivered under another id: the stock comes back once.
+    assert post_event(client, standin, "checkout.session.expired", session,
+                      "evt_expired_1").get_json()["outcome"] == "duplicate"
+    assert post_event(client, standin, "checkout.session.expired", session,
+                      "evt_expired_2").get_json()["outcome"] == "ignored"
+    assert stock(mug.id) == 5
+    assert_stock_invariant()
+
+
+def test_events_for_unknown_orders_and_out_of_order_events_answer_200(client, shop, standin,
+                                                                        mug):
+    stranger = standin._create_session({"mode": "payment", "success_url": "https://x.test",
+                                        "line_items": [{"quantity": 1, "price_data": {
+                                            "currency": "usd", "unit_amount": 500}}]})
+    standin.complete(stranger["id"])
+    for kind in ("checkout.session.completed", "checkout.session.expired"):
+        response = post_event(client, standin, kind, stranger)
+        assert response.status_code == 200 and response.get_json()["outcome"] == "unknown"
+    missing = {"id": "cs_test_never_created", "object": "checkout.session"}
+    assert post_event(client, standin, "checkout.session.completed",
+                      missing).get_json()["outcome"] == "unknown"
+    assert post_event(client, standin, "payment_intent.created",
+                      {"id": "pi_1"}).get_json()["outcome"] == "ignored"
+
+    # Paid first, then an expiry for the same order arrives late: the order stays paid.
+    buy(client, mug.id)
+    order = last_order()
+    session = standin.complete(order.payment.reference)
+    assert post_event(client, standin, "checkout.session.completed",
+                      session).get_json()["outcome"] == "paid"
+    assert post_event(client, standin, "checkout.session.expired",
+                      dict(session, status="expired")).get_json()["outcome"] == "ignored"
+    assert last_order().status == "paid" and stock(mug.id) == 4
+
+
+def test_return_page_trusts_stripe_not_the_browser(client, shop, standin, mug):
+    buy(client, mug.id)
+    order = last_order()
+    # Back from Stripe without paying (or with a made-up id): nothing is marked paid.
+    response = client.get(f"/payments/stripe/return?session_id={order.payment.reference}")
+    assert response.status_code == 303 and last_order().status == "pending"
+    assert "Stripe has not confirmed your payment yet" in client.get(
+        local_path(response.headers["Location"])).get_data(as_text=True)
+    assert client.get("/payments/stripe/return?session_id=cs_test_forged").status_code == 404
+    assert client.get("/payments/stripe/return?session_id=<script>").status_code == 404
+
+    # Paid, but not the order's amount: refused and counted.
+    standin.complete(order.payment.reference)
+    standin.sessions[order.payment.reference]["amount_total"] = 1
+    before = failures()
+    response = client.get(f"/payments/stripe/return?session_id={order.payment.reference}")
+    assert response.status_code == 303 and last_order().status == "pending"
+    assert failures() == before + 1
+
+
+def test_webhook_answers_503_while_stripe_is_unreachable_and_succeeds_on_retry(
+        client, shop, standin, mug):
+    buy(client, mug.id)
+    order = last_order()
+    session = standin.complete(order.payment.reference)
+    payload, signature = standin.event("checkout.session.completed", session)
+    standin.fail_next[:] = [(500, "boom")] * 3  # the library retries twice
+    response = client.post(WEBHOOK, data=payload, headers={"Stripe-Signature": signature})
+    assert response.status_code == 503 and last_order().status == "pending"
+    assert db.session.scalar(select(func.count(ProviderEvent.id))) == 0
+    response = client.post(WEBHOOK, data=payload, headers={"Stripe-Signature": signature})
+    assert response.get_json()["outcome"] == "paid" and last_order().status == "paid"
+
+
+def test_checkout_survives_stripe_being_down(client, shop, standin, mug):
+    standin.fail_next[:] = [(500, "boom")] * 3
+    response = buy(client, mug.id)
+    order = last_order()
+    # The order is placed; its page offers "Pay now", which works once Stripe is back.
+    assert response.status_code == 303 and f"/orders/{order.number}" in response.headers["Location"]
+    assert order.payment.reference is None
+    html = client.get(local_path(response.headers["Location"])).get_data(as_text=True)
+    assert "Pay now" in html
+    from shop.services.orders import guest_link_token
+
+    again = client.get(f"/payments/{order.number}/pay?token={guest_link_token(order)}")
+    assert again.headers["Location"].startswith(standin.base_url + "/pay/cs_test_")
+
+
+def test_refund_releases_stock_once_and_refunds_on_stripe(client, shop, standin, mug):
+    buy(client, mug.id, 2)
+    order = last_order()
+    pay_on_stripe(standin.sessions[order.payment.reference]["url"])
+    post_event(client, standin, "checkout.session.completed",
+               standin.sessions[order.payment.reference])
+    assert last_order().status == "paid" and stock(mug.id) == 3
+
+    result = payments.change_status(order.id, "refunded", STAFF, "Customer changed their mind")
+    assert result.status == "refunded"
+    [refund] = standin.refunds.values()
+    assert refund["payment_intent"] == last_order().payment.provider_payment_id
+    assert refund["amount"] == to_minor_units(order.total, "USD")
+    assert last_order().payment.status == "refunded"
+    assert stock(mug.id) == 5
+    event = db.session.execute(select(OrderEvent).where(OrderEvent.to_status == "refunded")
+                               ).scalar_one()
+    assert refund["id"] in event.note and event.actor == "staff@test"
+
+    with pytest.raises(InvalidTransition):
+        payments.change_status(order.id, "refunded", STAFF)
+    assert len(standin.refunds) == 1 and stock(mug.id) == 5
+    assert_stock_invariant()
+
+
+def test_refund_refused_by_stripe_changes_nothing(client, shop, standin, mug):
+    buy(client, mug.id)
+    order = last_order()
+    session = standin.complete(order.payment.reference)
+    post_event(client, standin, "checkout.session.completed", session)
+    standin.fail_next[:] = [(402, "Your balance is too low")]
+    from shop.services.errors import PaymentError
+
+    with pytest.raises(PaymentError):
+        payments.change_status(order.id, "refunded", STAFF)
+    assert last_order().status == "paid" and stock(mug.id) == 4 and standin.refunds == {}
+
+
+def test_unpaid_order_releases_stock_after_the_timeout(client, shop, standin, mug, runner):
+    buy(client, mug.id, 2)
+    early = last_order()
+    buy(client, mug.id, 1, email="late@example.com")
+    recent = last_order()
+    assert stock(mug.id) == 2
+    # An hour and a bit passes for the first order only.
+    backdate(early, timedelta(minutes=61))
+
+    result = runner.invoke(args=["expire-orders"])
+    assert result.exit_code == 0 and "Cancelled 1 unpaid order." in result.output
+    assert last_order().status == "pending"  # the recent one
+    early = db.session.get(Order, early.id)
+    assert early.status == "cancelled" and stock(mug.id) == 4
+    assert "Not paid within 60 minutes" in early.events[-1].note
+    # The session is closed at Stripe, so it can no longer be paid.
+    assert standin.sessions[early.payment.reference]["status"] == "expired"
+    assert runner.invoke(args=["expire-orders"]).output.strip() == "Cancelled 0 unpaid orders."
+    assert db.session.get(Order, recent.id).status == "pending" and stock(mug.id) == 4
+    assert_stock_invariant()
+
+
+def test_payment_made_just_before_the_timeout_is_kept(client, shop, standin, mug):
+    buy(client, mug.id)
+    order = last_order()
+    standin.complete(order.payment.reference)  # paid; the webhook is still on its way
+    backdate(order, timedelta(hours=2))
+    assert expiry.expire_unpaid_orders() == 0
+    assert last_order().status == "paid" and stock(mug.id) == 4
+
+
+def test_payment_arriving_after_the_order_was_cancelled_is_refunded(client, shop, standin, mug):
+    buy(client, mug.id)
+    order = last_order()
+    backdate(order, timedelta(hours=2))
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
+    assert expiry.expire_unpaid_orders() == 1
+    assert last_order().status == "cancelled" and stock(mug.id) == 5
+    # The session stayed open and the shopper paid anyway: the money goes back.
+    session = standin.complete(order.payment.reference)
+    before = failures()
+    response = post_event(client, standin, "checkout.session.completed", session)
+    assert response.get_json()["outcome"] == "late"
+    [refund] = standin.refunds.values()
+    assert refund["payment_intent"] == session["payment_intent"]
+    assert last_order().status == "cancelled" and stock(mug.id) == 5
+    assert failures() == before + 1
+
+
+def test_session_expiry_respects_stripes_minimum(shop, standin, mug):
+    shop.config["UNPAID_ORDER_TIMEOUT_MINUTES"] = 10
+    client = shop.test_client()
+    buy(client, mug.id)
+    session = standin.sessions[last_order().payment.reference]
+    assert session["expires_at"] - session["created"] >= 30 * 60
+    assert stripe_provider.deadline(last_order()) == last_order().created_at + timedelta(
+        minutes=10)
