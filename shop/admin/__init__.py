@@ -1,28 +1,43 @@
-"""The back office: Flask-Admin at /admin, built anew for every app instance."""
+"""The back office: Flask-Admin at /admin, built anew for every app instance (a module-level
+Admin cannot be registered on a second app)."""
 from __future__ import annotations
 
-from flask import Flask, abort, redirect, request, url_for
-from flask_admin import Admin, AdminIndexView, expose
-from flask_login import current_user
+from flask import Flask
+from flask_admin import Admin
+from flask_admin.menu import MenuLink
+from flask_admin.theme import Bootstrap4Theme
 
+from ..models import AuditLog, Category, Coupon, Order, Product, Review, User, Variant
+from . import security
+from .audit_log import AuditLogView
+from .catalog import CategoryView, LowStockView, ProductView
+from .dashboard import DashboardView
+from .people import CustomerView, ReviewView
+from .sales import CouponView, OrderView
 
-class SecureIndexView(AdminIndexView):
-    """The dashboard; staff and admins only."""
-
-    def is_accessible(self) -> bool:
-        return current_user.is_authenticated and current_user.is_staff
-
-    def inaccessible_callback(self, name, **kwargs):
-        if not current_user.is_authenticated:
-            return redirect(url_for("account.login", next=request.full_path))
-        abort(403)
-
-    @expose("/")
-    def index(self):
-        return self.render("admin/dashboard.html")
+URL = "/admin"
 
 
 def init_admin(app: Flask) -> Admin:
-    admin = Admin(app, name=f"{app.config['SHOP_NAME']} back office",
-                  index_view=SecureIndexView(url="/admin"))
+    """Build the back office for `app`: the dashboard and one view per screen."""
+    admin = Admin(
+        app, name=f"{app.config['SHOP_NAME']} back office",
+        index_view=DashboardView(name="Dashboard", url=URL, endpoint="admin"),
+        theme=Bootstrap4Theme(base_template="admin/shop_base.html", swatch="default",
+                              fluid=True),
+        csp_nonce_generator=security.csp_nonce)
+    security.install(app, URL)
+    admin.add_view(ProductView(Product, name="Products", category="Catalogue",
+                               endpoint="product"))
+    admin.add_view(CategoryView(Category, name="Categories", category="Catalogue",
+                                endpoint="category"))
+    admin.add_view(LowStockView(Variant, name="Low stock", category="Catalogue",
+                                endpoint="low_stock", url=f"{URL}/low-stock"))
+    admin.add_view(OrderView(Order, name="Orders", category="Sales", endpoint="order"))
+    admin.add_view(CouponView(Coupon, name="Coupons", category="Sales", endpoint="coupon"))
+    admin.add_view(CustomerView(User, name="Customers", category="People",
+                                endpoint="customer"))
+    admin.add_view(ReviewView(Review, name="Reviews", category="People", endpoint="review"))
+    admin.add_view(AuditLogView(AuditLog, name="Audit log", endpoint="audit"))
+    admin.add_link(MenuLink(name="View shop", url="/"))
     return admin

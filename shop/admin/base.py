@@ -1,0 +1,188 @@
+"""The model view every back office screen builds on: staff-only, and every write is one
+transaction on the primary that also records who changed what, before and after."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import flash
+from flask_admin.contrib.sqla import ModelView
+from sqlalchemy.exc import IntegrityError
+from wtforms.validators import ValidationError as FieldError
+
+from ..extensions import db
+from ..services import audit, cache
+from ..services.database import retrying, write_transaction
+from ..services.errors import ShopError, ValidationError
+from .security import StaffAccess, request_id, who
+
+log = logging.getLogger("shop.admin")
+
+
+class ShopModelView(StaffAccess, ModelView):
+    """Staff-only model view. Create, update and delete run inside `write_transaction` with an
+    audit entry; `changes_catalog` views invalidate the catalogue cache after a write."""
+
+    page_size = 50
+    can_set_page_size = True
+    page_size_options = (20, 50, 100)
+    # Related collections included in the audit snapshot (e.g. a product's variants).
+    audit_include: tuple[str, ...] = ()
+    changes_catalog = False
+    # Shown when the database refuses a write (a unique value taken, a record still in use).
+    integrity_message = "That could not be saved: a value that must be unique is already used."
+    delete_integrity_message = "That record is still used elsewhere, so it cannot be deleted."
+
+    def __init__(self, model: type, **kwargs: Any) -> None:
+        super().__init__(model, db, **kwargs)
+
+    # Names ---------------------------------------------------------------------------------
+
+    @property
+    def audit_model(self) -> str:
+        return self.model.__name__
+
+    def snapshot(self, model: Any) -> dict:
+        return audit.snapshot(model, include=self.audit_include)
+
+    # Hooks for subclasses (inside the transaction) ----------------------------------------
+
+    def before_write(self, form: Any, model: Any, is_created: bool) -> None:
+        """Checks and related writes after the form filled the model, before the audit
+        snapshot. Raise ValidationError to refuse with a message next to the field."""
+
+    def before_delete(self, model: Any) -> None:
+        """Refuse a delete by raising ShopError."""
+
+    def start_write(self) -> None:
+        """Called at the start of every attempt of a write transaction."""
+
+    def after_rollback(self) -> None:
+        """Undo side effects outside the database (e.g. files stored for a failed save)."""
+
+    def after_commit(self, before: dict | None, after: dict | None) -> None:
+        """Work after a successful write (cache invalidation, file clean-up)."""
+        if self.changes_catalog:
+            cache.catalog_changed()
+
+    # Flask-Admin's write paths -------------------------------------------------------------
+
+    def create_model(self, form):
+        def run():
+            self.start_write()
+            with write_transaction():
+                model = self.build_new_instance()
+                form.populate_obj(model)
+                db.session.add(model)
+                db.session.flush()
+                self.before_write(form, model, True)
+                db.session.flush()
+                # Related rows may have changed through UPDATE statements: read them again.
+                db.session.expire_all()
+                after = self.snapshot(model)
+                audit.record(who(), "create", self.audit_model, self.get_pk_value(model),
+                             after=after, request_id=request_id())
+                return model, after
+
+        result = self._guarded(run, form)
+        if result is None:
+            return False
+        model, after = result
+        self.after_commit(None, after)
+        self.after_model_change(form, model, True)
+        return model
+
+    def update_model(self, form, model) -> bool:
+        def run():
+            self.start_write()
+            with write_transaction():
+                # The transaction started afresh: `before` is what the database holds now.
+                before = self.snapshot(model)
+                form.populate_obj(model)
+                db.session.flush()
+                self.before_write(form, model, False)
+                db.session.flush()
+                db.session.expire_all()
+                after = self.snapshot(model)
+                audit.record(who(), "update", self.audit_model, self.get_pk_value(model),
+                             before=before, after=after, request_id=request_id())
+                return before, after
+
+        result = self._guarded(run, form)
+        if result is None:
+            return False
+        self.after_commit(*result)
+        self.after_model_change(form, model, False)
+        return True
+
+    def delete_model(self, model) -> bool:
+        def run():
+            with write_transaction():
+                before = self.snapshot(model)
+                record_id = self.get_pk_value(model)
+                self.before_delete(model)
+                db.session.delete(model)
+                db.session.flush()
+                audit.record(who(), "delete", self.audit_model, record_id, before=before,
+                             request_id=request_id())
+                return before
+
+        result = self._guarded(run, None, deleting=True)
+        if result is None:
+            return False
+        self.after_commit(result, None)
+        self.after_model_delete(model)
+        return True
+
+    def _guarded(self, action, form, deleting: bool = False):
+        """Run a write; turn refusals into messages (beside the field when there is one)."""
+        try:
+            return retrying(action)
+        except ValidationError as exc:
+            placed = False
+            for name, message in exc.errors.items():
+                field = _find_field(form, name) if form is not None else None
+                if field is not None:
+                    field.errors = list(field.errors or []) + [message]
+                    placed = True
+                else:
+                    flash(message, "error")
+            if placed:
+                flash(exc.message, "error")
+        except FieldError as exc:
+            flash(str(exc), "error")
+        except ShopError as exc:
+            flash(exc.message, "error")
+        except IntegrityError:
+            log.info("admin write refused by the database", exc_info=True)
+            flash(self.delete_integrity_message if deleting else self.integrity_message, "error")
+        except Exception:
+            log.exception("admin write failed")
+            flash("Something went wrong; nothing was changed. The error has been logged.",
+                  "error")
+        db.session.rollback()
+        self.after_rollback()
+        return None
+
+    def handle_view_exception(self, exc: Exception) -> bool:
+        log.exception("admin view error")
+        return super().handle_view_exception(exc)
+
+
+class ReadOnlyModelView(ShopModelView):
+    """Lists and details only: no generic create, edit or delete."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+
+
+def _find_field(form: Any, name: str):
+    """A form field by name, also inside inline lists ("variants-0-sku")."""
+    if form is None:
+        return None
+    field = getattr(form, name, None)
+    if field is not None and hasattr(field, "errors"):
+        return field
+    return None

@@ -1,0 +1,214 @@
+"""Catalogue screens: products (variants and images inline, CSV import and export), the
+category tree, and variants running low on stock."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from flask import Response, flash, g, redirect, request, stream_with_context, url_for
+from flask_admin import expose
+from flask_admin.model.form import InlineFormAdmin
+from markupsafe import Markup
+from sqlalchemy import func, select
+from wtforms.validators import InputRequired, Length
+
+from ..extensions import db
+from ..models import Product, ProductImage, Variant
+from ..services import catalog, images, inventory, product_csv
+from ..services.errors import ValidationError
+from .base import ReadOnlyModelView, ShopModelView
+from .forms import ImageForm, VariantForm, slug_validators
+from .security import request_id, who
+from ..templating import money
+
+
+class VariantInline(InlineFormAdmin):
+    """A product's variants; stock changes are collected and applied through the ledger."""
+
+    form_label = "Variant"
+
+    def get_form(self):
+        return VariantForm
+
+    def on_model_change(self, form, model, is_created):
+        g.setdefault("admin_stock_changes", []).append(
+            (model, form.form.stock_delta(), is_created))
+
+
+class ImageInline(InlineFormAdmin):
+    form_label = "Image"
+
+    def get_form(self):
+        return ImageForm
+
+
+def _product_name(view, context, model, name) -> Markup:
+    link = url_for("catalog.product", slug=model.slug)
+    state = "" if model.active else ' <span class="badge badge-secondary">inactive</span>'
+    return Markup('{} <a class="small" href="{}">view in shop</a>{}').format(
+        model.name, link, Markup(state))
+
+
+def _total_stock(view, context, model, name) -> str:
+    return str(sum(v.stock_quantity for v in model.variants))
+
+
+class ProductView(ShopModelView):
+    list_template = "admin/product_list.html"
+    column_list = ("name", "slug", "category", "price", "variants", "stock", "created_at")
+    column_labels = {"price": "From", "created_at": "Added", "stock": "Units on hand"}
+    column_formatters = {"name": _product_name, "price": lambda v, c, m, n: money(m.price),
+                         "variants": lambda v, c, m, n: str(len(m.variants)),
+                         "stock": _total_stock}
+    column_sortable_list = ("name", "slug", ("category", "category.name"), "price", "created_at")
+    column_searchable_list = ("name", "slug")
+    column_filters = ("active", "category.name", "price", "created_at")
+    column_default_sort = ("created_at", True)
+    form_columns = ("name", "slug", "category", "description", "active")
+    form_args = {
+        "name": {"validators": [InputRequired("Enter the product's name."), Length(max=160)]},
+        "slug": {"validators": slug_validators(),
+                 "description": "The product's address in the shop: /p/<slug>."},
+        "variants": {"min_entries": 1},
+    }
+    inline_models = (VariantInline(Variant), ImageInline(ProductImage))
+    audit_include = ("variants", "images")
+    changes_catalog = True
+    integrity_message = "That slug or one of the SKUs is already used by another product."
+    delete_integrity_message = "This product is still referenced, so it cannot be deleted."
+
+    def start_write(self) -> None:
+        g.admin_stock_changes = []
+
+    def before_write(self, form, model, is_created: bool) -> None:
+        """Stock through the ledger, then the product's "from" price."""
+        actor = who()
+        for variant, delta, created in g.pop("admin_stock_changes", []):
+            if not delta or variant.id is None:
+                continue
+            try:
+                inventory.adjust(variant.id, delta,
+                                 "initial stock" if created else "stock count (back office)",
+                                 actor.user_id)
+            except ValidationError:
+                raise ValidationError({"variants": (
+                    f"{variant.sku}: stock cannot go below zero. Units were sold while you "
+                    "edited; reload the page and enter the count again.")}) from None
+        catalog.refresh_product_prices([model.id])
+
+    def after_rollback(self) -> None:
+        for path in g.pop("admin_new_uploads", []):
+            images.remove(path)
+
+    def after_commit(self, before: dict | None, after: dict | None) -> None:
+        super().after_commit(before, after)
+        g.pop("admin_new_uploads", None)
+        kept = {i["path"] for i in (after or {}).get("images") or []}
+        for image in (before or {}).get("images") or []:
+            if image["path"] not in kept:
+                images.remove(image["path"])
+
+    # CSV ------------------------------------------------------------------------------------
+
+    @expose("/export.csv")
+    def export_csv(self):
+        """Every product and variant as CSV (the import's format)."""
+        response = Response(stream_with_context(product_csv.export_products()),
+                            mimetype="text/csv")
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="products-{date.today().isoformat()}.csv"')
+        return response
+
+    @expose("/import", methods=("GET", "POST"))
+    def import_csv(self):
+        """Step 1: upload and see the dry run. Step 2: confirm; all rows or none are written."""
+        if request.method == "GET":
+            return self.render("admin/product_import.html", report=None, content=None,
+                               columns=product_csv.PRODUCT_COLUMNS, error=None)
+        if "content" in request.form:
+            report = product_csv.apply(request.form["content"], who(), request_id())
+            if report.written:
+                counts = report.counts
+                flash(f"Imported {len(report.rows)} rows: {counts['create']} created, "
+                      f"{counts['update']} updated, {counts['unchanged']} unchanged.", "success")
+                return redirect(url_for(".index_view"), 303)
+            return self.render("admin/product_import.html", report=report, content=None,
+                               columns=product_csv.PRODUCT_COLUMNS, error=None), 422
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            return self.render("admin/product_import.html", report=None, content=None,
+                               columns=product_csv.PRODUCT_COLUMNS,
+                               error="Choose a CSV file to import."), 422
+        content = upload.read()
+        report = product_csv.preview(content)
+        text, _ = product_csv.decode(content)
+        status = 200 if report.ok else 422
+        return self.render("admin/product_import.html", report=report,
+                           content=text if report.ok else None,
+                           columns=product_csv.PRODUCT_COLUMNS, error=None), status
+
+
+class CategoryView(ShopModelView):
+    list_template = "admin/category_list.html"
+    column_list = ("name", "slug", "parent", "position")
+    column_labels = {"parent": "Inside"}
+    column_sortable_list = ("name", "slug", ("parent", "parent.name"), "position")
+    column_searchable_list = ("name", "slug")
+    column_default_sort = ("position", False)
+    form_columns = ("name", "slug", "parent", "description", "position")
+    form_args = {
+        "name": {"validators": [InputRequired("Enter the category's name."), Length(max=120)]},
+        "slug": {"validators": slug_validators()[:1] + [Length(max=120)] + slug_validators()[2:],
+                 "description": "The category's address in the shop: /c/<slug>."},
+        "parent": {"label": "Inside (parent category)"},
+    }
+    changes_catalog = True
+    integrity_message = "That slug is already used by another category."
+    delete_integrity_message = ("This category has subcategories: move or delete them first.")
+
+    def before_write(self, form, model, is_created: bool) -> None:
+        seen: set[int] = set()
+        parent = model.parent
+        while parent is not None:
+            if parent.id == model.id or parent.id in seen:
+                raise ValidationError({"parent": "A category cannot be inside itself or one "
+                                                 "of its own subcategories."})
+            seen.add(parent.id)
+            parent = parent.parent
+
+    def tree(self) -> tuple[list[Any], dict[int, int]]:
+        """The category tree and the number of products directly in each category."""
+        counts = dict(db.session.execute(
+            select(Product.category_id, func.count(Product.id))
+            .where(Product.category_id.is_not(None)).group_by(Product.category_id)).all())
+        return catalog.category_tree().roots, counts
+
+
+def _variant_product(view, context, model, name) -> Markup:
+    return Markup('<a href="{}">{}</a>').format(
+        url_for("product.edit_view", id=model.product_id, url=request.full_path),
+        model.product.name)
+
+
+class LowStockView(ReadOnlyModelView):
+    """Variants at or below their low-stock threshold, sold out first."""
+
+    can_view_details = False
+    list_template = "admin/low_stock_list.html"
+    column_list = ("product", "sku", "options", "stock_quantity", "low_stock_threshold")
+    column_labels = {"stock_quantity": "On hand", "low_stock_threshold": "Threshold",
+                     "sku": "SKU"}
+    column_formatters = {"product": _variant_product,
+                         "options": lambda v, c, m, n: m.label}
+    column_sortable_list = ("sku", "stock_quantity", "low_stock_threshold",
+                            ("product", "product.name"))
+    column_searchable_list = ("sku",)
+    column_default_sort = [("stock_quantity", False), ("sku", False)]
+
+    def get_query(self):
+        return super().get_query().filter(
+            Variant.stock_quantity <= Variant.low_stock_threshold)
+
+    def get_count_query(self):
+        return super().get_count_query().filter(
+            Variant.stock_quantity <= Variant.low_stock_threshold)

@@ -1,0 +1,185 @@
+"""Form fields and inline forms of the back office: money as Decimal, variant options as
+"size=M; colour=Blue", stock changed only through the stock ledger, images checked by content."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g
+from flask_admin.form import BaseForm
+from markupsafe import Markup, escape
+from wtforms import fields
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import ValidationError as FieldError
+
+from ..services import images
+from ..services.errors import ValidationError
+from ..services.money import parse_money, quantize
+from ..services.product_csv import MAX_STOCK, SKU, SLUG, format_options, parse_options
+
+
+class MoneyField(fields.StringField):
+    """A Decimal amount ("24.99"); blank is None unless the field is required."""
+
+    def __init__(self, label: str | None = None, validators=None, required: bool = False,
+                 **kwargs: Any) -> None:
+        validators = list(validators or [])
+        validators.insert(0, InputRequired("Enter an amount such as 24.99.") if required
+                          else Optional())
+        super().__init__(label, validators, **kwargs)
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        return "" if self.data in (None, "") else str(quantize(self.data))
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist or not valuelist[0].strip():
+            self.data = None
+            return
+        value = parse_money(valuelist[0])
+        if value is None:
+            self.data = None
+            raise ValueError("Enter an amount such as 10 or 24.99 (not negative).")
+        self.data = value
+
+
+class OptionsField(fields.StringField):
+    """Variant options typed as "size=M; colour=Blue"."""
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        return format_options(self.data if isinstance(self.data, dict) else {})
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        self.data = {}
+        if valuelist:
+            self.data = parse_options(valuelist[0])  # ValueError becomes the field's message
+
+
+class LedgerIntegerField(fields.IntegerField):
+    """Shown and checked, but never copied onto the model: the view applies the change
+    through the stock ledger (inventory.adjust)."""
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        return None
+
+
+class SeenField(fields.HiddenField):
+    """The stock figure the form showed, so a save changes stock by what staff typed and
+    not by sales made while the form was open."""
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        return None
+
+
+class VariantForm(BaseForm):
+    id = fields.HiddenField()
+    sku = fields.StringField("SKU", [InputRequired("Enter the SKU."), Length(max=64),
+                                     Regexp(SKU, message="Use letters, digits, '.', '_', '/' "
+                                                         "and '-'.")])
+    options = OptionsField("Options", description='For example "size=M; colour=Blue". '
+                                                  "Leave empty for a product without options.")
+    price = MoneyField("Price", required=True)
+    compare_at_price = MoneyField("Compare-at price",
+                                  description="The former price, shown crossed out.")
+    stock_quantity = LedgerIntegerField(
+        "Stock on hand", [InputRequired("Enter the units on hand."),
+                          NumberRange(0, MAX_STOCK, "Enter a whole number from 0.")],
+        default=0, description="Changes are recorded in the stock ledger.")
+    stock_seen = SeenField()
+    low_stock_threshold = fields.IntegerField(
+        "Low-stock threshold", [InputRequired("Enter a threshold."),
+                                NumberRange(0, MAX_STOCK, "Enter a whole number from 0.")],
+        default=5)
+    position = fields.IntegerField("Position", [Optional()], default=0)
+
+    def process(self, formdata=None, obj=None, data=None, extra_filters=None, **kwargs):
+        super().process(formdata, obj, data=data, extra_filters=extra_filters, **kwargs)
+        if self.stock_seen.data in (None, ""):
+            self.stock_seen.data = str(getattr(obj, "stock_quantity", 0) or 0) \
+                if obj is not None else "0"
+
+    def stock_delta(self) -> int:
+        """Units staff added (+) or removed (-) compared with what the form showed."""
+        try:
+            seen = int(self.stock_seen.data or 0)
+        except (TypeError, ValueError):
+            seen = 0
+        return int(self.stock_quantity.data or 0) - seen
+
+
+class CurrentImageWidget:
+    """The image as it is now (display only)."""
+
+    def __call__(self, field: fields.Field, **kwargs: Any) -> Markup:
+        from ..templating import image_url
+
+        if not field.data:
+            return Markup('<p class="form-control-plaintext text-muted">No image yet.</p>')
+        return Markup('<p class="form-control-plaintext"><img class="admin-thumb" src="{}" '
+                      'alt="" width="96" height="96"> <code>{}</code></p>').format(
+            image_url(field.data), escape(field.data))
+
+
+class CurrentImageField(fields.Field):
+    widget = CurrentImageWidget()
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        return None
+
+
+class ImageFileField(fields.FileField):
+    """An image upload, checked by its content; stored when the form is saved."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.description:
+            self.description = upload_description()
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        if not self.has_file():
+            return
+        stored = getattr(self, "_stored_path", None)
+        if stored is None:  # a retried transaction does not store the file twice
+            self.data.stream.seek(0)
+            stored = images.store(self.data.stream, field="upload")
+            self._stored_path = stored
+            g.setdefault("admin_new_uploads", []).append(stored)
+        obj.path = stored
+
+    def has_file(self) -> bool:
+        return bool(self.data is not None and hasattr(self.data, "stream")
+                    and getattr(self.data, "filename", ""))
+
+
+class ImageForm(BaseForm):
+    id = fields.HiddenField()
+    path = CurrentImageField("Current image")
+    upload = ImageFileField("Image file")
+    alt = fields.StringField("Alt text", [Length(max=255)],
+                             description="What the image shows, for people who cannot see it.")
+    position = fields.IntegerField("Position", [Optional()], default=0)
+
+    def validate_upload(self, field: ImageFileField) -> None:
+        if field.has_file():
+            try:
+                images.read_checked(field.data.stream, field="upload")
+            except ValidationError as exc:
+                raise FieldError(exc.errors["upload"]) from None
+            finally:
+                field.data.stream.seek(0)
+        elif not self.id.data:
+            raise FieldError("Choose an image file.")
+
+
+def slug_validators() -> list:
+    return [InputRequired("Enter a slug."), Length(max=160),
+            Regexp(SLUG, message="Use lower-case letters, digits and single hyphens, "
+                                 "e.g. blue-linen-shirt.")]
+
+
+def upload_description() -> str:
+    limit = images.max_bytes()
+    size = f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
+    return f"{images.ALLOWED}, at most {size}."

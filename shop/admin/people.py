@@ -1,0 +1,246 @@
+"""People: customers and staff accounts (never the password hash; roles only by an admin;
+deactivation instead of deletion) and review moderation."""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_login import current_user
+from markupsafe import Markup
+from wtforms import fields
+from wtforms.validators import InputRequired, Length
+
+from ..extensions import db
+from ..models import REVIEW_STATUSES, ROLES, Review, User
+from ..services import audit, reviews
+from ..services.accounts import normalise_email, valid_email
+from ..services.database import write_transaction
+from ..services.errors import NotFound, ShopError, ValidationError
+from .base import ShopModelView
+from .security import is_admin, request_id, who
+
+ROLE_LABELS = {"customer": "Customer", "staff": "Staff", "admin": "Admin"}
+REVIEW_LABELS = {"pending": "Waiting", "approved": "Published", "rejected": "Rejected"}
+
+
+def _post_button(url: str, label: str, css: str = "btn-outline-secondary", **hidden) -> Markup:
+    from flask_wtf.csrf import generate_csrf
+
+    inputs = Markup("").join(Markup('<input type="hidden" name="{}" value="{}">').format(k, v)
+                             for k, v in hidden.items())
+    return Markup('<form class="d-inline" method="post" action="{}">'
+                  '<input type="hidden" name="csrf_token" value="{}">{}'
+                  '<button type="submit" class="btn btn-sm {}">{}</button></form>').format(
+        url, generate_csrf(), inputs, css, label)
+
+
+def may_manage(target: User) -> bool:
+    """Staff manage customers; an admin manages everyone; nobody locks themselves out."""
+    if target.id == current_user.id:
+        return False
+    return is_admin() or target.role == "customer"
+
+
+def _active_cell(view, context, model, name) -> Markup:
+    state = Markup('<span class="badge badge-{}">{}</span>').format(
+        "success" if model.active else "secondary", "Active" if model.active else "Deactivated")
+    if not may_manage(model):
+        return state
+    label = "Deactivate" if model.active else "Reactivate"
+    return state + Markup(" ") + _post_button(
+        url_for(".set_active", user_id=model.id), label,
+        "btn-outline-danger" if model.active else "btn-outline-success",
+        active="0" if model.active else "1")
+
+
+def set_active(user_id: int, active: bool) -> bool:
+    """Deactivate (or reactivate) an account, audited. Returns False when nothing changed.
+    A deactivated account cannot log in, and its sessions and API tokens stop working."""
+    with write_transaction():
+        user = db.session.get(User, user_id)
+        if user is None:
+            raise NotFound("That account does not exist.")
+        if not may_manage(user):
+            raise ShopError("Only an admin can change staff accounts, and nobody can "
+                            "deactivate their own account.")
+        if user.active == active:
+            return False
+        before = audit.snapshot(user)
+        user.active = active
+        db.session.flush()
+        audit.record(who(), "activate" if active else "deactivate", "User", user.id,
+                     before=before, after=audit.snapshot(user), request_id=request_id())
+    return True
+
+
+class CustomerView(ShopModelView):
+    column_list = ("email", "name", "role", "active", "created_at")
+    column_exclude_list = ("password_hash",)
+    column_details_exclude_list = ("password_hash",)
+    column_export_exclude_list = ("password_hash",)
+    column_labels = {"created_at": "Registered", "active": "Account"}
+    column_formatters = {"role": lambda v, c, m, n: ROLE_LABELS.get(m.role, m.role),
+                         "active": _active_cell}
+    column_searchable_list = ("email", "name")
+    column_filters = (FilterEqual(User.role, "Role", options=[(r, ROLE_LABELS[r]) for r in ROLES]),
+                      "active", "created_at")
+    column_default_sort = ("created_at", True)
+    can_create = False
+    can_delete = False
+    can_view_details = True
+    form_columns = ("name", "email", "role", "active")
+    form_overrides = {"role": fields.SelectField}
+    form_args = {
+        "email": {"validators": [InputRequired("Enter an email address."), Length(max=255)]},
+        "name": {"validators": [Length(max=120)]},
+        "role": {"choices": [(r, ROLE_LABELS[r]) for r in ROLES],
+                 "description": "Staff and admins can use this back office."},
+        "active": {"label": "Active (can log in)"},
+    }
+    integrity_message = "That email address belongs to another account."
+
+    def edit_form(self, obj=None):
+        form = super().edit_form(obj)
+        if not is_admin() or (obj is not None and obj.id == current_user.id):
+            del form.role
+        if obj is not None and obj.id == current_user.id:
+            del form.active
+        return form
+
+    @expose("/edit/", methods=("GET", "POST"))
+    def edit_view(self):
+        target = self.get_one(request.args.get("id", ""))
+        if target is not None and not may_manage(target):
+            flash("Only an admin can change staff accounts, and your own account is changed "
+                  "on your account page.", "error")
+            return redirect(url_for(".index_view"))
+        return super().edit_view()
+
+    def before_write(self, form, model, is_created: bool) -> None:
+        email = normalise_email(model.email)
+        if not valid_email(email):
+            raise ValidationError({"email": "Enter a valid email address."})
+        model.email = email
+        model.name = (model.name or "").strip()
+        if model.role not in ROLES:
+            raise ValidationError({"role": "Choose a role."})
+
+    @expose("/active/<int:user_id>", methods=("POST",))
+    def set_active(self, user_id: int):
+        """The Deactivate / Reactivate button."""
+        active = request.form.get("active") == "1"
+        try:
+            changed = set_active(user_id, active)
+        except ShopError as exc:
+            flash(exc.message, "error")
+            return redirect(url_for(".index_view"), 303)
+        if changed:
+            flash("Account reactivated." if active else "Account deactivated.", "success")
+        return redirect(request.referrer if _same_origin(request.referrer)
+                        else url_for(".index_view"), 303)
+
+    @action("deactivate", "Deactivate", "Deactivate the selected accounts?")
+    def action_deactivate(self, ids: list[str]) -> None:
+        self._set_many(ids, False)
+
+    @action("reactivate", "Reactivate")
+    def action_reactivate(self, ids: list[str]) -> None:
+        self._set_many(ids, True)
+
+    def _set_many(self, ids: list[str], active: bool) -> None:
+        changed, refused = 0, 0
+        for raw in ids:
+            try:
+                changed += set_active(int(raw), active)
+            except (ShopError, ValueError):
+                refused += 1
+        flash(f"{changed} account(s) {'reactivated' if active else 'deactivated'}."
+              + (f" {refused} refused (staff accounts need an admin; not your own)."
+                 if refused else ""), "success" if not refused else "warning")
+
+
+def _same_origin(url: str | None) -> bool:
+    return bool(url) and url.startswith(request.host_url)
+
+
+def _review_product(view, context, model, name) -> Markup:
+    return Markup('<a href="{}">{}</a>').format(url_for("catalog.product", slug=model.product.slug),
+                                                model.product.name)
+
+
+def _review_decision(view, context, model, name) -> Markup:
+    badge = Markup('<span class="badge badge-{}">{}</span>').format(
+        {"approved": "success", "rejected": "secondary"}.get(model.status, "warning"),
+        REVIEW_LABELS.get(model.status, model.status))
+    url = url_for(".decide", review_id=model.id)
+    buttons = Markup("")
+    if model.status != "approved":
+        buttons += _post_button(url, "Approve", "btn-outline-success", decision="approve")
+    if model.status != "rejected":
+        buttons += Markup(" ") + _post_button(url, "Reject", "btn-outline-danger",
+                                              decision="reject")
+    return badge + Markup(" ") + buttons
+
+
+class ReviewView(ShopModelView):
+    column_list = ("created_at", "product", "user", "rating", "title", "status")
+    column_labels = {"created_at": "Written", "user": "Customer", "status": "Decision"}
+    column_formatters = {"product": _review_product, "status": _review_decision,
+                         "rating": lambda v, c, m, n: f"{m.rating} / 5"}
+    column_details_list = ("created_at", "product", "user", "rating", "title", "body", "status")
+    column_sortable_list = ("created_at", "rating", "status")
+    column_searchable_list = ("title", "body")
+    column_filters = (FilterEqual(Review.status, "Status",
+                                  options=[(s, REVIEW_LABELS[s]) for s in REVIEW_STATUSES]),
+                      "rating", "created_at")
+    column_default_sort = ("created_at", True)
+    named_filter_urls = True
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+
+    def _decide(self, review_id: int, decision: str) -> None:
+        review = db.session.get(Review, review_id)
+        if review is None:
+            raise NotFound("That review does not exist.")
+        before = audit.snapshot(review)
+        result = reviews.approve(review_id) if decision == "approve" else reviews.reject(review_id)
+        if before["status"] != result.status:
+            audit.log(who(), decision, "Review", review_id, before=before,
+                      after=audit.snapshot(result), request_id=request_id())
+
+    @expose("/decide/<int:review_id>", methods=("POST",))
+    def decide(self, review_id: int):
+        decision = request.form.get("decision", "")
+        if decision not in ("approve", "reject"):
+            abort(400, "Choose approve or reject.")
+        try:
+            self._decide(review_id, decision)
+        except ShopError as exc:
+            flash(exc.message, "error")
+        else:
+            flash("Review published." if decision == "approve" else "Review rejected.",
+                  "success")
+        return redirect(request.referrer if _same_origin(request.referrer)
+                        else url_for(".index_view"), 303)
+
+    @action("approve", "Approve", "Publish the selected reviews?")
+    def action_approve(self, ids: list[str]) -> None:
+        self._decide_many(ids, "approve")
+
+    @action("reject", "Reject", "Reject the selected reviews?")
+    def action_reject(self, ids: list[str]) -> None:
+        self._decide_many(ids, "reject")
+
+    def _decide_many(self, ids: list[str], decision: str) -> None:
+        done = 0
+        for raw in ids:
+            try:
+                self._decide(int(raw), decision)
+                done += 1
+            except (ShopError, ValueError):
+                continue
+        flash(f"{done} review(s) {'published' if decision == 'approve' else 'rejected'}.",
+              "success")

@@ -1,0 +1,237 @@
+"""Sales screens: orders (filters, detail, one button per allowed transition, CSV export) and
+coupons (with their use counts). An order's status changes only through the state machine."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
+from flask_admin import expose
+from flask_admin.contrib.sqla.filters import FilterEqual
+from markupsafe import Markup
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+from wtforms import fields
+from wtforms.validators import InputRequired, Length, NumberRange, Optional
+
+from ..extensions import db
+from ..models import COUPON_KINDS, ORDER_STATUSES, Order
+from ..services import audit, orders, payments, product_csv
+from ..services.coupons import normalise_code
+from ..services.errors import InvalidTransition, NotFound, PaymentError, ShopError, ValidationError
+from ..services.orders import ACTION_LABELS, STATUS_LABELS, Actor
+from ..templating import money
+from .base import ReadOnlyModelView, ShopModelView
+from .forms import MoneyField
+from .security import request_id, who
+
+STATUS_BADGES = {"pending": "warning", "paid": "info", "processing": "primary",
+                 "shipped": "primary", "delivered": "success", "cancelled": "secondary",
+                 "refunded": "dark"}
+
+
+def status_badge(status: str) -> Markup:
+    return Markup('<span class="badge badge-{}">{}</span>').format(
+        STATUS_BADGES.get(status, "light"), STATUS_LABELS.get(status, status))
+
+
+def _order_number(view, context, model, name) -> Markup:
+    return Markup('<a href="{}">{}</a>').format(
+        url_for(".details_view", id=model.id), model.number)
+
+
+def _parse_day(text: str | None) -> datetime | None:
+    try:
+        return datetime.strptime((text or "").strip(), "%Y-%m-%d")
+    except ValueError:
+        return None
+
+
+class OrderView(ReadOnlyModelView):
+    """Orders are never created, edited or deleted through a generic form."""
+
+    list_template = "admin/order_list.html"
+    details_template = "admin/order_detail.html"
+    column_list = ("number", "created_at", "email", "status", "total", "payment_method",
+                   "shipping_method")
+    column_labels = {"created_at": "Placed", "payment_method": "Payment",
+                     "shipping_method": "Shipping", "number": "Order"}
+    column_formatters = {"number": _order_number,
+                         "status": lambda v, c, m, n: status_badge(m.status),
+                         "total": lambda v, c, m, n: money(m.total, m.currency)}
+    column_sortable_list = ("number", "created_at", "email", "status", "total")
+    column_searchable_list = ("number", "email")
+    column_filters = (
+        FilterEqual(Order.status, "Status",
+                    options=[(s, STATUS_LABELS[s]) for s in ORDER_STATUSES]),
+        "created_at", "email",
+    )
+    column_default_sort = ("created_at", True)
+    named_filter_urls = True
+    action_disallowed_list = ("delete",)
+
+    def get_one(self, id):
+        return db.session.execute(
+            select(Order).options(selectinload(Order.lines), selectinload(Order.events),
+                                  selectinload(Order.payments), selectinload(Order.shipments))
+            .where(Order.id == id)).scalar_one_or_none()
+
+    # Template helpers --------------------------------------------------------------------------
+
+    def badge(self, status: str) -> Markup:
+        return status_badge(status)
+
+    def actions_for(self, order: Order) -> list[tuple[str, str]]:
+        """One button per transition the state machine allows from the order's status."""
+        return [(status, ACTION_LABELS[status]) for status in orders.allowed(order.status)]
+
+    def status_links(self) -> list[tuple[str, str, int, bool]]:
+        """(label, url, count, current) for the quick status filter above the list."""
+        arg = None
+        for index, flt in enumerate(self._filters or []):
+            if isinstance(flt, FilterEqual) and flt.name == "Status":
+                arg = "flt0_" + self.get_filter_arg(index, flt)
+        counts = dict(db.session.execute(select(Order.status, func.count(Order.id))
+                                         .group_by(Order.status)).all())
+        current = request.args.get(arg or "", "")
+        links = [("All", url_for(".index_view"), sum(counts.values()), not current)]
+        for status in ORDER_STATUSES:
+            links.append((STATUS_LABELS[status], url_for(".index_view", **{arg: status}),
+                          counts.get(status, 0), current == status))
+        return links
+
+    # Actions ------------------------------------------------------------------------------------
+
+    @expose("/transition/<int:order_id>", methods=("POST",))
+    def transition(self, order_id: int):
+        """Apply one transition through the payments service and the state machine."""
+        order = self.get_one(order_id)
+        if order is None:
+            abort(404)
+        to_status = request.form.get("to_status", "")
+        note = request.form.get("note", "").strip()
+        carrier = request.form.get("carrier", "")
+        tracking = request.form.get("tracking_number", "")
+        before = {"status": order.status}
+        staff = who()
+        try:
+            payments.change_status(order_id, to_status, Actor(staff.user_id, staff.email), note,
+                                   carrier=carrier, tracking_number=tracking)
+        except ValidationError as exc:
+            return self._detail_with_errors(order_id, to_status, exc.errors, exc.message, 422)
+        except (InvalidTransition, PaymentError) as exc:
+            return self._detail_with_errors(order_id, to_status, {}, exc.message, 409)
+        except (NotFound, ShopError) as exc:
+            return self._detail_with_errors(order_id, to_status, {}, exc.message, 400)
+        after = {"status": to_status}
+        if note:
+            after["note"] = note
+        if to_status == "shipped":
+            after.update(carrier=carrier.strip(), tracking_number=tracking.strip())
+        audit.log(staff, "transition", "Order", order_id, before=before, after=after,
+                  request_id=request_id())
+        flash(f"Order {order.number}: {STATUS_LABELS.get(to_status, to_status).lower()}.",
+              "success")
+        return redirect(url_for(".details_view", id=order_id), 303)
+
+    def _detail_with_errors(self, order_id: int, to_status: str, errors: dict, message: str,
+                            status: int):
+        db.session.rollback()
+        order = self.get_one(order_id)
+        flash(message, "error")
+        return self.render(self.details_template, model=order, return_url=url_for(".index_view"),
+                           action_errors={to_status: errors}, action_values=request.form), status
+
+    @expose("/export.csv")
+    def export_csv(self):
+        """Orders as CSV, optionally by status, placed-on dates (from, to inclusive), email."""
+        status = request.args.get("status") or None
+        if status not in (None, *ORDER_STATUSES):
+            status = None
+        since = _parse_day(request.args.get("since"))
+        until = _parse_day(request.args.get("until"))
+        response = Response(stream_with_context(product_csv.export_orders(
+            status=status, since=since, until=until + timedelta(days=1) if until else None,
+            email=request.args.get("email") or None)), mimetype="text/csv")
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="orders-{datetime.now().date().isoformat()}.csv"')
+        return response
+
+
+COUPON_KIND_LABELS = {"percent": "Percent off", "fixed": "Amount off",
+                      "free_shipping": "Free shipping"}
+
+
+def _coupon_value(view, context, model, name) -> str:
+    if model.kind == "percent":
+        return f"{model.value.normalize():f}%"
+    if model.kind == "fixed":
+        return money(model.value)
+    return "-"
+
+
+def _remaining(view, context, model, name) -> str:
+    return "unlimited" if model.remaining_uses is None else str(model.remaining_uses)
+
+
+class CouponView(ShopModelView):
+    column_list = ("code", "kind", "value", "min_subtotal", "starts_at", "ends_at", "active",
+                   "times_used", "usage_limit", "remaining", "per_customer_limit")
+    column_labels = {"times_used": "Uses", "usage_limit": "Use limit", "remaining": "Uses left",
+                     "per_customer_limit": "Per customer", "min_subtotal": "Minimum",
+                     "starts_at": "Starts (UTC)", "ends_at": "Ends (UTC)"}
+    column_formatters = {"kind": lambda v, c, m, n: COUPON_KIND_LABELS.get(m.kind, m.kind),
+                         "value": _coupon_value, "remaining": _remaining,
+                         "min_subtotal": lambda v, c, m, n: money(m.min_subtotal)
+                         if m.min_subtotal is not None else "-"}
+    column_sortable_list = ("code", "kind", "starts_at", "ends_at", "active", "times_used")
+    column_searchable_list = ("code",)
+    column_filters = ("active", "kind", "ends_at")
+    column_default_sort = ("created_at", True)
+    can_view_details = True
+    form_columns = ("code", "kind", "value", "min_subtotal", "starts_at", "ends_at",
+                    "usage_limit", "per_customer_limit", "active")
+    form_overrides = {"value": MoneyField, "min_subtotal": MoneyField,
+                      "kind": fields.SelectField}
+    form_args = {
+        "code": {"validators": [InputRequired("Enter a code."), Length(max=40)],
+                 "description": "Shoppers type it in any case; it is stored in capitals."},
+        "kind": {"choices": [(k, COUPON_KIND_LABELS[k]) for k in COUPON_KINDS]},
+        "value": {"label": "Value", "required": True,
+                  "description": "Percent (e.g. 10) or an amount; ignored for free shipping."},
+        "min_subtotal": {"label": "Minimum subtotal"},
+        "starts_at": {"label": "Starts (UTC)", "validators": [Optional()]},
+        "ends_at": {"label": "Ends (UTC)", "validators": [Optional()]},
+        "usage_limit": {"label": "Total use limit",
+                        "validators": [Optional(), NumberRange(1, None, "At least 1, or empty.")],
+                        "description": "Empty: unlimited."},
+        "per_customer_limit": {"label": "Uses per customer",
+                               "validators": [Optional(),
+                                              NumberRange(1, None, "At least 1, or empty.")],
+                               "description": "Empty: unlimited."},
+    }
+    integrity_message = "That code is already used by another coupon."
+    delete_integrity_message = "This coupon is still referenced, so it cannot be deleted."
+
+    def before_write(self, form, model, is_created: bool) -> None:
+        errors: dict[str, str] = {}
+        model.code = normalise_code(model.code)
+        if not model.code or " " in model.code:
+            errors["code"] = "Enter a code without spaces."
+        if model.kind not in COUPON_KINDS:
+            errors["kind"] = "Choose a kind."
+        elif model.kind == "percent" and not 0 < model.value <= 100:
+            errors["value"] = "A percentage must be more than 0 and at most 100."
+        elif model.kind == "fixed" and model.value <= 0:
+            errors["value"] = "Enter an amount above zero."
+        if model.starts_at and model.ends_at and model.ends_at <= model.starts_at:
+            errors["ends_at"] = "The end must be after the start."
+        if model.usage_limit is not None and model.usage_limit < (model.times_used or 0):
+            errors["usage_limit"] = (f"It has been used {model.times_used} times already; "
+                                     "the limit cannot be lower.")
+        if errors:
+            raise ValidationError(errors)
+
+    def before_delete(self, model) -> None:
+        if model.times_used:
+            raise ShopError("This coupon has been used; deactivate it instead, so its history "
+                            "stays with the orders.")

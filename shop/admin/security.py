@@ -1,0 +1,78 @@
+"""Who may use the back office, and the headers its pages need.
+
+Staff and admins only: anonymous visitors are sent to the shop's login page (and come back),
+customers get 403. Flask-Admin's templates carry inline scripts, so /admin pages get their own
+Content-Security-Policy with a fresh nonce per request; everything else keeps the shop's policy
+without any inline script.
+"""
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask, abort, current_app, g, redirect, request, url_for
+from flask_login import current_user
+
+from ..http import current_request_id
+from ..services.audit import Who
+
+
+class StaffAccess:
+    """Mixed into every back office view, the index included."""
+
+    def is_accessible(self) -> bool:
+        return bool(current_user.is_authenticated and current_user.is_staff)
+
+    def inaccessible_callback(self, name, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(url_for("account.login", next=request.full_path.rstrip("?")))
+        abort(403)
+
+
+def is_admin() -> bool:
+    """The `admin` role (more than staff): user roles, other staff accounts."""
+    return bool(current_user.is_authenticated and current_user.is_admin)
+
+
+def who() -> Who:
+    """The signed-in staff member, for the audit log and order events."""
+    return Who(current_user.id, current_user.email)
+
+
+def request_id() -> str:
+    return current_request_id()
+
+
+def csp_nonce() -> str:
+    """This request's nonce (made once per request)."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(18)
+    return g.csp_nonce
+
+
+def admin_policy(nonce: str) -> str:
+    """The shop's policy, plus the nonce that lets Flask-Admin's own scripts and styles run.
+    Style attributes are allowed (Bootstrap's and select2's widgets set them); scripts are
+    only those from this origin or carrying the nonce: no inline handlers, no eval."""
+    return ("default-src 'self'; "
+            f"script-src 'self' 'nonce-{nonce}'; "
+            f"style-src 'self' 'nonce-{nonce}'; style-src-elem 'self' 'nonce-{nonce}'; "
+            "style-src-attr 'unsafe-inline'; "
+            "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'")
+
+
+def install(app: Flask, url: str) -> None:
+    """Per-request CSP and body limit for the back office's URLs."""
+    prefix = url.rstrip("/")
+
+    @app.before_request
+    def admin_request() -> None:
+        if request.path != prefix and not request.path.startswith(prefix + "/"):
+            return
+        g.csp = admin_policy(csp_nonce())
+        # Image uploads need more room than the shop's pages and API.
+        config = current_app.config
+        body = max(config["MAX_CONTENT_LENGTH"] or 0, 4 * config["MAX_UPLOAD_BYTES"])
+        request.max_content_length = body
+        # A previewed CSV file travels back in a form field for the real import.
+        request.max_form_memory_size = body

@@ -1,0 +1,560 @@
+"""CSV export of products and orders; CSV import of products.
+
+One row per variant. The import is two steps: `preview` reads the file and reports, row by row,
+what would be created or updated and every problem, writing nothing; `apply` checks the file
+again inside one transaction and writes every row or, when any row is bad, none.
+
+Import rules (also shown on the import page):
+- `product_slug`, `product_name`, `sku` and `price` are required; rows sharing a product_slug
+  must agree on the product's name, description, category and active flag.
+- A row whose SKU exists updates that variant (it must belong to the same product); a new SKU
+  adds a variant; a new product_slug creates the product.
+- Blank `stock_quantity` / `low_stock_threshold` / `active` leave an existing value alone
+  (new records get 0 / 5 / yes). A stock figure sets the on-hand count; the difference is
+  recorded in the stock ledger.
+- Nothing is deleted: products and variants missing from the file are left as they are.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import Category, Order, Product, Variant
+from . import audit, cache, inventory
+from .catalog import refresh_product_prices
+from .database import retrying, write_transaction
+from .money import parse_money, quantize
+
+PRODUCT_COLUMNS = ("product_slug", "product_name", "description", "category_slug", "active",
+                   "sku", "options", "price", "compare_at_price", "stock_quantity",
+                   "low_stock_threshold")
+REQUIRED_COLUMNS = ("product_slug", "product_name", "sku", "price")
+PRODUCT_FIELDS = ("product_name", "description", "category_slug", "active")
+ORDER_COLUMNS = ("number", "created_at", "status", "email", "customer_id", "items", "subtotal",
+                 "discount", "shipping", "tax", "total", "currency", "coupon",
+                 "shipping_method", "payment_method", "payment_status", "ship_to_name",
+                 "ship_to_city", "ship_to_country", "carrier", "tracking_number")
+MAX_ROWS = 20_000
+MAX_STOCK = 1_000_000
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+# A spreadsheet runs a cell starting with one of these as a formula: exported with a leading
+# apostrophe, which the import removes again.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+TRUE = {"yes", "true", "1", "y"}
+FALSE = {"no", "false", "0", "n"}
+BATCH = 500
+
+
+# Options ("size=M; colour=Blue") -------------------------------------------------------------
+
+def format_options(options: dict | None) -> str:
+    """A variant's options as staff type them: "size=M; colour=Blue"."""
+    return "; ".join(f"{k}={v}" for k, v in (options or {}).items())
+
+
+def parse_options(text: str | None) -> dict[str, str]:
+    """Read "size=M; colour=Blue"; raises ValueError with a message staff can act on."""
+    options: dict[str, str] = {}
+    for part in (text or "").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError(f"Write each option as name=value (\"{part}\" has no \"=\").")
+        name, value = (s.strip() for s in part.split("=", 1))
+        if not name or not value:
+            raise ValueError(f"Give each option a name and a value (\"{part}\").")
+        if len(name) > 40 or len(value) > 80:
+            raise ValueError("Keep option names under 40 and values under 80 characters.")
+        if name in options:
+            raise ValueError(f"The option \"{name}\" appears twice.")
+        options[name] = value
+    return options
+
+
+# Export ---------------------------------------------------------------------------------------
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return str(quantize(value))
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    text = str(value)
+    if text.startswith(FORMULA_START):
+        return "'" + text
+    return text
+
+
+def _uncell(text: str | None) -> str:
+    text = (text or "").strip()
+    if len(text) > 1 and text[0] == "'" and text[1] in "=+-@":
+        return text[1:]
+    return text
+
+
+def _csv_lines(rows: Iterable[Iterable[Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def export_products() -> Iterator[str]:
+    """Every product and variant as CSV text, in chunks (products by id, variants by position)."""
+    def rows() -> Iterator[list[Any]]:
+        yield list(PRODUCT_COLUMNS)
+        last_id = 0
+        while True:
+            products = list(db.session.execute(
+                select(Product).options(selectinload(Product.variants),
+                                        selectinload(Product.category))
+                .where(Product.id > last_id).order_by(Product.id).limit(BATCH)).scalars())
+            if not products:
+                return
+            for product in products:
+                head = [product.slug, product.name, product.description,
+                        product.category.slug if product.category else "", product.active]
+                if not product.variants:
+                    yield head + ["", "", "", "", "", ""]
+                for variant in product.variants:
+                    yield head + [variant.sku, format_options(variant.options), variant.price,
+                                  variant.compare_at_price, variant.stock_quantity,
+                                  variant.low_stock_threshold]
+            last_id = products[-1].id
+            for product in products:  # keep memory flat on a large catalogue
+                db.session.expunge(product)
+
+    return _csv_lines(rows())
+
+
+def export_orders(*, status: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None, email: str | None = None) -> Iterator[str]:
+    """Orders as CSV text, newest first, optionally filtered by status, time and email."""
+    def rows() -> Iterator[list[Any]]:
+        yield list(ORDER_COLUMNS)
+        stmt = select(Order).options(selectinload(Order.lines), selectinload(Order.payments),
+                                     selectinload(Order.shipments))
+        if status:
+            stmt = stmt.where(Order.status == status)
+        if since:
+            stmt = stmt.where(Order.created_at >= since)
+        if until:
+            stmt = stmt.where(Order.created_at < until)
+        if email:
+            stmt = stmt.where(Order.email.contains(email.strip().lower(), autoescape=True))
+        last_id = None
+        while True:
+            page = stmt.order_by(Order.id.desc()).limit(BATCH)
+            if last_id is not None:
+                page = page.where(Order.id < last_id)
+            orders = list(db.session.execute(page).scalars())
+            if not orders:
+                return
+            for order in orders:
+                address = order.shipping_address or {}
+                payment = order.payment
+                shipment = order.shipment
+                yield [order.number, order.created_at, order.status, order.email, order.user_id,
+                       order.item_count, order.subtotal, order.discount, order.shipping,
+                       order.tax, order.total, order.currency, order.coupon_code,
+                       order.shipping_method, order.payment_method,
+                       payment.status if payment else "", address.get("name", ""),
+                       address.get("city", ""), address.get("country", ""),
+                       shipment.carrier if shipment else "",
+                       shipment.tracking_number if shipment else ""]
+            last_id = orders[-1].id
+            for order in orders:
+                db.session.expunge(order)
+
+    return _csv_lines(rows())
+
+
+# Import ---------------------------------------------------------------------------------------
+
+@dataclass
+class RowResult:
+    """One data row of an import file: what it would do, or why it cannot."""
+
+    line: int
+    product_slug: str
+    sku: str
+    action: str = "unchanged"  # create | update | unchanged | error
+    errors: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class ImportReport:
+    rows: list[RowResult] = field(default_factory=list)
+    file_errors: list[str] = field(default_factory=list)
+    written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.file_errors and not self.bad_rows
+
+    @property
+    def bad_rows(self) -> list[RowResult]:
+        return [row for row in self.rows if row.errors]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        result = {"create": 0, "update": 0, "unchanged": 0, "error": 0}
+        for row in self.rows:
+            result[row.action] += 1
+        return result
+
+    def summary(self) -> dict[str, int]:
+        return {"rows": len(self.rows), "created": self.counts["create"],
+                "updated": self.counts["update"], "unchanged": self.counts["unchanged"]}
+
+
+def decode(content: bytes | str) -> tuple[str | None, str | None]:
+    """The file's text, or an error message."""
+    if isinstance(content, str):
+        return content, None
+    try:
+        return content.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        return None, "The file is not UTF-8 text. Save it as \"CSV UTF-8\" and try again."
+
+
+def _parse_bool(raw: str) -> bool | None:
+    value = raw.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError("Write yes or no.")
+
+
+def _parse_int(raw: str, name: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}: enter a whole number from 0 to {MAX_STOCK}.") from None
+    if not 0 <= value <= MAX_STOCK:
+        raise ValueError(f"{name}: enter a whole number from 0 to {MAX_STOCK}.")
+    return value
+
+
+def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """Field-level checks of one row; no database access."""
+    errors: list[str] = []
+    v: dict[str, Any] = {}
+    slug = raw.get("product_slug", "")
+    if not slug:
+        errors.append("product_slug: enter the product's slug.")
+    elif len(slug) > 160 or not SLUG.match(slug):
+        errors.append("product_slug: use lower-case letters, digits and single hyphens "
+                      "(at most 160 characters).")
+    v["product_slug"] = slug
+    name = raw.get("product_name", "")
+    if not name:
+        errors.append("product_name: enter the product's name.")
+    elif len(name) > 160:
+        errors.append("product_name: at most 160 characters.")
+    v["product_name"] = name
+    v["description"] = raw.get("description", "")
+    v["category_slug"] = raw.get("category_slug", "") or None
+    active = raw.get("active", "")
+    try:
+        v["active"] = _parse_bool(active) if active else None
+    except ValueError as exc:
+        errors.append(f"active: {exc}")
+
+    sku = raw.get("sku", "")
+    v["sku"] = sku
+    variant_fields = ("options", "price", "compare_at_price", "stock_quantity",
+                      "low_stock_threshold")
+    if not sku:
+        if any(raw.get(name) for name in variant_fields):
+            errors.append("sku: enter the variant's SKU.")
+        return v, errors
+    if len(sku) > 64 or not SKU.match(sku):
+        errors.append("sku: use letters, digits, '.', '_', '/' and '-' (at most 64 characters).")
+    try:
+        v["options"] = parse_options(raw.get("options"))
+    except ValueError as exc:
+        errors.append(f"options: {exc}")
+    price_raw = raw.get("price", "")
+    price = parse_money(price_raw)
+    if not price_raw:
+        errors.append("price: enter the price.")
+    elif price is None:
+        errors.append(f"price: \"{price_raw}\" is not a price such as 10 or 24.99.")
+    v["price"] = price
+    compare_raw = raw.get("compare_at_price", "")
+    compare = parse_money(compare_raw)
+    if compare_raw and compare is None:
+        errors.append(f"compare_at_price: \"{compare_raw}\" is not a price such as 10 or 24.99.")
+    v["compare_at_price"] = compare
+    for name in ("stock_quantity", "low_stock_threshold"):
+        text = raw.get(name, "")
+        try:
+            v[name] = _parse_int(text, name) if text else None
+        except ValueError as exc:
+            errors.append(str(exc))
+    return v, errors
+
+
+def _read(text: str) -> tuple[list[RowResult], list[str]]:
+    """Parse the CSV text into rows with their field-level errors."""
+    rows: list[RowResult] = []
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        if header is None or not any(h.strip() for h in header):
+            return [], ["The file is empty: it needs a header row and at least one product."]
+        columns = [h.strip().lower() for h in header]
+        problems = []
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            problems.append("Missing column(s): " + ", ".join(missing) + ".")
+        unknown = [c for c in columns if c and c not in PRODUCT_COLUMNS]
+        if unknown:
+            problems.append("Unknown column(s): " + ", ".join(unknown)
+                            + ". Use: " + ", ".join(PRODUCT_COLUMNS) + ".")
+        duplicated = sorted({c for c in columns if c and columns.count(c) > 1})
+        if duplicated:
+            problems.append("Column(s) given twice: " + ", ".join(duplicated) + ".")
+        if problems:
+            return [], problems
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if len(rows) >= MAX_ROWS:
+                return rows, [f"The file has more than {MAX_ROWS} rows; split it."]
+            line = reader.line_num
+            raw = {columns[i]: _uncell(cells[i]) if i < len(cells) else ""
+                   for i in range(len(columns)) if columns[i]}
+            values, errors = _clean_row(raw)
+            if len(cells) > len(columns):
+                errors.insert(0, f"This row has {len(cells)} cells; the header has "
+                                 f"{len(columns)}.")
+            rows.append(RowResult(line=line, product_slug=values.get("product_slug", ""),
+                                  sku=values.get("sku", ""), errors=errors, values=values))
+    except csv.Error as exc:
+        return rows, [f"The file is not valid CSV ({exc})."]
+    if not rows:
+        return [], ["The file has a header but no product rows."]
+    return rows, []
+
+
+def _chunks(items: list, size: int = BATCH) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _plan(rows: list[RowResult]) -> None:
+    """Check the rows against each other and against the database; set each row's action."""
+    slugs = sorted({r.product_slug for r in rows if r.product_slug})
+    skus = sorted({r.sku for r in rows if r.sku})
+    categories = sorted({r.values.get("category_slug") for r in rows
+                         if r.values.get("category_slug")})
+    products: dict[str, Product] = {}
+    for chunk in _chunks(slugs):
+        for p in db.session.execute(select(Product).options(selectinload(Product.category))
+                                    .where(Product.slug.in_(chunk))).scalars():
+            products[p.slug] = p
+    variants: dict[str, Variant] = {}
+    for chunk in _chunks(skus):
+        for v in db.session.execute(select(Variant).options(selectinload(Variant.product))
+                                    .where(Variant.sku.in_(chunk))).scalars():
+            variants[v.sku] = v
+    known_categories: set[str] = set()
+    for chunk in _chunks(categories):
+        known_categories.update(db.session.execute(
+            select(Category.slug).where(Category.slug.in_(chunk))).scalars())
+
+    first_of_product: dict[str, RowResult] = {}
+    first_of_sku: dict[str, RowResult] = {}
+    for row in rows:
+        v = row.values
+        category = v.get("category_slug")
+        if category and category not in known_categories:
+            row.errors.append(f"category_slug: there is no category \"{category}\".")
+        first = first_of_product.get(row.product_slug)
+        if first is None and row.product_slug:
+            first_of_product[row.product_slug] = row
+        elif first is not None:
+            for name in PRODUCT_FIELDS:
+                if v.get(name) != first.values.get(name):
+                    row.errors.append(f"{name}: differs from line {first.line} for the same "
+                                      f"product \"{row.product_slug}\".")
+        if row.sku:
+            seen = first_of_sku.get(row.sku)
+            if seen is not None:
+                row.errors.append(f"sku: \"{row.sku}\" is also on line {seen.line}.")
+            else:
+                first_of_sku[row.sku] = row
+            existing = variants.get(row.sku)
+            if existing is not None and existing.product.slug != row.product_slug:
+                row.errors.append(f"sku: \"{row.sku}\" belongs to the product "
+                                  f"\"{existing.product.slug}\".")
+
+    for row in rows:
+        if row.errors:
+            row.action = "error"
+            continue
+        v = row.values
+        product = products.get(row.product_slug)
+        is_first = first_of_product.get(row.product_slug) is row
+        if product is None:
+            row.action = "create"
+            row.changes = ["product"] + (["variant"] if row.sku else [])
+            continue
+        if is_first:
+            current = {"product_name": product.name.strip(),
+                       "description": (product.description or "").strip(),
+                       "category_slug": product.category.slug if product.category else None,
+                       "active": product.active}
+            for name in PRODUCT_FIELDS:
+                if name == "active" and v["active"] is None:
+                    continue
+                if v.get(name) != current[name]:
+                    row.changes.append(name)
+        if row.sku:
+            variant = variants.get(row.sku)
+            if variant is None:
+                row.changes.append("variant")
+            else:
+                current_v = {"options": variant.options or {}, "price": variant.price,
+                             "compare_at_price": variant.compare_at_price,
+                             "stock_quantity": variant.stock_quantity,
+                             "low_stock_threshold": variant.low_stock_threshold}
+                for name, value in current_v.items():
+                    new = v.get(name)
+                    if name in ("stock_quantity", "low_stock_threshold") and new is None:
+                        continue
+                    if new != value:
+                        row.changes.append(name)
+        if "variant" in row.changes:
+            row.action = "create"
+        elif row.changes:
+            row.action = "update"
+        else:
+            row.action = "unchanged"
+
+
+def preview(content: bytes | str) -> ImportReport:
+    """The dry run: what importing the file would do, and every problem, writing nothing."""
+    text, problem = decode(content)
+    if problem:
+        return ImportReport(file_errors=[problem])
+    rows, file_errors = _read(text or "")
+    report = ImportReport(rows=rows, file_errors=file_errors)
+    if rows:
+        _plan(rows)
+    return report
+
+
+def apply(content: bytes | str, who: audit.Who, request_id: str = "") -> ImportReport:
+    """Import the file: every row, or nothing when any row (or the file) is bad. Checked again
+    inside the transaction, so what is written is what the database holds now."""
+    text, problem = decode(content)
+    if problem:
+        return ImportReport(file_errors=[problem])
+
+    def run() -> ImportReport:
+        with write_transaction():
+            rows, file_errors = _read(text or "")
+            report = ImportReport(rows=rows, file_errors=file_errors)
+            if rows:
+                _plan(rows)
+            if not report.ok:
+                return report
+            _write(report, who, request_id)
+            report.written = True
+            return report
+
+    report = retrying(run)
+    if report.written and (report.counts["create"] or report.counts["update"]):
+        cache.catalog_changed()
+    return report
+
+
+def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
+    """Write a checked import (inside the caller's transaction)."""
+    touched: list[RowResult] = [row for row in report.rows if row.action != "unchanged"]
+    if not touched:
+        audit.record(who, "import", "Product", "", after=report.summary(),
+                     request_id=request_id)
+        return
+    categories = dict(db.session.execute(select(Category.slug, Category.id)).all())
+    slugs = sorted({row.product_slug for row in touched})
+    products: dict[str, Product] = {}
+    for chunk in _chunks(slugs):
+        for p in db.session.execute(select(Product).options(selectinload(Product.variants))
+                                    .where(Product.slug.in_(chunk))).scalars():
+            products[p.slug] = p
+    product_ids: set[int] = set()
+    done_products: set[str] = set()
+    for row in touched:
+        v = row.values
+        product = products.get(row.product_slug)
+        if row.product_slug not in done_products:
+            done_products.add(row.product_slug)
+            before = audit.snapshot(product) if product is not None else None
+            if product is None:
+                product = Product(slug=row.product_slug, active=True)
+                db.session.add(product)
+                products[row.product_slug] = product
+            product.name = v["product_name"]
+            product.description = v["description"]
+            product.category_id = categories.get(v["category_slug"]) if v["category_slug"] \
+                else None
+            if v["active"] is not None:
+                product.active = v["active"]
+            db.session.flush()
+            after = audit.snapshot(product)
+            audit.record(who, "create" if before is None else "update", "Product", product.id,
+                         before=before, after=after, request_id=request_id)
+        product_ids.add(product.id)
+        if not row.sku:
+            continue
+        variant = db.session.execute(select(Variant).where(Variant.sku == row.sku)
+                                     ).scalar_one_or_none()
+        before = audit.snapshot(variant) if variant is not None else None
+        if variant is None:
+            position = db.session.execute(select(func.coalesce(func.max(Variant.position), -1))
+                                          .where(Variant.product_id == product.id)).scalar_one()
+            variant = Variant(product_id=product.id, sku=row.sku, stock_quantity=0,
+                              low_stock_threshold=5, position=position + 1)
+            db.session.add(variant)
+        variant.options = v["options"]
+        variant.price = v["price"]
+        variant.compare_at_price = v["compare_at_price"]
+        if v["low_stock_threshold"] is not None:
+            variant.low_stock_threshold = v["low_stock_threshold"]
+        db.session.flush()
+        if v["stock_quantity"] is not None:
+            inventory.set_stock(variant.id, v["stock_quantity"],
+                                "initial stock (CSV import)" if before is None
+                                else "stock count (CSV import)", who.user_id)
+            db.session.refresh(variant)
+        audit.record(who, "create" if before is None else "update", "Variant", variant.id,
+                     before=before, after=audit.snapshot(variant), request_id=request_id)
+    refresh_product_prices(sorted(product_ids))
+    audit.record(who, "import", "Product", "", after=report.summary(), request_id=request_id)
