@@ -36,7 +36,8 @@ def init_app(app: Flask) -> None:
         try:
             user = accounts.create_admin(email, password, role)
         except ValidationError as exc:
-            raise click.ClickException("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+            message = "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
+            raise click.ClickException(message) from exc
         click.echo(f"{user.email} is now {user.role}.")
 
     @app.cli.command("seed-if-empty")

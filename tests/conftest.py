@@ -8,9 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
 
 from shop import create_app
 from shop.extensions import db

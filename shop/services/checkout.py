@@ -98,7 +98,8 @@ def place_order(owner: CartOwner, req: CheckoutRequest) -> Order:
 def _by_key(key: str | None) -> Order | None:
     if not key:
         return None
-    return db.session.execute(select(Order).where(Order.idempotency_key == key)).scalar_one_or_none()
+    return db.session.execute(
+        select(Order).where(Order.idempotency_key == key)).scalar_one_or_none()
 
 
 def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address: dict,

@@ -59,7 +59,8 @@ def validate(code: str | None, subtotal: Decimal, *, user_id: int | None = None,
         raise CouponInvalid("That coupon has expired.", field="code", code="coupon_expired")
     if coupon.min_subtotal and subtotal < coupon.min_subtotal:
         raise CouponInvalid(
-            f"That coupon needs a subtotal of at least {format_money(coupon.min_subtotal, currency)}.",
+            "That coupon needs a subtotal of at least "
+            f"{format_money(coupon.min_subtotal, currency)}.",
             field="code", code="coupon_minimum_not_met",
             details={"min_subtotal": str(coupon.min_subtotal)})
     if coupon.usage_limit is not None and coupon.times_used >= coupon.usage_limit:

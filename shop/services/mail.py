@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import smtplib
 import uuid
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -32,7 +33,8 @@ def send(to: str, subject: str, text: str, html: str | None = None) -> str:
     else:
         outbox = Path(cfg["OUTBOX_DIR"])
         outbox.mkdir(parents=True, exist_ok=True)
-        name = f"{formatdate(usegmt=True)[5:25].replace(' ', '-').replace(':', '')}-{uuid.uuid4().hex[:8]}.eml"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        name = f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
         (outbox / name).write_bytes(bytes(msg))
     current_app.logger.info("mail sent to %s: %s", to, subject)
     return msg["Message-ID"]

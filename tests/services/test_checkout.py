@@ -1,6 +1,7 @@
 """place_order, the stock and coupon rules of SPEC section 4, and the order state machine.
 The concurrency tests use threads, each with its own app context and so its own session and
 connection; on MySQL (TEST_DATABASE_URL) they show real row locking."""
+
 from __future__ import annotations
 
 import threading
@@ -16,8 +17,15 @@ from shop.services import cart as carts
 from shop.services import checkout, coupons, orders
 from shop.services.cart import CartOwner
 from shop.services.checkout import CheckoutRequest
-from shop.services.errors import (CartChanged, CartEmpty, CouponUsedUp, InvalidTransition,
-                                  OutOfStock, ShopError, ValidationError)
+from shop.services.errors import (
+    CartChanged,
+    CartEmpty,
+    CouponUsedUp,
+    InvalidTransition,
+    OutOfStock,
+    ShopError,
+    ValidationError,
+)
 from shop.services.orders import Actor
 from tests import factories as f
 
@@ -39,12 +47,18 @@ def request(email: str = "buyer@example.com", **kw) -> CheckoutRequest:
 def assert_stock_invariant() -> None:
     """Units received = units on hand + units in orders neither cancelled nor refunded."""
     for variant in db.session.execute(select(Variant)).scalars():
-        received = db.session.execute(select(func.coalesce(func.sum(StockAdjustment.delta), 0))
-                                      .where(StockAdjustment.variant_id == variant.id)).scalar_one()
+        received = db.session.execute(
+            select(func.coalesce(func.sum(StockAdjustment.delta), 0)).where(
+                StockAdjustment.variant_id == variant.id
+            )
+        ).scalar_one()
         held = db.session.execute(
-            select(func.coalesce(func.sum(OrderLine.quantity), 0)).join(Order)
-            .where(OrderLine.variant_id == variant.id,
-                   Order.status.not_in(("cancelled", "refunded")))).scalar_one()
+            select(func.coalesce(func.sum(OrderLine.quantity), 0))
+            .join(Order)
+            .where(
+                OrderLine.variant_id == variant.id, Order.status.not_in(("cancelled", "refunded"))
+            )
+        ).scalar_one()
         assert variant.stock_quantity >= 0
         assert received == variant.stock_quantity + held, variant.sku
 
@@ -82,8 +96,9 @@ def test_place_order_snapshots_lines_and_takes_stock(app, outbox):
     owner = guest_cart(variant.id, 2)
     order = checkout.place_order(owner, request())
     assert order.status == "pending" and order.number.startswith("SO-")
-    assert [(l.sku, l.name, l.unit_price, l.quantity, l.line_total) for l in order.lines] == [
-        (variant.sku, "Lamp", Decimal("19.99"), 2, Decimal("39.98"))]
+    assert [(x.sku, x.name, x.unit_price, x.quantity, x.line_total) for x in order.lines] == [
+        (variant.sku, "Lamp", Decimal("19.99"), 2, Decimal("39.98"))
+    ]
     assert order.subtotal == Decimal("39.98") and order.shipping == Decimal("5.00")
     assert order.total == order.subtotal - order.discount + order.shipping + order.tax
     assert order.events[0].to_status == "pending"
@@ -121,12 +136,24 @@ def test_cart_changed_since_review_is_refused(app):
 def test_bad_details_change_nothing(app):
     variant = f.variant_of(f.product("Cup", stock=3))
     owner = guest_cart(variant.id, 1)
-    bad = CheckoutRequest(email="not-an-email", shipping_address={"name": "", "country": "XX"},
-                          shipping_method="teleport", payment_method="bitcoin")
+    bad = CheckoutRequest(
+        email="not-an-email",
+        shipping_address={"name": "", "country": "XX"},
+        shipping_method="teleport",
+        payment_method="bitcoin",
+    )
     with pytest.raises(ValidationError) as caught:
         checkout.place_order(owner, bad)
-    assert {"email", "line1", "city", "postal_code", "country", "shipping_method",
-            "payment_method", "name"} <= set(caught.value.errors)
+    assert {
+        "email",
+        "line1",
+        "city",
+        "postal_code",
+        "country",
+        "shipping_method",
+        "payment_method",
+        "name",
+    } <= set(caught.value.errors)
     assert db.session.get(Variant, variant.id).stock_quantity == 3
     assert not carts.view(owner).is_empty
 
@@ -162,9 +189,13 @@ def test_same_idempotency_key_gives_one_order(app):
 def test_thirty_buyers_for_five_units(app):
     variant = f.variant_of(f.product("Last Five", stock=5))
     owners = [guest_cart(variant.id, 1) for _ in range(30)]
-    results = run_concurrently(app, [
-        (lambda o=o, i=i: checkout.place_order(o, request(f"b{i}@example.com")).id)
-        for i, o in enumerate(owners)])
+    results = run_concurrently(
+        app,
+        [
+            (lambda o=o, i=i: checkout.place_order(o, request(f"b{i}@example.com")).id)
+            for i, o in enumerate(owners)
+        ],
+    )
     placed = [r for r in results if isinstance(r, int)]
     refused = [r for r in results if isinstance(r, OutOfStock)]
     assert len(placed) == 5, results
@@ -177,13 +208,18 @@ def test_coupon_total_limit_under_concurrency(app):
     f.coupon("THREE", "percent", "20", usage_limit=3)
     variant = f.variant_of(f.product("Poster", price="10.00", stock=100))
     owners = [guest_cart(variant.id, 1, coupon="three") for _ in range(20)]
-    results = run_concurrently(app, [
-        (lambda o=o, i=i: checkout.place_order(o, request(f"c{i}@example.com")).id)
-        for i, o in enumerate(owners)])
+    results = run_concurrently(
+        app,
+        [
+            (lambda o=o, i=i: checkout.place_order(o, request(f"c{i}@example.com")).id)
+            for i, o in enumerate(owners)
+        ],
+    )
     placed = [r for r in results if isinstance(r, int)]
     assert all(isinstance(r, (int, CouponUsedUp)) for r in results), results
-    discounted = db.session.execute(select(func.count(Order.id))
-                                    .where(Order.discount > 0)).scalar_one()
+    discounted = db.session.execute(
+        select(func.count(Order.id)).where(Order.discount > 0)
+    ).scalar_one()
     assert discounted == 3 == len(placed)
     assert db.session.execute(select(Coupon.times_used)).scalar_one() == 3
     assert db.session.execute(select(func.count(CouponUse.id))).scalar_one() == 3
@@ -194,12 +230,14 @@ def test_per_customer_limit_under_concurrency_for_a_guest_email(app):
     f.coupon("ONCE", "fixed", "5", per_customer_limit=1)
     variant = f.variant_of(f.product("Pen", price="10.00", stock=100))
     owners = [guest_cart(variant.id, 1, coupon="ONCE") for _ in range(8)]
-    results = run_concurrently(app, [
-        (lambda o=o: checkout.place_order(o, request("Same@Example.com")).id) for o in owners])
+    results = run_concurrently(
+        app, [(lambda o=o: checkout.place_order(o, request("Same@Example.com")).id) for o in owners]
+    )
     assert sum(isinstance(r, int) for r in results) == 1, results
     assert sum(isinstance(r, CouponUsedUp) for r in results) == 7, results
     assert db.session.execute(select(CouponUse.customer_key)).scalars().all() == [
-        "email:same@example.com"]
+        "email:same@example.com"
+    ]
 
 
 def test_per_customer_limit_under_concurrency_for_an_account(app):
@@ -235,9 +273,13 @@ def test_per_customer_limit_under_concurrency_for_an_account(app):
 def test_double_submitted_place_order_creates_one_order(app):
     variant = f.variant_of(f.product("Clock", stock=10))
     owner = guest_cart(variant.id, 2)
-    results = run_concurrently(app, [
-        (lambda: checkout.place_order(owner, request(idempotency_key="web:double")).id)
-        for _ in range(6)])
+    results = run_concurrently(
+        app,
+        [
+            (lambda: checkout.place_order(owner, request(idempotency_key="web:double")).id)
+            for _ in range(6)
+        ],
+    )
     ids = {r for r in results if isinstance(r, int)}
     assert len(ids) == 1, results
     assert all(isinstance(r, int) or isinstance(r, CartEmpty) for r in results), results
@@ -273,8 +315,9 @@ def test_cancel_releases_stock_and_coupon_exactly_once(app):
     order = checkout.place_order(guest_cart(variant.id, 3, coupon="ONE"), request())
     assert db.session.get(Variant, variant.id).stock_quantity == 2
     order_id, variant_id = order.id, variant.id
-    results = run_concurrently(app, [
-        (lambda: orders.transition(order_id, "cancelled", STAFF).status) for _ in range(5)])
+    results = run_concurrently(
+        app, [(lambda: orders.transition(order_id, "cancelled", STAFF).status) for _ in range(5)]
+    )
     assert results.count("cancelled") == 1, results
     assert sum(isinstance(r, InvalidTransition) for r in results) == 4, results
     assert db.session.get(Variant, variant_id).stock_quantity == 5

@@ -1,4 +1,5 @@
 """Pricing rules, with property tests: totals add up, nothing is negative, discounts are bounded."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -10,18 +11,32 @@ from hypothesis import strategies as st
 from shop.services.money import from_minor_units, parse_money, quantize, to_minor_units
 from shop.services.pricing import CouponTerms, PricingRules, quote
 
-RULES = PricingRules(tax_rate=Decimal("0.08"), standard=Decimal("5.00"),
-                     express=Decimal("15.00"), free_shipping_over=Decimal("50.00"))
+RULES = PricingRules(
+    tax_rate=Decimal("0.08"),
+    standard=Decimal("5.00"),
+    express=Decimal("15.00"),
+    free_shipping_over=Decimal("50.00"),
+)
 
 prices = st.decimals(min_value=Decimal("0"), max_value=Decimal("5000"), places=2)
 lines = st.lists(st.tuples(prices, st.integers(min_value=1, max_value=99)), max_size=8)
 coupons = st.one_of(
     st.none(),
-    st.builds(CouponTerms, code=st.just("X"), kind=st.just("percent"),
-              value=st.decimals(min_value=0, max_value=100, places=2)),
-    st.builds(CouponTerms, code=st.just("X"), kind=st.just("fixed"),
-              value=st.decimals(min_value=0, max_value=100000, places=2)),
-    st.builds(CouponTerms, code=st.just("X"), kind=st.just("free_shipping"), value=st.just(Decimal(0))),
+    st.builds(
+        CouponTerms,
+        code=st.just("X"),
+        kind=st.just("percent"),
+        value=st.decimals(min_value=0, max_value=100, places=2),
+    ),
+    st.builds(
+        CouponTerms,
+        code=st.just("X"),
+        kind=st.just("fixed"),
+        value=st.decimals(min_value=0, max_value=100000, places=2),
+    ),
+    st.builds(
+        CouponTerms, code=st.just("X"), kind=st.just("free_shipping"), value=st.just(Decimal(0))
+    ),
 )
 rates = st.decimals(min_value=Decimal("0"), max_value=Decimal("0.30"), places=4)
 
@@ -47,9 +62,17 @@ def test_percent_discount_applies_to_the_subtotal_only(lines, value):
 
 
 def test_worked_example():
-    q = quote([(Decimal("19.99"), 2), (Decimal("5.00"), 1)],
-              CouponTerms("WELCOME10", "percent", Decimal("10")), "standard", RULES)
-    assert (q.subtotal, q.discount, q.shipping) == (Decimal("44.98"), Decimal("4.50"), Decimal("5.00"))
+    q = quote(
+        [(Decimal("19.99"), 2), (Decimal("5.00"), 1)],
+        CouponTerms("WELCOME10", "percent", Decimal("10")),
+        "standard",
+        RULES,
+    )
+    assert (q.subtotal, q.discount, q.shipping) == (
+        Decimal("44.98"),
+        Decimal("4.50"),
+        Decimal("5.00"),
+    )
     assert q.tax == Decimal("3.64")  # 8% of 45.48, half up
     assert q.total == Decimal("49.12")
 
@@ -67,8 +90,9 @@ def test_fixed_discount_never_exceeds_the_subtotal():
 
 
 def test_free_shipping_coupon():
-    q = quote([(Decimal("10.00"), 1)], CouponTerms("SHIP", "free_shipping", Decimal(0)),
-              "express", RULES)
+    q = quote(
+        [(Decimal("10.00"), 1)], CouponTerms("SHIP", "free_shipping", Decimal(0)), "express", RULES
+    )
     assert q.shipping == 0 and q.discount == 0 and q.free_shipping
 
 
@@ -82,10 +106,20 @@ def test_unknown_shipping_method_is_refused():
         quote([(Decimal("1"), 1)], None, "teleport", RULES)
 
 
-@pytest.mark.parametrize("text,value", [("12.5", Decimal("12.50")), (" 3 ", Decimal("3.00")),
-                                        ("0.005", Decimal("0.01")), ("abc", None), ("-1", None),
-                                        ("NaN", None), ("Infinity", None), ("", None),
-                                        ("1e400", None)])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("12.5", Decimal("12.50")),
+        (" 3 ", Decimal("3.00")),
+        ("0.005", Decimal("0.01")),
+        ("abc", None),
+        ("-1", None),
+        ("NaN", None),
+        ("Infinity", None),
+        ("", None),
+        ("1e400", None),
+    ],
+)
 def test_parse_money(text, value):
     assert parse_money(text) == value
 

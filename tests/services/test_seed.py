@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from shop.extensions import db
 from shop.models import Category, Coupon, Product, ProductImage, StockAdjustment, Variant
-from shop.services import catalog, seed
+from shop.services import catalog
 
 
 def counts():

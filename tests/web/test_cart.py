@@ -1,5 +1,6 @@
 """The cart through the test client: every action as a plain post (303) and as an htmx post
 (fragment with out-of-band parts), bad input, and the same numbers the services compute."""
+
 from __future__ import annotations
 
 import re
@@ -24,13 +25,17 @@ def goods(app):
 
 def add(client, variant_id, quantity="1", headers=None, token=None):
     token = token or csrf_token(client, "/products")
-    return client.post("/cart/add", data={"variant_id": variant_id, "quantity": quantity,
-                                          "csrf_token": token}, headers=headers or {})
+    return client.post(
+        "/cart/add",
+        data={"variant_id": variant_id, "quantity": quantity, "csrf_token": token},
+        headers=headers or {},
+    )
 
 
 def line_id(client) -> int:
-    return int(re.search(r'id="cart-line-(\d+)"', client.get("/cart").get_data(as_text=True))
-               .group(1))
+    return int(
+        re.search(r'id="cart-line-(\d+)"', client.get("/cart").get_data(as_text=True)).group(1)
+    )
 
 
 def test_add_without_javascript_redirects_to_the_cart(client, goods):
@@ -81,10 +86,13 @@ def test_update_line_plain_and_htmx(client, goods):
     response = client.post(f"/cart/lines/{lid}/update", data={"quantity": "4", "csrf_token": token})
     assert response.status_code == 303
     assert db.session.get(CartLine, lid).quantity == 4
-    response = client.post(f"/cart/lines/{lid}/update", data={"quantity": "3", "csrf_token": token},
-                           headers=HX)
+    response = client.post(
+        f"/cart/lines/{lid}/update", data={"quantity": "3", "csrf_token": token}, headers=HX
+    )
     html = response.get_data(as_text=True)
-    assert "<html" not in html and html.lstrip().startswith(f'<li class="cart-line" id="cart-line-{lid}"')
+    assert "<html" not in html and html.lstrip().startswith(
+        f'<li class="cart-line" id="cart-line-{lid}"'
+    )
     assert re.search(r'id="cart-totals"[^>]*hx-swap-oob="true"', html)
     assert "(3)" in html and "Quantity of Mug updated to 3." in html
     assert "$36.00" in html
@@ -94,8 +102,9 @@ def test_update_beyond_stock_keeps_the_line(client, goods):
     add(client, goods["tee"].id, "1")
     lid = line_id(client)
     token = csrf_token(client, "/cart")
-    html = client.post(f"/cart/lines/{lid}/update", data={"quantity": "5", "csrf_token": token},
-                       headers=HX).get_data(as_text=True)
+    html = client.post(
+        f"/cart/lines/{lid}/update", data={"quantity": "5", "csrf_token": token}, headers=HX
+    ).get_data(as_text=True)
     assert "Only 2 left in stock." in html and 'aria-invalid="true"' in html
     assert db.session.get(CartLine, lid).quantity == 1
 
@@ -104,10 +113,16 @@ def test_remove_line_plain_and_htmx_empties_the_cart(client, goods):
     add(client, goods["mug"].id, "1")
     add(client, goods["tee"].id, "1")
     token = csrf_token(client, "/cart")
-    ids = [int(x) for x in re.findall(r'id="cart-line-(\d+)"', client.get("/cart").get_data(as_text=True))]
-    assert client.post(f"/cart/lines/{ids[0]}/remove", data={"csrf_token": token}).status_code == 303
-    html = client.post(f"/cart/lines/{ids[1]}/remove", data={"csrf_token": token},
-                       headers=HX).get_data(as_text=True)
+    ids = [
+        int(x)
+        for x in re.findall(r'id="cart-line-(\d+)"', client.get("/cart").get_data(as_text=True))
+    ]
+    assert (
+        client.post(f"/cart/lines/{ids[0]}/remove", data={"csrf_token": token}).status_code == 303
+    )
+    html = client.post(
+        f"/cart/lines/{ids[1]}/remove", data={"csrf_token": token}, headers=HX
+    ).get_data(as_text=True)
     assert re.search(r'id="cart-main"[^>]*hx-swap-oob="true"', html)
     assert "Your cart is empty." in html
     assert "(0)" in html
@@ -137,8 +152,9 @@ def test_coupon_apply_and_remove(client, goods):
     f.coupon("WELCOME10", "percent", "10")
     add(client, goods["mug"].id, "2")
     token = csrf_token(client, "/cart")
-    html = client.post("/cart/coupon", data={"code": " welcome10 ", "csrf_token": token},
-                       headers=HX).get_data(as_text=True)
+    html = client.post(
+        "/cart/coupon", data={"code": " welcome10 ", "csrf_token": token}, headers=HX
+    ).get_data(as_text=True)
     assert html.lstrip().startswith('<div id="coupon-box"')
     assert "Coupon <strong>WELCOME10</strong> applied." in html
     assert "−$2.40" in html  # 10% of $24.00
@@ -146,12 +162,15 @@ def test_coupon_apply_and_remove(client, goods):
     assert "Discount" not in client.get("/cart").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("setup,message", [
-    ({}, "That coupon code is not valid."),
-    ({"active": False}, "That coupon is no longer active."),
-    ({"min_subtotal": "100.00"}, "That coupon needs a subtotal of at least $100.00."),
-    ({"usage_limit": 0}, "That coupon has been used up."),
-])
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        ({}, "That coupon code is not valid."),
+        ({"active": False}, "That coupon is no longer active."),
+        ({"min_subtotal": "100.00"}, "That coupon needs a subtotal of at least $100.00."),
+        ({"usage_limit": 0}, "That coupon has been used up."),
+    ],
+)
 def test_coupon_problems_are_shown_next_to_the_field(client, goods, setup, message):
     from decimal import Decimal
 
@@ -162,11 +181,14 @@ def test_coupon_problems_are_shown_next_to_the_field(client, goods, setup, messa
         f.coupon("SPECIAL", **values)
     add(client, goods["mug"].id, "1")
     token = csrf_token(client, "/cart")
-    html = client.post("/cart/coupon", data={"code": "special", "csrf_token": token},
-                       headers=HX).get_data(as_text=True)
+    html = client.post(
+        "/cart/coupon", data={"code": "special", "csrf_token": token}, headers=HX
+    ).get_data(as_text=True)
     assert message in html and 'id="coupon-error"' in html and 'value="special"' in html
-    assert client.post("/cart/coupon", data={"code": "special", "csrf_token": token}
-                       ).status_code == 303
+    assert (
+        client.post("/cart/coupon", data={"code": "special", "csrf_token": token}).status_code
+        == 303
+    )
     assert message in client.get("/cart").get_data(as_text=True)
 
 
@@ -178,8 +200,9 @@ def test_expired_coupon(client, goods):
     f.coupon("OLD", ends_at=utcnow() - timedelta(days=1))
     add(client, goods["mug"].id, "1")
     token = csrf_token(client, "/cart")
-    html = client.post("/cart/coupon", data={"code": "old", "csrf_token": token},
-                       headers=HX).get_data(as_text=True)
+    html = client.post(
+        "/cart/coupon", data={"code": "old", "csrf_token": token}, headers=HX
+    ).get_data(as_text=True)
     assert "That coupon has expired." in html
 
 
@@ -214,4 +237,6 @@ def test_stock_dropping_below_the_cart_is_reported(client, goods):
     variant = db.session.get(Variant, goods["mug"].id)
     variant.stock_quantity = 2
     db.session.commit()
-    assert "Only 2 of Mug left; please lower the quantity." in client.get("/cart").get_data(as_text=True)
+    assert "Only 2 of Mug left; please lower the quantity." in client.get("/cart").get_data(
+        as_text=True
+    )

@@ -1,4 +1,5 @@
 """Catalogue pages through the test client: filters, sorting, pagination, htmx, errors."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -15,16 +16,41 @@ def catalog(app):
     shirts = f.category("Shirts", parent=clothing, slug="shirts")
     home = f.category("Home", slug="home")
     items = {
-        "red": f.product("Red Linen Shirt", price="30.00", stock=5, category=shirts,
-                         slug="red-linen-shirt", description="A breathable linen shirt."),
-        "blue": f.product("Blue Cotton Shirt", price="20.00", stock=0, category=shirts,
-                          slug="blue-cotton-shirt", description="Soft cotton."),
-        "scarf": f.product("Wool Scarf", price="45.00", stock=3, category=clothing,
-                           slug="wool-scarf", description="Warm merino wool."),
-        "mug": f.product("Stoneware Mug", price="12.50", stock=40, category=home,
-                         slug="stoneware-mug", description="A mug for linen lovers."),
-        "hidden": f.product("Hidden Linen Thing", price="5.00", category=home, active=False,
-                            slug="hidden-thing"),
+        "red": f.product(
+            "Red Linen Shirt",
+            price="30.00",
+            stock=5,
+            category=shirts,
+            slug="red-linen-shirt",
+            description="A breathable linen shirt.",
+        ),
+        "blue": f.product(
+            "Blue Cotton Shirt",
+            price="20.00",
+            stock=0,
+            category=shirts,
+            slug="blue-cotton-shirt",
+            description="Soft cotton.",
+        ),
+        "scarf": f.product(
+            "Wool Scarf",
+            price="45.00",
+            stock=3,
+            category=clothing,
+            slug="wool-scarf",
+            description="Warm merino wool.",
+        ),
+        "mug": f.product(
+            "Stoneware Mug",
+            price="12.50",
+            stock=40,
+            category=home,
+            slug="stoneware-mug",
+            description="A mug for linen lovers.",
+        ),
+        "hidden": f.product(
+            "Hidden Linen Thing", price="5.00", category=home, active=False, slug="hidden-thing"
+        ),
     }
     return items
 
@@ -37,17 +63,24 @@ def names(html: str) -> list[str]:
 
 def test_listing_shows_active_products_only(client, catalog):
     html = client.get("/products").get_data(as_text=True)
-    assert set(names(html)) == {"Red Linen Shirt", "Blue Cotton Shirt", "Wool Scarf",
-                                "Stoneware Mug"}
+    assert set(names(html)) == {
+        "Red Linen Shirt",
+        "Blue Cotton Shirt",
+        "Wool Scarf",
+        "Stoneware Mug",
+    }
     assert "4 products" in html
 
 
-@pytest.mark.parametrize("query,expected", [
-    ("sort=price", ["Stoneware Mug", "Blue Cotton Shirt", "Red Linen Shirt", "Wool Scarf"]),
-    ("sort=-price", ["Wool Scarf", "Red Linen Shirt", "Blue Cotton Shirt", "Stoneware Mug"]),
-    ("sort=name", ["Blue Cotton Shirt", "Red Linen Shirt", "Stoneware Mug", "Wool Scarf"]),
-    ("sort=-name", ["Wool Scarf", "Stoneware Mug", "Red Linen Shirt", "Blue Cotton Shirt"]),
-])
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        ("sort=price", ["Stoneware Mug", "Blue Cotton Shirt", "Red Linen Shirt", "Wool Scarf"]),
+        ("sort=-price", ["Wool Scarf", "Red Linen Shirt", "Blue Cotton Shirt", "Stoneware Mug"]),
+        ("sort=name", ["Blue Cotton Shirt", "Red Linen Shirt", "Stoneware Mug", "Wool Scarf"]),
+        ("sort=-name", ["Wool Scarf", "Stoneware Mug", "Red Linen Shirt", "Blue Cotton Shirt"]),
+    ],
+)
 def test_sorting_orders_results(client, catalog, query, expected):
     assert names(client.get(f"/products?{query}").get_data(as_text=True)) == expected
 
@@ -64,7 +97,9 @@ def test_category_includes_subcategories(client, catalog):
     assert set(names(html)) == {"Red Linen Shirt", "Blue Cotton Shirt", "Wool Scarf"}
     assert 'href="/c/shirts"' in html  # subcategory link
     assert set(names(client.get("/c/shirts").get_data(as_text=True))) == {
-        "Red Linen Shirt", "Blue Cotton Shirt"}
+        "Red Linen Shirt",
+        "Blue Cotton Shirt",
+    }
 
 
 def test_search_ranks_and_matches_prefixes(client, catalog):
@@ -96,16 +131,19 @@ def test_pagination_edges(client, app, catalog):
     assert "There is no page 3" in beyond.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("query,field_message", [
-    ("min_price=abc", "Enter a price such as 10 or 24.99."),
-    ("max_price=-5", "Enter a price such as 10 or 24.99."),
-    ("min_price=50&max_price=10", "The maximum price must be at least the minimum price."),
-    ("sort=cheapest", "Sort by one of"),
-    ("page=0", "page must be a whole number"),
-    ("page=abc", "page must be a whole number"),
-    ("in_stock=maybe", "Use in_stock=true"),
-    ("category=nope", "There is no category"),
-])
+@pytest.mark.parametrize(
+    "query,field_message",
+    [
+        ("min_price=abc", "Enter a price such as 10 or 24.99."),
+        ("max_price=-5", "Enter a price such as 10 or 24.99."),
+        ("min_price=50&max_price=10", "The maximum price must be at least the minimum price."),
+        ("sort=cheapest", "Sort by one of"),
+        ("page=0", "page must be a whole number"),
+        ("page=abc", "page must be a whole number"),
+        ("in_stock=maybe", "Use in_stock=true"),
+        ("category=nope", "There is no category"),
+    ],
+)
 def test_bad_parameters_get_a_clear_page(client, catalog, query, field_message):
     response = client.get(f"/products?{query}")
     assert response.status_code == 400
@@ -127,9 +165,9 @@ def test_htmx_gets_the_grid_fragment_only(client, catalog):
 
 
 def test_htmx_history_restore_gets_the_full_page(client, catalog):
-    html = client.get("/products", headers={"HX-Request": "true",
-                                            "HX-History-Restore-Request": "true"}).get_data(
-        as_text=True)
+    html = client.get(
+        "/products", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    ).get_data(as_text=True)
     assert "<html" in html
 
 
@@ -140,11 +178,15 @@ def test_filters_form_works_without_javascript(client, catalog):
 
 
 def test_product_page_shows_variants_and_stock(client, app):
-    item = f.product("Tee", variants=[
-        {"options": {"size": "S"}, "price": "20.00", "stock": 0},
-        {"options": {"size": "M"}, "price": "20.00", "stock": 3},
-        {"options": {"size": "L"}, "price": "22.00", "stock": 50},
-    ], slug="tee")
+    item = f.product(
+        "Tee",
+        variants=[
+            {"options": {"size": "S"}, "price": "20.00", "stock": 0},
+            {"options": {"size": "M"}, "price": "20.00", "stock": 3},
+            {"options": {"size": "L"}, "price": "22.00", "stock": 50},
+        ],
+        slug="tee",
+    )
     html = client.get("/p/tee").get_data(as_text=True)
     assert "Out of stock" in html and "Only 3 left" in html and "In stock" in html
     assert html.count('name="variant_id"') == 3
@@ -162,13 +204,17 @@ def test_unknown_pages_are_real_404s(client, catalog):
 
 def test_header_has_cart_link_with_count(client, catalog):
     html = client.get("/").get_data(as_text=True)
-    assert '<a id="cart-link" class="cart-link" href="/cart">Cart <span class="cart-count">(0)</span></a>' in html
+    link = '<a id="cart-link" class="cart-link" href="/cart">'
+    assert link + 'Cart <span class="cart-count">(0)</span></a>' in html
 
 
 def test_security_headers_on_pages(client, catalog):
     response = client.get("/")
     csp = response.headers["Content-Security-Policy"]
-    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert (
+        "script-src 'self'" in csp
+        and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    )
     assert "frame-ancestors 'none'" in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Request-ID"]
