@@ -1,0 +1,79 @@
+"""Cart service: bounds, ownership, coupons, and the guest cart joining the customer's on login."""
+from __future__ import annotations
+
+import pytest
+
+from shop.services import cart as carts
+from shop.services.cart import CartOwner
+from shop.services.errors import NotFound, OutOfStock, ValidationError
+from tests import factories as f
+
+
+def guest() -> CartOwner:
+    return CartOwner(token=CartOwner.new_guest_token())
+
+
+def test_add_by_sku_and_by_id_accumulates(app):
+    variant = f.variant_of(f.product("Tea", price="4.50", stock=10))
+    owner = guest()
+    carts.add_item(owner, 2, sku=variant.sku)
+    carts.add_item(owner, "3", variant_id=variant.id)
+    view = carts.view(owner)
+    assert [(line.sku, line.quantity) for line in view.lines] == [(variant.sku, 5)]
+    assert str(view.quote.subtotal) == "22.50"
+
+
+def test_line_maximum_and_stock_bound(app):
+    variant = f.variant_of(f.product(stock=500))
+    owner = guest()
+    carts.add_item(owner, 99, variant_id=variant.id)
+    with pytest.raises(ValidationError):
+        carts.add_item(owner, 1, variant_id=variant.id)
+    scarce = f.variant_of(f.product(stock=2))
+    with pytest.raises(OutOfStock) as caught:
+        carts.add_item(owner, 3, variant_id=scarce.id)
+    assert caught.value.details["available"] == 2
+
+
+def test_inactive_products_cannot_be_added(app):
+    variant = f.variant_of(f.product(active=False))
+    with pytest.raises(NotFound):
+        carts.add_item(guest(), 1, variant_id=variant.id)
+    with pytest.raises(NotFound):
+        carts.add_item(guest(), 1, sku="NO-SUCH-SKU")
+
+
+def test_guest_cart_merges_into_customer_cart_capped_by_stock(app):
+    customer = f.user()
+    shared = f.variant_of(f.product("Shared", stock=6))
+    only_guest = f.variant_of(f.product("Guest only", stock=5))
+    mine = CartOwner(user_id=customer.id)
+    carts.add_item(mine, 4, variant_id=shared.id)
+    visitor = guest()
+    carts.add_item(visitor, 5, variant_id=shared.id)
+    carts.add_item(visitor, 2, variant_id=only_guest.id)
+    f.coupon("HELLO")
+    carts.apply_coupon(visitor, "hello")
+    carts.merge_guest_cart(visitor.token, customer.id)
+    view = carts.view(mine)
+    assert {(line.name, line.quantity) for line in view.lines} == {("Shared", 6),
+                                                                   ("Guest only", 2)}
+    assert view.coupon_code == "HELLO"
+    assert carts.view(visitor).is_empty  # the guest cart is gone
+    carts.merge_guest_cart(visitor.token, customer.id)  # a second merge changes nothing
+    assert carts.view(mine).item_count == 8
+
+
+def test_login_merges_the_guest_cart(client, app):
+    from tests.conftest import csrf_token
+
+    f.user("merge@example.com")
+    variant = f.variant_of(f.product("Kettle", stock=3))
+    token = csrf_token(client, "/products")
+    client.post("/cart/add", data={"variant_id": variant.id, "quantity": 2, "csrf_token": token})
+    token = csrf_token(client, "/account/login")
+    response = client.post("/account/login", data={
+        "email": "MERGE@example.com ", "password": f.PASSWORD, "csrf_token": token})
+    assert response.status_code == 303
+    html = client.get("/cart").get_data(as_text=True)
+    assert "Kettle" in html and '<span class="cart-count">(2)</span>' in html
