@@ -1,0 +1,224 @@
+"""Orders in the back office: every action goes through the state machine, invalid ones are
+refused and change nothing, cancel and refund give stock back once, filters and CSV export."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import AuditLog, Order, OrderEvent, Payment, Shipment, Variant, utcnow
+from shop.services import cart as carts
+from shop.services import checkout, orders
+from shop.services.cart import CartOwner
+from shop.services.checkout import CheckoutRequest
+from tests import factories as f
+from tests.conftest import csrf_token
+
+
+def place(variant_id: int, quantity: int = 1, email: str = "buyer@example.com") -> Order:
+    """An order placed the way the checkout page places it."""
+    owner = CartOwner(token=CartOwner.new_guest_token())
+    carts.add_item(owner, quantity, variant_id=variant_id)
+    return checkout.place_order(owner, CheckoutRequest(email=email,
+                                                       shipping_address=dict(f.ADDRESS)))
+
+
+@pytest.fixture
+def staff(client, auth):
+    user = f.user("staff@example.com", role="staff", name="Sam Staff")
+    auth.login("staff@example.com")
+    return user
+
+
+@pytest.fixture
+def mug(app):
+    return f.product("Stoneware Mug", price="12.50", stock=10, slug="stoneware-mug")
+
+
+def act(client, order: Order, to_status: str, **fields):
+    url = f"/admin/order/details/?id={order.id}"
+    token = csrf_token(client, url)
+    return client.post(f"/admin/order/transition/{order.id}",
+                       data={"csrf_token": token, "to_status": to_status, **fields})
+
+
+def state(order_id: int) -> tuple[str, int, int, int]:
+    """(status, events, shipments, audit entries) as the database holds them."""
+    db.session.expire_all()
+    order = db.session.get(Order, order_id)
+    count = lambda model, col: db.session.execute(  # noqa: E731
+        select(func.count()).select_from(model).where(col == order_id)).scalar_one()
+    audits = db.session.execute(select(func.count(AuditLog.id)).where(
+        AuditLog.model == "Order", AuditLog.record_id == str(order_id))).scalar_one()
+    return (order.status, count(OrderEvent, OrderEvent.order_id),
+            count(Shipment, Shipment.order_id), audits)
+
+
+def stock(variant_id: int) -> int:
+    db.session.expire_all()
+    return db.session.get(Variant, variant_id).stock_quantity
+
+
+def buttons(html: str) -> list[str]:
+    return re.findall(r'<button type="submit" class="btn [^"]+">([^<]+)</button>', html)
+
+
+def test_detail_shows_lines_payments_events_and_one_button_per_allowed_transition(
+        client, staff, mug):
+    order = place(f.variant_of(mug).id, 2)
+    html = client.get(f"/admin/order/details/?id={order.id}").get_data(as_text=True)
+    assert order.number in html and "Stoneware Mug" in html and f.variant_of(mug).sku in html
+    assert "$25.00" in html  # the line total
+    assert 'id="order-payments"' in html and "manual" in html
+    assert "Order placed" in html  # the first event
+    assert buttons(html) == [orders.ACTION_LABELS[s] for s in orders.allowed("pending")]
+    assert buttons(html) == ["Mark paid", "Cancel"]
+
+
+def test_each_action_walks_the_state_machine_and_is_recorded(client, staff, mug):
+    order = place(f.variant_of(mug).id, 1)
+    steps = [("paid", {}), ("processing", {}),
+             ("shipped", {"carrier": "DHL", "tracking_number": "JD0142"}),
+             ("delivered", {}), ("refunded", {"note": "Arrived broken"})]
+    for number, (to_status, fields) in enumerate(steps, start=1):
+        response = act(client, order, to_status, **fields)
+        assert response.status_code == 303, to_status
+        status, events, shipments, audits = state(order.id)
+        assert status == to_status
+        assert events == 1 + number and audits == number
+        html = client.get(f"/admin/order/details/?id={order.id}").get_data(as_text=True)
+        assert buttons(html) == [orders.ACTION_LABELS[s] for s in orders.allowed(to_status)]
+    event = db.session.execute(select(OrderEvent).where(OrderEvent.order_id == order.id)
+                               .order_by(OrderEvent.id.desc())).scalars().first()
+    assert (event.from_status, event.to_status, event.actor, event.note) == (
+        "delivered", "refunded", "staff@example.com", "Arrived broken")
+    shipment = db.session.execute(select(Shipment).where(Shipment.order_id == order.id)).scalar_one()
+    assert (shipment.carrier, shipment.tracking_number) == ("DHL", "JD0142")
+    assert db.session.execute(select(Payment.status).where(Payment.order_id == order.id)
+                              ).scalar_one() == "refunded"
+    entry = db.session.execute(select(AuditLog).where(AuditLog.model == "Order")
+                               .order_by(AuditLog.id.desc())).scalars().first()
+    assert entry.before == {"status": "delivered"}
+    assert entry.after["status"] == "refunded" and entry.actor_email == "staff@example.com"
+
+
+@pytest.mark.parametrize("path,refused", [
+    ([], "shipped"), ([], "delivered"), ([], "refunded"), ([], "processing"),
+    (["paid"], "paid"), (["paid"], "cancelled"),
+    (["cancelled"], "paid"), (["cancelled"], "refunded"),
+    (["paid", "refunded"], "cancelled"),
+])
+def test_an_invalid_transition_is_refused_and_changes_nothing(client, staff, mug, path,
+                                                              refused):
+    variant = f.variant_of(mug)
+    order = place(variant.id, 2)
+    for to_status in path:
+        assert act(client, order, to_status).status_code == 303
+    before, stock_before = state(order.id), stock(variant.id)
+    response = act(client, order, refused, carrier="UPS", tracking_number="1Z")
+    assert response.status_code == 409
+    assert "cannot become" in response.get_data(as_text=True)
+    assert state(order.id) == before and stock(variant.id) == stock_before
+
+
+def test_an_unknown_status_is_refused(client, staff, mug):
+    order = place(f.variant_of(mug).id)
+    before = state(order.id)
+    assert act(client, order, "teleported").status_code == 422
+    assert state(order.id) == before
+
+
+def test_shipping_needs_carrier_and_tracking_number_next_to_the_fields(client, staff, mug):
+    order = place(f.variant_of(mug).id)
+    act(client, order, "paid")
+    before = state(order.id)
+    response = act(client, order, "shipped", carrier="  ", tracking_number="", note="soon")
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert 'id="carrier-error">Enter the carrier.' in html
+    assert 'id="tracking-error">Enter the tracking number.' in html
+    assert 'value="soon"' in html  # what staff typed stays
+    assert state(order.id) == before
+
+
+@pytest.mark.parametrize("path", [["cancelled"], ["paid", "refunded"],
+                                  ["paid", "processing", "shipped", "refunded"]])
+def test_cancel_and_refund_release_stock_exactly_once(client, staff, mug, path):
+    variant = f.variant_of(mug)
+    order = place(variant.id, 3)
+    assert stock(variant.id) == 7
+    for to_status in path:
+        assert act(client, order, to_status, carrier="DHL", tracking_number="X1"
+                   ).status_code == 303
+    assert stock(variant.id) == 10
+    for again in ("cancelled", "refunded"):
+        assert act(client, order, again).status_code == 409
+    assert stock(variant.id) == 10
+    db.session.expire_all()
+    assert db.session.get(Order, order.id).stock_released is True
+
+
+def test_orders_are_not_created_edited_or_deleted_through_forms(client, staff, mug):
+    order = place(f.variant_of(mug).id)
+    assert client.get(f"/admin/order/edit/?id={order.id}").status_code == 302
+    token = csrf_token(client, "/admin/order/")
+    client.post(f"/admin/order/edit/?id={order.id}", data={"csrf_token": token,
+                                                            "status": "delivered"})
+    client.post("/admin/order/delete/", data={"csrf_token": token, "id": order.id})
+    client.post("/admin/order/action/", data={"csrf_token": token, "action": "delete",
+                                              "rowid": [order.id]})
+    client.post("/admin/order/new/", data={"csrf_token": token, "number": "SO-FAKE",
+                                           "status": "paid"})
+    db.session.expire_all()
+    assert db.session.get(Order, order.id).status == "pending"
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+    html = client.get(f"/admin/order/details/?id={order.id}").get_data(as_text=True)
+    assert 'name="status"' not in html
+
+
+def test_list_filters_by_status_date_and_email(client, staff, mug):
+    variant = f.variant_of(mug)
+    old = place(variant.id, 1, "early@example.com")
+    paid = place(variant.id, 1, "payer@example.com")
+    place(variant.id, 1, "waiting@example.com")
+    orders.transition(paid.id, "paid", orders.Actor(None, "test"))
+    db.session.execute(Order.__table__.update().where(Order.id == old.id)
+                       .values(created_at=utcnow() - timedelta(days=40)))
+    db.session.commit()
+
+    def listed(query: str) -> set[str]:
+        html = client.get(f"/admin/order/?{query}").get_data(as_text=True)
+        return set(re.findall(r">(SO-[A-Z0-9]{8})</a>", html))
+
+    numbers = {o.email: o.number for o in db.session.execute(select(Order)).scalars()}
+    assert listed("flt0_status_equals=paid") == {numbers["payer@example.com"]}
+    assert listed("flt0_status_equals=pending") == {numbers["early@example.com"],
+                                                    numbers["waiting@example.com"]}
+    assert listed("flt0_email_contains=wait") == {numbers["waiting@example.com"]}
+    since = (utcnow() - timedelta(days=10)).strftime("%Y-%m-%d %H:%M:%S")
+    assert listed(f"flt0_placed_greater_than={since}") == {
+        numbers["payer@example.com"], numbers["waiting@example.com"]}
+    html = client.get("/admin/order/").get_data(as_text=True)
+    assert re.search(r"Paid <span class=\"badge badge-light\">1</span>", html)
+
+
+def test_orders_export_as_csv_with_filters(client, staff, mug):
+    variant = f.variant_of(mug)
+    first = place(variant.id, 2, "one@example.com")
+    second = place(variant.id, 1, "two@example.com")
+    orders.transition(second.id, "paid", orders.Actor(None, "test"))
+    response = client.get("/admin/order/export.csv")
+    assert response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert {r["number"] for r in rows} == {first.number, second.number}
+    one = next(r for r in rows if r["number"] == first.number)
+    assert (one["email"], one["items"], one["total"], one["status"]) == (
+        "one@example.com", "2", str(first.total), "pending")
+    rows = list(csv.DictReader(io.StringIO(
+        client.get("/admin/order/export.csv?status=paid").get_data(as_text=True))))
+    assert [r["number"] for r in rows] == [second.number]
