@@ -167,14 +167,20 @@ def check_guest_token(number: str, token: str | None) -> bool:
         return False
 
 
-def for_user(user_id: int, page: int = 1, per_page: int = 20) -> tuple[list[Order], int]:
-    """A customer's orders, newest first, with the total count."""
+def for_user(user_id: int, page: int = 1, per_page: int = 20, *,
+             full: bool = False) -> tuple[list[Order], int]:
+    """A customer's orders, newest first, with the total count; `full` also loads events,
+    shipments and payments (the API shows whole orders)."""
     from sqlalchemy import func
 
     total = db.session.execute(select(func.count(Order.id))
                                .where(Order.user_id == user_id)).scalar_one()
+    loads = [selectinload(Order.lines)]
+    if full:
+        loads += [selectinload(Order.events), selectinload(Order.shipments),
+                  selectinload(Order.payments)]
     orders = list(db.session.execute(
-        select(Order).options(selectinload(Order.lines)).where(Order.user_id == user_id)
+        select(Order).options(*loads).where(Order.user_id == user_id)
         .order_by(Order.created_at.desc(), Order.id.desc())
         .limit(per_page).offset((page - 1) * per_page)).scalars())
     return orders, total

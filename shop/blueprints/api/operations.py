@@ -1,0 +1,162 @@
+"""Declaring an API operation once: its route, auth, request and response models and errors.
+
+`operation(...)` registers the Flask route and records the declaration that openapi.py turns
+into the document, so what is documented is what runs: the body and query are parsed by the
+declared models, and the answer is built from the declared response model.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+import pydantic_core
+from flask import Response, current_app, request
+
+from ...extensions import limiter
+from . import bp
+from .auth import Level, api_limit, authenticate, rate_limit_key, state
+from .errors import ApiError
+from .schemas import Body, Out, Query
+
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass
+class Operation:
+    endpoint: str
+    rule: str
+    method: str
+    summary: str
+    description: str
+    tag: str
+    auth: Level
+    body: type[Body] | None
+    query: type[Query] | None
+    status: int
+    response: type[Out] | None
+    response_description: str
+    errors: dict[int, str]
+    headers: list[dict[str, Any]] = field(default_factory=list)
+    raw_response: dict[str, Any] | None = None
+
+    def error_statuses(self) -> dict[int, str]:
+        """Every error status this operation can answer, with why."""
+        found: dict[int, str] = {}
+        if self.body is not None:
+            found[400] = "The body is not JSON (or not sent as application/json)."
+        elif self.auth in ("user", "staff") and self.method in UNSAFE:
+            found[400] = "Session-cookie callers only: the CSRF token is missing or wrong."
+        if self.auth != "none":
+            found[401] = "No token, or the token is unknown, expired or revoked."
+        if self.auth == "staff":
+            found[403] = "The user is not staff."
+        if "<" in self.rule:
+            found[404] = "Nothing with that identifier (or it is not yours)."
+        if self.body is not None:
+            found[413] = "The body is too large."
+        if self.body is not None or self.query is not None:
+            found[422] = "A field is missing, of the wrong type, unknown or invalid."
+        found.update(self.errors)
+        found[429] = "Too many requests: slow down and retry after the Retry-After delay."
+        return dict(sorted(found.items()))
+
+
+OPERATIONS: list[Operation] = []
+
+
+def operation(rule: str, method: str, *, summary: str, tag: str, auth: Level = "none",
+              body: type[Body] | None = None, query: type[Query] | None = None,
+              status: int = 200, response: type[Out] | None = None,
+              response_description: str = "OK", errors: dict[int, str] | None = None,
+              headers: Iterable[dict[str, Any]] = (), raw_response: dict[str, Any] | None = None,
+              limits: Iterable[Callable] = ()) -> Callable:
+    """Register `view` as an API operation. The view receives path arguments plus `user`
+    (when auth is required), `body` and `query` (parsed models), and returns a response model
+    instance (sent with `status`), a Response, or None (204)."""
+
+    def decorate(view: Callable) -> Callable:
+        op = Operation(endpoint=view.__name__, rule=rule, method=method, summary=summary,
+                       description=inspect.cleandoc(view.__doc__ or ""), tag=tag, auth=auth,
+                       body=body, query=query, status=status, response=response,
+                       response_description=response_description, errors=dict(errors or {}),
+                       headers=list(headers), raw_response=raw_response)
+        OPERATIONS.append(op)
+
+        @functools.wraps(view)
+        def endpoint(**path_args: Any) -> Response:
+            kwargs = dict(path_args)
+            user = authenticate(op.auth)
+            if op.auth != "none":
+                kwargs["user"] = user
+            if op.query is not None:
+                kwargs["query"] = parse_query(op.query)
+            if op.body is not None:
+                kwargs["body"] = parse_body(op.body)
+            return respond(view(**kwargs), op.status)
+
+        wrapped = limiter.shared_limit(api_limit, scope="api", key_func=rate_limit_key,
+                                       override_defaults=False)(endpoint)
+        for limit in limits:
+            wrapped = limit(wrapped)
+        bp.add_url_rule(rule, endpoint=op.endpoint, view_func=wrapped, methods=[method])
+        return wrapped
+
+    return decorate
+
+
+def respond(result: Out | Response | None, status: int) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status=204)
+    response = current_app.json.response(result.model_dump(mode="json"))
+    response.status_code = status
+    return response
+
+
+def field_errors(exc: pydantic.ValidationError) -> dict[str, str]:
+    """Pydantic's errors as {"field.path": "message"}, like the services' ValidationError."""
+    fields: dict[str, str] = {}
+    for error in exc.errors(include_url=False):
+        name = ".".join(str(part) for part in error["loc"]) or "body"
+        if error["type"] == "extra_forbidden":
+            message = "Unknown field."
+        elif error["type"] == "missing":
+            message = "This field is required."
+        else:
+            message = error["msg"]
+        fields.setdefault(name, message)
+    return fields
+
+
+def parse_body(model: type[Body]) -> Body:
+    """The JSON body as `model`: malformed JSON is 400; missing, unknown or mistyped fields
+    are 422 with a message per field."""
+    state()["fields"] = set(model.model_fields)
+    if not request.is_json:
+        raise ApiError(400, "invalid_json",
+                       "Send a JSON body with the header Content-Type: application/json.")
+    try:
+        data = pydantic_core.from_json(request.get_data(cache=True), allow_inf_nan=False)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.",
+                       {"reason": str(exc)}) from None
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ApiError(422, "validation_error", "Please correct the fields listed in details.",
+                       {"fields": field_errors(exc)}) from None
+
+
+def parse_query(model: type[Query]) -> Query:
+    """Query-string parameters as `model` (422 naming each bad one)."""
+    state()["fields"] = set(model.model_fields) | state().get("fields", set())
+    try:
+        return model.model_validate(request.args.to_dict())
+    except pydantic.ValidationError as exc:
+        raise ApiError(422, "validation_error", "Please correct the query parameters listed "
+                       "in details.", {"fields": field_errors(exc)}) from None

@@ -1,0 +1,289 @@
+"""The JSON API v1 (SPEC section 7). Each endpoint parses its input with a declared model,
+calls the same service as the pages, and answers with a declared response model."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask import Response, current_app, request
+from flask_limiter.util import get_remote_address
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticError
+
+from ...extensions import limiter
+from ...models import User
+from ...services import accounts, api_tokens, catalog, checkout, idempotency, orders, payments
+from ...services import cart as cart_service
+from ...services.cart import CartOwner
+from ...services.errors import AuthError, NotFound, ShopError, ValidationError
+from ...services.orders import Actor
+from . import schemas as s
+from . import serializers
+from .auth import bearer_token, login_account_key, login_failed, login_limit, register_limit, state
+from .errors import ApiError
+from .operations import operation, respond
+
+CATALOG, AUTH, CART, ORDERS, META = "Catalogue", "Authentication", "Cart", "Orders", "Meta"
+ID = f"int(max={s.MAX_ID})"
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": TypeAdapter(s.IdempotencyKey).json_schema(),
+    "description": "Any unique string (e.g. a UUID). Repeating the request with the same key "
+                   "and body answers the first response again (same status, same order) and "
+                   "places nothing twice; the same key with another body is 422; while the "
+                   "first request is still running, 409. Refused requests (4xx) do not use "
+                   "up the key.",
+}
+# The HTML login and registration count in the same buckets (Flask-Limiter's scope of a
+# route limit is its endpoint): failing on one counts on the other.
+LOGIN_LIMITS = (
+    limiter.shared_limit(login_limit, scope="account.login", key_func=get_remote_address,
+                         deduct_when=login_failed, override_defaults=False),
+    limiter.shared_limit(login_limit, scope="account.login", key_func=login_account_key,
+                         deduct_when=login_failed, override_defaults=False),
+)
+REGISTER_LIMITS = (
+    limiter.shared_limit(register_limit, scope="account.register", key_func=get_remote_address,
+                         override_defaults=False),
+)
+
+
+def owner(user: User) -> CartOwner:
+    """The API's cart belongs to the token's user (there are no guest API carts)."""
+    return CartOwner(user_id=user.id)
+
+
+# Catalogue ----------------------------------------------------------------------------------
+
+@operation("/v1/products", "GET", summary="List products", tag=CATALOG, query=s.ProductQuery,
+           response=s.ProductList, response_description="One page of active products.")
+def list_products(query: s.ProductQuery) -> s.ProductList:
+    """The same filters, sorting and pagination as the /products page. An unknown category
+    slug is 422."""
+    args = {"q": query.q, "category": query.category, "min_price": query.min_price or "",
+            "max_price": query.max_price or "", "in_stock": "true" if query.in_stock else "",
+            "sort": query.sort, "page": str(query.page), "per_page": str(query.per_page)}
+    filters, problems = catalog.parse_filters(args, default_per_page=query.per_page)
+    if problems:
+        raise ValidationError(problems)
+    page = catalog.list_products(filters)
+    items = catalog.load_products([card.id for card in page.items])
+    return serializers.product_list(items, page.page, page.per_page, page.total)
+
+
+@operation("/v1/products/<key>", "GET", summary="Get a product", tag=CATALOG,
+           response=s.ProductOut, response_description="The product with its variants.")
+def get_product(key: str) -> s.ProductOut:
+    """A product by numeric id or by slug."""
+    if key.isdigit() and not (key.isascii() and len(key) <= 10 and int(key) <= s.MAX_ID):
+        raise NotFound("That product does not exist or is no longer sold.")
+    return serializers.product(catalog.get_product(key))
+
+
+@operation("/v1/categories", "GET", summary="The category tree", tag=CATALOG,
+           response=s.CategoryTree, response_description="Top-level categories, each with "
+                                                          "its children.")
+def list_categories() -> s.CategoryTree:
+    """Every category as a tree, in the shop's order."""
+    tree = catalog.category_tree()
+    return s.CategoryTree(items=[serializers.category(node) for node in tree.roots])
+
+
+# Authentication -----------------------------------------------------------------------------
+
+@operation("/v1/auth/register", "POST", summary="Create a customer account", tag=AUTH,
+           body=s.RegisterBody, status=201, response=s.UserOut,
+           response_description="The new account.", limits=REGISTER_LIMITS)
+def register(body: s.RegisterBody) -> s.UserOut:
+    """Register with email, password and name (the same rules as the page). Then ask for a
+    token with POST /api/v1/auth/token."""
+    return serializers.user(accounts.register(body.email, body.password, body.name))
+
+
+@operation("/v1/auth/token", "POST", summary="Get a bearer token", tag=AUTH, body=s.TokenBody,
+           status=201, response=s.TokenOut, response_description="The token (shown once).",
+           errors={401: "Wrong email or password."}, limits=LOGIN_LIMITS)
+def create_token(body: s.TokenBody) -> s.TokenOut:
+    """Exchange email and password for a bearer token that expires after API_TOKEN_DAYS.
+    Failed attempts count towards the same limits as the login page."""
+    try:
+        user = accounts.authenticate(body.email, body.password)
+    except AuthError:
+        state()["login_failed"] = True
+        raise
+    record, raw = api_tokens.create(user.id, body.name)
+    return serializers.token(record, raw)
+
+
+@operation("/v1/auth/token", "DELETE", summary="Revoke the token", tag=AUTH, auth="token",
+           status=204, response_description="Revoked; the token no longer works.")
+def revoke_token(user: User) -> None:
+    """Revoke the bearer token sent with this request (log out an app)."""
+    token = bearer_token()
+    api_tokens.revoke(user.id, token.id)
+    return None
+
+
+# Cart ---------------------------------------------------------------------------------------
+
+def _cart(user: User, shipping_method: str = "standard") -> s.CartOut:
+    return serializers.cart(cart_service.view(owner(user), shipping_method))
+
+
+@operation("/v1/cart", "GET", summary="The cart", tag=CART, auth="user", query=s.CartQuery,
+           response=s.CartOut, response_description="The cart, priced now.")
+def get_cart(user: User, query: s.CartQuery) -> s.CartOut:
+    """The user's cart priced as the cart page prices it (`shipping_method` for the estimate)."""
+    return _cart(user, query.shipping_method)
+
+
+@operation("/v1/cart/items", "POST", summary="Add to the cart", tag=CART, auth="user",
+           body=s.CartItemBody, response=s.CartOut, response_description="The updated cart.",
+           errors={409: "Not enough stock (details.available says how many are left)."})
+def add_cart_item(user: User, body: s.CartItemBody) -> s.CartOut:
+    """Add a variant by `variant_id` or `sku`. Adding one already in the cart adds to its
+    line; a line holds 1 to 99 and no more than the stock. An unknown variant or SKU is 422."""
+    if (body.variant_id is None) == (body.sku is None):
+        raise ValidationError({"variant_id": "Give either variant_id or sku (not both)."})
+    cart_service.add_item(owner(user), body.quantity, variant_id=body.variant_id, sku=body.sku)
+    return _cart(user)
+
+
+@operation(f"/v1/cart/items/<{ID}:line_id>", "PATCH", summary="Change a line's quantity",
+           tag=CART, auth="user", body=s.CartLineBody, response=s.CartOut,
+           response_description="The updated cart.", errors={409: "Not enough stock."})
+def update_cart_item(user: User, line_id: int, body: s.CartLineBody) -> s.CartOut:
+    """Set the quantity of one of the user's cart lines (1 to 99, at most the stock)."""
+    cart_service.update_line(owner(user), line_id, body.quantity)
+    return _cart(user)
+
+
+@operation(f"/v1/cart/items/<{ID}:line_id>", "DELETE", summary="Remove a line", tag=CART,
+           auth="user", response=s.CartOut, response_description="The updated cart.")
+def delete_cart_item(user: User, line_id: int) -> s.CartOut:
+    """Take one of the user's lines out of the cart."""
+    cart_service.remove_line(owner(user), line_id)
+    return _cart(user)
+
+
+@operation("/v1/cart/coupon", "POST", summary="Apply a coupon", tag=CART, auth="user",
+           body=s.CouponBody, response=s.CartOut, response_description="The updated cart.",
+           errors={409: "The coupon is used up (in total or for this customer).",
+                   422: "Unknown, expired or inactive coupon, or the cart is below its "
+                        "minimum; or a field is invalid."})
+def apply_coupon(user: User, body: s.CouponBody) -> s.CartOut:
+    """Apply a coupon code (case-insensitive) to the cart."""
+    cart_service.apply_coupon(owner(user), body.code)
+    return _cart(user)
+
+
+@operation("/v1/cart/coupon", "DELETE", summary="Remove the coupon", tag=CART, auth="user",
+           response=s.CartOut, response_description="The updated cart.")
+def remove_coupon(user: User) -> s.CartOut:
+    """Remove the cart's coupon (nothing happens when there is none)."""
+    cart_service.remove_coupon(owner(user))
+    return _cart(user)
+
+
+# Orders -------------------------------------------------------------------------------------
+
+@operation("/v1/orders", "POST", summary="Place an order from the cart", tag=ORDERS,
+           auth="user", body=s.OrderBody, status=201, response=s.PlacedOrderOut,
+           response_description="The order, with `payment_url` (Stripe's payment page, or "
+                                "null for manual payment).",
+           headers=[IDEMPOTENCY_HEADER],
+           errors={409: "The cart is empty, an item is out of stock, the coupon is used up, "
+                        "the total differs from expected_total, or the same Idempotency-Key "
+                        "is still being processed.",
+                   422: "A field is invalid (e.g. an unknown country), the payment method is "
+                        "not available, or the Idempotency-Key was used with another body."})
+def create_order(user: User, body: s.OrderBody) -> Response:
+    """Check out the user's cart: the server prices it again, takes the stock and records the
+    coupon use in one transaction. Send an `Idempotency-Key` to retry safely."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return respond(_place(user, body, None), 201)
+    try:
+        TypeAdapter(s.IdempotencyKey).validate_python(key)
+    except PydanticError:
+        raise ApiError(422, "validation_error", "The Idempotency-Key header is not valid.",
+                       {"fields": {"Idempotency-Key": "Use 1 to 100 visible ASCII characters."}}
+                       ) from None
+    scope = f"api-orders:{user.id}"
+    stored = idempotency.begin(scope, key, idempotency.request_hash(body.model_dump(mode="json")))
+    if stored is not None:
+        replay = Response(stored.body, status=stored.status, mimetype="application/json")
+        replay.headers["Idempotent-Replayed"] = "true"
+        return replay
+    try:
+        response = respond(_place(user, body, key), 201)
+    except ShopError:
+        idempotency.release(scope, key)
+        raise
+    idempotency.finish(scope, key, response.status_code, response.get_data(as_text=True))
+    return response
+
+
+def _place(user: User, body: s.OrderBody, key: str | None) -> s.PlacedOrderOut:
+    request_ = checkout.CheckoutRequest(
+        email=user.email, shipping_address=body.shipping_address.model_dump(),
+        billing_address=body.billing_address.model_dump() if body.billing_address else None,
+        shipping_method=body.shipping_method, payment_method=body.payment_method,
+        expected_total=Decimal(body.expected_total) if body.expected_total else None,
+        idempotency_key=f"api:{user.id}:{key}" if key else None)
+    placed = checkout.place_order(owner(user), request_)
+    order = orders.load(placed.number)
+    return serializers.placed_order(order, payments.checkout_url(order))
+
+
+@operation("/v1/orders", "GET", summary="Your orders", tag=ORDERS, auth="user",
+           query=s.PageQuery, response=s.OrderList, response_description="Newest first.")
+def list_orders(user: User, query: s.PageQuery) -> s.OrderList:
+    """The user's orders, newest first, paginated."""
+    items, total = orders.for_user(user.id, query.page, query.per_page, full=True)
+    return serializers.order_list(items, query.page, query.per_page, total)
+
+
+def _visible_order(user: User, number: str):
+    """The order if this user may see it; anyone else's is 'not found', like a missing one."""
+    order = orders.load(number)
+    if order.user_id != user.id and not user.is_staff:
+        raise NotFound("That order does not exist.")
+    return order
+
+
+@operation("/v1/orders/<number>", "GET", summary="Get an order", tag=ORDERS, auth="user",
+           response=s.OrderOut, response_description="The order with its events and shipment.")
+def get_order(user: User, number: str) -> s.OrderOut:
+    """One of the user's orders (staff may read any): status, history and tracking."""
+    return serializers.order(_visible_order(user, number))
+
+
+@operation("/v1/orders/<number>", "PATCH", summary="Change an order's status (staff)",
+           tag=ORDERS, auth="staff", body=s.OrderPatchBody, response=s.OrderOut,
+           response_description="The order after the change.",
+           errors={409: "The state machine does not allow this status from the current one.",
+                   422: "A field is invalid, or `shipped` without `tracking`."})
+def update_order(user: User, number: str, body: s.OrderPatchBody) -> s.OrderOut:
+    """Move an order through the state machine (pending -> paid -> processing -> shipped ->
+    delivered; cancelled; refunded). `shipped` needs `tracking` (carrier and number)."""
+    order = orders.load(number)
+    if body.tracking is not None and body.status != "shipped":
+        raise ValidationError({"tracking": "Tracking goes with the status shipped."})
+    tracking = body.tracking
+    payments.change_status(order.id, body.status, Actor(user_id=user.id, label=user.email),
+                           body.note, carrier=tracking.carrier if tracking else None,
+                           tracking_number=tracking.tracking_number if tracking else None)
+    return serializers.order(orders.load(number))
+
+
+# Meta ---------------------------------------------------------------------------------------
+
+@operation("/v1/openapi.json", "GET", summary="This document", tag=META,
+           response_description="The OpenAPI 3.1 document of this API.",
+           raw_response={"type": "object"})
+def openapi_document() -> Response:
+    """The OpenAPI 3.1 description of every operation, generated from the code's models."""
+    from .openapi import document
+
+    return current_app.json.response(document(current_app))
+

@@ -1,0 +1,322 @@
+"""Pydantic models of the API's requests and responses (SPEC section 7).
+
+Request models validate bodies and query strings; response models shape every answer. The
+same classes generate /api/v1/openapi.json (openapi.py), so the document cannot drift from
+the code. Request bodies are strict JSON: unknown fields and wrong types are refused.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from ...models import ORDER_STATUSES, PAYMENT_STATUSES, ROLES
+from ...services import accounts, addresses, catalog, pricing
+from ...services.checkout import PAYMENT_METHODS
+
+# Database ids are 32-bit on every supported database; larger numbers name nothing.
+MAX_ID = 2_147_483_647
+MAX_QUANTITY = 99
+
+Money = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]{2}$", examples=["12.50"],
+                             description="An amount in the shop's currency, as a string.")]
+MoneyInput = Annotated[str, Field(pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$", examples=["49.90"])]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+ShippingMethod = Literal[pricing.SHIPPING_METHODS]  # type: ignore[valid-type]
+PaymentMethod = Literal[PAYMENT_METHODS]  # type: ignore[valid-type]
+OrderStatus = Literal[ORDER_STATUSES]  # type: ignore[valid-type]
+Sort = Literal[catalog.SORTS]  # type: ignore[valid-type]
+IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7E]{1,100}$")]
+
+
+class Body(BaseModel):
+    """A JSON request body: strict types, no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    """Query-string parameters: text converted to numbers and booleans; others ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Out(BaseModel):
+    """A response shape; the document says exactly these fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Requests -----------------------------------------------------------------------------------
+
+class RegisterBody(Body):
+    email: str = Field(max_length=254, examples=["ada@example.com"])
+    password: str = Field(min_length=accounts.MIN_PASSWORD, max_length=accounts.MAX_PASSWORD)
+    name: str = Field("", max_length=120)
+
+
+class TokenBody(Body):
+    email: str = Field(max_length=254, examples=["ada@example.com"])
+    password: str = Field(max_length=accounts.MAX_PASSWORD)
+    name: str = Field("", max_length=120, description="A label for the token, e.g. the app.")
+
+
+class CartItemBody(Body):
+    """Give `variant_id` or `sku` (not both)."""
+
+    variant_id: int | None = Field(None, ge=1, le=MAX_ID)
+    sku: str | None = Field(None, min_length=1, max_length=64)
+    quantity: Quantity = 1
+
+
+class CartLineBody(Body):
+    quantity: Quantity
+
+
+class CouponBody(Body):
+    code: str = Field(min_length=1, max_length=40, examples=["WELCOME10"])
+
+
+def _text(name: str, required: bool):
+    limit = addresses.LIMITS[name]
+    if required:
+        return Field(min_length=1, max_length=limit)
+    return Field("", max_length=limit)
+
+
+class AddressBody(Body):
+    name: str = _text("name", True)
+    line1: str = _text("line1", True)
+    line2: str = _text("line2", False)
+    city: str = _text("city", True)
+    region: str = _text("region", False)
+    postal_code: str = _text("postal_code", True)
+    country: str = Field(pattern=r"^[A-Za-z]{2}$", examples=["GB"],
+                         description="ISO 3166-1 alpha-2 code.")
+    phone: str = _text("phone", False)
+
+
+class OrderBody(Body):
+    shipping_address: AddressBody
+    billing_address: AddressBody | None = None
+    shipping_method: ShippingMethod = "standard"
+    payment_method: PaymentMethod = "manual"
+    expected_total: MoneyInput | None = Field(
+        None, description="The total the customer saw; a different total now answers 409.")
+
+
+class TrackingBody(Body):
+    carrier: str = Field(min_length=1, max_length=80)
+    tracking_number: str = Field(min_length=1, max_length=120)
+
+
+class OrderPatchBody(Body):
+    """`tracking` is required when the new status is `shipped`."""
+
+    status: OrderStatus
+    tracking: TrackingBody | None = None
+    note: str = Field("", max_length=2000)
+
+
+class ProductQuery(Query):
+    q: str = Field("", max_length=200, description="Search words.")
+    category: str = Field("", max_length=120, description="A category slug; "
+                                                          "includes its subcategories.")
+    min_price: MoneyInput | None = None
+    max_price: MoneyInput | None = None
+    in_stock: bool = False
+    sort: Sort = "relevance"
+    page: int = Field(1, ge=1, le=catalog.MAX_PAGE)
+    per_page: int = Field(24, ge=1, le=catalog.MAX_PER_PAGE)
+
+
+class PageQuery(Query):
+    page: int = Field(1, ge=1, le=catalog.MAX_PAGE)
+    per_page: int = Field(24, ge=1, le=catalog.MAX_PER_PAGE)
+
+
+class CartQuery(Query):
+    shipping_method: ShippingMethod = Field("standard", description="For the shipping estimate.")
+
+
+# Responses ----------------------------------------------------------------------------------
+
+class Page(Out):
+    page: int
+    per_page: int
+    total: int
+    pages: int
+
+
+class CategoryRef(Out):
+    slug: str
+    name: str
+
+
+class Image(Out):
+    url: str
+    alt: str
+
+
+class Rating(Out):
+    # An average of 1-5 stars is a plain number (it is not money); null without reviews.
+    average: float | None
+    count: int
+
+
+class VariantOut(Out):
+    id: int
+    sku: str
+    options: dict[str, str] = Field(examples=[{"size": "M", "colour": "Blue"}])
+    price: Money
+    compare_at_price: Money | None
+    stock_quantity: int
+    in_stock: bool
+
+
+class ProductOut(Out):
+    id: int
+    slug: str
+    name: str
+    description: str
+    url: str
+    category: CategoryRef | None
+    images: list[Image]
+    price: Money = Field(description="The lowest variant price.")
+    currency: Currency
+    in_stock: bool
+    rating: Rating
+    variants: list[VariantOut]
+
+
+class ProductList(Page):
+    items: list[ProductOut]
+
+
+class CategoryOut(Out):
+    id: int
+    slug: str
+    name: str
+    description: str
+    children: list[CategoryOut]
+
+
+class CategoryTree(Out):
+    items: list[CategoryOut]
+
+
+class UserOut(Out):
+    id: int
+    email: str
+    name: str
+    role: Literal[ROLES]  # type: ignore[valid-type]
+
+
+class TokenOut(Out):
+    token: str = Field(description="Send it as `Authorization: Bearer <token>`. Shown once.")
+    expires_at: AwareDatetime
+    id: int
+    name: str
+
+
+class CartLineOut(Out):
+    id: int
+    variant_id: int
+    sku: str
+    name: str
+    options: dict[str, str]
+    quantity: int
+    unit_price: Money
+    line_total: Money
+    stock_quantity: int
+    problem: str | None = Field(description="Why the line cannot be ordered as it is.")
+
+
+class CartOut(Out):
+    items: list[CartLineOut]
+    item_count: int
+    coupon: str | None
+    coupon_message: str | None = Field(description="Why the coupon does not apply now.")
+    subtotal: Money
+    discount: Money
+    shipping: Money
+    tax: Money
+    total: Money
+    currency: Currency
+    shipping_method: ShippingMethod
+
+
+class AddressOut(Out):
+    name: str
+    line1: str
+    line2: str
+    city: str
+    region: str
+    postal_code: str
+    country: str
+    phone: str
+
+
+class OrderLineOut(Out):
+    sku: str
+    name: str
+    options: dict[str, str]
+    unit_price: Money
+    quantity: int
+    line_total: Money
+
+
+class ShipmentOut(Out):
+    carrier: str
+    tracking_number: str
+
+
+class EventOut(Out):
+    status: OrderStatus
+    from_status: OrderStatus | None
+    at: AwareDatetime
+    note: str
+
+
+class OrderOut(Out):
+    number: str
+    status: OrderStatus
+    email: str
+    lines: list[OrderLineOut]
+    subtotal: Money
+    discount: Money
+    shipping: Money
+    tax: Money
+    total: Money
+    currency: Currency
+    coupon: str | None
+    shipping_address: AddressOut
+    billing_address: AddressOut
+    shipping_method: ShippingMethod
+    payment_method: PaymentMethod
+    payment_status: Literal[PAYMENT_STATUSES] | None  # type: ignore[valid-type]
+    shipment: ShipmentOut | None
+    created_at: AwareDatetime
+    events: list[EventOut]
+
+
+class PlacedOrderOut(OrderOut):
+    payment_url: str | None = Field(
+        description="Where the customer pays (Stripe's page); null for manual payment.")
+
+
+class OrderList(Page):
+    items: list[OrderOut]
+
+
+class ErrorBody(Out):
+    code: str = Field(examples=["out_of_stock"])
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorOut(Out):
+    """The error envelope of every 4xx answer."""
+
+    error: ErrorBody

@@ -1,0 +1,101 @@
+"""Idempotency keys for API writes (SPEC sections 4 and 7).
+
+The first request with a key claims it (a row in state "running"); its successful answer is
+stored and replayed, status and body, to every repeat with the same body. The same key with
+another body is refused (422); a repeat while the first is still running gets 409. A request
+that a rule refused (a 4xx) releases its key, so the client can fix the cause and retry.
+A claim left "running" by a process that died is taken over after STALE_AFTER.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import IdempotencyRecord, utcnow
+from .database import write_transaction
+from .errors import IdempotencyConflict, IdempotencyMismatch
+
+STALE_AFTER = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The first answer, to be sent again."""
+
+    status: int
+    body: str
+
+
+def request_hash(payload: Any) -> str:
+    """A fingerprint of a request body: the same JSON in any key order gives the same hash."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def begin(scope: str, key: str, fingerprint: str) -> StoredResponse | None:
+    """Claim `key` in `scope` for this request; None means go ahead and serve it.
+
+    Returns the stored answer when the key was already served with the same body; raises
+    IdempotencyMismatch for another body and IdempotencyConflict while it is still running.
+    """
+    try:
+        with write_transaction():
+            db.session.add(IdempotencyRecord(scope=scope, key=key, request_hash=fingerprint,
+                                             state="running", created_at=utcnow()))
+        return None
+    except IntegrityError:
+        pass
+    with write_transaction():
+        record = db.session.execute(select(IdempotencyRecord).where(
+            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+        ).scalar_one_or_none()
+        if record is None:  # released between our insert and this read: claim it again
+            db.session.add(IdempotencyRecord(scope=scope, key=key, request_hash=fingerprint,
+                                             state="running", created_at=utcnow()))
+            return None
+        if record.request_hash != fingerprint:
+            raise IdempotencyMismatch(
+                "This Idempotency-Key was already used with a different request body. "
+                "Use a new key for a new request.", details={"idempotency_key": key})
+        if record.state == "done" and record.response_status is not None:
+            return StoredResponse(record.response_status, record.response_body or "")
+        if record.created_at > utcnow() - STALE_AFTER:
+            raise IdempotencyConflict(
+                "A request with this Idempotency-Key is still being processed. "
+                "Retry in a moment to get its result.", details={"idempotency_key": key})
+        # The first attempt died mid-way: take it over (one taker wins the conditional update).
+        taken = db.session.execute(
+            update(IdempotencyRecord).where(IdempotencyRecord.id == record.id,
+                                            IdempotencyRecord.state == "running",
+                                            IdempotencyRecord.created_at == record.created_at)
+            .values(created_at=utcnow()).execution_options(synchronize_session=False))
+        if taken.rowcount != 1:
+            raise IdempotencyConflict(
+                "A request with this Idempotency-Key is still being processed. "
+                "Retry in a moment to get its result.", details={"idempotency_key": key})
+    return None
+
+
+def finish(scope: str, key: str, status: int, body: str) -> None:
+    """Store the answer to replay."""
+    with write_transaction():
+        db.session.execute(
+            update(IdempotencyRecord).where(IdempotencyRecord.scope == scope,
+                                            IdempotencyRecord.key == key)
+            .values(state="done", response_status=status, response_body=body)
+            .execution_options(synchronize_session=False))
+
+
+def release(scope: str, key: str) -> None:
+    """Forget a claim whose request was refused, so the key can be used again."""
+    with write_transaction():
+        db.session.execute(delete(IdempotencyRecord).where(
+            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key,
+            IdempotencyRecord.state == "running"))

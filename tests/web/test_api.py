@@ -1,0 +1,301 @@
+"""The JSON API's catalogue and cart through the test client: shapes, filters, pagination,
+errors (400/401/404/409/422), IDOR, and the same totals as the cart page."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+
+from shop.extensions import db
+from shop.models import CartLine, Coupon
+from shop.services.money import format_money
+from tests import factories as f
+from tests.conftest import csrf_token
+from tests.web import api_support
+from tests.web.api_support import ApiClient, error_of
+
+# The shared API fixtures, under the names the tests ask for.
+anonymous, catalog, other, shopper = (api_support.anonymous, api_support.catalog,
+                                      api_support.other, api_support.shopper)
+
+PRODUCT_KEYS = {"id", "slug", "name", "description", "url", "category", "images", "price",
+                "currency", "in_stock", "rating", "variants"}
+VARIANT_KEYS = {"id", "sku", "options", "price", "compare_at_price", "stock_quantity",
+                "in_stock"}
+CART_KEYS = {"items", "item_count", "coupon", "coupon_message", "subtotal", "discount",
+             "shipping", "tax", "total", "currency", "shipping_method"}
+LINE_KEYS = {"id", "variant_id", "sku", "name", "options", "quantity", "unit_price",
+             "line_total", "stock_quantity", "problem"}
+
+
+def slugs(response) -> list[str]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [item["slug"] for item in response.get_json()["items"]]
+
+
+# Catalogue ----------------------------------------------------------------------------------
+
+def test_product_list_has_the_spec_shape(anonymous, catalog):
+    response = anonymous.get("/api/v1/products?sort=name")
+    body = response.get_json()
+    assert set(body) == {"items", "page", "per_page", "total", "pages"}
+    assert (body["page"], body["per_page"], body["total"], body["pages"]) == (1, 24, 3, 1)
+    shirt = next(item for item in body["items"] if item["slug"] == "linen-shirt")
+    assert set(shirt) == PRODUCT_KEYS
+    assert shirt["price"] == "30.00"  # the lowest variant price, as a string
+    assert shirt["currency"] == "USD"
+    assert shirt["category"] == {"slug": "shirts", "name": "Shirts"}
+    assert shirt["in_stock"] is True
+    assert shirt["rating"] == {"average": None, "count": 0}
+    assert shirt["images"] == [{"url": "http://shop.test/static/img/products/mugs.svg",
+                                "alt": "Linen Shirt"}]
+    assert [set(v) for v in shirt["variants"]] == [VARIANT_KEYS, VARIANT_KEYS]
+    assert shirt["variants"][1] | {"id": 0} == {
+        "id": 0, "sku": "SHIRT-L", "options": {"size": "L"}, "price": "32.50",
+        "compare_at_price": None, "stock_quantity": 2, "in_stock": True}
+    tee = next(item for item in body["items"] if item["slug"] == "sold-out-tee")
+    assert tee["in_stock"] is False and tee["variants"][0]["in_stock"] is False
+
+
+def test_product_list_filters_like_the_page(anonymous, catalog):
+    assert set(slugs(anonymous.get("/api/v1/products?category=clothing"))) == {
+        "linen-shirt", "sold-out-tee"}  # includes the subcategory Shirts
+    assert slugs(anonymous.get("/api/v1/products?category=shirts&in_stock=true")) == [
+        "linen-shirt"]
+    assert slugs(anonymous.get("/api/v1/products?min_price=13&max_price=30&sort=price")) == [
+        "sold-out-tee", "linen-shirt"]
+    assert slugs(anonymous.get("/api/v1/products?sort=-price")) == [
+        "linen-shirt", "sold-out-tee", "stoneware-mug"]
+    assert slugs(anonymous.get("/api/v1/products?q=linen")) == ["linen-shirt"]
+    assert "hidden-thing" not in slugs(anonymous.get("/api/v1/products?q=hidden"))
+
+
+def test_product_list_paginates(anonymous, catalog):
+    first = anonymous.get("/api/v1/products?sort=name&per_page=2").get_json()
+    second = anonymous.get("/api/v1/products?sort=name&per_page=2&page=2").get_json()
+    assert [i["slug"] for i in first["items"]] == ["linen-shirt", "sold-out-tee"]
+    assert [i["slug"] for i in second["items"]] == ["stoneware-mug"]
+    assert (second["page"], second["per_page"], second["total"], second["pages"]) == (2, 2, 3, 2)
+    beyond = anonymous.get("/api/v1/products?page=9").get_json()
+    assert beyond["items"] == [] and beyond["total"] == 3
+
+
+@pytest.mark.parametrize("query,field", [
+    ("per_page=101", "per_page"), ("per_page=0", "per_page"), ("page=0", "page"),
+    ("page=two", "page"), ("sort=cheapest", "sort"), ("min_price=abc", "min_price"),
+    ("min_price=20&max_price=10", "max_price"), ("in_stock=maybe", "in_stock"),
+    ("category=no-such-category", "category"),
+])
+def test_product_list_rejects_bad_parameters(anonymous, catalog, query, field):
+    response = anonymous.get(f"/api/v1/products?{query}")
+    assert response.status_code == 422
+    error = error_of(response)
+    assert field in error["details"].get("fields", {}) or error["details"].get("field") == field
+
+
+def test_product_by_slug_or_id(anonymous, catalog):
+    by_slug = anonymous.get("/api/v1/products/linen-shirt")
+    assert by_slug.status_code == 200 and set(by_slug.get_json()) == PRODUCT_KEYS
+    by_id = anonymous.get(f"/api/v1/products/{catalog['shirt'].id}")
+    assert by_id.get_json() == by_slug.get_json()
+
+
+@pytest.mark.parametrize("key", ["no-such-thing", "hidden-thing", "99999999",
+                                 "99999999999999999999999", "%C2%B2"])
+def test_missing_or_hidden_product_is_404(anonymous, catalog, key):
+    response = anonymous.get(f"/api/v1/products/{key}")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+def test_categories_are_a_tree(anonymous, catalog):
+    body = anonymous.get("/api/v1/categories").get_json()
+    assert [c["slug"] for c in body["items"]] == ["clothing", "home"]
+    clothing = body["items"][0]
+    assert set(clothing) == {"id", "slug", "name", "description", "children"}
+    assert [c["slug"] for c in clothing["children"]] == ["shirts"]
+    assert clothing["children"][0]["children"] == []
+
+
+def test_unknown_api_path_and_method_answer_the_envelope(anonymous):
+    assert error_of(anonymous.get("/api/v1/nothing-here"))["code"] == "not_found"
+    response = anonymous.request("PUT", "/api/v1/cart")
+    assert response.status_code == 405 and error_of(response)["code"] == "method_not_allowed"
+
+
+# Cart ---------------------------------------------------------------------------------------
+
+def test_cart_needs_a_token(anonymous, catalog):
+    for method, path in [("GET", "/api/v1/cart"), ("POST", "/api/v1/cart/items"),
+                         ("PATCH", "/api/v1/cart/items/1"), ("DELETE", "/api/v1/cart/items/1"),
+                         ("POST", "/api/v1/cart/coupon"), ("DELETE", "/api/v1/cart/coupon")]:
+        response = anonymous.request(method, path, json={"quantity": 1})
+        assert response.status_code == 401, (method, path)
+        assert error_of(response)["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_add_by_sku_and_variant_id(shopper, catalog):
+    empty = shopper.api.get("/api/v1/cart").get_json()
+    assert set(empty) == CART_KEYS and empty["items"] == [] and empty["total"] == "0.00"
+    shirt_l = f.variant_of(catalog["shirt"], 1)
+    response = shopper.api.post("/api/v1/cart/items", json={"sku": "SHIRT-M", "quantity": 2})
+    assert response.status_code == 200
+    shopper.api.post("/api/v1/cart/items", json={"variant_id": shirt_l.id})
+    body = shopper.api.post("/api/v1/cart/items", json={"sku": "SHIRT-M"}).get_json()
+    assert set(body) == CART_KEYS
+    assert [(i["sku"], i["quantity"], i["unit_price"], i["line_total"]) for i in body["items"]] \
+        == [("SHIRT-M", 3, "30.00", "90.00"), ("SHIRT-L", 1, "32.50", "32.50")]
+    assert set(body["items"][0]) == LINE_KEYS
+    assert body["items"][0]["options"] == {"size": "M"}
+    assert body["item_count"] == 4
+    assert body["subtotal"] == "122.50" and body["shipping"] == "0.00"
+    assert body["tax"] == "9.80" and body["total"] == "132.30"
+    assert body["currency"] == "USD"
+
+
+@pytest.mark.parametrize("payload", [
+    {"sku": "SHIRT-M", "quantity": 0}, {"sku": "SHIRT-M", "quantity": 100},
+    {"sku": "SHIRT-M", "quantity": "2"}, {"sku": "SHIRT-M", "quantity": True},
+    {"sku": "SHIRT-M", "quantity": 1.5}, {"variant_id": "1"}, {"quantity": 1},
+    {"sku": "SHIRT-M", "variant_id": 1}, {"sku": "SHIRT-M", "colour": "red"},
+])
+def test_add_rejects_invalid_bodies(shopper, catalog, payload):
+    response = shopper.api.post("/api/v1/cart/items", json=payload)
+    assert response.status_code == 422, response.get_json()
+    assert error_of(response)["code"] == "validation_error"
+    assert shopper.api.get("/api/v1/cart").get_json()["items"] == []
+
+
+def test_unknown_field_and_wrong_type_are_named(shopper, catalog):
+    response = shopper.api.post("/api/v1/cart/items",
+                                json={"sku": 5, "quantity": 1, "colour": "red"})
+    fields = error_of(response)["details"]["fields"]
+    assert fields["colour"] == "Unknown field."
+    assert "string" in fields["sku"]
+
+
+@pytest.mark.parametrize("raw,content_type", [
+    ("{\"sku\": \"SHIRT-M\",", "application/json"), ("", "application/json"),
+    ("sku=SHIRT-M", "application/x-www-form-urlencoded"), ("{\"sku\": NaN}", "application/json"),
+    (b"{\"sku\": \"\xff\"}", "application/json"),
+])
+def test_malformed_json_is_400(shopper, catalog, raw, content_type):
+    response = shopper.api.post("/api/v1/cart/items", data=raw, content_type=content_type)
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("payload", [{"sku": "NOPE"}, {"variant_id": 987654},
+                                     {"sku": "HIDDEN"}])
+def test_unknown_or_unsold_variant_is_422(shopper, catalog, payload):
+    response = shopper.api.post("/api/v1/cart/items", json=payload)
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["details"]["field"] in ("sku", "variant_id")
+
+
+def test_out_of_stock_is_409_with_what_is_left(shopper, catalog):
+    response = shopper.api.post("/api/v1/cart/items", json={"sku": "TEE"})
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "out_of_stock"
+    shopper.api.post("/api/v1/cart/items", json={"sku": "SHIRT-L", "quantity": 2})
+    response = shopper.api.post("/api/v1/cart/items", json={"sku": "SHIRT-L"})
+    assert response.status_code == 409
+    assert error_of(response)["details"]["available"] == 2
+    assert shopper.api.get("/api/v1/cart").get_json()["items"][0]["quantity"] == 2
+
+
+def test_change_and_remove_lines(shopper, catalog):
+    line = shopper.api.post("/api/v1/cart/items",
+                            json={"sku": "MUG", "quantity": 2}).get_json()["items"][0]
+    response = shopper.api.patch(f"/api/v1/cart/items/{line['id']}", json={"quantity": 5})
+    assert response.status_code == 200
+    assert response.get_json()["items"][0]["quantity"] == 5
+    response = shopper.api.patch(f"/api/v1/cart/items/{line['id']}", json={"quantity": 41})
+    assert response.status_code == 409
+    response = shopper.api.patch(f"/api/v1/cart/items/{line['id']}", json={"quantity": 0})
+    assert response.status_code == 422
+    response = shopper.api.patch(f"/api/v1/cart/items/{line['id']}", json={"qty": 3})
+    assert error_of(response)["details"]["fields"] == {"quantity": "This field is required.",
+                                                       "qty": "Unknown field."}
+    response = shopper.api.delete(f"/api/v1/cart/items/{line['id']}")
+    assert response.status_code == 200 and response.get_json()["items"] == []
+    assert shopper.api.delete(f"/api/v1/cart/items/{line['id']}").status_code == 404
+    assert shopper.api.patch("/api/v1/cart/items/99999999999", json={"quantity": 1}
+                             ).status_code == 404
+
+
+def test_one_user_cannot_touch_another_users_lines(shopper, other, catalog):
+    line = shopper.api.post("/api/v1/cart/items",
+                            json={"sku": "MUG", "quantity": 2}).get_json()["items"][0]
+    path = f"/api/v1/cart/items/{line['id']}"
+    patched = other.api.patch(path, json={"quantity": 9})
+    deleted = other.api.delete(path)
+    assert (patched.status_code, deleted.status_code) == (404, 404)
+    assert error_of(patched)["code"] == "not_found"
+    assert other.api.get("/api/v1/cart").get_json()["items"] == []
+    assert db.session.get(CartLine, line["id"]).quantity == 2
+    assert shopper.api.get("/api/v1/cart").get_json()["items"][0]["quantity"] == 2
+
+
+def test_coupons(shopper, other, catalog):
+    f.coupon("SAVE10", "percent", "10")
+    f.coupon("ONCE", "fixed", "5", usage_limit=1, times_used=1)
+    shopper.api.post("/api/v1/cart/items", json={"sku": "SHIRT-M", "quantity": 2})
+    response = shopper.api.post("/api/v1/cart/coupon", json={"code": "save10"})
+    body = response.get_json()
+    assert response.status_code == 200
+    assert (body["coupon"], body["subtotal"], body["discount"], body["total"]) == (
+        "SAVE10", "60.00", "6.00", "58.32")
+    unknown = shopper.api.post("/api/v1/cart/coupon", json={"code": "NOPE"})
+    assert unknown.status_code == 422 and error_of(unknown)["code"].startswith("coupon_")
+    used_up = shopper.api.post("/api/v1/cart/coupon", json={"code": "ONCE"})
+    assert used_up.status_code == 409 and error_of(used_up)["code"] == "coupon_used_up"
+    assert shopper.api.post("/api/v1/cart/coupon", json={"code": ""}).status_code == 422
+    assert shopper.api.post("/api/v1/cart/coupon", json={"code": 10}).status_code == 422
+    assert shopper.api.get("/api/v1/cart").get_json()["coupon"] == "SAVE10"
+    removed = shopper.api.delete("/api/v1/cart/coupon").get_json()
+    assert (removed["coupon"], removed["discount"], removed["total"]) == (None, "0.00", "64.80")
+    assert other.api.delete("/api/v1/cart/coupon").status_code == 200  # no cart: nothing to do
+
+
+def test_shipping_estimate_parameter(shopper, catalog):
+    shopper.api.post("/api/v1/cart/items", json={"sku": "MUG"})
+    standard = shopper.api.get("/api/v1/cart").get_json()
+    express = shopper.api.get("/api/v1/cart?shipping_method=express").get_json()
+    assert (standard["shipping"], express["shipping"]) == ("5.00", "15.00")
+    assert express["shipping_method"] == "express"
+    assert shopper.api.get("/api/v1/cart?shipping_method=pigeon").status_code == 422
+
+
+def _page_totals(html: str) -> dict[str, str]:
+    totals = dict(re.findall(
+        r"<dt>(Subtotal|Discount|Shipping|Tax|Total)[^<]*</dt><dd>([^<]+)</dd>", html))
+    return {k: v.replace("\u2212", "") for k, v in totals.items()}
+
+
+def test_api_and_cart_page_show_the_same_totals(app, client, auth, catalog):
+    """One cart, priced by /api/v1/cart and by /cart: the same numbers."""
+    f.user("customer@example.com")
+    f.coupon("SAVE10", "percent", "10")
+    assert auth.login().status_code == 303
+    token = csrf_token(client, "/cart")
+    browser = ApiClient(client)
+    # The browser session may call the API for its own user (with the CSRF header).
+    browser.post("/api/v1/cart/items", json={"sku": "SHIRT-L", "quantity": 1},
+                 headers={"X-CSRFToken": token})
+    browser.post("/api/v1/cart/items", json={"sku": "MUG", "quantity": 1},
+                 headers={"X-CSRFToken": token})
+    client.post("/cart/coupon", data={"code": "save10", "csrf_token": token})
+    api = browser.get("/api/v1/cart").get_json()
+    page = _page_totals(client.get("/cart").get_data(as_text=True))
+    assert api["discount"] == "4.50"
+    assert page["Subtotal"] == format_money(Decimal(api["subtotal"]), api["currency"])
+    assert page["Discount"] == format_money(Decimal(api["discount"]), api["currency"])
+    assert page["Shipping"] == (format_money(Decimal(api["shipping"]), api["currency"])
+                                if api["shipping"] != "0.00" else "Free")
+    assert page["Tax"] == format_money(Decimal(api["tax"]), api["currency"])
+    assert page["Total"] == format_money(Decimal(api["total"]), api["currency"])
+    assert Coupon.query.filter_by(code="SAVE10").one().times_used == 0
