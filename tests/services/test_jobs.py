@@ -1,0 +1,185 @@
+"""Background jobs: run inline without Redis, and queued to Redis then executed by a real RQ
+worker inside the app (order confirmation and status mail, low-stock alerts, the scheduled
+expiry of unpaid Stripe orders), with the queuing request's id on the job's log lines."""
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from rq.job import Job
+
+from shop.http import RequestIdFilter
+from shop.services import jobs, payments
+from shop.services.orders import Actor
+from shop.worker import make_worker
+from tests import factories as f
+from tests.payments_helpers import (buy, drop_queue, last_order, redis_settings, standin, stock,
+                                    stripe_settings)
+
+__all__ = ["standin"]  # the fixture, imported for this module's tests
+STAFF = Actor(None, "staff@test")
+
+
+def mails(app) -> list[email.message.EmailMessage]:
+    outbox = Path(app.config["OUTBOX_DIR"])
+    if not outbox.exists():
+        return []
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted(outbox.glob("*.eml"))]
+
+
+def subjects(app) -> list[str]:
+    return sorted(m["Subject"] for m in mails(app))
+
+
+def body(message: email.message.EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+@pytest.fixture
+def redis_app(make_app):
+    app = make_app(**redis_settings())
+    with app.app_context():
+        yield app
+    drop_queue(app)
+
+
+@pytest.fixture
+def records():
+    """Log records of the shop's loggers, with the request id the shop's filter puts on them."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep()
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("shop")
+    logger.addHandler(handler)
+    yield seen
+    logger.removeHandler(handler)
+
+
+def test_without_redis_jobs_run_inline(app, client):
+    mug = f.variant_of(f.product("Mug", price="12.00", stock=8, slug="mug"))
+    buy(client, mug.id, 4, method="manual")
+    order = last_order()
+    # Sent during the request: the confirmation, and a low-stock alert (8 - 4 <= 5) to staff.
+    assert subjects(app) == ["Low stock: 1 item(s)", f"Your order {order.number}"]
+    confirmation = next(m for m in mails(app) if m["To"] == "ada@example.com")
+    text = body(confirmation)
+    assert order.number in text and "bank transfer" in text
+    assert f"http://shop.test/orders/{order.number}?token=" in text
+    alert = next(m for m in mails(app) if m["To"] == app.config["STAFF_ALERT_EMAIL"])
+    assert mug.sku in body(alert) and ": 4 left" in body(alert)
+
+    payments.change_status(order.id, "paid", STAFF)
+    payments.change_status(order.id, "processing", STAFF)  # nothing for the customer to do
+    payments.change_status(order.id, "shipped", STAFF, carrier="DHL", tracking_number="JD01")
+    assert sorted(s for s in subjects(app) if s.startswith("Order ")) == [
+        f"Order {order.number}: Paid", f"Order {order.number}: Shipped"]
+    shipped = next(m for m in mails(app) if m["Subject"].endswith("Shipped"))
+    assert "DHL" in body(shipped) and "JD01" in body(shipped)
+    assert jobs.queued_count() == 0
+
+
+def test_jobs_are_queued_and_run_by_a_real_rq_worker(redis_app, records):
+    client = redis_app.test_client()
+    mug = f.variant_of(f.product("Mug", price="12.00", stock=8, slug="mug"))
+    buy(client, mug.id, 4, method="manual", headers={"X-Request-ID": "req-jobs-1"})
+    order = last_order()
+    # Nothing was sent during the request: two jobs wait in this test's queue.
+    assert mails(redis_app) == []
+    queue = jobs.queue()
+    assert queue.name == redis_app.config["JOBS_QUEUE"] and queue.count == 2
+    queued = [Job.fetch(job_id, connection=queue.connection) for job_id in queue.job_ids]
+    assert sorted(job.func_name for job in queued) == [
+        "shop.services.notifications.low_stock_alert",
+        "shop.services.notifications.order_confirmation"]
+    assert all(job.meta == {"request_id": "req-jobs-1", "base_url": "http://shop.test/"}
+               for job in queued)
+
+    worker = make_worker(redis_app, simple=True)
+    assert worker.work(burst=True) is True
+    assert queue.count == 0
+    assert all(Job.fetch(job.id, connection=queue.connection).get_status() == "finished"
+               for job in queued)
+    assert subjects(redis_app) == ["Low stock: 1 item(s)", f"Your order {order.number}"]
+    confirmation = next(m for m in mails(redis_app) if m["To"] == "ada@example.com")
+    assert f"http://shop.test/orders/{order.number}?token=" in body(confirmation)
+    sent = [r for r in records if r.getMessage().startswith("mail sent to")]
+    assert len(sent) == 2 and {r.request_id for r in sent} == {"req-jobs-1"}
+
+    # A staff change queues the status mail; the worker sends it.
+    payments.change_status(order.id, "paid", STAFF)
+    assert queue.count == 1
+    make_worker(redis_app, simple=True).work(burst=True)
+    assert f"Order {order.number}: Paid" in subjects(redis_app)
+
+
+def test_the_worker_expires_unpaid_stripe_orders_on_schedule(make_app, standin):
+    app = make_app(**redis_settings(), **stripe_settings(standin))
+    try:
+        with app.app_context():
+            client = app.test_client()
+            mug = f.variant_of(f.product("Mug", price="12.00", stock=5, slug="mug"))
+            buy(client, mug.id, 2)
+            order = last_order()
+            assert stock(mug.id) == 3
+            queue = jobs.queue()
+            scheduled = queue.scheduled_job_registry
+            [job_id] = scheduled.get_job_ids()
+            job = Job.fetch(job_id, connection=queue.connection)
+            assert job.func_name == "shop.services.payments.expiry.expire_order"
+            assert job.args == (order.id,)
+            due = scheduled.get_scheduled_time(job)
+            expected = order.created_at + timedelta(minutes=60, seconds=5)
+            assert abs((due.replace(tzinfo=None) - expected).total_seconds()) < 5
+
+            # Run the worker now: the job is not due, nothing happens.
+            make_worker(app, simple=True).work(burst=True, with_scheduler=True)
+            assert last_order().status == "pending" and scheduled.get_job_ids() == [job_id]
+
+            # An hour passes (for the order and for the scheduler).
+            from sqlalchemy import update
+
+            from shop.extensions import db
+            from shop.models import Order
+
+            db.session.execute(update(Order).where(Order.id == order.id).values(
+                created_at=order.created_at - timedelta(minutes=61)))
+            db.session.commit()
+            queue.connection.zadd(scheduled.key, {job_id: time.time() - 1})
+            make_worker(app, simple=True).work(burst=True, with_scheduler=True)
+
+            order = last_order()
+            assert order.status == "cancelled" and stock(mug.id) == 5
+            assert standin.sessions[order.payment.reference]["status"] == "expired"
+            # The expiry queued the customer's status mail, which the same run sent.
+            assert f"Order {order.number}: Cancelled" in subjects(app)
+            assert queue.count == 0
+    finally:
+        drop_queue(app)
+
+
+def test_flask_worker_command_runs_jobs(redis_app):
+    client = redis_app.test_client()
+    mug = f.variant_of(f.product("Mug", price="12.00", stock=50, slug="mug"))
+    buy(client, mug.id, 1, method="manual")
+    order = last_order()
+    assert jobs.queue().count == 1
+    result = redis_app.test_cli_runner().invoke(args=["worker", "--burst"])
+    assert result.exit_code == 0, result.output
+    assert subjects(redis_app) == [f"Your order {order.number}"]
+    assert jobs.queue().count == 0
+
+
+def test_flask_worker_command_without_redis_explains(make_app):
+    result = make_app().test_cli_runner().invoke(args=["worker", "--burst"])
+    assert result.exit_code == 1 and "REDIS_URL is not set" in result.output
