@@ -393,14 +393,19 @@ def handle_event(event: Any) -> str:
     event_id, event_type = event["id"], event["type"]
     if _seen(event_id):
         return "duplicate"
-    obj = event["data"]["object"]
-    if event_type in FINISH_EVENTS:
-        outcome = finish_payment(obj["id"]).outcome
+    try:
+        object_id = event["data"]["object"]["id"]
+    except (KeyError, TypeError):
+        object_id = None
+    if not object_id:
+        outcome = "ignored"
+    elif event_type in FINISH_EVENTS:
+        outcome = finish_payment(object_id).outcome
     elif event_type == "checkout.session.expired":
-        outcome = session_expired(obj["id"])
+        outcome = session_expired(object_id)
     elif event_type == "checkout.session.async_payment_failed":
         metrics.payment_failed(PROVIDER)
-        outcome = session_expired(obj["id"], "Card payment failed")
+        outcome = session_expired(object_id, "Card payment failed")
     else:
         outcome = "ignored"
     _remember(event_id, event_type)
