@@ -6,13 +6,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from flask import (Flask, Response, abort, current_app, g, has_request_context, jsonify,
-                   make_response, render_template, request)
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    has_request_context,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -69,7 +80,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line, for production log shippers."""
 
     def format(self, record: logging.LogRecord) -> str:
-        data = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+        data = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
                 "level": record.levelname, "logger": record.name,
                 "message": record.getMessage(), "request_id": getattr(record, "request_id", "")}
         for key in ("method", "path", "status", "duration_ms", "remote_addr"):
@@ -125,10 +136,10 @@ def _is_admin_path() -> bool:
 
 def _bearer_key() -> str | None:
     """The read-your-writes key of an API client that sends a token instead of cookies."""
-    auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer ") or not auth[7:].strip():
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         return None
-    return RW_KEY_PREFIX + hashlib.sha256(auth[7:].strip().encode()).hexdigest()[:32]
+    return RW_KEY_PREFIX + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
 
 
 def _redis():
@@ -161,7 +172,9 @@ def _may_read_replica() -> bool:
 def _remember_write(response: Response) -> None:
     """Read-your-writes: this client reads from the primary for a few seconds."""
     seconds = current_app.config["READ_YOUR_WRITES_SECONDS"]
-    response.set_cookie(RW_COOKIE, str(int(time.time()) + seconds), max_age=max(60, seconds),
+    # Rounded up: the client reads the primary for at least `seconds`.
+    until = math.ceil(time.time() + seconds)
+    response.set_cookie(RW_COOKIE, str(until), max_age=max(60, seconds),
                         httponly=True, samesite="Lax",
                         secure=current_app.config.get("SESSION_COOKIE_SECURE", False))
     key = _bearer_key()
@@ -189,7 +202,10 @@ def init_app(app: Flask) -> None:
         g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()
         if _is_admin_path():
-            request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
+            # Room for one image of MAX_UPLOAD_BYTES plus the form around it: the admin checks
+            # each file against MAX_UPLOAD_BYTES and answers beside the field.
+            request.max_content_length = (current_app.config["MAX_UPLOAD_BYTES"]
+                                          + current_app.config["MAX_CONTENT_LENGTH"])
         limit = request.max_content_length
         if limit is not None and (request.content_length or 0) > limit:
             abort(413)
@@ -222,7 +238,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
-        message = "Your form expired or was sent from elsewhere. Please reload the page and try again."
+        message = ("Your form expired or was sent from elsewhere. "
+                   "Please reload the page and try again.")
         return _error(400, message, code="csrf_failed")
 
     @app.errorhandler(HTTPException)
@@ -247,7 +264,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         current_app.logger.exception("unhandled error")
-        return _error(500, "Something went wrong on our side. It has been logged; please try again.")
+        return _error(500, "Something went wrong on our side. "
+                           "It has been logged; please try again.")
 
 
 def _error(status: int, message: str, code: str | None = None) -> Response:
