@@ -18,8 +18,15 @@ from shop.services import jobs, payments
 from shop.services.orders import Actor
 from shop.worker import make_worker
 from tests import factories as f
-from tests.payments_helpers import (buy, drop_queue, last_order, redis_settings, standin, stock,
-                                    stripe_settings)
+from tests.payments_helpers import (
+    buy,
+    drop_queue,
+    last_order,
+    redis_settings,
+    standin,
+    stock,
+    stripe_settings,
+)
 
 __all__ = ["standin"]  # the fixture, imported for this module's tests
 STAFF = Actor(None, "staff@test")

@@ -20,8 +20,15 @@ from shop.services.orders import Actor
 from shop.services.payments import expiry, stripe_provider
 from tests import factories as f
 from tests.conftest import csrf_token
-from tests.payments_helpers import (assert_stock_invariant, buy, last_order, local_path, standin,
-                                    stock, stripe_settings)
+from tests.payments_helpers import (
+    assert_stock_invariant,
+    buy,
+    last_order,
+    local_path,
+    standin,
+    stock,
+    stripe_settings,
+)
 
 __all__ = ["standin"]  # the fixture, imported for this module's tests
 STAFF = Actor(None, "staff@test")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
@@ -92,7 +92,7 @@ def deadline(order: Order) -> datetime:
 
 
 def _epoch(moment: datetime) -> int:
-    return int(moment.replace(tzinfo=timezone.utc).timestamp())
+    return int(moment.replace(tzinfo=UTC).timestamp())
 
 
 def _session_expiry(order: Order, now: datetime) -> int:
