@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from wtforms.validators import InputRequired, Length
 
 from ..extensions import db
-from ..models import Product, ProductImage, Variant
+from ..models import Category, Product, ProductImage, Variant
 from ..services import catalog, images, inventory, product_csv
-from ..services.errors import ValidationError
+from ..services.errors import ShopError, ValidationError
 from .base import ReadOnlyModelView, ShopModelView
 from .forms import ImageForm, VariantForm, slug_validators
 from .security import request_id, who
@@ -164,7 +164,7 @@ class CategoryView(ShopModelView):
     }
     changes_catalog = True
     integrity_message = "That slug is already used by another category."
-    delete_integrity_message = ("This category has subcategories: move or delete them first.")
+    delete_integrity_message = "This category is still used, so it cannot be deleted."
 
     def before_write(self, form, model, is_created: bool) -> None:
         seen: set[int] = set()
@@ -175,6 +175,15 @@ class CategoryView(ShopModelView):
                                                  "of its own subcategories."})
             seen.add(parent.id)
             parent = parent.parent
+
+    def before_delete(self, model) -> None:
+        children = db.session.execute(select(func.count(Category.id))
+                                      .where(Category.parent_id == model.id)).scalar_one()
+        products = db.session.execute(select(func.count(Product.id))
+                                      .where(Product.category_id == model.id)).scalar_one()
+        if children or products:
+            raise ShopError(f"\"{model.name}\" has {children} subcategories and {products} "
+                            "products: move or delete them first.")
 
     def tree(self) -> tuple[list[Any], dict[int, int]]:
         """The category tree and the number of products directly in each category."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Flask, abort, current_app, g, redirect, request, url_for
+from flask import Flask, abort, g, redirect, request, url_for
 from flask_login import current_user
 
 from ..http import current_request_id
@@ -62,7 +62,7 @@ def admin_policy(nonce: str) -> str:
 
 
 def install(app: Flask, url: str) -> None:
-    """Per-request CSP and body limit for the back office's URLs."""
+    """Per-request CSP and form-field limit for the back office's URLs."""
     prefix = url.rstrip("/")
 
     @app.before_request
@@ -70,9 +70,6 @@ def install(app: Flask, url: str) -> None:
         if request.path != prefix and not request.path.startswith(prefix + "/"):
             return
         g.csp = admin_policy(csp_nonce())
-        # Image uploads need more room than the shop's pages and API.
-        config = current_app.config
-        body = max(config["MAX_CONTENT_LENGTH"] or 0, 4 * config["MAX_UPLOAD_BYTES"])
-        request.max_content_length = body
-        # A previewed CSV file travels back in a form field for the real import.
-        request.max_form_memory_size = body
+        # A previewed CSV file travels back in a form field for the real import (the body
+        # itself is bounded by shop.http for /admin).
+        request.max_form_memory_size = request.max_content_length

@@ -1,0 +1,275 @@
+"""Products, variants, images, categories and low stock in the back office: stock changes go
+through the stock ledger, prices are kept, uploads are checked by content and size, and every
+write is in the audit log with before and after."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import (AuditLog, Category, Product, ProductImage, StockAdjustment, Variant)
+from shop.services import cart as carts
+from shop.services import checkout
+from shop.services.cart import CartOwner
+from shop.services.checkout import CheckoutRequest
+from tests import factories as f
+from tests.conftest import csrf_token
+from tests.web.admin_support import login_staff, read_form
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(200)
+JPEG = b"\xff\xd8\xff\xe0" + bytes(200)
+
+
+@pytest.fixture
+def staff(client, auth):
+    return login_staff(auth)
+
+
+@pytest.fixture
+def shirt(app):
+    category = f.category("Shirts", slug="shirts")
+    return f.product("Linen Shirt", category=category, slug="linen-shirt", variants=[
+        {"sku": "LIN-S", "options": {"size": "S"}, "price": "30.00", "stock": 10},
+        {"sku": "LIN-M", "options": {"size": "M"}, "price": "32.00", "stock": 4}])
+
+
+def edit_url(product: Product) -> str:
+    return f"/admin/product/edit/?id={product.id}"
+
+
+def edit_form(client, product: Product) -> dict[str, str]:
+    return read_form(client.get(edit_url(product)).get_data(as_text=True))
+
+
+def variant_prefix(form: dict[str, str], sku: str) -> str:
+    key = next(k for k, v in form.items() if k.startswith("variants-") and k.endswith("-sku")
+               and v == sku)
+    return key.removesuffix("sku")
+
+
+def reload(model, pk):
+    db.session.expire_all()
+    return db.session.get(model, pk)
+
+
+def ledger(variant_id: int) -> list[int]:
+    return list(db.session.execute(select(StockAdjustment.delta).where(
+        StockAdjustment.variant_id == variant_id).order_by(StockAdjustment.id)).scalars())
+
+
+def sell(variant_id: int, quantity: int):
+    owner = CartOwner(token=CartOwner.new_guest_token())
+    carts.add_item(owner, quantity, variant_id=variant_id)
+    return checkout.place_order(owner, CheckoutRequest(email="buyer@example.com",
+                                                       shipping_address=dict(f.ADDRESS)))
+
+
+def test_edit_form_shows_variants_and_images_inline(client, staff, shirt):
+    form = edit_form(client, shirt)
+    assert form["name"] == "Linen Shirt"
+    small = variant_prefix(form, "LIN-S")
+    assert form[small + "options"] == "size=S"
+    assert form[small + "price"] == "30.00"
+    assert form[small + "stock_quantity"] == "10" and form[small + "stock_seen"] == "10"
+    assert any(k.startswith("images-") and k.endswith("-alt") for k in form)
+    assert "password" not in form
+
+
+def test_an_edit_changes_stock_through_the_ledger_and_keeps_the_price(client, staff, shirt):
+    form = edit_form(client, shirt)
+    small, medium = variant_prefix(form, "LIN-S"), variant_prefix(form, "LIN-M")
+    form.update({"name": "Linen Shirt, Washed", small + "price": "24.50",
+                 small + "stock_quantity": "15", medium + "options": "size=M; colour=Sand",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    product = reload(Product, shirt.id)
+    assert product.name == "Linen Shirt, Washed"
+    assert product.price == Decimal("24.50")  # the lowest variant price
+    s = db.session.execute(select(Variant).where(Variant.sku == "LIN-S")).scalar_one()
+    m = db.session.execute(select(Variant).where(Variant.sku == "LIN-M")).scalar_one()
+    assert s.stock_quantity == 15 and ledger(s.id) == [10, 5]
+    assert m.stock_quantity == 4 and ledger(m.id) == [4]
+    assert m.options == {"size": "M", "colour": "Sand"}
+
+
+def test_audit_log_records_an_edit_with_before_and_after(client, staff, shirt):
+    form = edit_form(client, shirt)
+    small = variant_prefix(form, "LIN-S")
+    form.update({"description": "Now in sand.", small + "price": "28.00",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    client.post(edit_url(shirt), data=form, headers={"X-Request-ID": "req-audit-1"})
+    entry = db.session.execute(select(AuditLog).where(AuditLog.model == "Product")).scalar_one()
+    assert (entry.action, entry.record_id, entry.actor_email, entry.request_id) == (
+        "update", str(shirt.id), "staff@example.com", "req-audit-1")
+    assert entry.before["description"] == "Linen Shirt" and entry.after["description"] == "Now in sand."
+    price = {v["sku"]: v["price"] for v in entry.before["variants"]}
+    assert price["LIN-S"] == "30.00"
+    assert {v["sku"]: v["price"] for v in entry.after["variants"]}["LIN-S"] == "28.00"
+    assert "password_hash" not in str(entry.after)
+    listing = client.get("/admin/audit/").get_data(as_text=True)
+    assert "staff@example.com" in listing and "description" in listing
+    detail = client.get(f"/admin/audit/details/?id={entry.id}").get_data(as_text=True)
+    assert "Now in sand." in detail and "Linen Shirt" in detail and "diff-changed" in detail
+    filtered = client.get("/admin/audit/?flt0_request_id_equals=req-audit-1").get_data(
+        as_text=True)
+    assert f"/admin/audit/details/?id={entry.id}" in filtered
+    assert "/admin/audit/details/" not in client.get(
+        "/admin/audit/?flt0_request_id_equals=other").get_data(as_text=True)
+
+
+def test_stock_edit_adds_what_staff_typed_to_sales_made_meanwhile(client, staff, shirt):
+    form = edit_form(client, shirt)  # shows 10 on hand
+    small = variant_prefix(form, "LIN-S")
+    variant_id = int(form[small + "id"])
+    sell(variant_id, 3)  # 7 left while the form is open
+    form.update({small + "stock_quantity": "12",  # staff received 2 units
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert reload(Variant, variant_id).stock_quantity == 9
+    assert ledger(variant_id) == [10, 2]
+
+
+def test_stock_cannot_go_below_zero_and_nothing_is_saved(client, staff, shirt):
+    form = edit_form(client, shirt)
+    medium = variant_prefix(form, "LIN-M")
+    variant_id = int(form[medium + "id"])
+    sell(variant_id, 4)  # sold out while the form shows 4
+    form.update({"name": "Renamed", medium + "stock_quantity": "0",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    assert "LIN-M: stock cannot go below zero" in response.get_data(as_text=True)
+    assert reload(Product, shirt.id).name == "Linen Shirt"
+    assert reload(Variant, variant_id).stock_quantity == 0 and ledger(variant_id) == [4]
+    assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
+
+
+def test_bad_values_are_refused_next_to_the_field(client, staff, shirt):
+    form = edit_form(client, shirt)
+    small = variant_prefix(form, "LIN-S")
+    form.update({"slug": "Not A Slug", small + "price": "-3", small + "options": "size",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    html = client.post(edit_url(shirt), data=form).get_data(as_text=True)
+    assert "Use lower-case letters, digits and single hyphens" in html
+    assert "not negative" in html and "has no" in html
+    assert reload(Product, shirt.id).slug == "linen-shirt"
+
+
+def new_product_data(client, **extra) -> dict:
+    data = {"csrf_token": csrf_token(client, "/admin/product/new/"), "name": "Oak Board",
+            "slug": "oak-board", "description": "A board.", "active": "y",
+            "variants-0-sku": "OAK-1", "variants-0-options": "", "variants-0-price": "45",
+            "variants-0-stock_quantity": "8", "variants-0-stock_seen": "0",
+            "variants-0-low_stock_threshold": "2", "variants-0-position": "0"}
+    data.update(extra)
+    return data
+
+
+def test_create_a_product_with_a_variant_and_an_uploaded_image(client, app, staff):
+    data = new_product_data(client, **{
+        "images-0-upload": (BytesIO(PNG), "board.jpg"), "images-0-alt": "The oak board",
+        "images-0-position": "0"})
+    response = client.post("/admin/product/new/", data=data,
+                           content_type="multipart/form-data")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    product = db.session.execute(select(Product).where(Product.slug == "oak-board")).scalar_one()
+    assert product.price == Decimal("45.00")
+    variant = product.variants[0]
+    assert variant.stock_quantity == 8 and ledger(variant.id) == [8]
+    image = product.images[0]
+    assert re.fullmatch(r"uploads/[0-9a-f]{32}\.png", image.path)  # named by content, not name
+    stored = Path(app.config["UPLOAD_DIR"]) / image.path.removeprefix("uploads/")
+    assert stored.read_bytes() == PNG
+    served = client.get("/media/" + image.path.removeprefix("uploads/"))
+    assert served.status_code == 200 and served.mimetype == "image/png"
+    assert served.data == PNG and served.headers["X-Content-Type-Options"] == "nosniff"
+    entry = db.session.execute(select(AuditLog).where(AuditLog.action == "create")).scalar_one()
+    assert entry.before is None and entry.after["images"][0]["path"] == image.path
+
+
+@pytest.mark.parametrize("content,name,message", [
+    (b"<html><script>alert(1)</script></html>", "photo.png", "That file is not an image"),
+    (b"%PDF-1.7 not an image", "photo.jpg", "That file is not an image"),
+    (b"", "empty.png", "The file is empty"),
+])
+def test_a_non_image_upload_is_refused(client, app, staff, content, name, message):
+    data = new_product_data(client, **{"images-0-upload": (BytesIO(content), name),
+                                       "images-0-alt": "x", "images-0-position": "0"})
+    response = client.post("/admin/product/new/", data=data,
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    assert db.session.execute(select(func.count(Product.id))).scalar_one() == 0
+    assert db.session.execute(select(func.count(ProductImage.id))).scalar_one() == 0
+    upload_dir = Path(app.config["UPLOAD_DIR"])
+    assert not upload_dir.exists() or not any(upload_dir.iterdir())
+
+
+def test_an_oversized_upload_is_refused(client, app, staff, shirt):
+    app.config["MAX_UPLOAD_BYTES"] = 1024
+    form = edit_form(client, shirt)
+    form.update({"csrf_token": csrf_token(client, edit_url(shirt)),
+                 "images-1-upload": (BytesIO(JPEG + bytes(2048)), "big.jpg"),
+                 "images-1-alt": "Big", "images-1-position": "1"})
+    response = client.post(edit_url(shirt), data=form, content_type="multipart/form-data")
+    assert response.status_code == 200
+    assert "The file is too large. The limit is 1 KB." in response.get_data(as_text=True)
+    assert db.session.execute(select(func.count(ProductImage.id))).scalar_one() == 1
+    upload_dir = Path(app.config["UPLOAD_DIR"])
+    assert not upload_dir.exists() or not any(upload_dir.iterdir())
+
+
+def test_replacing_an_uploaded_image_removes_the_old_file(client, app, staff):
+    data = new_product_data(client, **{"images-0-upload": (BytesIO(PNG), "a.png"),
+                                       "images-0-alt": "A", "images-0-position": "0"})
+    client.post("/admin/product/new/", data=data, content_type="multipart/form-data")
+    product = db.session.execute(select(Product)).scalar_one()
+    old = Path(app.config["UPLOAD_DIR"]) / product.images[0].path.removeprefix("uploads/")
+    form = edit_form(client, product)
+    form.update({"csrf_token": csrf_token(client, edit_url(product)),
+                 "images-0-upload": (BytesIO(JPEG), "b.jpg")})
+    assert client.post(edit_url(product), data=form,
+                       content_type="multipart/form-data").status_code == 302
+    image = reload(Product, product.id).images[0]
+    assert image.path.endswith(".jpg") and not old.exists()
+
+
+def test_categories_form_a_tree_without_cycles(client, staff):
+    home = f.category("Home", slug="home")
+    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
+    html = client.get("/admin/category/").get_data(as_text=True)
+    tree = html[html.index('class="tree"'):]
+    assert tree.index(">Home<") < tree.index(">Kitchen<")
+    url = f"/admin/category/edit/?id={home.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"parent": str(kitchen.id), "csrf_token": csrf_token(client, url)})
+    html = client.post(url, data=form).get_data(as_text=True)
+    assert "cannot be inside itself" in html
+    assert reload(Category, home.id).parent_id is None
+    token = csrf_token(client, "/admin/category/")
+    client.post("/admin/category/delete/", data={"csrf_token": token, "id": home.id})
+    assert reload(Category, home.id) is not None
+    assert "has 1 subcategories and 0 products" in client.get("/admin/category/").get_data(
+        as_text=True)
+
+
+def test_low_stock_lists_variants_at_or_below_their_threshold(client, staff, shirt):
+    html = client.get("/admin/low-stock/").get_data(as_text=True)
+    assert "LIN-M" in html and "LIN-S" not in html  # 4 <= 5; 10 > 5
+
+
+def test_deleting_a_product_is_audited(client, staff, shirt):
+    product_id = shirt.id
+    token = csrf_token(client, "/admin/product/")
+    response = client.post("/admin/product/delete/", data={"csrf_token": token,
+                                                            "id": product_id})
+    assert response.status_code == 302
+    assert reload(Product, product_id) is None
+    entry = db.session.execute(select(AuditLog).where(AuditLog.action == "delete")).scalar_one()
+    assert entry.before["slug"] == "linen-shirt" and entry.after is None
