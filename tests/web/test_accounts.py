@@ -1,0 +1,435 @@
+"""Accounts through the test client: register, log in and out, remember me, password reset by
+email, profile and email change, password change, saved addresses, order history."""
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import time
+from pathlib import Path
+
+import pytest
+from itsdangerous.timed import TimestampSigner
+
+from shop.extensions import db
+from shop.models import Address, User
+from shop.services import accounts, addresses
+from shop.services import cart as carts
+from shop.services.cart import CartOwner
+from tests import factories as f
+from tests.conftest import csrf_token
+from tests.services.test_reviews import buy
+
+HX = {"HX-Request": "true"}
+NEW_PASSWORD = "new-Password-2024"
+
+
+def post(client, path, data, page=None, **kwargs):
+    """A form post with the CSRF token read from `page` (default: the same path)."""
+    return client.post(path, data={"csrf_token": csrf_token(client, page or path), **data},
+                       **kwargs)
+
+
+def user_named(email_address: str) -> User | None:
+    db.session.expire_all()
+    return accounts.find_by_email(email_address)
+
+
+def mails(outbox: Path) -> list[email.message.EmailMessage]:
+    if not outbox.exists():
+        return []
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted(outbox.glob("*.eml"))]
+
+
+def text_of(message: email.message.EmailMessage) -> str:
+    return next(part.get_content() for part in message.walk()
+                if part.get_content_type() == "text/plain")
+
+
+def reset_link(outbox: Path) -> str:
+    (message,) = mails(outbox)
+    match = re.search(r"http://shop\.test(/account/password/reset/\S+)", text_of(message))
+    assert match, text_of(message)
+    return match.group(1)
+
+
+# --- register ---
+
+def test_register_normalises_the_email_and_logs_in(client):
+    response = post(client, "/account/register", {
+        "name": "Ada Lovelace", "email": "  Ada@Example.COM ", "password": "analytical-42",
+        "password_confirm": "analytical-42", "role": "admin"})
+    assert response.status_code == 303 and response.headers["Location"] == "/account"
+    user = user_named("ada@example.com")
+    assert user is not None and user.email == "ada@example.com"
+    assert user.role == "customer"  # a form field cannot make anyone staff
+    assert user.password_hash.startswith("scrypt:")
+    assert "ada@example.com" in client.get("/account").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("password,message", [
+    ("short1", "Use at least 10 characters."),
+    ("password123", "too easy to guess"),
+    ("onlyletterslong", "Mix letters with numbers or symbols."),
+    ("1234567890123", "Mix letters with numbers or symbols."),
+    ("grace-hopper-1", "Do not use your email address"),
+])
+def test_register_explains_weak_passwords(client, password, message):
+    response = post(client, "/account/register", {
+        "email": "grace-hopper@example.com", "password": password, "password_confirm": password})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and message in html
+    assert 'value="grace-hopper@example.com"' in html  # what the user typed is kept
+    assert user_named("grace-hopper@example.com") is None
+
+
+def test_register_refuses_mismatch_bad_email_and_duplicates(client):
+    f.user("taken@example.com")
+    response = post(client, "/account/register", {
+        "email": "new@example.com", "password": "analytical-42", "password_confirm": "other-42x"})
+    assert response.status_code == 422
+    assert "The two passwords do not match." in response.get_data(as_text=True)
+    response = post(client, "/account/register", {
+        "email": "not-an-email", "password": "analytical-42", "password_confirm": "analytical-42"})
+    assert "Enter a valid email address." in response.get_data(as_text=True)
+    response = post(client, "/account/register", {
+        "email": "TAKEN@example.com", "password": "analytical-42",
+        "password_confirm": "analytical-42"})
+    assert response.status_code == 422
+    assert "already exists" in response.get_data(as_text=True)
+    assert db.session.query(User).count() == 1
+
+
+# --- log in, remember me, log out ---
+
+def test_login_failure_is_vague_and_success_follows_next(client, auth):
+    f.user("customer@example.com")
+    response = auth.login(password="wrong-password-1")
+    assert response.status_code == 401
+    assert "Wrong email or password." in response.get_data(as_text=True)
+    response = auth.login(email="nobody@example.com")
+    assert response.status_code == 401
+    assert "Wrong email or password." in response.get_data(as_text=True)
+    response = post(client, "/account/login?next=/cart", {
+        "email": "Customer@Example.com", "password": f.PASSWORD, "next": "/cart"})
+    assert response.status_code == 303 and response.headers["Location"] == "/cart"
+
+
+def test_inactive_account_cannot_log_in(client, auth):
+    user = f.user("customer@example.com")
+    user.active = False
+    db.session.commit()
+    assert auth.login().status_code == 401
+
+
+def cookie(response, name: str) -> str | None:
+    return next((c for c in response.headers.getlist("Set-Cookie") if c.startswith(name + "=")),
+                None)
+
+
+def test_remember_me_sets_a_lasting_httponly_cookie(client):
+    f.user("customer@example.com")
+    response = post(client, "/account/login", {"email": "customer@example.com",
+                                               "password": f.PASSWORD, "remember": "yes"})
+    remember = cookie(response, "remember_token")
+    assert remember and "HttpOnly" in remember and "SameSite=Lax" in remember
+    assert "Expires=" in remember
+    # The session cookie can go (browser closed): the remember-me cookie logs the user back in.
+    client.delete_cookie("session", domain="shop.test")
+    assert client.get("/account").status_code == 200
+
+
+def test_without_remember_me_no_lasting_cookie(client, auth):
+    f.user("customer@example.com")
+    response = auth.login()
+    assert cookie(response, "remember_token") is None
+    client.delete_cookie("session", domain="shop.test")
+    assert client.get("/account").status_code == 302
+
+
+def test_logout_is_post_only_and_forgets_remember_me(client):
+    f.user("customer@example.com")
+    post(client, "/account/login", {"email": "customer@example.com", "password": f.PASSWORD,
+                                    "remember": "yes"})
+    assert client.get("/account/logout").status_code == 405
+    assert client.get("/account").status_code == 200
+    response = post(client, "/account/logout", {}, page="/")
+    assert response.status_code == 303
+    assert client.get("/account").status_code == 302
+    assert client.get_cookie("remember_token", domain="shop.test") is None
+
+
+def test_guest_cart_merges_on_login(client, auth):
+    user = f.user("customer@example.com")
+    mug = f.variant_of(f.product("Mug", slug="mug"))
+    post(client, "/cart/add", {"variant_id": mug.id, "quantity": "2"}, page="/products")
+    auth.login()
+    db.session.expire_all()
+    assert carts.item_count(CartOwner(user_id=user.id)) == 2
+    assert "(2)" in client.get("/cart").get_data(as_text=True)
+
+
+def test_account_pages_need_login(client):
+    for path in ("/account", "/account/profile", "/account/password", "/account/orders",
+                 "/account/addresses/new"):
+        response = client.get(path)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/account/login?next=")
+
+
+# --- password reset ---
+
+def test_reset_answers_the_same_for_unknown_emails(client, outbox):
+    f.user("customer@example.com")
+    known = post(client, "/account/password/forgot", {"email": "customer@example.com"})
+    known_page = client.get(known.headers["Location"]).get_data(as_text=True)
+    unknown = post(client, "/account/password/forgot", {"email": "nobody@example.com"})
+    unknown_page = client.get(unknown.headers["Location"]).get_data(as_text=True)
+    assert known.status_code == unknown.status_code == 303
+    assert known.headers["Location"] == unknown.headers["Location"]
+    assert "If an account uses customer@example.com, we have emailed it a link" in known_page
+    assert "If an account uses nobody@example.com, we have emailed it a link" in unknown_page
+    sent = mails(outbox)
+    assert [m["To"] for m in sent] == ["customer@example.com"]
+
+
+def test_reset_needs_a_valid_email(client, outbox):
+    response = post(client, "/account/password/forgot", {"email": "nonsense"})
+    assert response.status_code == 422
+    assert "Enter a valid email address." in response.get_data(as_text=True)
+    assert mails(outbox) == []
+
+
+def test_reset_link_works_once(client, auth, outbox):
+    f.user("customer@example.com", name="Ada")
+    post(client, "/account/password/forgot", {"email": "Customer@example.com"})
+    link = reset_link(outbox)
+    (message,) = mails(outbox)
+    assert "Reset your" in message["Subject"]
+    html_part = next(p.get_content() for p in message.walk() if p.get_content_type() == "text/html")
+    assert "http://shop.test" + link in html_part
+
+    page = client.get(link)
+    assert page.status_code == 200 and "Choose a new password" in page.get_data(as_text=True)
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    weak = post(client, link, {"password": "short", "password_confirm": "short"})
+    assert weak.status_code == 422 and "Use at least 10 characters." in weak.get_data(as_text=True)
+    done = post(client, link, {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
+    assert done.status_code == 303 and done.headers["Location"] == "/account/login"
+
+    assert auth.login(password=f.PASSWORD).status_code == 401
+    assert auth.login(password=NEW_PASSWORD).status_code == 303
+    auth.logout()
+
+    again = client.get(link)
+    assert again.status_code == 400
+    assert "already used" in again.get_data(as_text=True)
+    token = csrf_token(client, "/account/login")
+    reuse = client.post(link, data={"csrf_token": token, "password": "another-Pass-99",
+                                    "password_confirm": "another-Pass-99"})
+    assert reuse.status_code == 400
+    assert auth.login(password="another-Pass-99").status_code == 401
+
+
+def test_reset_link_expires(client, auth, outbox, monkeypatch):
+    f.user("customer@example.com")
+    hours = client.application.config["PASSWORD_RESET_HOURS"]
+    real = TimestampSigner.get_timestamp
+    # The link is made (hours + 1) hours ago.
+    monkeypatch.setattr(TimestampSigner, "get_timestamp",
+                        lambda self: int(time.time()) - (hours + 1) * 3600)
+    post(client, "/account/password/forgot", {"email": "customer@example.com"})
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", real)
+    link = reset_link(outbox)
+    page = client.get(link)
+    assert page.status_code == 400 and "expired" in page.get_data(as_text=True)
+    response = post(client, link, {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+                    page="/account/login")
+    assert response.status_code == 400
+    assert auth.login(password=NEW_PASSWORD).status_code == 401
+    assert auth.login().status_code == 303
+
+
+def test_a_tampered_reset_link_is_refused(client):
+    response = client.get("/account/password/reset/not-a-real-token")
+    assert response.status_code == 400 and "not valid" in response.get_data(as_text=True)
+
+
+# --- profile, email and password ---
+
+@pytest.fixture
+def customer(client, auth):
+    user = f.user("customer@example.com", name="Ada Lovelace")
+    auth.login()
+    return user
+
+
+def test_profile_name_change_needs_no_password(client, customer):
+    response = post(client, "/account/profile", {"name": "Ada King", "email": customer.email})
+    assert response.status_code == 303
+    assert user_named("customer@example.com").name == "Ada King"
+
+
+def test_email_change_needs_the_current_password(client, auth, customer):
+    f.user("other@example.com")
+    response = post(client, "/account/profile", {"name": "Ada", "email": "ada@new.example",
+                                                 "current_password": "wrong-password-1"})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Enter your current password to change your email." in html
+    assert 'value="ada@new.example"' in html
+    assert user_named("customer@example.com") is not None
+
+    response = post(client, "/account/profile", {"name": "Ada", "email": "OTHER@example.com",
+                                                 "current_password": f.PASSWORD})
+    assert response.status_code == 422
+    assert "Another account uses that email." in response.get_data(as_text=True)
+
+    response = post(client, "/account/profile", {"name": "Ada", "email": "Ada@New.example",
+                                                 "current_password": f.PASSWORD})
+    assert response.status_code == 303
+    assert user_named("ada@new.example").id == customer.id
+    auth.logout()
+    assert auth.login(email="ada@new.example").status_code == 303
+
+
+def test_change_password(client, auth, customer):
+    response = post(client, "/account/password", {
+        "current_password": "wrong-password-1", "password": NEW_PASSWORD,
+        "password_confirm": NEW_PASSWORD})
+    assert response.status_code == 422
+    assert "Your current password is not right." in response.get_data(as_text=True)
+    response = post(client, "/account/password", {
+        "current_password": f.PASSWORD, "password": NEW_PASSWORD, "password_confirm": "nope"})
+    assert response.status_code == 422
+    assert "The two passwords do not match." in response.get_data(as_text=True)
+    response = post(client, "/account/password", {
+        "current_password": f.PASSWORD, "password": "weak", "password_confirm": "weak"})
+    assert "Use at least 10 characters." in response.get_data(as_text=True)
+
+    response = post(client, "/account/password", {
+        "current_password": f.PASSWORD, "password": NEW_PASSWORD,
+        "password_confirm": NEW_PASSWORD})
+    assert response.status_code == 303
+    assert client.get("/account").status_code == 200  # this session stays
+    auth.logout()
+    assert auth.login().status_code == 401
+    assert auth.login(password=NEW_PASSWORD).status_code == 303
+
+
+def test_a_password_change_ends_the_other_sessions(app, client, customer):
+    laptop = app.test_client()
+    phone = app.test_client()
+    for other in (laptop, phone):
+        post(other, "/account/login", {"email": "customer@example.com", "password": f.PASSWORD,
+                                       "remember": "yes" if other is phone else ""})
+        assert other.get("/account").status_code == 200
+    post(client, "/account/password", {"current_password": f.PASSWORD,
+                                       "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
+    assert client.get("/account").status_code == 200
+    assert laptop.get("/account").status_code == 302
+    # The phone's remember-me cookie is worth nothing either, even without its session.
+    phone.delete_cookie("session", domain="shop.test")
+    assert phone.get("/account").status_code == 302
+    assert phone.get("/account").status_code == 302
+
+
+def test_a_password_reset_ends_existing_sessions(app, client, customer, outbox):
+    other = app.test_client()
+    post(other, "/account/password/forgot", {"email": "customer@example.com"})
+    link = reset_link(outbox)
+    post(other, link, {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
+    assert client.get("/account").status_code == 302
+
+
+# --- addresses ---
+
+ADDRESS = dict(f.ADDRESS)
+
+
+def saved(user_id: int) -> list[Address]:
+    db.session.expire_all()
+    return addresses.for_user(user_id)
+
+
+def test_add_edit_default_and_delete_addresses(client, customer):
+    response = post(client, "/account/addresses/new", ADDRESS)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/account#addresses"
+    (first,) = saved(customer.id)
+    assert first.is_default and first.city == "London"
+
+    post(client, "/account/addresses/new", ADDRESS | {"name": "Charles Babbage",
+                                                     "line1": "1 Difference Rd",
+                                                     "country": "us", "is_default": "yes"},
+         page="/account/addresses/new")
+    listed = saved(customer.id)
+    assert [a.name for a in listed] == ["Charles Babbage", "Ada Lovelace"]
+    second = listed[0]
+    assert second.country == "US" and second.is_default
+
+    edit = f"/account/addresses/{first.id}/edit"
+    assert "12 Analytical St" in client.get(edit).get_data(as_text=True)
+    post(client, edit, ADDRESS | {"city": "Cambridge"})
+    assert next(a for a in saved(customer.id) if a.id == first.id).city == "Cambridge"
+
+    post(client, f"/account/addresses/{first.id}/default", {}, page="/account")
+    assert [a.id for a in saved(customer.id) if a.is_default] == [first.id]
+
+    post(client, f"/account/addresses/{first.id}/delete", {}, page="/account")
+    assert [(a.id, a.is_default) for a in saved(customer.id)] == [(second.id, True)]
+    html = client.get("/account").get_data(as_text=True)
+    assert "Address deleted." in html and "1 Difference Rd" in html
+
+
+def test_bad_address_keeps_input_and_changes_nothing(client, customer):
+    response = post(client, "/account/addresses/new", ADDRESS | {"city": "", "country": "XX"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Enter the city." in html and "Choose a country" in html
+    assert 'value="12 Analytical St"' in html
+    assert saved(customer.id) == []
+
+
+def test_address_actions_with_htmx_answer_the_list(client, customer):
+    one = addresses.save(customer.id, ADDRESS)
+    two = addresses.save(customer.id, ADDRESS | {"line1": "2 Engine Lane"})
+    token = csrf_token(client, "/account")
+    response = client.post(f"/account/addresses/{two.id}/default", data={"csrf_token": token},
+                           headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert html.lstrip().startswith('<section id="addresses"')
+    assert "Default address changed." in html and 'id="live"' in html
+    response = client.post(f"/account/addresses/{one.id}/delete", data={"csrf_token": token},
+                           headers=HX)
+    html = response.get_data(as_text=True)
+    assert "12 Analytical St" not in html and "2 Engine Lane" in html
+    assert "Vary" in response.headers and "HX-Request" in response.headers["Vary"]
+
+
+# --- order history ---
+
+def test_order_history_links_to_each_order(client, customer):
+    mug = f.product("Stoneware Mug", slug="stoneware-mug")
+    orders = [buy(customer, mug, status=s) for s in ("paid", "pending", "shipped")]
+    html = client.get("/account").get_data(as_text=True)
+    for order in orders:
+        assert f'href="/orders/{order.number}"' in html
+    assert "Awaiting payment" in html and "Shipped" in html
+    history = client.get("/account/orders").get_data(as_text=True)
+    assert "3 orders" in history and all(o.number in history for o in orders)
+    detail = client.get(f"/orders/{orders[0].number}")
+    assert detail.status_code == 200 and orders[0].number in detail.get_data(as_text=True)
+    assert client.get("/account/orders?page=9").status_code == 404
+
+
+def test_order_history_pages(client, customer):
+    mug = f.product("Stoneware Mug", slug="stoneware-mug", stock=100)
+    for _ in range(21):
+        buy(customer, mug, status="pending")
+    first = client.get("/account/orders").get_data(as_text=True)
+    assert "Page 1 of 2" in first and first.count('href="/orders/SO-') == 20
+    second = client.get("/account/orders?page=2").get_data(as_text=True)
+    assert second.count('href="/orders/SO-') == 1

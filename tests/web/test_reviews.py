@@ -1,0 +1,163 @@
+"""Reviews on the product page: who may write one, what everyone else is told, submission with
+and without htmx, approval, the average and count on pages and cards."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import Review
+from shop.services import reviews
+from tests import factories as f
+from tests.conftest import csrf_token
+from tests.services.test_reviews import buy
+
+HX = {"HX-Request": "true"}
+PAGE = "/p/stoneware-mug"
+
+
+@pytest.fixture
+def mug(app):
+    return f.product("Stoneware Mug", price="12.50", stock=50, slug="stoneware-mug")
+
+
+@pytest.fixture
+def buyer(client, auth, mug):
+    user = f.user("customer@example.com", name="Ada Lovelace")
+    buy(user, mug)
+    auth.login()
+    return user
+
+
+def submit(client, data, headers=None):
+    token = csrf_token(client, PAGE)
+    return client.post(f"{PAGE}/reviews", data={"csrf_token": token, **data},
+                       headers=headers or {})
+
+
+def review_count() -> int:
+    db.session.rollback()
+    return db.session.execute(select(func.count(Review.id))).scalar_one()
+
+
+def test_a_guest_is_asked_to_log_in(client, mug):
+    html = client.get(PAGE).get_data(as_text=True)
+    assert 'id="reviews"' in html and "No reviews yet." in html
+    assert "Log in to review this product." in html
+    assert "/account/login?next=/p/stoneware-mug/reviews/new" in html
+    assert 'name="rating"' not in html
+    response = submit(client, {"rating": "5", "title": "Sneaky"})
+    assert response.status_code == 303 and "/account/login" in response.headers["Location"]
+    assert review_count() == 0
+
+
+def test_a_customer_who_did_not_buy_is_told_why(client, auth, mug):
+    f.user("customer@example.com")
+    buy(f.user("someone-else@example.com"), mug)
+    auth.login()
+    html = client.get(PAGE).get_data(as_text=True)
+    assert "Only customers who bought this product can review it." in html
+    assert 'name="rating"' not in html
+    response = submit(client, {"rating": "5", "title": "Never bought it"})
+    assert response.status_code == 303
+    assert "Only customers who bought" in client.get(PAGE).get_data(as_text=True)
+    assert review_count() == 0
+
+
+def test_an_unpaid_order_is_not_a_purchase(client, auth, mug):
+    user = f.user("customer@example.com")
+    buy(user, mug, status="pending")
+    auth.login()
+    assert "Only customers who bought" in client.get(PAGE).get_data(as_text=True)
+
+
+def test_a_buyer_reviews_once_and_it_shows_after_approval(client, buyer, mug):
+    html = client.get(PAGE).get_data(as_text=True)
+    assert 'name="rating"' in html and "Submit review" in html
+    response = submit(client, {"rating": "4", "title": "Keeps coffee hot",
+                               "body": "Heavy and solid.\n\nWorth it."})
+    assert response.status_code == 303 and response.headers["Location"] == PAGE + "#reviews"
+    html = client.get(PAGE).get_data(as_text=True)
+    assert "waiting for approval" in html
+    assert "Keeps coffee hot" not in html  # not shown before approval
+    assert 'name="rating"' not in html
+
+    again = submit(client, {"rating": "1", "title": "Second thoughts"})
+    assert again.status_code == 303
+    assert review_count() == 1
+
+    (review,) = db.session.execute(select(Review)).scalars()
+    reviews.approve(review.id)
+    html = client.get(PAGE).get_data(as_text=True)
+    assert "Keeps coffee hot" in html and "<p>Worth it.</p>" in html
+    assert "Ada L., verified buyer" in html
+    assert "4.0 out of 5, from 1 review" in html
+    assert "You have already reviewed this product." in html
+    card = client.get("/products").get_data(as_text=True)
+    assert "(1)" in card and "4.0" in card
+
+
+def test_an_unapproved_review_is_not_shown_to_anyone(app, client, buyer, mug):
+    submit(client, {"rating": "2", "title": "Chipped on arrival"})
+    assert "Chipped on arrival" not in client.get(PAGE).get_data(as_text=True)
+    assert "Chipped on arrival" not in app.test_client().get(PAGE).get_data(as_text=True)
+    assert "Chipped on arrival" not in client.get(f"{PAGE}/reviews").get_data(as_text=True)
+    (review,) = db.session.execute(select(Review)).scalars()
+    reviews.reject(review.id)
+    assert "Chipped on arrival" not in client.get(f"{PAGE}/reviews").get_data(as_text=True)
+
+
+def test_bad_review_keeps_input_without_javascript(client, buyer):
+    response = submit(client, {"title": "No stars given", "body": "Hmm"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Choose a rating from 1 to 5 stars." in html and 'value="No stars given"' in html
+    assert review_count() == 0
+
+
+def test_htmx_submission_answers_the_form_slot(client, buyer):
+    response = submit(client, {"rating": "9", "title": ""}, headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert html.lstrip().startswith('<div id="review-form"')
+    assert "Choose a rating" in html and "Give your review a title." in html
+    assert 'id="live"' in html
+
+    response = submit(client, {"rating": "5", "title": "Lovely"}, headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert "waiting for approval" in html and 'name="rating"' not in html
+    assert review_count() == 1
+
+
+def test_review_text_is_escaped(client, buyer):
+    submit(client, {"rating": "5", "title": "<script>alert(1)</script>",
+                    "body": "<img src=x onerror=alert(2)>"})
+    (review,) = db.session.execute(select(Review)).scalars()
+    reviews.approve(review.id)
+    html = client.get(PAGE).get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_account_page_offers_purchases_to_review(client, buyer, mug):
+    html = client.get("/account").get_data(as_text=True)
+    assert "Review your purchases" in html and "/p/stoneware-mug/reviews/new" in html
+    page = client.get("/p/stoneware-mug/reviews/new")
+    assert page.status_code == 200 and 'name="rating"' in page.get_data(as_text=True)
+    submit(client, {"rating": "5", "title": "Great"})
+    assert "Review your purchases" not in client.get("/account").get_data(as_text=True)
+
+
+def test_all_reviews_page(client, mug):
+    for n in range(12):
+        user = f.user()
+        buy(user, mug)
+        reviews.approve(reviews.submit(user.id, mug.id, 5, f"Review number {n}", "").id)
+    html = client.get(PAGE).get_data(as_text=True)
+    assert html.count('class="review"') == 10
+    assert "/p/stoneware-mug/reviews?page=2" in html
+    second = client.get("/p/stoneware-mug/reviews?page=2").get_data(as_text=True)
+    assert second.count('class="review"') == 2 and "Page 2 of 2" in second
+    assert client.get("/p/stoneware-mug/reviews?page=5").status_code == 404
+    assert client.get("/p/no-such-product/reviews").status_code == 404

@@ -1,0 +1,468 @@
+"""Security through real entry points: CSRF, rate limits (in process, and across two gunicorn
+workers sharing Redis), object-level access, escaping, safe redirects, session fixation,
+security headers and cookie flags."""
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import limits.storage.memory
+import pytest
+
+from shop import create_app
+from shop.extensions import db
+from shop.models import Address, User
+from shop.services import addresses
+from tests import factories as f
+from tests.conftest import CSRF, csrf_token
+from tests.services.test_reviews import buy
+
+ROOT = Path(__file__).resolve().parents[2]
+HX = {"HX-Request": "true"}
+REDIS_URL = os.environ.get("SHOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def login(client, email="customer@example.com", password=f.PASSWORD, **extra):
+    token = csrf_token(client)
+    return client.post("/account/login", data={"email": email, "password": password,
+                                                "csrf_token": token, **extra})
+
+
+# --- CSRF ---
+
+def test_a_form_without_csrf_token_is_refused_and_changes_nothing(client):
+    response = client.post("/account/register", data={
+        "email": "new@example.com", "password": "analytical-42",
+        "password_confirm": "analytical-42"})
+    assert response.status_code == 400
+    assert "Your form expired" in response.get_data(as_text=True)
+    assert db.session.query(User).count() == 0
+    forged = client.post("/account/register", data={
+        "email": "new@example.com", "password": "analytical-42",
+        "password_confirm": "analytical-42", "csrf_token": "forged"})
+    assert forged.status_code == 400
+    assert db.session.query(User).count() == 0
+
+
+def test_account_actions_need_the_token_too(app, client, auth):
+    user = f.user("customer@example.com")
+    address = addresses.save(user.id, f.ADDRESS)
+    auth.login()
+    for path in (f"/account/addresses/{address.id}/delete", "/account/addresses/new",
+                 "/account/logout"):
+        assert client.post(path, data=dict(f.ADDRESS)).status_code == 400
+    response = client.post("/account/password", data={
+        "current_password": f.PASSWORD, "password": "new-Password-1",
+        "password_confirm": "new-Password-1"})
+    assert response.status_code == 400
+    db.session.expire_all()
+    assert [a.id for a in addresses.for_user(user.id)] == [address.id]
+    assert client.get("/account").status_code == 200  # still logged in: logout was refused
+    assert login(app.test_client()).status_code == 303  # the password did not change
+
+
+def test_htmx_requests_carry_the_token_in_a_header(client, auth):
+    user = f.user("customer@example.com")
+    address = addresses.save(user.id, f.ADDRESS)
+    auth.login()
+    address_id = address.id
+    path = f"/account/addresses/{address_id}/delete"
+    assert client.post(path, headers=HX).status_code == 400
+    assert db.session.get(Address, address_id) is not None
+    page = client.get("/account").get_data(as_text=True)
+    token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+    response = client.post(path, headers=HX | {"X-CSRFToken": token})
+    assert response.status_code == 200
+    db.session.expunge_all()
+    assert db.session.get(Address, address_id) is None
+
+
+# --- rate limits ---
+
+class Clock:
+    """Stands in for the `time` module of the limiter's memory storage: time can move."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(limits.storage.memory, "time", fake)
+    return fake
+
+
+@pytest.fixture
+def limited(make_app):
+    """The shop with rate limits on (the production defaults unless overridden)."""
+
+    def build(**overrides):
+        app = make_app(RATELIMIT_ENABLED=True, **overrides)
+        with app.app_context():
+            f.user("customer@example.com")
+            f.user("other@example.com")
+        return app
+
+    return build
+
+
+def test_twenty_wrong_passwords_meet_429_and_the_account_survives(limited, clock):
+    app = limited()
+    assert app.config["RATELIMIT_LOGIN"] == "10 per minute"
+    client = app.test_client()
+    answers = [login(client, password=f"wrong-guess-{n}") for n in range(20)]
+    assert [r.status_code for r in answers] == [401] * 10 + [429] * 10
+    blocked = answers[-1]
+    assert "Too many failed log-in attempts" in blocked.get_data(as_text=True)
+    assert int(blocked.headers["Retry-After"]) > 0
+    assert "<html" in blocked.get_data(as_text=True)  # a real page, not a bare error
+    # While blocked, even the right password waits: guessing cannot go on.
+    assert login(client).status_code == 429
+    clock.advance(61)
+    response = login(client)
+    assert response.status_code == 303
+    assert client.get("/account").status_code == 200
+
+
+def test_the_limit_counts_per_account_and_per_address(limited, clock):
+    app = limited()
+    attacker = app.test_client()
+    for n in range(10):
+        assert login(attacker, password=f"wrong-guess-{n}").status_code == 401
+    # Another address: the attacked account is locked for a minute, another one is not.
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.9.8.7"
+    assert login(elsewhere).status_code == 429
+    assert login(elsewhere, email="other@example.com").status_code == 303
+    # The attacker's address is blocked for every account.
+    assert login(attacker, email="other@example.com", password="wrong-guess").status_code == 429
+
+
+def test_successful_logins_do_not_count(limited, clock):
+    app = limited(RATELIMIT_LOGIN="3 per minute")
+    for _ in range(6):
+        assert login(app.test_client()).status_code == 303
+
+
+def test_registration_is_rate_limited(limited, clock):
+    app = limited(RATELIMIT_REGISTER="3 per hour")
+    client = app.test_client()
+    statuses = []
+    for n in range(4):
+        token = csrf_token(client, "/account/register")
+        statuses.append(client.post("/account/register", data={
+            "email": f"new{n}@example.com", "password": "x", "password_confirm": "y",
+            "csrf_token": token}))
+    assert [r.status_code for r in statuses] == [422, 422, 422, 429]
+    assert "Too many new accounts" in statuses[-1].get_data(as_text=True)
+
+
+def test_password_reset_is_rate_limited_per_client_and_per_email(limited, clock, tmp_path):
+    app = limited(RATELIMIT_PASSWORD_RESET="3 per hour")
+    client = app.test_client()
+
+    def ask(c, address):
+        token = csrf_token(c, "/account/password/forgot")
+        return c.post("/account/password/forgot", data={"email": address, "csrf_token": token})
+
+    answers = [ask(client, f"person{n}@example.com").status_code for n in range(4)]
+    assert answers == [303, 303, 303, 429]
+    assert "Too many password reset requests" in ask(client, "x@example.com").get_data(
+        as_text=True)
+    # Mail-bombing one address from many clients meets the per-email limit.
+    statuses = []
+    for n in range(4):
+        c = app.test_client()
+        c.environ_base["REMOTE_ADDR"] = f"10.0.0.{n + 1}"
+        statuses.append(ask(c, "customer@example.com").status_code)
+    assert statuses == [303, 303, 303, 429]
+    outbox = Path(app.config["OUTBOX_DIR"])
+    assert len(list(outbox.glob("*.eml"))) == 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _redis_or_skip():
+    import redis
+
+    conn = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); the cross-worker rate "
+                    f"limit test needs a real Redis")
+    return conn
+
+
+class Browser:
+    """A cookie-keeping HTTP client (each request on a new connection, so the kernel hands
+    them to either gunicorn worker)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def request(self, path: str, data: dict | None = None,
+                headers: dict | None = None) -> tuple[int, str]:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        req = urllib.request.Request(self.base + path, data=body, headers=headers or {})
+        try:
+            with self.opener.open(req, timeout=20) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+def test_login_limit_holds_across_two_gunicorn_workers_with_redis(tmp_path):
+    conn = _redis_or_skip()
+    prefix = f"shop-test-rl-{uuid.uuid4().hex}"
+    limit = 5
+    db_file = tmp_path / "shop.db"
+    access_log = tmp_path / "access.log"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SHOP_", "GUNICORN_", "TEST_DATABASE", "WEB_CONCURRENCY"))}
+    env.update({"SHOP_ENV": "development", "DATABASE_URL": f"sqlite:///{db_file}",
+                "REDIS_URL": REDIS_URL, "SECRET_KEY": uuid.uuid4().hex,
+                "SHOP_RATELIMIT_LOGIN": f"{limit} per hour",
+                "SHOP_OUTBOX_DIR": str(tmp_path / "outbox"),
+                "SHOP_JOBS_QUEUE": prefix})
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
+                   env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run([str(bin_dir / "flask"), "--app", "wsgi", "create-admin",
+                    "staff@example.com", "--password", f.PASSWORD, "--role", "staff"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    port = _free_port()
+    app_spec = f"shop:create_app({{'RATELIMIT_KEY_PREFIX': '{prefix}'}})"
+    server = subprocess.Popen(
+        [str(bin_dir / "gunicorn"), "-w", "2", "--bind", f"127.0.0.1:{port}",
+         "--access-logfile", str(access_log),
+         "--access-logformat", "%(p)s %(s)s %({x-request-id}i)s", app_spec],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if Browser(base).request("/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("gunicorn did not start: "
+                                     + server.stderr.read().decode(errors="replace")[-2000:])
+            time.sleep(0.2)
+
+        browser = Browser(base)
+        page = browser.request("/account/login")[1]
+        token = CSRF.search(page).group(1)
+        answers: dict[str, int] = {}
+
+        def attempt(password: str) -> int:
+            request_id = uuid.uuid4().hex
+            status, _ = browser.request(
+                "/account/login", {"email": "staff@example.com", "password": password,
+                                   "csrf_token": token}, headers={"X-Request-ID": request_id})
+            answers[request_id] = status
+            return status
+
+        first = [attempt(f"wrong-guess-{n}") for n in range(limit)]
+        assert first == [401] * limit
+        # Keep knocking until both workers have answered 429 (each on a new connection).
+        for n in range(200):
+            assert attempt(f"wrong-again-{n}") == 429
+            if n >= 10 and len(_pids(access_log, answers, 429)) >= 2:
+                break
+        assert attempt(f.PASSWORD) == 429  # blocked for everyone while the window lasts
+        failed_pids = _pids(access_log, answers, 401)
+        blocked_pids = _pids(access_log, answers, 429)
+        assert len(blocked_pids) == 2, "only one worker answered; cannot show the sharing"
+        # Each worker saw fewer than `limit` failures itself, or none, yet refuses: the count
+        # lives in Redis, not in the worker.
+        assert sum(failed_pids.values()) == limit
+        assert any(failed_pids.get(pid, 0) < limit for pid in blocked_pids)
+        assert list(conn.scan_iter(match=f"*{prefix}*"))  # the counters are in Redis
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        for key in conn.scan_iter(match=f"*{prefix}*"):
+            conn.delete(key)
+
+
+def _pids(access_log: Path, answers: dict[str, int], status: int) -> dict[str, int]:
+    """Which worker pid answered how many of our requests with `status` (from the access log)."""
+    counts: dict[str, int] = {}
+    if not access_log.exists():
+        return counts
+    for line in access_log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and answers.get(parts[2]) == status and parts[1] == str(status):
+            counts[parts[0]] = counts.get(parts[0], 0) + 1
+    return counts
+
+
+# --- object-level access ---
+
+def test_a_customer_gets_404_for_another_customers_order_and_address(app, client, auth):
+    mug = f.product("Mug", slug="mug")
+    alice = f.user("customer@example.com")
+    bob = f.user("bob@example.com")
+    bobs_order = buy(bob, mug)
+    bobs_address = addresses.save(bob.id, f.ADDRESS)
+    auth.login()
+    assert client.get(f"/orders/{bobs_order.number}").status_code == 404
+    assert client.get("/orders/SO-NOSUCH1").status_code == 404
+    token = csrf_token(client, "/account")
+    base = f"/account/addresses/{bobs_address.id}"
+    assert client.get(f"{base}/edit").status_code == 404
+    for action in ("edit", "delete", "default"):
+        response = client.post(f"{base}/{action}",
+                               data={"csrf_token": token, **f.ADDRESS, "city": "Hacked"})
+        assert response.status_code == 404, action
+    db.session.expire_all()
+    kept = db.session.get(Address, bobs_address.id)
+    assert kept is not None and kept.city == "London" and kept.user_id == bob.id
+    html = client.get("/account").get_data(as_text=True)
+    assert bobs_order.number not in html and "Analytical" not in html
+    # Bob sees his own.
+    other = app.test_client()
+    login(other, email="bob@example.com")
+    assert other.get(f"/orders/{bobs_order.number}").status_code == 200
+    assert other.get(f"{base}/edit").status_code == 200
+
+
+def test_staff_pages_only_for_staff(app, client, auth):
+    f.user("customer@example.com")
+    f.user("staff@example.com", role="staff")
+    response = client.get("/admin/")
+    assert response.status_code == 302 and "/account/login" in response.headers["Location"]
+    auth.login()
+    assert client.get("/admin/").status_code == 403
+    auth.logout()
+    auth.login(email="staff@example.com")
+    assert client.get("/admin/").status_code == 200
+
+
+# --- escaping ---
+
+def test_names_and_addresses_with_script_are_shown_escaped(client, auth):
+    evil = '<script>alert("x")</script>'
+    token = csrf_token(client, "/account/register")
+    client.post("/account/register", data={
+        "name": evil, "email": "customer@example.com", "password": "analytical-42",
+        "password_confirm": "analytical-42", "csrf_token": token})
+    token = csrf_token(client, "/account/addresses/new")
+    client.post("/account/addresses/new", data={**f.ADDRESS, "line1": evil, "city": evil,
+                                                "csrf_token": token})
+    html = client.get("/account").get_data(as_text=True)
+    assert "<script>alert" not in html
+    assert html.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") >= 3
+    edit = client.get("/account/profile").get_data(as_text=True)
+    assert "<script>alert" not in edit and "&lt;script&gt;" in edit
+
+
+# --- redirects and sessions ---
+
+@pytest.mark.parametrize("target", [
+    "https://evil.example", "//evil.example", "/\\evil.example", "\\\\evil.example",
+    "/\t/evil.example", "https:evil.example", "javascript:alert(1)", "http://shop.test.evil.example/"])
+def test_next_pointing_elsewhere_is_ignored(client, target):
+    f.user("customer@example.com")
+    response = login(client, next=target)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/account"
+    assert client.get("/account/login?next=" + urllib.parse.quote(target)).status_code == 302
+
+
+def test_next_on_this_site_is_followed(client):
+    f.user("customer@example.com")
+    response = login(client, next="/cart?shipping=express")
+    assert response.headers["Location"] == "/cart?shipping=express"
+
+
+def test_login_starts_a_new_session(client):
+    f.user("customer@example.com")
+    with client.session_transaction() as session:
+        session["planted"] = "by an attacker"
+    before = csrf_token(client)
+    login(client)
+    with client.session_transaction() as session:
+        assert "planted" not in session
+        assert session.get("_user_id")
+    assert csrf_token(client, "/account") != before
+
+
+# --- headers and cookies ---
+
+def test_security_headers_on_every_page(client):
+    for path in ("/", "/account/login", "/no-such-page"):
+        headers = client.get(path).headers
+        csp = headers["Content-Security-Policy"]
+        script_src = re.search(r"script-src ([^;]+)", csp).group(1)
+        assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src
+        assert "frame-ancestors 'none'" in csp
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"]
+        assert "Strict-Transport-Security" not in headers  # development/testing: plain HTTP
+
+
+def test_session_cookie_is_httponly_and_lax(client):
+    f.user("customer@example.com")
+    response = login(client, remember="yes")
+    cookies = response.headers.getlist("Set-Cookie")
+    for name in ("session", "remember_token", "shop_remember_fp"):
+        value = next(c for c in cookies if c.startswith(name + "="))
+        assert "HttpOnly" in value and "SameSite=Lax" in value, value
+        assert "Secure" not in value  # development and tests run on plain HTTP
+
+
+def test_production_sends_hsts_and_secure_cookies(app, database_url, tmp_path):
+    prod = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": uuid.uuid4().hex,
+                       "SERVER_NAME": "shop.test", "REDIS_URL": None,
+                       "OUTBOX_DIR": str(tmp_path / "outbox")}, env="production")
+    try:
+        client = prod.test_client()
+        with prod.app_context():
+            f.user("customer@example.com")
+        page = client.get("/account/login", base_url="https://shop.test")
+        assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+        token = CSRF.search(page.get_data(as_text=True)).group(1)
+        response = client.post("/account/login", base_url="https://shop.test", data={
+            "email": "customer@example.com", "password": f.PASSWORD, "remember": "yes",
+            "csrf_token": token}, headers={"Referer": "https://shop.test/account/login"})
+        assert response.status_code == 303
+        cookies = response.headers.getlist("Set-Cookie")
+        for name in ("session", "remember_token", "shop_remember_fp"):
+            value = next(c for c in cookies if c.startswith(name + "="))
+            assert "Secure" in value and "HttpOnly" in value and "SameSite=Lax" in value
+    finally:
+        with prod.app_context():
+            db.session.remove()
+            db.engine.dispose()
