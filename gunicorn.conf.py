@@ -31,6 +31,13 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Behind nginx: trust X-Forwarded-* only from the proxy's address.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Gunicorn's control socket (`gunicornc`) has one default path per user: two masters on a host
+# (blue/green, tests, a benchmark) would fight over it. Off unless a path is given.
+_control = os.environ.get("GUNICORN_CONTROL_SOCKET")
+if _control:
+    control_socket = _control
+else:
+    control_socket_disable = True
 
 # Metrics across workers: prometheus_client's multiprocess mode needs a directory shared by the
 # workers of this master, known before any worker imports prometheus_client. Without one given,
