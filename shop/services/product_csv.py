@@ -341,12 +341,14 @@ def _read(text: str) -> tuple[list[RowResult], list[str]]:
             problems.append("Column(s) given twice: " + ", ".join(duplicated) + ".")
         if problems:
             return [], problems
+        last_line = reader.line_num
         for cells in reader:
+            # A row may span several lines (a quoted description): name it by its first line.
+            line, last_line = last_line + 1, reader.line_num
             if not any(c.strip() for c in cells):
                 continue
             if len(rows) >= MAX_ROWS:
                 return rows, [f"The file has more than {MAX_ROWS} rows; split it."]
-            line = reader.line_num
             raw = {columns[i]: _uncell(cells[i]) if i < len(cells) else ""
                    for i in range(len(columns)) if columns[i]}
             values, errors = _clean_row(raw)

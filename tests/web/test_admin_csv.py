@@ -1,0 +1,192 @@
+"""Product CSV: export, a dry run that names every bad row, and an import that writes every
+row or none. Exporting and importing the same file changes nothing."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from decimal import Decimal
+from io import BytesIO
+
+import pytest
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import AuditLog, Product, StockAdjustment, Variant
+from tests import factories as f
+from tests.conftest import csrf_token
+from tests.web.admin_support import login_staff
+
+HEADER = ("product_slug,product_name,description,category_slug,active,sku,options,price,"
+          "compare_at_price,stock_quantity,low_stock_threshold\n")
+
+
+@pytest.fixture
+def staff(client, auth):
+    return login_staff(auth)
+
+
+@pytest.fixture
+def catalogue(app):
+    shirts = f.category("Shirts", slug="shirts")
+    f.category("Home", slug="home")
+    f.product("Linen Shirt", category=shirts, slug="linen-shirt",
+              description='Breathable, "washed" linen.\nTwo lines, with commas.', variants=[
+                  {"sku": "LIN-S", "options": {"size": "S", "colour": "Sand"}, "price": "30.00",
+                   "compare_at_price": Decimal("39.00"), "stock": 10},
+                  {"sku": "LIN-M", "options": {"size": "M", "colour": "Sand"}, "price": "32.50",
+                   "stock": 0, "low_stock_threshold": 3}])
+    f.product("=SUM(A1) Mug", slug="formula-mug", price="9.99", stock=4)
+    f.product("Retired Poster", slug="retired-poster", price="15", stock=1, active=False)
+
+
+def state() -> list[tuple]:
+    """Everything the import could touch."""
+    db.session.expire_all()
+    rows = db.session.execute(select(Product.slug, Product.name, Product.description,
+                                     Product.category_id, Product.active, Product.price,
+                                     Variant.sku, Variant.options, Variant.price,
+                                     Variant.compare_at_price, Variant.stock_quantity,
+                                     Variant.low_stock_threshold, Variant.position)
+                              .join(Variant, Variant.product_id == Product.id)
+                              .order_by(Variant.sku)).all()
+    ledger = db.session.execute(select(func.count(StockAdjustment.id))).scalar_one()
+    return [tuple(r) for r in rows] + [("ledger", ledger)]
+
+
+def check(client, content: bytes | str, name: str = "products.csv"):
+    data = content.encode() if isinstance(content, str) else content
+    token = csrf_token(client, "/admin/product/import")
+    return client.post("/admin/product/import", data={
+        "csrf_token": token, "file": (BytesIO(data), name)}, content_type="multipart/form-data")
+
+
+def confirm(client, content: str):
+    token = csrf_token(client, "/admin/product/import")
+    return client.post("/admin/product/import", data={"csrf_token": token, "content": content})
+
+
+def hidden_content(html: str) -> str:
+    import html as html_lib
+
+    match = re.search(r'<textarea id="import-content" name="content" hidden>(.*?)</textarea>',
+                      html, re.S)
+    assert match, "no confirm form"
+    return html_lib.unescape(match.group(1))
+
+
+def test_export_lists_every_variant(client, staff, catalogue):
+    response = client.get("/admin/product/export.csv")
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    by_sku = {r["sku"]: r for r in rows}
+    assert len(rows) == 4 and {"LIN-S", "LIN-M"} <= set(by_sku)
+    assert by_sku["LIN-S"]["options"] == "size=S; colour=Sand"
+    assert by_sku["LIN-S"]["compare_at_price"] == "39.00"
+    assert by_sku["LIN-M"]["stock_quantity"] == "0"
+    assert by_sku["LIN-S"]["category_slug"] == "shirts"
+    mug = next(r for r in rows if r["product_slug"] == "formula-mug")
+    assert mug["product_name"] == "'=SUM(A1) Mug"  # a spreadsheet will not run it
+    poster = next(r for r in rows if r["product_slug"] == "retired-poster")
+    assert poster["active"] == "no"
+
+
+def test_round_trip_export_then_import_changes_nothing(client, staff, catalogue):
+    before = state()
+    exported = client.get("/admin/product/export.csv").get_data()
+    preview = check(client, exported)
+    assert preview.status_code == 200
+    html = preview.get_data(as_text=True)
+    assert "4 rows: 0 to create, 0 to update, 4 unchanged." in html
+    assert state() == before  # the dry run wrote nothing
+    response = confirm(client, hidden_content(html))
+    assert response.status_code == 303
+    assert state() == before
+    entries = db.session.execute(select(AuditLog.action, AuditLog.model)).all()
+    assert [tuple(e) for e in entries] == [("import", "Product")]
+    summary = db.session.execute(select(AuditLog.after)).scalar_one()
+    assert summary == {"rows": 4, "created": 0, "updated": 0, "unchanged": 4}
+
+
+def test_import_creates_and_updates_with_stock_through_the_ledger(client, staff, catalogue):
+    content = (HEADER
+               + "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo lines, with "
+                 "commas.\",shirts,yes,LIN-S,size=S; colour=Sand,27.00,39.00,14,5\n"
+               + "oak-board,Oak Board,A board.,home,yes,OAK-1,,45,,8,\n"
+               + "oak-board,Oak Board,A board.,home,yes,OAK-2,finish=Oiled,49.50,,,\n")
+    html = check(client, content).get_data(as_text=True)
+    assert "3 rows: 2 to create, 1 to update, 0 unchanged." in html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    db.session.expire_all()
+    small = db.session.execute(select(Variant).where(Variant.sku == "LIN-S")).scalar_one()
+    assert small.price == Decimal("27.00") and small.stock_quantity == 14
+    assert db.session.execute(select(StockAdjustment.delta).where(
+        StockAdjustment.variant_id == small.id).order_by(StockAdjustment.id)).scalars().all() == [10, 4]
+    board = db.session.execute(select(Product).where(Product.slug == "oak-board")).scalar_one()
+    assert board.category.slug == "home" and board.price == Decimal("45.00")
+    stock = {v.sku: (v.stock_quantity, v.low_stock_threshold, v.options) for v in board.variants}
+    assert stock == {"OAK-1": (8, 5, {}), "OAK-2": (0, 5, {"finish": "Oiled"})}
+    assert db.session.get(Product, small.product_id).price == Decimal("27.00")
+    audited = {(a, m) for a, m in db.session.execute(select(AuditLog.action, AuditLog.model))}
+    assert audited == {("update", "Variant"), ("create", "Product"), ("create", "Variant"),
+                       ("import", "Product")}
+
+
+BAD = (HEADER
+       + "linen-shirt,Linen Shirt,x,shirts,yes,LIN-S,size=S,30.00,,10,5\n"          # line 2: ok
+       + "new-thing,New Thing,,nowhere,yes,NEW-1,,12.00,,1,\n"                       # 3: category
+       + "new-thing,New Thing,,nowhere,yes,NEW-2,,twelve,,1,\n"                      # 4: price
+       + "Bad Slug,Bad,,,,BAD-1,,1,,,\n"                                               # 5: slug
+       + "other-thing,,,,,OTH-1,size,5,,-2,\n"                                         # 6: several
+       + "other-thing,Other,,,maybe,LIN-S,,5,,,\n"                                     # 7: dup/owner
+       + "formula-mug,=SUM(A1) Mug,,,yes,LIN-M,,5,,,\n")                               # 8: owner
+
+
+def test_bad_rows_are_each_named_and_nothing_is_written(client, staff, catalogue):
+    before = state()
+    response = check(client, BAD)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    errors = re.findall(r"<li>Line (\d+)[^:]*: ([^<]+)</li>", html)
+    lines = {int(n): message for n, message in errors}
+    assert sorted(lines) == [3, 4, 5, 6, 7, 8]
+    assert "category_slug: there is no category" in lines[3] and "nowhere" in lines[3]
+    assert "price" in lines[4] and "twelve" in lines[4]
+    assert "product_slug" in lines[5]
+    assert "product_name" in lines[6] and "options" in lines[6] and "stock_quantity" in lines[6]
+    assert "line 2" in lines[7] and "active" in lines[7]
+    assert "belongs to the product" in lines[8]
+    assert "6 rows with problems: nothing was imported" in html
+    assert 'name="content"' not in html  # no way to confirm a bad file
+    assert state() == before
+    # Posting the bad file straight to the import step writes nothing either.
+    response = confirm(client, BAD)
+    assert response.status_code == 422
+    assert "6 rows with problems" in response.get_data(as_text=True)
+    assert state() == before
+    assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "The file is empty"),
+    ("sku,prise\nA,1\n".encode(), "Missing column(s): product_slug, product_name, price"),
+    ("product_slug,product_name,sku,price,colour\n".encode(), "Unknown column(s): colour"),
+    (HEADER.encode(), "no product rows"),
+    ("\xff\xfe not utf-8".encode("latin-1"), "not UTF-8"),
+])
+def test_unreadable_files_are_refused(client, staff, catalogue, content, message):
+    before = state()
+    response = check(client, content)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert state() == before
+
+
+def test_a_missing_file_is_refused_next_to_the_field(client, staff):
+    token = csrf_token(client, "/admin/product/import")
+    response = client.post("/admin/product/import", data={"csrf_token": token},
+                           content_type="multipart/form-data")
+    assert response.status_code == 422
+    assert 'id="import-file-error">Choose a CSV file to import.' in response.get_data(
+        as_text=True)
