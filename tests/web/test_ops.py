@@ -268,12 +268,11 @@ def _never_run() -> None:
     """A job for the queue-depth test; it is deleted before any worker could take it."""
 
 
-def test_metrics_report_the_job_queue_depth_from_redis(make_app, monkeypatch):
+def test_metrics_report_the_job_queue_depth_from_redis(make_app):
     url = redis_url()
     if url is None:
         pytest.skip("Redis is not running on 127.0.0.1:6379")
-    monkeypatch.setattr(jobs, "QUEUE_NAME", f"test-ops-{uuid.uuid4().hex}")
-    app = make_app(REDIS_URL=url)
+    app = make_app(REDIS_URL=url, JOBS_QUEUE=f"test-ops-{uuid.uuid4().hex}")
     client = app.test_client()
     with app.app_context():
         queue = jobs.queue()
@@ -371,15 +370,13 @@ def _logging_job(message: str) -> None:
     logging.getLogger("shop.jobs").info(message)
 
 
-def test_job_log_lines_carry_the_request_id_of_the_request_that_queued_them(
-        production_logs, monkeypatch):
+def test_job_log_lines_carry_the_request_id_of_the_request_that_queued_them(production_logs):
     url = redis_url()
     if url is None:
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     from rq.job import Job
 
-    monkeypatch.setattr(jobs, "QUEUE_NAME", f"test-ops-{uuid.uuid4().hex}")
-    app, lines = production_logs(REDIS_URL=url)
+    app, lines = production_logs(REDIS_URL=url, JOBS_QUEUE=f"test-ops-{uuid.uuid4().hex}")
     with app.test_request_context("/account", headers={"X-Request-ID": "queued-by-7"}):
         app.preprocess_request()
         jobs.enqueue(_logging_job, "mail sent from the worker")
@@ -448,13 +445,14 @@ def test_an_oversized_api_request_gets_413_in_the_json_envelope(client):
 
 
 def test_admin_uploads_may_be_larger_up_to_their_own_limit(client):
-    six_mb = client.post("/admin/product/new/", data=b"x" * (6 * MB),
-                         content_type="application/x-www-form-urlencoded")
-    assert six_mb.status_code != 413  # refused for other reasons (no CSRF token, not staff)
+    # The back office takes an image of MAX_UPLOAD_BYTES (10 MB) plus the form around it.
     eleven_mb = client.post("/admin/product/new/", data=b"x" * (11 * MB),
                             content_type="application/x-www-form-urlencoded")
-    assert eleven_mb.status_code == 413
-    assert "The limit is 10 MB" in eleven_mb.get_data(as_text=True)
+    assert eleven_mb.status_code != 413  # refused for other reasons (no CSRF token, not staff)
+    too_big = client.post("/admin/product/new/", data=b"x" * (14 * MB + 1),
+                          content_type="application/x-www-form-urlencoded")
+    assert too_big.status_code == 413
+    assert "The limit is 14 MB" in too_big.get_data(as_text=True)
 
 
 def test_body_limits_follow_the_configuration(make_app):

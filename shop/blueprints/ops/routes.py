@@ -78,8 +78,16 @@ def _check_engine(engine) -> str:
 
 
 def _check_redis() -> str:
+    # A client of its own with short timeouts: a Redis that does not answer (not only one that
+    # refuses) must give a quick 503, not a health check that hangs.
+    clients = current_app.extensions.setdefault("shop_ops_redis", {})
+    url = current_app.config["REDIS_URL"]
     try:
-        jobs.redis_connection().ping()
+        if url not in clients:
+            from redis import Redis
+
+            clients[url] = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        clients[url].ping()
         return "ok"
     except Exception as exc:
         return f"error: {type(exc).__name__}"
