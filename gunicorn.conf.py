@@ -90,7 +90,8 @@ if os.environ.get("SHOP_ENV") == "production":
         "loggers": {
             "gunicorn.error": {"level": loglevel.upper(), "handlers": ["json_stderr"],
                                "propagate": False, "qualname": "gunicorn.error"},
-            "gunicorn.access": {"level": "INFO", "handlers": ["json_stdout"],
+            # Off unless GUNICORN_ACCESSLOG asks for it: shop.access already logs each request.
+            "gunicorn.access": {"level": "INFO", "handlers": ["json_stdout"] if accesslog else [],
                                 "propagate": False, "qualname": "gunicorn.access"},
         },
         "handlers": {
