@@ -30,6 +30,10 @@ TOO_MANY_RESETS = ("Too many password reset requests. Please wait a while and tr
                    "the link we already sent still works.")
 TOO_MANY_REGISTRATIONS = "Too many new accounts from your network. Please try again later."
 HISTORY_PER_PAGE = 20
+# Shared limit scopes: any other way to try a password (the API's token endpoint) can use the
+# same scopes and keys, so failures there and here add up.
+LOGIN_ADDRESS_SCOPE = "login-address"
+LOGIN_ACCOUNT_SCOPE = "login-account"
 
 
 # --- rate limits (SPEC section 9; limits come from config, so env vars can change them) ---
@@ -160,10 +164,10 @@ def _refresh_fingerprint() -> None:
 # --- log in, register, log out ---
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, key_func=get_remote_address, methods=["POST"],
-               deduct_when=_failed, error_message=TOO_MANY_LOGINS)
-@limiter.limit(_login_limit, key_func=_login_account_key, methods=["POST"],
-               deduct_when=_failed, error_message=TOO_MANY_LOGINS)
+@limiter.shared_limit(_login_limit, LOGIN_ADDRESS_SCOPE, key_func=get_remote_address,
+                      methods=["POST"], deduct_when=_failed, error_message=TOO_MANY_LOGINS)
+@limiter.shared_limit(_login_limit, LOGIN_ACCOUNT_SCOPE, key_func=_login_account_key,
+                      methods=["POST"], deduct_when=_failed, error_message=TOO_MANY_LOGINS)
 def login():
     """Log in with email and password."""
     next_url = safe_next(request.values.get("next"), url_for("account.index"))
