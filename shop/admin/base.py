@@ -47,9 +47,12 @@ class ShopModelView(StaffAccess, ModelView):
 
     # Hooks for subclasses (inside the transaction) ----------------------------------------
 
+    def check(self, form: Any, model: Any, is_created: bool) -> None:
+        """Rules on the values the form put into the model, before anything is written
+        (no autoflush). Raise ValidationError to refuse with a message next to the field."""
+
     def before_write(self, form: Any, model: Any, is_created: bool) -> None:
-        """Checks and related writes after the form filled the model, before the audit
-        snapshot. Raise ValidationError to refuse with a message next to the field."""
+        """Related writes after the model was flushed, before the audit snapshot."""
 
     def before_delete(self, model: Any) -> None:
         """Refuse a delete by raising ShopError."""
@@ -72,7 +75,9 @@ class ShopModelView(StaffAccess, ModelView):
             self.start_write()
             with write_transaction():
                 model = self.build_new_instance()
-                form.populate_obj(model)
+                with db.session.no_autoflush:
+                    form.populate_obj(model)
+                    self.check(form, model, True)
                 db.session.add(model)
                 db.session.flush()
                 self.before_write(form, model, True)
@@ -98,7 +103,9 @@ class ShopModelView(StaffAccess, ModelView):
             with write_transaction():
                 # The transaction started afresh: `before` is what the database holds now.
                 before = self.snapshot(model)
-                form.populate_obj(model)
+                with db.session.no_autoflush:
+                    form.populate_obj(model)
+                    self.check(form, model, False)
                 db.session.flush()
                 self.before_write(form, model, False)
                 db.session.flush()

@@ -166,7 +166,7 @@ class CategoryView(ShopModelView):
     integrity_message = "That slug is already used by another category."
     delete_integrity_message = "This category is still used, so it cannot be deleted."
 
-    def before_write(self, form, model, is_created: bool) -> None:
+    def check(self, form, model, is_created: bool) -> None:
         seen: set[int] = set()
         parent = model.parent
         while parent is not None:

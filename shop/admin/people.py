@@ -117,7 +117,7 @@ class CustomerView(ShopModelView):
             return redirect(url_for(".index_view"))
         return super().edit_view()
 
-    def before_write(self, form, model, is_created: bool) -> None:
+    def check(self, form, model, is_created: bool) -> None:
         email = normalise_email(model.email)
         if not valid_email(email):
             raise ValidationError({"email": "Enter a valid email address."})

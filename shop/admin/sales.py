@@ -212,7 +212,7 @@ class CouponView(ShopModelView):
     integrity_message = "That code is already used by another coupon."
     delete_integrity_message = "This coupon is still referenced, so it cannot be deleted."
 
-    def before_write(self, form, model, is_created: bool) -> None:
+    def check(self, form, model, is_created: bool) -> None:
         errors: dict[str, str] = {}
         model.code = normalise_code(model.code)
         if not model.code or " " in model.code:

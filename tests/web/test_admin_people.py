@@ -1,0 +1,173 @@
+"""Coupons, reviews and customers in the back office."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import AuditLog, Coupon, Product, Review
+from tests import factories as f
+from tests.conftest import csrf_token
+from tests.web.admin_support import login_staff, read_form
+
+
+@pytest.fixture
+def staff(client, auth):
+    return login_staff(auth)
+
+
+def reload(model, pk):
+    db.session.expire_all()
+    return db.session.get(model, pk)
+
+
+def list_rows(html: str) -> list[dict[str, str]]:
+    """The list table's rows: column name -> cell text."""
+    start = html.index("</thead>")
+    table = html[start:html.index("</table>", start)]
+    return [{name: re.sub(r"<[^>]+>|\s+", " ", cell).strip()
+             for name, cell in re.findall(r'<td class="col-(\w+)">(.*?)</td>', row, re.S)}
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)]
+
+
+def coupon_data(client, **fields) -> dict:
+    data = {"csrf_token": csrf_token(client, "/admin/coupon/new/"), "code": " summer25 ",
+            "kind": "percent", "value": "25", "min_subtotal": "", "starts_at": "",
+            "ends_at": "", "usage_limit": "100", "per_customer_limit": "1", "active": "y"}
+    data.update(fields)
+    return data
+
+
+def test_create_a_coupon_stores_the_code_in_capitals_and_is_audited(client, staff):
+    response = client.post("/admin/coupon/new/", data=coupon_data(client))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    coupon = db.session.execute(select(Coupon)).scalar_one()
+    assert (coupon.code, coupon.kind, coupon.value, coupon.usage_limit) == (
+        "SUMMER25", "percent", Decimal("25.00"), 100)
+    entry = db.session.execute(select(AuditLog)).scalar_one()
+    assert (entry.action, entry.model, entry.after["code"]) == ("create", "Coupon", "SUMMER25")
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"value": "150"}, "at most 100"),
+    ({"kind": "fixed", "value": "0"}, "Enter an amount above zero."),
+    ({"value": "abc"}, "Enter an amount such as 10 or 24.99"),
+    ({"starts_at": "2030-01-02 00:00:00", "ends_at": "2030-01-01 00:00:00"},
+     "The end must be after the start."),
+    ({"usage_limit": "0"}, "At least 1, or empty."),
+    ({"code": "TWO WORDS"}, "Enter a code without spaces."),
+])
+def test_bad_coupons_are_refused_next_to_the_field(client, staff, fields, message):
+    response = client.post("/admin/coupon/new/", data=coupon_data(client, **fields))
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
+
+
+def test_a_taken_code_is_refused(client, staff):
+    f.coupon("SUMMER25")
+    response = client.post("/admin/coupon/new/", data=coupon_data(client))
+    assert "That code is already used by another coupon." in response.get_data(as_text=True)
+    assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 1
+
+
+def test_coupon_list_shows_uses_and_uses_left_and_used_coupons_are_kept(client, staff):
+    used = f.coupon("USED", usage_limit=10)
+    used.times_used = 3
+    db.session.commit()
+    f.coupon("FREEFOREVER", kind="free_shipping", value="0")
+    html = client.get("/admin/coupon/").get_data(as_text=True)
+    rows = {row["code"]: row for row in list_rows(html)}
+    assert (rows["USED"]["times_used"], rows["USED"]["usage_limit"],
+            rows["USED"]["remaining"]) == ("3", "10", "7")
+    assert rows["FREEFOREVER"]["remaining"] == "unlimited"
+    token = csrf_token(client, "/admin/coupon/")
+    client.post("/admin/coupon/delete/", data={"csrf_token": token, "id": used.id})
+    assert reload(Coupon, used.id) is not None
+    assert "deactivate it instead" in client.get("/admin/coupon/").get_data(as_text=True)
+
+
+def test_a_limit_below_the_uses_is_refused(client, staff):
+    coupon = f.coupon("BUSY", usage_limit=10)
+    coupon.times_used = 5
+    db.session.commit()
+    url = f"/admin/coupon/edit/?id={coupon.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"usage_limit": "4", "csrf_token": csrf_token(client, url)})
+    html = client.post(url, data=form).get_data(as_text=True)
+    assert "It has been used 5 times already" in html
+    assert reload(Coupon, coupon.id).usage_limit == 10
+
+
+@pytest.fixture
+def reviewed(app):
+    mug = f.product("Stoneware Mug", slug="mug")
+    reviews = []
+    authors = [f.user(name=f"Reviewer {n}") for n in range(3)]
+    for author, (rating, status) in zip(authors, ((5, "approved"), (2, "pending"),
+                                                  (4, "pending"))):
+        review = Review(product_id=mug.id, user_id=author.id, rating=rating,
+                        title=f"{rating} stars", body="Text", status=status)
+        db.session.add(review)
+        reviews.append(review)
+    db.session.commit()
+    from shop.services.reviews import recompute_rating
+
+    recompute_rating(mug.id)
+    db.session.commit()
+    return mug, reviews
+
+
+def decide(client, review: Review, decision: str):
+    token = csrf_token(client, "/admin/review/")
+    return client.post(f"/admin/review/decide/{review.id}",
+                       data={"csrf_token": token, "decision": decision})
+
+
+def test_approving_and_rejecting_reviews_updates_the_rating(client, staff, reviewed):
+    mug, (five, two, four) = reviewed
+    assert reload(Product, mug.id).rating_count == 1
+    html = client.get("/admin/review/?flt0_status_equals=pending").get_data(as_text=True)
+    assert "2 stars" in html and "4 stars" in html and "5 stars" not in html
+    assert decide(client, four, "approve").status_code == 303
+    product = reload(Product, mug.id)
+    assert (product.rating_count, product.rating_average) == (2, Decimal("4.50"))
+    decide(client, two, "reject")
+    decide(client, five, "reject")
+    product = reload(Product, mug.id)
+    assert (product.rating_count, product.rating_average) == (1, Decimal("4.00"))
+    assert [reload(Review, r.id).status for r in (five, two, four)] == [
+        "rejected", "rejected", "approved"]
+    actions = db.session.execute(select(AuditLog.action, AuditLog.before, AuditLog.after)
+                                 .where(AuditLog.model == "Review")
+                                 .order_by(AuditLog.id)).all()
+    assert [(a, b["status"], c["status"]) for a, b, c in actions] == [
+        ("approve", "pending", "approved"), ("reject", "pending", "rejected"),
+        ("reject", "approved", "rejected")]
+
+
+def test_bulk_approve(client, staff, reviewed):
+    mug, (five, two, four) = reviewed
+    token = csrf_token(client, "/admin/review/")
+    response = client.post("/admin/review/action/", data={
+        "csrf_token": token, "action": "approve", "rowid": [str(two.id), str(four.id)]})
+    assert response.status_code == 302
+    assert reload(Product, mug.id).rating_count == 3
+
+
+def test_customers_are_searchable_and_deactivated_in_bulk(client, staff):
+    ada = f.user("ada@example.com", name="Ada Lovelace")
+    bob = f.user("bob@example.com", name="Bob Byte")
+    html = client.get("/admin/customer/?search=lovelace").get_data(as_text=True)
+    assert "ada@example.com" in html and "bob@example.com" not in html
+    token = csrf_token(client, "/admin/customer/")
+    client.post("/admin/customer/action/", data={
+        "csrf_token": token, "action": "deactivate",
+        "rowid": [str(ada.id), str(bob.id), str(staff.id)]})
+    assert reload(type(ada), ada.id).active is False and reload(type(bob), bob.id).active is False
+    assert reload(type(staff), staff.id).active is True  # not oneself
+    assert db.session.execute(select(func.count(AuditLog.id)).where(
+        AuditLog.action == "deactivate")).scalar_one() == 2
