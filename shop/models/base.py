@@ -1,7 +1,7 @@
 """Column helpers shared by every model: money, UTC times."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import DateTime, Numeric
@@ -12,7 +12,7 @@ Money = Numeric(12, 2, asdecimal=True)
 
 def utcnow() -> datetime:
     """Now in UTC, naive: DATETIME columns on SQLite and MySQL store no zone, and all are UTC."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def money_column(nullable: bool = False, default: Decimal | None = None) -> Mapped[Decimal]:

@@ -12,8 +12,15 @@ from ...models import ADDRESS_FIELDS
 from ...services import addresses, checkout, orders, payments, pricing
 from ...services import cart as cart_service
 from ...services.countries import COUNTRIES
-from ...services.errors import (CartChanged, CartEmpty, CouponInvalid, CouponUsedUp, OutOfStock,
-                                ShopError, ValidationError)
+from ...services.errors import (
+    CartChanged,
+    CartEmpty,
+    CouponInvalid,
+    CouponUsedUp,
+    OutOfStock,
+    ShopError,
+    ValidationError,
+)
 from ..shopper import cart_owner
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
