@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() * 2)))
@@ -73,7 +73,7 @@ class _JsonFormatter(logging.Formatter):
     """Gunicorn's own lines (boot, worker timeouts) as JSON, like the shop's in production."""
 
     def format(self, record):
-        data = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+        data = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
                 "level": record.levelname, "logger": record.name,
                 "message": record.getMessage(), "request_id": "", "pid": record.process}
         if record.exc_info:

@@ -145,7 +145,7 @@ class TcpProxy:
             while not self._stop.is_set():
                 try:
                     client, _ = server.accept()
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 upstream = socket.create_connection(self.target)
                 self._sockets += [client, upstream]

@@ -15,6 +15,7 @@ import uuid
 import pytest
 from flask import g
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from shop import create_app
 from shop.extensions import db
@@ -53,7 +54,8 @@ def two_databases(tmp_path_factory):
         engine = create_engine(urls[0])
         with engine.connect() as conn:
             for url in urls:
-                conn.execute(text(f"DROP DATABASE IF EXISTS `{url.rsplit('/', 1)[1].split('?')[0]}`"))
+                name = make_url(url).database
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         engine.dispose()
 
 
