@@ -71,6 +71,13 @@ def allow_replica() -> None:
     g.replica_ok = True
 
 
+def use_primary() -> None:
+    """The rest of this request reads the primary, without counting as a write (e.g. filling
+    a shared cache just after the catalogue changed, when the replica may still lag)."""
+    if has_app_context():
+        g.replica_ok = False
+
+
 def replica_allowed() -> bool:
     return bool(g.get("replica_ok")) and not g.get("wrote")
 

@@ -301,6 +301,15 @@ def test_reads_inside_a_write_path_and_locking_reads_use_the_primary(shop):
         assert g.replica_used
 
 
+def test_a_request_can_choose_the_primary_without_counting_as_a_write(shop):
+    with shop.app.test_request_context("/products"):
+        shop.app.preprocess_request()
+        assert _name("primary-lamp") is None
+        routing.use_primary()
+        assert _name("primary-lamp") == "Primary Lamp"
+        assert not routing.wrote()
+
+
 def test_requests_outside_the_catalogue_and_outside_requests_use_the_primary(shop):
     with shop.app.test_request_context("/cart"):
         shop.app.preprocess_request()
