@@ -1,0 +1,320 @@
+"""API authentication: registration, bearer tokens (hashed, expiring, revocable, listed and
+revoked on the account page), session-cookie callers and CSRF, rate limits, CORS."""
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from shop.extensions import db
+from shop.models import ApiToken, User, utcnow
+from shop.services import api_tokens
+from tests import factories as f
+from tests.conftest import AuthActions, csrf_token
+from tests.web import api_support
+from tests.web.api_support import ApiClient, bearer, error_of
+
+anonymous, catalog, other, shopper = (api_support.anonymous, api_support.catalog,
+                                      api_support.other, api_support.shopper)
+
+
+def get_token(api: ApiClient, email: str, password: str = f.PASSWORD, name: str | None = None,
+              **kw):
+    body = {"email": email, "password": password} | ({"name": name} if name else {})
+    return api.post("/api/v1/auth/token", json=body, **kw)
+
+
+# Registration and tokens --------------------------------------------------------------------
+
+def test_register_then_get_a_token(anonymous):
+    response = anonymous.post("/api/v1/auth/register", json={
+        "email": "New.Person@Example.com", "password": "a-long-pass-42", "name": "New Person"})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert set(body) == {"id", "email", "name", "role"}
+    assert (body["email"], body["name"], body["role"]) == (
+        "new.person@example.com", "New Person", "customer")
+    token = get_token(anonymous, "new.person@example.com", "a-long-pass-42", name="My app")
+    assert token.status_code == 201
+    assert set(token.get_json()) == {"token", "expires_at", "id", "name"}
+    cart = anonymous.get("/api/v1/cart", headers=bearer(token.get_json()["token"]))
+    assert cart.status_code == 200
+
+
+@pytest.mark.parametrize("payload,field", [
+    ({"email": "taken@example.com", "password": "a-long-pass-42"}, "email"),
+    ({"email": "not-an-email", "password": "a-long-pass-42"}, "email"),
+    ({"email": "x@example.com", "password": "short"}, "password"),
+    ({"email": "x@example.com", "password": "password123"}, "password"),
+    ({"email": "x@example.com"}, "password"),
+    ({"email": "x@example.com", "password": "a-long-pass-42", "role": "admin"}, "role"),
+    ({"email": ["x@example.com"], "password": "a-long-pass-42"}, "email"),
+])
+def test_register_rejects_bad_input(app, anonymous, payload, field):
+    f.user("taken@example.com")
+    response = anonymous.post("/api/v1/auth/register", json=payload)
+    assert response.status_code == 422
+    assert field in error_of(response)["details"]["fields"]
+    assert db.session.execute(select(User).where(User.email == "x@example.com")).first() is None
+
+
+def test_token_is_stored_hashed_and_expires_after_the_configured_days(app, anonymous):
+    user = f.user("ada@example.com")
+    body = get_token(anonymous, "ADA@example.com ", name="Warehouse").get_json()
+    row = db.session.execute(select(ApiToken).where(ApiToken.user_id == user.id)).scalar_one()
+    assert row.token_hash == hashlib.sha256(body["token"].encode()).hexdigest()
+    assert body["token"] not in (row.token_hash, row.name)
+    expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
+    expected = datetime.now(UTC) + timedelta(days=app.config["API_TOKEN_DAYS"])
+    assert abs(expires - expected) < timedelta(minutes=1)
+    assert (body["id"], body["name"]) == (row.id, "Warehouse")
+
+
+@pytest.mark.parametrize("payload", [
+    {"email": "ada@example.com", "password": "wrong-password-1"},
+    {"email": "nobody@example.com", "password": f.PASSWORD},
+])
+def test_wrong_credentials_are_401(app, anonymous, payload):
+    f.user("ada@example.com")
+    response = anonymous.post("/api/v1/auth/token", json=payload)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "invalid_credentials"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_token_body_is_validated(app, anonymous):
+    assert anonymous.post("/api/v1/auth/token", json={"email": "a@example.com"}
+                          ).status_code == 422
+    assert anonymous.post("/api/v1/auth/token", data="email=a", content_type="text/plain"
+                          ).status_code == 400
+
+
+def test_inactive_account_gets_no_token(app, anonymous):
+    user = f.user("gone@example.com")
+    user.active = False
+    db.session.commit()
+    assert get_token(anonymous, "gone@example.com").status_code == 401
+
+
+@pytest.mark.parametrize("header,code", [
+    ("Bearer shp_not-a-real-token", "invalid_token"), ("Bearer ", "invalid_token"),
+    ("Basic YTpi", "invalid_token"), ("Bearer x" * 50, "invalid_token"),
+])
+def test_bad_authorization_headers_are_401(anonymous, header, code):
+    response = anonymous.get("/api/v1/cart", headers={"Authorization": header})
+    assert response.status_code == 401 and error_of(response)["code"] == code
+
+
+def test_expired_token_is_401(shopper):
+    row = db.session.execute(select(ApiToken).where(ApiToken.user_id == shopper.user.id)
+                             ).scalar_one()
+    row.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    response = shopper.api.get("/api/v1/cart")
+    assert response.status_code == 401 and error_of(response)["code"] == "token_expired"
+
+
+def test_revoked_token_is_401(shopper, other):
+    assert shopper.api.delete("/api/v1/auth/token").status_code == 204
+    response = shopper.api.get("/api/v1/cart")
+    assert response.status_code == 401 and error_of(response)["code"] == "token_revoked"
+    assert shopper.api.delete("/api/v1/auth/token").status_code == 401
+    assert other.api.get("/api/v1/cart").status_code == 200  # only that token
+
+
+def test_token_of_a_deactivated_user_stops_working(shopper):
+    shopper.user.active = False
+    db.session.commit()
+    assert shopper.api.get("/api/v1/cart").status_code == 401
+
+
+def test_delete_token_needs_a_bearer_token(anonymous):
+    response = anonymous.delete("/api/v1/auth/token")
+    assert response.status_code == 401
+
+
+def test_answers_for_a_user_are_not_cached(shopper, catalog):
+    private = shopper.api.get("/api/v1/cart")
+    assert private.headers["Cache-Control"] == "private, no-store"
+    public = shopper.api.client.get("/api/v1/products")
+    assert "no-store" not in public.headers.get("Cache-Control", "")
+
+
+def test_last_use_is_recorded(shopper):
+    shopper.api.get("/api/v1/cart")
+    row = db.session.execute(select(ApiToken).where(ApiToken.user_id == shopper.user.id)
+                             ).scalar_one()
+    assert row.last_used_at is not None and utcnow() - row.last_used_at < timedelta(minutes=1)
+
+
+def test_live_tokens_per_user_are_capped(app):
+    user = f.user()
+    raws = [api_tokens.create(user.id)[1] for _ in range(api_tokens.MAX_ACTIVE_PER_USER + 1)]
+    assert len(api_tokens.for_user(user.id)) == api_tokens.MAX_ACTIVE_PER_USER
+    client = ApiClient(app.test_client())
+    assert client.get("/api/v1/cart", headers=bearer(raws[0])).status_code == 401
+    assert client.get("/api/v1/cart", headers=bearer(raws[-1])).status_code == 200
+
+
+# The browser session as a caller ------------------------------------------------------------
+
+def test_session_cookie_works_but_writes_need_csrf(app, client, auth, catalog):
+    f.user("customer@example.com")
+    auth.login()
+    browser = ApiClient(client)
+    assert browser.get("/api/v1/cart").status_code == 200
+    refused = browser.post("/api/v1/cart/items", json={"sku": "MUG"})
+    assert refused.status_code == 400 and error_of(refused)["code"] == "csrf_failed"
+    assert browser.get("/api/v1/cart").get_json()["items"] == []
+    token = csrf_token(client, "/cart")
+    accepted = browser.post("/api/v1/cart/items", json={"sku": "MUG"},
+                            headers={"X-CSRFToken": token})
+    assert accepted.status_code == 200 and accepted.get_json()["item_count"] == 1
+    # Revoking "the token" needs a token: a session has none.
+    assert browser.delete("/api/v1/auth/token", headers={"X-CSRFToken": token}
+                          ).status_code == 401
+
+
+def test_bearer_token_wins_over_the_session(app, client, auth, shopper, catalog):
+    f.user("customer@example.com")
+    auth.login()
+    browser = ApiClient(client, shopper.token)
+    browser.post("/api/v1/cart/items", json={"sku": "MUG"})  # no CSRF needed with a token
+    assert shopper.api.get("/api/v1/cart").get_json()["item_count"] == 1
+    broken = ApiClient(client, "shp_wrong")
+    assert broken.get("/api/v1/cart").status_code == 401  # never falls back to the cookie
+
+
+# The account page ---------------------------------------------------------------------------
+
+def test_account_page_lists_and_revokes_tokens(app, client, auth, anonymous):
+    user = f.user("customer@example.com")
+    kept = get_token(anonymous, "customer@example.com", name="Phone app").get_json()
+    dropped = get_token(anonymous, "customer@example.com", name="Old laptop").get_json()
+    stranger = f.user("stranger@example.com")
+    _record, _raw = api_tokens.create(stranger.id, "Stranger's")
+    auth.login()
+    page = client.get("/account").get_data(as_text=True)
+    assert "Phone app" in page and "Old laptop" in page and "Stranger" not in page
+    revoke_path = f"/account/tokens/{dropped['id']}/revoke"
+    form = re.search(f'action="({re.escape(revoke_path)})"', page)
+    assert form, "no revoke form"
+    assert client.post(form.group(1)).status_code == 400  # no CSRF token
+    response = client.post(form.group(1), data={"csrf_token": csrf_token(client, "/account")})
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/account#api-tokens")
+    assert anonymous.get("/api/v1/cart", headers=bearer(dropped["token"])).status_code == 401
+    assert anonymous.get("/api/v1/cart", headers=bearer(kept["token"])).status_code == 200
+    page = client.get("/account").get_data(as_text=True)
+    assert "Old laptop" not in page and "Phone app" in page
+    foreign = api_tokens.for_user(stranger.id)[0].id
+    assert client.post(f"/account/tokens/{foreign}/revoke",
+                       data={"csrf_token": csrf_token(client, "/account")}).status_code == 404
+    assert len(api_tokens.for_user(stranger.id)) == 1
+    assert user.id != stranger.id
+
+
+def test_revoke_with_htmx_answers_the_section(app, client, auth, anonymous):
+    f.user("customer@example.com")
+    token = get_token(anonymous, "customer@example.com", name="Tablet").get_json()
+    auth.login()
+    response = client.post(f"/account/tokens/{token['id']}/revoke",
+                           data={"csrf_token": csrf_token(client, "/account")},
+                           headers={"HX-Request": "true"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert 'id="api-tokens"' in html and "Tablet" not in html
+    assert "Token revoked" in html  # announced in the live region
+
+
+def test_token_revoke_needs_login(client):
+    response = client.post("/account/tokens/1/revoke")
+    assert response.status_code in (302, 303, 400)
+
+
+# Rate limits --------------------------------------------------------------------------------
+
+def test_api_requests_are_limited_per_token_and_per_address(make_app):
+    limited = make_app(RATELIMIT_ENABLED=True, RATELIMIT_API="3 per minute")
+    with limited.app_context():
+        first = api_tokens.create(f.user().id)[1]
+        second = api_tokens.create(f.user().id)[1]
+    api = ApiClient(limited.test_client())
+    for _ in range(3):
+        assert api.get("/api/v1/cart", headers=bearer(first)).status_code == 200
+    response = api.get("/api/v1/cart", headers=bearer(first))
+    assert response.status_code == 429
+    assert error_of(response)["code"] == "rate_limited"
+    assert int(response.headers["Retry-After"]) > 0
+    assert api.get("/api/v1/cart", headers=bearer(second)).status_code == 200
+    for _ in range(3):
+        assert api.get("/api/v1/categories").status_code == 200
+    assert api.get("/api/v1/categories").status_code == 429
+    elsewhere = api.get("/api/v1/categories", environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    assert elsewhere.status_code == 200
+
+
+def test_failed_token_requests_share_the_login_limits(make_app):
+    limited = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN="2 per minute")
+    with limited.app_context():
+        f.user("customer@example.com")
+    client = limited.test_client()
+    api = ApiClient(client)
+    assert AuthActions(client).login(password="wrong-password-1").status_code == 401  # page
+    assert get_token(api, "customer@example.com", "wrong-password-2").status_code == 401
+    # Two failures (one on each door): even the right password waits now, on both.
+    blocked = get_token(api, "customer@example.com")
+    assert blocked.status_code == 429 and error_of(blocked)["code"] == "rate_limited"
+    assert AuthActions(client).login().status_code == 429
+    # Per account too: another address is refused for this account, not for others.
+    other_address = {"REMOTE_ADDR": "10.1.1.1"}
+    assert get_token(api, "customer@example.com", environ_base=other_address
+                     ).status_code == 429
+    assert get_token(api, "someone@example.com", environ_base=other_address
+                     ).status_code == 401
+
+
+def test_successful_token_requests_do_not_count(make_app):
+    limited = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN="2 per minute")
+    with limited.app_context():
+        f.user("customer@example.com")
+    api = ApiClient(limited.test_client())
+    assert [get_token(api, "customer@example.com").status_code for _ in range(4)] == [201] * 4
+
+
+# CORS ---------------------------------------------------------------------------------------
+
+def test_cors_is_off_by_default(anonymous):
+    response = anonymous.get("/api/v1/categories", headers={"Origin": "https://app.example"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+    preflight = anonymous.request("OPTIONS", "/api/v1/cart/items", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+    assert "Access-Control-Allow-Methods" not in preflight.headers
+
+
+def test_cors_allows_configured_origins(make_app):
+    allowed = make_app(CORS_ORIGINS=["https://app.example"])
+    api = ApiClient(allowed.test_client())
+    response = api.get("/api/v1/categories", headers={"Origin": "https://app.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Origin" in response.headers["Vary"]
+    assert "Access-Control-Allow-Credentials" not in response.headers
+    assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]
+    stranger = api.get("/api/v1/categories", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+    assert "Origin" in stranger.headers["Vary"]
+    preflight = api.request("OPTIONS", "/api/v1/cart/items/7", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert set(preflight.headers["Access-Control-Allow-Methods"].split(", ")) == {
+        "PATCH", "DELETE"}
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    refused = api.request("OPTIONS", "/api/v1/cart", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    assert "Access-Control-Allow-Origin" not in refused.headers

@@ -1,0 +1,310 @@
+"""Orders through the JSON API: checkout, Idempotency-Key rules, history, IDOR, and staff
+status changes through the state machine."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import IdempotencyRecord, Order, Payment, Variant, utcnow
+from tests import factories as f
+from tests.web import api_support
+from tests.web.api_support import error_of
+
+anonymous, catalog, other, shopper, staff = (api_support.anonymous, api_support.catalog,
+                                             api_support.other, api_support.shopper,
+                                             api_support.staff)
+
+ORDER_KEYS = {"number", "status", "email", "lines", "subtotal", "discount", "shipping", "tax",
+              "total", "currency", "coupon", "shipping_address", "billing_address",
+              "shipping_method", "payment_method", "payment_status", "shipment", "created_at",
+              "events"}
+ORDER_BODY = {"shipping_address": f.ADDRESS, "shipping_method": "standard",
+              "payment_method": "manual"}
+
+
+def stock(sku: str) -> int:
+    return db.session.execute(select(Variant.stock_quantity).where(Variant.sku == sku)
+                              ).scalar_one()
+
+
+def count(model) -> int:
+    return db.session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def fill(who, sku: str = "SHIRT-M", quantity: int = 2) -> dict:
+    response = who.api.post("/api/v1/cart/items", json={"sku": sku, "quantity": quantity})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def place(who, body: dict | None = None, key: str | None = None):
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return who.api.post("/api/v1/orders", json=body or ORDER_BODY, headers=headers)
+
+
+# Placing orders -----------------------------------------------------------------------------
+
+def test_place_an_order(shopper, catalog):
+    cart = fill(shopper)
+    response = place(shopper)
+    assert response.status_code == 201, response.get_json()
+    order = response.get_json()
+    assert set(order) == ORDER_KEYS | {"payment_url"}
+    assert order["payment_url"] is None  # manual payment: nothing to pay online
+    assert order["status"] == "pending" and order["payment_status"] == "pending"
+    assert order["email"] == shopper.user.email
+    assert order["lines"] == [{"sku": "SHIRT-M", "name": "Linen Shirt", "options": {"size": "M"},
+                               "unit_price": "30.00", "quantity": 2, "line_total": "60.00"}]
+    for name in ("subtotal", "discount", "shipping", "tax", "total", "currency"):
+        assert order[name] == cart[name]
+    assert order["shipping_address"] == f.ADDRESS
+    assert order["billing_address"] == f.ADDRESS
+    assert order["shipment"] is None
+    assert order["created_at"].endswith("Z")
+    assert [(e["status"], e["from_status"], e["note"]) for e in order["events"]] == [
+        ("pending", None, "Order placed")]
+    assert stock("SHIRT-M") == 3
+    assert shopper.api.get("/api/v1/cart").get_json()["items"] == []
+    fetched = shopper.api.get(f"/api/v1/orders/{order['number']}").get_json()
+    assert fetched == {k: v for k, v in order.items() if k != "payment_url"}
+
+
+def test_order_with_coupon_and_express(shopper, catalog):
+    f.coupon("SAVE10", "percent", "10")
+    fill(shopper, "MUG", 1)
+    shopper.api.post("/api/v1/cart/coupon", json={"code": "SAVE10"})
+    body = ORDER_BODY | {"shipping_method": "express",
+                         "billing_address": f.ADDRESS | {"name": "Charles Babbage"}}
+    order = place(shopper, body).get_json()
+    assert (order["coupon"], order["subtotal"], order["discount"], order["shipping"],
+            order["tax"], order["total"]) == ("SAVE10", "12.50", "1.25", "15.00", "2.10", "28.35")
+    assert order["billing_address"]["name"] == "Charles Babbage"
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"shipping_address": f.ADDRESS | {"country": "XX"}}, "country"),
+    ({"shipping_address": f.ADDRESS | {"city": "  "}}, "city"),
+    ({"shipping_address": {k: v for k, v in f.ADDRESS.items() if k != "city"}},
+     "shipping_address.city"),
+    ({"shipping_address": f.ADDRESS | {"postal_code": 12345}}, "shipping_address.postal_code"),
+    ({"shipping_method": "pigeon"}, "shipping_method"),
+    ({"payment_method": "stripe"}, "payment_method"),  # no Stripe keys: not offered
+    ({"payment_method": "cash"}, "payment_method"),
+    ({"gift_wrap": True}, "gift_wrap"),
+    ({"expected_total": 64.8}, "expected_total"),
+])
+def test_invalid_order_bodies_are_422_and_change_nothing(shopper, catalog, change, field):
+    fill(shopper)
+    response = place(shopper, ORDER_BODY | change)
+    assert response.status_code == 422, response.get_json()
+    assert field in error_of(response)["details"]["fields"]
+    assert count(Order) == 0 and stock("SHIRT-M") == 5
+
+
+def test_missing_address_is_422(shopper, catalog):
+    fill(shopper)
+    response = place(shopper, {"shipping_method": "standard"})
+    assert error_of(response)["details"]["fields"] == {
+        "shipping_address": "This field is required."}
+
+
+def test_rules_that_block_an_order_are_409(shopper, catalog):
+    empty = place(shopper)
+    assert empty.status_code == 409 and error_of(empty)["code"] == "cart_empty"
+    fill(shopper, "SHIRT-L", 2)
+    changed = place(shopper, ORDER_BODY | {"expected_total": "1.00"})
+    assert changed.status_code == 409 and error_of(changed)["code"] == "cart_changed"
+    db.session.execute(Variant.__table__.update().where(Variant.sku == "SHIRT-L")
+                       .values(stock_quantity=1))
+    db.session.commit()
+    sold_out = place(shopper)
+    assert sold_out.status_code == 409 and error_of(sold_out)["code"] == "out_of_stock"
+    assert count(Order) == 0
+
+
+def test_coupon_used_up_at_checkout_is_409(shopper, other, catalog):
+    f.coupon("ONLYONE", "fixed", "5", usage_limit=1)
+    for who in (shopper, other):
+        fill(who)
+        assert who.api.post("/api/v1/cart/coupon", json={"code": "ONLYONE"}).status_code == 200
+    assert place(shopper).status_code == 201
+    response = place(other)
+    assert response.status_code == 409 and error_of(response)["code"] == "coupon_used_up"
+
+
+# Idempotency-Key ----------------------------------------------------------------------------
+
+def test_same_key_and_body_replays_the_first_answer(shopper, catalog):
+    fill(shopper)
+    first = place(shopper, key="order-1")
+    again = place(shopper, key="order-1")
+    reordered = shopper.api.post(
+        "/api/v1/orders", headers={"Idempotency-Key": "order-1"},
+        json={"payment_method": "manual", "shipping_address": dict(reversed(f.ADDRESS.items()))})
+    assert first.status_code == again.status_code == reordered.status_code == 201
+    assert again.get_json() == first.get_json() == reordered.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert count(Order) == 1 and count(Payment) == 1
+    assert stock("SHIRT-M") == 3
+
+
+def test_same_key_with_another_body_is_422(shopper, catalog):
+    fill(shopper)
+    assert place(shopper, key="order-2").status_code == 201
+    fill(shopper, "MUG", 1)
+    response = place(shopper, ORDER_BODY | {"shipping_method": "express"}, key="order-2")
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "idempotency_key_reused"
+    assert count(Order) == 1
+    assert len(shopper.api.get("/api/v1/cart").get_json()["items"]) == 1  # untouched
+
+
+def test_key_still_running_is_409_and_a_stale_one_is_taken_over(shopper, catalog):
+    fill(shopper)
+    from shop.blueprints.api.schemas import OrderBody
+    from shop.services.idempotency import request_hash
+
+    fingerprint = request_hash(OrderBody.model_validate(ORDER_BODY).model_dump(mode="json"))
+    record = IdempotencyRecord(scope=f"api-orders:{shopper.user.id}", key="busy",
+                               request_hash=fingerprint, state="running", created_at=utcnow())
+    db.session.add(record)
+    db.session.commit()
+    response = place(shopper, key="busy")
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "idempotency_in_progress"
+    assert count(Order) == 0
+    # The first attempt died long ago: the key is taken over and the order placed once.
+    record.created_at = utcnow() - timedelta(minutes=10)
+    db.session.commit()
+    assert place(shopper, key="busy").status_code == 201
+    assert place(shopper, key="busy").headers["Idempotent-Replayed"] == "true"
+    assert count(Order) == 1
+
+
+def test_refused_request_does_not_use_up_its_key(shopper, catalog):
+    refused = place(shopper, key="retry-me")
+    assert refused.status_code == 409  # the cart was empty
+    fill(shopper)
+    assert place(shopper, key="retry-me").status_code == 201
+    assert count(IdempotencyRecord) == 1
+
+
+def test_keys_belong_to_their_user(shopper, other, catalog):
+    fill(shopper)
+    fill(other, "MUG", 1)
+    mine = place(shopper, key="same-key").get_json()
+    theirs = place(other, key="same-key").get_json()
+    assert mine["number"] != theirs["number"]
+    assert theirs["lines"][0]["sku"] == "MUG"
+
+
+@pytest.mark.parametrize("key", ["", "x" * 101, "caf\u00e9"])
+def test_invalid_idempotency_key_is_422(shopper, catalog, key):
+    fill(shopper)
+    response = shopper.api.post("/api/v1/orders", json=ORDER_BODY,
+                                headers={"Idempotency-Key": key.encode().decode("latin-1")})
+    assert response.status_code == 422
+    assert "Idempotency-Key" in error_of(response)["details"]["fields"]
+    assert count(Order) == 0
+
+
+# Reading orders -----------------------------------------------------------------------------
+
+def test_order_history_is_paginated_and_private(shopper, other, catalog):
+    numbers = []
+    for _ in range(3):
+        fill(shopper, "MUG", 1)
+        numbers.append(place(shopper).get_json()["number"])
+    fill(other, "MUG", 1)
+    theirs = place(other).get_json()["number"]
+    page = shopper.api.get("/api/v1/orders?per_page=2").get_json()
+    assert set(page) == {"items", "page", "per_page", "total", "pages"}
+    assert (page["page"], page["per_page"], page["total"], page["pages"]) == (1, 2, 3, 2)
+    assert set(page["items"][0]) == ORDER_KEYS
+    rest = shopper.api.get("/api/v1/orders?per_page=2&page=2").get_json()
+    listed = [o["number"] for o in page["items"] + rest["items"]]
+    assert sorted(listed) == sorted(numbers) and theirs not in listed
+    assert shopper.api.get("/api/v1/orders?per_page=500").status_code == 422
+    assert anonymous_status(shopper, "/api/v1/orders") == 401
+
+
+def anonymous_status(who, path: str) -> int:
+    return who.api.client.get(path).status_code
+
+
+def test_one_user_cannot_read_another_users_order(shopper, other, staff, catalog):
+    fill(shopper)
+    number = place(shopper).get_json()["number"]
+    response = other.api.get(f"/api/v1/orders/{number}")
+    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    assert other.api.get("/api/v1/orders/SO-NOTREAL").status_code == 404
+    assert staff.api.get(f"/api/v1/orders/{number}").status_code == 200
+    assert anonymous_status(shopper, f"/api/v1/orders/{number}") == 401
+
+
+# Staff: PATCH /orders/<number> --------------------------------------------------------------
+
+def test_staff_moves_an_order_through_the_state_machine(shopper, staff, catalog):
+    fill(shopper)
+    number = place(shopper).get_json()["number"]
+    path = f"/api/v1/orders/{number}"
+    paid = staff.api.patch(path, json={"status": "paid", "note": "Bank transfer received"})
+    assert paid.status_code == 200, paid.get_json()
+    assert paid.get_json()["status"] == "paid" and paid.get_json()["payment_status"] == "succeeded"
+    no_tracking = staff.api.patch(path, json={"status": "shipped"})
+    assert no_tracking.status_code == 422
+    assert set(error_of(no_tracking)["details"]["fields"]) == {"carrier", "tracking_number"}
+    shipped = staff.api.patch(path, json={"status": "shipped", "tracking": {
+        "carrier": "Royal Mail", "tracking_number": "RM123456789GB"}}).get_json()
+    assert shipped["shipment"] == {"carrier": "Royal Mail", "tracking_number": "RM123456789GB"}
+    assert [(e["from_status"], e["status"]) for e in shipped["events"]] == [
+        (None, "pending"), ("pending", "paid"), ("paid", "shipped")]
+    assert shipped["events"][1]["note"] == "Bank transfer received"
+    # The customer tracks it.
+    tracked = shopper.api.get(path).get_json()
+    assert tracked["status"] == "shipped" and tracked["shipment"]["carrier"] == "Royal Mail"
+    back = staff.api.patch(path, json={"status": "pending"})
+    assert back.status_code == 409 and error_of(back)["code"] == "invalid_transition"
+    assert error_of(back)["details"]["allowed"] == ["delivered", "refunded"]
+
+
+def test_cancel_releases_stock_once(shopper, staff, catalog):
+    fill(shopper)
+    number = place(shopper).get_json()["number"]
+    assert stock("SHIRT-M") == 3
+    path = f"/api/v1/orders/{number}"
+    assert staff.api.patch(path, json={"status": "cancelled"}).status_code == 200
+    assert stock("SHIRT-M") == 5
+    again = staff.api.patch(path, json={"status": "cancelled"})
+    assert again.status_code == 409
+    assert stock("SHIRT-M") == 5
+
+
+@pytest.mark.parametrize("payload,status", [
+    ({"status": "delivered"}, 409), ({"status": "lost"}, 422), ({}, 422),
+    ({"status": "paid", "tracking": {"carrier": "X", "tracking_number": "1"}}, 422),
+    ({"status": "paid", "priority": 1}, 422), ({"status": 3}, 422),
+])
+def test_staff_patch_errors(shopper, staff, catalog, payload, status):
+    fill(shopper)
+    number = place(shopper).get_json()["number"]
+    response = staff.api.patch(f"/api/v1/orders/{number}", json=payload)
+    assert response.status_code == status, response.get_json()
+    assert shopper.api.get(f"/api/v1/orders/{number}").get_json()["status"] == "pending"
+
+
+def test_only_staff_may_patch(shopper, other, staff, catalog):
+    fill(shopper)
+    number = place(shopper).get_json()["number"]
+    path = f"/api/v1/orders/{number}"
+    own = shopper.api.patch(path, json={"status": "paid"})
+    assert own.status_code == 403 and error_of(own)["code"] == "forbidden"
+    assert other.api.patch(path, json={"status": "paid"}).status_code == 403
+    assert shopper.api.client.patch(path, json={"status": "paid"}).status_code == 401
+    assert staff.api.patch("/api/v1/orders/SO-NOTREAL", json={"status": "paid"}
+                           ).status_code == 404
+    assert shopper.api.get(path).get_json()["status"] == "pending"
