@@ -16,10 +16,10 @@ from ..extensions import db
 from ..models import Category, Product, ProductImage, Variant
 from ..services import catalog, images, inventory, product_csv
 from ..services.errors import ShopError, ValidationError
+from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView
 from .forms import ImageForm, VariantForm, slug_validators
 from .security import request_id, who
-from ..templating import money
 
 
 class VariantInline(InlineFormAdmin):

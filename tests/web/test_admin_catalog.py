@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shop.extensions import db
-from shop.models import (AuditLog, Category, Product, ProductImage, StockAdjustment, Variant)
+from shop.models import AuditLog, Category, Product, ProductImage, StockAdjustment, Variant
 from shop.services import cart as carts
 from shop.services import checkout
 from shop.services.cart import CartOwner
@@ -107,7 +107,8 @@ def test_audit_log_records_an_edit_with_before_and_after(client, staff, shirt):
     entry = db.session.execute(select(AuditLog).where(AuditLog.model == "Product")).scalar_one()
     assert (entry.action, entry.record_id, entry.actor_email, entry.request_id) == (
         "update", str(shirt.id), "staff@example.com", "req-audit-1")
-    assert entry.before["description"] == "Linen Shirt" and entry.after["description"] == "Now in sand."
+    assert entry.before["description"] == "Linen Shirt"
+    assert entry.after["description"] == "Now in sand."
     price = {v["sku"]: v["price"] for v in entry.before["variants"]}
     assert price["LIN-S"] == "30.00"
     assert {v["sku"]: v["price"] for v in entry.after["variants"]}["LIN-S"] == "28.00"

@@ -121,8 +121,9 @@ def test_import_creates_and_updates_with_stock_through_the_ledger(client, staff,
     db.session.expire_all()
     small = db.session.execute(select(Variant).where(Variant.sku == "LIN-S")).scalar_one()
     assert small.price == Decimal("27.00") and small.stock_quantity == 14
-    assert db.session.execute(select(StockAdjustment.delta).where(
-        StockAdjustment.variant_id == small.id).order_by(StockAdjustment.id)).scalars().all() == [10, 4]
+    deltas = db.session.execute(select(StockAdjustment.delta).where(
+        StockAdjustment.variant_id == small.id).order_by(StockAdjustment.id)).scalars().all()
+    assert deltas == [10, 4]
     board = db.session.execute(select(Product).where(Product.slug == "oak-board")).scalar_one()
     assert board.category.slug == "home" and board.price == Decimal("45.00")
     stock = {v.sku: (v.stock_quantity, v.low_stock_threshold, v.options) for v in board.variants}
@@ -139,7 +140,7 @@ BAD = (HEADER
        + "new-thing,New Thing,,nowhere,yes,NEW-2,,twelve,,1,\n"                      # 4: price
        + "Bad Slug,Bad,,,,BAD-1,,1,,,\n"                                               # 5: slug
        + "other-thing,,,,,OTH-1,size,5,,-2,\n"                                         # 6: several
-       + "other-thing,Other,,,maybe,LIN-S,,5,,,\n"                                     # 7: dup/owner
+       + "other-thing,Other,,,maybe,LIN-S,,5,,,\n"                                   # 7: dup/owner
        + "formula-mug,=SUM(A1) Mug,,,yes,LIN-M,,5,,,\n")                               # 8: owner
 
 
@@ -170,8 +171,8 @@ def test_bad_rows_are_each_named_and_nothing_is_written(client, staff, catalogue
 
 @pytest.mark.parametrize("content,message", [
     (b"", "The file is empty"),
-    ("sku,prise\nA,1\n".encode(), "Missing column(s): product_slug, product_name, price"),
-    ("product_slug,product_name,sku,price,colour\n".encode(), "Unknown column(s): colour"),
+    (b"sku,prise\nA,1\n", "Missing column(s): product_slug, product_name, price"),
+    (b"product_slug,product_name,sku,price,colour\n", "Unknown column(s): colour"),
     (HEADER.encode(), "no product rows"),
     ("\xff\xfe not utf-8".encode("latin-1"), "not UTF-8"),
 ])

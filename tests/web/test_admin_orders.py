@@ -97,7 +97,8 @@ def test_each_action_walks_the_state_machine_and_is_recorded(client, staff, mug)
                                .order_by(OrderEvent.id.desc())).scalars().first()
     assert (event.from_status, event.to_status, event.actor, event.note) == (
         "delivered", "refunded", "staff@example.com", "Arrived broken")
-    shipment = db.session.execute(select(Shipment).where(Shipment.order_id == order.id)).scalar_one()
+    shipment = db.session.execute(select(Shipment).where(Shipment.order_id == order.id)
+                                  ).scalar_one()
     assert (shipment.carrier, shipment.tracking_number) == ("DHL", "JD0142")
     assert db.session.execute(select(Payment.status).where(Payment.order_id == order.id)
                               ).scalar_one() == "refunded"

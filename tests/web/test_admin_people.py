@@ -108,7 +108,7 @@ def reviewed(app):
     reviews = []
     authors = [f.user(name=f"Reviewer {n}") for n in range(3)]
     for author, (rating, status) in zip(authors, ((5, "approved"), (2, "pending"),
-                                                  (4, "pending"))):
+                                                  (4, "pending")), strict=True):
         review = Review(product_id=mug.id, user_id=author.id, rating=rating,
                         title=f"{rating} stars", body="Text", status=status)
         db.session.add(review)
