@@ -427,3 +427,58 @@ def test_session_expiry_respects_stripes_minimum(shop, standin, mug):
     assert session["expires_at"] - session["created"] >= 30 * 60
     assert stripe_provider.deadline(last_order()) == last_order().created_at + timedelta(
         minutes=10)
+
+
+def test_json_api_pays_and_refunds_through_the_same_services(shop, standin, mug, client):
+    from tests.web.api_support import make_shopper
+
+    shopper = make_shopper(shop)
+    staff = make_shopper(shop, role="staff")
+    added = shopper.api.post("/api/v1/cart/items", json={"sku": mug.sku, "quantity": 2})
+    assert added.status_code == 200, added.get_json()
+    placed = shopper.api.post("/api/v1/orders", json={
+        "shipping_address": f.ADDRESS, "shipping_method": "standard",
+        "payment_method": "stripe"}, headers={"Idempotency-Key": "api-stripe-1"})
+    assert placed.status_code == 201, placed.get_json()
+    body = placed.get_json()
+    order = last_order()
+    session = standin.sessions[order.payment.reference]
+    assert body["payment_url"] == session["url"]
+    assert session["amount_total"] == to_minor_units(order.total, "USD")
+
+    post_event(client, standin, "checkout.session.completed", standin.complete(session["id"]))
+    path = f"/api/v1/orders/{order.number}"
+    assert shopper.api.get(path).get_json()["status"] == "paid"
+    refunded = staff.api.patch(path, json={"status": "refunded", "note": "Damaged in transit"})
+    assert refunded.status_code == 200, refunded.get_json()
+    assert refunded.get_json()["status"] == "refunded"
+    assert [r["payment_intent"] for r in standin.refunds.values()] == [session["payment_intent"]]
+    assert stock(mug.id) == 5
+    assert_stock_invariant()
+
+
+def test_back_office_refund_button_refunds_on_stripe(shop, standin, mug, client):
+    from tests.conftest import AuthActions
+
+    buy(client, mug.id, 2)
+    order = last_order()
+    post_event(client, standin, "checkout.session.completed",
+               standin.complete(order.payment.reference))
+    f.user("staff@example.com", role="staff")
+    staff = shop.test_client()
+    AuthActions(staff).login("staff@example.com")
+    detail = f"/admin/order/details/?id={order.id}"
+    assert "Refund" in staff.get(detail).get_data(as_text=True)
+
+    standin.fail_next[:] = [(402, "Your balance is too low")]
+    refused = staff.post(f"/admin/order/transition/{order.id}", data={
+        "csrf_token": csrf_token(staff, detail), "to_status": "refunded"})
+    assert refused.status_code == 409 and "Stripe did not accept the refund" in \
+        refused.get_data(as_text=True)
+    assert last_order().status == "paid" and stock(mug.id) == 3
+
+    done = staff.post(f"/admin/order/transition/{order.id}", data={
+        "csrf_token": csrf_token(staff, detail), "to_status": "refunded"})
+    assert done.status_code in (200, 303)
+    assert last_order().status == "refunded" and stock(mug.id) == 5
+    assert len(standin.refunds) == 1
