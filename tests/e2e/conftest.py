@@ -6,10 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .server import ROOT, Shop, serve
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext
 
 TOOLS = ROOT / "tests" / "e2e" / ".tools" / "node_modules"
 AXE_JS = TOOLS / "axe-core" / "axe.min.js"
@@ -58,6 +63,17 @@ def shop(e2e_tools, tmp_path_factory) -> Iterator[Shop]:
         yield running
 
 
+@pytest.fixture(autouse=True)
+def no_server_errors(shop: Shop) -> Iterator[None]:
+    """Fail a test during which the shop logged an unhandled error (a 500), showing it."""
+    offset = shop.log_size()
+    yield
+    errors = shop.errors_since(offset)
+    if errors:
+        pytest.fail(f"the shop logged unhandled errors during this test:\n{errors[-6000:]}",
+                    pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def browser(e2e_tools):
     """One headless Chromium for the session (the system browser; Playwright cannot download)."""
@@ -94,3 +110,55 @@ def new_context(browser):
 def page(new_context):
     """A page in a fresh profile with JavaScript on."""
     return new_context().new_page()
+
+
+@dataclass
+class Tour:
+    """The shop's pages in a realistic state: a guest with a cart (coupon applied) at the review
+    step, and a customer with an order. `pages` maps a name to (browser profile, URL)."""
+
+    pages: dict[str, tuple[BrowserContext, str]] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def tour(shop, browser) -> Iterator[Tour]:
+    """Walk a guest and a customer to every page worth checking (axe runs in the page, so these
+    profiles bypass the CSP to let the tests inject it)."""
+    from . import flows
+
+    options = {"viewport": {"width": 1280, "height": 900}, "locale": "en-US", "bypass_csp": True}
+    guest = browser.new_context(**options)
+    customer = browser.new_context(**options)
+    for ctx in (guest, customer):
+        ctx.set_default_timeout(10_000)
+        ctx.set_default_navigation_timeout(20_000)
+    try:
+        page = customer.new_page()
+        flows.register(page, shop, flows.unique_email("tour-customer"))
+        flows.buy_variant_product(page, shop, email=None)
+        order_url = page.url
+        page.close()
+
+        page = guest.new_page()
+        flows.open_variant_product(page, shop)
+        product_url = page.url
+        flows.choose_variant_and_add(page)
+        page.goto(shop("/cart"))
+        flows.apply_coupon(page)
+        flows.fill_checkout(page, flows.unique_email("tour-guest"))
+        page.close()
+
+        result = Tour()
+        for name, path in [("home", "/"), ("listing", "/products"),
+                           ("search", "/products?q=mug&sort=price&in_stock=true"),
+                           ("category", "/c/clothing"), ("product", product_url),
+                           ("cart", "/cart"), ("checkout", "/checkout"),
+                           ("review", "/checkout/review"), ("login", "/account/login"),
+                           ("register", "/account/register")]:
+            result.pages[name] = (guest, path if path.startswith("http") else shop(path))
+        result.pages["account"] = (customer, shop("/account"))
+        result.pages["order"] = (customer, order_url)
+        yield result
+    finally:
+        guest.close()
+        customer.close()

@@ -13,6 +13,7 @@ from .server import Shop
 MARKER = "__e2eNoReload"
 ADDRESS = {"name": "Ada Lovelace", "line1": "12 Analytical Row", "city": "Springfield",
            "postal_code": "62701"}
+CUSTOMER_PASSWORD = "plum-tree-4711"
 MONEY = re.compile(r"-?\$?([0-9][0-9,]*\.[0-9]{2})")
 
 
@@ -27,8 +28,16 @@ def unique_email(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
 
 
+def ready(page: Page) -> None:
+    """Wait until the page's deferred scripts (htmx) have run: an interaction sooner would be a
+    plain form post, as for a shopper without JavaScript."""
+    page.wait_for_load_state("load")
+    page.wait_for_function("() => window.htmx !== undefined")
+
+
 def mark_page(page: Page) -> None:
     """Tag the current document; the tag survives htmx swaps but not a page load."""
+    ready(page)
     page.evaluate(f"window.{MARKER} = true")
 
 
@@ -194,3 +203,32 @@ def buy_variant_product(page: Page, shop: Shop, email: str | None, js: bool = Tr
     fill_checkout(page, email)
     number, _ = place_order(page)
     return number, Chosen(name, variant, url)
+
+
+def register(page: Page, shop: Shop, email: str, name: str = "Grace Hopper") -> None:
+    """Create an account through the header's Register link; ends on the account page."""
+    page.goto(shop("/"))
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Register").click()
+    page.get_by_label(re.compile(r"^Name\b")).fill(name)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill(CUSTOMER_PASSWORD)
+    page.get_by_label("Repeat password").fill(CUSTOMER_PASSWORD)
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("heading", level=1, name="Your account")).to_be_visible()
+    expect(page.locator(".flash")).to_contain_text("Your account is ready")
+
+
+def log_in(page: Page, shop: Shop, email: str, password: str = CUSTOMER_PASSWORD) -> None:
+    """Log in through the header's link and the form."""
+    page.goto(shop("/"))
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Log in").click()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def log_out(page: Page) -> None:
+    """Log out with the header's button."""
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator(".flash")).to_contain_text("You are logged out")

@@ -29,10 +29,21 @@ class Shop:
     url: str
     staff_email: str
     staff_password: str
+    log: Path
 
     def __call__(self, path: str) -> str:
         """The absolute URL of a path on this shop."""
         return self.url + path
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size
+
+    def errors_since(self, offset: int) -> str:
+        """Tracebacks the server logged after `offset` (its unhandled errors, 500s)."""
+        with self.log.open("rb") as handle:
+            handle.seek(offset)
+            new = handle.read().decode("utf-8", "replace")
+        return new if "Traceback" in new else ""
 
 
 def _free_port() -> int:
@@ -108,6 +119,6 @@ def serve(tmp: Path) -> Iterator[Shop]:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc, log)
-        yield Shop(url, STAFF_EMAIL, STAFF_PASSWORD)
+        yield Shop(url, STAFF_EMAIL, STAFF_PASSWORD, log)
     finally:
         _stop(proc)

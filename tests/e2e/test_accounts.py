@@ -4,38 +4,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from .flows import buy_variant_product, unique_email
+from .flows import buy_variant_product, log_in, log_out, register, unique_email
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "plum-tree-4711"
-
-
-def register(page: Page, shop, email: str, name: str = "Grace Hopper") -> None:
-    page.goto(shop("/"))
-    page.get_by_role("navigation", name="Account").get_by_role("link", name="Register").click()
-    page.get_by_label("Name", exact=True).fill(name)
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Repeat password").fill(PASSWORD)
-    page.get_by_role("button", name="Register").click()
-    expect(page.get_by_role("heading", level=1, name="Your account")).to_be_visible()
-    expect(page.locator(".flash")).to_contain_text("Your account is ready")
-
-
-def log_in(page: Page, shop, email: str, password: str = PASSWORD) -> None:
-    page.goto(shop("/"))
-    page.get_by_role("navigation", name="Account").get_by_role("link", name="Log in").click()
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
-
-
-def log_out(page: Page) -> None:
-    page.get_by_role("button", name="Log out").click()
-    expect(page.locator(".flash")).to_contain_text("You are logged out")
 
 
 def test_customer_registers_logs_in_buys_and_sees_the_order(shop, page):
