@@ -1,16 +1,38 @@
-"""The catalogue as shoppers and integrators read it: filters, listing, product detail."""
+"""The catalogue as shoppers and integrators read it: filters, listing, product detail.
+
+The shop's hot path. Listing and product pages read with a few hand-written SELECTs over the
+tables (no ORM objects, no per-request statement building beyond string joins), so a page
+costs the same handful of queries whatever the catalogue's size:
+- a listing: the category tree, then one query for the page of cards with the total;
+- a product: the category tree, then one query for the product with its variants, and one for
+  its images.
+"""
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.elements import TextClause
 
 from ..extensions import db
-from ..models import Category, Product, ProductImage, Variant
+from ..models import Product, Variant
 from . import search
 from .errors import NotFound
 from .money import parse_money
@@ -20,6 +42,9 @@ SORT_LABELS = {"relevance": "Relevance", "newest": "Newest", "price": "Price: lo
                "-price": "Price: high to low", "name": "Name: A to Z", "-name": "Name: Z to A"}
 MAX_PER_PAGE = 100
 MAX_PAGE = 100_000
+
+MONEY = Numeric(12, 2, asdecimal=True)
+RATING = Numeric(3, 2, asdecimal=True)
 
 
 @dataclass
@@ -116,6 +141,55 @@ class ProductPage:
         return max(1, math.ceil(self.total / self.per_page)) if self.total else 0
 
 
+@dataclass(frozen=True)
+class ImageView:
+    path: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class VariantView:
+    """A variant as the product page shows it."""
+
+    id: int
+    sku: str
+    options: dict
+    price: Decimal
+    compare_at_price: Decimal | None
+    stock_quantity: int
+    low_stock_threshold: int
+
+    @property
+    def label(self) -> str:
+        """Option values as a shopper reads them: "M / Blue", or "Default"."""
+        return " / ".join(str(v) for v in (self.options or {}).values()) or "Default"
+
+    @property
+    def in_stock(self) -> bool:
+        return self.stock_quantity > 0
+
+    @property
+    def low_stock(self) -> bool:
+        return 0 < self.stock_quantity <= self.low_stock_threshold
+
+
+@dataclass(frozen=True)
+class ProductDetail:
+    """Everything the product page shows of a product (same names as the model's)."""
+
+    id: int
+    slug: str
+    name: str
+    description: str
+    category_id: int | None
+    active: bool
+    price: Decimal
+    rating_average: Decimal | None
+    rating_count: int
+    variants: list[VariantView]
+    images: list[ImageView]
+
+
 def parse_filters(args: Mapping[str, str], *, default_per_page: int = 24
                   ) -> tuple[ProductFilters, dict[str, str]]:
     """Read catalogue filters from query arguments; errors name the field and say what is wrong.
@@ -168,13 +242,64 @@ def _positive_int(raw: str | None, default: int, maximum: int, name: str,
     return value
 
 
+# Statements ---------------------------------------------------------------------------------
+# The SQL below is assembled from fixed fragments only (values are always bound parameters,
+# category ids are formatted ints), so the set of distinct statements is small; each is parsed
+# into a TextClause once per process.
+
+_STATEMENTS: dict[tuple[str, str], TextClause] = {}
+_MAX_STATEMENTS = 2000
+_BIND_TYPES = {"min_price": MONEY, "max_price": MONEY, "active": Boolean(), "inactive": Boolean()}
+
+
+def _statement(sql: str, kind: str) -> TextClause:
+    """The parsed statement for `sql`, typed for its result `kind`."""
+    key = (kind, sql)
+    clause = _STATEMENTS.get(key)
+    if clause is None:
+        clause = text(sql)
+        binds = [bindparam(name, type_=type_) for name, type_ in _BIND_TYPES.items()
+                 if f":{name}" in sql]
+        if binds:
+            clause = clause.bindparams(*binds)
+        if kind in _RESULT_TYPES:
+            clause = clause.columns(**_RESULT_TYPES[kind])
+        if len(_STATEMENTS) >= _MAX_STATEMENTS:
+            _STATEMENTS.clear()
+        _STATEMENTS[key] = clause
+    return clause
+
+
+def _rows(sql: str, params: dict[str, Any], kind: str = "") -> list[Any]:
+    """Run a read. Through the session, so allowed reads use the replica."""
+    return db.session.execute(_statement(sql, kind), params).all()
+
+
+_RESULT_TYPES: dict[str, dict[str, Any]] = {
+    "cards": {"id": Integer(), "slug": String(), "name": String(), "price": MONEY,
+              "rating_average": RATING, "rating_count": Integer(),
+              "category_slug": String(), "category_name": String(), "image_path": String(),
+              "image_alt": String(), "in_stock": Integer(), "compare_at_price": MONEY,
+              "default_variant_id": Integer(), "variant_count": Integer(), "total": Integer()},
+    "product": {"id": Integer(), "slug": String(), "name": String(), "description": Text(),
+                "category_id": Integer(), "active": Boolean(), "price": MONEY,
+                "rating_average": RATING, "rating_count": Integer(), "v_id": Integer(),
+                "v_sku": String(), "v_options": JSON(), "v_price": MONEY,
+                "v_compare_at_price": MONEY, "v_stock_quantity": Integer(),
+                "v_low_stock_threshold": Integer()},
+    "images": {"path": String(), "alt": String()},
+    "tree": {"id": Integer(), "slug": String(), "name": String(), "description": Text(),
+             "parent_id": Integer()},
+}
+
+_TREE_SQL = ("SELECT id, slug, name, description, parent_id FROM categories "
+             "ORDER BY position, name, id")
+
+
 def category_tree() -> CategoryTree:
     """Every category, as a tree ordered by position (one query)."""
-    rows = db.session.execute(
-        select(Category.id, Category.slug, Category.name, Category.description,
-               Category.parent_id).order_by(Category.position, Category.name)).all()
-    by_id = {r.id: CategoryNode(r.id, r.slug, r.name, r.description or "", r.parent_id)
-             for r in rows}
+    rows = _rows(_TREE_SQL, {}, "tree")
+    by_id = {r[0]: CategoryNode(r[0], r[1], r[2], r[3] or "", r[4]) for r in rows}
     roots = []
     for node in by_id.values():
         parent = by_id.get(node.parent_id) if node.parent_id is not None else None
@@ -182,81 +307,132 @@ def category_tree() -> CategoryTree:
     return CategoryTree(roots, {n.slug: n for n in by_id.values()}, by_id)
 
 
-def list_products(filters: ProductFilters, tree: CategoryTree | None = None) -> ProductPage:
-    """One page of active products matching the filters, with the total (two queries)."""
-    stmt = select(Product.id).where(Product.active.is_(True))
+_ORDER = {
+    "price": "p.price ASC, p.id ASC",
+    "-price": "p.price DESC, p.id DESC",
+    "name": "p.name ASC, p.id ASC",
+    "-name": "p.name DESC, p.id DESC",
+    "newest": "p.created_at DESC, p.id DESC",
+}
+
+_CARD_COLUMNS = """p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
+  c.slug AS category_slug, c.name AS category_name,
+  (SELECT i.path FROM product_images i WHERE i.product_id = p.id
+   ORDER BY i.position, i.id LIMIT 1) AS image_path,
+  (SELECT i.alt FROM product_images i WHERE i.product_id = p.id
+   ORDER BY i.position, i.id LIMIT 1) AS image_alt,
+  EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id AND v.stock_quantity > 0)
+   AS in_stock,
+  (SELECT min(v.compare_at_price) FROM variants v WHERE v.product_id = p.id)
+   AS compare_at_price,
+  (SELECT v.id FROM variants v WHERE v.product_id = p.id ORDER BY v.position, v.id LIMIT 1)
+   AS default_variant_id,
+  (SELECT count(*) FROM variants v WHERE v.product_id = p.id) AS variant_count"""
+
+
+def _matching(filters: ProductFilters, tree: CategoryTree | None
+              ) -> tuple[str, list[str], dict[str, Any], search.Match | None]:
+    """FROM clause, WHERE conditions and parameters of the products the filters select."""
+    where = ["p.active = :active"]
+    params: dict[str, Any] = {"active": True, "inactive": False}
     if filters.category:
         tree = tree or category_tree()
         node = tree.by_slug.get(filters.category)
         if node is None:
             raise NotFound(f"There is no category {filters.category!r}.", field="category")
-        stmt = stmt.where(Product.category_id.in_(tree.descendant_ids(node)))
+        ids = ", ".join(str(int(i)) for i in sorted(tree.descendant_ids(node)))
+        where.append(f"p.category_id IN ({ids})")
     if filters.min_price is not None:
-        stmt = stmt.where(Product.price >= filters.min_price)
+        where.append("p.price >= :min_price")
+        params["min_price"] = filters.min_price
     if filters.max_price is not None:
-        stmt = stmt.where(Product.price <= filters.max_price)
+        where.append("p.price <= :max_price")
+        params["max_price"] = filters.max_price
     if filters.in_stock:
-        stmt = stmt.where(exists().where(
-            and_(Variant.product_id == Product.id, Variant.stock_quantity > 0)))
-    score = None
+        where.append("EXISTS (SELECT 1 FROM variants s WHERE s.product_id = p.id "
+                     "AND s.stock_quantity > 0)")
+    match = None
+    source = "products p"
     if filters.q:
-        stmt, score = search.apply(stmt, filters.q)
-
-    total = db.session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-    order = _ordering(filters.sort, score)
-    ids_page = stmt.order_by(*order).limit(filters.per_page).offset(
-        (filters.page - 1) * filters.per_page)
-    items = _cards(ids_page) if total else []
-    return ProductPage(items, filters.page, filters.per_page, total)
+        match = search.match(filters.q, db.session.get_bind().dialect.name)
+        source = match.source
+        where.extend(match.where)
+        params.update(match.params)
+    return source, where, params, match
 
 
-def _ordering(sort: str, score):
-    if sort == "relevance" and score is not None:
-        return [score.desc(), Product.id.desc()]
-    return {
-        "price": [Product.price.asc(), Product.id.asc()],
-        "-price": [Product.price.desc(), Product.id.desc()],
-        "name": [Product.name.asc(), Product.id.asc()],
-        "-name": [Product.name.desc(), Product.id.desc()],
-    }.get(sort, [Product.created_at.desc(), Product.id.desc()])
+def _count_sql(source: str, where: list[str]) -> str:
+    if source == "products p" and where == ["p.active = :active"]:
+        # All active products: counting every row is O(1)-ish on SQLite (and one index scan
+        # on InnoDB); inactive products are few and found through (active, ...) indexes.
+        return ("SELECT (SELECT count(*) FROM products) - "
+                "(SELECT count(*) FROM products p WHERE p.active = :inactive)")
+    return f"SELECT count(*) FROM {source} WHERE {' AND '.join(where)}"
 
 
-def _cards(ids_stmt) -> list[ProductCard]:
-    """The cards for a page of product ids, in that order, in one query."""
-    page = ids_stmt.add_columns(Product.slug, Product.name, Product.price,
-                                Product.rating_average, Product.rating_count,
-                                Product.category_id).subquery("page")
-    first_image = (select(ProductImage.path, ProductImage.alt)
-                   .where(ProductImage.product_id == page.c.id)
-                   .order_by(ProductImage.position, ProductImage.id).limit(1))
-    default_variant = (select(Variant.id).where(Variant.product_id == page.c.id)
-                       .order_by(Variant.position, Variant.id).limit(1))
-    stmt = select(
-        page.c.id, page.c.slug, page.c.name, page.c.price, page.c.rating_average,
-        page.c.rating_count,
-        first_image.with_only_columns(ProductImage.path).scalar_subquery().label("image_path"),
-        first_image.with_only_columns(ProductImage.alt).scalar_subquery().label("image_alt"),
-        exists().where(and_(Variant.product_id == page.c.id, Variant.stock_quantity > 0))
-        .label("in_stock"),
-        select(func.min(Variant.compare_at_price)).where(Variant.product_id == page.c.id)
-        .scalar_subquery().label("compare_at_price"),
-        default_variant.scalar_subquery().label("default_variant_id"),
-        select(func.count(Variant.id)).where(Variant.product_id == page.c.id)
-        .scalar_subquery().label("variant_count"),
-        Category.slug.label("category_slug"), Category.name.label("category_name"),
-    ).outerjoin(Category, Category.id == page.c.category_id)
-    rows = db.session.execute(stmt).all()
-    order = {row.id: i for i, row in enumerate(rows)}
-    cards = [ProductCard(
-        id=r.id, slug=r.slug, name=r.name, price=r.price,
-        compare_at_price=r.compare_at_price if r.compare_at_price and r.compare_at_price > r.price
-        else None,
-        image_path=r.image_path, image_alt=r.image_alt or r.name, in_stock=bool(r.in_stock),
-        rating_average=r.rating_average, rating_count=r.rating_count or 0,
-        default_variant_id=r.default_variant_id, variant_count=r.variant_count or 0,
-        category_slug=r.category_slug, category_name=r.category_name) for r in rows]
-    cards.sort(key=lambda c: order[c.id])
-    return cards
+def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
+                  with_total: bool = True) -> ProductPage:
+    """One page of active products matching the filters, with the total: one query (two when
+    the page is empty and the total is still wanted)."""
+    source, where, params, match = _matching(filters, tree)
+    order = (match.order if match is not None and filters.sort == "relevance" and match.order
+             else _ORDER.get(filters.sort, _ORDER["newest"]))
+    score = f", {match.score} AS score" if match is not None and match.score else ""
+    inner = (f"SELECT p.id AS id{score} FROM {source} WHERE {' AND '.join(where)} "
+             f"ORDER BY {order} LIMIT {int(filters.per_page)} "
+             f"OFFSET {(int(filters.page) - 1) * int(filters.per_page)}")
+    outer_order = order if not score else "page.score DESC, p.id DESC"
+    count = f"({_count_sql(source, where)})" if with_total else "0"
+    sql = (f"SELECT {_CARD_COLUMNS},\n  {count} AS total\n"
+           f"FROM ({inner}) page JOIN products p ON p.id = page.id\n"
+           f"LEFT JOIN categories c ON c.id = p.category_id\nORDER BY {outer_order}")
+    rows = _rows(sql, params, "cards")
+    if rows:
+        total = rows[0][-1]
+    elif with_total:
+        total = _rows(_count_sql(source, where), params)[0][0]
+    else:
+        total = 0
+    items = [ProductCard(
+        id=r[0], slug=r[1], name=r[2], price=r[3], rating_average=r[4],
+        rating_count=r[5] or 0, category_slug=r[6], category_name=r[7], image_path=r[8],
+        image_alt=r[9] or r[2], in_stock=bool(r[10]),
+        compare_at_price=r[11] if r[11] is not None and r[11] > r[3] else None,
+        default_variant_id=r[12], variant_count=r[13] or 0) for r in rows]
+    return ProductPage(items, filters.page, filters.per_page, int(total or 0))
+
+
+_PRODUCT_SQL = """SELECT p.id, p.slug, p.name, p.description, p.category_id, p.active, p.price,
+  p.rating_average, p.rating_count, v.id AS v_id, v.sku AS v_sku, v.options AS v_options,
+  v.price AS v_price, v.compare_at_price AS v_compare_at_price,
+  v.stock_quantity AS v_stock_quantity, v.low_stock_threshold AS v_low_stock_threshold
+FROM products p LEFT JOIN variants v ON v.product_id = p.id
+WHERE p.slug = :slug
+ORDER BY v.position, v.id"""
+_IMAGES_SQL = ("SELECT path, alt FROM product_images WHERE product_id = :product_id "
+               "ORDER BY position, id")
+
+
+def product_detail(slug: str) -> ProductDetail:
+    """An active product by slug as its page shows it, with variants and images (two
+    queries)."""
+    rows = _rows(_PRODUCT_SQL, {"slug": slug}, "product")
+    if not rows or not rows[0].active:
+        raise NotFound("That product does not exist or is no longer sold.")
+    first = rows[0]
+    variants = [VariantView(id=r.v_id, sku=r.v_sku, options=r.v_options or {}, price=r.v_price,
+                            compare_at_price=r.v_compare_at_price,
+                            stock_quantity=r.v_stock_quantity or 0,
+                            low_stock_threshold=r.v_low_stock_threshold or 0)
+                for r in rows if r.v_id is not None]
+    images = [ImageView(r[0], r[1] or "") for r in
+              _rows(_IMAGES_SQL, {"product_id": first.id}, "images")]
+    return ProductDetail(id=first.id, slug=first.slug, name=first.name,
+                         description=first.description or "", category_id=first.category_id,
+                         active=bool(first.active), price=first.price,
+                         rating_average=first.rating_average,
+                         rating_count=first.rating_count or 0, variants=variants,
+                         images=images)
 
 
 def get_product(key: str | int, *, include_inactive: bool = False) -> Product:

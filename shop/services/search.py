@@ -1,19 +1,37 @@
-"""Full-text product search behind one interface: FTS5 on SQLite, FULLTEXT on MySQL."""
+"""Full-text product search behind one interface: FTS5 on SQLite, FULLTEXT on MySQL.
+
+`match()` turns a shopper's words into SQL fragments that the catalogue service puts into its
+listing and count queries: every word must match (as a prefix, so "shir" finds shirts), and
+results rank by relevance, name matches above description matches.
+"""
 from __future__ import annotations
 
 import re
-
-from sqlalchemy import Float, Integer, Select, column, literal_column, select, text
-from sqlalchemy.dialects.mysql import match as mysql_match
-from sqlalchemy.sql.elements import ColumnElement
-
-from ..extensions import db
-from ..models import Product
+from dataclasses import dataclass, field
 
 TOKEN = re.compile(r"\w+", re.UNICODE)
 # InnoDB's FULLTEXT ignores shorter words (innodb_ft_min_token_size); those go through LIKE.
 MYSQL_MIN_TOKEN = 3
 MAX_TOKENS = 8
+# bm25 weights of the FTS5 columns (name, description): a word in the name counts ten times.
+SQLITE_SOURCE = ("(SELECT rowid AS id, bm25(product_fts, 10.0, 1.0) AS rank FROM product_fts "
+                 "WHERE product_fts MATCH :fts_query) fts CROSS JOIN products p ON p.id = fts.id")
+MYSQL_MATCH = "MATCH (p.name, p.description) AGAINST (:fts_query IN BOOLEAN MODE)"
+
+
+@dataclass(frozen=True)
+class Match:
+    """How to restrict a products query (aliased `p`) to a search.
+
+    `source` replaces `products p` in the FROM clause, `where` are extra conditions, `score`
+    is a relevance expression (higher is better) and `order` the ORDER BY for relevance;
+    both are None when the words cannot be ranked."""
+
+    source: str = "products p"
+    where: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    score: str | None = None
+    order: str | None = None
 
 
 def tokens(query: str) -> list[str]:
@@ -21,35 +39,30 @@ def tokens(query: str) -> list[str]:
     return [t.lower() for t in TOKEN.findall(query or "")][:MAX_TOKENS]
 
 
-def apply(stmt: Select, query: str) -> tuple[Select, ColumnElement | None]:
-    """Restrict `stmt` (over products) to matches of `query`; return it with a relevance
-    expression to order by (higher is better), or None when no ranking is possible."""
+def match(query: str, dialect: str) -> Match:
+    """The SQL that finds products matching every word of `query` on this database."""
     words = tokens(query)
     if not words:
-        return stmt.where(literal_column("1") == 0), None
-    dialect = db.engine.dialect.name
+        return Match(where=["1 = 0"])
     if dialect == "sqlite":
-        match = " ".join(f'"{w}"*' for w in words)
-        fts = (select(column("rowid", Integer).label("id"),
-                      (literal_column("-bm25(product_fts, 10.0, 1.0)", Float)).label("score"))
-               .select_from(text("product_fts"))
-               .where(text("product_fts MATCH :fts_query").bindparams(fts_query=match))
-               .subquery("fts"))
-        return stmt.join(fts, fts.c.id == Product.id), fts.c.score
-    if dialect in ("mysql", "mariadb"):
-        long_words = [w for w in words if len(w) >= MYSQL_MIN_TOKEN]
-        for w in words:
-            if len(w) < MYSQL_MIN_TOKEN:
-                stmt = stmt.where(Product.name.ilike(f"%{_escape_like(w)}%", escape="\\"))
-        if not long_words:
-            return stmt, None
-        against = " ".join(f"+{w}*" for w in long_words)
-        score_col = mysql_match(Product.name, Product.description,
-                                against=against).in_boolean_mode()
-        return stmt.where(score_col > 0), score_col
-    for w in words:
-        stmt = stmt.where(Product.name.ilike(f"%{_escape_like(w)}%", escape="\\"))
-    return stmt, None
+        # The FTS table drives the join (CROSS JOIN fixes the order in SQLite): the matches
+        # are looked up in products by id, never the whole catalogue scanned per match.
+        fts_query = " ".join(f'"{w}"*' for w in words)
+        return Match(source=SQLITE_SOURCE, params={"fts_query": fts_query},
+                     score="-fts.rank", order="fts.rank ASC, p.id DESC")
+    where: list[str] = []
+    params: dict[str, str] = {}
+    long_words = [w for w in words if len(w) >= MYSQL_MIN_TOKEN] \
+        if dialect in ("mysql", "mariadb") else []
+    for i, w in enumerate(words):
+        if w not in long_words:
+            where.append(f"p.name LIKE :like_{i}")
+            params[f"like_{i}"] = f"%{_escape_like(w)}%"
+    if not long_words:
+        return Match(where=where, params=params)
+    params["fts_query"] = " ".join(f"+{w}*" for w in long_words)
+    return Match(where=[MYSQL_MATCH, *where], params=params, score=MYSQL_MATCH,
+                 order=f"{MYSQL_MATCH} DESC, p.id DESC")
 
 
 def _escape_like(word: str) -> str:

@@ -1,11 +1,20 @@
 """Catalogue pages: home, listing with filters, category, product; uploaded images."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, make_response, render_template, request, send_from_directory
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    make_response,
+    render_template,
+    request,
+    send_from_directory,
+)
 from werkzeug.utils import safe_join
 
 from ...services import catalog
 from ...services.errors import NotFound
+from ...templating import nav_categories as category_tree
 from ..htmx import is_htmx, vary
 
 bp = Blueprint("catalog", __name__)
@@ -14,8 +23,9 @@ bp = Blueprint("catalog", __name__)
 @bp.get("/")
 def home():
     """Featured categories and the newest products."""
-    tree = catalog.category_tree()
-    newest = catalog.list_products(catalog.ProductFilters(sort="newest", per_page=8), tree)
+    tree = category_tree()
+    newest = catalog.list_products(catalog.ProductFilters(sort="newest", per_page=8), tree,
+                                   with_total=False)
     return render_template("catalog/home.html", tree=tree, newest=newest.items)
 
 
@@ -25,7 +35,7 @@ def _listing(template: str, *, category_node=None, tree=None, extra: dict | None
     if category_node is not None:
         args["category"] = category_node.slug
     filters, errors = catalog.parse_filters(args, default_per_page=current_app.config["PER_PAGE"])
-    tree = tree or catalog.category_tree()
+    tree = tree or category_tree()
     status = 200
     try:
         page = catalog.list_products(filters, tree)
@@ -56,7 +66,7 @@ def products():
 @bp.get("/c/<slug>")
 def category(slug: str):
     """A category's products and those of its subcategories."""
-    tree = catalog.category_tree()
+    tree = category_tree()
     node = tree.by_slug.get(slug)
     if node is None:
         abort(404, description="That category does not exist.")
@@ -68,10 +78,10 @@ def category(slug: str):
 def product(slug: str):
     """A product: images, options, price, stock, add to cart, reviews."""
     try:
-        item = catalog.get_product(slug)
+        item = catalog.product_detail(slug)
     except NotFound:
         abort(404, description="That product does not exist or is no longer sold.")
-    tree = catalog.category_tree()
+    tree = category_tree()
     node = tree.by_id.get(item.category_id) if item.category_id else None
     crumbs = (tree.ancestors(node) + [node]) if node else []
     selected = request.args.get("variant", type=int)
