@@ -236,9 +236,12 @@ def test_token_revoke_needs_login(client):
 
 
 # Rate limits --------------------------------------------------------------------------------
+# A moving window: a fixed one could reset between two requests of a test at a minute's end.
+MOVING = {"RATELIMIT_ENABLED": True, "RATELIMIT_STRATEGY": "moving-window"}
+
 
 def test_api_requests_are_limited_per_token_and_per_address(make_app):
-    limited = make_app(RATELIMIT_ENABLED=True, RATELIMIT_API="3 per minute")
+    limited = make_app(**MOVING, RATELIMIT_API="3 per minute")
     with limited.app_context():
         first = api_tokens.create(f.user().id)[1]
         second = api_tokens.create(f.user().id)[1]
@@ -258,7 +261,7 @@ def test_api_requests_are_limited_per_token_and_per_address(make_app):
 
 
 def test_failed_token_requests_share_the_login_limits(make_app):
-    limited = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN="2 per minute")
+    limited = make_app(**MOVING, RATELIMIT_LOGIN="2 per minute")
     with limited.app_context():
         f.user("customer@example.com")
     client = limited.test_client()
@@ -278,11 +281,27 @@ def test_failed_token_requests_share_the_login_limits(make_app):
 
 
 def test_successful_token_requests_do_not_count(make_app):
-    limited = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN="2 per minute")
+    limited = make_app(**MOVING, RATELIMIT_LOGIN="2 per minute")
     with limited.app_context():
         f.user("customer@example.com")
     api = ApiClient(limited.test_client())
     assert [get_token(api, "customer@example.com").status_code for _ in range(4)] == [201] * 4
+
+
+def test_registrations_share_the_page_limit(make_app):
+    limited = make_app(**MOVING, RATELIMIT_REGISTER="1 per hour")
+    api = ApiClient(limited.test_client())
+    first = api.post("/api/v1/auth/register", json={"email": "one@example.com",
+                                                    "password": "a-long-pass-42"})
+    assert first.status_code == 201
+    second = api.post("/api/v1/auth/register", json={"email": "two@example.com",
+                                                     "password": "a-long-pass-42"})
+    assert second.status_code == 429 and error_of(second)["code"] == "rate_limited"
+    page = api.client.post("/account/register", data={
+        "email": "three@example.com", "password": "a-long-pass-42",
+        "password_confirm": "a-long-pass-42",
+        "csrf_token": csrf_token(api.client, "/account/register")})
+    assert page.status_code == 429
 
 
 # CORS ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ...services import cart as cart_service
 from ...services.cart import CartOwner
 from ...services.errors import AuthError, NotFound, ShopError, ValidationError
 from ...services.orders import Actor
+from ..account.routes import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE
 from . import schemas as s
 from . import serializers
 from .auth import bearer_token, login_account_key, login_failed, login_limit, register_limit, state
@@ -33,12 +34,12 @@ IDEMPOTENCY_HEADER = {
                    "first request is still running, 409. Refused requests (4xx) do not use "
                    "up the key.",
 }
-# The HTML login and registration count in the same buckets (Flask-Limiter's scope of a
-# route limit is its endpoint): failing on one counts on the other.
+# The same buckets as the HTML login (its shared scopes, same keys) and registration (its
+# endpoint's scope): failing or registering on one door counts on the other.
 LOGIN_LIMITS = (
-    limiter.shared_limit(login_limit, scope="account.login", key_func=get_remote_address,
+    limiter.shared_limit(login_limit, scope=LOGIN_ADDRESS_SCOPE, key_func=get_remote_address,
                          deduct_when=login_failed, override_defaults=False),
-    limiter.shared_limit(login_limit, scope="account.login", key_func=login_account_key,
+    limiter.shared_limit(login_limit, scope=LOGIN_ACCOUNT_SCOPE, key_func=login_account_key,
                          deduct_when=login_failed, override_defaults=False),
 )
 REGISTER_LIMITS = (
