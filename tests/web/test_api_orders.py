@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shop.extensions import db
-from shop.models import IdempotencyRecord, Order, Payment, Variant, utcnow
+from shop.models import AuditLog, IdempotencyRecord, Order, Payment, Variant, utcnow
 from tests import factories as f
 from tests.web import api_support
 from tests.web.api_support import error_of
@@ -264,6 +264,13 @@ def test_staff_moves_an_order_through_the_state_machine(shopper, staff, catalog)
     assert [(e["from_status"], e["status"]) for e in shipped["events"]] == [
         (None, "pending"), ("pending", "paid"), ("paid", "shipped")]
     assert shipped["events"][1]["note"] == "Bank transfer received"
+    logged = db.session.execute(select(AuditLog).order_by(AuditLog.id)).scalars().all()
+    assert [(e.action, e.actor_email, e.before, e.after) for e in logged] == [
+        ("transition", staff.user.email, {"status": "pending"},
+         {"status": "paid", "note": "Bank transfer received"}),
+        ("transition", staff.user.email, {"status": "paid"},
+         {"status": "shipped", "carrier": "Royal Mail", "tracking_number": "RM123456789GB"})]
+    assert logged[0].request_id == paid.headers["X-Request-ID"]
     # The customer tracks it.
     tracked = shopper.api.get(path).get_json()
     assert tracked["status"] == "shipped" and tracked["shipment"]["carrier"] == "Royal Mail"

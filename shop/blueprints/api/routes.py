@@ -10,8 +10,18 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
 from ...extensions import limiter
+from ...http import current_request_id
 from ...models import User
-from ...services import accounts, api_tokens, catalog, checkout, idempotency, orders, payments
+from ...services import (
+    accounts,
+    api_tokens,
+    audit,
+    catalog,
+    checkout,
+    idempotency,
+    orders,
+    payments,
+)
 from ...services import cart as cart_service
 from ...services.cart import CartOwner
 from ...services.errors import AuthError, NotFound, ShopError, ValidationError
@@ -271,9 +281,16 @@ def update_order(user: User, number: str, body: s.OrderPatchBody) -> s.OrderOut:
     if body.tracking is not None and body.status != "shipped":
         raise ValidationError({"tracking": "Tracking goes with the status shipped."})
     tracking = body.tracking
+    before = {"status": order.status}
     payments.change_status(order.id, body.status, Actor(user_id=user.id, label=user.email),
                            body.note, carrier=tracking.carrier if tracking else None,
                            tracking_number=tracking.tracking_number if tracking else None)
+    # A staff write, so it goes in the audit log like the back office's transitions.
+    after = {"status": body.status} | ({"note": body.note} if body.note else {})
+    if tracking is not None:
+        after |= {"carrier": tracking.carrier, "tracking_number": tracking.tracking_number}
+    audit.log(audit.Who(user.id, user.email), "transition", "Order", order.id, before=before,
+              after=after, request_id=current_request_id())
     return serializers.order(orders.load(number))
 
 
