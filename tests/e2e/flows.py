@@ -159,9 +159,17 @@ def apply_coupon(page: Page, code: str = "WELCOME10", js: bool = True) -> None:
 
 
 def fill_checkout(page: Page, email: str | None) -> None:
-    """The details step: contact, address, standard shipping, manual payment."""
+    """From the cart, the details step: contact, address, standard shipping, manual payment;
+    ends on the review step."""
     page.get_by_role("link", name="Checkout", exact=True).click()
     expect(page.get_by_role("heading", level=1, name="Checkout")).to_be_visible()
+    fill_details(page, email)
+    page.get_by_role("button", name="Review order").click()
+    expect(page.get_by_role("heading", level=1, name="Review your order")).to_be_visible()
+
+
+def fill_details(page: Page, email: str | None) -> None:
+    """Fill the checkout details form (email only for a guest)."""
     if email is not None:
         page.get_by_label("Email").fill(email)
     page.get_by_label("Full name").fill(ADDRESS["name"])
@@ -171,8 +179,6 @@ def fill_checkout(page: Page, email: str | None) -> None:
     page.get_by_label("Country").select_option("US")
     page.get_by_role("radio", name=re.compile("^Standard")).check()
     page.get_by_role("radio", name=re.compile("^Bank transfer or pay on delivery")).check()
-    page.get_by_role("button", name="Review order").click()
-    expect(page.get_by_role("heading", level=1, name="Review your order")).to_be_visible()
 
 
 def place_order(page: Page) -> tuple[str, Decimal]:

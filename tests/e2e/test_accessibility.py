@@ -63,6 +63,22 @@ def test_pages_have_no_serious_or_critical_axe_violations(tour):
         f"- {where}:\n    " + "\n    ".join(lines) for where, lines in problems.items())
 
 
+def test_pages_reflow_at_phone_width(tour):
+    """WCAG 1.4.10: at 390 CSS pixels nothing needs sideways scrolling."""
+    too_wide = {}
+    for name, (context, url) in tour.pages.items():
+        page = context.new_page()
+        try:
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.goto(url)
+            widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+            if widths[0] > widths[1]:
+                too_wide[name] = widths
+        finally:
+            page.close()
+    assert not too_wide, f"pages wider than a phone (scroll width, window width): {too_wide}"
+
+
 def test_pages_after_htmx_updates_have_no_serious_axe_violations(shop, new_context):
     page = new_context(bypass_csp=True).new_page()
     open_variant_product(page, shop, js=True)
