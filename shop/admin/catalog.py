@@ -69,7 +69,8 @@ class ProductView(ShopModelView):
         "name": {"validators": [InputRequired("Enter the product's name."), Length(max=160)]},
         "slug": {"validators": slug_validators(),
                  "description": "The product's address in the shop: /p/<slug>."},
-        "variants": {"min_entries": 1},
+        "variants": {"min_entries": 1, "label": "Variant"},
+        "images": {"label": "Image"},
     }
     inline_models = (VariantInline(Variant), ImageInline(ProductImage))
     audit_include = ("variants", "images")
