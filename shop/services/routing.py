@@ -8,12 +8,14 @@ the primary too. Outside a request (CLI, jobs, tests' own setup) everything uses
 """
 from __future__ import annotations
 
+import re
+
 from flask import current_app, g, has_app_context
 from flask_sqlalchemy.session import Session
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.sql.selectable import CompoundSelect, Select
+from sqlalchemy.sql.selectable import SelectBase, TextualSelect
 
 REPLICA_KEY = "shop_replica_engine"
 
@@ -33,12 +35,22 @@ class RoutingSession(Session):
 
 def _is_plain_read(clause) -> bool:
     """A SELECT that locks nothing (anything else, or not knowing, means the primary)."""
-    if isinstance(clause, (Select, CompoundSelect)):
-        return clause._for_update_arg is None
+    if isinstance(clause, TextualSelect):  # text("SELECT ...").columns(...)
+        return _is_plain_read_sql(clause.element.text)
+    if isinstance(clause, SelectBase):
+        return getattr(clause, "_for_update_arg", None) is None
     if isinstance(clause, TextClause):
-        sql = clause.text.lstrip().upper()
-        return sql.startswith("SELECT") and "FOR UPDATE" not in sql and "LOCK IN" not in sql
+        return _is_plain_read_sql(clause.text)
     return False
+
+
+_WRITE_WORDS = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE|MERGE|CALL|SHARE|LOCK)\b", re.I)
+
+
+def _is_plain_read_sql(sql: str) -> bool:
+    """Hand-written SQL: a SELECT (or WITH ... SELECT) that neither writes nor locks."""
+    head = sql.lstrip().lstrip("(").lstrip().upper()
+    return head.startswith(("SELECT", "WITH")) and not _WRITE_WORDS.search(sql)
 
 
 def install_replica(app, url: str, options: dict) -> Engine:

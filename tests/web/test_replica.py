@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 from flask import g
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import String, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from shop import create_app
@@ -288,6 +288,11 @@ def test_reads_inside_a_write_path_and_locking_reads_use_the_primary(shop):
         assert _name("replica-lamp") == "Replica Lamp"  # a plain catalogue read: replica
         assert db.session.scalar(text("SELECT name FROM products WHERE slug = 'replica-lamp'")) \
             == "Replica Lamp"
+        typed = text("SELECT name FROM products WHERE slug = :slug").columns(name=String())
+        assert db.session.scalar(typed, {"slug": "replica-lamp"}) == "Replica Lamp"
+        assert db.session.scalar(text(
+            "WITH named AS (SELECT name, slug FROM products) "
+            "SELECT name FROM named WHERE slug = 'replica-lamp'")) == "Replica Lamp"
         # A locking read is part of a write: primary, even before any write started.
         locked = db.session.scalar(select(Product.name).where(Product.slug == "primary-lamp")
                                    .with_for_update())
@@ -299,6 +304,23 @@ def test_reads_inside_a_write_path_and_locking_reads_use_the_primary(shop):
         # After a write, the rest of the request stays on the primary.
         assert _name("primary-lamp") == "Primary Lamp"
         assert g.replica_used
+
+
+@pytest.mark.parametrize("sql,replica", [
+    ("SELECT name FROM products", True),
+    ("  (SELECT id FROM products) UNION (SELECT id FROM categories)", True),
+    ("WITH RECURSIVE t AS (SELECT id FROM categories) SELECT id FROM t", True),
+    ("SELECT updated_at, last_update FROM products", True),
+    ("SELECT id FROM variants WHERE id = 1 FOR UPDATE", False),
+    ("SELECT id FROM variants WHERE id = 1 LOCK IN SHARE MODE", False),
+    ("SELECT id FROM variants FOR SHARE", False),
+    ("UPDATE variants SET stock_quantity = 0", False),
+    ("WITH x AS (SELECT 1) DELETE FROM carts", False),
+    ("INSERT INTO carts (token) SELECT 'x'", False),
+])
+def test_which_hand_written_sql_may_read_the_replica(sql, replica):
+    assert routing._is_plain_read(text(sql)) is replica
+    assert routing._is_plain_read(text(sql).columns()) is replica
 
 
 def test_a_request_can_choose_the_primary_without_counting_as_a_write(shop):
