@@ -215,9 +215,9 @@ def _nice_ceiling(value: Decimal) -> Decimal:
     return magnitude * 10
 
 
-def sales_chart(days: list[DayFigures], width: int = 720, height: int = 240) -> Chart:
+def sales_chart(days: list[DayFigures], width: int = 1000, height: int = 260) -> Chart:
     """Bars of revenue per day with a y axis of four ticks."""
-    left, top, right, bottom = 64, 12, 8, 28
+    left, top, right, bottom = 72, 12, 8, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((d.revenue for d in days), default=ZERO)
     ceiling = _nice_ceiling(peak)
