@@ -74,6 +74,8 @@ class Config:
 
     # Cache (Redis only; without Redis the catalog is rendered for every request).
     CATALOG_CACHE_SECONDS = _env_int("SHOP_CATALOG_CACHE_SECONDS", 30)
+    # Redis keys of the cache start with this (several shops or runs can share one Redis).
+    CACHE_KEY_PREFIX = os.environ.get("SHOP_CACHE_KEY_PREFIX", "shop:cache:")
     READ_YOUR_WRITES_SECONDS = _env_int("SHOP_READ_YOUR_WRITES_SECONDS", 5)
     # Operations: /metrics wants `Authorization: Bearer <token>` when set; how many reverse
     # proxies in front of the shop set X-Forwarded-* (0: none trusted).

@@ -16,8 +16,13 @@ from ...services import catalog
 from ...services.errors import NotFound
 from ...templating import nav_categories as category_tree
 from ..htmx import is_htmx, vary
+from . import page_cache
 
 bp = Blueprint("catalog", __name__)
+# With Redis, anonymous shoppers' catalogue pages are served from a page cache in front of the
+# app (see page_cache.py); these views offer what they render to it.
+bp.record_once(lambda state: page_cache.install(state.app))
+bp.after_request(page_cache.offer)
 
 
 @bp.get("/")

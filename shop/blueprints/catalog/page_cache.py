@@ -1,0 +1,206 @@
+"""Whole-page cache of catalogue pages for anonymous shoppers (Redis, via Flask-Caching).
+
+Why a WSGI middleware: a cached page must cost little more than a hello-world answer, and the
+full Flask request cycle (session, login, limits, hooks) already costs more than that. So the
+hit path runs in front of Flask; everything else, misses included, goes through the app.
+
+What may be served from the cache: a GET or HEAD of `/`, `/products`, `/c/<slug>` or
+`/p/<slug>` (full page or htmx fragment, keyed apart) from a shopper with no session, or a
+session holding nothing but its CSRF token: no account, no cart, no message waiting, no
+checkout. Such a page differs between shoppers only by the CSRF token (forms, hx-headers), so
+it is stored with a placeholder where the token was and each hit gets its own:
+- a shopper with a session gets a token signed for the secret of that session (as
+  Flask-WTF's generate_csrf does);
+- a shopper without one gets a new session holding a new secret, set as Flask sets it.
+
+Freshness: the key holds the URL and htmx-ness; the entry holds the catalogue version
+(services.cache) it was rendered at and is served only while that version is current, so a
+staff change is seen by the next request on every worker. Entries expire after
+CATALOG_CACHE_SECONDS, which bounds how old the stock shown after an order can be.
+
+A hit is logged and counted like any request (shop.access, shop_http_requests_total) and
+carries the stored security headers, an X-Request-ID and `X-Cache: hit`.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+from flask import Flask, g, request, session
+from flask.sessions import SecureCookieSession
+from flask_login import current_user
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.http import parse_cookie
+from werkzeug.wrappers import Response
+
+from ...services import cache, metrics
+
+CACHEABLE_PATH = re.compile(r"^/(?:products|c/[^/]+|p/[^/]+)?$")
+# Keys an anonymous shopper's session may hold and still see cached pages.
+ANONYMOUS_KEYS = frozenset({"csrf_token", "_fresh", "_permanent"})
+PLACEHOLDER = b"__shop_csrf_token_7c1e__"
+ENVIRON_KEY = "shop.page_cache"
+STORE_KEY = "shop.page_cache.store"
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Set per request by the app or this cache; never stored.
+PER_REQUEST_HEADERS = {"set-cookie", "x-request-id", "content-length", "x-cache"}
+access_log = logging.getLogger("shop.access")
+log = logging.getLogger("shop.cache")
+
+
+def install(app: Flask) -> None:
+    """Put the cache in front of the app (inside ProxyFix when there is one, so the client
+    address it logs is the real one)."""
+    inner = app.wsgi_app
+    if hasattr(inner, "x_for") and hasattr(inner, "app"):  # werkzeug's ProxyFix
+        inner.app = PageCache(app, inner.app)
+    else:
+        app.wsgi_app = PageCache(app, inner)  # type: ignore[method-assign]
+
+
+def offer(response: Response) -> Response:
+    """After a catalogue view: mark the response for storing when it is the same for every
+    anonymous shopper (the middleware stores it once it has left Flask)."""
+    if (ENVIRON_KEY in request.environ and request.method == "GET"
+            and response.status_code == 200 and not current_user.is_authenticated
+            and set(session.keys()) <= ANONYMOUS_KEYS and session.get("_fresh") is not True
+            and not g.get("cart_count")):
+        request.environ[STORE_KEY] = (request.endpoint or "", g.get("csrf_token"))
+    return response
+
+
+class PageCache:
+    """The WSGI middleware; see the module docstring."""
+
+    def __init__(self, app: Flask, wsgi_app: Callable) -> None:
+        self.flask_app = app
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD") or not CACHEABLE_PATH.match(environ.get("PATH_INFO", "")):
+            return self.wsgi_app(environ, start_response)
+        store = cache.backend(self.flask_app)
+        if store is None:
+            return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        config = self.flask_app.config
+        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+        if config.get("REMEMBER_COOKIE_NAME", "remember_token") in cookies:
+            return self.wsgi_app(environ, start_response)
+        secret_token = self._anonymous_secret(cookies.get(config["SESSION_COOKIE_NAME"]))
+        if secret_token is False:
+            return self.wsgi_app(environ, start_response)
+        key = _page_key(environ)
+        try:
+            version, entry = store.get_many(cache.VERSION_KEY, key)
+        except Exception:
+            log.warning("redis unavailable: page cache bypassed", exc_info=True)
+            return self.wsgi_app(environ, start_response)
+        version = int(version or 0)
+        if entry is not None and entry[0] == version:
+            return self._hit(environ, start_response, entry, secret_token, started)
+        environ[ENVIRON_KEY] = (key, version)
+        return self._miss(environ, start_response, store, key, version)
+
+    def _anonymous_secret(self, cookie: str | None) -> str | None | bool:
+        """The session's CSRF secret (None: no usable session), or False when the session
+        holds anything personal."""
+        if not cookie:
+            return None
+        app = self.flask_app
+        serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+        if serializer is None:
+            return False
+        try:
+            data = serializer.loads(cookie, max_age=int(
+                app.permanent_session_lifetime.total_seconds()))
+        except BadSignature:
+            return None  # Flask would start a new session too
+        if not isinstance(data, dict) or not set(data) <= ANONYMOUS_KEYS \
+                or data.get("_fresh") is True:
+            return False
+        secret = data.get("csrf_token")
+        return secret if isinstance(secret, str) else False
+
+    def _hit(self, environ: dict, start_response: Callable, entry: tuple, secret: str | None,
+             started: float) -> Iterable[bytes]:
+        _, endpoint, status, headers, body, has_token = entry
+        out = list(headers)
+        if has_token:
+            if secret is None:
+                secret = hashlib.sha1(os.urandom(64)).hexdigest()
+                out.extend(self._new_session_cookie(secret))
+            body = body.replace(PLACEHOLDER, self._signed(secret).encode())
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        out += [("Content-Length", str(len(body))), ("X-Request-ID", request_id),
+                ("X-Cache", "hit")]
+        start_response(status, out)
+        seconds = time.perf_counter() - started
+        method = environ.get("REQUEST_METHOD", "GET")
+        code = int(status.split(" ", 1)[0])
+        metrics.observe_request(method, endpoint, code, seconds)
+        path = environ.get("PATH_INFO", "")
+        access_log.info("%s %s %s", method, path, code, extra={
+            "method": method, "path": path, "status": code, "request_id": request_id,
+            "duration_ms": round(seconds * 1000, 2), "remote_addr": environ.get("REMOTE_ADDR")})
+        return [b"" if method == "HEAD" else body]
+
+    def _miss(self, environ: dict, start_response: Callable, store, key: str,
+              version: int) -> Iterable[bytes]:
+        captured: list = []
+
+        def capture(status: str, headers: list, exc_info=None):
+            captured[:] = [status, headers]
+            return start_response(status, headers, exc_info) if exc_info else \
+                start_response(status, headers)
+
+        result = self.wsgi_app(environ, capture)
+        marked = environ.get(STORE_KEY)
+        if not marked or not captured:
+            return result
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        endpoint, token = marked
+        has_token = bool(token) and token.encode() in body
+        stored = body.replace(token.encode(), PLACEHOLDER) if has_token else body
+        headers = [(k, v) for k, v in captured[1] if k.lower() not in PER_REQUEST_HEADERS]
+        try:
+            store.set(key, (version, endpoint, captured[0], headers, stored, has_token),
+                      timeout=self.flask_app.config["CATALOG_CACHE_SECONDS"])
+        except Exception:
+            log.warning("redis unavailable: page not cached", exc_info=True)
+        return [body]
+
+    def _signed(self, secret: str) -> str:
+        """A CSRF token for the session secret, as Flask-WTF signs it."""
+        config = self.flask_app.config
+        key = config.get("WTF_CSRF_SECRET_KEY") or self.flask_app.secret_key
+        return URLSafeTimedSerializer(key, salt="wtf-csrf-token").dumps(secret)
+
+    def _new_session_cookie(self, secret: str) -> list[tuple[str, str]]:
+        """The Set-Cookie of a new session holding the CSRF secret, written by Flask's own
+        session interface."""
+        fresh = SecureCookieSession({"csrf_token": secret})
+        fresh.modified = True
+        response = Response()
+        self.flask_app.session_interface.save_session(self.flask_app, fresh, response)
+        return [("Set-Cookie", v) for v in response.headers.getlist("Set-Cookie")]
+
+
+def _page_key(environ: dict) -> str:
+    """The cache key of a request: its path and query, page or htmx fragment."""
+    fragment = (environ.get("HTTP_HX_REQUEST") == "true"
+                and environ.get("HTTP_HX_BOOSTED") != "true"
+                and environ.get("HTTP_HX_HISTORY_RESTORE_REQUEST") != "true")
+    raw = f"{environ.get('PATH_INFO', '')}?{environ.get('QUERY_STRING', '')}|{int(fragment)}"
+    return "page:" + hashlib.sha1(raw.encode("utf-8", "surrogateescape")).hexdigest()

@@ -1,0 +1,201 @@
+"""The Redis page cache of catalogue pages, against the real Redis on 127.0.0.1:6379 (each test
+under its own key prefix, removed afterwards; never a flush): anonymous shoppers get cached
+pages, each with a CSRF token of their own that works; staff changes show on the next page;
+nothing personal is ever cached or served from the cache."""
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import pytest
+from redis import Redis
+from redis.exceptions import RedisError
+
+from tests import factories as f
+from tests.conftest import AuthActions, csrf_token
+from tests.web.admin_support import login_staff, read_form
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _redis() -> Redis:
+    conn = Redis.from_url(REDIS_URL)
+    try:
+        conn.ping()
+    except RedisError:
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    return conn
+
+
+@pytest.fixture
+def cached_app(make_app):
+    """The shop with the Redis cache on, under a key prefix of its own."""
+    conn = _redis()
+    prefix = f"shop-test-cache:{uuid.uuid4().hex}:"
+    application = make_app(REDIS_URL=REDIS_URL, CACHE_KEY_PREFIX=prefix)
+    with application.app_context():
+        yield application
+    for key in conn.scan_iter(match=prefix + "*", count=500):
+        conn.delete(key)
+
+
+@pytest.fixture
+def shirt(cached_app):
+    category = f.category("Shirts", slug="shirts")
+    return f.product("Linen Shirt", category=category, slug="linen-shirt", price="30.00",
+                     stock=50)
+
+
+def shopper(app):
+    """A new browser: no cookies yet."""
+    return app.test_client()
+
+
+def get(client, url: str, **headers):
+    response = client.get(url, headers=headers)
+    assert response.status_code == 200, url
+    return response
+
+
+def test_second_anonymous_visit_is_a_cache_hit(cached_app, shirt):
+    first = get(shopper(cached_app), "/products")
+    assert first.headers.get("X-Cache") is None
+    second = get(shopper(cached_app), "/products")
+    assert second.headers["X-Cache"] == "hit"
+    assert "$30.00" in second.get_data(as_text=True)
+    # The stored security headers and a request id of its own come with every hit.
+    assert "frame-ancestors 'none'" in second.headers["Content-Security-Policy"]
+    assert second.headers["X-Request-ID"] and \
+        second.headers["X-Request-ID"] != first.headers["X-Request-ID"]
+    assert get(shopper(cached_app), "/products", **{"X-Request-ID": "trace-1"}).headers[
+        "X-Request-ID"] == "trace-1"
+
+
+def test_next_anonymous_page_after_a_staff_price_change_shows_the_new_price(cached_app, shirt):
+    for url in ("/products", "/c/shirts", "/p/linen-shirt", "/"):
+        get(shopper(cached_app), url)
+        assert get(shopper(cached_app), url).headers["X-Cache"] == "hit", url
+    staff = cached_app.test_client()
+    login_staff(AuthActions(staff))
+    edit = f"/admin/product/edit/?id={shirt.id}"
+    form = read_form(staff.get(edit).get_data(as_text=True))
+    price_field = next(k for k in form if k.startswith("variants-") and k.endswith("-price"))
+    form.update({price_field: "24.50", "csrf_token": csrf_token(staff, edit)})
+    assert staff.post(edit, data=form).status_code == 302
+
+    for url in ("/products", "/c/shirts", "/p/linen-shirt", "/"):
+        page = get(shopper(cached_app), url)
+        html = page.get_data(as_text=True)
+        assert page.headers.get("X-Cache") is None, url
+        assert "$24.50" in html and "$30.00" not in html, url
+
+
+def test_each_shopper_gets_a_working_token_of_their_own(cached_app, shirt):
+    get(shopper(cached_app), "/products")
+    tokens = []
+    for _ in range(2):
+        browser = shopper(cached_app)
+        page = get(browser, "/products")
+        assert page.headers["X-Cache"] == "hit"
+        assert "session=" in page.headers.get("Set-Cookie", "")
+        html = page.get_data(as_text=True)
+        token = TOKEN.search(html).group(1)
+        assert f'"X-CSRFToken": "{token}"' in html
+        tokens.append(token)
+        added = browser.post("/cart/add", data={
+            "csrf_token": token, "variant_id": f.variant_of(shirt).id, "quantity": 1})
+        assert added.status_code == 303, added.get_data(as_text=True)
+    assert tokens[0] != tokens[1]
+
+
+def test_a_returning_anonymous_shopper_keeps_their_session(cached_app, shirt):
+    browser = shopper(cached_app)
+    get(browser, "/c/shirts")  # the session starts here, with its CSRF secret
+    get(browser, "/products")
+    hit = get(browser, "/products")
+    assert hit.headers["X-Cache"] == "hit"
+    assert "Set-Cookie" not in hit.headers  # the session it has is kept
+    token = TOKEN.search(hit.get_data(as_text=True)).group(1)
+    added = browser.post("/cart/add", data={
+        "csrf_token": token, "variant_id": f.variant_of(shirt).id, "quantity": 1})
+    assert added.status_code == 303
+
+
+def test_a_shopper_with_a_cart_or_an_account_is_never_served_from_the_cache(cached_app, shirt):
+    get(shopper(cached_app), "/products")
+    buyer = shopper(cached_app)
+    token = TOKEN.search(get(buyer, "/products").get_data(as_text=True)).group(1)
+    buyer.post("/cart/add", data={"csrf_token": token, "variant_id": f.variant_of(shirt).id,
+                                  "quantity": 2})
+    for _ in range(2):
+        page = get(buyer, "/products")
+        assert page.headers.get("X-Cache") is None
+        assert '<span class="cart-count">(2)</span>' in page.get_data(as_text=True)
+    member = shopper(cached_app)
+    f.user("member@example.com", name="Ada Member")
+    AuthActions(member).login("member@example.com")
+    for _ in range(2):
+        page = get(member, "/products")
+        assert page.headers.get("X-Cache") is None
+        assert "Log out" in page.get_data(as_text=True)
+    # What others get from the cache is the anonymous page, with an empty cart.
+    anonymous = get(shopper(cached_app), "/products")
+    assert anonymous.headers["X-Cache"] == "hit"
+    html = anonymous.get_data(as_text=True)
+    assert '<span class="cart-count">(0)</span>' in html and "Log out" not in html
+
+
+def test_a_page_with_a_message_is_not_served_from_the_cache(cached_app, shirt):
+    get(shopper(cached_app), "/products")
+    browser = shopper(cached_app)
+    token = TOKEN.search(get(browser, "/products").get_data(as_text=True)).group(1)
+    # A refused add leaves a flash message for the next page.
+    browser.post("/cart/add", data={"csrf_token": token, "variant_id": 999999, "quantity": 1},
+                 headers={"Referer": "http://shop.test/products"})
+    page = get(browser, "/products")
+    assert page.headers.get("X-Cache") is None
+    assert 'class="flash' in page.get_data(as_text=True)
+
+
+def test_htmx_fragments_are_cached_apart_from_pages(cached_app, shirt):
+    get(shopper(cached_app), "/products?sort=price")
+    fragment = get(shopper(cached_app), "/products?sort=price", **{"HX-Request": "true"})
+    assert "<html" not in fragment.get_data(as_text=True)
+    again = get(shopper(cached_app), "/products?sort=price", **{"HX-Request": "true"})
+    assert again.headers["X-Cache"] == "hit"
+    assert "<html" not in again.get_data(as_text=True)
+    assert again.get_data(as_text=True).lstrip().startswith('<section id="product-grid"')
+    page = get(shopper(cached_app), "/products?sort=price")
+    assert page.headers["X-Cache"] == "hit" and "<html" in page.get_data(as_text=True)
+
+
+def test_errors_and_other_pages_are_not_cached(cached_app, shirt):
+    for _ in range(2):
+        assert shopper(cached_app).get("/p/no-such-thing").status_code == 404
+        response = shopper(cached_app).get("/products?min_price=abc")
+        assert response.status_code == 400 and response.headers.get("X-Cache") is None
+        assert shopper(cached_app).get("/cart").headers.get("X-Cache") is None
+
+
+def test_entries_expire_after_catalog_cache_seconds(make_app):
+    conn = _redis()
+    prefix = f"shop-test-cache:{uuid.uuid4().hex}:"
+    app = make_app(REDIS_URL=REDIS_URL, CACHE_KEY_PREFIX=prefix, CATALOG_CACHE_SECONDS=1)
+    try:
+        with app.app_context():
+            f.product("Mug", slug="mug")
+            get(app.test_client(), "/p/mug")
+            assert get(app.test_client(), "/p/mug").headers["X-Cache"] == "hit"
+            time.sleep(1.2)
+            assert get(app.test_client(), "/p/mug").headers.get("X-Cache") is None
+    finally:
+        for key in conn.scan_iter(match=prefix + "*", count=500):
+            conn.delete(key)
+
+
+def test_without_redis_nothing_is_cached(client, app):
+    f.product("Mug", slug="mug")
+    for _ in range(3):
+        assert client.get("/p/mug").headers.get("X-Cache") is None
