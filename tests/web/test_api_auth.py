@@ -230,9 +230,12 @@ def test_revoke_with_htmx_answers_the_section(app, client, auth, anonymous):
     assert "Token revoked" in html  # announced in the live region
 
 
-def test_token_revoke_needs_login(client):
-    response = client.post("/account/tokens/1/revoke")
-    assert response.status_code in (302, 303, 400)
+def test_token_revoke_needs_login(client, shopper):
+    token_id = api_tokens.for_user(shopper.user.id)[0].id
+    response = client.post(f"/account/tokens/{token_id}/revoke",
+                           data={"csrf_token": csrf_token(client)})
+    assert response.status_code == 302 and "/account/login" in response.headers["Location"]
+    assert shopper.api.get("/api/v1/cart").status_code == 200
 
 
 # Rate limits --------------------------------------------------------------------------------

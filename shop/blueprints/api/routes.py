@@ -35,9 +35,10 @@ from .operations import operation, respond
 
 CATALOG, AUTH, CART, ORDERS, META = "Catalogue", "Authentication", "Cart", "Orders", "Meta"
 ID = f"int(max={s.MAX_ID})"
+KEY = TypeAdapter(s.IdempotencyKey)
 IDEMPOTENCY_HEADER = {
     "name": "Idempotency-Key", "in": "header", "required": False,
-    "schema": TypeAdapter(s.IdempotencyKey).json_schema(),
+    "schema": KEY.json_schema(),
     "description": "Any unique string (e.g. a UUID). Repeating the request with the same key "
                    "and body answers the first response again (same status, same order) and "
                    "places nothing twice; the same key with another body is 422; while the "
@@ -214,7 +215,7 @@ def create_order(user: User, body: s.OrderBody) -> Response:
     if key is None:
         return respond(_place(user, body, None), 201)
     try:
-        TypeAdapter(s.IdempotencyKey).validate_python(key)
+        KEY.validate_python(key)
     except PydanticError:
         raise ApiError(422, "validation_error", "The Idempotency-Key header is not valid.",
                        {"fields": {"Idempotency-Key": "Use 1 to 100 visible ASCII characters."}}
@@ -235,13 +236,13 @@ def create_order(user: User, body: s.OrderBody) -> Response:
 
 
 def _place(user: User, body: s.OrderBody, key: str | None) -> s.PlacedOrderOut:
-    request_ = checkout.CheckoutRequest(
+    checkout_request = checkout.CheckoutRequest(
         email=user.email, shipping_address=body.shipping_address.model_dump(),
         billing_address=body.billing_address.model_dump() if body.billing_address else None,
         shipping_method=body.shipping_method, payment_method=body.payment_method,
         expected_total=Decimal(body.expected_total) if body.expected_total else None,
         idempotency_key=f"api:{user.id}:{key}" if key else None)
-    placed = checkout.place_order(owner(user), request_)
+    placed = checkout.place_order(owner(user), checkout_request)
     order = orders.load(placed.number)
     return serializers.placed_order(order, payments.checkout_url(order))
 
