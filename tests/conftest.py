@@ -162,3 +162,19 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_terminal_summary(terminalreporter):
+    """Say once, at the very end, that the browser tests did not run and why
+    (tests/e2e/conftest.py skips them when Chromium, Java or the npm tools are missing)."""
+    result = yield
+    reasons = {str(report.longrepr[2]).removeprefix("Skipped: ")
+               for report in terminalreporter.stats.get("skipped", [])
+               if report.nodeid.startswith("tests/e2e/")
+               and isinstance(report.longrepr, (tuple, list))}
+    if reasons:
+        terminalreporter.section("e2e browser tests did not run", sep="=", yellow=True, bold=True)
+        for reason in sorted(reasons):
+            terminalreporter.line(reason, yellow=True)
+    return result
