@@ -4,8 +4,7 @@ The shop's hot path. Listing and product pages read with a few hand-written SELE
 tables (no ORM objects, no per-request statement building beyond string joins), so a page
 costs the same handful of queries whatever the catalogue's size:
 - a listing: the category tree, then one query for the page of cards with the total;
-- a product: the category tree, then one query for the product with its variants, and one for
-  its images.
+- a product: the category tree, then one query for the product with its variants and images.
 """
 from __future__ import annotations
 
@@ -281,13 +280,13 @@ _RESULT_TYPES: dict[str, dict[str, Any]] = {
               "category_slug": String(), "category_name": String(), "image_path": String(),
               "image_alt": String(), "in_stock": Integer(), "compare_at_price": MONEY,
               "default_variant_id": Integer(), "variant_count": Integer(), "total": Integer()},
-    "product": {"id": Integer(), "slug": String(), "name": String(), "description": Text(),
-                "category_id": Integer(), "active": Boolean(), "price": MONEY,
-                "rating_average": RATING, "rating_count": Integer(), "v_id": Integer(),
-                "v_sku": String(), "v_options": JSON(), "v_price": MONEY,
+    "product": {"kind": Integer(), "id": Integer(), "slug": String(), "name": String(),
+                "description": Text(), "category_id": Integer(), "active": Boolean(),
+                "price": MONEY, "rating_average": RATING, "rating_count": Integer(),
+                "v_id": Integer(), "v_sku": String(), "v_options": JSON(), "v_price": MONEY,
                 "v_compare_at_price": MONEY, "v_stock_quantity": Integer(),
-                "v_low_stock_threshold": Integer()},
-    "images": {"path": String(), "alt": String()},
+                "v_low_stock_threshold": Integer(), "i_path": String(), "i_alt": String(),
+                "pos": Integer(), "sub_id": Integer()},
     "tree": {"id": Integer(), "slug": String(), "name": String(), "description": Text(),
              "parent_id": Integer()},
 }
@@ -402,31 +401,37 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
     return ProductPage(items, filters.page, filters.per_page, int(total or 0))
 
 
-_PRODUCT_SQL = """SELECT p.id, p.slug, p.name, p.description, p.category_id, p.active, p.price,
-  p.rating_average, p.rating_count, v.id AS v_id, v.sku AS v_sku, v.options AS v_options,
-  v.price AS v_price, v.compare_at_price AS v_compare_at_price,
-  v.stock_quantity AS v_stock_quantity, v.low_stock_threshold AS v_low_stock_threshold
-FROM products p LEFT JOIN variants v ON v.product_id = p.id
-WHERE p.slug = :slug
-ORDER BY v.position, v.id"""
-_IMAGES_SQL = ("SELECT path, alt FROM product_images WHERE product_id = :product_id "
-               "ORDER BY position, id")
+# The product, its variants and its images in one round trip: three SELECTs of the same shape
+# (the columns a part does not have are NULL), told apart by `kind`.
+_PRODUCT_SQL = """SELECT 0 AS kind, p.id, p.slug, p.name, p.description, p.category_id, p.active,
+  p.price, p.rating_average, p.rating_count, NULL AS v_id, NULL AS v_sku, NULL AS v_options,
+  NULL AS v_price, NULL AS v_compare_at_price, NULL AS v_stock_quantity,
+  NULL AS v_low_stock_threshold, NULL AS i_path, NULL AS i_alt, 0 AS pos, 0 AS sub_id
+FROM products p WHERE p.slug = :slug
+UNION ALL
+SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v.id, v.sku, v.options, v.price,
+  v.compare_at_price, v.stock_quantity, v.low_stock_threshold, NULL, NULL, v.position, v.id
+FROM variants v JOIN products p ON p.id = v.product_id WHERE p.slug = :slug
+UNION ALL
+SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, i.path, i.alt, i.position, i.id
+FROM product_images i JOIN products p ON p.id = i.product_id WHERE p.slug = :slug
+ORDER BY kind, pos, sub_id"""
 
 
 def product_detail(slug: str) -> ProductDetail:
-    """An active product by slug as its page shows it, with variants and images (two
-    queries)."""
+    """An active product by slug as its page shows it, with its variants and images (one
+    query)."""
     rows = _rows(_PRODUCT_SQL, {"slug": slug}, "product")
-    if not rows or not rows[0].active:
+    if not rows or rows[0].kind != 0 or not rows[0].active:
         raise NotFound("That product does not exist or is no longer sold.")
     first = rows[0]
     variants = [VariantView(id=r.v_id, sku=r.v_sku, options=r.v_options or {}, price=r.v_price,
                             compare_at_price=r.v_compare_at_price,
                             stock_quantity=r.v_stock_quantity or 0,
                             low_stock_threshold=r.v_low_stock_threshold or 0)
-                for r in rows if r.v_id is not None]
-    images = [ImageView(r[0], r[1] or "") for r in
-              _rows(_IMAGES_SQL, {"product_id": first.id}, "images")]
+                for r in rows if r.kind == 1]
+    images = [ImageView(r.i_path, r.i_alt or "") for r in rows if r.kind == 2]
     return ProductDetail(id=first.id, slug=first.slug, name=first.name,
                          description=first.description or "", category_id=first.category_id,
                          active=bool(first.active), price=first.price,

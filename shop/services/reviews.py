@@ -209,12 +209,17 @@ def recompute_rating(product_id: int) -> None:
     db.session.flush()
 
 
-def approved_for_product(product_id: int, page: int = 1, per_page: int = PER_PAGE
-                         ) -> ReviewPage:
-    """A product's approved reviews, newest first."""
+def approved_for_product(product_id: int, page: int = 1, per_page: int = PER_PAGE,
+                         total: int | None = None) -> ReviewPage:
+    """A product's approved reviews, newest first. A caller that knows how many there are
+    (the product's rating_count, kept by this service) passes `total`: no count query, and
+    none at all for a product without reviews."""
     page = max(1, page)
-    total = db.session.execute(select(func.count(Review.id)).where(
-        Review.product_id == product_id, Review.status == "approved")).scalar_one()
+    if total is None:
+        total = db.session.execute(select(func.count(Review.id)).where(
+            Review.product_id == product_id, Review.status == "approved")).scalar_one()
+    if not total:
+        return ReviewPage(items=[], page=page, per_page=per_page, total=0)
     rows = db.session.execute(
         select(Review.id, Review.rating, Review.title, Review.body, Review.created_at,
                User.name)
@@ -227,11 +232,12 @@ def approved_for_product(product_id: int, page: int = 1, per_page: int = PER_PAG
     return ReviewPage(items=items, page=page, per_page=per_page, total=total)
 
 
-def panel(product_id: int, user_id: int | None) -> ReviewPanel:
-    """The product page's review section for this shopper: the newest approved reviews."""
+def panel(product_id: int, user_id: int | None, approved: int | None = None) -> ReviewPanel:
+    """The product page's review section for this shopper: the newest approved reviews
+    (`approved`: their number when the caller knows it, see approved_for_product)."""
     allowed, reason = can_review(user_id, product_id)
-    return ReviewPanel(reviews=approved_for_product(product_id), can_review=allowed,
-                       reason=reason)
+    return ReviewPanel(reviews=approved_for_product(product_id, total=approved),
+                       can_review=allowed, reason=reason)
 
 
 def reviewable_products(user_id: int, limit: int = 20) -> list[Reviewable]:
