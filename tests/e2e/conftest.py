@@ -146,7 +146,7 @@ def tour(shop, browser) -> Iterator[Tour]:
     try:
         page = customer.new_page()
         flows.register(page, shop, flows.unique_email("tour-customer"))
-        flows.buy_variant_product(page, shop, email=None)
+        _, bought = flows.buy_variant_product(page, shop, email=None, save_address=True)
         order_url = page.url
         page.close()
 
@@ -165,10 +165,17 @@ def tour(shop, browser) -> Iterator[Tour]:
                            ("category", "/c/clothing"), ("product", product_url),
                            ("cart", "/cart"), ("checkout", "/checkout"),
                            ("review", "/checkout/review"), ("login", "/account/login"),
-                           ("register", "/account/register")]:
+                           ("register", "/account/register"),
+                           ("forgot-password", "/account/password/forgot"),
+                           ("reviews", bought.url + "/reviews")]:
             result.pages[name] = (guest, path if path.startswith("http") else shop(path))
-        result.pages["account"] = (customer, shop("/account"))
-        result.pages["order"] = (customer, order_url)
+        for name, path in [("account", "/account"), ("order", order_url),
+                           ("account-orders", "/account/orders"), ("profile", "/account/profile"),
+                           ("change-password", "/account/password"),
+                           ("new-address", "/account/addresses/new"),
+                           ("product-to-review", bought.url),
+                           ("new-review", bought.url + "/reviews/new")]:
+            result.pages[name] = (customer, path if path.startswith("http") else shop(path))
         yield result
     finally:
         guest.close()

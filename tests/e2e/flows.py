@@ -158,12 +158,14 @@ def apply_coupon(page: Page, code: str = "WELCOME10", js: bool = True) -> None:
         assert_same_page(page)
 
 
-def fill_checkout(page: Page, email: str | None) -> None:
+def fill_checkout(page: Page, email: str | None, save_address: bool = False) -> None:
     """From the cart, the details step: contact, address, standard shipping, manual payment;
     ends on the review step."""
     page.get_by_role("link", name="Checkout", exact=True).click()
     expect(page.get_by_role("heading", level=1, name="Checkout")).to_be_visible()
     fill_details(page, email)
+    if save_address:
+        page.get_by_label("Save this address to my account").check()
     page.get_by_role("button", name="Review order").click()
     expect(page.get_by_role("heading", level=1, name="Review your order")).to_be_visible()
 
@@ -194,7 +196,7 @@ def place_order(page: Page) -> tuple[str, Decimal]:
 
 
 def buy_variant_product(page: Page, shop: Shop, email: str | None, js: bool = True,
-                        coupon: bool = True) -> tuple[str, Chosen]:
+                        coupon: bool = True, save_address: bool = False) -> tuple[str, Chosen]:
     """The whole purchase: browse, filter, product, option, cart, quantity, coupon, checkout."""
     name = open_variant_product(page, shop, js=js)
     url = page.url
@@ -206,7 +208,7 @@ def buy_variant_product(page: Page, shop: Shop, email: str | None, js: bool = Tr
     change_quantity(page, 2, js=js)
     if coupon:
         apply_coupon(page, js=js)
-    fill_checkout(page, email)
+    fill_checkout(page, email, save_address=save_address)
     number, _ = place_order(page)
     return number, Chosen(name, variant, url)
 

@@ -45,6 +45,8 @@ def test_pages_are_valid_html(shop, tour, tmp_path):
     fetched["not-found"] = (response.status, response.text())
     response = guest.request.get(shop("/products?min_price=cheap&sort=price"))
     fetched["bad-filter"] = (response.status, response.text())
+    response = guest.request.get(shop("/account/password/reset/not-a-real-token"))
+    fetched["reset-link-invalid"] = (response.status, response.text())
     response = guest.request.post(shop("/checkout"), form={
         "csrf_token": _csrf(guest, shop("/checkout")), "email": "not-an-email", "name": "",
         "line1": "", "city": "", "postal_code": "", "country": "US",
@@ -59,7 +61,8 @@ def test_pages_are_valid_html(shop, tour, tmp_path):
         "password": "wrong-password-1"})
     fetched["login-failed"] = (response.status, response.text())
 
-    expected = {"not-found": 404, "bad-filter": 400, "checkout-errors": 422,
+    expected = {"not-found": 404, "bad-filter": 400, "reset-link-invalid": 400,
+                "checkout-errors": 422,
                 "register-errors": 422, "login-failed": 401}
     statuses = {name: status for name, (status, _) in fetched.items()}
     assert statuses == {name: expected.get(name, 200) for name in fetched}
