@@ -98,20 +98,21 @@ def has_bought(user_id: int, product_id: int) -> bool:
                Order.status.in_(PURCHASED_STATUSES)).limit(1)).first() is not None
 
 
-def _existing(user_id: int, product_id: int) -> Review | None:
-    return db.session.execute(select(Review).where(
-        Review.user_id == user_id, Review.product_id == product_id)).scalar_one_or_none()
-
-
 def can_review(user_id: int | None, product_id: int) -> tuple[bool, str | None]:
     """(True, None) when the user may review the product; else (False, a REASONS code)."""
     if user_id is None:
         return False, "login"
-    existing = _existing(user_id, product_id)
-    if existing is not None:
-        return False, {"pending": "pending", "rejected": "rejected"}.get(existing.status,
-                                                                        "reviewed")
-    if not has_bought(user_id, product_id):
+    # One query for both questions: the product page's queries stay few for a customer.
+    existing = (select(Review.status).where(Review.user_id == user_id,
+                                            Review.product_id == product_id)
+                .limit(1).scalar_subquery())
+    bought = (select(OrderLine.id).join(Order, Order.id == OrderLine.order_id)
+              .where(Order.user_id == user_id, OrderLine.product_id == product_id,
+                     Order.status.in_(PURCHASED_STATUSES)).exists())
+    status, has_bought_it = db.session.execute(select(existing, bought)).one()
+    if status is not None:
+        return False, {"pending": "pending", "rejected": "rejected"}.get(status, "reviewed")
+    if not has_bought_it:
         return False, "not_bought"
     return True, None
 

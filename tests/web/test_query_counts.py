@@ -1,0 +1,137 @@
+"""Catalogue pages cost a handful of SQL queries whatever the catalogue's size: at most six per
+page, and the same number with a small and a large catalogue (no query per product, variant,
+image, category or review), for an anonymous shopper, a guest with a cart and a customer.
+Counted with a before_cursor_execute listener on every engine of the app; transaction control
+(BEGIN, COMMIT, ROLLBACK) is not a query."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event, select
+
+from shop.extensions import db
+from shop.models import Product, Review
+from shop.services import reviews
+from tests import factories as f
+from tests.conftest import AuthActions, csrf_token
+
+MAX_QUERIES = 6
+CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+URLS = [
+    "/",
+    "/products",
+    "/products?page=2&per_page=4",
+    "/products?q=linen",
+    "/products?q=linen+shirt&sort=price",
+    "/products?category=clothing&min_price=5&max_price=500&in_stock=true&sort=-price",
+    "/products?sort=name&in_stock=true",
+    "/c/clothing",
+    "/c/clothing?sort=price&min_price=1&page=1",
+    "/c/shirts?q=shirt",
+    "/p/linen-shirt-1",
+    "/p/linen-shirt-1?variant=1",
+]
+
+
+@contextmanager
+def counting(app) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if not statement.lstrip().upper().startswith(CONTROL):
+            statements.append(statement)
+
+    engines = [db.engine, *([app.extensions["shop_replica_engine"]]
+                            if "shop_replica_engine" in app.extensions else [])]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+
+
+def add_products(start: int, count: int) -> None:
+    """Products with several variants, images and reviews' numbers, in a two-level tree."""
+    clothing = f.category("Clothing", slug=f"clothing-{start}") if start else \
+        f.category("Clothing", slug="clothing")
+    shirts = f.category("Shirts", parent=clothing, slug="shirts" if not start else
+                        f"shirts-{start}")
+    home = f.category("Home", slug=f"home-{start}")
+    for i in range(start, start + count):
+        category = (shirts, clothing, home)[i % 3]
+        f.product(f"Linen Shirt {i}", slug=f"linen-shirt-{i}", category=category,
+                  description="Soft linen, washed.", variants=[
+                      {"options": {"size": size}, "price": f"{20 + i % 7}.00",
+                       "stock": (i + n) % 4} for n, size in enumerate(("S", "M", "L"))])
+
+
+def add_reviews(slug: str, count: int) -> None:
+    """Approved reviews of a product (its page then lists them)."""
+    product_id = db.session.execute(select(Product.id).where(Product.slug == slug)).scalar_one()
+    for _ in range(count):
+        author = f.user(name="Happy Buyer")
+        review = Review(product_id=product_id, user_id=author.id, rating=4, title="Good",
+                        body="Soft and well made.", status="pending")
+        db.session.add(review)
+        db.session.commit()
+        reviews.approve(review.id)
+
+
+def page_counts(app, client) -> dict[str, int]:
+    counts = {}
+    for url in URLS:
+        for headers in ({}, {"HX-Request": "true"}):
+            with counting(app) as statements:
+                response = client.get(url, headers=headers)
+            assert response.status_code == 200, (url, response.status_code)
+            counts[f"{url} {headers}"] = len(statements)
+    return counts
+
+
+def guest_with_cart(app):
+    client = app.test_client()
+    variant = f.variant_of(db.session.execute(
+        select(Product).where(Product.slug == "linen-shirt-1")).scalar_one(), 1)
+    response = client.post("/cart/add", data={"csrf_token": csrf_token(client, "/p/linen-shirt-1"),
+                                              "variant_id": variant.id, "quantity": 1})
+    assert response.status_code == 303
+    return client
+
+
+def customer_with_cart(app):
+    client = guest_with_cart(app)
+    f.user("reader@example.com", name="Ada Reader")
+    AuthActions(client).login("reader@example.com")
+    assert "Log out" in client.get("/cart").get_data(as_text=True)
+    return client
+
+
+@pytest.mark.parametrize("who", ["anonymous", "guest with a cart", "logged-in customer"])
+def test_catalogue_pages_cost_the_same_few_queries_at_any_size(app, who):
+    add_products(0, 6)
+    make = {"anonymous": app.test_client, "guest with a cart": lambda: guest_with_cart(app),
+            "logged-in customer": lambda: customer_with_cart(app)}[who]
+    add_reviews("linen-shirt-1", 2)
+    client = make()
+    small = page_counts(app, client)
+    add_products(100, 60)
+    add_reviews("linen-shirt-1", 12)
+    large = page_counts(app, client)
+    assert large == small, "a page's queries grew with the catalogue"
+    worst = max(small.items(), key=lambda kv: kv[1])
+    assert worst[1] <= MAX_QUERIES, f"{worst[0]}: {worst[1]} queries"
+
+
+def test_the_counter_sees_the_queries(app):
+    """The listener counts what a page runs: a listing reads the categories and the cards."""
+    add_products(0, 3)
+    client = app.test_client()
+    with counting(app) as statements:
+        client.get("/products")
+    assert len(statements) == 2
+    assert any("FROM categories" in s for s in statements)
+    assert any("FROM products" in s for s in statements)
