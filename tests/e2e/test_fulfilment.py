@@ -36,6 +36,7 @@ def test_staff_ship_an_order_and_the_customer_sees_it(shop, new_context):
     assert chart.locator("rect").count() > 0, "the sales chart has no bars"
     expect(staff.get_by_role("img", name=re.compile("Revenue per day"))).to_be_visible()
 
+    staff.wait_for_load_state("load")  # the menus open with the back office's scripts
     staff.get_by_role("link", name="Sales").click()
     staff.get_by_role("link", name="Orders", exact=True).click()
     staff.get_by_role("textbox", name="Order, email").fill(number)
