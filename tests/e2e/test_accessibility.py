@@ -10,8 +10,16 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .conftest import AXE_JS
-from .flows import (ADDRESS, assert_same_page, cart_count, mark_page, money,
-                    open_variant_product, ready, unique_email)
+from .flows import (
+    ADDRESS,
+    assert_same_page,
+    cart_count,
+    mark_page,
+    money,
+    open_variant_product,
+    ready,
+    unique_email,
+)
 
 pytestmark = pytest.mark.e2e
 BLOCKING = ("serious", "critical")
