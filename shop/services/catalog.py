@@ -377,11 +377,16 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
     order = (match.order if match is not None and filters.sort == "relevance" and match.order
              else _ORDER.get(filters.sort, _ORDER["newest"]))
     score = f", {match.score} AS score" if match is not None and match.score else ""
-    inner = (f"SELECT p.id AS id{score} FROM {source} WHERE {' AND '.join(where)} "
+    # A search reads every match anyway (to rank them): it counts them in the same pass. A
+    # listing's page stops early on an index, and its total is a separate, index-only count.
+    windowed = match is not None and with_total
+    inner = (f"SELECT p.id AS id{score}{', count(*) OVER () AS total' if windowed else ''} "
+             f"FROM {source} WHERE {' AND '.join(where)} "
              f"ORDER BY {order} LIMIT {int(filters.per_page)} "
              f"OFFSET {(int(filters.page) - 1) * int(filters.per_page)}")
     outer_order = order if not score else "page.score DESC, p.id DESC"
-    count = f"({_count_sql(source, where)})" if with_total else "0"
+    count = ("page.total" if windowed else
+             f"({_count_sql(source, where)})" if with_total else "0")
     sql = (f"SELECT {_CARD_COLUMNS},\n  {count} AS total\n"
            f"FROM ({inner}) page JOIN products p ON p.id = page.id\n"
            f"LEFT JOIN categories c ON c.id = p.category_id\nORDER BY {outer_order}")

@@ -47,7 +47,8 @@ def match(query: str, dialect: str) -> Match:
     if dialect == "sqlite":
         # The FTS table drives the join (CROSS JOIN fixes the order in SQLite): the matches
         # are looked up in products by id, never the whole catalogue scanned per match.
-        fts_query = " ".join(f'"{w}"*' for w in words)
+        # A one-letter prefix would expand to a good part of the vocabulary: exact only.
+        fts_query = " ".join(f'"{w}"*' if len(w) > 1 else f'"{w}"' for w in words)
         return Match(source=SQLITE_SOURCE, params={"fts_query": fts_query},
                      score="-fts.rank", order="fts.rank ASC, p.id DESC")
     where: list[str] = []
