@@ -74,12 +74,14 @@ def open_variant_product(page: Page, shop: Shop, js: bool = True) -> str:
     before = heading.inner_text()
     if js:
         mark_page(page)
+        entries = page.evaluate("history.length")
         page.get_by_label("Category").select_option("t-shirts")
         expect(page).to_have_url(re.compile(r"/products\?.*category=t-shirts"))
         expect(heading).not_to_have_text(before)
         page.get_by_label("In stock only").check()
         expect(page).to_have_url(re.compile(r"in_stock=true"))
         assert_same_page(page)
+        assert page.evaluate("history.length") == entries + 2, "each filter pushes a URL"
     else:
         page.get_by_label("Category").select_option("t-shirts")
         page.get_by_label("In stock only").check()

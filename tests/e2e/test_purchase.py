@@ -1,10 +1,12 @@
 """A guest buys a product with options, with JavaScript on (htmx updates in place) and off."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
-from .flows import buy_variant_product, unique_email
+from .flows import buy_variant_product, ready, unique_email
 
 pytestmark = pytest.mark.e2e
 
@@ -25,3 +27,20 @@ def test_guest_buys_a_variant_without_javascript(shop, new_context):
     expect(page.locator(".totals")).to_contain_text("WELCOME10")
     expect(page.locator("#cart-link")).to_have_text("Cart (0)")
     assert number in page.url
+
+
+def test_back_button_returns_to_the_previous_filter(shop, page):
+    page.goto(shop("/products"))
+    ready(page)
+    heading = page.locator("#results-heading")
+    everything = heading.inner_text()
+    page.get_by_label("Category").select_option("mugs")
+    expect(page).to_have_url(re.compile(r"category=mugs"))
+    expect(heading).not_to_have_text(everything)
+    page.go_back()
+    expect(page).to_have_url(shop("/products"))
+    expect(heading).to_have_text(everything)
+    expect(page.get_by_label("Category")).to_have_value("")
+    page.go_forward()
+    expect(page).to_have_url(re.compile(r"category=mugs"))
+    expect(page.get_by_label("Category")).to_have_value("mugs")
