@@ -374,9 +374,9 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
     """One page of active products matching the filters, with the total: one query (two when
     the page is empty and the total is still wanted)."""
     source, where, params, match = _matching(filters, tree)
-    order = (match.order if match is not None and filters.sort == "relevance" and match.order
-             else _ORDER.get(filters.sort, _ORDER["newest"]))
-    score = f", {match.score} AS score" if match is not None and match.score else ""
+    ranked = match is not None and filters.sort == "relevance" and match.order is not None
+    order = match.order if ranked else _ORDER.get(filters.sort, _ORDER["newest"])
+    score = f", {match.score} AS score" if ranked else ""
     # A search reads every match anyway (to rank them): it counts them in the same pass. A
     # listing's page stops early on an index, and its total is a separate, index-only count.
     windowed = match is not None and with_total

@@ -62,8 +62,15 @@ def match(query: str, dialect: str) -> Match:
     if not long_words:
         return Match(where=where, params=params)
     params["fts_query"] = " ".join(f"+{w}*" for w in long_words)
-    return Match(where=[MYSQL_MATCH, *where], params=params, score=MYSQL_MATCH,
-                 order=f"{MYSQL_MATCH} DESC, p.id DESC")
+    # FULLTEXT weighs the name like the description: a word in the name adds a bonus, so name
+    # matches rank first as with FTS5's column weights. Only matching rows are scored.
+    bonus = []
+    for i, w in enumerate(long_words):
+        bonus.append(f"(p.name LIKE :name_{i})")
+        params[f"name_{i}"] = f"%{_escape_like(w)}%"
+    score = f"({MYSQL_MATCH} + 10 * ({' + '.join(bonus)}))"
+    return Match(where=[MYSQL_MATCH, *where], params=params, score=score,
+                 order=f"{score} DESC, p.id DESC")
 
 
 def _escape_like(word: str) -> str:
