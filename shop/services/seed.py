@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select
 
 from ..extensions import db
 from ..models import Category, Coupon, Product, ProductImage, StockAdjustment, Variant, utcnow
+from . import cache
 from .catalog import refresh_product_prices
 from .database import write_transaction
 
@@ -349,6 +350,7 @@ def demo() -> str:
             db.session.add(
                 Coupon(code="WELCOME10", kind="percent", value=Decimal("10"), active=True)
             )
+    cache.catalog_changed()
     total = db.session.execute(select(func.count(Product.id))).scalar_one()
     return f"{created_products} products added, {total} in the catalogue; coupon WELCOME10."
 
@@ -487,4 +489,5 @@ def bulk_products(count: int, batch: int = 5000) -> int:
             db.session.execute(insert(ProductImage), images)
             db.session.execute(insert(StockAdjustment), ledger)
         done += size
+    cache.catalog_changed()
     return done
