@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import (Blueprint, abort, current_app, flash, g, make_response, redirect,
-                   render_template, request, session, url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_login.signals import user_loaded_from_cookie
@@ -17,6 +28,7 @@ from ...services import cart as cart_service
 from ...services.countries import COUNTRIES
 from ...services.errors import AuthError, NotFound, ValidationError
 from ..htmx import is_htmx, safe_next, vary
+from ..limits import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE
 from ..shopper import GUEST_CART_KEY
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -30,10 +42,6 @@ TOO_MANY_RESETS = ("Too many password reset requests. Please wait a while and tr
                    "the link we already sent still works.")
 TOO_MANY_REGISTRATIONS = "Too many new accounts from your network. Please try again later."
 HISTORY_PER_PAGE = 20
-# Shared limit scopes: any other way to try a password (the API's token endpoint) can use the
-# same scopes and keys, so failures there and here add up.
-LOGIN_ADDRESS_SCOPE = "login-address"
-LOGIN_ACCOUNT_SCOPE = "login-account"
 
 
 # --- rate limits (SPEC section 9; limits come from config, so env vars can change them) ---

@@ -26,7 +26,7 @@ from ...services import cart as cart_service
 from ...services.cart import CartOwner
 from ...services.errors import AuthError, NotFound, ShopError, ValidationError
 from ...services.orders import Actor
-from ..account.routes import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE
+from ..limits import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE, REGISTER_SCOPE
 from . import schemas as s
 from . import serializers
 from .auth import bearer_token, login_account_key, login_failed, login_limit, register_limit, state
@@ -54,7 +54,7 @@ LOGIN_LIMITS = (
                          deduct_when=login_failed, override_defaults=False),
 )
 REGISTER_LIMITS = (
-    limiter.shared_limit(register_limit, scope="account.register", key_func=get_remote_address,
+    limiter.shared_limit(register_limit, scope=REGISTER_SCOPE, key_func=get_remote_address,
                          override_defaults=False),
 )
 
