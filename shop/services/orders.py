@@ -167,6 +167,12 @@ def check_guest_token(number: str, token: str | None) -> bool:
         return False
 
 
+def viewable(order: Order, user_id: int | None, is_staff: bool, token: str | None) -> bool:
+    """Its owner, staff, or whoever holds its signed link may see an order."""
+    return ((user_id is not None and order.user_id == user_id) or is_staff
+            or check_guest_token(order.number, token))
+
+
 def for_user(user_id: int, page: int = 1, per_page: int = 20, *,
              full: bool = False) -> tuple[list[Order], int]:
     """A customer's orders, newest first, with the total count; `full` also loads events,

@@ -6,14 +6,13 @@ import logging
 import re
 
 from flask import Blueprint, abort, flash, jsonify, redirect, request, url_for
-from flask_login import current_user
 
 from ...extensions import csrf
 from ...http import error_response
 from ...models import Order
 from ...services import orders, payments
-from ...services.errors import NotFound
 from ...services.payments import stripe_provider
+from ..orders.access import order_for_visitor
 
 bp = Blueprint("payments", __name__, url_prefix="/payments")
 log = logging.getLogger("shop.payments")
@@ -38,16 +37,7 @@ def _order_page(order: Order, token: str | None = None):
 def pay(number: str):
     """Resume paying a pending Stripe order: back to its open Stripe page, or a new one. For
     the order's owner, staff, or whoever holds its signed link."""
-    try:
-        order = orders.load(number)
-    except NotFound:
-        abort(404, description="That order does not exist.")
-    token = request.args.get("token")
-    is_owner = current_user.is_authenticated and order.user_id == current_user.id
-    is_staff = current_user.is_authenticated and current_user.is_staff
-    if not (is_owner or is_staff or orders.check_guest_token(number, token)):
-        abort(404, description="That order does not exist.")
-    link = orders.guest_link_token(order) if token else None
+    order, link = order_for_visitor(number)
     if order.status != "pending" or order.payment_method != "stripe":
         flash("This order has nothing left to pay.", "info")
         return _order_page(order, link)
