@@ -40,6 +40,15 @@ def init_app(app: Flask) -> None:
             raise click.ClickException(message) from exc
         click.echo(f"{user.email} is now {user.role}.")
 
+    @app.cli.command("cleanup")
+    def cleanup() -> None:
+        """Delete old idempotency records and abandoned guest carts (run daily from cron)."""
+        from .services import maintenance
+
+        purged = maintenance.purge_stale()
+        click.echo(f"Deleted {purged.idempotency_records} idempotency records and "
+                   f"{purged.guest_carts} abandoned guest carts.")
+
     @app.cli.command("seed-if-empty")
     def seed_if_empty() -> None:
         """Load the demo catalogue only when the shop has no products (used by `make run`)."""
