@@ -8,20 +8,15 @@ costs the same handful of queries whatever the catalogue's size:
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Integer,
-    Numeric,
-    String,
-    Text,
-    bindparam,
     func,
     select,
     text,
@@ -34,7 +29,7 @@ from ..extensions import db
 from ..models import Product, Variant
 from . import search
 from .errors import NotFound
-from .money import parse_money
+from .money import parse_money, quantize
 
 SORTS = ("relevance", "price", "-price", "name", "-name", "newest")
 SORT_LABELS = {"relevance": "Relevance", "newest": "Newest", "price": "Price: low to high",
@@ -42,8 +37,6 @@ SORT_LABELS = {"relevance": "Relevance", "newest": "Newest", "price": "Price: lo
 MAX_PER_PAGE = 100
 MAX_PAGE = 100_000
 
-MONEY = Numeric(12, 2, asdecimal=True)
-RATING = Numeric(3, 2, asdecimal=True)
 
 
 @dataclass
@@ -241,55 +234,52 @@ def _positive_int(raw: str | None, default: int, maximum: int, name: str,
     return value
 
 
-# Statements ---------------------------------------------------------------------------------
+# Reading ------------------------------------------------------------------------------------
 # The SQL below is assembled from fixed fragments only (values are always bound parameters,
-# category ids are formatted ints), so the set of distinct statements is small; each is parsed
-# into a TextClause once per process.
+# category ids are formatted ints), so the set of distinct statements is small. Each runs
+# through the session (so allowed reads go to the replica, inside the request's transaction)
+# with exec_driver_sql: no statement compilation and no result processing per request, which
+# on a listing page cost more than the SQL itself. Values come back as the driver gives them
+# and are converted here (SQLite gives floats for prices and text for JSON).
 
-_STATEMENTS: dict[tuple[str, str], TextClause] = {}
+_STATEMENTS: dict[tuple[str, str], tuple[TextClause, str]] = {}
 _MAX_STATEMENTS = 2000
-_BIND_TYPES = {"min_price": MONEY, "max_price": MONEY, "active": Boolean(), "inactive": Boolean()}
+_NAMED_PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
-def _statement(sql: str, kind: str) -> TextClause:
-    """The parsed statement for `sql`, typed for its result `kind`."""
-    key = (kind, sql)
-    clause = _STATEMENTS.get(key)
-    if clause is None:
-        clause = text(sql)
-        binds = [bindparam(name, type_=type_) for name, type_ in _BIND_TYPES.items()
-                 if f":{name}" in sql]
-        if binds:
-            clause = clause.bindparams(*binds)
-        if kind in _RESULT_TYPES:
-            clause = clause.columns(**_RESULT_TYPES[kind])
+def _rows(sql: str, params: dict[str, Any]) -> list[Any]:
+    """Run a read written with :name parameters; rows as the driver returns them."""
+    dialect = db.session.get_bind().dialect
+    key = (dialect.name, sql)
+    cached = _STATEMENTS.get(key)
+    if cached is None:
+        # sqlite3 takes :name parameters as they are; MySQL drivers take %(name)s.
+        driver_sql = sql if dialect.name == "sqlite" else \
+            _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+        cached = (text(sql), driver_sql)
         if len(_STATEMENTS) >= _MAX_STATEMENTS:
             _STATEMENTS.clear()
-        _STATEMENTS[key] = clause
-    return clause
+        _STATEMENTS[key] = cached
+    clause, driver_sql = cached
+    if dialect.name == "sqlite":
+        params = {k: (str(v) if isinstance(v, Decimal) else int(v) if isinstance(v, bool) else v)
+                  for k, v in params.items()}
+    connection = db.session.connection(bind_arguments={"clause": clause})
+    return connection.exec_driver_sql(driver_sql, params).fetchall()
 
 
-def _rows(sql: str, params: dict[str, Any], kind: str = "") -> list[Any]:
-    """Run a read. Through the session, so allowed reads use the replica."""
-    return db.session.execute(_statement(sql, kind), params).all()
+def _money(value: Any) -> Decimal | None:
+    """A price as the driver gives it (Decimal, or a float on SQLite) as Decimal cents."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    return quantize(Decimal(str(value)))
 
 
-_RESULT_TYPES: dict[str, dict[str, Any]] = {
-    "cards": {"id": Integer(), "slug": String(), "name": String(), "price": MONEY,
-              "rating_average": RATING, "rating_count": Integer(),
-              "category_slug": String(), "category_name": String(), "image_path": String(),
-              "image_alt": String(), "in_stock": Integer(), "compare_at_price": MONEY,
-              "default_variant_id": Integer(), "variant_count": Integer(), "total": Integer()},
-    "product": {"kind": Integer(), "id": Integer(), "slug": String(), "name": String(),
-                "description": Text(), "category_id": Integer(), "active": Boolean(),
-                "price": MONEY, "rating_average": RATING, "rating_count": Integer(),
-                "v_id": Integer(), "v_sku": String(), "v_options": JSON(), "v_price": MONEY,
-                "v_compare_at_price": MONEY, "v_stock_quantity": Integer(),
-                "v_low_stock_threshold": Integer(), "i_path": String(), "i_alt": String(),
-                "pos": Integer(), "sub_id": Integer()},
-    "tree": {"id": Integer(), "slug": String(), "name": String(), "description": Text(),
-             "parent_id": Integer()},
-}
+def _json(value: Any) -> dict:
+    if isinstance(value, (bytes, str)):
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {}
+
 
 _TREE_SQL = ("SELECT id, slug, name, description, parent_id FROM categories "
              "ORDER BY position, name, id")
@@ -297,8 +287,8 @@ _TREE_SQL = ("SELECT id, slug, name, description, parent_id FROM categories "
 
 def category_tree() -> CategoryTree:
     """Every category, as a tree ordered by position (one query)."""
-    rows = _rows(_TREE_SQL, {}, "tree")
-    by_id = {r[0]: CategoryNode(r[0], r[1], r[2], r[3] or "", r[4]) for r in rows}
+    by_id = {r[0]: CategoryNode(r[0], r[1], r[2], r[3] or "", r[4])
+             for r in _rows(_TREE_SQL, {})}
     roots = []
     for node in by_id.values():
         parent = by_id.get(node.parent_id) if node.parent_id is not None else None
@@ -314,26 +304,24 @@ _ORDER = {
     "newest": "p.created_at DESC, p.id DESC",
 }
 
-_CARD_COLUMNS = """p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
-  c.slug AS category_slug, c.name AS category_name,
-  (SELECT i.path FROM product_images i WHERE i.product_id = p.id
-   ORDER BY i.position, i.id LIMIT 1) AS image_path,
-  (SELECT i.alt FROM product_images i WHERE i.product_id = p.id
-   ORDER BY i.position, i.id LIMIT 1) AS image_alt,
-  EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id AND v.stock_quantity > 0)
-   AS in_stock,
-  (SELECT min(v.compare_at_price) FROM variants v WHERE v.product_id = p.id)
-   AS compare_at_price,
-  (SELECT v.id FROM variants v WHERE v.product_id = p.id ORDER BY v.position, v.id LIMIT 1)
-   AS default_variant_id,
-  (SELECT count(*) FROM variants v WHERE v.product_id = p.id) AS variant_count"""
+# A page of cards: one row per variant of each product of the page (the page's ids come from
+# the inner query), with the product's first image; variants are added up in Python, which
+# costs less than a subquery per card.
+_CARDS_SQL = """SELECT p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
+  c.slug, c.name, i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, {total}
+FROM ({inner}) page JOIN products p ON p.id = page.id
+LEFT JOIN categories c ON c.id = p.category_id
+LEFT JOIN product_images i ON i.id = (SELECT f.id FROM product_images f
+  WHERE f.product_id = p.id ORDER BY f.position, f.id LIMIT 1)
+LEFT JOIN variants v ON v.product_id = p.id
+ORDER BY {order}"""
 
 
 def _matching(filters: ProductFilters, tree: CategoryTree | None
               ) -> tuple[str, list[str], dict[str, Any], search.Match | None]:
     """FROM clause, WHERE conditions and parameters of the products the filters select."""
     where = ["p.active = :active"]
-    params: dict[str, Any] = {"active": True, "inactive": False}
+    params: dict[str, Any] = {"active": True}
     if filters.category:
         tree = tree or category_tree()
         node = tree.by_slug.get(filters.category)
@@ -360,10 +348,11 @@ def _matching(filters: ProductFilters, tree: CategoryTree | None
     return source, where, params, match
 
 
-def _count_sql(source: str, where: list[str]) -> str:
+def _count_sql(source: str, where: list[str], params: dict[str, Any]) -> str:
     if source == "products p" and where == ["p.active = :active"]:
-        # All active products: counting every row is O(1)-ish on SQLite (and one index scan
-        # on InnoDB); inactive products are few and found through (active, ...) indexes.
+        # All active products: counting every row is quick on SQLite (and one index scan on
+        # InnoDB); inactive products are few and found through the (active, ...) indexes.
+        params["inactive"] = False
         return ("SELECT (SELECT count(*) FROM products) - "
                 "(SELECT count(*) FROM products p WHERE p.active = :inactive)")
     return f"SELECT count(*) FROM {source} WHERE {' AND '.join(where)}"
@@ -384,30 +373,50 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
              f"FROM {source} WHERE {' AND '.join(where)} "
              f"ORDER BY {order} LIMIT {int(filters.per_page)} "
              f"OFFSET {(int(filters.page) - 1) * int(filters.per_page)}")
-    outer_order = order if not score else "page.score DESC, p.id DESC"
-    count = ("page.total" if windowed else
-             f"({_count_sql(source, where)})" if with_total else "0")
-    sql = (f"SELECT {_CARD_COLUMNS},\n  {count} AS total\n"
-           f"FROM ({inner}) page JOIN products p ON p.id = page.id\n"
-           f"LEFT JOIN categories c ON c.id = p.category_id\nORDER BY {outer_order}")
-    rows = _rows(sql, params, "cards")
+    total_sql = ("page.total" if windowed else
+                 f"({_count_sql(source, where, params)})" if with_total else "0")
+    sql = _CARDS_SQL.format(total=total_sql, inner=inner,
+                            order="page.score DESC, p.id DESC" if ranked else order)
+    rows = _rows(sql, params)
     if rows:
-        total = rows[0][-1]
+        total = rows[0][13]
     elif with_total:
-        total = _rows(_count_sql(source, where), params)[0][0]
+        total = _rows(_count_sql(source, where, params), params)[0][0]
     else:
         total = 0
-    items = [ProductCard(
-        id=r[0], slug=r[1], name=r[2], price=r[3], rating_average=r[4],
-        rating_count=r[5] or 0, category_slug=r[6], category_name=r[7], image_path=r[8],
-        image_alt=r[9] or r[2], in_stock=bool(r[10]),
-        compare_at_price=r[11] if r[11] is not None and r[11] > r[3] else None,
-        default_variant_id=r[12], variant_count=r[13] or 0) for r in rows]
-    return ProductPage(items, filters.page, filters.per_page, int(total or 0))
+    return ProductPage(_cards(rows), filters.page, filters.per_page, int(total or 0))
+
+
+def _cards(rows: list[Any]) -> list[ProductCard]:
+    """Cards from the rows of _CARDS_SQL (one per variant, a product's rows together)."""
+    cards: list[ProductCard] = []
+    card: ProductCard | None = None
+    for (pid, slug, name, price, rating, rating_count, category_slug, category_name,
+         image_path, image_alt, variant_id, stock, compare, _total) in rows:
+        if card is None or card.id != pid:
+            card = ProductCard(
+                id=pid, slug=slug, name=name, price=_money(price) or Decimal("0.00"),
+                compare_at_price=None, image_path=image_path, image_alt=image_alt or name,
+                in_stock=False, rating_average=_money(rating), rating_count=rating_count or 0,
+                default_variant_id=None, variant_count=0, category_slug=category_slug,
+                category_name=category_name)
+            cards.append(card)
+        if variant_id is None:
+            continue
+        card.variant_count += 1
+        card.in_stock = card.in_stock or (stock or 0) > 0
+        # The card adds to the cart only a product's one variant: its id is kept while the
+        # product has one; the lowest compare-at price shows struck through when above price.
+        card.default_variant_id = variant_id if card.variant_count == 1 else None
+        compare = _money(compare)
+        if compare is not None and compare > card.price and (
+                card.compare_at_price is None or compare < card.compare_at_price):
+            card.compare_at_price = compare
+    return cards
 
 
 # The product, its variants and its images in one round trip: three SELECTs of the same shape
-# (the columns a part does not have are NULL), told apart by `kind`.
+# (the columns a part does not have are NULL), told apart by the first column.
 _PRODUCT_SQL = """SELECT 0 AS kind, p.id, p.slug, p.name, p.description, p.category_id, p.active,
   p.price, p.rating_average, p.rating_count, NULL AS v_id, NULL AS v_sku, NULL AS v_options,
   NULL AS v_price, NULL AS v_compare_at_price, NULL AS v_stock_quantity,
@@ -427,22 +436,20 @@ ORDER BY kind, pos, sub_id"""
 def product_detail(slug: str) -> ProductDetail:
     """An active product by slug as its page shows it, with its variants and images (one
     query)."""
-    rows = _rows(_PRODUCT_SQL, {"slug": slug}, "product")
-    if not rows or rows[0].kind != 0 or not rows[0].active:
+    rows = _rows(_PRODUCT_SQL, {"slug": slug})
+    if not rows or rows[0][0] != 0 or not rows[0][6]:
         raise NotFound("That product does not exist or is no longer sold.")
     first = rows[0]
-    variants = [VariantView(id=r.v_id, sku=r.v_sku, options=r.v_options or {}, price=r.v_price,
-                            compare_at_price=r.v_compare_at_price,
-                            stock_quantity=r.v_stock_quantity or 0,
-                            low_stock_threshold=r.v_low_stock_threshold or 0)
-                for r in rows if r.kind == 1]
-    images = [ImageView(r.i_path, r.i_alt or "") for r in rows if r.kind == 2]
-    return ProductDetail(id=first.id, slug=first.slug, name=first.name,
-                         description=first.description or "", category_id=first.category_id,
-                         active=bool(first.active), price=first.price,
-                         rating_average=first.rating_average,
-                         rating_count=first.rating_count or 0, variants=variants,
-                         images=images)
+    variants = [VariantView(id=r[10], sku=r[11], options=_json(r[12]), price=_money(r[13]),
+                            compare_at_price=_money(r[14]), stock_quantity=r[15] or 0,
+                            low_stock_threshold=r[16] or 0)
+                for r in rows if r[0] == 1]
+    images = [ImageView(r[17], r[18] or "") for r in rows if r[0] == 2]
+    return ProductDetail(id=first[1], slug=first[2], name=first[3], description=first[4] or "",
+                         category_id=first[5], active=bool(first[6]),
+                         price=_money(first[7]) or Decimal("0.00"),
+                         rating_average=_money(first[8]), rating_count=first[9] or 0,
+                         variants=variants, images=images)
 
 
 def get_product(key: str | int, *, include_inactive: bool = False) -> Product:
