@@ -332,7 +332,7 @@ def _pids(access_log: Path, answers: dict[str, int], status: int) -> dict[str, i
 
 def test_a_customer_gets_404_for_another_customers_order_and_address(app, client, auth):
     mug = f.product("Mug", slug="mug")
-    alice = f.user("customer@example.com")
+    f.user("customer@example.com")  # alice, who logs in below
     bob = f.user("bob@example.com")
     bobs_order = buy(bob, mug)
     bobs_address = addresses.save(bob.id, f.ADDRESS)

@@ -2,8 +2,16 @@
 everyone reads the approved ones. The rules live in shop.services.reviews."""
 from __future__ import annotations
 
-from flask import (Blueprint, abort, flash, make_response, redirect, render_template, request,
-                   url_for)
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from ...models import Product
