@@ -375,6 +375,12 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
              f"OFFSET {(int(filters.page) - 1) * int(filters.per_page)}")
     total_sql = ("page.total" if windowed else
                  f"({_count_sql(source, where, params)})" if with_total else "0")
+    if ranked and match.source == search.SQLITE_SOURCE and len(where) == 1 + len(match.where):
+        # Words and nothing else, by relevance, on SQLite: count and rank in the FTS table.
+        params["inactive"] = False
+        inner = search.sqlite_ranked_page((int(filters.page) - 1) * int(filters.per_page),
+                                          int(filters.per_page))
+        total_sql = search.SQLITE_TOTAL if with_total else "0"
     sql = _CARDS_SQL.format(total=total_sql, inner=inner,
                             order="page.score DESC, p.id DESC" if ranked else order)
     rows = _rows(sql, params)

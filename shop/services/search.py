@@ -34,6 +34,26 @@ class Match:
     order: str | None = None
 
 
+# A search with no other filter, by relevance, on SQLite: counting and ranking read the FTS
+# table alone (a match is looked up in products only if it is on the page), minus the
+# inactive products that match. Ties in rank go to the newest (highest id), as in SQLITE_SOURCE.
+_SQLITE_MATCHES = "SELECT rowid FROM product_fts WHERE product_fts MATCH :fts_query"
+_SQLITE_INACTIVE = (f"(SELECT count(*) FROM products p WHERE p.active = :inactive "
+                    f"AND p.id IN ({_SQLITE_MATCHES}))")
+SQLITE_TOTAL = (f"((SELECT count(*) FROM product_fts WHERE product_fts MATCH :fts_query) - "
+                f"{_SQLITE_INACTIVE})")
+
+
+def sqlite_ranked_page(offset: int, limit: int) -> str:
+    """The ids (and scores) of one page of active matches, best first (SQLite only)."""
+    return (f"SELECT p.id AS id, -fts.rank AS score FROM (SELECT rowid AS id, "
+            f"bm25(product_fts, 10.0, 1.0) AS rank FROM product_fts "
+            f"WHERE product_fts MATCH :fts_query ORDER BY rank, rowid DESC "
+            f"LIMIT {int(offset) + int(limit)} + {_SQLITE_INACTIVE}) fts "
+            f"CROSS JOIN products p ON p.id = fts.id WHERE p.active = :active "
+            f"ORDER BY fts.rank, p.id DESC LIMIT {int(limit)} OFFSET {int(offset)}")
+
+
 def tokens(query: str) -> list[str]:
     """The words of a shopper's query, lower case, at most eight."""
     return [t.lower() for t in TOKEN.findall(query or "")][:MAX_TOKENS]

@@ -78,6 +78,17 @@ def test_pages_of_results_cover_every_match_once(app):
     assert beyond.items == [] and beyond.total == 11
 
 
+def test_inactive_matches_ranking_first_leave_no_gap_in_pages(app):
+    for i in range(5):  # the best matches, but not for sale
+        f.product(f"Canvas Canvas Canvas {i}", slug=f"old-{i}", active=False)
+    for i in range(6):
+        f.product(f"Canvas Bag {i}", slug=f"bag-{i}", description="Plain bag.")
+    first, second = find("canvas", per_page="4"), find("canvas", per_page="4", page="2")
+    assert first.total == second.total == 6
+    assert len(first.items) == 4 and len(second.items) == 2
+    assert sorted(names(first) + names(second)) == sorted(f"Canvas Bag {i}" for i in range(6))
+
+
 def test_the_index_follows_changes_to_products(goods):
     with write_transaction():
         product = db.session.get(Product, goods["mug"].id)
