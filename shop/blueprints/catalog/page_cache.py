@@ -16,7 +16,10 @@ it is stored with a placeholder where the token was and each hit gets its own:
 Freshness: the key holds the URL and htmx-ness; the entry holds the catalogue version
 (services.cache) it was rendered at and is served only while that version is current, so a
 staff change is seen by the next request on every worker. Entries expire after
-CATALOG_CACHE_SECONDS, which bounds how old the stock shown after an order can be.
+CATALOG_CACHE_SECONDS, which bounds how old the stock shown after an order can be. Each hit
+reads the version from Redis (one small GET); the page itself comes from the worker's memory
+when it holds that page for that version, from Redis otherwise (shared by all workers and
+hosts), and is rendered by the app when neither has it.
 
 A hit is logged and counted like any request (shop.access, shop_http_requests_total) and
 carries the stored security headers, an X-Request-ID and `X-Cache: hit`.
@@ -45,6 +48,7 @@ CACHEABLE_PATH = re.compile(r"^/(?:products|c/[^/]+|p/[^/]+)?$")
 ANONYMOUS_KEYS = frozenset({"csrf_token", "_fresh", "_permanent"})
 PLACEHOLDER = b"__shop_csrf_token_7c1e__"
 ENVIRON_KEY = "shop.page_cache"
+LOCAL_PAGES = 256  # pages a worker keeps in memory (about 30 KB each)
 STORE_KEY = "shop.page_cache.store"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Set per request by the app or this cache; never stored.
@@ -80,6 +84,10 @@ class PageCache:
     def __init__(self, app: Flask, wsgi_app: Callable) -> None:
         self.flask_app = app
         self.wsgi_app = wsgi_app
+        self._csrf_signer: tuple[object, URLSafeTimedSerializer] | None = None
+        # Pages this worker served lately, by key; each is used only while its version is
+        # the current one and younger than CATALOG_CACHE_SECONDS, like the Redis copy.
+        self._local: dict[str, tuple] = {}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -97,16 +105,29 @@ class PageCache:
         if secret_token is False:
             return self.wsgi_app(environ, start_response)
         key = _page_key(environ)
+        seconds = config["CATALOG_CACHE_SECONDS"]
         try:
-            version, entry = store.get_many(cache.VERSION_KEY, key)
+            # The version is read from Redis on every request: a staff change is seen at once
+            # by every worker. A page this worker already holds for that version is served
+            # from its memory (no 30 KB transfer); otherwise from Redis; otherwise rendered.
+            version = int(store.get(cache.VERSION_KEY) or 0)
+            entry = self._local.get(key)
+            if not _fresh(entry, version, seconds):
+                entry = store.get(key)
+                if _fresh(entry, version, seconds):
+                    self._remember(key, entry)
         except Exception:
             log.warning("redis unavailable: page cache bypassed", exc_info=True)
             return self.wsgi_app(environ, start_response)
-        version = int(version or 0)
-        if entry is not None and entry[0] == version:
+        if _fresh(entry, version, seconds):
             return self._hit(environ, start_response, entry, secret_token, started)
         environ[ENVIRON_KEY] = (key, version)
         return self._miss(environ, start_response, store, key, version)
+
+    def _remember(self, key: str, entry: tuple) -> None:
+        if len(self._local) >= LOCAL_PAGES:
+            self._local.clear()
+        self._local[key] = entry
 
     def _anonymous_secret(self, cookie: str | None) -> str | None | bool:
         """The session's CSRF secret (None: no usable session), or False when the session
@@ -130,7 +151,7 @@ class PageCache:
 
     def _hit(self, environ: dict, start_response: Callable, entry: tuple, secret: str | None,
              started: float) -> Iterable[bytes]:
-        _, endpoint, status, headers, body, has_token = entry
+        _, _, endpoint, status, headers, body, has_token = entry
         out = list(headers)
         if has_token:
             if secret is None:
@@ -174,18 +195,22 @@ class PageCache:
         has_token = bool(token) and token.encode() in body
         stored = body.replace(token.encode(), PLACEHOLDER) if has_token else body
         headers = [(k, v) for k, v in captured[1] if k.lower() not in PER_REQUEST_HEADERS]
+        entry = (version, time.time(), endpoint, captured[0], headers, stored, has_token)
         try:
-            store.set(key, (version, endpoint, captured[0], headers, stored, has_token),
-                      timeout=self.flask_app.config["CATALOG_CACHE_SECONDS"])
+            store.set(key, entry, timeout=self.flask_app.config["CATALOG_CACHE_SECONDS"])
         except Exception:
             log.warning("redis unavailable: page not cached", exc_info=True)
+        else:
+            self._remember(key, entry)
         return [body]
 
     def _signed(self, secret: str) -> str:
         """A CSRF token for the session secret, as Flask-WTF signs it."""
         config = self.flask_app.config
         key = config.get("WTF_CSRF_SECRET_KEY") or self.flask_app.secret_key
-        return URLSafeTimedSerializer(key, salt="wtf-csrf-token").dumps(secret)
+        if self._csrf_signer is None or self._csrf_signer[0] != key:
+            self._csrf_signer = (key, URLSafeTimedSerializer(key, salt="wtf-csrf-token"))
+        return self._csrf_signer[1].dumps(secret)
 
     def _new_session_cookie(self, secret: str) -> list[tuple[str, str]]:
         """The Set-Cookie of a new session holding the CSRF secret, written by Flask's own
@@ -195,6 +220,12 @@ class PageCache:
         response = Response()
         self.flask_app.session_interface.save_session(self.flask_app, fresh, response)
         return [("Set-Cookie", v) for v in response.headers.getlist("Set-Cookie")]
+
+
+def _fresh(entry: tuple | None, version: int, seconds: int) -> bool:
+    """An entry of the current catalogue version, rendered less than `seconds` ago."""
+    return (isinstance(entry, tuple) and len(entry) == 7 and entry[0] == version
+            and time.time() - entry[1] < seconds)
 
 
 def _page_key(environ: dict) -> str:
