@@ -92,6 +92,25 @@ def test_next_anonymous_page_after_a_staff_price_change_shows_the_new_price(cach
         assert "$24.50" in html and "$30.00" not in html, url
 
 
+def test_a_change_made_on_another_worker_is_seen_at_once(cached_app, shirt, make_app):
+    """Two workers share Redis; each keeps copies of pages in memory. A price changed through
+    one is shown by the other on its next page."""
+    other = make_app(REDIS_URL=REDIS_URL, CACHE_KEY_PREFIX=cached_app.config["CACHE_KEY_PREFIX"])
+    get(shopper(cached_app), "/p/linen-shirt")
+    assert get(shopper(cached_app), "/p/linen-shirt").headers["X-Cache"] == "hit"
+    assert get(shopper(other), "/p/linen-shirt").headers["X-Cache"] == "hit"  # from Redis
+    staff = other.test_client()
+    with other.app_context():
+        login_staff(AuthActions(staff))
+        edit = f"/admin/product/edit/?id={shirt.id}"
+        form = read_form(staff.get(edit).get_data(as_text=True))
+        price = next(k for k in form if k.startswith("variants-") and k.endswith("-price"))
+        form.update({price: "19.00", "csrf_token": csrf_token(staff, edit)})
+        assert staff.post(edit, data=form).status_code == 302
+    html = get(shopper(cached_app), "/p/linen-shirt").get_data(as_text=True)
+    assert "$19.00" in html and "$30.00" not in html
+
+
 def test_each_shopper_gets_a_working_token_of_their_own(cached_app, shirt):
     get(shopper(cached_app), "/products")
     tokens = []
