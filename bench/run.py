@@ -59,6 +59,7 @@ PYTHON = sys.executable
 GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 LISTING = "/products?page=50"
+SCRATCH = Path(tempfile.gettempdir()) / "shop-bench"  # set per run in main()
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 CSRF_HEADER = re.compile(r'"X-CSRFToken": "([^"]+)"')
 HIDDEN = re.compile(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"')
@@ -132,7 +133,11 @@ def base_env(database_url: str, redis_url: str | None = None, prefix: str = "") 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DATABASE_", "REDIS_", "SHOP_", "GUNICORN_", "PROMETHEUS_"))}
     env.update({"DATABASE_URL": database_url, "SHOP_ENV": "production",
-                "SECRET_KEY": "bench-" + secrets.token_hex(16), "PYTHONDONTWRITEBYTECODE": "1"})
+                "SECRET_KEY": "bench-" + secrets.token_hex(16), "PYTHONDONTWRITEBYTECODE": "1",
+                # Mail (order confirmations, low-stock alerts) is written to files without a
+                # mail server: into the scratch directory, not the project's instance/.
+                "SHOP_OUTBOX_DIR": str(SCRATCH / "outbox"),
+                "SHOP_UPLOAD_DIR": str(SCRATCH / "uploads")})
     if redis_url:
         env["REDIS_URL"] = redis_url
         env["SHOP_CACHE_KEY_PREFIX"] = prefix + "cache:"
@@ -772,7 +777,8 @@ def main() -> int:
     parser.add_argument("--workdir", help="scratch directory (default: a new temporary one)")
     args = parser.parse_args()
 
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="shop-bench-"))
+    global SCRATCH
+    workdir = SCRATCH = Path(args.workdir or tempfile.mkdtemp(prefix="shop-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
