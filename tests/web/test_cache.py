@@ -198,6 +198,14 @@ def test_errors_and_other_pages_are_not_cached(cached_app, shirt):
         assert shopper(cached_app).get("/cart").headers.get("X-Cache") is None
 
 
+def test_urls_with_arguments_of_their_own_are_not_cached(cached_app, shirt):
+    for _ in range(2):
+        page = get(shopper(cached_app), "/products?utm_source=mail&page=1")
+        assert page.headers.get("X-Cache") is None
+    get(shopper(cached_app), "/products?page=1&sort=price")
+    assert get(shopper(cached_app), "/products?page=1&sort=price").headers["X-Cache"] == "hit"
+
+
 def test_entries_expire_after_catalog_cache_seconds(make_app):
     conn = _redis()
     prefix = f"shop-test-cache:{uuid.uuid4().hex}:"

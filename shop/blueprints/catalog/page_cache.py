@@ -49,6 +49,8 @@ ANONYMOUS_KEYS = frozenset({"csrf_token", "_fresh", "_permanent"})
 PLACEHOLDER = b"__shop_csrf_token_7c1e__"
 ENVIRON_KEY = "shop.page_cache"
 LOCAL_PAGES = 256  # pages a worker keeps in memory (about 30 KB each)
+QUERY_ARGUMENTS = frozenset({"q", "category", "min_price", "max_price", "in_stock", "sort",
+                             "page", "per_page", "variant"})
 STORE_KEY = "shop.page_cache.store"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Set per request by the app or this cache; never stored.
@@ -91,7 +93,8 @@ class PageCache:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
-        if method not in ("GET", "HEAD") or not CACHEABLE_PATH.match(environ.get("PATH_INFO", "")):
+        if method not in ("GET", "HEAD") or not CACHEABLE_PATH.match(environ.get("PATH_INFO", "")) \
+                or not _known_arguments(environ.get("QUERY_STRING", "")):
             return self.wsgi_app(environ, start_response)
         store = cache.backend(self.flask_app)
         if store is None:
@@ -220,6 +223,13 @@ class PageCache:
         response = Response()
         self.flask_app.session_interface.save_session(self.flask_app, fresh, response)
         return [("Set-Cookie", v) for v in response.headers.getlist("Set-Cookie")]
+
+
+def _known_arguments(query: str) -> bool:
+    """Only the catalogue's own query arguments: a URL with made-up ones (tracking tags,
+    cache-busting noise) is rendered, not stored, so it cannot fill the cache."""
+    return not query or all(part.split("=", 1)[0] in QUERY_ARGUMENTS
+                            for part in query.split("&") if part)
 
 
 def _fresh(entry: tuple | None, version: int, seconds: int) -> bool:
