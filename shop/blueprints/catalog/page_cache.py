@@ -5,7 +5,8 @@ full Flask request cycle (session, login, limits, hooks) already costs more than
 hit path runs in front of Flask; everything else, misses included, goes through the app.
 
 What may be served from the cache: a GET or HEAD of `/`, `/products`, `/c/<slug>` or
-`/p/<slug>` (full page or htmx fragment, keyed apart) from a shopper with no session, or a
+`/p/<slug>` (full page or htmx fragment, keyed apart; only the catalogue's own query
+arguments) from a shopper with no session, or a
 session holding nothing but its CSRF token: no account, no cart, no message waiting, no
 checkout. Such a page differs between shoppers only by the CSRF token (forms, hx-headers), so
 it is stored with a placeholder where the token was and each hit gets its own:
