@@ -83,7 +83,25 @@ class ProductImage(db.Model):
         return self.path
 
 
-class Variant(db.Model):
+class VariantFacts:
+    """What a variant says to a shopper, for the model and for read-only views of it alike
+    (needs `options`, `stock_quantity`, `low_stock_threshold`)."""
+
+    @property
+    def label(self) -> str:
+        """Option values as a shopper reads them: "M / Blue", or "Default"."""
+        return " / ".join(str(v) for v in (self.options or {}).values()) or "Default"
+
+    @property
+    def in_stock(self) -> bool:
+        return self.stock_quantity > 0
+
+    @property
+    def low_stock(self) -> bool:
+        return 0 < self.stock_quantity <= self.low_stock_threshold
+
+
+class Variant(VariantFacts, db.Model):
     __tablename__ = "variants"
     __table_args__ = (
         CheckConstraint("stock_quantity >= 0", name="stock_not_negative"),
@@ -102,19 +120,6 @@ class Variant(db.Model):
     position: Mapped[int] = mapped_column(Integer, default=0)
 
     product: Mapped[Product] = relationship(back_populates="variants")
-
-    @property
-    def label(self) -> str:
-        """Option values as a shopper reads them: "M / Blue", or "Default"."""
-        return " / ".join(str(v) for v in (self.options or {}).values()) or "Default"
-
-    @property
-    def in_stock(self) -> bool:
-        return self.stock_quantity > 0
-
-    @property
-    def low_stock(self) -> bool:
-        return 0 < self.stock_quantity <= self.low_stock_threshold
 
     def __str__(self) -> str:
         return self.sku

@@ -9,7 +9,6 @@ costs the same handful of queries whatever the catalogue's size:
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,9 +26,11 @@ from sqlalchemy.sql.elements import TextClause
 
 from ..extensions import db
 from ..models import Product, Variant
+from ..models.catalog import VariantFacts
 from . import search
 from .errors import NotFound
 from .money import parse_money, quantize
+from .paging import Paged
 
 SORTS = ("relevance", "price", "-price", "name", "-name", "newest")
 SORT_LABELS = {"relevance": "Relevance", "newest": "Newest", "price": "Price: low to high",
@@ -122,15 +123,12 @@ class ProductCard:
 
 
 @dataclass
-class ProductPage:
+class ProductPage(Paged):
     items: list[ProductCard]
     page: int
     per_page: int
     total: int
 
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page)) if self.total else 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +138,7 @@ class ImageView:
 
 
 @dataclass(frozen=True)
-class VariantView:
+class VariantView(VariantFacts):
     """A variant as the product page shows it."""
 
     id: int
@@ -150,19 +148,6 @@ class VariantView:
     compare_at_price: Decimal | None
     stock_quantity: int
     low_stock_threshold: int
-
-    @property
-    def label(self) -> str:
-        """Option values as a shopper reads them: "M / Blue", or "Default"."""
-        return " / ".join(str(v) for v in (self.options or {}).values()) or "Default"
-
-    @property
-    def in_stock(self) -> bool:
-        return self.stock_quantity > 0
-
-    @property
-    def low_stock(self) -> bool:
-        return 0 < self.stock_quantity <= self.low_stock_threshold
 
 
 @dataclass(frozen=True)

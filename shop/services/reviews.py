@@ -2,7 +2,6 @@
 a review waits for staff approval; products carry the average and count of approved reviews."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -15,6 +14,7 @@ from ..models import Order, OrderLine, Product, Review, User
 from . import cache
 from .database import write_transaction
 from .errors import Forbidden, NotFound, ValidationError
+from .paging import Paged
 
 # A purchase counts once it is paid and until it is refunded; a pending (unpaid) or cancelled
 # order, or a refunded one, is not a purchase to review.
@@ -47,15 +47,11 @@ class ReviewView:
 
 
 @dataclass(frozen=True)
-class ReviewPage:
+class ReviewPage(Paged):
     items: list[ReviewView]
     page: int
     per_page: int
     total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page)) if self.total else 0
 
 
 @dataclass(frozen=True)
