@@ -28,7 +28,8 @@ class Config:
         "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}")
     DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL") or None
     SQLALCHEMY_TRACK_MODIFICATIONS = False
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "pool_recycle": 280}
+    # Connections idle for a while are pinged before use (services.database), not every one.
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_recycle": 280}
     REDIS_URL = os.environ.get("REDIS_URL") or None
 
     # Money and pricing: the shop's one currency, tax and shipping rules.

@@ -29,6 +29,7 @@ def create_app(overrides: dict[str, Any] | None = None, env: str | None = None) 
     register_admin(app)
     register_templates(app)
     register_commands(app)
+    drop_idle_limit_check(app)
     return app
 
 
@@ -41,6 +42,9 @@ def _check_config(app: Flask) -> None:
     if url.startswith("mysql"):
         # Each statement sees what is committed: fewer gap locks, no stale snapshot in a checkout.
         options.setdefault("isolation_level", "READ COMMITTED")
+        # A connection comes back from the Session or a Connection already rolled back or
+        # committed: the pool need not roll it back a second time (one round trip a request).
+        options.setdefault("pool_reset_on_return", None)
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 20)
     elif url.startswith("sqlite"):
@@ -55,7 +59,10 @@ def register_database(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"),
                      render_as_batch=True, compare_type=True)
     from . import models  # noqa: F401  (register the tables)
-    from .services import database
+    from .extensions import RoutingSession
+    from .services import catalog_state, database
+
+    catalog_state.install(RoutingSession)
 
     with app.app_context():
         database.configure_engine(db.engine)
@@ -95,6 +102,21 @@ def register_extensions(app: Flask) -> None:
         return user if user is not None and user.active else None
 
 
+def drop_idle_limit_check(app: Flask) -> None:
+    """Flask-Limiter checks application, default, meta and blueprint limits before every
+    request. The shop has none of those: its limits decorate views (login, register, reset,
+    the API), and each decorated view checks its own limits when called. With nothing for it
+    to check, that before-request hook is dropped (it cost more than a hello-world request);
+    if any such limit is ever configured, it stays."""
+    manager = limiter.limit_manager
+    idle = not any(getattr(manager, name, True) for name in
+                   ("_application_limits", "_default_limits", "_blueprint_limits")) \
+        and not getattr(limiter, "_meta_limits", True)
+    hooks = app.before_request_funcs.get(None, [])
+    if idle:
+        hooks[:] = [hook for hook in hooks if hook != limiter._check_request_limit]
+
+
 def register_http(app: Flask) -> None:
     """Request ids, security headers, logging, metrics and error pages."""
     from . import http
@@ -128,10 +150,12 @@ def register_admin(app: Flask) -> None:
 
 
 def register_templates(app: Flask) -> None:
-    """Jinja filters and globals shared by the shop's templates."""
-    from . import templating
+    """Jinja filters and globals shared by the shop's templates; sessions and CSRF tokens
+    signed with kept serializers."""
+    from . import sessions, templating
 
     templating.init_app(app)
+    sessions.init_app(app)
 
 
 def register_commands(app: Flask) -> None:

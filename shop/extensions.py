@@ -10,6 +10,8 @@ from sqlalchemy import MetaData
 
 from .services.routing import RoutingSession
 
+__all__ = ["RoutingSession", "cache", "csrf", "db", "limiter", "login_manager", "migrate"]
+
 # Deterministic constraint names, so Alembic migrations are the same on SQLite and MySQL.
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -7,9 +7,9 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 
 from flask import (
@@ -130,10 +130,6 @@ def error_response(status: int, message: str, code: str | None = None,
     return response
 
 
-def _is_admin_path() -> bool:
-    return request.path == "/admin" or request.path.startswith("/admin/")
-
-
 def _bearer_key() -> str | None:
     """The read-your-writes key of an API client that sends a token instead of cookies."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -148,13 +144,13 @@ def _redis():
     return redis_connection()
 
 
-def _may_read_replica() -> bool:
+def _may_read_replica(req) -> bool:
     """A catalogue GET from a client that has not written in the last few seconds."""
-    if request.method not in ("GET", "HEAD") or request.endpoint not in REPLICA_ENDPOINTS:
+    if req.method not in ("GET", "HEAD") or req.endpoint not in REPLICA_ENDPOINTS:
         return False
     if routing.replica_engine() is None:
         return False
-    written_until = request.cookies.get(RW_COOKIE, "")
+    written_until = req.cookies.get(RW_COOKIE, "")
     if written_until.isdigit() and int(written_until) > time.time():
         return False
     key = _bearer_key()
@@ -198,18 +194,21 @@ def init_app(app: Flask) -> None:
                                 x_port=hops)
 
     def start_request() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        incoming = req.environ.get("HTTP_X_REQUEST_ID", "")
+        g.request_id = incoming if incoming and REQUEST_ID.match(incoming) \
+            else os.urandom(16).hex()
         g.started = time.perf_counter()
-        if _is_admin_path():
+        if req.path == "/admin" or req.path.startswith("/admin/"):
             # Room for one image of MAX_UPLOAD_BYTES plus the form around it: the admin checks
             # each file against MAX_UPLOAD_BYTES and answers beside the field.
-            request.max_content_length = (current_app.config["MAX_UPLOAD_BYTES"]
-                                          + current_app.config["MAX_CONTENT_LENGTH"])
-        limit = request.max_content_length
-        if limit is not None and (request.content_length or 0) > limit:
-            abort(413)
-        routing.begin_request(_may_read_replica())
+            req.max_content_length = (current_app.config["MAX_UPLOAD_BYTES"]
+                                      + current_app.config["MAX_CONTENT_LENGTH"])
+        if req.environ.get("CONTENT_LENGTH"):
+            limit = req.max_content_length
+            if limit is not None and (req.content_length or 0) > limit:
+                abort(413)
+        routing.begin_request(_may_read_replica(req))
 
     # First of all before_request hooks: CSRF and rate limits (registered earlier) read the
     # body and may refuse the request, and those answers need the request id and the limit too.
@@ -217,19 +216,24 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def finish_request(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        _security_headers(response)
-        if routing.wrote() or request.method not in ("GET", "HEAD", "OPTIONS"):
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        context = g._get_current_object()  # type: ignore[attr-defined]
+        request_id = getattr(context, "request_id", "")
+        response.headers["X-Request-ID"] = request_id
+        _security_headers(response, getattr(context, "csp", None))
+        method = req.method
+        if routing.wrote() or method not in ("GET", "HEAD", "OPTIONS"):
             _remember_write(response)
-        seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.observe_request(request.method, request.endpoint or "unmatched",
-                                response.status_code, seconds)
-        if request.endpoint != "static":
-            access_log.info("%s %s %s", request.method, request.path, response.status_code,
-                            extra={"method": request.method, "path": request.path,
-                                   "status": response.status_code,
+        seconds = time.perf_counter() - getattr(context, "started", time.perf_counter())
+        endpoint = req.endpoint
+        status = response.status_code
+        metrics.observe_request(method, endpoint or "unmatched", status, seconds)
+        if endpoint != "static" and access_log.isEnabledFor(logging.INFO):
+            path = req.path
+            access_log.info("%s %s %s", method, path, status,
+                            extra={"method": method, "path": path, "status": status,
                                    "duration_ms": round(seconds * 1000, 2),
-                                   "remote_addr": request.remote_addr})
+                                   "remote_addr": req.remote_addr, "request_id": request_id})
         return response
 
     @app.teardown_request
@@ -280,16 +284,20 @@ def _error(status: int, message: str, code: str | None = None) -> Response:
     return make_response(body, status)
 
 
-def _security_headers(response: Response) -> None:
+DEFAULT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+               "frame-ancestors 'none'; form-action 'self' https://checkout.stripe.com")
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+                    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+
+
+def _security_headers(response: Response, csp: str | None = None) -> None:
+    """The security headers every answer carries, unless the view set its own."""
     headers = response.headers
-    csp = g.get("csp") or ("default-src 'self'; script-src 'self'; style-src 'self'; "
-                           "img-src 'self' data:; font-src 'self'; connect-src 'self'; "
-                           "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; "
-                           "form-action 'self' https://checkout.stripe.com")
-    headers.setdefault("Content-Security-Policy", csp)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    present = {key.lower() for key, _ in headers.items()}
+    wanted = [("Content-Security-Policy", csp or DEFAULT_CSP), *SECURITY_HEADERS]
     if current_app.config["SHOP_ENV"] == "production":
-        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        wanted.append(HSTS)
+    headers.extend([(key, value) for key, value in wanted if key.lower() not in present])

@@ -7,11 +7,11 @@ from decimal import Decimal
 from urllib.parse import quote, urlencode
 
 from flask import Flask, current_app, g, request, url_for
-from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
 from .services import catalog, orders
 from .services.money import format_money
+from .sessions import csrf_token
 
 
 def money(amount: Decimal | None, currency: str | None = None) -> str:
@@ -27,6 +27,40 @@ def nav_categories() -> catalog.CategoryTree:
     if "nav_tree" not in g:
         g.nav_tree = catalog.category_tree()
     return g.nav_tree
+
+
+def category_nav() -> Markup:
+    """The header's category links (`<li>`s), the current category marked; built once per
+    tree revision, script root and current category."""
+    tree = nav_categories()
+    view_args = request.view_args or {}
+    active = view_args.get("slug") if request.endpoint == "catalog.category" else None
+    key = ("nav", request.script_root, active)
+    html = tree.memo.get(key)
+    if html is None:
+        prefix = escape(_url_prefix("catalog.category", "slug"))
+        current = ' aria-current="page"'
+        html = tree.memo[key] = Markup("".join(
+            f'<li><a href="{prefix}{escape(quote(node.slug, safe=""))}"'
+            f'{current if node.slug == active else ""}>{escape(node.name)}</a></li>\n'
+            for node in tree.roots))
+    return html
+
+
+def category_options(tree: catalog.CategoryTree, selected: str) -> Markup:
+    """The `<option>`s of the listing's category filter (top level, then their children
+    indented), the chosen one selected; built once per tree revision and choice."""
+    key = ("options", selected)
+    html = tree.memo.get(key)
+    if html is None:
+        out = []
+        for root in tree.roots:
+            for node, indent in ((root, ""), *((child, "&nbsp;&nbsp;") for child in root.children)):
+                mark = " selected" if node.slug == selected else ""
+                out.append(f'<option value="{escape(node.slug)}"{mark}>{indent}'
+                           f'{escape(node.name)}</option>\n')
+        html = tree.memo[key] = Markup("".join(out))
+    return html
 
 
 def header_cart_count() -> int:
@@ -104,14 +138,18 @@ def page_window(here: int, pages: int) -> list[int | None]:
 
 def url_with(**changes: object) -> str:
     """The current URL with some query arguments changed (None removes one)."""
-    args = request.args.to_dict()
+    base = g.get("_url_with_args")
+    if base is None:
+        base = g._url_with_args = (request.path, request.args.to_dict())
+    path, args = base
+    args = dict(args)
     for key, value in changes.items():
         if value is None or value == "":
             args.pop(key, None)
         else:
             args[key] = str(value)
     query = urlencode(args)
-    return request.path + (f"?{query}" if query else "")
+    return path + (f"?{query}" if query else "")
 
 
 def stars(average: Decimal | None) -> Markup:
@@ -147,7 +185,7 @@ def product_cards(cards: list[catalog.ProductCard]) -> Markup:
         return Markup("")
     currency = current_app.config["CURRENCY"]
     add = escape(url_for("cart.add"))
-    csrf = escape(generate_csrf())
+    csrf = escape(csrf_token())
     prefix = escape(_url_prefix("catalog.product", "slug"))
     root = request.script_root
     out = []
@@ -201,7 +239,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
     app.jinja_env.globals.update(
-        url_for=cached_url_for, nav_categories=nav_categories, header_cart_count=header_cart_count,
+        url_for=cached_url_for, nav_categories=nav_categories, category_nav=category_nav,
+        category_options=category_options, header_cart_count=header_cart_count,
         url_with=url_with, product_url=product_url, product_cards=product_cards,
         page_window=page_window,
         status_labels=orders.STATUS_LABELS,

@@ -25,14 +25,14 @@ REVIEW_LABELS = {"pending": "Waiting", "approved": "Published", "rejected": "Rej
 
 
 def _post_button(url: str, label: str, css: str = "btn-outline-secondary", **hidden) -> Markup:
-    from flask_wtf.csrf import generate_csrf
+    from ..sessions import csrf_token
 
     inputs = Markup("").join(Markup('<input type="hidden" name="{}" value="{}">').format(k, v)
                              for k, v in hidden.items())
     return Markup('<form class="d-inline" method="post" action="{}">'
                   '<input type="hidden" name="csrf_token" value="{}">{}'
                   '<button type="submit" class="btn btn-sm {}">{}</button></form>').format(
-        url, generate_csrf(), inputs, css, label)
+        url, csrf_token(), inputs, css, label)
 
 
 def may_manage(target: User) -> bool:

@@ -2,7 +2,7 @@
 from .audit import AuditLog
 from .base import utcnow
 from .cart import Cart, CartLine
-from .catalog import Category, Product, ProductImage, StockAdjustment, Variant
+from .catalog import CatalogState, Category, Product, ProductImage, StockAdjustment, Variant
 from .coupon import COUPON_KINDS, Coupon, CouponUse
 from .customer import ADDRESS_FIELDS, ROLES, Address, ApiToken, User
 from .order import ORDER_STATUSES, IdempotencyRecord, Order, OrderEvent, OrderLine, Shipment
@@ -11,7 +11,8 @@ from .review import REVIEW_STATUSES, Review
 
 __all__ = [
     "ADDRESS_FIELDS", "COUPON_KINDS", "ORDER_STATUSES", "PAYMENT_STATUSES", "REVIEW_STATUSES",
-    "ROLES", "Address", "ApiToken", "AuditLog", "Cart", "CartLine", "Category", "Coupon",
+    "ROLES", "Address", "ApiToken", "AuditLog", "Cart", "CartLine", "CatalogState", "Category",
+    "Coupon",
     "CouponUse", "IdempotencyRecord", "Order", "OrderEvent", "OrderLine", "Payment",
     "Product", "ProductImage", "ProviderEvent", "Review", "Shipment", "StockAdjustment", "User",
     "Variant", "utcnow",

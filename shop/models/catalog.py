@@ -4,7 +4,17 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -68,10 +78,13 @@ class Product(db.Model):
 
 class ProductImage(db.Model):
     __tablename__ = "product_images"
+    # A product's images in order (and its first image, on every product card).
+    __table_args__ = (
+        Index("ix_product_images_product_position", "product_id", "position", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    product_id: Mapped[int] = mapped_column(
-        ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
     # A path under static/ ("img/products/x.svg") or an uploaded file name ("uploads/ab12.png").
     path: Mapped[str] = mapped_column(String(255))
     alt: Mapped[str] = mapped_column(String(255), default="")
@@ -137,3 +150,15 @@ class StockAdjustment(db.Model):
     reason: Mapped[str] = mapped_column(String(120), default="")
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = created_column()
+
+
+class CatalogState(db.Model):
+    """Facts every catalogue page needs, kept current by the writes that change them
+    (services.catalog_state), so a page reads them instead of working them out: the category
+    tree's revision (a new random number whenever a category changes) and the number of
+    active products."""
+
+    __tablename__ = "catalog_state"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

@@ -3,18 +3,21 @@
 The shop's hot path. Listing and product pages read with a few hand-written SELECTs over the
 tables (no ORM objects, no per-request statement building beyond string joins), so a page
 costs the same handful of queries whatever the catalogue's size:
-- a listing: the category tree, then one query for the page of cards with the total;
-- a product: the category tree, then one query for the product with its variants and images.
+- a listing: one query for the page of cards with the total;
+- a product: one query for the product with its variants and images;
+each also reads the category tree's revision, and the tree itself (one more query) only when
+it changed since the worker last read it (`with_current_tree`).
 """
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
+from flask import current_app
 from sqlalchemy import (
     func,
     select,
@@ -27,7 +30,7 @@ from sqlalchemy.sql.elements import TextClause
 from ..extensions import db
 from ..models import Product, Variant
 from ..models.catalog import VariantFacts
-from . import search
+from . import catalog_state, search
 from .errors import NotFound
 from .money import parse_money, quantize
 from .paging import Paged
@@ -78,11 +81,15 @@ class CategoryNode:
     children: list[CategoryNode] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)
 class CategoryTree:
     roots: list[CategoryNode]
     by_slug: dict[str, CategoryNode]
     by_id: dict[int, CategoryNode]
+    # catalog_state's revision it was read at (None: unknown, never remembered).
+    revision: int | None = None
+    # What pages build from the tree (navigation, category options), built once per tree.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def descendant_ids(self, node: CategoryNode) -> list[int]:
         """The category and every category below it."""
@@ -128,6 +135,8 @@ class ProductPage(Paged):
     page: int
     per_page: int
     total: int
+    # The category tree's revision the page was read at (None: not known).
+    tree_revision: int | None = None
 
 
 
@@ -165,6 +174,7 @@ class ProductDetail:
     rating_count: int
     variants: list[VariantView]
     images: list[ImageView]
+    tree_revision: int | None = None
 
 
 def parse_filters(args: Mapping[str, str], *, default_per_page: int = 24
@@ -266,19 +276,68 @@ def _json(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-_TREE_SQL = ("SELECT id, slug, name, description, parent_id FROM categories "
-             "ORDER BY position, name, id")
+_TREE_SQL = (f"SELECT id, slug, name, description, parent_id, {catalog_state.TREE_SQL} "
+             f"FROM categories ORDER BY position, name, id")
+_TREE_REVISION_SQL = f"SELECT {catalog_state.TREE_SQL}"
+_TREE_KEY = "shop.category_tree"
 
 
 def category_tree() -> CategoryTree:
-    """Every category, as a tree ordered by position (one query)."""
-    by_id = {r[0]: CategoryNode(r[0], r[1], r[2], r[3] or "", r[4])
-             for r in _rows(_TREE_SQL, {})}
+    """Every category, as a tree ordered by position, as it is now.
+
+    A worker remembers the tree it read last with its revision (services.catalog_state): when
+    the revision has not moved, checking it is the only query; otherwise the tree is read
+    again (one query)."""
+    known = remembered_tree()
+    if known is not None:
+        rows = _rows(_TREE_REVISION_SQL, {})
+        if rows and rows[0][0] is not None and int(rows[0][0]) == known.revision:
+            return known
+    return _read_tree()
+
+
+def remembered_tree() -> CategoryTree | None:
+    """The tree this worker read last, not checked: a page that uses it reads the revision
+    with its own query and calls `with_current_tree` (below)."""
+    return current_app.extensions.get(_TREE_KEY)
+
+
+def _read_tree() -> CategoryTree:
+    rows = _rows(_TREE_SQL, {})
+    by_id = {r[0]: CategoryNode(r[0], r[1], r[2], r[3] or "", r[4]) for r in rows}
     roots = []
     for node in by_id.values():
         parent = by_id.get(node.parent_id) if node.parent_id is not None else None
         (parent.children if parent else roots).append(node)
-    return CategoryTree(roots, {n.slug: n for n in by_id.values()}, by_id)
+    revision = int(rows[0][5]) if rows and rows[0][5] is not None else None
+    tree = CategoryTree(roots, {n.slug: n for n in by_id.values()}, by_id, revision)
+    if revision is not None:
+        current_app.extensions[_TREE_KEY] = tree
+    else:
+        current_app.extensions.pop(_TREE_KEY, None)
+    return tree
+
+
+T = TypeVar("T")
+
+
+def with_current_tree(read: Callable[[CategoryTree], T],
+                      revision_of: Callable[[T], int | None]) -> tuple[CategoryTree, T]:
+    """Run a catalogue read with the remembered tree, and keep its result when the read saw
+    that same tree revision (the read's own query carries it); otherwise, or when the read
+    failed with the remembered tree (say a category it does not know yet), read the current
+    tree and run the read again. The tree and the result are then always of one revision."""
+    tree = remembered_tree()
+    if tree is not None:
+        try:
+            result = read(tree)
+        except NotFound:
+            pass
+        else:
+            if revision_of(result) == tree.revision:
+                return tree, result
+    tree = _read_tree()
+    return tree, read(tree)
 
 
 _ORDER = {
@@ -293,7 +352,8 @@ _ORDER = {
 # the inner query), with the product's first image; variants are added up in Python, which
 # costs less than a subquery per card.
 _CARDS_SQL = """SELECT p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
-  c.slug, c.name, i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, {total}
+  c.slug, c.name, i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, {total},
+  """ + catalog_state.TREE_SQL + """
 FROM ({inner}) page JOIN products p ON p.id = page.id
 LEFT JOIN categories c ON c.id = p.category_id
 LEFT JOIN product_images i ON i.id = (SELECT f.id FROM product_images f
@@ -335,11 +395,12 @@ def _matching(filters: ProductFilters, tree: CategoryTree | None
 
 def _count_sql(source: str, where: list[str], params: dict[str, Any]) -> str:
     if source == "products p" and where == ["p.active = :active"]:
-        # All active products: counting every row is quick on SQLite (and one index scan on
-        # InnoDB); inactive products are few and found through the (active, ...) indexes.
+        # All active products: kept counted in catalog_state. Without that row, count them:
+        # every row (quick on SQLite) minus the inactive ones (few, found by index).
         params["inactive"] = False
-        return ("SELECT (SELECT count(*) FROM products) - "
-                "(SELECT count(*) FROM products p WHERE p.active = :inactive)")
+        return (f"SELECT COALESCE({catalog_state.ACTIVE_PRODUCTS_SQL}, "
+                "(SELECT count(*) FROM products) - "
+                "(SELECT count(*) FROM products p WHERE p.active = :inactive))")
     return f"SELECT count(*) FROM {source} WHERE {' AND '.join(where)}"
 
 
@@ -369,13 +430,15 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
     sql = _CARDS_SQL.format(total=total_sql, inner=inner,
                             order="page.score DESC, p.id DESC" if ranked else order)
     rows = _rows(sql, params)
+    revision = None
     if rows:
         total = rows[0][13]
+        revision = int(rows[0][14]) if rows[0][14] is not None else None
     elif with_total:
         total = _rows(_count_sql(source, where, params), params)[0][0]
     else:
         total = 0
-    return ProductPage(_cards(rows), filters.page, filters.per_page, int(total or 0))
+    return ProductPage(_cards(rows), filters.page, filters.per_page, int(total or 0), revision)
 
 
 def _cards(rows: list[Any]) -> list[ProductCard]:
@@ -383,7 +446,7 @@ def _cards(rows: list[Any]) -> list[ProductCard]:
     cards: list[ProductCard] = []
     card: ProductCard | None = None
     for (pid, slug, name, price, rating, rating_count, category_slug, category_name,
-         image_path, image_alt, variant_id, stock, compare, _total) in rows:
+         image_path, image_alt, variant_id, stock, compare, _total, _revision) in rows:
         if card is None or card.id != pid:
             card = ProductCard(
                 id=pid, slug=slug, name=name, price=_money(price) or Decimal("0.00"),
@@ -411,15 +474,17 @@ def _cards(rows: list[Any]) -> list[ProductCard]:
 _PRODUCT_SQL = """SELECT 0 AS kind, p.id, p.slug, p.name, p.description, p.category_id, p.active,
   p.price, p.rating_average, p.rating_count, NULL AS v_id, NULL AS v_sku, NULL AS v_options,
   NULL AS v_price, NULL AS v_compare_at_price, NULL AS v_stock_quantity,
-  NULL AS v_low_stock_threshold, NULL AS i_path, NULL AS i_alt, 0 AS pos, 0 AS sub_id
+  NULL AS v_low_stock_threshold, NULL AS i_path, NULL AS i_alt, 0 AS pos, 0 AS sub_id,
+  """ + catalog_state.TREE_SQL + """ AS tree_revision
 FROM products p WHERE p.slug = :slug
 UNION ALL
 SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v.id, v.sku, v.options, v.price,
-  v.compare_at_price, v.stock_quantity, v.low_stock_threshold, NULL, NULL, v.position, v.id
+  v.compare_at_price, v.stock_quantity, v.low_stock_threshold, NULL, NULL, v.position, v.id,
+  NULL
 FROM variants v JOIN products p ON p.id = v.product_id WHERE p.slug = :slug
 UNION ALL
 SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, i.path, i.alt, i.position, i.id
+  NULL, NULL, i.path, i.alt, i.position, i.id, NULL
 FROM product_images i JOIN products p ON p.id = i.product_id WHERE p.slug = :slug
 ORDER BY kind, pos, sub_id"""
 
@@ -440,7 +505,8 @@ def product_detail(slug: str) -> ProductDetail:
                          category_id=first[5], active=bool(first[6]),
                          price=_money(first[7]) or Decimal("0.00"),
                          rating_average=_money(first[8]), rating_count=first[9] or 0,
-                         variants=variants, images=images)
+                         variants=variants, images=images,
+                         tree_revision=None if first[21] is None else int(first[21]))
 
 
 def get_product(key: str | int, *, include_inactive: bool = False) -> Product:

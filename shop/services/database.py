@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
 from ..extensions import db
 
@@ -18,9 +18,15 @@ T = TypeVar("T")
 RETRYABLE_MYSQL_ERRORS = {1213, 1205}
 
 
+# A pooled connection unused for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
 def configure_engine(engine: Engine) -> None:
-    """SQLite: foreign keys, WAL, a busy timeout and BEGIN IMMEDIATE for write transactions."""
+    """SQLite: foreign keys, WAL, a busy timeout and BEGIN IMMEDIATE for write transactions.
+    A server database: connections that sat idle are checked before use."""
     if engine.dialect.name != "sqlite":
+        _ping_idle_connections(engine)
         return
 
     @event.listens_for(engine, "connect")
@@ -39,8 +45,32 @@ def configure_engine(engine: Engine) -> None:
     def _on_begin(connection) -> None:
         # A write transaction takes the write lock up front: two checkouts that both read and
         # then write would otherwise fail with "database is locked" instead of waiting.
+        # Straight to the driver: BEGIN is transaction control, not a statement that needs
+        # SQLAlchemy's result handling (which cost as much as a page's whole query).
         immediate = connection.get_execution_options().get("write")
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        connection.connection.driver_connection.execute(
+            "BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """pool_pre_ping pings on every checkout: a round trip per request. A connection in
+    steady use cannot have gone stale, so only one idle for PING_AFTER_IDLE_SECONDS is
+    pinged; a dead one is replaced by a new connection before the request sees it (the
+    pool retries a checkout refused with DisconnectionError)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since > PING_AFTER_IDLE_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as exc:
+                raise DisconnectionError("stale connection") from exc
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, select
 
 from ..extensions import db
 from ..models import Category, Coupon, Product, ProductImage, StockAdjustment, Variant, utcnow
-from . import cache
+from . import cache, catalog_state
 from .catalog import refresh_product_prices
 from .database import write_transaction
 
@@ -489,5 +489,7 @@ def bulk_products(count: int, batch: int = 5000) -> int:
             db.session.execute(insert(ProductImage), images)
             db.session.execute(insert(StockAdjustment), ledger)
         done += size
+    with write_transaction():
+        catalog_state.recount_products(db.session.connection())
     cache.catalog_changed()
     return done

@@ -32,17 +32,17 @@ import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 
 from flask import Flask, g, request, session
 from flask.sessions import SecureCookieSession
 from flask_login import current_user
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature
 from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response
 
 from ...services import cache, metrics
+from ...sessions import csrf_serializer, new_csrf_secret
 
 CACHEABLE_PATH = re.compile(r"^/(?:products|c/[^/]+|p/[^/]+)?$")
 # Keys an anonymous shopper's session may hold and still see cached pages.
@@ -87,7 +87,6 @@ class PageCache:
     def __init__(self, app: Flask, wsgi_app: Callable) -> None:
         self.flask_app = app
         self.wsgi_app = wsgi_app
-        self._csrf_signer: tuple[object, URLSafeTimedSerializer] | None = None
         # Pages this worker served lately, by key; each is used only while its version is
         # the current one and younger than CATALOG_CACHE_SECONDS, like the Redis copy.
         self._local: dict[str, tuple] = {}
@@ -159,11 +158,11 @@ class PageCache:
         out = list(headers)
         if has_token:
             if secret is None:
-                secret = hashlib.sha1(os.urandom(64)).hexdigest()
+                secret = new_csrf_secret()
                 out.extend(self._new_session_cookie(secret))
             body = body.replace(PLACEHOLDER, self._signed(secret).encode())
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
         out += [("Content-Length", str(len(body))), ("X-Request-ID", request_id),
                 ("X-Cache", "hit")]
         start_response(status, out)
@@ -210,11 +209,7 @@ class PageCache:
 
     def _signed(self, secret: str) -> str:
         """A CSRF token for the session secret, as Flask-WTF signs it."""
-        config = self.flask_app.config
-        key = config.get("WTF_CSRF_SECRET_KEY") or self.flask_app.secret_key
-        if self._csrf_signer is None or self._csrf_signer[0] != key:
-            self._csrf_signer = (key, URLSafeTimedSerializer(key, salt="wtf-csrf-token"))
-        return self._csrf_signer[1].dumps(secret)
+        return csrf_serializer(self.flask_app).dumps(secret)
 
     def _new_session_cookie(self, secret: str) -> list[tuple[str, str]]:
         """The Set-Cookie of a new session holding the CSRF secret, written by Flask's own

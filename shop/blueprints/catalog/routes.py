@@ -5,6 +5,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    g,
     make_response,
     render_template,
     request,
@@ -14,7 +15,6 @@ from werkzeug.utils import safe_join
 
 from ...services import catalog
 from ...services.errors import NotFound
-from ...templating import nav_categories as category_tree
 from ..htmx import is_htmx, vary
 from . import page_cache
 
@@ -25,36 +25,60 @@ bp.record_once(lambda state: page_cache.install(state.app))
 bp.after_request(page_cache.offer)
 
 
+def _use_tree(tree: catalog.CategoryTree) -> catalog.CategoryTree:
+    """The tree this request's page was read with is the one its header shows."""
+    g.nav_tree = tree
+    return tree
+
+
 @bp.get("/")
 def home():
     """Featured categories and the newest products."""
-    tree = category_tree()
-    newest = catalog.list_products(catalog.ProductFilters(sort="newest", per_page=8), tree,
-                                   with_total=False)
-    return render_template("catalog/home.html", tree=tree, newest=newest.items)
+    tree, newest = catalog.with_current_tree(
+        lambda tree: catalog.list_products(
+            catalog.ProductFilters(sort="newest", per_page=8), tree, with_total=False),
+        lambda page: page.tree_revision)
+    return render_template("catalog/home.html", tree=_use_tree(tree), newest=newest.items)
 
 
-def _listing(template: str, *, category_node=None, tree=None, extra: dict | None = None):
+def _listing(template: str, *, slug: str | None = None):
     """The listing shared by /products and /c/<slug>: a full page, or the grid for htmx."""
-    args = request.args.to_dict()
-    if category_node is not None:
-        args["category"] = category_node.slug
-    filters, errors = catalog.parse_filters(args, default_per_page=current_app.config["PER_PAGE"])
-    tree = tree or category_tree()
-    status = 200
+    per_page = current_app.config["PER_PAGE"]
+
+    def read(tree: catalog.CategoryTree):
+        node = None
+        args = request.args.to_dict()
+        if slug is not None:
+            node = tree.by_slug.get(slug)
+            if node is None:
+                raise NotFound("That category does not exist.")
+            args["category"] = node.slug
+        filters, errors = catalog.parse_filters(args, default_per_page=per_page)
+        try:
+            page = catalog.list_products(filters, tree)
+        except NotFound as exc:
+            if node is not None:
+                raise
+            errors["category"] = exc.message
+            filters.category = ""
+            page = catalog.list_products(filters, tree)
+        return node, filters, errors, page
+
     try:
-        page = catalog.list_products(filters, tree)
-    except NotFound as exc:
-        errors["category"] = exc.message
-        filters.category = ""
-        page = catalog.list_products(filters, tree)
+        tree, (node, filters, errors, page) = catalog.with_current_tree(
+            read, lambda result: result[3].tree_revision)
+    except NotFound:
+        abort(404, description="That category does not exist.")
+    _use_tree(tree)
+    status = 200
     if page.total and filters.page > page.pages:
         status = 404
     if errors and not is_htmx():
         status = 400
     context = {"filters": filters, "errors": errors, "page": page, "tree": tree,
-               "category": category_node, "sort_labels": catalog.SORT_LABELS,
-               "page_status": status, **(extra or {})}
+               "category": node, "sort_labels": catalog.SORT_LABELS, "page_status": status}
+    if node is not None:
+        context["ancestors"] = tree.ancestors(node)
     if is_htmx():
         response = make_response(render_template("catalog/_grid_response.html", **context))
     else:
@@ -71,22 +95,18 @@ def products():
 @bp.get("/c/<slug>")
 def category(slug: str):
     """A category's products and those of its subcategories."""
-    tree = category_tree()
-    node = tree.by_slug.get(slug)
-    if node is None:
-        abort(404, description="That category does not exist.")
-    return _listing("catalog/category.html", category_node=node, tree=tree,
-                    extra={"ancestors": tree.ancestors(node)})
+    return _listing("catalog/category.html", slug=slug)
 
 
 @bp.get("/p/<slug>")
 def product(slug: str):
     """A product: images, options, price, stock, add to cart, reviews."""
     try:
-        item = catalog.product_detail(slug)
+        tree, item = catalog.with_current_tree(lambda tree: catalog.product_detail(slug),
+                                               lambda item: item.tree_revision)
     except NotFound:
         abort(404, description="That product does not exist or is no longer sold.")
-    tree = category_tree()
+    _use_tree(tree)
     node = tree.by_id.get(item.category_id) if item.category_id else None
     crumbs = (tree.ancestors(node) + [node]) if node else []
     selected = request.args.get("variant", type=int)

@@ -1,0 +1,109 @@
+"""Signed-cookie sessions and CSRF tokens, with their serializers built once per key.
+
+Flask's SecureCookieSessionInterface and Flask-WTF's generate_csrf build a new
+URLSafeTimedSerializer on every request (and every token); on a catalogue page that is a
+good part of the request's cost. These do the same work with the same formats, so cookies and
+tokens stay what Flask and Flask-WTF write and read (Flask-WTF's CSRFProtect still checks
+every form), but each serializer is made once per secret key.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+from flask import Flask, current_app, g, session
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's
+
+
+class _KeptKeySigner(TimestampSigner):
+    """itsdangerous' signer, deriving its signing key once instead of at every signature."""
+
+    def derive_key(self, secret_key=None):
+        if secret_key is not None:
+            return super().derive_key(secret_key)
+        key = self.__dict__.get("_derived")
+        if key is None:
+            key = self._derived = super().derive_key()
+        return key
+
+
+class KeptSerializer(URLSafeTimedSerializer):
+    """URLSafeTimedSerializer that makes its signer once per salt (same output)."""
+
+    default_signer = _KeptKeySigner
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._signers: dict = {}
+
+    def make_signer(self, salt=None):
+        signer = self._signers.get(salt)
+        if signer is None:
+            signer = self._signers[salt] = super().make_signer(salt)
+        return signer
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session; the signing serializer is kept while the keys stay."""
+
+    def __init__(self) -> None:
+        self._serializer: tuple[tuple, URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:  # type: ignore[override]
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        cached = self._serializer
+        if cached is None or cached[0] != keys:
+            serializer = None
+            if app.secret_key:
+                serializer = KeptSerializer(
+                    [*keys[1], keys[0]], salt=self.salt, serializer=self.serializer,
+                    signer_kwargs={"key_derivation": self.key_derivation,
+                                   "digest_method": self.digest_method})
+            cached = self._serializer = (keys, serializer)
+        return cached[1]
+
+
+_CSRF: dict[object, URLSafeTimedSerializer] = {}
+
+
+def csrf_serializer(app: Flask) -> URLSafeTimedSerializer:
+    """The serializer Flask-WTF signs its tokens with, for this app's key."""
+    key = app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
+    serializer = _CSRF.get(key)
+    if serializer is None:
+        if len(_CSRF) > 8:
+            _CSRF.clear()
+        serializer = _CSRF[key] = KeptSerializer(key, salt=CSRF_SALT)
+    return serializer
+
+
+def new_csrf_secret() -> str:
+    """A session's CSRF secret, made as Flask-WTF makes it."""
+    return hashlib.sha1(os.urandom(64)).hexdigest()
+
+
+def csrf_token() -> str:
+    """This request's CSRF token: flask_wtf.csrf.generate_csrf, with a kept serializer. The
+    secret lives in the session under WTF_CSRF_FIELD_NAME; the token is remembered in `g`."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    field = app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token"
+    token = g.get(field)
+    if token is None:
+        secret = session.get(field)
+        if not isinstance(secret, str):
+            secret = session[field] = new_csrf_secret()
+        token = csrf_serializer(app).dumps(secret)
+        setattr(g, field, token)
+    return token
+
+
+def init_app(app: Flask) -> None:
+    app.session_interface = SessionInterface()
+    # Flask-WTF offers generate_csrf to templates both as a global and through a context
+    # processor (which would win): templates get csrf_token() instead, the same token.
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    processors = app.template_context_processors[None]
+    processors[:] = [p for p in processors if getattr(p, "__module__", "") != "flask_wtf.csrf"]
