@@ -1,6 +1,7 @@
 """Transactions and engine settings: one place that knows SQLite from MySQL."""
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,10 +54,13 @@ def configure_engine(engine: Engine) -> None:
 
 
 def _ping_idle_connections(engine: Engine) -> None:
-    """pool_pre_ping pings on every checkout: a round trip per request. A connection in
-    steady use cannot have gone stale, so only one idle for PING_AFTER_IDLE_SECONDS is
-    pinged; a dead one is replaced by a new connection before the request sees it (the
-    pool retries a checkout refused with DisconnectionError)."""
+    """pool_pre_ping pings on every checkout: a round trip per request. Instead, a connection
+    is pinged when it sat idle for PING_AFTER_IDLE_SECONDS, or when its socket has something
+    to read before we asked anything: what a server sends a connection it closes (a KILL, a
+    restart, wait_timeout), seen by a poll that costs no round trip (the Go MySQL driver
+    checks liveness the same way). A dead one is replaced before the request sees it: the
+    pool retries a checkout refused with DisconnectionError. Without a socket to poll (another
+    driver), every checkout is pinged, as pool_pre_ping would."""
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_connection, record) -> None:
@@ -66,7 +70,16 @@ def _ping_idle_connections(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_connection, record, _proxy) -> None:
         since = record.info.get("idle_since")
-        if since is not None and time.monotonic() - since > PING_AFTER_IDLE_SECONDS:
+        if since is None:
+            return  # just connected
+        sock = getattr(dbapi_connection, "_sock", None)
+        suspect = sock is None or time.monotonic() - since > PING_AFTER_IDLE_SECONDS
+        if not suspect:
+            try:
+                suspect = bool(select.select([sock], [], [], 0)[0])
+            except (OSError, ValueError):
+                suspect = True
+        if suspect:
             try:
                 engine.dialect.do_ping(dbapi_connection)
             except Exception as exc:
