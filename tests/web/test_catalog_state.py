@@ -78,7 +78,7 @@ def test_the_listing_total_follows_active_products(app, client):
     assert _total(client) == 4
     f.product("Item 9", slug="item-9")
     assert _total(client) == 5
-    # A price change is not a count change: nothing to recount.
+    # A rename is not a change of the count.
     with write_transaction():
         db.session.get(Product, items[2].id).name = "Renamed"
     assert _state(catalog_state.ACTIVE_PRODUCTS) == 5
