@@ -274,3 +274,23 @@ def test_deleting_a_product_is_audited(client, staff, shirt):
     assert reload(Product, product_id) is None
     entry = db.session.execute(select(AuditLog).where(AuditLog.action == "delete")).scalar_one()
     assert entry.before["slug"] == "linen-shirt" and entry.after is None
+
+
+def test_back_office_changes_show_on_the_next_shop_page(app, client, staff, shirt):
+    """The shop's pages keep the category tree and the product count between requests
+    (services.catalog_state): a change saved in the back office is on the very next page."""
+    shopper = app.test_client()
+    listing = shopper.get("/products").get_data(as_text=True)
+    assert ">Shirts</a>" in listing and "1 product" in listing
+    category_id = shirt.category_id
+    url = f"/admin/category/edit/?id={category_id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"name": "Summer Shirts", "csrf_token": csrf_token(client, url)})
+    assert client.post(url, data=form).status_code == 302
+    page = shopper.get("/p/linen-shirt").get_data(as_text=True)
+    assert ">Summer Shirts</a>" in page and ">Shirts</a>" not in page
+
+    token = csrf_token(client, "/admin/product/")
+    client.post("/admin/product/delete/", data={"csrf_token": token, "id": shirt.id})
+    listing = shopper.get("/products").get_data(as_text=True)
+    assert "No products found" in listing
