@@ -8,10 +8,22 @@ rendered at and is served only while that is still the current version. Without 
 (NullCache) nothing is cached and the version is always 0. Stock taken by orders does not
 move the version (it would empty the cache on every checkout); CATALOG_CACHE_SECONDS bounds
 how long a page may show stock from before an order.
+
+Reading the version is on the path of every cached page, so a worker does not ask Redis for
+it each time: `current_version()` keeps the value it read and a connection on which Redis
+tracks the key (RESP3 client-side caching, CLIENT TRACKING in broadcast mode). When any
+client changes the key, Redis pushes an invalidation on that connection in the same pass as
+it answers the write, so by the time the staff member's save has returned, every worker's
+connection has the message waiting; each request polls the socket (no round trip) and
+reads the version again when a message is there. Without tracking (an old Redis, a lost
+connection) the version is read with a GET every time, as before.
 """
 from __future__ import annotations
 
 import logging
+import os
+import select
+import time
 from typing import Any
 
 from flask import Flask, current_app
@@ -33,14 +45,115 @@ def backend(app: Flask | None = None) -> Any | None:
 
 def catalog_version() -> int:
     """The current catalogue version (0 without Redis; -1 when Redis does not answer)."""
-    store = backend()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    store = backend(app)
     if store is None:
         return 0
     try:
-        return int(store.get(VERSION_KEY) or 0)
+        return current_version(app, store)
     except Exception:  # a cache outage must not take pages down
         log.warning("redis unavailable: catalogue cache bypassed", exc_info=True)
         return -1
+
+
+_WATCH_KEY = "shop.catalog_version_watch"
+
+
+def current_version(app: Flask, store: Any) -> int:
+    """The catalogue version as Redis has it now, from the worker's tracked copy when it has
+    one (see the module docstring); raises when Redis does not answer."""
+    watch = app.extensions.get(_WATCH_KEY)
+    if watch is None or watch.pid != os.getpid():
+        watch = app.extensions[_WATCH_KEY] = VersionWatch(
+            app.config["REDIS_URL"], app.config.get("CACHE_KEY_PREFIX", "") + VERSION_KEY)
+    value = watch.get()
+    if value is None:  # not tracked: ask
+        return int(store.get(VERSION_KEY) or 0)
+    return value
+
+
+class VersionWatch:
+    """One Redis key's value, kept until Redis says the key changed.
+
+    A dedicated RESP3 connection with `CLIENT TRACKING ON BCAST PREFIX <key>`: Redis pushes
+    an `invalidate` message on it whenever the key is written, expired, evicted or flushed.
+    `get()` polls the socket without blocking; the value is read again (one GET) only when
+    something arrived, after the connection was made, or after an error. Any failure closes
+    the connection and `get()` answers None (the caller then asks Redis itself) until a new
+    connection is made, at most once a second."""
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.key = key
+        self.pid = os.getpid()
+        self._conn: Any = None
+        self._poll: Any = None
+        self._value: int | None = None
+        self._retry_at = 0.0
+
+    def get(self) -> int | None:
+        conn = self._conn
+        if conn is None:
+            if time.monotonic() < self._retry_at or not self._connect():
+                return None
+            conn = self._conn
+        try:
+            value = self._value
+            if value is not None and not self._poll.poll(0):
+                return value
+            self._drain()
+            if self._value is None:
+                conn.send_command("GET", self.key)
+                raw = conn.read_response()  # invalidations read on the way reset _value
+                self._value = int(raw or 0)
+                self._drain()
+            return self._value
+        except Exception:
+            log.warning("catalogue version tracking lost; asking Redis each time",
+                        exc_info=True)
+            self.close()
+            self._retry_at = time.monotonic() + self.RETRY_SECONDS
+            return None
+
+    def _drain(self) -> None:
+        """Read every message waiting on the connection (invalidations reset the value)."""
+        conn = self._conn
+        while conn.can_read(timeout=0):
+            conn.read_response(push_request=True)
+
+    def _invalidated(self, _message: Any) -> None:
+        self._value = None
+
+    def _connect(self) -> bool:
+        try:
+            from redis import Redis
+
+            pool = Redis.from_url(self.url, protocol=3).connection_pool
+            conn = pool.make_connection()
+            conn.connect()
+            conn._parser.set_invalidation_push_handler(self._invalidated)
+            conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.key)
+            if conn.read_response() not in (b"OK", "OK"):
+                raise RuntimeError("CLIENT TRACKING refused")
+            poll = select.poll()
+            poll.register(conn._sock.fileno(), select.POLLIN | select.POLLPRI)
+        except Exception:
+            log.warning("catalogue version cannot be tracked; asking Redis each time",
+                        exc_info=True)
+            self._retry_at = time.monotonic() + 30 * self.RETRY_SECONDS
+            return False
+        self._conn, self._poll, self._value = conn, poll, None
+        return True
+
+    def close(self) -> None:
+        conn, self._conn, self._poll, self._value = self._conn, None, None, None
+        if conn is not None:
+            try:
+                conn.disconnect()
+            except Exception:
+                pass
 
 
 def catalog_changed() -> None:

@@ -226,3 +226,77 @@ def test_without_redis_nothing_is_cached(client, app):
     f.product("Mug", slug="mug")
     for _ in range(3):
         assert client.get("/p/mug").headers.get("X-Cache") is None
+
+
+# The catalogue version each cached page is checked against: a worker keeps it and Redis
+# tells it when the key changes (client-side caching), so a check costs no round trip.
+
+def _watch(conn: Redis):
+    from shop.services.cache import VersionWatch
+
+    key = f"shop-test-cache:{uuid.uuid4().hex}:catalog:version"
+    return VersionWatch(REDIS_URL, key), key
+
+
+def test_the_kept_version_follows_every_write_to_the_key(cached_app):
+    conn = _redis()
+    watch, key = _watch(conn)
+    try:
+        assert watch.get() == 0
+        assert watch.get() == 0  # kept: nothing changed
+        conn.incr(key)
+        assert watch.get() == 1
+        conn.incrby(key, 5)
+        assert watch.get() == 6
+        conn.set(key, 41)
+        conn.incr(key)
+        assert watch.get() == 42
+        conn.delete(key)
+        assert watch.get() == 0
+        conn.set(key, 7, px=50)  # expiry is a change too
+        assert watch.get() == 7
+        time.sleep(0.2)
+        assert conn.get(key) is None
+        assert watch.get() == 0
+    finally:
+        watch.close()
+        conn.delete(key)
+
+
+def test_a_lost_tracking_connection_falls_back_to_asking_and_tracks_again(cached_app):
+    conn = _redis()
+    watch, key = _watch(conn)
+    try:
+        assert watch.get() == 0
+        host, port = watch._conn._sock.getsockname()[:2]
+        tracking = [c for c in conn.client_list() if c.get("addr") == f"{host}:{port}"]
+        assert len(tracking) == 1 and "t" in tracking[0]["flags"]
+        conn.client_kill_filter(_id=tracking[0]["id"])
+        conn.incr(key)
+        # The connection is gone: no kept value is trusted, the caller asks Redis itself.
+        assert watch.get() is None
+        assert watch.get() is None
+        time.sleep(watch.RETRY_SECONDS + 0.1)
+        assert watch.get() == 1  # tracked again on a new connection
+        conn.incr(key)
+        assert watch.get() == 2
+    finally:
+        watch.close()
+        conn.delete(key)
+
+
+def test_pages_follow_a_version_moved_by_anyone_while_tracking_is_lost(cached_app, shirt):
+    """The page cache never serves a page of an old version, tracked or not."""
+    from shop.services.cache import VERSION_KEY, backend, current_version
+
+    conn = _redis()
+    key = cached_app.config["CACHE_KEY_PREFIX"] + VERSION_KEY
+    get(shopper(cached_app), "/p/linen-shirt")
+    assert get(shopper(cached_app), "/p/linen-shirt").headers["X-Cache"] == "hit"
+    watch = cached_app.extensions["shop.catalog_version_watch"]
+    watch.close()
+    watch._retry_at = time.monotonic() + 60  # tracking stays off for this test
+    conn.incr(key)
+    assert current_version(cached_app, backend(cached_app)) == int(conn.get(key))
+    assert get(shopper(cached_app), "/p/linen-shirt").headers.get("X-Cache") is None
+    assert get(shopper(cached_app), "/p/linen-shirt").headers["X-Cache"] == "hit"

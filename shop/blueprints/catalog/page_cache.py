@@ -18,7 +18,8 @@ Freshness: the key holds the URL and htmx-ness; the entry holds the catalogue ve
 (services.cache) it was rendered at and is served only while that version is current, so a
 staff change is seen by the next request on every worker. Entries expire after
 CATALOG_CACHE_SECONDS, which bounds how old the stock shown after an order can be. Each hit
-reads the version from Redis (one small GET); the page itself comes from the worker's memory
+checks the version Redis holds (services.cache.current_version: a tracked copy, a socket poll
+when nothing changed, a GET otherwise); the page itself comes from the worker's memory
 when it holds that page for that version, from Redis otherwise (shared by all workers and
 hosts), and is rendered by the app when neither has it.
 
@@ -110,10 +111,11 @@ class PageCache:
         key = _page_key(environ)
         seconds = config["CATALOG_CACHE_SECONDS"]
         try:
-            # The version is read from Redis on every request: a staff change is seen at once
-            # by every worker. A page this worker already holds for that version is served
-            # from its memory (no 30 KB transfer); otherwise from Redis; otherwise rendered.
-            version = int(store.get(cache.VERSION_KEY) or 0)
+            # The version is checked against Redis on every request (tracked: see
+            # services.cache): a staff change is seen at once by every worker. A page this
+            # worker already holds for that version is served from its memory (no 30 KB
+            # transfer); otherwise from Redis; otherwise rendered.
+            version = cache.current_version(self.flask_app, store)
             entry = self._local.get(key)
             if not _fresh(entry, version, seconds):
                 entry = store.get(key)
