@@ -60,9 +60,10 @@ def register_database(app: Flask) -> None:
                      render_as_batch=True, compare_type=True)
     from . import models  # noqa: F401  (register the tables)
     from .extensions import RoutingSession
-    from .services import catalog_state, database
+    from .services import catalog_state, database, search
 
     catalog_state.install(RoutingSession)
+    search.install(RoutingSession)
 
     with app.app_context():
         database.configure_engine(db.engine)

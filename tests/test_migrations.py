@@ -10,7 +10,7 @@ from shop.extensions import db
 
 # Search structures the models cannot describe on every dialect (see migration 0001).
 SEARCH_OBJECTS = {"product_fts", "product_fts_data", "product_fts_idx", "product_fts_content",
-                  "product_fts_docsize", "product_fts_config", "ft_products_name_description"}
+                  "product_fts_docsize", "product_fts_config"}
 
 
 def _include(obj, name, type_, reflected, compare_to) -> bool:
@@ -36,8 +36,11 @@ def test_search_index_exists(app):
                 "SELECT name FROM sqlite_master WHERE name LIKE 'product_fts%'"))}
             assert "product_fts" in names
         else:
-            indexes = {i["name"]: i for i in inspect(connection).get_indexes("products")}
-            assert "ft_products_name_description" in indexes
+            # MySQL searches the shop's own terms (migration 0003), not a FULLTEXT index.
+            indexes = {i["name"] for i in inspect(connection).get_indexes("search_terms")}
+            assert {"ix_search_terms_rank", "ix_search_terms_product_id"} <= indexes
+            assert "ft_products_name_description" not in {
+                i["name"] for i in inspect(connection).get_indexes("products")}
 
 
 def test_upgrade_from_empty_and_downgrade(tmp_path):

@@ -2,7 +2,15 @@
 from .audit import AuditLog
 from .base import utcnow
 from .cart import Cart, CartLine
-from .catalog import CatalogState, Category, Product, ProductImage, StockAdjustment, Variant
+from .catalog import (
+    CatalogState,
+    Category,
+    Product,
+    ProductImage,
+    SearchTerm,
+    StockAdjustment,
+    Variant,
+)
 from .coupon import COUPON_KINDS, Coupon, CouponUse
 from .customer import ADDRESS_FIELDS, ROLES, Address, ApiToken, User
 from .order import ORDER_STATUSES, IdempotencyRecord, Order, OrderEvent, OrderLine, Shipment
@@ -14,6 +22,6 @@ __all__ = [
     "ROLES", "Address", "ApiToken", "AuditLog", "Cart", "CartLine", "CatalogState", "Category",
     "Coupon",
     "CouponUse", "IdempotencyRecord", "Order", "OrderEvent", "OrderLine", "Payment",
-    "Product", "ProductImage", "ProviderEvent", "Review", "Shipment", "StockAdjustment", "User",
-    "Variant", "utcnow",
+    "Product", "ProductImage", "ProviderEvent", "Review", "SearchTerm", "Shipment",
+    "StockAdjustment", "User", "Variant", "utcnow",
 ]

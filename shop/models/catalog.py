@@ -12,9 +12,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -47,8 +49,6 @@ class Product(db.Model):
         Index("ix_products_active_price", "active", "price"),
         Index("ix_products_active_name", "active", "name"),
         Index("ix_products_category_active", "category_id", "active"),
-        Index("ft_products_name_description", "name", "description",
-              mysql_prefix="FULLTEXT").ddl_if(dialect="mysql"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -162,3 +162,26 @@ class CatalogState(db.Model):
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+# Terms are compared byte for byte on MySQL: a case- or accent-insensitive collation would make
+# two words the shop tells apart one key, and its prefix ranges would not be byte prefixes.
+TERM = String(40).with_variant(mysql.VARCHAR(40, collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+class SearchTerm(db.Model):
+    """A word (three letters or more) of an active product's name or description, with its
+    weight for ranking: MySQL's product search (services.search) reads these instead of a
+    FULLTEXT index. Kept in the transaction of every product write; unused on SQLite (FTS5)."""
+
+    __tablename__ = "search_terms"
+    __table_args__ = (
+        # A term's products best first (weight, then newest): the top page without a sort.
+        Index("ix_search_terms_rank", "term", "weight", "product_id"),
+        Index("ix_search_terms_product_id", "product_id"),
+    )
+
+    term: Mapped[str] = mapped_column(TERM, primary_key=True)
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    weight: Mapped[int] = mapped_column(SmallInteger)

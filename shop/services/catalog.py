@@ -386,7 +386,7 @@ def _matching(filters: ProductFilters, tree: CategoryTree | None
     match = None
     source = "products p"
     if filters.q:
-        match = search.match(filters.q, db.session.get_bind().dialect.name)
+        match = search.match(filters.q, db.session.get_bind().dialect.name, _rows)
         source = match.source
         where.extend(match.where)
         params.update(match.params)
@@ -421,12 +421,13 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
              f"OFFSET {(int(filters.page) - 1) * int(filters.per_page)}")
     total_sql = ("page.total" if windowed else
                  f"({_count_sql(source, where, params)})" if with_total else "0")
-    if ranked and match.source == search.SQLITE_SOURCE and len(where) == 1 + len(match.where):
-        # Words and nothing else, by relevance, on SQLite: count and rank in the FTS table.
+    if ranked and match.ranked_page is not None and len(where) == 1 + len(match.where):
+        # Words and nothing else, by relevance: count and rank in the search index (FTS5,
+        # search_terms); products are read for the page only.
         params["inactive"] = False
-        inner = search.sqlite_ranked_page((int(filters.page) - 1) * int(filters.per_page),
-                                          int(filters.per_page))
-        total_sql = search.SQLITE_TOTAL if with_total else "0"
+        inner = match.ranked_page((int(filters.page) - 1) * int(filters.per_page),
+                                  int(filters.per_page))
+        total_sql = match.total if with_total else "0"
     sql = _CARDS_SQL.format(total=total_sql, inner=inner,
                             order="page.score DESC, p.id DESC" if ranked else order)
     rows = _rows(sql, params)

@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, select
 
 from ..extensions import db
 from ..models import Category, Coupon, Product, ProductImage, StockAdjustment, Variant, utcnow
-from . import cache, catalog_state
+from . import cache, catalog_state, search
 from .catalog import refresh_product_prices
 from .database import write_transaction
 
@@ -488,6 +488,8 @@ def bulk_products(count: int, batch: int = 5000) -> int:
             db.session.execute(insert(Variant), variants)
             db.session.execute(insert(ProductImage), images)
             db.session.execute(insert(StockAdjustment), ledger)
+            search.add_products(db.session.connection(),
+                                ((p["id"], p["name"], p["description"]) for p in products))
         done += size
     with write_transaction():
         catalog_state.recount_products(db.session.connection())

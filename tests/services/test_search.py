@@ -5,7 +5,7 @@ the database is driven by the search index, not by a scan of the catalogue."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from shop.extensions import db
 from shop.models import Product
@@ -121,23 +121,33 @@ def test_words_are_tokens_without_syntax():
     assert search.tokens("  ") == []
 
 
-def test_the_search_index_drives_the_query(goods):
-    """The matches are looked up in products by id: the catalogue is never scanned once per
-    match (a plan that did took minutes on 100,000 products)."""
+def _statements_of(query: str, **args: str) -> list[tuple[str, dict]]:
     captured = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        if "product_fts" in statement or "AGAINST" in statement:
-            captured.append((statement, parameters))
+        captured.append((statement, parameters))
 
     event.listen(db.engine, "before_cursor_execute", record)
     try:
-        find("linen")
+        find(query, **args)
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
-    statement, parameters = captured[0]
+    return captured
+
+
+@pytest.mark.parametrize("query, args", [("linen", {}), ("lin", {}), ("linen napkins", {}),
+                                         ("linen", {"max_price": "20"}),
+                                         ("linen", {"sort": "price"})])
+def test_the_search_index_drives_the_query(goods, query, args):
+    """The matches are looked up in products by id: the catalogue is never scanned once per
+    match (a plan that did took minutes on 100,000 products), nor read whole."""
+    from shop.services import seed
+
+    seed.bulk_products(500)  # enough rows for MySQL's optimizer to plan as on a catalogue
     conn = db.session.connection()
     if db.engine.dialect.name == "sqlite":
+        statement, parameters = next(c for c in _statements_of(query, **args)
+                                     if "product_fts" in c[0])
         plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
                                                         parameters)]
         fts = next(i for i, step in enumerate(plan) if "product_fts VIRTUAL TABLE" in step)
@@ -146,8 +156,115 @@ def test_the_search_index_drives_the_query(goods):
         assert fts < products, plan
         assert not any(step == "SCAN p" or step.startswith("SCAN p ") for step in plan), plan
     else:
+        statement, parameters = next(c for c in _statements_of(query, **args)
+                                     if "search_terms" in c[0] and "product_images" in c[0])
         plan = conn.exec_driver_sql("EXPLAIN " + statement, parameters).mappings().all()
-        assert any(row["type"] == "fulltext" for row in plan), plan
+        assert any(row["table"] in ("search_terms", "t0", "t1") and row["key"] in (
+            "PRIMARY", "ix_search_terms_rank") for row in plan), plan
+        assert not any(row["table"] in ("p", "search_terms", "t0", "t1")
+                       and row["type"] in ("ALL", "index") for row in plan), plan
+
+
+def test_one_term_reads_its_best_page_in_index_order(goods):
+    """One word that is one term, by relevance: no sort, no products read but the page's."""
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("MySQL's search_terms")
+    statement, parameters = next(c for c in _statements_of("linen")
+                                 if "search_terms" in c[0] and "product_images" in c[0])
+    plan = db.session.connection().exec_driver_sql(
+        "EXPLAIN " + statement, parameters).mappings().all()
+    terms = next(row for row in plan if row["table"] == "search_terms")
+    assert terms["key"] == "ix_search_terms_rank" and "filesort" not in (terms["Extra"] or "")
+
+
+def test_name_matches_rank_first_for_every_word(app):
+    f.product("Oak Board", slug="board", description="A wide board of oak.")
+    f.product("Serving Tray", slug="tray", description="Oak tray with a board inset.")
+    f.product("Oak Tray", slug="oak-tray", description="Small.")
+    f.product("Board Game", slug="game", description="Made of oak.")
+    page = find("oak board")
+    # Both words in the name; one in the name, one in the description; both in the
+    # description only. "Oak Tray" lacks a word.
+    assert names(page) == ["Oak Board", "Board Game", "Serving Tray"]
+    assert page.total == 3
+
+
+def test_a_prefix_of_several_words_finds_each_product_once(app):
+    f.product("Linen Shirt", slug="shirt", description="Shirts for summer; a shirt for you.")
+    f.product("Shirts Rack", slug="rack", description="Holds shirts.")
+    f.product("Shirtless Mannequin", slug="mannequin", description="For display.")
+    f.product("Shoe", slug="shoe", description="Not a shirt.")  # description only
+    page = find("shir")
+    assert page.total == 4 and len(page.items) == 4
+    assert names(page)[-1] == "Shoe"
+    assert names(find("shirt")) == names(page)
+    assert find("shirts").total == 2
+    assert names(find("shir lin")) == ["Linen Shirt"]
+
+
+def test_short_words_combine_with_long_ones(goods):
+    assert names(find("linen sh")) == ["Linen Shirt"]  # "sh" is in the name only there
+    assert names(find("ta linen")) == ["Table Napkins"]
+    assert names(find("ta")) == ["Table Napkins"]  # short words alone
+
+
+def test_accents_do_not_matter(app):
+    f.product("Café Crème Mug", slug="cafe", description="Crème brûlée colour.")
+    assert names(find("cafe")) == ["Café Crème Mug"]
+    assert names(find("CRÈME brulee")) == ["Café Crème Mug"]
+
+
+def test_the_count_is_exact_beyond_the_page(app):
+    for i in range(30):
+        f.product(f"Wool Scarf {i}", slug=f"scarf-{i}",
+                  description="Warm wool." if i % 2 else "Warm.", active=i % 10 != 0)
+    f.product("Wool Hat", slug="hat", description="Warm.", active=False)
+    page = find("wool", per_page="4")
+    assert page.total == 27 and len(page.items) == 4
+    assert find("wool scarf").total == 27
+    assert find("wool scarf", page="7", per_page="4").total == 27
+    assert len(find("wool scarf", page="7", per_page="4").items) == 3
+
+
+def test_a_product_leaves_and_returns_with_its_state(goods):
+    with write_transaction():
+        db.session.get(Product, goods["shirt"].id).active = False
+    assert names(find("linen")) == ["Table Napkins"] and find("shirt").total == 0
+    with write_transaction():
+        db.session.get(Product, goods["shirt"].id).active = True
+    assert names(find("linen")) == ["Linen Shirt", "Table Napkins"]
+    with write_transaction():
+        db.session.get(Product, goods["napkins"].id).description = "Cotton, set of four."
+    assert names(find("linen")) == ["Linen Shirt"] and names(find("cotton four")) == [
+        "Table Napkins"]
+    with write_transaction():
+        added = f.product("Linen Throw", slug="throw", description="Soft.")
+    assert names(find("throw")) == ["Linen Throw"]
+    assert names(find("linen"))[:2] == ["Linen Throw", "Linen Shirt"]  # newest first on a tie
+    with write_transaction():
+        db.session.delete(db.session.get(Product, added.id))
+    assert find("throw").total == 0
+
+
+def test_search_terms_are_the_active_products_words(goods):
+    """MySQL: after adds, edits, (de)activation, deletes and the seed, search_terms holds
+    exactly the terms of the active products."""
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("MySQL's search_terms")
+    from shop.services import seed
+
+    with write_transaction():
+        db.session.get(Product, goods["mug"].id).name = "Porcelain Cup"
+        db.session.get(Product, goods["shirt"].id).active = False
+        db.session.delete(db.session.get(Product, goods["tee"].id))
+        db.session.get(Product, goods["hidden"].id).active = True
+    seed.bulk_products(50)
+    expected = {(term, pid, weight) for pid, name, description in db.session.execute(
+        select(Product.id, Product.name, Product.description).where(Product.active.is_(True)))
+        for term, weight in search.terms(name, description).items()}
+    stored = {tuple(row) for row in db.session.execute(text(
+        "SELECT term, product_id, weight FROM search_terms"))}
+    assert stored == expected
 
 
 def test_search_finds_words_of_the_seeded_catalogue(app):
@@ -161,3 +278,9 @@ def test_search_finds_words_of_the_seeded_catalogue(app):
     for name, description in rows:
         words = search.TOKEN.findall(f"{name} {description}".lower())
         assert any(word.startswith("mug") for word in words), name
+    # The count is exact: every active product with a word that starts with "mug".
+    everything = db.session.execute(select(Product.name, Product.description)
+                                    .where(Product.active.is_(True))).all()
+    assert page.total == sum(
+        any(w.startswith("mug") for w in search.TOKEN.findall(f"{n} {d}".lower()))
+        for n, d in everything)
