@@ -9,17 +9,28 @@ every form), but each serializer is made once per secret key.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 
 from flask import Flask, current_app, g, session
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, int_to_bytes
+from itsdangerous.signer import HMACAlgorithm, _lazy_sha1
+from werkzeug.http import dump_cookie
 
 CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's
 
 
+# Payloads shorter than this are not offered to zlib: a session holding a CSRF secret or a
+# token (random hex) never gets shorter compressed, and trying costs more than the signature.
+# Readers accept both forms, so this changes nothing but the cost.
+_COMPRESS_FROM = 128
+
+
 class _KeptKeySigner(TimestampSigner):
-    """itsdangerous' signer, deriving its signing key once instead of at every signature."""
+    """itsdangerous' signer, deriving its signing key once instead of at every signature,
+    and computing HMACs in one call (same signatures)."""
 
     def derive_key(self, secret_key=None):
         if secret_key is not None:
@@ -29,9 +40,27 @@ class _KeptKeySigner(TimestampSigner):
             key = self._derived = super().derive_key()
         return key
 
+    def get_signature(self, value):
+        algorithm = self.algorithm
+        if type(algorithm) is not HMACAlgorithm:
+            return super().get_signature(value)
+        digest = algorithm.digest_method
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        return base64_encode(hmac.digest(self.derive_key(), value,
+                                         "sha1" if digest is _lazy_sha1 else digest))
+
+    def sign(self, value):
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        sep = self.sep if isinstance(self.sep, bytes) else self.sep.encode("utf-8")
+        value = value + sep + base64_encode(int_to_bytes(self.get_timestamp()))
+        return value + sep + self.get_signature(value)
+
 
 class KeptSerializer(URLSafeTimedSerializer):
-    """URLSafeTimedSerializer that makes its signer once per salt (same output)."""
+    """URLSafeTimedSerializer that makes its signer once per salt and signs small payloads
+    without trying to compress them (tokens and cookies that itsdangerous reads as its own)."""
 
     default_signer = _KeptKeySigner
 
@@ -45,12 +74,46 @@ class KeptSerializer(URLSafeTimedSerializer):
             signer = self._signers[salt] = super().make_signer(salt)
         return signer
 
+    def dump_payload(self, obj):
+        data = self.serializer.dumps(obj, **self.serializer_kwargs)
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if len(data) >= _COMPRESS_FROM:
+            return super().dump_payload(obj)
+        return base64_encode(data)
+
 
 class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session; the signing serializer is kept while the keys stay."""
+    """Flask's signed-cookie session; the signing serializer is kept while the keys stay, and
+    the cookie of a session that is not permanent is written from its attributes worked out
+    once (the same Set-Cookie header Flask writes)."""
 
     def __init__(self) -> None:
         self._serializer: tuple[tuple, URLSafeTimedSerializer | None] | None = None
+        self._attributes: tuple[tuple, str] | None = None
+
+    def cookie(self, app: Flask, data: dict) -> str:
+        """The Set-Cookie value of a session holding `data` that is not permanent (no
+        expiry): what save_session writes for it."""
+        options = (self.get_cookie_name(app), self.get_cookie_domain(app),
+                   self.get_cookie_path(app), self.get_cookie_secure(app),
+                   self.get_cookie_partitioned(app), self.get_cookie_samesite(app),
+                   self.get_cookie_httponly(app))
+        kept = self._attributes
+        if kept is None or kept[0] != options:
+            name, domain, path, secure, partitioned, samesite, httponly = options
+            sample = dump_cookie(name, "v", domain=domain, path=path, secure=secure,
+                                 partitioned=partitioned, samesite=samesite, httponly=httponly)
+            kept = self._attributes = (options, sample[len(name) + 2:])
+        value = self.get_signing_serializer(app).dumps(data)  # type: ignore[union-attr]
+        return f"{options[0]}={value}{kept[1]}"
+
+    def save_session(self, app: Flask, session: SessionMixin, response) -> None:  # type: ignore[override]
+        if session and session.modified and not session.permanent:
+            response.vary.add("Cookie")
+            response.headers.add("Set-Cookie", self.cookie(app, dict(session)))
+            return
+        super().save_session(app, session, response)
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:  # type: ignore[override]
         keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))

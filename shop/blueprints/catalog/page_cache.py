@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterable
 
 from flask import Flask, g, request, session
-from flask.sessions import SecureCookieSession
 from flask_login import current_user
 from itsdangerous import BadSignature
 from werkzeug.http import parse_cookie
@@ -214,13 +213,10 @@ class PageCache:
         return csrf_serializer(self.flask_app).dumps(secret)
 
     def _new_session_cookie(self, secret: str) -> list[tuple[str, str]]:
-        """The Set-Cookie of a new session holding the CSRF secret, written by Flask's own
-        session interface."""
-        fresh = SecureCookieSession({"csrf_token": secret})
-        fresh.modified = True
-        response = Response()
-        self.flask_app.session_interface.save_session(self.flask_app, fresh, response)
-        return [("Set-Cookie", v) for v in response.headers.getlist("Set-Cookie")]
+        """The Set-Cookie of a new session holding the CSRF secret, as Flask's session
+        interface writes it."""
+        app = self.flask_app
+        return [("Set-Cookie", app.session_interface.cookie(app, {"csrf_token": secret}))]  # type: ignore[attr-defined]
 
 
 def _known_arguments(query: str) -> bool:
