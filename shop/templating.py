@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 from flask import Flask, current_app, g, request, url_for
 from markupsafe import Markup, escape
@@ -98,6 +98,44 @@ def cached_url_for(endpoint: str, **values: object) -> str:
     return url
 
 
+class SiteLinks:
+    """The URLs every page's header and footer show, built once per script root: the base
+    layout reads attributes instead of making a dozen url_for calls per page."""
+
+    __slots__ = ("css", "favicon", "htmx", "script", "home", "products", "login", "register",
+                 "account", "logout", "cart", "admin", "api_docs")
+
+    def __init__(self) -> None:
+        static = "static"
+        self.css = url_for(static, filename="css/shop.css")
+        self.favicon = url_for(static, filename="img/favicon.svg")
+        self.htmx = url_for(static, filename="js/htmx.min.js")
+        self.script = url_for(static, filename="js/shop.js")
+        self.home = url_for("catalog.home")
+        self.products = url_for("catalog.products")
+        self.login = url_for("account.login")
+        self.register = url_for("account.register")
+        self.account = url_for("account.index")
+        self.logout = url_for("account.logout")
+        self.cart = url_for("cart.show")
+        self.admin = url_for("admin.index")
+        self.api_docs = url_for("api.docs")
+
+
+_SITE_LINKS: dict[tuple[int, str], SiteLinks] = {}
+
+
+def site_links() -> SiteLinks:
+    """The SiteLinks of this app and script root."""
+    key = (id(current_app._get_current_object()), request.script_root)  # type: ignore[attr-defined]
+    links = _SITE_LINKS.get(key)
+    if links is None:
+        if len(_SITE_LINKS) > 64:
+            _SITE_LINKS.clear()
+        links = _SITE_LINKS[key] = SiteLinks()
+    return links
+
+
 def _url_prefix(endpoint: str, arg: str) -> str:
     """The URL of `endpoint` up to its last argument, built once per request: a grid's links
     then cost a string join instead of a URL build each."""
@@ -142,6 +180,17 @@ def url_with(**changes: object) -> str:
     if base is None:
         base = g._url_with_args = (request.path, request.args.to_dict())
     path, args = base
+    if len(changes) == 1 and changes.get("page") not in (None, ""):
+        # A pagination bar's links differ only by the page: the rest is encoded once.
+        pager = g.get("_url_pager")
+        if pager is None:
+            keys = list(args)
+            at = keys.index("page") if "page" in args else len(keys)
+            before = urlencode({k: args[k] for k in keys[:at]})
+            after = urlencode({k: args[k] for k in keys[at + 1:]})
+            pager = g._url_pager = (f"{path}?{before}&page=" if before else f"{path}?page=",
+                                    f"&{after}" if after else "")
+        return pager[0] + quote_plus(str(changes["page"])) + pager[1]
     args = dict(args)
     for key, value in changes.items():
         if value is None or value == "":
@@ -242,6 +291,7 @@ def init_app(app: Flask) -> None:
         url_for=cached_url_for, nav_categories=nav_categories, category_nav=category_nav,
         category_options=category_options, header_cart_count=header_cart_count,
         url_with=url_with, product_url=product_url, product_cards=product_cards,
+        site_links=site_links,
         page_window=page_window,
         status_labels=orders.STATUS_LABELS,
         shop_name=lambda: current_app.config["SHOP_NAME"])

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 
 from shop import create_app
 from shop.extensions import db
+from shop.services import database
 
 MYSQL_URL = os.environ.get("TEST_DATABASE_URL") or ""
 
@@ -104,6 +105,8 @@ def make_app(database_url, tmp_path):
     for built in apps:
         with built.app_context():
             db.engine.dispose()
+            for reader in database.reader_engines(built):
+                reader.dispose()
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import TextClause
 from ..extensions import db
 from ..models import Product, Variant
 from ..models.catalog import VariantFacts
-from . import catalog_state, search
+from . import catalog_state, database, search
 from .errors import NotFound
 from .money import parse_money, quantize
 from .paging import Paged
@@ -259,7 +259,14 @@ def _rows(sql: str, params: dict[str, Any]) -> list[Any]:
     if dialect.name == "sqlite":
         params = {k: (str(v) if isinstance(v, Decimal) else int(v) if isinstance(v, bool) else v)
                   for k, v in params.items()}
-    connection = db.session.connection(bind_arguments={"clause": clause})
+    session = db.session()
+    if dialect.name != "sqlite" and not session.in_transaction():
+        # Nothing begun yet in this request: an autocommit connection reads the same
+        # committed rows without a transaction to end (database.plain_reader).
+        engine = session.get_bind(clause=clause)
+        with database.plain_reader(engine).connect() as connection:
+            return connection.exec_driver_sql(driver_sql, params).fetchall()
+    connection = session.connection(bind_arguments={"clause": clause})
     return connection.exec_driver_sql(driver_sql, params).fetchall()
 
 

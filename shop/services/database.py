@@ -1,13 +1,14 @@
 """Transactions and engine settings: one place that knows SQLite from MySQL."""
 from __future__ import annotations
 
+import os
 import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
@@ -119,6 +120,55 @@ def retrying(action: Callable[[], T], attempts: int = 5) -> T:
                 raise
             time.sleep(0.01 * (2 ** attempt))
     raise AssertionError("unreachable")
+
+
+READERS_KEY = "shop_reader_engines"
+SERVER_STATUS_IN_TRANS = 0x0001  # MySQL protocol: the server has a transaction open
+
+
+def plain_reader(engine: Engine) -> Engine:
+    """An engine on the same server as `engine` whose connections are in autocommit mode
+    (MySQL), for the catalogue's plain reads made before the request has begun a transaction.
+
+    A single SELECT needs no transaction of its own, and a connection on which the server says
+    no transaction is open goes back to the pool without a ROLLBACK: on a catalogue page that
+    is one round trip of two. Reads made inside a transaction (a write path, a request that
+    already read through the Session) stay on the Session's connection, so they see its
+    writes. The engines are kept per app and process, with the same options and idle checks."""
+    from flask import current_app
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    readers = app.extensions.setdefault(READERS_KEY, {})
+    key = (id(engine), os.getpid())
+    reader = readers.get(key)
+    if reader is None:
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options["isolation_level"] = "AUTOCOMMIT"
+        reader = create_engine(engine.url, **options)
+        configure_engine(reader)
+        _rollback_only_open_transactions(reader)
+        readers[key] = reader
+    return reader
+
+
+def reader_engines(app) -> list[Engine]:
+    """The plain-read engines this app made in this process (tests count their statements)."""
+    return list(app.extensions.get(READERS_KEY, {}).values())
+
+
+def _rollback_only_open_transactions(engine: Engine) -> None:
+    """Skip the driver's ROLLBACK (a round trip) when the server reported, with its last
+    answer, that no transaction is open on the connection: there is nothing to roll back."""
+    dialect = engine.dialect
+    rollback = dialect.do_rollback
+
+    def do_rollback(dbapi_connection) -> None:
+        status = getattr(dbapi_connection, "server_status", None)
+        if isinstance(status, int) and not status & SERVER_STATUS_IN_TRANS:
+            return
+        rollback(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def configure_replica(app, url: str) -> None:

@@ -1,8 +1,9 @@
 """Catalogue pages cost a handful of SQL queries whatever the catalogue's size: at most six per
 page, and the same number with a small and a large catalogue (no query per product, variant,
 image, category or review), for an anonymous shopper, a guest with a cart and a customer.
-Counted with a before_cursor_execute listener on every engine of the app; transaction control
-(BEGIN, COMMIT, ROLLBACK) is not a query."""
+Counted with a before_cursor_execute listener on every engine of the process (the primary, the
+replica and the plain-read engines, whenever they are made); transaction control (BEGIN,
+COMMIT, ROLLBACK) is not a query."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from shop.extensions import db
 from shop.models import Product, Review
@@ -43,15 +45,11 @@ def counting(app) -> Iterator[list[str]]:
         if not statement.lstrip().upper().startswith(CONTROL):
             statements.append(statement)
 
-    engines = [db.engine, *([app.extensions["shop_replica_engine"]]
-                            if "shop_replica_engine" in app.extensions else [])]
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
+    event.listen(Engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
+        event.remove(Engine, "before_cursor_execute", record)
 
 
 def add_products(start: int, count: int) -> None:

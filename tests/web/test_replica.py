@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from shop import create_app
 from shop.extensions import db
 from shop.models import Category, Order, Product, Variant
-from shop.services import routing
+from shop.services import database, routing
 from shop.services.database import write_transaction
 from tests import factories as f
 from tests.conftest import MYSQL_URL, ShopClient, _empty_tables, _mysql_database_url, _worker
@@ -89,6 +89,8 @@ class Shop:
                 db.session.remove()
                 _empty_tables()
                 db.engine.dispose()
+                for reader in database.reader_engines(app):
+                    reader.dispose()
                 engine = routing.replica_engine()
                 if engine is not None:
                     engine.dispose()
