@@ -260,12 +260,13 @@ def _rows(sql: str, params: dict[str, Any]) -> list[Any]:
         params = {k: (str(v) if isinstance(v, Decimal) else int(v) if isinstance(v, bool) else v)
                   for k, v in params.items()}
     session = db.session()
-    if dialect.name != "sqlite" and not session.in_transaction():
+    if not session.in_transaction():
         # Nothing begun yet in this request: an autocommit connection reads the same
         # committed rows without a transaction to end (database.plain_reader).
-        engine = session.get_bind(clause=clause)
-        with database.plain_reader(engine).connect() as connection:
-            return connection.exec_driver_sql(driver_sql, params).fetchall()
+        reader = database.plain_reader(session.get_bind(clause=clause))
+        if reader is not None:
+            with reader.connect() as connection:
+                return connection.exec_driver_sql(driver_sql, params).fetchall()
     connection = session.connection(bind_arguments={"clause": clause})
     return connection.exec_driver_sql(driver_sql, params).fetchall()
 

@@ -24,9 +24,10 @@ RETRYABLE_MYSQL_ERRORS = {1213, 1205}
 PING_AFTER_IDLE_SECONDS = 5.0
 
 
-def configure_engine(engine: Engine) -> None:
-    """SQLite: foreign keys, WAL, a busy timeout and BEGIN IMMEDIATE for write transactions.
-    A server database: connections that sat idle are checked before use."""
+def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
+    """SQLite: foreign keys, WAL, a busy timeout and BEGIN IMMEDIATE for write transactions
+    (no BEGIN at all on an `autocommit` engine). A server database: connections that sat idle
+    are checked before use."""
     if engine.dialect.name != "sqlite":
         _ping_idle_connections(engine)
         return
@@ -42,6 +43,9 @@ def configure_engine(engine: Engine) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    if autocommit:
+        return
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
@@ -126,15 +130,17 @@ READERS_KEY = "shop_reader_engines"
 SERVER_STATUS_IN_TRANS = 0x0001  # MySQL protocol: the server has a transaction open
 
 
-def plain_reader(engine: Engine) -> Engine:
-    """An engine on the same server as `engine` whose connections are in autocommit mode
-    (MySQL), for the catalogue's plain reads made before the request has begun a transaction.
+def plain_reader(engine: Engine) -> Engine | None:
+    """An engine on the same database as `engine` whose connections are in autocommit mode,
+    for the catalogue's plain reads made before the request has begun a transaction (None for
+    an in-memory SQLite database, which another engine would not see).
 
-    A single SELECT needs no transaction of its own, and a connection on which the server says
-    no transaction is open goes back to the pool without a ROLLBACK: on a catalogue page that
-    is one round trip of two. Reads made inside a transaction (a write path, a request that
-    already read through the Session) stay on the Session's connection, so they see its
-    writes. The engines are kept per app and process, with the same options and idle checks."""
+    A single SELECT needs no transaction of its own, and a connection on which no transaction
+    is open goes back to the pool without a ROLLBACK: on MySQL that is one round trip of a
+    catalogue page's two; on SQLite, no BEGIN and no ROLLBACK around the page's query. Reads
+    made inside a transaction (a write path, a request that already read through the Session)
+    stay on the Session's connection, so they see its writes. The engines are kept per app and
+    process, with the same options and idle checks."""
     from flask import current_app
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -142,10 +148,12 @@ def plain_reader(engine: Engine) -> Engine:
     key = (id(engine), os.getpid())
     reader = readers.get(key)
     if reader is None:
+        if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+            return None
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options["isolation_level"] = "AUTOCOMMIT"
         reader = create_engine(engine.url, **options)
-        configure_engine(reader)
+        configure_engine(reader, autocommit=True)
         _rollback_only_open_transactions(reader)
         readers[key] = reader
     return reader
@@ -157,14 +165,16 @@ def reader_engines(app) -> list[Engine]:
 
 
 def _rollback_only_open_transactions(engine: Engine) -> None:
-    """Skip the driver's ROLLBACK (a round trip) when the server reported, with its last
-    answer, that no transaction is open on the connection: there is nothing to roll back."""
+    """Skip the driver's ROLLBACK (a round trip on MySQL) when no transaction is open on the
+    connection: MySQL's server says so with every answer, sqlite3 keeps `in_transaction`."""
     dialect = engine.dialect
     rollback = dialect.do_rollback
 
     def do_rollback(dbapi_connection) -> None:
         status = getattr(dbapi_connection, "server_status", None)
         if isinstance(status, int) and not status & SERVER_STATUS_IN_TRANS:
+            return
+        if getattr(dbapi_connection, "in_transaction", None) is False:
             return
         rollback(dbapi_connection)
 

@@ -1,6 +1,6 @@
-"""MySQL: a catalogue page's plain reads go through autocommit connections (one round trip a
-query, no ROLLBACK to end a transaction that only read), while reads inside a transaction stay
-on the Session's connection and see its writes. Against the real server only."""
+"""A catalogue page's plain reads go through autocommit connections (on MySQL one round trip a
+query, no ROLLBACK to end a transaction that only read; on SQLite no BEGIN or ROLLBACK), while
+reads inside a transaction stay on the Session's connection and see its writes."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -16,8 +16,12 @@ from shop.services.database import write_transaction
 from tests import factories as f
 from tests.conftest import MYSQL_URL
 
-pytestmark = [pytest.mark.mysql_only,
-              pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")]
+
+def _no_transaction(driver_connection) -> bool:
+    """The connection runs each statement on its own: autocommit (MySQL), none open (SQLite)."""
+    if hasattr(driver_connection, "get_autocommit"):
+        return driver_connection.get_autocommit()
+    return driver_connection.in_transaction is False
 
 
 @pytest.fixture
@@ -34,7 +38,7 @@ def rollbacks(monkeypatch) -> list[int]:
     return sent
 
 
-def test_catalogue_pages_read_in_autocommit_and_send_no_rollback(app, rollbacks):
+def test_catalogue_pages_read_outside_any_transaction(app):
     lamps = f.category("Lamps", slug="lamps")
     f.product("Desk Lamp", slug="desk-lamp", category=lamps, price="40.00", stock=3)
     db.session.remove()
@@ -44,13 +48,12 @@ def test_catalogue_pages_read_in_autocommit_and_send_no_rollback(app, rollbacks)
     autocommit: list[bool] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        autocommit.append(conn.connection.driver_connection.get_autocommit())
+        autocommit.append(_no_transaction(conn.connection.driver_connection))
 
     readers = database.reader_engines(app)
     assert readers
     for engine in readers:
         event.listen(engine, "before_cursor_execute", record)
-    rollbacks.clear()
     try:
         for url in ("/", "/products", "/products?page=1&sort=price", "/c/lamps",
                     "/p/desk-lamp", "/products?q=lamp"):
@@ -61,6 +64,19 @@ def test_catalogue_pages_read_in_autocommit_and_send_no_rollback(app, rollbacks)
         for engine in readers:
             event.remove(engine, "before_cursor_execute", record)
     assert autocommit and all(autocommit)
+
+
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")
+def test_catalogue_pages_send_no_rollback(app, rollbacks):
+    f.product("Desk Lamp", slug="desk-lamp", price="40.00", stock=3)
+    db.session.remove()
+    client = app.test_client()
+    for url in ("/products", "/p/desk-lamp"):
+        assert client.get(url).status_code == 200
+    rollbacks.clear()
+    for url in ("/", "/products", "/products?sort=price", "/p/desk-lamp", "/products?q=lamp"):
+        assert client.get(url).status_code == 200, url
     assert rollbacks == []
 
 
@@ -86,6 +102,8 @@ def test_reads_inside_a_transaction_see_its_own_writes(app):
     assert catalog.list_products(catalog.ProductFilters()).total == 0
 
 
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")
 def test_a_transaction_opened_on_a_plain_reader_is_still_rolled_back(app, rollbacks):
     reader = database.plain_reader(db.engine)
     table = "plain_reader_probe"
@@ -110,6 +128,8 @@ def test_a_transaction_opened_on_a_plain_reader_is_still_rolled_back(app, rollba
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
 
 
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")
 def test_a_killed_reader_connection_is_replaced_not_served_as_an_error(app, database_url):
     f.product("Killed Reader Lamp", slug="killed-reader-lamp")
     db.session.remove()
