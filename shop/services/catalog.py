@@ -266,9 +266,9 @@ def _rows(sql: str, params: dict[str, Any]) -> list[Any]:
         reader = database.plain_reader(session.get_bind(clause=clause))
         if reader is not None:
             with reader.connect() as connection:
-                return connection.exec_driver_sql(driver_sql, params).fetchall()
+                return database.fetch_rows(connection, driver_sql, params)
     connection = session.connection(bind_arguments={"clause": clause})
-    return connection.exec_driver_sql(driver_sql, params).fetchall()
+    return database.fetch_rows(connection, driver_sql, params)
 
 
 def _money(value: Any) -> Decimal | None:

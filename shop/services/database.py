@@ -6,10 +6,10 @@ import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
 from ..extensions import db
@@ -157,6 +157,22 @@ def plain_reader(engine: Engine) -> Engine | None:
         _rollback_only_open_transactions(reader)
         readers[key] = reader
     return reader
+
+
+def fetch_rows(connection: Connection, statement: str, parameters: dict) -> list[Any]:
+    """Run one read (driver SQL) on `connection` and return the rows as the driver gives them.
+
+    What `Connection.exec_driver_sql(...).fetchall()` does, through SQLAlchemy's own cursor
+    execution (`before/after_cursor_execute` listeners, echo, driver errors raised as
+    SQLAlchemy's with the connection invalidated on a disconnect), without the execution
+    context and result object around it: on a catalogue page those cost about half as much as
+    SQLite running the query."""
+    cursor = connection.connection.cursor()
+    try:
+        connection._cursor_execute(cursor, statement, parameters)
+        return cursor.fetchall()
+    finally:
+        connection._safe_close_cursor(cursor)
 
 
 def reader_engines(app) -> list[Engine]:

@@ -145,3 +145,25 @@ def test_a_killed_reader_connection_is_replaced_not_served_as_an_error(app, data
     assert client.get("/p/killed-reader-lamp").status_code == 200
     with reader.connect() as conn:
         assert conn.execute(text("SELECT CONNECTION_ID()")).scalar_one() != pooled
+
+
+def test_fetch_rows_reports_to_listeners_and_raises_sqlalchemy_errors(app):
+    """The catalogue's cursor path keeps what SQLAlchemy's execute gives: listeners see each
+    statement, and a driver error arrives as SQLAlchemy's DBAPIError (what the error pages and
+    the connection checks expect), not as the driver's own."""
+    from sqlalchemy.exc import DBAPIError
+
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.engine.connect() as conn:
+            assert database.fetch_rows(conn, "SELECT 1 + 1", {}) == [(2,)]
+            with pytest.raises(DBAPIError):
+                database.fetch_rows(conn, "SELECT no_such_column FROM products", {})
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert seen == ["SELECT 1 + 1", "SELECT no_such_column FROM products"]
