@@ -170,7 +170,7 @@ def fetch_rows(connection: Connection, statement: str, parameters: dict) -> list
     cursor = connection.connection.cursor()
     try:
         connection._cursor_execute(cursor, statement, parameters)
-        return cursor.fetchall()
+        return list(cursor.fetchall())
     finally:
         connection._safe_close_cursor(cursor)
 
