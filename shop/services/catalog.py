@@ -494,14 +494,18 @@ FROM variants v JOIN products p ON p.id = v.product_id WHERE p.slug = :slug
 UNION ALL
 SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
   NULL, NULL, i.path, i.alt, i.position, i.id, NULL
-FROM product_images i JOIN products p ON p.id = i.product_id WHERE p.slug = :slug
-ORDER BY kind, pos, sub_id"""
+FROM product_images i JOIN products p ON p.id = i.product_id WHERE p.slug = :slug"""
+# Sorted here, not by the query: on MariaDB an ORDER BY over the UNION costs a temporary table
+# and a filesort, twice the time of the three lookups themselves (for a handful of rows).
+def _product_order(row: Any) -> tuple[int, int, int]:
+    return row[0], row[19] or 0, row[20] or 0  # kind, position, id
 
 
 def product_detail(slug: str) -> ProductDetail:
     """An active product by slug as its page shows it, with its variants and images (one
     query)."""
     rows = _rows(_PRODUCT_SQL, {"slug": slug})
+    rows.sort(key=_product_order)
     if not rows or rows[0][0] != 0 or not rows[0][6]:
         raise NotFound("That product does not exist or is no longer sold.")
     first = rows[0]

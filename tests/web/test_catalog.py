@@ -195,6 +195,25 @@ def test_product_page_shows_variants_and_stock(client, app):
     assert item.price == Decimal("20.00")
 
 
+def test_product_page_lists_variants_and_images_in_their_positions(client, app):
+    """Positions, not ids, order a product's options and pictures (both were reordered after
+    they were made)."""
+    from shop.extensions import db
+    from shop.models import ProductImage
+
+    item = f.product("Scarf", slug="scarf", image=None, variants=[
+        {"options": {"colour": name}, "price": "15.00", "stock": 5, "sku": f"SCARF-{name}"}
+        for name in ("Red", "Green", "Blue")])
+    for variant, position in zip(sorted(item.variants, key=lambda v: v.id), (2, 0, 1)):
+        variant.position = position
+    for path, position in (("img/products/a.svg", 1), ("img/products/b.svg", 0)):
+        db.session.add(ProductImage(product_id=item.id, path=path, alt=path, position=position))
+    db.session.commit()
+    html = client.get("/p/scarf").get_data(as_text=True)
+    assert html.index("Green") < html.index("Blue") < html.index("Red")
+    assert html.index("img/products/b.svg") < html.index("img/products/a.svg")
+
+
 def test_unknown_pages_are_real_404s(client, catalog):
     for url in ("/p/nope", "/c/nope", "/nope", "/p/hidden-thing"):
         response = client.get(url)
