@@ -204,7 +204,8 @@ def test_product_page_lists_variants_and_images_in_their_positions(client, app):
     item = f.product("Scarf", slug="scarf", image=None, variants=[
         {"options": {"colour": name}, "price": "15.00", "stock": 5, "sku": f"SCARF-{name}"}
         for name in ("Red", "Green", "Blue")])
-    for variant, position in zip(sorted(item.variants, key=lambda v: v.id), (2, 0, 1)):
+    for variant, position in zip(sorted(item.variants, key=lambda v: v.id), (2, 0, 1),
+                                 strict=True):
         variant.position = position
     for path, position in (("img/products/a.svg", 1), ("img/products/b.svg", 0)):
         db.session.add(ProductImage(product_id=item.id, path=path, alt=path, position=position))
