@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import threading
 import time
 from typing import Any
 
@@ -92,8 +93,19 @@ class VersionWatch:
         self._poll: Any = None
         self._value: int | None = None
         self._retry_at = 0.0
+        self._lock = threading.Lock()
 
     def get(self) -> int | None:
+        # One connection per worker process: a thread that finds it busy (threaded workers)
+        # asks Redis itself this time rather than wait.
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._get()
+        finally:
+            self._lock.release()
+
+    def _get(self) -> int | None:
         conn = self._conn
         if conn is None:
             if time.monotonic() < self._retry_at or not self._connect():

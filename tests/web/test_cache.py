@@ -300,3 +300,39 @@ def test_pages_follow_a_version_moved_by_anyone_while_tracking_is_lost(cached_ap
     assert current_version(cached_app, backend(cached_app)) == int(conn.get(key))
     assert get(shopper(cached_app), "/p/linen-shirt").headers.get("X-Cache") is None
     assert get(shopper(cached_app), "/p/linen-shirt").headers["X-Cache"] == "hit"
+
+
+def test_the_kept_version_is_safe_to_share_between_threads(cached_app):
+    """Threaded workers share a worker's watch: a thread that finds its connection busy asks
+    Redis itself (None), and no answer is ever a version the key never had or an old one."""
+    import threading
+
+    conn = _redis()
+    watch, key = _watch(conn)
+    errors: list[str] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        for _ in range(200):
+            conn.incr(key)
+        done.set()
+
+    def reader() -> None:
+        while not done.is_set():
+            before = int(conn.get(key) or 0)
+            value = watch.get()
+            if value is not None and value < before:
+                errors.append(f"{value} < {before}")
+
+    try:
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        threads.append(threading.Thread(target=writer))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert watch.get() == 200
+    finally:
+        watch.close()
+        conn.delete(key)
