@@ -8,18 +8,9 @@ from sqlalchemy import inspect, text
 
 from shop.extensions import db
 
-# Search structures the models cannot describe on every dialect (see migration 0001).
-SEARCH_OBJECTS = {"product_fts", "product_fts_data", "product_fts_idx", "product_fts_content",
-                  "product_fts_docsize", "product_fts_config"}
-
-
-def _include(obj, name, type_, reflected, compare_to) -> bool:
-    return name not in SEARCH_OBJECTS
-
 
 def _diff(connection):
-    context = MigrationContext.configure(connection, opts={
-        "compare_type": True, "include_object": _include})
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
     return compare_metadata(context, db.metadata)
 
 
@@ -30,17 +21,53 @@ def test_models_match_migrations(app):
 
 
 def test_search_index_exists(app):
+    """Both databases search the shop's own terms (migrations 0003, 0004): no FULLTEXT index,
+    no FTS5 table; on SQLite the terms are stored in key order (WITHOUT ROWID)."""
     with db.engine.connect() as connection:
+        indexes = {i["name"] for i in inspect(connection).get_indexes("search_terms")}
+        assert {"ix_search_terms_rank", "ix_search_terms_product_id"} <= indexes
         if connection.dialect.name == "sqlite":
             names = {r[0] for r in connection.execute(text(
-                "SELECT name FROM sqlite_master WHERE name LIKE 'product_fts%'"))}
-            assert "product_fts" in names
+                "SELECT name FROM sqlite_master WHERE name LIKE '%fts%'"))}
+            assert names == set()
+            table_sql = connection.execute(text(
+                "SELECT sql FROM sqlite_master WHERE name = 'search_terms'")).scalar_one()
+            assert "WITHOUT ROWID" in table_sql
         else:
-            # MySQL searches the shop's own terms (migration 0003), not a FULLTEXT index.
-            indexes = {i["name"] for i in inspect(connection).get_indexes("search_terms")}
-            assert {"ix_search_terms_rank", "ix_search_terms_product_id"} <= indexes
             assert "ft_products_name_description" not in {
                 i["name"] for i in inspect(connection).get_indexes("products")}
+
+
+def test_sqlite_products_get_their_terms_on_upgrade(tmp_path):
+    """Migration 0004 fills search_terms from the products a SQLite database already has (the
+    active ones), and going back down restores FTS5 with those products in it."""
+    from shop import create_app
+
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'old.db'}"},
+                       env="testing")
+    with fresh.app_context():
+        upgrade(revision="0003")
+        with db.engine.begin() as connection:
+            for pid, name, active in ((1, "Linen Shirt", 1), (2, "Café Mug", 1),
+                                      (3, "Linen Apron", 0)):
+                connection.execute(text(
+                    "INSERT INTO products (id, slug, name, description, active, price, "
+                    "rating_count, created_at) VALUES (:id, :slug, :name, 'Soft linen.', "
+                    ":active, 10, 0, '2026-01-01')"),
+                    {"id": pid, "slug": f"p{pid}", "name": name, "active": active})
+        upgrade()
+        with db.engine.connect() as connection:
+            rows = set(connection.execute(text(
+                "SELECT term, product_id, weight FROM search_terms")).all())
+        assert rows == {("linen", 1, 11), ("shirt", 1, 10), ("soft", 1, 1), ("cafe", 2, 10),
+                        ("mug", 2, 10), ("soft", 2, 1), ("linen", 2, 1)}
+        downgrade(revision="0003")
+        with db.engine.connect() as connection:
+            found = connection.execute(text(
+                "SELECT rowid FROM product_fts WHERE product_fts MATCH 'linen' "
+                "ORDER BY rowid")).scalars().all()
+        assert found == [1, 2, 3]
+        db.engine.dispose()
 
 
 def test_upgrade_from_empty_and_downgrade(tmp_path):

@@ -171,14 +171,17 @@ TERM = String(40).with_variant(mysql.VARCHAR(40, collation="utf8mb4_bin"), "mysq
 
 class SearchTerm(db.Model):
     """A word (three letters or more) of an active product's name or description, with its
-    weight for ranking: MySQL's product search (services.search) reads these instead of a
-    FULLTEXT index. Kept in the transaction of every product write; unused on SQLite (FTS5)."""
+    weight for ranking: the product search (services.search) reads these, on SQLite and MySQL.
+    Kept in the transaction of every product write."""
 
     __tablename__ = "search_terms"
     __table_args__ = (
         # A term's products best first (weight, then newest): the top page without a sort.
         Index("ix_search_terms_rank", "term", "weight", "product_id"),
         Index("ix_search_terms_product_id", "product_id"),
+        # SQLite: rows stored in key order with their weight (as InnoDB does), so a term's rows
+        # are together and a lookup by (term, product) needs no second read.
+        {"sqlite_with_rowid": False},
     )
 
     term: Mapped[str] = mapped_column(TERM, primary_key=True)

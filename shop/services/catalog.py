@@ -430,9 +430,8 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
     total_sql = ("page.total" if windowed else
                  f"({_count_sql(source, where, params)})" if with_total else "0")
     if ranked and match.ranked_page is not None and len(where) == 1 + len(match.where):
-        # Words and nothing else, by relevance: count and rank in the search index (FTS5,
-        # search_terms); products are read for the page only.
-        params["inactive"] = False
+        # Words and nothing else, by relevance: count and rank in search_terms; products are
+        # read for the page only.
         inner = match.ranked_page((int(filters.page) - 1) * int(filters.per_page),
                                   int(filters.per_page))
         total_sql = match.total if with_total else "0"
