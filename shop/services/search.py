@@ -107,8 +107,9 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
 # Each word's terms with their numbers of products, read off the primary key in term order.
 _SQLITE_EXPAND = ("SELECT {i} AS word, term, count(*) AS n FROM search_terms "
                   "WHERE term >= :lo_{i} AND term < :hi_{i} GROUP BY term")
-# A word that stands for more terms than this is looked for by its range of terms.
-_MAX_LISTED_TERMS = 8
+# A product's terms in a range, looked up by product: one seek in (product_id, term). Left to
+# itself SQLite would read the whole range of terms for each product instead.
+_BY_PRODUCT = "search_terms t{i} INDEXED BY ix_search_terms_product_id"
 
 
 def _sqlite_match(words: list[str], where: list[str], params: dict[str, Any],
@@ -121,37 +122,52 @@ def _sqlite_match(words: list[str], where: list[str], params: dict[str, Any],
         found[int(word)][term] = int(n)
     if any(not terms for terms in found.values()):
         return Match(where=["1 = 0"])
-    # The rarest word drives: the others are looked up for its products only.
-    order = sorted(range(len(words)), key=lambda i: (sum(found[i].values()), i))
-    for i in range(len(words)):
-        if len(found[i]) == 1:
-            params[f"term_{i}"] = next(iter(found[i]))
-    conditions = {}
-    for i in order:
-        if len(found[i]) == 1:
+    # A word of one term is that term's rows; a word of several ("mug": mug, mugs) their range.
+    conditions: dict[int, str] = {}
+    for i, terms_ in found.items():
+        if len(terms_) == 1:
+            params[f"term_{i}"] = next(iter(terms_))
             conditions[i] = f"t{i}.term = :term_{i}"
-        elif len(found[i]) <= _MAX_LISTED_TERMS:
-            # Listed, a lookup of a product is one primary-key seek per term.
-            for k, term in enumerate(found[i]):
-                params[f"term_{i}_{k}"] = term
-            conditions[i] = (f"t{i}.term IN ("
-                             f"{', '.join(f':term_{i}_{k}' for k in range(len(found[i])))})")
         else:
             conditions[i] = f"t{i}.term >= :lo_{i} AND t{i}.term < :hi_{i}"
-    first = order[0]
-    joins = "".join(f" CROSS JOIN search_terms t{i} ON t{i}.product_id = t{first}.product_id "
-                    f"AND {conditions[i]}" for i in order[1:])
-    # A word that stands for several terms ("mug": mug, mugs) counts once per product, with
-    # its best weight. The driving word read by one term comes in product order: no sort.
-    grouped = any(len(found[i]) > 1 for i in order)
-    score = " + ".join((f"max(t{i}.weight)" if grouped else f"t{i}.weight") for i in order)
-    matches = (f"SELECT t{first}.product_id AS id, {score} AS score FROM search_terms "
-               f"t{first}{joins} WHERE {conditions[first]}"
-               + (f" GROUP BY t{first}.product_id" if grouped else ""))
-    ranked_page: Callable[[int, int], str] | None
+    # One word drives (its products are read), the others are looked up for its products: the
+    # rarest, unless a word that is one term is nearly as rare: its rows come in product
+    # order, one per product, so the page can be read in order (_ranked_in_tiers).
+    size = {i: sum(terms_.values()) for i, terms_ in found.items()}
+    rarest = min(size, key=lambda i: (size[i], i))
+    single = [i for i in found if len(found[i]) == 1]
+    first = min(single, key=lambda i: (size[i], i)) if single else rarest
+    if size[first] > 2 * size[rarest]:
+        first = rarest
+    others = [i for i in range(len(words)) if i != first]
+    # Each other word is looked up for the driving word's products: a word of one term by
+    # its primary key; a word of several terms by product, and counted once per product with
+    # its best weight (GROUP BY).
+    tables = {i: f"search_terms t{i}" if len(found[i]) == 1 else _BY_PRODUCT.format(i=i)
+              for i in others}
+    joins = "".join(f" CROSS JOIN {tables[i]} ON t{i}.product_id = t{first}.product_id "
+                    f"AND {conditions[i]}" for i in others)
+    grouped = any(len(found[i]) > 1 for i in range(len(words)))
+    score = " + ".join((f"max(t{i}.weight)" if grouped else f"t{i}.weight")
+                       for i in (first, *others))
+    body = (f"FROM search_terms t{first}{joins} WHERE {conditions[first]}"
+            + (f" GROUP BY t{first}.product_id" if grouped else ""))
+    matches = f"SELECT t{first}.product_id AS id, {score} AS score {body}"
+    paged: Callable[[int, int], str]
+    if len(found[first]) == 1:
+        # The driving term's rows come in product order, one per product.
+        paged = _ranked_in_tiers(first, score, body, grouped, params, rows)
+    else:
+        def paged(offset: int, limit: int) -> str:
+            # The matches are found once, then counted and ranked.
+            return (f"WITH m AS MATERIALIZED ({matches}) SELECT m.id, m.score, "
+                    f"(SELECT count(*) FROM m) AS total FROM m "
+                    f"ORDER BY m.score DESC, m.id DESC LIMIT {int(limit)} OFFSET {int(offset)}")
+    ranked_page: Callable[[int, int], str] | None = paged
+    total: str | None = "page.total"
     if where:  # short words need the products' names: no shortcut past products
         ranked_page, total = None, None
-    elif len(words) == 1 and not grouped:
+    elif len(words) == 1 and len(found[0]) == 1:
         # One term: its best page is the first rows of ix_search_terms_rank, read backwards,
         # and its count was read with the term.
         params["terms_total"] = found[0][params["term_0"]]
@@ -163,18 +179,41 @@ def _sqlite_match(words: list[str], where: list[str], params: dict[str, Any],
                     f"LIMIT {int(limit)} OFFSET {int(offset)}")
 
         total = ":terms_total"
-    else:
-        # The matches are found once, then counted and ranked.
-        def ranked_page(offset: int, limit: int) -> str:
-            return (f"WITH m AS MATERIALIZED ({matches}) SELECT m.id, m.score, "
-                    f"(SELECT count(*) FROM m) AS total FROM m "
-                    f"ORDER BY m.score DESC, m.id DESC LIMIT {int(limit)} OFFSET {int(offset)}")
-
-        total = "page.total"
     # With filters or another sort the matches come first, then their products by id.
     return Match(source=f"({matches}) m CROSS JOIN products p ON p.id = m.id", where=where,
                  params=params, score="m.score", order="m.score DESC, p.id DESC",
                  ranked_page=ranked_page, total=total)
+
+
+def _ranked_in_tiers(first: int, score: str, body: str, grouped: bool, params: dict[str, Any],
+                     rows: Rows) -> Callable[[int, int], str]:
+    """A page of the matches `SELECT ..., score {body}` driven by one term (`t{first}`), whose
+    rows come in product order. Scores are a few sums of weights: the matches are counted per
+    score (one pass, no sort of the matches), then the page is read score by score, each
+    newest first straight off the driving term's rows, stopping when the page is full."""
+    newest = f"ORDER BY t{first}.product_id DESC"
+
+    def ranked_page(offset: int, limit: int) -> str:
+        tiers = sorted(((int(s), int(n)) for s, n in rows(
+            f"SELECT score, count(*) FROM (SELECT {score} AS score {body}) GROUP BY score",
+            params)), reverse=True)
+        total = sum(n for _, n in tiers)
+        parts, skip, wanted = [], int(offset), int(limit)
+        for tier, n in tiers:
+            if wanted <= 0:
+                break
+            if skip >= n:
+                skip -= n
+                continue
+            only = f"HAVING {score} = {tier}" if grouped else f"AND {score} = {tier}"
+            parts.append(f"SELECT * FROM (SELECT t{first}.product_id AS id, {tier} AS score, "
+                         f"{total} AS total {body} {only} {newest} "
+                         f"LIMIT {min(wanted, n - skip)} OFFSET {skip})")
+            wanted -= n - skip
+            skip = 0
+        return " UNION ALL ".join(parts) or "SELECT NULL AS id, NULL AS score, 0 AS total LIMIT 0"
+
+    return ranked_page
 
 
 # MySQL ----------------------------------------------------------------------------------------

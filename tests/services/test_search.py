@@ -293,3 +293,39 @@ def test_search_finds_words_of_the_seeded_catalogue(app):
     assert page.total == sum(
         any(w.startswith("mug") for w in search.TOKEN.findall(f"{n} {d}".lower()))
         for n, d in everything)
+
+
+def _expected(query: str, products: list[Product]) -> list[str]:
+    """The ranking rules worked out in Python: every word a prefix of a term of the product,
+    a word weighing its best term (10 in the name, 1 in the description, 11 in both); best
+    score first, then newest."""
+    ranked = []
+    for product in products:
+        terms = search.terms(product.name, product.description)
+        weights = [max((w for t, w in terms.items() if t.startswith(word)), default=None)
+                   for word in search.tokens(query)]
+        if product.active and None not in weights:
+            ranked.append((-sum(weights), -product.id, product.name))
+    return [name for _, _, name in sorted(ranked)]
+
+
+@pytest.mark.parametrize("query", ["wool blank", "blank wool", "wool blanket", "blanket",
+                                   "blan", "wool", "throw wool blan"])
+def test_pages_follow_the_ranking_rules_across_scores(app, query):
+    """Matches of every score (both words in the name, one, none; a word standing for two
+    terms), read a few per page: the pages together are the whole ranking, in order, and each
+    page's total is exact."""
+    made = []
+    for i in range(14):
+        name = ("Wool Blanket", "Wool Throw", "Blanket Box", "Plaid Blankets")[i % 4] + f" {i}"
+        description = ("Warm wool blanket.", "A blanket.", "Wool.", "Wool blankets, throw.",
+                       "Plain.")[i % 5]
+        made.append(f.product(name, slug=f"b-{i}", description=description,
+                              active=i % 7 != 3))
+    expected = _expected(query, made)
+    seen = []
+    for number in range(1, 7):
+        page = find(query, per_page="3", page=str(number))
+        assert page.total == len(expected)
+        seen += names(page)
+    assert seen == expected
