@@ -105,8 +105,14 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
 
 # SQLite ---------------------------------------------------------------------------------------
 # Each word's terms with their numbers of products, read off the primary key in term order.
-_SQLITE_EXPAND = ("SELECT {i} AS word, term, count(*) AS n FROM search_terms "
-                  "WHERE term >= :lo_{i} AND term < :hi_{i} GROUP BY term")
+# Each word's terms, one seek each (the term after the last one), with their numbers of
+# products (a word alone: its total; several: which one drives).
+_SQLITE_TERMS = ("w{i}(term) AS (SELECT min(term) FROM search_terms WHERE term >= :lo_{i} "
+                 "AND term < :hi_{i} UNION ALL SELECT (SELECT min(s.term) FROM search_terms s "
+                 "WHERE s.term > w{i}.term AND s.term < :hi_{i}) FROM w{i} "
+                 "WHERE w{i}.term IS NOT NULL)")
+_SQLITE_SIZES = ("SELECT {i} AS word, term, (SELECT count(*) FROM search_terms s "
+                 "WHERE s.term = w{i}.term) AS n FROM w{i} WHERE term IS NOT NULL")
 # A product's terms in a range, looked up by product: one seek in (product_id, term). Left to
 # itself SQLite would read the whole range of terms for each product instead.
 _BY_PRODUCT = "search_terms t{i} INDEXED BY ix_search_terms_product_id"
@@ -117,8 +123,9 @@ def _sqlite_match(words: list[str], where: list[str], params: dict[str, Any],
     for i, w in enumerate(words):
         params[f"lo_{i}"], params[f"hi_{i}"] = w, w + _AFTER_PREFIX
     found: dict[int, dict[str, int]] = {i: {} for i in range(len(words))}
-    for word, term, n in rows(" UNION ALL ".join(_SQLITE_EXPAND.format(i=i)
-                                                 for i in range(len(words))), params):
+    expand = (f"WITH RECURSIVE {', '.join(_SQLITE_TERMS.format(i=i) for i in range(len(words)))} "
+              + " UNION ALL ".join(_SQLITE_SIZES.format(i=i) for i in range(len(words))))
+    for word, term, n in rows(expand, params):
         found[int(word)][term] = int(n)
     if any(not terms for terms in found.values()):
         return Match(where=["1 = 0"])
