@@ -174,6 +174,10 @@ def _sqlite_match(words: list[str], where: list[str], params: dict[str, Any],
     total: str | None = "page.total"
     if where:  # short words need the products' names: no shortcut past products
         ranked_page, total = None, None
+    elif len(words) == 1 and len(found[0]) <= _MERGED_TERMS and len(found[0]) > 1:
+        for k, term in enumerate(found[0]):
+            params[f"term_0_{k}"] = term
+        ranked_page = _ranked_by_best_term(len(found[0]), params, rows)
     elif len(words) == 1 and len(found[0]) == 1:
         # One term: its best page is the first rows of ix_search_terms_rank, read backwards,
         # and its count was read with the term.
@@ -190,6 +194,50 @@ def _sqlite_match(words: list[str], where: list[str], params: dict[str, Any],
     return Match(source=f"({matches}) m CROSS JOIN products p ON p.id = m.id", where=where,
                  params=params, score="m.score", order="m.score DESC, p.id DESC",
                  ranked_page=ranked_page, total=total)
+
+
+# A word of a few terms alone ("candl": candle, candles): each term's rows of one weight come
+# in product order (ix_search_terms_rank), so SQLite merges them (UNION, EXCEPT) without a sort.
+_MERGED_TERMS = 8
+# The weights a term can have, best first: in the name and the description, the name, the
+# description.
+_WEIGHTS = (NAME_WEIGHT + DESCRIPTION_WEIGHT, NAME_WEIGHT, DESCRIPTION_WEIGHT)
+
+
+def _ranked_by_best_term(count: int, params: dict[str, Any],
+                         rows: Rows) -> Callable[[int, int], str]:
+    """A page of the products with any of the terms :term_0_0 .. :term_0_{count - 1}, each
+    scored by its best one: the products whose best weight is w are those with a term of
+    weight w minus those with a better one, read newest first, as far as the page goes."""
+    def having(k: int, weight: int) -> str:
+        return f"SELECT product_id FROM search_terms WHERE term = :term_0_{k} AND weight = {weight}"
+
+    # Compound operators apply left to right: (A UNION B) EXCEPT C EXCEPT D.
+    tiers = [" UNION ".join(having(k, w) for k in range(count))
+             + "".join(f" EXCEPT {having(k, better)}" for better in _WEIGHTS[:n]
+                       for k in range(count))
+             for n, w in enumerate(_WEIGHTS)]
+    union = " UNION ".join(f"SELECT product_id FROM search_terms WHERE term = :term_0_{k}"
+                           for k in range(count))
+
+    def ranked_page(offset: int, limit: int) -> str:
+        total = rows(f"SELECT count(*) FROM ({union} ORDER BY 1)", params)[0][0]
+        parts, skip, wanted = [], int(offset), int(limit)
+        for weight, tier in zip(_WEIGHTS, tiers, strict=True):
+            if wanted <= 0 or skip >= total:
+                break
+            n = rows(f"SELECT count(*) FROM ({tier} ORDER BY 1)", params)[0][0]
+            if skip >= n:
+                skip -= n
+                continue
+            parts.append(f"SELECT product_id AS id, {weight} AS score, {int(total)} AS total "
+                         f"FROM ({tier} ORDER BY 1 DESC LIMIT {min(wanted, n - skip)} "
+                         f"OFFSET {skip})")
+            wanted -= n - skip
+            skip = 0
+        return " UNION ALL ".join(parts) or "SELECT NULL AS id, NULL AS score, 0 AS total LIMIT 0"
+
+    return ranked_page
 
 
 def _ranked_in_tiers(first: int, score: str, body: str, grouped: bool, params: dict[str, Any],
