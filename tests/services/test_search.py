@@ -329,3 +329,19 @@ def test_pages_follow_the_ranking_rules_across_scores(app, query):
         assert page.total == len(expected)
         seen += names(page)
     assert seen == expected
+
+
+def test_words_of_similar_sizes_are_merged_on_sqlite(app):
+    """SQLite: two words with as many products each are counted and paged by merging their
+    rows (INTERSECT), not by looking each match up; the page is the ranking's first."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plan")
+    made = [f.product(f"Wool Blanket {i}", slug=f"wb-{i}",
+                      description="Wool." if i % 2 else "A blanket.") for i in range(6)]
+    made += [f.product(f"Wool Scarf {i}", slug=f"ws-{i}", description="Blanket stitch.")
+             for i in range(3)]
+    statements = [s for s, _ in _statements_of("wool blanket", per_page="4")]
+    assert any(" INTERSECT " in s for s in statements), statements
+    page = find("wool blanket", per_page="4")
+    assert page.total == 9
+    assert names(page) == _expected("wool blanket", made)[:4]
