@@ -237,29 +237,71 @@ def _products(i: int, count: int, weight: int | None = None) -> str:
     return chain
 
 
+_NO_PAGE = "SELECT NULL AS id, NULL AS score, 0 AS total LIMIT 0"
+
+
+def _newest(chain: str, n: int, offset: int = 0) -> str:
+    """The ids of a chain of compound SELECTs (in product order), newest first, n of them."""
+    return f"SELECT * FROM ({chain} ORDER BY 1 DESC LIMIT {int(n)} OFFSET {int(offset)})"
+
+
+def _first_page(total_chain: str, tiers: list[tuple[int, list[str]]], limit: int,
+                params: dict[str, Any], rows: Rows) -> str:
+    """The first page of matches ranked score by score: `tiers` are the scores, best first,
+    each with the chains of its products. One query reads the total (a merge of
+    `total_chain`) and the best score's newest `limit`; when they do not fill the page, the
+    page's own query reads the next scores' newest too (each at most what is missing) and
+    keeps the best. A search page is then three queries: terms, this, the cards."""
+    limit = int(limit)
+    score, chains = tiers[0]
+    found = rows(f"SELECT NULL, (SELECT count(*) FROM ({total_chain} ORDER BY 1)) UNION ALL "
+                 + " UNION ALL ".join(f"SELECT product_id, NULL FROM ({_newest(c, limit)})"
+                                      for c in chains),
+                 params)
+    total = int(found[0][1])
+    page = [(score, pid) for pid in sorted((int(r[0]) for r in found[1:]), reverse=True)][:limit]
+    if not page and total == 0:
+        return _NO_PAGE
+    values = ("SELECT column1 AS id, column2 AS score FROM (VALUES "
+              + ", ".join(f"({pid}, {score})" for score, pid in page) + ")")
+    if len(page) >= min(limit, total):
+        return f"SELECT id, score, {total} AS total FROM ({values})"
+    missing = limit - len(page)
+    rest = " UNION ALL ".join(f"SELECT product_id AS id, {score} AS score "
+                              f"FROM ({_newest(c, missing)})"
+                              for score, chains in tiers[1:] for c in chains)
+    return (f"SELECT id, score, {total} AS total FROM ("
+            + (f"{values} UNION ALL " if page else "")
+            + f"SELECT * FROM ({rest})) ORDER BY score DESC, id DESC LIMIT {limit}")
+
+
 def _ranked_by_best_term(count: int, params: dict[str, Any],
                          rows: Rows) -> Callable[[int, int], str]:
     """A page of the products with any of the terms :term_0_0 .. :term_0_{count - 1}, each
     scored by its best one, read weight by weight, newest first, as far as the page goes."""
-    tiers = [_products(0, count, w) for w in _WEIGHTS]
+    tiers = [(w, [_products(0, count, w)]) for w in _WEIGHTS]
     union = _products(0, count)
 
     def ranked_page(offset: int, limit: int) -> str:
-        total = rows(f"SELECT count(*) FROM ({union} ORDER BY 1)", params)[0][0]
+        if not offset:
+            return _first_page(union, tiers, limit, params, rows)
+        # A later page skips whole weights: their sizes, with the total, in one query.
+        counts = rows("SELECT " + ", ".join(f"(SELECT count(*) FROM ({chain} ORDER BY 1))"
+                                            for chain in [union, *(t[1][0] for t in tiers)]),
+                      params)[0]
+        total = int(counts[0])
         parts, skip, wanted = [], int(offset), int(limit)
-        for weight, tier in zip(_WEIGHTS, tiers, strict=True):
-            if wanted <= 0 or skip >= total:
+        for (weight, (chain,)), n in zip(tiers, counts[1:], strict=True):
+            if wanted <= 0:
                 break
-            n = rows(f"SELECT count(*) FROM ({tier} ORDER BY 1)", params)[0][0]
             if skip >= n:
                 skip -= n
                 continue
-            parts.append(f"SELECT product_id AS id, {weight} AS score, {int(total)} AS total "
-                         f"FROM ({tier} ORDER BY 1 DESC LIMIT {min(wanted, n - skip)} "
-                         f"OFFSET {skip})")
+            parts.append(f"SELECT product_id AS id, {weight} AS score, {total} AS total "
+                         f"FROM ({_newest(chain, min(wanted, n - skip), skip)})")
             wanted -= n - skip
             skip = 0
-        return " UNION ALL ".join(parts) or "SELECT NULL AS id, NULL AS score, 0 AS total LIMIT 0"
+        return " UNION ALL ".join(parts) or _NO_PAGE
 
     return ranked_page
 
@@ -268,35 +310,21 @@ def _ranked_by_merging(found: dict[int, dict[str, int]], params: dict[str, Any],
                        deeper: Callable[[int, int], str]) -> Callable[[int, int], str]:
     """The first page of words of similar sizes (at most one of several terms), by merging
     rows in product order (INTERSECT) instead of looking each match up: the total is one
-    merge; the page is read score by score, each score's combinations of weights (one weight
-    per word) merged newest first until the page is full; a combination read in vain costs a
-    merge of its rows. Later pages are left to `deeper`."""
+    merge, and each score's products are its combinations of weights (one weight per word),
+    each merged newest first (_first_page). Later pages are left to `deeper`."""
     order = sorted(found, key=lambda i: (len(found[i]) == 1, i))  # the one of several first
-    total_sql = (f"SELECT count(*) FROM ("
-                 f"{' INTERSECT '.join(_products(i, len(found[i])) for i in order)} ORDER BY 1)")
+    total_chain = " INTERSECT ".join(_products(i, len(found[i])) for i in order)
     combinations = sorted(itertools.product(_WEIGHTS, repeat=len(order)), key=sum,
                           reverse=True)
+    tiers = [(score, [" INTERSECT ".join(_products(i, len(found[i]), w)
+                                         for i, w in zip(order, weights, strict=True))
+                      for weights in same])
+             for score, same in itertools.groupby(combinations, key=sum)]
 
     def ranked_page(offset: int, limit: int) -> str:
         if offset:
             return deeper(offset, limit)
-        total = int(rows(total_sql, params)[0][0])
-        page: list[tuple[int, int]] = []
-        for score, same in itertools.groupby(combinations, key=sum):
-            if len(page) >= min(limit, total):
-                break
-            ids: list[int] = []
-            for weights in same:
-                ids += [int(r[0]) for r in rows(
-                    " INTERSECT ".join(_products(i, len(found[i]), w)
-                                       for i, w in zip(order, weights, strict=True))
-                    + f" ORDER BY 1 DESC LIMIT {int(limit) - len(page)}", params)]
-            page += [(pid, score) for pid in sorted(ids, reverse=True)[:int(limit) - len(page)]]
-        if not page:
-            return "SELECT NULL AS id, NULL AS score, 0 AS total LIMIT 0"
-        values = ", ".join(f"({pid}, {score})" for pid, score in page)
-        return (f"SELECT column1 AS id, column2 AS score, {total} AS total "
-                f"FROM (VALUES {values})")
+        return _first_page(total_chain, tiers, limit, params, rows)
 
     return ranked_page
 

@@ -26,6 +26,8 @@ URLS = [
     "/products",
     "/products?page=2&per_page=4",
     "/products?q=linen",
+    "/products?q=linen+shirt",
+    "/products?q=lin+shirt&page=2&per_page=2",
     "/products?q=linen+shirt&sort=price",
     "/products?category=clothing&min_price=5&max_price=500&in_stock=true&sort=-price",
     "/products?sort=name&in_stock=true",
