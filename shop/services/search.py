@@ -114,7 +114,6 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
 
 
 # SQLite ---------------------------------------------------------------------------------------
-# Each word's terms with their numbers of products, read off the primary key in term order.
 # Each word's terms, one seek each (the term after the last one), with their numbers of
 # products (a word alone: its total; several: which one drives).
 _SQLITE_TERMS = ("w{i}(term) AS (SELECT min(term) FROM search_terms WHERE term >= :lo_{i} "
@@ -258,8 +257,9 @@ def _first_page(total_chain: str, tiers: list[tuple[int, list[str]]], limit: int
                  + " UNION ALL ".join(f"SELECT product_id, NULL FROM ({_newest(c, limit)})"
                                       for c in chains),
                  params)
-    total = int(found[0][1])
-    page = [(score, pid) for pid in sorted((int(r[0]) for r in found[1:]), reverse=True)][:limit]
+    total = int(next(n for pid, n in found if pid is None))
+    page = [(score, pid) for pid in sorted((int(pid) for pid, _ in found if pid is not None),
+                                           reverse=True)][:limit]
     if not page and total == 0:
         return _NO_PAGE
     values = ("SELECT column1 AS id, column2 AS score FROM (VALUES "
