@@ -70,6 +70,42 @@ def test_sqlite_products_get_their_terms_on_upgrade(tmp_path):
         db.engine.dispose()
 
 
+def test_two_letter_terms_on_upgrade(tmp_path):
+    """Migration 0005 adds the two-letter terms of the active products that have such words
+    (their other terms unchanged), and going back down takes them out again."""
+    from shop import create_app
+
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'old.db'}"},
+                       env="testing")
+    with fresh.app_context():
+        upgrade(revision="0003")
+        with db.engine.begin() as connection:
+            for pid, name, description, active in (
+                    (1, "Tall Vase", "Set of two.", 1), (2, "Café Mug", "Soft linen.", 1),
+                    (3, "Go Kart", "Of oak.", 0)):
+                connection.execute(text(
+                    "INSERT INTO products (id, slug, name, description, active, price, "
+                    "rating_count, created_at) VALUES (:id, :slug, :name, :description, "
+                    ":active, 10, 0, '2026-01-01')"),
+                    {"id": pid, "slug": f"p{pid}", "name": name, "description": description,
+                     "active": active})
+        upgrade(revision="0004")
+        before = {("tall", 1, 10), ("vase", 1, 10), ("set", 1, 1), ("two", 1, 1),
+                  ("cafe", 2, 10), ("mug", 2, 10), ("soft", 2, 1), ("linen", 2, 1)}
+
+        def stored() -> set:
+            with db.engine.connect() as connection:
+                return set(connection.execute(text(
+                    "SELECT term, product_id, weight FROM search_terms")).all())
+
+        assert stored() == before
+        upgrade(revision="0005")
+        assert stored() == before | {("of", 1, 1)}
+        downgrade(revision="0004")
+        assert stored() == before
+        db.engine.dispose()
+
+
 def test_upgrade_from_empty_and_downgrade(tmp_path):
     """A brand-new database (its own SQLite file, or a fresh MySQL database) migrates up and
     all the way down again."""

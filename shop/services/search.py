@@ -44,8 +44,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 TOKEN = re.compile(r"\w+", re.UNICODE)
-# Shorter words are not terms: a shopper's short word goes through LIKE on the name.
-MIN_TOKEN = 3
+# Shorter words are not terms (a shopper's one-letter word is left out).
+MIN_TOKEN = 2
 # The term column's length: longer words are kept (and looked for) by their first 40 letters.
 TERM_LENGTH = 40
 NAME_WEIGHT, DESCRIPTION_WEIGHT = 10, 1
@@ -88,29 +88,20 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
 
     `rows` runs a read (SQL with :name parameters): the words' prefixes are looked up in the
     terms first (one query), to know which terms each word stands for."""
-    words = tokens(query)
+    words: list[str] = []
+    for w in tokens(query):
+        # A one-letter word is no term, and as a prefix it would stand for a large part of the
+        # vocabulary: it is left out beside longer words, and alone it finds nothing.
+        term = _fold(w)[:TERM_LENGTH]
+        if len(w) >= MIN_TOKEN and term not in words:
+            words.append(term)
     if not words:
         return Match(where=["1 = 0"])
-    sqlite = dialect == "sqlite"
-    where: list[str] = []
-    params: dict[str, Any] = {}
-    long_words: list[str] = []
-    for i, w in enumerate(words):
-        if len(w) >= MIN_TOKEN:
-            term = _fold(w)[:TERM_LENGTH]
-            if term not in long_words:
-                long_words.append(term)
-        else:
-            # SQLite has no default escape character; MySQL's is the backslash.
-            where.append(f"p.name LIKE :like_{i}" + (" ESCAPE '\\'" if sqlite else ""))
-            params[f"like_{i}"] = f"%{_escape_like(w)}%"
-    if not long_words:
-        return Match(where=where, params=params)
     if rows is None:
         raise ValueError("a search needs `rows` to look up its terms")
-    if sqlite:
-        return _sqlite_match(long_words, where, params, rows)
-    return _mysql_match(long_words, where, params, rows)
+    if dialect == "sqlite":
+        return _sqlite_match(words, rows)
+    return _mysql_match(words, rows)
 
 
 # SQLite ---------------------------------------------------------------------------------------
@@ -127,8 +118,8 @@ _SQLITE_SIZES = ("SELECT {i} AS word, term, (SELECT count(*) FROM search_terms s
 _BY_PRODUCT = "search_terms t{i} INDEXED BY ix_search_terms_product_id"
 
 
-def _sqlite_match(words: list[str], where: list[str], params: dict[str, Any],
-                  rows: Rows) -> Match:
+def _sqlite_match(words: list[str], rows: Rows) -> Match:
+    params: dict[str, Any] = {}
     for i, w in enumerate(words):
         params[f"lo_{i}"], params[f"hi_{i}"] = w, w + _AFTER_PREFIX
     found: dict[int, dict[str, int]] = {i: {} for i in range(len(words))}
@@ -188,9 +179,7 @@ def _sqlite_match(words: list[str], where: list[str], params: dict[str, Any],
         paged = _ranked_by_merging(found, params, rows, paged)
     ranked_page: Callable[[int, int], str] | None = paged
     total: str | None = "page.total"
-    if where:  # short words need the products' names: no shortcut past products
-        ranked_page, total = None, None
-    elif len(words) == 1 and len(found[0]) <= _MERGED_TERMS and len(found[0]) > 1:
+    if len(words) == 1 and len(found[0]) <= _MERGED_TERMS and len(found[0]) > 1:
         ranked_page = _ranked_by_best_term(len(found[0]), params, rows)
     elif len(words) == 1 and len(found[0]) == 1:
         # One term: its best page is the first rows of ix_search_terms_rank, read backwards,
@@ -205,7 +194,7 @@ def _sqlite_match(words: list[str], where: list[str], params: dict[str, Any],
 
         total = ":terms_total"
     # With filters or another sort the matches come first, then their products by id.
-    return Match(source=f"({matches}) m CROSS JOIN products p ON p.id = m.id", where=where,
+    return Match(source=f"({matches}) m CROSS JOIN products p ON p.id = m.id",
                  params=params, score="m.score", order="m.score DESC, p.id DESC",
                  ranked_page=ranked_page, total=total)
 
@@ -367,8 +356,8 @@ _EXPAND = ("(SELECT {i} AS word, term FROM search_terms WHERE term LIKE :prefix_
            "GROUP BY term LIMIT 2)")
 
 
-def _mysql_match(words: list[str], where: list[str], params: dict[str, str],
-                 rows: Rows) -> Match:
+def _mysql_match(words: list[str], rows: Rows) -> Match:
+    params: dict[str, Any] = {}
     for i, w in enumerate(words):
         params[f"prefix_{i}"] = f"{_escape_like(w)}%"
     found: dict[int, list[str]] = {i: [] for i in range(len(words))}
@@ -393,9 +382,7 @@ def _mysql_match(words: list[str], where: list[str], params: dict[str, str],
     score = " + ".join(f"t{i}.weight" for i in range(len(words)))
     matches = (f"SELECT t0.product_id AS id, {score} AS score FROM {tables[0]}{joins}"
                + (f" WHERE {' AND '.join(conditions)}" if conditions else ""))
-    if where:  # short words need the products' names: no shortcut past products
-        ranked_page, total = None, None
-    elif len(words) == 1 and conditions:
+    if len(words) == 1 and conditions:
         # One term: its best page is the first rows of ix_search_terms_rank, read backwards,
         # and its count an index range; nothing else is read.
         def ranked_page(offset: int, limit: int) -> str:
@@ -414,7 +401,7 @@ def _mysql_match(words: list[str], where: list[str], params: dict[str, str],
     # With filters or another sort the matches come first, then their products by id: left
     # to choose, MySQL would read the whole catalogue in price or date order and look each
     # product up in the terms (100,000 lookups instead of the matches').
-    return Match(source=f"({matches}) m STRAIGHT_JOIN products p ON p.id = m.id", where=where,
+    return Match(source=f"({matches}) m STRAIGHT_JOIN products p ON p.id = m.id",
                  params=params, score="m.score", order="m.score DESC, p.id DESC",
                  ranked_page=ranked_page, total=total)
 

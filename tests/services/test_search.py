@@ -214,9 +214,28 @@ def test_a_prefix_of_several_words_finds_each_product_once(app):
 
 
 def test_short_words_combine_with_long_ones(goods):
-    assert names(find("linen sh")) == ["Linen Shirt"]  # "sh" is in the name only there
+    assert names(find("linen sh")) == ["Linen Shirt"]  # "sh" starts a word only there
     assert names(find("ta linen")) == ["Table Napkins"]
     assert names(find("ta")) == ["Table Napkins"]  # short words alone
+
+
+def test_two_letter_words_are_prefixes_of_words_like_the_others(goods):
+    """A two-letter word is a term and a prefix, ranked like any word: not a piece of a
+    name anywhere ("ta" in "Metal"), and found in descriptions too."""
+    f.product("Metal Stand", slug="stand", description="Holds a tablet.")
+    f.product("Tall Vase", slug="vase", description="Glass.")
+    assert names(find("ta")) == ["Tall Vase", "Table Napkins", "Metal Stand"]
+    assert find("ta").total == 3
+    assert names(find("of")) == ["Table Napkins"]  # "set of four": a whole two-letter word
+    assert names(find("to")) == []  # "Stoneware", "Cotton": not at a word's start
+    assert names(find("ta me")) == ["Metal Stand"]
+
+
+def test_one_letter_words_are_left_out_beside_longer_ones(goods):
+    f.product("T Shirt", slug="t-shirt", description="A tee.")
+    assert names(find("t shirt")) == names(find("shirt")) == ["Linen Shirt", "T Shirt"]
+    assert names(find("linen a")) == ["Linen Shirt", "Table Napkins"]
+    assert find("t").total == 0 and find("a b").total == 0  # alone they find nothing
 
 
 def test_accents_do_not_matter(app):
@@ -303,14 +322,14 @@ def _expected(query: str, products: list[Product]) -> list[str]:
     for product in products:
         terms = search.terms(product.name, product.description)
         weights = [max((w for t, w in terms.items() if t.startswith(word)), default=None)
-                   for word in search.tokens(query)]
+                   for word in search.tokens(query) if len(word) > 1]
         if product.active and None not in weights:
             ranked.append((-sum(weights), -product.id, product.name))
     return [name for _, _, name in sorted(ranked)]
 
 
 @pytest.mark.parametrize("query", ["wool blank", "blank wool", "wool blanket", "blanket",
-                                   "blan", "wool", "throw wool blan"])
+                                   "blan", "wool", "throw wool blan", "bl", "wo b bl"])
 def test_pages_follow_the_ranking_rules_across_scores(app, query):
     """Matches of every score (both words in the name, one, none; a word standing for two
     terms), read a few per page: the pages together are the whole ranking, in order, and each
