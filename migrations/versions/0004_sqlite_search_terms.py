@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-21 14:00:00
+Create Date: 2026-11-21 09:40:00
 
 """
 import re
