@@ -10,7 +10,6 @@ import math
 import os
 import re
 import time
-from datetime import UTC, datetime
 
 from flask import (
     Flask,
@@ -76,11 +75,28 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def _utc_iso(created: float) -> str:
+    """`datetime.fromtimestamp(created, UTC).isoformat()`, with the part up to the second
+    worked out once a second (a log line a request)."""
+    global _SECOND
+    second = int(created)
+    micro = int(round((created - second) * 1_000_000))
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    kept = _SECOND  # one tuple, swapped whole: safe between threads
+    if kept[0] != second:
+        kept = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{kept[1]}.{micro:06d}+00:00" if micro else f"{kept[1]}+00:00"
+
+
+_SECOND: tuple[int, str] = (-1, "")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, for production log shippers."""
 
     def format(self, record: logging.LogRecord) -> str:
-        data = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+        data = {"ts": _utc_iso(record.created),
                 "level": record.levelname, "logger": record.name,
                 "message": record.getMessage(), "request_id": getattr(record, "request_id", "")}
         for key in ("method", "path", "status", "duration_ms", "remote_addr"):
@@ -111,6 +127,9 @@ def configure_logging(app: Flask) -> None:
     for old in [h for h in root.handlers if getattr(h, "shop_handler", False)]:
         root.removeHandler(old)
     if app.config.get("JSON_LOGS"):
+        # What a JSON line never shows, a record need not collect (logging's own switches).
+        logging.logThreads = False
+        logging.logMultiprocessing = False
         root.addHandler(handler)
         if root.level == logging.NOTSET or root.level > logging.WARNING:
             root.setLevel(logging.WARNING)

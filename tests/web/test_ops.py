@@ -471,3 +471,17 @@ def test_a_multipart_upload_over_the_limit_is_refused(client, tmp_path):
         response = client.post("/account/profile", data={"file": (fh, "big.bin")},
                                content_type="multipart/form-data")
     assert response.status_code == 413
+
+
+def test_log_timestamps_are_utc_iso_8601_as_datetime_writes_them():
+    """The JSON lines' `ts` (worked out once a second) is what datetime's isoformat gives."""
+    import random
+    from datetime import UTC, datetime
+
+    from shop.http import _utc_iso
+
+    rng = random.Random(7)
+    moments = [0.0, 1.5, 1_800_000_000.0, 1_800_000_000.9999996, 1_800_000_001.000001,
+               *(rng.uniform(1e9, 3e9) for _ in range(5000))]
+    for moment in moments:
+        assert _utc_iso(moment) == datetime.fromtimestamp(moment, UTC).isoformat(), moment
