@@ -33,11 +33,14 @@ class _KeptKeySigner(TimestampSigner):
     and computing HMACs in one call (same signatures)."""
 
     def derive_key(self, secret_key=None):
-        if secret_key is not None:
-            return super().derive_key(secret_key)
-        key = self.__dict__.get("_derived")
+        # Signing derives from the newest key; checking a signature derives from each key in
+        # turn (key rotation): both kept per key.
+        derived = self.__dict__.get("_derived")
+        if derived is None:
+            derived = self._derived = {}
+        key = derived.get(secret_key)
         if key is None:
-            key = self._derived = super().derive_key()
+            key = derived[secret_key] = super().derive_key(secret_key)
         return key
 
     def get_signature(self, value):
