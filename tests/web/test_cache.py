@@ -142,6 +142,37 @@ def test_a_returning_anonymous_shopper_keeps_their_session(cached_app, shirt):
     assert added.status_code == 303
 
 
+def test_an_expired_or_altered_session_cookie_is_not_taken_on_a_hit(make_app):
+    """A worker keeps what it learnt of a session cookie only until the cookie expires, and
+    only for those exact bytes."""
+    from datetime import timedelta
+
+    conn = _redis()
+    prefix = f"shop-test-cache:{uuid.uuid4().hex}:"
+    app = make_app(REDIS_URL=REDIS_URL, CACHE_KEY_PREFIX=prefix,
+                   PERMANENT_SESSION_LIFETIME=timedelta(seconds=2))
+    try:
+        with app.app_context():
+            f.product("Mug", slug="mug")
+            browser = app.test_client()
+            get(browser, "/p/mug")  # the session starts
+            hit = get(browser, "/p/mug")
+            assert hit.headers["X-Cache"] == "hit" and "Set-Cookie" not in hit.headers
+            domain = app.config["SERVER_NAME"]
+            cookie = browser.get_cookie("session", domain=domain).value
+            altered = app.test_client()
+            altered.set_cookie("session", cookie[:-2] + ("AA" if cookie[-2:] != "AA" else "BB"),
+                               domain=domain)
+            assert "session=" in get(altered, "/p/mug").headers.get("Set-Cookie", "")
+            time.sleep(3.1)  # signatures count whole seconds: older than 2 s means 3
+            late = get(browser, "/p/mug")
+            assert late.headers["X-Cache"] == "hit"
+            assert "session=" in late.headers.get("Set-Cookie", "")  # a new session
+    finally:
+        for key in conn.scan_iter(match=prefix + "*", count=500):
+            conn.delete(key)
+
+
 def test_a_shopper_with_a_cart_or_an_account_is_never_served_from_the_cache(cached_app, shirt):
     get(shopper(cached_app), "/products")
     buyer = shopper(cached_app)

@@ -50,6 +50,7 @@ ANONYMOUS_KEYS = frozenset({"csrf_token", "_fresh", "_permanent"})
 PLACEHOLDER = b"__shop_csrf_token_7c1e__"
 ENVIRON_KEY = "shop.page_cache"
 LOCAL_PAGES = 256  # pages a worker keeps in memory (about 30 KB each)
+LOCAL_SESSIONS = 4096  # checked session cookies a worker keeps (about 300 bytes each)
 QUERY_ARGUMENTS = frozenset({"q", "category", "min_price", "max_price", "in_stock", "sort",
                              "page", "per_page", "variant"})
 STORE_KEY = "shop.page_cache.store"
@@ -90,6 +91,8 @@ class PageCache:
         # Pages this worker served lately, by key; each is used only while its version is
         # the current one and younger than CATALOG_CACHE_SECONDS, like the Redis copy.
         self._local: dict[str, tuple] = {}
+        # Answers of _anonymous_secret by session cookie (see there).
+        self._sessions: dict[str, tuple] = {}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -135,23 +138,35 @@ class PageCache:
 
     def _anonymous_secret(self, cookie: str | None) -> str | None | bool:
         """The session's CSRF secret (None: no usable session), or False when the session
-        holds anything personal."""
+        holds anything personal.
+
+        A cookie's answer is the same every time until the cookie expires (its bytes are
+        signed), so an answer is kept per cookie, with the cookie's expiry, for a shopper's
+        next pages: checking a signature and decoding the session cost a fifth of a hit."""
         if not cookie:
             return None
         app = self.flask_app
         serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
         if serializer is None:
             return False
+        kept = self._sessions.get(cookie)
+        if kept is not None and kept[0] is serializer and time.time() < kept[1]:
+            return kept[2]
+        max_age = int(app.permanent_session_lifetime.total_seconds())
         try:
-            data = serializer.loads(cookie, max_age=int(
-                app.permanent_session_lifetime.total_seconds()))
+            data, signed_at = serializer.loads(cookie, max_age=max_age, return_timestamp=True)
         except BadSignature:
             return None  # Flask would start a new session too
         if not isinstance(data, dict) or not set(data) <= ANONYMOUS_KEYS \
                 or data.get("_fresh") is True:
-            return False
-        secret = data.get("csrf_token")
-        return secret if isinstance(secret, str) else False
+            answer: str | bool = False
+        else:
+            secret = data.get("csrf_token")
+            answer = secret if isinstance(secret, str) else False
+        if len(self._sessions) >= LOCAL_SESSIONS:
+            self._sessions.clear()
+        self._sessions[cookie] = (serializer, signed_at.timestamp() + max_age, answer)
+        return answer
 
     def _hit(self, environ: dict, start_response: Callable, entry: tuple, secret: str | None,
              started: float) -> Iterable[bytes]:
