@@ -1,4 +1,5 @@
-"""CLI: `flask --app wsgi seed [--products N]`, `create-admin`, `expire-orders`."""
+"""CLI: `flask --app wsgi seed [--products N]`, `create-admin`, `cleanup`, `refresh-catalog`
+(jobs: shop/jobs_cli.py)."""
 from __future__ import annotations
 
 import click
@@ -48,6 +49,16 @@ def init_app(app: Flask) -> None:
         purged = maintenance.purge_stale()
         click.echo(f"Deleted {purged.idempotency_records} idempotency records and "
                    f"{purged.guest_carts} abandoned guest carts.")
+
+    @app.cli.command("refresh-catalog")
+    def refresh_catalog() -> None:
+        """After hand-written SQL changes to products or categories: recount, re-index the
+        search terms, move the cache version (docs/DEPLOY.md)."""
+        from .services import maintenance
+
+        count = maintenance.refresh_catalog()
+        click.echo(f"Catalogue state, cache version and the search terms of {count} products "
+                   f"written again.")
 
     @app.cli.command("seed-if-empty")
     def seed_if_empty() -> None:

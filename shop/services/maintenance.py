@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from ..extensions import db
 from ..models import Cart, CartLine, IdempotencyRecord, utcnow
+from . import cache, catalog_state, search
 from .database import write_transaction
 
 IDEMPOTENCY_DAYS = 2
@@ -38,3 +39,36 @@ def purge_stale() -> Purged:
             db.session.execute(delete(Cart).where(Cart.id.in_(cart_ids))
                                .execution_options(synchronize_session=False))
     return Purged(records, len(cart_ids))
+
+
+REFRESH_BATCH = 2000
+
+
+def refresh_catalog() -> int:
+    """Work out again what the shop keeps derived from the catalogue, after products or
+    categories were changed by hand in SQL (which the shop's own writes never need): the
+    category tree's revision, the number of active products, every product's search terms
+    (a batch of products a transaction), and the page cache's version. Returns the number of
+    products whose terms were written."""
+    with write_transaction():
+        connection = db.session.connection()
+        catalog_state.categories_changed(connection)
+        catalog_state.recount_products(connection)
+    done, last = 0, 0
+    while True:
+        with write_transaction():
+            connection = db.session.connection()
+            ids = [row[0] for row in connection.execute(text(
+                "SELECT id FROM products WHERE id > :last ORDER BY id LIMIT :n"),
+                {"last": last, "n": REFRESH_BATCH})]
+            if not ids:
+                break
+            search.reindex(connection, ids)
+        done += len(ids)
+        last = ids[-1]
+    with write_transaction():
+        # Terms of products that no longer exist (a hand-written DELETE without the cascade).
+        db.session.execute(text("DELETE FROM search_terms WHERE product_id NOT IN "
+                                "(SELECT id FROM products)"))
+    cache.catalog_changed()
+    return done

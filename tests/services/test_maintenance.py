@@ -28,3 +28,35 @@ def test_cleanup_deletes_only_stale_records_and_guest_carts(app, runner):
     assert "Deleted 1 idempotency records and 1 abandoned guest carts." in result.output
     assert [r.key for r in db.session.query(IdempotencyRecord)] == ["new"]
     assert {c.token for c in db.session.query(Cart)} == {"new-guest", None}
+
+
+def test_refresh_catalog_catches_up_with_changes_made_by_hand_in_sql(app, runner, client):
+    """Writes made in SQL bypass what the shop keeps (search terms, counts, tree revision);
+    `flask refresh-catalog` works them out again."""
+    from sqlalchemy import text
+
+    f.category("Garden", slug="garden")
+    f.product("Walnut Bowl", slug="walnut-bowl")
+    gone = f.product("Copper Kettle", slug="copper-kettle")
+    assert "Walnut Bowl" in client.get("/products?q=walnut").get_data(as_text=True)
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE products SET name = 'Maple Bowl', description = 'Turned maple' "
+                          "WHERE slug = 'walnut-bowl'"))
+        conn.execute(text("UPDATE products SET active = :no WHERE id = :id"),
+                     {"no": False, "id": gone.id})
+        conn.execute(text("INSERT INTO categories (name, slug, description, position) "
+                          "VALUES ('Kitchen', 'kitchen', '', 0)"))
+    db.session.remove()
+    # Before: the old name is still found, the new one not, the count and the nav are stale.
+    assert "Maple Bowl" in client.get("/products?q=walnut").get_data(as_text=True)
+    assert "Kitchen" not in client.get("/products").get_data(as_text=True)
+    result = runner.invoke(args=["refresh-catalog"])
+    assert result.exit_code == 0, result.output
+    assert "search terms of 2 products" in result.output
+    db.session.remove()
+    found = client.get("/products?q=maple").get_data(as_text=True)
+    assert "Maple Bowl" in found and "1 product" in found
+    assert "No products found" in client.get("/products?q=walnut").get_data(as_text=True)
+    assert "No products found" in client.get("/products?q=kettle").get_data(as_text=True)
+    listing = client.get("/products").get_data(as_text=True)
+    assert "1 product" in listing and "Kitchen" in listing
