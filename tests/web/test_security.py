@@ -291,9 +291,20 @@ def test_login_limit_holds_across_two_gunicorn_workers_with_redis(tmp_path):
 
         first = [attempt(f"wrong-guess-{n}") for n in range(limit)]
         assert first == [401] * limit
-        # Keep knocking until both workers have answered 429 (each on a new connection).
+        # Keep knocking until both workers have answered 429 (each on a new connection). The
+        # kernel may hand every connection to the same idle worker; every other attempt, a
+        # half-sent request keeps one worker reading, so the attempt goes to the other.
         for n in range(200):
-            assert attempt(f"wrong-again-{n}") == 429
+            blocker = None
+            if n % 2:
+                blocker = socket.create_connection(("127.0.0.1", port))
+                blocker.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                time.sleep(0.05)
+            try:
+                assert attempt(f"wrong-again-{n}") == 429
+            finally:
+                if blocker is not None:
+                    blocker.close()
             if n >= 10 and len(_pids(access_log, answers, 429)) >= 2:
                 break
         assert attempt(f.PASSWORD) == 429  # blocked for everyone while the window lasts
