@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Coupon, CouponUse, Order, utcnow
+from ..models import Coupon, CouponUse, utcnow
 from .errors import CouponInvalid, CouponUsedUp
 from .money import format_money
 from .pricing import CouponTerms
@@ -75,7 +75,7 @@ def validate(code: str | None, subtotal: Decimal, *, user_id: int | None = None,
     return coupon
 
 
-def record_use(coupon: Coupon, order: Order, user_id: int | None, email: str) -> None:
+def record_use(coupon: Coupon, order_id: int, user_id: int | None, email: str) -> None:
     """Count one use atomically; raise CouponUsedUp when a limit is reached. Only flushes.
 
     The conditional UPDATE takes the coupon's row lock, so every checkout using this coupon
@@ -102,7 +102,7 @@ def record_use(coupon: Coupon, order: Order, user_id: int | None, email: str) ->
         with db.session.begin_nested():
             db.session.add(CouponUse(coupon_id=coupon.id, customer_key=key,
                                      use_number=max(used, default=0) + 1, user_id=user_id,
-                                     email=normalise_email(email), order_id=order.id))
+                                     email=normalise_email(email), order_id=order_id))
     except IntegrityError as exc:
         raise CouponUsedUp("You have already used that coupon as many times as it allows.",
                            field="code", code="coupon_customer_limit") from exc

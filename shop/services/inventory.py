@@ -1,20 +1,27 @@
 """Stock: taken atomically by one conditional UPDATE on the primary, released exactly once."""
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from functools import cache
+
+from sqlalchemy import bindparam, select, update
 
 from ..extensions import db
 from ..models import StockAdjustment, Variant
 from .errors import NotFound, OutOfStock, ValidationError
 
 
+@cache
+def _take():
+    """The conditional UPDATE that takes stock, built once (a checkout runs it per line)."""
+    table = Variant.__table__
+    return (update(table)
+            .where(table.c.id == bindparam("variant"), table.c.stock_quantity >= bindparam("qty"))
+            .values(stock_quantity=table.c.stock_quantity - bindparam("qty")))
+
+
 def reserve(variant_id: int, quantity: int) -> None:
     """Take stock atomically; raise OutOfStock when not enough is left. Only flushes."""
-    result = db.session.execute(
-        update(Variant)
-        .where(Variant.id == variant_id, Variant.stock_quantity >= quantity)
-        .values(stock_quantity=Variant.stock_quantity - quantity)
-        .execution_options(synchronize_session=False))
+    result = db.session.execute(_take(), {"variant": variant_id, "qty": quantity})
     if result.rowcount != 1:
         row = db.session.execute(select(Variant.sku, Variant.stock_quantity)
                                  .where(Variant.id == variant_id)).first()

@@ -4,25 +4,53 @@ from __future__ import annotations
 import smtplib
 import uuid
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from flask import current_app
 
+# Bodies that are not plain ASCII go out as quoted-printable UTF-8: readable, and safe on any
+# mail server (no 8BITMIME needed).
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
+
+
+def _text_part(body: str, subtype: str) -> MIMEText:
+    return MIMEText(body, subtype, "us-ascii" if body.isascii() else _UTF8_QP)
+
+
+def build(sender: str, to: str, subject: str, text: str, html: str | None = None) -> Message:
+    """The message: text, or text and HTML as alternatives.
+
+    Headers in plain ASCII (the usual case: addresses, "Your order SO-...") are written by the
+    email package's classic MIME classes, three times cheaper than EmailMessage's header
+    objects, which matters for an order confirmation sent inline while the shopper waits.
+    Anything else (a shop or customer name with accents) goes through EmailMessage, which
+    encodes such headers properly."""
+    headers = {"From": sender, "To": to, "Subject": subject, "Date": formatdate(usegmt=True),
+               "Message-ID": make_msgid(domain="shop.local")}
+    if all(value.isascii() for value in headers.values()):
+        msg: Message = _text_part(text, "plain")
+        if html:
+            msg = MIMEMultipart("alternative", _subparts=[msg, _text_part(html, "html")])
+    else:
+        msg = EmailMessage()
+        msg.set_content(text)
+        if html:
+            msg.add_alternative(html, subtype="html")
+    for name, value in headers.items():
+        msg[name] = value
+    return msg
+
 
 def send(to: str, subject: str, text: str, html: str | None = None) -> str:
     """Send one message (text, and HTML when given); returns its Message-ID."""
     cfg = current_app.config
-    msg = EmailMessage()
-    msg["From"] = cfg["MAIL_DEFAULT_SENDER"]
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = make_msgid(domain="shop.local")
-    msg.set_content(text)
-    if html:
-        msg.add_alternative(html, subtype="html")
+    msg = build(cfg["MAIL_DEFAULT_SENDER"], to, subject, text, html)
     if cfg.get("MAIL_SERVER"):
         with smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=20) as smtp:
             if cfg.get("MAIL_USE_TLS"):

@@ -257,7 +257,7 @@ def test_per_customer_limit_under_concurrency_for_an_account(app):
 
         with write_transaction():
             c = db.session.get(Coupon, coupon_id)
-            coupons.record_use(c, db.session.get(Order, order_id), customer_id, "racer@example.com")
+            coupons.record_use(c, order_id, customer_id, "racer@example.com")
         return order_id
 
     results = run_concurrently(app, [(lambda oid=oid: use(oid)) for oid in order_ids])
