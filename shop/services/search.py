@@ -352,18 +352,23 @@ def _ranked_in_tiers(first: int, score: str, body: str, grouped: bool, params: d
 # MySQL ----------------------------------------------------------------------------------------
 # Which terms each word is a prefix of: none, one (the term itself, found in order on an
 # index), or several (shown by a second one). GROUP BY reads a term once, skipping its rows.
-_EXPAND = ("(SELECT {i} AS word, term FROM search_terms WHERE term LIKE :prefix_{i} "
-           "GROUP BY term LIMIT 2)")
+# A word's first two terms, each one seek in the terms index (min over a range). Grouping the
+# range by term instead read every row of it: 5 ms for "cotton"'s 30,000 before any product.
+_EXPAND = ("SELECT {i} AS word, a.term, (SELECT min(s.term) FROM search_terms s "
+           "WHERE s.term > a.term AND s.term < :hi_{i}) AS next_term "
+           "FROM (SELECT min(term) AS term FROM search_terms "
+           "WHERE term >= :lo_{i} AND term < :hi_{i}) a")
 
 
 def _mysql_match(words: list[str], rows: Rows) -> Match:
     params: dict[str, Any] = {}
     for i, w in enumerate(words):
         params[f"prefix_{i}"] = f"{_escape_like(w)}%"
+        params[f"lo_{i}"], params[f"hi_{i}"] = w, w + _AFTER_PREFIX
     found: dict[int, list[str]] = {i: [] for i in range(len(words))}
-    for word, term in rows(" UNION ALL ".join(_EXPAND.format(i=i) for i in range(len(words))),
-                           params):
-        found[int(word)].append(term)
+    for word, term, next_term in rows(
+            " UNION ALL ".join(_EXPAND.format(i=i) for i in range(len(words))), params):
+        found[int(word)].extend(t for t in (term, next_term) if t is not None)
     if any(not terms for terms in found.values()):
         return Match(where=["1 = 0"])
     # A word that is one term is that term's rows; a prefix of several terms is the best of
