@@ -23,6 +23,10 @@ def _text_part(body: str, subtype: str) -> MIMEText:
     return MIMEText(body, subtype, "us-ascii" if body.isascii() else _UTF8_QP)
 
 
+def _cte(body: str) -> str:
+    return "7bit" if body.isascii() else "quoted-printable"
+
+
 def build(sender: str, to: str, subject: str, text: str, html: str | None = None) -> Message:
     """The message: text, or text and HTML as alternatives.
 
@@ -39,9 +43,9 @@ def build(sender: str, to: str, subject: str, text: str, html: str | None = None
             msg = MIMEMultipart("alternative", _subparts=[msg, _text_part(html, "html")])
     else:
         msg = EmailMessage()
-        msg.set_content(text)
+        msg.set_content(text, cte=_cte(text))
         if html:
-            msg.add_alternative(html, subtype="html")
+            msg.add_alternative(html, subtype="html", cte=_cte(html))
     for name, value in headers.items():
         msg[name] = value
     return msg

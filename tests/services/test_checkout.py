@@ -186,6 +186,43 @@ def test_same_idempotency_key_gives_one_order(app):
     assert db.session.get(Variant, variant.id).stock_quantity == 4
 
 
+def test_same_key_after_the_cart_filled_again_gives_the_first_order_and_keeps_the_cart(app):
+    """The order insert refuses the key; the first order is the answer; nothing is taken."""
+    mat = f.variant_of(f.product("Mat", stock=5))
+    rug = f.variant_of(f.product("Rug", stock=5))
+    owner = guest_cart(mat.id, 1)
+    first = checkout.place_order(owner, request(idempotency_key="api:1:retry"))
+    carts.add_item(owner, 2, variant_id=rug.id)
+    again = checkout.place_order(owner, request(idempotency_key="api:1:retry"))
+    assert again.id == first.id
+    assert [line.sku for line in again.lines] == [mat.sku]
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+    assert db.session.get(Variant, rug.id).stock_quantity == 5
+    assert [line.quantity for line in carts.view(owner).lines] == [2]
+    # A new key places the new cart.
+    other = checkout.place_order(owner, request(idempotency_key="api:1:next"))
+    assert other.id != first.id and [line.sku for line in other.lines] == [rug.sku]
+    assert db.session.get(Variant, rug.id).stock_quantity == 3
+
+
+def test_same_key_answers_with_the_order_even_when_the_cart_would_now_be_refused(app):
+    """A retry after the stock ran out still finds the first order; the same cart without a
+    key, or with a new key, is refused as the shopper's error."""
+    lamp = f.variant_of(f.product("Lamp", stock=3))
+    owner = guest_cart(lamp.id, 2)
+    first = checkout.place_order(owner, request(idempotency_key="web:tok"))
+    carts.add_item(owner, 1, variant_id=lamp.id)
+    variant = db.session.get(Variant, lamp.id)
+    variant.stock_quantity = 0
+    db.session.commit()
+    assert checkout.place_order(owner, request(idempotency_key="web:tok")).id == first.id
+    with pytest.raises(OutOfStock):
+        checkout.place_order(owner, request(idempotency_key="web:other"))
+    with pytest.raises(OutOfStock):
+        checkout.place_order(owner, request())
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+
+
 def test_thirty_buyers_for_five_units(app):
     variant = f.variant_of(f.product("Last Five", stock=5))
     owners = [guest_cart(variant.id, 1) for _ in range(30)]

@@ -190,3 +190,28 @@ def test_flask_worker_command_runs_jobs(redis_app):
 def test_flask_worker_command_without_redis_explains(make_app):
     result = make_app().test_cli_runner().invoke(args=["worker", "--burst"])
     assert result.exit_code == 1 and "REDIS_URL is not set" in result.output
+
+
+@pytest.mark.parametrize(("sender", "to", "subject", "text", "html"), [
+    ("Shop <shop@example.com>", "buyer@example.com", "Your order SO-ABC", "Thanks — café\n",
+     "<p>Thanks — café</p>"),
+    ("Shop <shop@example.com>", "buyer@example.com", "Reset your password", "Plain.\n", None),
+    ("Café Zoë <shop@example.com>", "Zoë Émile <zoe@example.com>", "Ihre Bestellung: Grüße",
+     "Grüße\n", "<p>Grüße</p>"),
+])
+def test_mail_round_trips_through_a_mail_reader(sender, to, subject, text, html):
+    """ASCII headers take the classic MIME classes, others EmailMessage; a mail reader gets
+    the same headers and bodies either way."""
+    from shop.services import mail
+
+    raw = bytes(mail.build(sender, to, subject, text, html))
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert (message["From"], message["To"], message["Subject"]) == (sender, to, subject)
+    assert message["Message-ID"].endswith("@shop.local>") and message["Date"]
+    assert message.get_body(("plain",)).get_content() == text
+    if html:
+        assert message.get_content_type() == "multipart/alternative"
+        assert message.get_body(("html",)).get_content().strip() == html
+    else:
+        assert message.get_content_type() == "text/plain"
+    assert raw.isascii()  # safe for any mail server: no 8-bit bodies or headers
