@@ -83,6 +83,13 @@ def tokens(query: str) -> list[str]:
     return [t.lower() for t in TOKEN.findall(query or "")][:MAX_TOKENS]
 
 
+def only_short_words(query: str) -> bool:
+    """True when the query has words but none long enough to search for ("t", "a b"): such a
+    search finds nothing, and the shopper is told why."""
+    words = tokens(query)
+    return bool(words) and all(len(w) < MIN_TOKEN for w in words)
+
+
 def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
     """The SQL that finds products matching every word of `query` on this database.
 

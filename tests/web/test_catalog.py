@@ -112,6 +112,19 @@ def test_search_ranks_and_matches_prefixes(client, catalog):
     assert "No products found" in client.get("/products?q=zzzzqqq").get_data(as_text=True)
 
 
+def test_a_search_of_one_letter_words_says_why_it_finds_nothing(client, catalog):
+    hint = "Search words need at least two letters"
+    for q in ("t", "a b"):
+        response = client.get("/products", query_string={"q": q})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200
+        assert "No products found" in html and hint in html
+        fragment = client.get("/products", query_string={"q": q}, headers={"HX-Request": "true"})
+        assert hint in fragment.get_data(as_text=True)
+    assert hint not in client.get("/products?q=zzzzqqq").get_data(as_text=True)
+    assert hint not in client.get("/products?q=linen+a").get_data(as_text=True)  # found
+
+
 def test_search_ignores_query_syntax(client, catalog):
     for q in ['"', "AND OR NOT", "*", "linen)", "-(", "%_", "NEAR(a b)"]:
         response = client.get("/products", query_string={"q": q})

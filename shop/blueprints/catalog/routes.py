@@ -13,7 +13,7 @@ from flask import (
 )
 from werkzeug.utils import safe_join
 
-from ...services import catalog
+from ...services import catalog, search
 from ...services.errors import NotFound
 from ..htmx import is_htmx, vary
 from . import page_cache
@@ -76,7 +76,8 @@ def _listing(template: str, *, slug: str | None = None):
     if errors and not is_htmx():
         status = 400
     context = {"filters": filters, "errors": errors, "page": page, "tree": tree,
-               "category": node, "sort_labels": catalog.SORT_LABELS, "page_status": status}
+               "category": node, "sort_labels": catalog.SORT_LABELS, "page_status": status,
+               "short_query": not page.total and search.only_short_words(filters.q)}
     if node is not None:
         context["ancestors"] = tree.ancestors(node)
     if is_htmx():
