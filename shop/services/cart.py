@@ -10,7 +10,7 @@ from functools import cache
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..models import Cart, CartLine, Product, ProductImage, Variant, utcnow
@@ -191,7 +191,9 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
         cart.updated_at = utcnow()
         db.session.flush()
         line_id = line.id
-    return db.session.get(CartLine, line_id)
+    # With its variant and product in the same query: the answer names what was added.
+    return db.session.get(CartLine, line_id,
+                          options=[joinedload(CartLine.variant).joinedload(Variant.product)])
 
 
 def _owned_line(owner: CartOwner, line_id: int) -> CartLine:
