@@ -95,8 +95,7 @@ def place_order(owner: CartOwner, req: CheckoutRequest) -> Order:
         return existing
     # The order and its lines in one query (the confirmation mail reads both).
     order = db.session.get(Order, order_id, options=[joinedload(Order.lines)])
-    if low_stock is not None:
-        _after_commit(order, low_stock)
+    _after_commit(order, low_stock)
     return order
 
 
