@@ -130,6 +130,9 @@ def configure_logging(app: Flask) -> None:
         # What a JSON line never shows, a record need not collect (logging's own switches).
         logging.logThreads = False
         logging.logMultiprocessing = False
+        # Nor where the call was made (file, line, function): finding it walks the stack on
+        # every record (the logging HOWTO's "Optimization" switch).
+        logging._srcfile = None  # type: ignore[attr-defined]
         root.addHandler(handler)
         if root.level == logging.NOTSET or root.level > logging.WARNING:
             root.setLevel(logging.WARNING)
