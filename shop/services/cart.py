@@ -75,12 +75,19 @@ def max_quantity() -> int:
     return int(current_app.config["MAX_LINE_QUANTITY"])
 
 
-def _cart_filter(owner: CartOwner):
+def _owner_key(owner: CartOwner) -> tuple[str, int | str] | None:
+    """Which cart column identifies the owner's cart, and its value: a customer's user id
+    before a guest token; None for nobody."""
     if owner.user_id:
-        return Cart.user_id == owner.user_id
+        return "user_id", owner.user_id
     if owner.token:
-        return Cart.token == owner.token
+        return "token", owner.token
     return None
+
+
+def _cart_filter(owner: CartOwner):
+    key = _owner_key(owner)
+    return getattr(Cart, key[0]) == key[1] if key is not None else None
 
 
 @cache
@@ -91,13 +98,10 @@ def _cart_by(column: str):
 
 
 def find_cart(owner: CartOwner) -> Cart | None:
-    if owner.user_id:
-        column, value = "user_id", owner.user_id
-    elif owner.token:
-        column, value = "token", owner.token
-    else:
+    key = _owner_key(owner)
+    if key is None:
         return None
-    return db.session.execute(_cart_by(column), {"owner": value}).scalar_one_or_none()
+    return db.session.execute(_cart_by(key[0]), {"owner": key[1]}).scalar_one_or_none()
 
 
 def _get_or_create(owner: CartOwner) -> Cart:
