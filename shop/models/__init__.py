@@ -7,6 +7,7 @@ from .catalog import (
     Category,
     Product,
     ProductImage,
+    SearchPosting,
     SearchTerm,
     StockAdjustment,
     Variant,
@@ -22,6 +23,6 @@ __all__ = [
     "ROLES", "Address", "ApiToken", "AuditLog", "Cart", "CartLine", "CatalogState", "Category",
     "Coupon",
     "CouponUse", "IdempotencyRecord", "Order", "OrderEvent", "OrderLine", "Payment",
-    "Product", "ProductImage", "ProviderEvent", "Review", "SearchTerm", "Shipment",
+    "Product", "ProductImage", "ProviderEvent", "Review", "SearchPosting", "SearchTerm", "Shipment",
     "StockAdjustment", "User", "Variant", "utcnow",
 ]

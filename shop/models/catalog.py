@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -188,3 +189,21 @@ class SearchTerm(db.Model):
     product_id: Mapped[int] = mapped_column(
         ForeignKey("products.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
     weight: Mapped[int] = mapped_column(SmallInteger)
+
+
+# A bitmap of product ids: up to 16 MB on MySQL (a BLOB stops at 64 KB, about 500,000 ids).
+BITMAP = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
+
+
+class SearchPosting(db.Model):
+    """A search term's products, as search_terms has them, a row per term: the ids as three
+    roaring bitmaps by weight (services.postings). A search counts and ranks its matches from
+    these in memory. Kept in the transaction of every product write, with search_terms."""
+
+    __tablename__ = "search_postings"
+
+    term: Mapped[str] = mapped_column(TERM, primary_key=True)
+    # Weight 11 (the name and the description), 10 (the name only), 1 (the description only).
+    in_both: Mapped[bytes] = mapped_column(BITMAP)
+    in_name: Mapped[bytes] = mapped_column(BITMAP)
+    in_description: Mapped[bytes] = mapped_column(BITMAP)

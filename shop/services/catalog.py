@@ -415,9 +415,15 @@ def _count_sql(source: str, where: list[str], params: dict[str, Any]) -> str:
 def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
                   with_total: bool = True) -> ProductPage:
     """One page of active products matching the filters, with the total: one query (two when
-    the page is empty and the total is still wanted)."""
+    the page is empty and the total is still wanted; a search reads its terms first)."""
     source, where, params, match = _matching(filters, tree)
     ranked = match is not None and filters.sort == "relevance" and match.order is not None
+    offset = (int(filters.page) - 1) * int(filters.per_page)
+    if ranked and match.ranked is not None and len(where) == 1 + len(match.where):
+        # Words and nothing else, by relevance: the search counts and ranks the matches (in
+        # memory, from the terms' postings); products are read for the page only.
+        ids, total = match.ranked(offset, int(filters.per_page))
+        return _page_of(ids, total if with_total else 0, filters)
     order = match.order if ranked else _ORDER.get(filters.sort, _ORDER["newest"])
     score = f", {match.score} AS score" if ranked else ""
     # A search reads every match anyway (to rank them): it counts them in the same pass. A
@@ -425,16 +431,9 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
     windowed = match is not None and with_total
     inner = (f"SELECT p.id AS id{score}{', count(*) OVER () AS total' if windowed else ''} "
              f"FROM {source} WHERE {' AND '.join(where)} "
-             f"ORDER BY {order} LIMIT {int(filters.per_page)} "
-             f"OFFSET {(int(filters.page) - 1) * int(filters.per_page)}")
+             f"ORDER BY {order} LIMIT {int(filters.per_page)} OFFSET {offset}")
     total_sql = ("page.total" if windowed else
                  f"({_count_sql(source, where, params)})" if with_total else "0")
-    if ranked and match.ranked_page is not None and len(where) == 1 + len(match.where):
-        # Words and nothing else, by relevance: count and rank in search_terms; products are
-        # read for the page only.
-        inner = match.ranked_page((int(filters.page) - 1) * int(filters.per_page),
-                                  int(filters.per_page))
-        total_sql = match.total if with_total else "0"
     sql = _CARDS_SQL.format(total=total_sql, inner=inner,
                             order="page.score DESC, p.id DESC" if ranked else order)
     rows = _rows(sql, params)
@@ -447,6 +446,32 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
     else:
         total = 0
     return ProductPage(_cards(rows), filters.page, filters.per_page, int(total or 0), revision)
+
+
+# The cards of products chosen by id (a search's page), in no order: one row per variant.
+# `+p.active` is no column for SQLite's planner: it reads the ids by key instead of every
+# active product by the (active, ...) indexes.
+_CARDS_BY_ID_SQL = """SELECT p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
+  c.slug, c.name, i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, NULL,
+  """ + catalog_state.TREE_SQL + """
+FROM products p
+LEFT JOIN categories c ON c.id = p.category_id
+LEFT JOIN product_images i ON i.id = (SELECT f.id FROM product_images f
+  WHERE f.product_id = p.id ORDER BY f.position, f.id LIMIT 1)
+LEFT JOIN variants v ON v.product_id = p.id
+WHERE p.id IN ({ids}) AND +p.active = :active"""
+
+
+def _page_of(ids: list[int], total: int, filters: ProductFilters) -> ProductPage:
+    """The page of these products, in this order."""
+    if not ids:
+        return ProductPage([], filters.page, filters.per_page, total, None)
+    rows = _rows(_CARDS_BY_ID_SQL.format(ids=", ".join(str(int(i)) for i in ids)),
+                 {"active": True})
+    place = {pid: n for n, pid in enumerate(ids)}
+    rows.sort(key=lambda row: place[row[0]])  # stable: a product's rows stay together
+    revision = int(rows[0][14]) if rows and rows[0][14] is not None else None
+    return ProductPage(_cards(rows), filters.page, filters.per_page, total, revision)
 
 
 def _cards(rows: list[Any]) -> list[ProductCard]:

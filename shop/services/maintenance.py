@@ -8,7 +8,7 @@ from sqlalchemy import delete, select, text
 
 from ..extensions import db
 from ..models import Cart, CartLine, IdempotencyRecord, utcnow
-from . import cache, catalog_state, search
+from . import cache, catalog_state, postings, search
 from .database import write_transaction
 
 IDEMPOTENCY_DAYS = 2
@@ -48,8 +48,8 @@ def refresh_catalog() -> int:
     """Work out again what the shop keeps derived from the catalogue, after products or
     categories were changed by hand in SQL (which the shop's own writes never need): the
     category tree's revision, the number of active products, every product's search terms
-    (a batch of products a transaction), and the page cache's version. Returns the number of
-    products whose terms were written."""
+    (a batch of products a transaction) and then the postings, and the page cache's version.
+    Returns the number of products whose terms were written."""
     with write_transaction():
         connection = db.session.connection()
         catalog_state.categories_changed(connection)
@@ -67,8 +67,11 @@ def refresh_catalog() -> int:
         done += len(ids)
         last = ids[-1]
     with write_transaction():
-        # Terms of products that no longer exist (a hand-written DELETE without the cascade).
+        # Terms of products that no longer exist (a hand-written DELETE without the cascade),
+        # and the postings written again from the terms (a hand-written DELETE of products
+        # takes their terms with it, not their ids in the postings).
         db.session.execute(text("DELETE FROM search_terms WHERE product_id NOT IN "
                                 "(SELECT id FROM products)"))
+        postings.rebuild(db.session.connection())
     cache.catalog_changed()
     return done

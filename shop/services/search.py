@@ -1,47 +1,43 @@
-"""Product search on the shop's own `search_terms` table, on SQLite and MySQL alike.
+"""Product search on the shop's own tables, on SQLite and MySQL alike.
 
-`match()` turns a shopper's words into SQL fragments that the catalogue service puts into its
-listing and count queries: every word must match (as a prefix, so "shir" finds shirts), and
-results rank by relevance, name matches above description matches.
+`match()` turns a shopper's words into what the catalogue service needs to list the matches:
+every word must match (as a prefix, so "shir" finds shirts), and results rank by relevance, a
+word in the name above a word in the description.
 
-MySQL: InnoDB's FULLTEXT spends about 2.5 microseconds per matching document, so a word found
-in a third of 100,000 products took 60-80 ms whatever the page. Instead the shop keeps each
-active product's words in `search_terms (term, product_id, weight)`: a word of the name
-weighs 10, of the description 1 (11 in both). One word that is one term reads its best page
-straight off an index in order and counts an index range; a prefix that covers several terms
-or several words join on product id. The table is written in the transaction of every product
-write: an `after_flush` listener sees the ORM's (back office, API, CSV import, tests), the
-seed's Core inserts call `add_products`. Only active products have terms, so a search never
-looks up products it does not show.
+The shop keeps each active product's words in `search_terms (term, product_id, weight)`: a
+word of the name weighs 10, of the description 1 (11 in both); and each term's products in
+`search_postings`, the same facts as three roaring bitmaps of product ids a term, one per
+weight (services.postings). Both are written in the transaction of every product write: ORM
+flush listeners see the ORM's (back office, API, CSV import, tests), the seed's Core inserts
+call `add_products`. Only active products have terms, so a search never finds products it
+does not show.
 
-SQLite: FTS5 ranked every match with bm25 (23 ms for "cotton"'s 30,000) before a page could
-be cut. Here `search_terms` is a WITHOUT ROWID table (migration 0004): a term's rows are
-together, in product order, weight included. The words' terms are listed first with their
-numbers of products (one query). Then, by the shape of the search:
-- one word, one term: that count is the total, the page is read off ix_search_terms_rank;
-- one word of a few terms ("candl"): each term's rows of one weight are in product order, so
-  SQLite merges them (UNION for the total; UNION, EXCEPT for the products whose best term
-  has a weight) without sorting anything;
-- two or three words of similar sizes: their rows are merged too (INTERSECT: about 0.09 us a
-  row, where a lookup costs 0.37 us a match): the total, then the first page score by score;
-- otherwise (one word much rarer, later pages) the rarest word's products look the others up
-  by key, counted per score in one pass, and the page is read score by score in product
-  order (`_ranked_in_tiers`).
-A score is a sum of a few weights (10 a word in the name, 1 in the description), so "score by
-score" is a handful of small reads, each stopping when the page is full.
+A search reads its words' terms with their postings (one query, a few kilobytes). When each
+word stands for at most MAX_TERMS terms, the matches are counted and ranked in memory, well
+under a millisecond even for 30,000 matches of 100,000 products, and the catalogue reads the
+page's products by id. Counting and ranking them in SQL read every matching row instead:
+MariaDB's 0.2-1.5 microseconds a row took "cast iron" (16,000 matches) 24 ms, and InnoDB's
+FULLTEXT, before that, 60-80 ms for a word found in a third of the catalogue.
+
+A search with filters or another sort, or with a word that stands for more terms, joins the
+matches in SQL (`Match.source`): the search_terms rows of the rarest word look the others up
+by key, then their products by id.
 """
 from __future__ import annotations
 
-import itertools
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyroaring import BitMap
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+
+from . import postings
 
 TOKEN = re.compile(r"\w+", re.UNICODE)
 # Shorter words are not terms (a shopper's one-letter word is left out).
@@ -65,17 +61,16 @@ class Match:
     is a relevance expression (higher is better) and `order` the ORDER BY for relevance;
     both are None when the words cannot be ranked.
 
-    A search by these words alone, by relevance, can skip the products table: `ranked_page`
-    gives the SQL of one page of ids and scores (columns `id`, `score`) and `total` the SQL
-    expression of the number of matches (it may name `page.total`, a column of that page)."""
+    A search by these words alone, by relevance, can skip the products table: `ranked`
+    gives one page of it (offset, limit) as the ids of its products in order, with the
+    number of matches."""
 
     source: str = "products p"
     where: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     score: str | None = None
     order: str | None = None
-    ranked_page: Callable[[int, int], str] | None = None
-    total: str | None = None
+    ranked: Callable[[int, int], tuple[list[int], int]] | None = None
 
 
 def tokens(query: str) -> list[str]:
@@ -93,8 +88,9 @@ def only_short_words(query: str) -> bool:
 def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
     """The SQL that finds products matching every word of `query` on this database.
 
-    `rows` runs a read (SQL with :name parameters): the words' prefixes are looked up in the
-    terms first (one query), to know which terms each word stands for."""
+    `rows` runs a read (SQL with :name parameters): the words' terms are read first with
+    their postings (one query), to know which terms each word stands for and, when each
+    stands for a few, to count and rank the matches in memory."""
     words: list[str] = []
     for w in tokens(query):
         # A one-letter word is no term, and as a prefix it would stand for a large part of the
@@ -103,290 +99,158 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
         if len(w) >= MIN_TOKEN and term not in words:
             words.append(term)
     if not words:
-        return Match(where=["1 = 0"])
+        return _NOTHING
     if rows is None:
         raise ValueError("a search needs `rows` to look up its terms")
-    if dialect == "sqlite":
-        return _sqlite_match(words, rows)
-    return _mysql_match(words, rows)
-
-
-# SQLite ---------------------------------------------------------------------------------------
-# Each word's terms, one seek each (the term after the last one), with their numbers of
-# products (a word alone: its total; several: which one drives).
-_SQLITE_TERMS = ("w{i}(term) AS (SELECT min(term) FROM search_terms WHERE term >= :lo_{i} "
-                 "AND term < :hi_{i} UNION ALL SELECT (SELECT min(s.term) FROM search_terms s "
-                 "WHERE s.term > w{i}.term AND s.term < :hi_{i}) FROM w{i} "
-                 "WHERE w{i}.term IS NOT NULL)")
-_SQLITE_SIZES = ("SELECT {i} AS word, term, (SELECT count(*) FROM search_terms s "
-                 "WHERE s.term = w{i}.term) AS n FROM w{i} WHERE term IS NOT NULL")
-# A product's terms in a range, looked up by product: one seek in (product_id, term). Left to
-# itself SQLite would read the whole range of terms for each product instead.
-_BY_PRODUCT = "search_terms t{i} INDEXED BY ix_search_terms_product_id"
-
-
-def _sqlite_match(words: list[str], rows: Rows) -> Match:
     params: dict[str, Any] = {}
     for i, w in enumerate(words):
         params[f"lo_{i}"], params[f"hi_{i}"] = w, w + _AFTER_PREFIX
-    found: dict[int, dict[str, int]] = {i: {} for i in range(len(words))}
-    expand = (f"WITH RECURSIVE {', '.join(_SQLITE_TERMS.format(i=i) for i in range(len(words)))} "
-              + " UNION ALL ".join(_SQLITE_SIZES.format(i=i) for i in range(len(words))))
-    for word, term, n in rows(expand, params):
-        found[int(word)][term] = int(n)
-    if any(not terms for terms in found.values()):
-        return Match(where=["1 = 0"])
+    found: list[dict[str, postings.Tiers]] = [{} for _ in words]
+    for word, term, both, name, description in rows(
+            " UNION ALL ".join((_SQLITE_TERMS if dialect == "sqlite" else _MYSQL_TERMS).format(
+                i=i, n=MAX_TERMS + 1) for i in range(len(words))),
+            params):
+        found[int(word)][term] = (postings.load(both), postings.load(name),
+                                  postings.load(description))
+    if any(not terms for terms in found):
+        return _NOTHING
+    source = (_sqlite_matches(found, params) if dialect == "sqlite"
+              else _mysql_matches(words, found, params))
+    ranking = _Ranking(found) if all(len(terms) <= MAX_TERMS for terms in found) else None
+    return Match(source=source, params=params, score="m.score", order="m.score DESC, p.id DESC",
+                 ranked=ranking.page if ranking else None)
+
+
+# The terms a word is a prefix of, in order, with their postings: at most MAX_TERMS of them
+# are ranked in memory; a word that stands for more ("a" would) is left to SQL.
+MAX_TERMS = 256
+_TERMS = ("SELECT {i} AS word, term, in_both, in_name, in_description FROM search_postings "
+          "WHERE term >= :lo_{i} AND term < :hi_{i} ORDER BY term LIMIT {n}")
+# SQLite takes no ORDER BY or LIMIT in a part of a UNION but in a subquery; MariaDB reads
+# such subqueries into temporary tables (0.6 ms for two words) and takes the parts as they
+# are between parentheses (0.25 ms).
+_SQLITE_TERMS = "SELECT * FROM (" + _TERMS + ")"
+_MYSQL_TERMS = "(" + _TERMS + ")"
+
+
+def _no_page(_offset: int, _limit: int) -> tuple[list[int], int]:
+    return [], 0
+
+
+# Words that are no terms find nothing, with or without filters.
+_NOTHING = Match(where=["1 = 0"], score="0", order="p.id DESC", ranked=_no_page)
+
+
+class _Ranking:
+    """The matches of some words, counted and ranked from their terms' postings.
+
+    A product's score for a word is the best weight of the word's terms it has (11, 10 or 1)
+    and its score the sum over the words; a page is the matches by score, then newest (the
+    highest ids) first. The matches split into a few groups of one score each: for each word
+    in turn, the products of each of its weights (a walk that stops where nothing is left)."""
+
+    def __init__(self, found: list[dict[str, postings.Tiers]]) -> None:
+        self._found = found
+        self._scores: list[tuple[int, BitMap]] | None = None
+        self._total = 0
+
+    def _rank(self) -> list[tuple[int, BitMap]]:
+        if self._scores is not None:
+            return self._scores
+        words = []
+        for terms in self._found:
+            tiers = list(terms.values())
+            both = BitMap.union(*(t[0] for t in tiers))
+            name = BitMap.union(*(t[1] for t in tiers)) - both
+            description = BitMap.union(*(t[2] for t in tiers)) - both - name
+            words.append((both, name, description))
+        matches = BitMap.union(*words[0])
+        for tiers_ in words[1:]:
+            matches &= BitMap.union(*tiers_)
+        self._total = len(matches)
+        groups: dict[int, list[BitMap]] = defaultdict(list)
+
+        def walk(i: int, products: BitMap, score: int) -> None:
+            if not products:
+                return
+            if i == len(words):
+                groups[score].append(products)
+                return
+            for weight, bitmap in zip(postings.WEIGHTS, words[i], strict=True):
+                walk(i + 1, products & bitmap, score + weight)
+
+        walk(0, matches, 0)
+        self._scores = [(score, BitMap.union(*groups[score]))
+                        for score in sorted(groups, reverse=True)]
+        return self._scores
+
+    def page(self, offset: int, limit: int) -> tuple[list[int], int]:
+        """The ids of one page of the matches, in order, and the number of matches."""
+        chosen: list[int] = []
+        skip, wanted = int(offset), int(limit)
+        for _score, products in self._rank():
+            if wanted <= 0:
+                break
+            n = len(products)
+            if skip >= n:
+                skip -= n
+                continue
+            stop = n - skip
+            start = max(0, stop - wanted)
+            chosen.extend(reversed(products[start:stop]))
+            wanted -= stop - start
+            skip = 0
+        return chosen, self._total
+
+
+# The matches in SQL, for a search with filters or another sort: the catalogue query joins
+# them to the products (the matches first, then their products by id).
+# SQLite: a product's terms in a range, looked up by product: one seek in (product_id, term).
+# Left to itself SQLite would read the whole range of terms for each product instead.
+_BY_PRODUCT = "search_terms t{i} INDEXED BY ix_search_terms_product_id"
+
+
+def _sqlite_matches(found: list[dict[str, postings.Tiers]], params: dict[str, Any]) -> str:
     # A word of one term is that term's rows; a word of several ("mug": mug, mugs) their range.
     conditions: dict[int, str] = {}
-    for i, terms_ in found.items():
+    for i, terms_ in enumerate(found):
         if len(terms_) == 1:
             params[f"term_{i}"] = next(iter(terms_))
             conditions[i] = f"t{i}.term = :term_{i}"
         else:
-            for k, term in enumerate(terms_):
-                params[f"term_{i}_{k}"] = term
             conditions[i] = f"t{i}.term >= :lo_{i} AND t{i}.term < :hi_{i}"
-    # One word drives (its products are read), the others are looked up for its products: the
-    # rarest, unless a word that is one term is nearly as rare: its rows come in product
-    # order, one per product, so the page can be read in order (_ranked_in_tiers).
-    size = {i: sum(terms_.values()) for i, terms_ in found.items()}
-    rarest = min(size, key=lambda i: (size[i], i))
-    single = [i for i in found if len(found[i]) == 1]
-    first = min(single, key=lambda i: (size[i], i)) if single else rarest
-    if size[first] > 2 * size[rarest]:
-        first = rarest
-    others = [i for i in range(len(words)) if i != first]
-    # Each other word is looked up for the driving word's products: a word of one term by
-    # its primary key; a word of several terms by product, and counted once per product with
-    # its best weight (GROUP BY).
+    # The rarest word drives (its products are read), the others are looked up for its
+    # products: a word of one term by its primary key; a word of several terms by product,
+    # and counted once per product with its best weight (GROUP BY).
+    size = {i: sum(len(bitmap) for tiers in terms_.values() for bitmap in tiers)
+            for i, terms_ in enumerate(found)}
+    first = min(size, key=lambda i: (size[i], i))
+    others = [i for i in range(len(found)) if i != first]
     tables = {i: f"search_terms t{i}" if len(found[i]) == 1 else _BY_PRODUCT.format(i=i)
               for i in others}
     joins = "".join(f" CROSS JOIN {tables[i]} ON t{i}.product_id = t{first}.product_id "
                     f"AND {conditions[i]}" for i in others)
-    grouped = any(len(found[i]) > 1 for i in range(len(words)))
+    grouped = any(len(terms_) > 1 for terms_ in found)
     score = " + ".join((f"max(t{i}.weight)" if grouped else f"t{i}.weight")
                        for i in (first, *others))
-    body = (f"FROM search_terms t{first}{joins} WHERE {conditions[first]}"
-            + (f" GROUP BY t{first}.product_id" if grouped else ""))
-    matches = f"SELECT t{first}.product_id AS id, {score} AS score {body}"
-    paged: Callable[[int, int], str]
-    if len(found[first]) == 1:
-        # The driving term's rows come in product order, one per product.
-        paged = _ranked_in_tiers(first, score, body, grouped, params, rows)
-    else:
-        def paged(offset: int, limit: int) -> str:
-            # The matches are found once, then counted and ranked.
-            return (f"WITH m AS MATERIALIZED ({matches}) SELECT m.id, m.score, "
-                    f"(SELECT count(*) FROM m) AS total FROM m "
-                    f"ORDER BY m.score DESC, m.id DESC LIMIT {int(limit)} OFFSET {int(offset)}")
-    if (len(words) in (2, 3) and sum(len(terms_) > 1 for terms_ in found.values()) <= 1
-            and all(len(terms_) <= _MERGED_TERMS for terms_ in found.values())
-            and sum(size.values()) <= (8 if grouped else 4) * min(size.values())):
-        # Words of similar sizes: merging their rows costs less than looking each match up.
-        paged = _ranked_by_merging(found, params, rows, paged)
-    ranked_page: Callable[[int, int], str] | None = paged
-    total: str | None = "page.total"
-    if len(words) == 1 and len(found[0]) <= _MERGED_TERMS and len(found[0]) > 1:
-        ranked_page = _ranked_by_best_term(len(found[0]), params, rows)
-    elif len(words) == 1 and len(found[0]) == 1:
-        # One term: its best page is the first rows of ix_search_terms_rank, read backwards,
-        # and its count was read with the term.
-        params["terms_total"] = found[0][params["term_0"]]
-
-        def ranked_page(offset: int, limit: int) -> str:
-            return (f"SELECT product_id AS id, weight AS score FROM search_terms "
-                    f"INDEXED BY ix_search_terms_rank WHERE term = :term_0 "
-                    f"ORDER BY weight DESC, product_id DESC "
-                    f"LIMIT {int(limit)} OFFSET {int(offset)}")
-
-        total = ":terms_total"
-    # With filters or another sort the matches come first, then their products by id.
-    return Match(source=f"({matches}) m CROSS JOIN products p ON p.id = m.id",
-                 params=params, score="m.score", order="m.score DESC, p.id DESC",
-                 ranked_page=ranked_page, total=total)
+    matches = (f"SELECT t{first}.product_id AS id, {score} AS score "
+               f"FROM search_terms t{first}{joins} WHERE {conditions[first]}"
+               + (f" GROUP BY t{first}.product_id" if grouped else ""))
+    return f"({matches}) m CROSS JOIN products p ON p.id = m.id"
 
 
-# A word of a few terms alone ("candl": candle, candles): each term's rows of one weight come
-# in product order (ix_search_terms_rank), so SQLite merges them (UNION, EXCEPT) without a sort.
-_MERGED_TERMS = 8
-# The weights a term can have, best first: in the name and the description, the name, the
-# description.
-_WEIGHTS = (NAME_WEIGHT + DESCRIPTION_WEIGHT, NAME_WEIGHT, DESCRIPTION_WEIGHT)
-
-
-def _products(i: int, count: int, weight: int | None = None) -> str:
-    """The products of word i (of `count` terms, bound as :term_i or :term_i_0...) as a chain
-    of compound SELECTs in product order; with `weight`, those whose best term has it (those
-    with a term of that weight minus those with a better one). Compound operators apply left
-    to right, so a chain of several terms can only start a longer one."""
-    def having(term: str, w: int | None) -> str:
-        return (f"SELECT product_id FROM search_terms WHERE term = :{term}"
-                + ("" if w is None else f" AND weight = {w}"))
-
-    if count == 1:
-        return having(f"term_{i}", weight)
-    chain = " UNION ".join(having(f"term_{i}_{k}", weight) for k in range(count))
-    if weight is not None:
-        chain += "".join(f" EXCEPT {having(f'term_{i}_{k}', better)}"
-                         for better in _WEIGHTS[:_WEIGHTS.index(weight)] for k in range(count))
-    return chain
-
-
-_NO_PAGE = "SELECT NULL AS id, NULL AS score, 0 AS total LIMIT 0"
-
-
-def _newest(chain: str, n: int, offset: int = 0) -> str:
-    """The ids of a chain of compound SELECTs (in product order), newest first, n of them."""
-    return f"SELECT * FROM ({chain} ORDER BY 1 DESC LIMIT {int(n)} OFFSET {int(offset)})"
-
-
-def _first_page(total_chain: str, tiers: list[tuple[int, list[str]]], limit: int,
-                params: dict[str, Any], rows: Rows) -> str:
-    """The first page of matches ranked score by score: `tiers` are the scores, best first,
-    each with the chains of its products. One query reads the total (a merge of
-    `total_chain`) and the best score's newest `limit`; when they do not fill the page, the
-    page's own query reads the next scores' newest too (each at most what is missing) and
-    keeps the best. A search page is then three queries: terms, this, the cards."""
-    limit = int(limit)
-    score, chains = tiers[0]
-    found = rows(f"SELECT NULL, (SELECT count(*) FROM ({total_chain} ORDER BY 1)) UNION ALL "
-                 + " UNION ALL ".join(f"SELECT product_id, NULL FROM ({_newest(c, limit)})"
-                                      for c in chains),
-                 params)
-    total = int(next(n for pid, n in found if pid is None))
-    page = [(score, pid) for pid in sorted((int(pid) for pid, _ in found if pid is not None),
-                                           reverse=True)][:limit]
-    if not page and total == 0:
-        return _NO_PAGE
-    values = ("SELECT column1 AS id, column2 AS score FROM (VALUES "
-              + ", ".join(f"({pid}, {score})" for score, pid in page) + ")")
-    if len(page) >= min(limit, total):
-        return f"SELECT id, score, {total} AS total FROM ({values})"
-    missing = limit - len(page)
-    rest = " UNION ALL ".join(f"SELECT product_id AS id, {score} AS score "
-                              f"FROM ({_newest(c, missing)})"
-                              for score, chains in tiers[1:] for c in chains)
-    return (f"SELECT id, score, {total} AS total FROM ("
-            + (f"{values} UNION ALL " if page else "")
-            + f"SELECT * FROM ({rest})) ORDER BY score DESC, id DESC LIMIT {limit}")
-
-
-def _ranked_by_best_term(count: int, params: dict[str, Any],
-                         rows: Rows) -> Callable[[int, int], str]:
-    """A page of the products with any of the terms :term_0_0 .. :term_0_{count - 1}, each
-    scored by its best one, read weight by weight, newest first, as far as the page goes."""
-    tiers = [(w, [_products(0, count, w)]) for w in _WEIGHTS]
-    union = _products(0, count)
-
-    def ranked_page(offset: int, limit: int) -> str:
-        if not offset:
-            return _first_page(union, tiers, limit, params, rows)
-        # A later page skips whole weights: their sizes, with the total, in one query.
-        counts = rows("SELECT " + ", ".join(f"(SELECT count(*) FROM ({chain} ORDER BY 1))"
-                                            for chain in [union, *(t[1][0] for t in tiers)]),
-                      params)[0]
-        total = int(counts[0])
-        parts, skip, wanted = [], int(offset), int(limit)
-        for (weight, (chain,)), n in zip(tiers, counts[1:], strict=True):
-            if wanted <= 0:
-                break
-            if skip >= n:
-                skip -= n
-                continue
-            parts.append(f"SELECT product_id AS id, {weight} AS score, {total} AS total "
-                         f"FROM ({_newest(chain, min(wanted, n - skip), skip)})")
-            wanted -= n - skip
-            skip = 0
-        return " UNION ALL ".join(parts) or _NO_PAGE
-
-    return ranked_page
-
-
-def _ranked_by_merging(found: dict[int, dict[str, int]], params: dict[str, Any], rows: Rows,
-                       deeper: Callable[[int, int], str]) -> Callable[[int, int], str]:
-    """The first page of words of similar sizes (at most one of several terms), by merging
-    rows in product order (INTERSECT) instead of looking each match up: the total is one
-    merge, and each score's products are its combinations of weights (one weight per word),
-    each merged newest first (_first_page). Later pages are left to `deeper`."""
-    order = sorted(found, key=lambda i: (len(found[i]) == 1, i))  # the one of several first
-    total_chain = " INTERSECT ".join(_products(i, len(found[i])) for i in order)
-    combinations = sorted(itertools.product(_WEIGHTS, repeat=len(order)), key=sum,
-                          reverse=True)
-    tiers = [(score, [" INTERSECT ".join(_products(i, len(found[i]), w)
-                                         for i, w in zip(order, weights, strict=True))
-                      for weights in same])
-             for score, same in itertools.groupby(combinations, key=sum)]
-
-    def ranked_page(offset: int, limit: int) -> str:
-        if offset:
-            return deeper(offset, limit)
-        return _first_page(total_chain, tiers, limit, params, rows)
-
-    return ranked_page
-
-
-def _ranked_in_tiers(first: int, score: str, body: str, grouped: bool, params: dict[str, Any],
-                     rows: Rows) -> Callable[[int, int], str]:
-    """A page of the matches `SELECT ..., score {body}` driven by one term (`t{first}`), whose
-    rows come in product order. Scores are a few sums of weights: the matches are counted per
-    score (one pass, no sort of the matches), then the page is read score by score, each
-    newest first straight off the driving term's rows, stopping when the page is full."""
-    newest = f"ORDER BY t{first}.product_id DESC"
-
-    def ranked_page(offset: int, limit: int) -> str:
-        tiers = sorted(((int(s), int(n)) for s, n in rows(
-            f"SELECT score, count(*) FROM (SELECT {score} AS score {body}) GROUP BY score",
-            params)), reverse=True)
-        total = sum(n for _, n in tiers)
-        parts, skip, wanted = [], int(offset), int(limit)
-        for tier, n in tiers:
-            if wanted <= 0:
-                break
-            if skip >= n:
-                skip -= n
-                continue
-            only = f"HAVING {score} = {tier}" if grouped else f"AND {score} = {tier}"
-            parts.append(f"SELECT * FROM (SELECT t{first}.product_id AS id, {tier} AS score, "
-                         f"{total} AS total {body} {only} {newest} "
-                         f"LIMIT {min(wanted, n - skip)} OFFSET {skip})")
-            wanted -= n - skip
-            skip = 0
-        return " UNION ALL ".join(parts) or "SELECT NULL AS id, NULL AS score, 0 AS total LIMIT 0"
-
-    return ranked_page
-
-
-# MySQL ----------------------------------------------------------------------------------------
-# Which terms each word is a prefix of: none, one (the term itself, found in order on an
-# index), or several (shown by a second one). GROUP BY reads a term once, skipping its rows.
-# A word's first two terms, each one seek in the terms index (min over a range). Grouping the
-# range by term instead read every row of it: 5 ms for "cotton"'s 30,000 before any product.
-_EXPAND = ("SELECT {i} AS word, a.term, (SELECT min(s.term) FROM search_terms s "
-           "WHERE s.term > a.term AND s.term < :hi_{i}) AS next_term "
-           "FROM (SELECT min(term) AS term FROM search_terms "
-           "WHERE term >= :lo_{i} AND term < :hi_{i}) a")
-
-
-def _mysql_match(words: list[str], rows: Rows) -> Match:
-    params: dict[str, Any] = {}
-    for i, w in enumerate(words):
-        params[f"prefix_{i}"] = f"{_escape_like(w)}%"
-        params[f"lo_{i}"], params[f"hi_{i}"] = w, w + _AFTER_PREFIX
-    found: dict[int, list[str]] = {i: [] for i in range(len(words))}
-    for word, term, next_term in rows(
-            " UNION ALL ".join(_EXPAND.format(i=i) for i in range(len(words))), params):
-        found[int(word)].extend(t for t in (term, next_term) if t is not None)
-    if any(not terms for terms in found.values()):
-        return Match(where=["1 = 0"])
+def _mysql_matches(words: list[str], found: list[dict[str, postings.Tiers]],
+                   params: dict[str, Any]) -> str:
     # A word that is one term is that term's rows; a prefix of several terms is the best of
     # them for each product (a product can have several: "shirt" and "shirts").
     tables, conditions = [], []
-    for i in range(len(words)):
-        if len(found[i]) == 1:
-            params[f"term_{i}"] = found[i][0]
+    for i, terms_ in enumerate(found):
+        if len(terms_) == 1:
+            params[f"term_{i}"] = next(iter(terms_))
             tables.append(f"search_terms t{i}")
             conditions.append(f"t{i}.term = :term_{i}")
         else:
+            params[f"prefix_{i}"] = f"{_escape_like(words[i])}%"
             tables.append(f"(SELECT product_id, max(weight) AS weight FROM search_terms "
                           f"WHERE term LIKE :prefix_{i} GROUP BY product_id) t{i}")
     joins = "".join(f" JOIN {table} ON t{i}.product_id = t0.product_id"
@@ -394,28 +258,9 @@ def _mysql_match(words: list[str], rows: Rows) -> Match:
     score = " + ".join(f"t{i}.weight" for i in range(len(words)))
     matches = (f"SELECT t0.product_id AS id, {score} AS score FROM {tables[0]}{joins}"
                + (f" WHERE {' AND '.join(conditions)}" if conditions else ""))
-    if len(words) == 1 and conditions:
-        # One term: its best page is the first rows of ix_search_terms_rank, read backwards,
-        # and its count an index range; nothing else is read.
-        def ranked_page(offset: int, limit: int) -> str:
-            return (f"SELECT product_id AS id, weight AS score FROM search_terms "
-                    f"WHERE term = :term_0 ORDER BY weight DESC, product_id DESC "
-                    f"LIMIT {int(limit)} OFFSET {int(offset)}")
-
-        total = "(SELECT count(*) FROM search_terms WHERE term = :term_0)"
-    else:
-        # Several words: the join is made once; its rows are counted and ranked together.
-        def ranked_page(offset: int, limit: int) -> str:
-            return (f"SELECT m.id, m.score, count(*) OVER () AS total FROM ({matches}) m "
-                    f"ORDER BY m.score DESC, m.id DESC LIMIT {int(limit)} OFFSET {int(offset)}")
-
-        total = "page.total"
-    # With filters or another sort the matches come first, then their products by id: left
-    # to choose, MySQL would read the whole catalogue in price or date order and look each
-    # product up in the terms (100,000 lookups instead of the matches').
-    return Match(source=f"({matches}) m STRAIGHT_JOIN products p ON p.id = m.id",
-                 params=params, score="m.score", order="m.score DESC, p.id DESC",
-                 ranked_page=ranked_page, total=total)
+    # Left to choose, MySQL would read the whole catalogue in price or date order and look
+    # each product up in the terms (100,000 lookups instead of the matches').
+    return f"({matches}) m STRAIGHT_JOIN products p ON p.id = m.id"
 
 
 def _escape_like(word: str) -> str:
@@ -445,11 +290,12 @@ def terms(name: str, description: str) -> dict[str, int]:
 _INSERT = "INSERT INTO search_terms (term, product_id, weight) VALUES ({0}, {0}, {0})"
 
 
-def add_products(connection: Connection, products: Iterable[tuple[int, str, str]]) -> None:
-    """Write the terms of new active products, given as (id, name, description) (the seed's
-    bulk inserts call it, the ORM's writes are watched)."""
-    values = [(term, pid, weight) for pid, name, description in products
-              for term, weight in terms(name, description).items()]
+def _rows_of(products: Iterable[tuple[int, str, str]]) -> list[tuple[str, int, int]]:
+    return [(term, pid, weight) for pid, name, description in products
+            for term, weight in terms(name, description).items()]
+
+
+def _insert(connection: Connection, values: list[tuple[str, int, int]]) -> None:
     # In key order: each batch fills the (term, product) tree's pages one after the other.
     values.sort()
     insert = _INSERT.format("?" if connection.dialect.paramstyle == "qmark" else "%s")
@@ -457,18 +303,46 @@ def add_products(connection: Connection, products: Iterable[tuple[int, str, str]
         connection.exec_driver_sql(insert, values[start:start + 20_000])
 
 
+def add_products(connection: Connection, products: Iterable[tuple[int, str, str]]) -> None:
+    """Write the terms and postings of new active products, given as (id, name,
+    description) (the seed's bulk inserts call it, the ORM's writes are watched)."""
+    values = _rows_of(products)
+    _insert(connection, values)
+    postings.change(connection, added=values)
+
+
+def _terms_of(connection: Connection, listed: str) -> list[tuple[str, int]]:
+    return [(term, int(pid)) for term, pid in connection.execute(text(
+        f"SELECT term, product_id FROM search_terms WHERE product_id IN ({listed})"))]
+
+
 def reindex(connection: Connection, product_ids: Iterable[int]) -> None:
-    """Write the terms of these products again from what they are now: none for a product
-    deleted or inactive."""
+    """Write the terms and postings of these products again from what they are now: none
+    for a product deleted or inactive."""
     ids = sorted({int(i) for i in product_ids})
     if not ids:
         return
     listed = ", ".join(str(i) for i in ids)
+    removed = _terms_of(connection, listed)
     connection.execute(text(f"DELETE FROM search_terms WHERE product_id IN ({listed})"))
     current = connection.execute(text(
         f"SELECT id, name, description FROM products WHERE id IN ({listed}) "
         f"AND active = :active"), {"active": True}).all()
-    add_products(connection, current)
+    values = _rows_of(current)
+    _insert(connection, values)
+    postings.change(connection, removed=removed, added=values)
+
+
+def _before_flush(session: Session, _context, _instances) -> None:
+    """Before an ORM flush deletes products: their postings lose them while their terms are
+    still there to say where (the delete takes the terms with it, ON DELETE CASCADE)."""
+    from ..models import Product
+
+    ids = sorted(int(obj.id) for obj in session.deleted
+                 if isinstance(obj, Product) and obj.id is not None)
+    if ids:
+        connection = session.connection()
+        postings.change(connection, removed=_terms_of(connection, ", ".join(map(str, ids))))
 
 
 def _watch_flush(session: Session, _context) -> None:
@@ -489,5 +363,7 @@ def _watch_flush(session: Session, _context) -> None:
 
 def install(session_class: type[Session]) -> None:
     """Watch every flush of the shop's sessions (idempotent)."""
+    if not event.contains(session_class, "before_flush", _before_flush):
+        event.listen(session_class, "before_flush", _before_flush)
     if not event.contains(session_class, "after_flush", _watch_flush):
         event.listen(session_class, "after_flush", _watch_flush)
