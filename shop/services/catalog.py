@@ -125,8 +125,6 @@ class ProductCard:
     rating_count: int
     default_variant_id: int | None
     variant_count: int
-    category_slug: str | None
-    category_name: str | None
 
 
 @dataclass
@@ -360,10 +358,9 @@ _ORDER = {
 # the inner query), with the product's first image; variants are added up in Python, which
 # costs less than a subquery per card.
 _CARDS_SQL = """SELECT p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
-  c.slug, c.name, i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, {total},
+  i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, {total},
   """ + catalog_state.TREE_SQL + """
 FROM ({inner}) page JOIN products p ON p.id = page.id
-LEFT JOIN categories c ON c.id = p.category_id
 LEFT JOIN product_images i ON i.id = (SELECT f.id FROM product_images f
   WHERE f.product_id = p.id ORDER BY f.position, f.id LIMIT 1)
 LEFT JOIN variants v ON v.product_id = p.id
@@ -401,10 +398,15 @@ def _matching(filters: ProductFilters, tree: CategoryTree | None
     return source, where, params, match
 
 
-def _count_sql(source: str, where: list[str], params: dict[str, Any]) -> str:
+def _count_sql(source: str, where: list[str], params: dict[str, Any], *,
+               kept_only: bool = False) -> str:
+    """The SQL of the number of matching products. All active products are kept counted in
+    catalog_state; without that row they are counted: every row (quick on SQLite) minus the
+    inactive ones (few, found by index). `kept_only`: the kept count alone (NULL without
+    it), the subquery of a page's query (the fallback there cost MariaDB 0.1 ms a page)."""
     if source == "products p" and where == ["p.active = :active"]:
-        # All active products: kept counted in catalog_state. Without that row, count them:
-        # every row (quick on SQLite) minus the inactive ones (few, found by index).
+        if kept_only:
+            return f"SELECT {catalog_state.ACTIVE_PRODUCTS_SQL}"
         params["inactive"] = False
         return (f"SELECT COALESCE({catalog_state.ACTIVE_PRODUCTS_SQL}, "
                 "(SELECT count(*) FROM products) - "
@@ -433,18 +435,14 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
              f"FROM {source} WHERE {' AND '.join(where)} "
              f"ORDER BY {order} LIMIT {int(filters.per_page)} OFFSET {offset}")
     total_sql = ("page.total" if windowed else
-                 f"({_count_sql(source, where, params)})" if with_total else "0")
+                 f"({_count_sql(source, where, params, kept_only=True)})" if with_total else "0")
     sql = _CARDS_SQL.format(total=total_sql, inner=inner,
                             order="page.score DESC, p.id DESC" if ranked else order)
     rows = _rows(sql, params)
-    revision = None
-    if rows:
-        total = rows[0][13]
-        revision = int(rows[0][14]) if rows[0][14] is not None else None
-    elif with_total:
+    total = rows[0][11] if rows else None
+    revision = int(rows[0][12]) if rows and rows[0][12] is not None else None
+    if with_total and total is None:  # an empty page, or no kept count
         total = _rows(_count_sql(source, where, params), params)[0][0]
-    else:
-        total = 0
     return ProductPage(_cards(rows), filters.page, filters.per_page, int(total or 0), revision)
 
 
@@ -452,10 +450,9 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
 # `+p.active` is no column for SQLite's planner: it reads the ids by key instead of every
 # active product by the (active, ...) indexes.
 _CARDS_BY_ID_SQL = """SELECT p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
-  c.slug, c.name, i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, NULL,
+  i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, NULL,
   """ + catalog_state.TREE_SQL + """
 FROM products p
-LEFT JOIN categories c ON c.id = p.category_id
 LEFT JOIN product_images i ON i.id = (SELECT f.id FROM product_images f
   WHERE f.product_id = p.id ORDER BY f.position, f.id LIMIT 1)
 LEFT JOIN variants v ON v.product_id = p.id
@@ -470,7 +467,7 @@ def _page_of(ids: list[int], total: int, filters: ProductFilters) -> ProductPage
                  {"active": True})
     place = {pid: n for n, pid in enumerate(ids)}
     rows.sort(key=lambda row: place[row[0]])  # stable: a product's rows stay together
-    revision = int(rows[0][14]) if rows and rows[0][14] is not None else None
+    revision = int(rows[0][12]) if rows and rows[0][12] is not None else None
     return ProductPage(_cards(rows), filters.page, filters.per_page, total, revision)
 
 
@@ -478,15 +475,14 @@ def _cards(rows: list[Any]) -> list[ProductCard]:
     """Cards from the rows of _CARDS_SQL (one per variant, a product's rows together)."""
     cards: list[ProductCard] = []
     card: ProductCard | None = None
-    for (pid, slug, name, price, rating, rating_count, category_slug, category_name,
-         image_path, image_alt, variant_id, stock, compare, _total, _revision) in rows:
+    for (pid, slug, name, price, rating, rating_count, image_path, image_alt, variant_id, stock,
+         compare, _total, _revision) in rows:
         if card is None or card.id != pid:
             card = ProductCard(
                 id=pid, slug=slug, name=name, price=_money(price) or Decimal("0.00"),
                 compare_at_price=None, image_path=image_path, image_alt=image_alt or name,
                 in_stock=False, rating_average=_money(rating), rating_count=rating_count or 0,
-                default_variant_id=None, variant_count=0, category_slug=category_slug,
-                category_name=category_name)
+                default_variant_id=None, variant_count=0)
             cards.append(card)
         if variant_id is None:
             continue
