@@ -53,12 +53,12 @@ def init_app(app: Flask) -> None:
     @app.cli.command("refresh-catalog")
     def refresh_catalog() -> None:
         """After hand-written SQL changes to products or categories: recount, re-index the
-        search terms, move the cache version (docs/DEPLOY.md)."""
+        search terms and postings, move the cache version (docs/DEPLOY.md)."""
         from .services import maintenance
 
         count = maintenance.refresh_catalog()
         click.echo(f"Catalogue state, cache version and the search terms of {count} products "
-                   f"written again.")
+                   f"written again, with every term's postings.")
 
     @app.cli.command("seed-if-empty")
     def seed_if_empty() -> None:

@@ -171,7 +171,7 @@ TERM = String(40).with_variant(mysql.VARCHAR(40, collation="utf8mb4_bin"), "mysq
 
 
 class SearchTerm(db.Model):
-    """A word (three letters or more) of an active product's name or description, with its
+    """A word (two letters or more) of an active product's name or description, with its
     weight for ranking: the product search (services.search) reads these, on SQLite and MySQL.
     Kept in the transaction of every product write."""
 
