@@ -12,9 +12,31 @@ from config import INSTANCE_DIR, config_for
 from .extensions import cache, csrf, db, limiter, login_manager, migrate
 
 
+class ShopFlask(Flask):
+    """Flask, remembering which views and hooks are plain functions: Flask asks
+    `inspect.iscoroutinefunction` of every hook and view on every request (a dozen calls a
+    page), for functions registered once. The shop has no async views."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Any, Any] = {}
+
+    def ensure_sync(self, func):  # type: ignore[override]
+        try:
+            return self._sync[func]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable
+            return super().ensure_sync(func)
+        sync = super().ensure_sync(func)
+        if len(self._sync) < 4096:
+            self._sync[func] = sync
+        return sync
+
+
 def create_app(overrides: dict[str, Any] | None = None, env: str | None = None) -> Flask:
     """Build a new, independent shop application."""
-    app = Flask(__name__, instance_path=str(INSTANCE_DIR), instance_relative_config=False)
+    app = ShopFlask(__name__, instance_path=str(INSTANCE_DIR), instance_relative_config=False)
     cfg = config_for(env)
     app.config.from_object(cfg)
     if overrides:

@@ -10,6 +10,12 @@ from flask import Flask, current_app, g, request, url_for
 from markupsafe import Markup, escape
 
 from .services import catalog, orders
+
+try:  # MarkupSafe's C escape of a str, without the checks and the Markup around it
+    from markupsafe._speedups import _escape_inner as _escape_text
+except ImportError:  # pragma: no cover (pure-Python MarkupSafe)
+    def _escape_text(value: str) -> str:
+        return str(escape(value))
 from .services.money import format_money
 from .sessions import csrf_token
 
@@ -206,6 +212,47 @@ def url_with(**changes: object) -> str:
     return path + (f"?{query}" if query else "")
 
 
+class Fields(dict):
+    """Values by field name (a form's errors, the raw text typed into its fields) that a
+    template reads as attributes, a missing one as "": `errors.q` is a plain attribute read
+    where `errors.get('q', '')` is a call (a call in a template costs several attribute
+    reads)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> str:
+        if name[:2] == "__":
+            raise AttributeError(name)
+        return self.get(name, "")
+
+
+def pagination(here: int, pages: int) -> Markup:
+    """The links of a listing's pagination bar (Previous, the page_window numbers with gaps,
+    Next), each a plain link that htmx turns into a grid swap. Built here like the cards:
+    a bar is a dozen links that differ only by their page (url_with's, escaped once)."""
+    url_with(page=1)  # works out this request's pager prefix and suffix
+    before, after = (str(escape(part)) for part in g._url_pager)
+
+    def link(n: int, text: str, extra: str) -> str:
+        href = f"{before}{n}{after}"
+        return (f'<a{extra} href="{href}" data-hx-get="{href}" data-hx-target="#product-grid" '
+                f'data-hx-swap="outerHTML show:#main:top" data-hx-push-url="true">{text}</a>')
+
+    out = []
+    if here > 1:
+        out.append(link(here - 1, "Previous", ' rel="prev"'))
+    for n in page_window(here, pages):
+        if n is None:
+            out.append('<span class="gap" aria-hidden="true">…</span>')
+        elif n == here:
+            out.append(f'<span aria-current="page" class="current">{n}</span>')
+        else:
+            out.append(link(n, str(n), f' aria-label="Page {n}"'))
+    if here < pages:
+        out.append(link(here + 1, "Next", ' rel="next"'))
+    return Markup("\n    ".join(out))
+
+
 def stars(average: Decimal | None) -> Markup:
     """Five stars, filled to the rounded average, hidden from screen readers (text says it)."""
     filled = int(round(float(average or 0)))
@@ -246,10 +293,10 @@ def product_cards(cards: list[catalog.ProductCard]) -> Markup:
     for p in cards:
         slug = p.slug if _SAFE_PART.fullmatch(p.slug) else quote(p.slug, safe="")
         href = f"{prefix}{slug}"
-        name = escape(p.name)
-        price = escape(format_money(p.price, currency))
+        name = _escape_text(p.name)
+        price = _escape_text(format_money(p.price, currency))
         compare = (f'<s class="compare-at"><span class="visually-hidden">Was </span>'
-                   f'{escape(format_money(p.compare_at_price, currency))}</s>'
+                   f'{_escape_text(format_money(p.compare_at_price, currency))}</s>'
                    if p.compare_at_price else "")
         rating = (f'    <p class="rating">{stars(p.rating_average)} <span class="visually-hidden">'
                   f'Rated</span> {p.rating_average:.1f}<span class="visually-hidden"> out of 5'
@@ -296,6 +343,7 @@ def init_app(app: Flask) -> None:
         url_for=cached_url_for, nav_categories=nav_categories, category_nav=category_nav,
         category_options=category_options, header_cart_count=header_cart_count,
         url_with=url_with, product_url=product_url, product_cards=product_cards,
+        pagination=pagination,
         site_links=site_links,
         page_window=page_window,
         status_labels=orders.STATUS_LABELS,

@@ -144,6 +144,50 @@ def test_pagination_edges(client, app, catalog):
     assert "There is no page 3" in beyond.get_data(as_text=True)
 
 
+def test_pagination_bar_links_keep_the_filters(client, app):
+    """Page 6 of 12: Previous, 1, a gap, 4 to 8, a gap, 12, Next; every link keeps the
+    other query arguments (escaped in the markup) and swaps the grid with htmx."""
+    import html as html_lib
+    import re
+
+    for n in range(12):
+        f.product(f"Paged Linen Item {n:02d}", price=f"{10 + n}.00", stock=5)
+    app.config["PER_PAGE"] = 1
+    page = client.get("/products?q=linen&sort=price&page=6").get_data(as_text=True)
+    bar = page[page.index('<nav class="pagination"'):page.index("</nav>", page.index(
+        '<nav class="pagination"'))]
+    links = re.findall(r'<a([^>]*) href="([^"]+)" data-hx-get="([^"]+)"[^>]*>([^<]+)</a>', bar)
+    assert [text for _, _, _, text in links] == ["Previous", "1", "4", "5", "7", "8", "12",
+                                                   "Next"]
+    for attributes, href, hx_get, text in links:
+        assert href == hx_get and "&amp;" in href and "&page" not in href.replace("&amp;", "")
+        target = {"Previous": "5", "Next": "7"}.get(text, text)
+        assert html_lib.unescape(href) == f"/products?q=linen&sort=price&page={target}"
+    assert '<span aria-current="page" class="current">6</span>' in bar
+    assert bar.count('<span class="gap" aria-hidden="true">…</span>') == 2
+    assert 'rel="prev"' in links[0][0] and 'rel="next"' in links[-1][0]
+    assert 'aria-label="Page 4"' in links[2][0] and "aria-label" not in links[0][0]
+    assert 'data-hx-target="#product-grid"' in bar and 'data-hx-push-url="true"' in bar
+
+
+def test_filter_form_echoes_what_was_typed(client, catalog):
+    """A price that is not one is shown back in its field, with the message beside it; the
+    header's search box holds the listing's search words, other pages' is empty."""
+    html = client.get("/products?min_price=abc&max_price=12&q=%20linen%20").get_data(
+        as_text=True)
+    assert 'name="min_price" inputmode="decimal" size="6" value="abc"' in html
+    assert 'name="max_price" inputmode="decimal" size="6" value="12"' in html
+    assert '<p id="min_price-error" class="field-error">Enter a price such as 10 or 24.99.</p>' \
+        in html
+    assert '<p id="max_price-error" class="field-error"></p>' in html
+    assert 'id="site-search" type="search" name="q" value="linen"' in html
+    assert 'id="f-q" type="search" name="q" value="linen"' in html
+    category = client.get("/c/shirts?q=linen").get_data(as_text=True)
+    assert 'id="site-search" type="search" name="q" value=""' in category
+    escaped = client.get("/products?q=%22%3Cb%3E").get_data(as_text=True)
+    assert 'value="&#34;&lt;b&gt;"' in escaped and "<b>" not in escaped
+
+
 @pytest.mark.parametrize(
     "query,field_message",
     [

@@ -15,6 +15,7 @@ from werkzeug.utils import safe_join
 
 from ...services import catalog, search
 from ...services.errors import NotFound
+from ...templating import Fields
 from ..htmx import is_htmx, vary
 from . import page_cache
 
@@ -41,7 +42,7 @@ def home():
     return render_template("catalog/home.html", tree=_use_tree(tree), newest=newest.items)
 
 
-def _listing(template: str, *, slug: str | None = None):
+def _listing(template: str, *, slug: str | None = None, search_box: bool = False):
     """The listing shared by /products and /c/<slug>: a full page, or the grid for htmx."""
     per_page = current_app.config["PER_PAGE"]
 
@@ -75,9 +76,13 @@ def _listing(template: str, *, slug: str | None = None):
         status = 404
     if errors and not is_htmx():
         status = 400
-    context = {"filters": filters, "errors": errors, "page": page, "tree": tree,
+    args = request.args
+    context = {"filters": filters, "errors": Fields(errors), "page": page, "tree": tree,
                "category": node, "sort_labels": catalog.SORT_LABELS, "page_status": status,
-               "short_query": not page.total and search.only_short_words(filters.q)}
+               "short_query": not page.total and search.only_short_words(filters.q),
+               "typed": Fields(min_price=args.get("min_price", ""),
+                               max_price=args.get("max_price", "")),
+               "path": request.path, "search_q": filters.q if search_box else ""}
     if node is not None:
         context["ancestors"] = tree.ancestors(node)
     if is_htmx():
@@ -90,7 +95,7 @@ def _listing(template: str, *, slug: str | None = None):
 @bp.get("/products")
 def products():
     """All products, with search, filters, sort and pagination."""
-    return _listing("catalog/products.html")
+    return _listing("catalog/products.html", search_box=True)
 
 
 @bp.get("/c/<slug>")

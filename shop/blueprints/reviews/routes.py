@@ -35,7 +35,7 @@ def _page_arg(name: str) -> int:
 
 
 def review_panel(product) -> reviews.ReviewPanel:
-    """The product page's review section for the current shopper (used by _reviews.html)."""
+    """The product page's review section for the current shopper (used by catalog/product.html)."""
     return reviews.panel(product.id, current_user_id(), product.rating_count)
 
 
