@@ -1,8 +1,8 @@
 """Unbound Flask extensions; the app factory binds them (cookiecutter-flask style)."""
+from flask import current_app, request, session
 from flask_caching import Cache
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask import current_app, request, session
 from flask_login import LoginManager
 from flask_login.config import COOKIE_NAME
 from flask_migrate import Migrate
