@@ -138,6 +138,40 @@ def drop_idle_limit_check(app: Flask) -> None:
     hooks = app.before_request_funcs.get(None, [])
     if idle:
         hooks[:] = [hook for hook in hooks if hook != limiter._check_request_limit]
+    _only_after_a_limit_check(app)
+
+
+def _only_after_a_limit_check(app: Flask) -> None:
+    """Flask-Limiter's after-request hook (rate-limit headers, conditional deductions) and its
+    teardown (forget the request's limit state) each make that state on every request, to
+    find nothing in it unless a limit was checked. A limit check leaves the state on the
+    request context (Flask-Limiter's `_limiter_request_context`): without it both have
+    nothing to do and are skipped."""
+    from flask.globals import request_ctx
+
+    def checked() -> bool:
+        return hasattr(request_ctx._get_current_object(), "_limiter_request_context")
+
+    def gated(hook):
+        def run(value):
+            return hook(value) if checked() else value
+        return run
+
+    def gated_teardown(hook):
+        def run(error=None):
+            if checked():
+                hook(error)
+        return run
+
+    def is_limiters(hook) -> bool:
+        owner = getattr(hook, "args", (None,))[0] if hasattr(hook, "func") else \
+            getattr(hook, "__self__", None)
+        return owner is limiter
+
+    after = app.after_request_funcs.get(None, [])
+    after[:] = [gated(h) if is_limiters(h) else h for h in after]
+    teardown = app.teardown_request_funcs.get(None, [])
+    teardown[:] = [gated_teardown(h) if is_limiters(h) else h for h in teardown]
 
 
 def register_http(app: Flask) -> None:

@@ -263,6 +263,25 @@ def test_api_requests_are_limited_per_token_and_per_address(make_app):
     assert elsewhere.status_code == 200
 
 
+def test_limited_answers_say_their_limit_and_others_carry_no_limit_headers(make_app):
+    """Flask-Limiter's headers come with the answers whose limit was checked (its hooks run
+    only after a limit check), counting down; a catalogue page has none."""
+    limited = make_app(**MOVING, RATELIMIT_API="5 per minute")
+    client = limited.test_client()
+    api = ApiClient(client)
+    remaining = []
+    for _ in range(2):
+        response = api.get("/api/v1/categories")
+        assert response.status_code == 200
+        assert response.headers["X-RateLimit-Limit"] == "5"
+        remaining.append(int(response.headers["X-RateLimit-Remaining"]))
+    assert remaining == [4, 3]
+    page = client.get("/products")
+    assert page.status_code == 200 and "X-RateLimit-Limit" not in page.headers
+    refused = [api.get("/api/v1/categories") for _ in range(4)][-1]
+    assert refused.status_code == 429 and refused.headers["X-RateLimit-Remaining"] == "0"
+
+
 def test_failed_token_requests_share_the_login_limits(make_app):
     limited = make_app(**MOVING, RATELIMIT_LOGIN="2 per minute")
     with limited.app_context():
