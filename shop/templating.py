@@ -105,11 +105,12 @@ def cached_url_for(endpoint: str, **values: object) -> str:
 
 
 class SiteLinks:
-    """The URLs every page's header and footer show, built once per script root: the base
-    layout reads attributes instead of making a dozen url_for calls per page."""
+    """The URLs every page's header and footer show (and the catalogue pages' add-to-cart
+    form), built once per script root: templates read attributes instead of making a dozen
+    url_for calls per page. base.html sets `links` for the pages that extend it."""
 
     __slots__ = ("css", "favicon", "htmx", "script", "home", "products", "login", "register",
-                 "account", "logout", "cart", "admin", "api_docs")
+                 "account", "logout", "cart", "cart_add", "admin", "api_docs")
 
     def __init__(self) -> None:
         static = "static"
@@ -124,6 +125,7 @@ class SiteLinks:
         self.account = url_for("account.index")
         self.logout = url_for("account.logout")
         self.cart = url_for("cart.show")
+        self.cart_add = url_for("cart.add")
         self.admin = url_for("admin.index")
         self.api_docs = url_for("api.docs")
 

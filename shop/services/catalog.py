@@ -174,6 +174,11 @@ class ProductDetail:
     images: list[ImageView]
     tree_revision: int | None = None
 
+    @property
+    def in_stock(self) -> bool:
+        """Some variant can be bought now."""
+        return any(v.in_stock for v in self.variants)
+
 
 def parse_filters(args: Mapping[str, str], *, default_per_page: int = 24
                   ) -> tuple[ProductFilters, dict[str, str]]:
