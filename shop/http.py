@@ -92,6 +92,10 @@ def _utc_iso(created: float) -> str:
 _SECOND: tuple[int, str] = (-1, "")
 
 
+# json.dumps(data, default=str) builds a new encoder for every line: one kept instead.
+_JSON = json.JSONEncoder(default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, for production log shippers."""
 
@@ -99,12 +103,13 @@ class JsonFormatter(logging.Formatter):
         data = {"ts": _utc_iso(record.created),
                 "level": record.levelname, "logger": record.name,
                 "message": record.getMessage(), "request_id": getattr(record, "request_id", "")}
+        fields = record.__dict__
         for key in ("method", "path", "status", "duration_ms", "remote_addr"):
-            if hasattr(record, key):
-                data[key] = getattr(record, key)
+            if key in fields:
+                data[key] = fields[key]
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return _JSON.encode(data)
 
 
 def configure_logging(app: Flask) -> None:
