@@ -1,0 +1,86 @@
+"""Time shop requests in process: the WSGI app called directly, no gunicorn, no network.
+
+What a request costs the shop itself, without wrk and gunicorn sharing the cores: useful
+to compare two versions of the code on the same database (run it from each checkout).
+
+Usage: .venv/bin/python bench/inprocess.py --database-url URL [PATH ...]
+       (default paths: /healthz, /products?page=50 and the 100th active product's page)
+Each path: best of --runs runs of --requests requests, as a new anonymous visitor (no
+cookies), SHOP_ENV=production with the JSON logs written to /dev/null.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("paths", nargs="*")
+    args = parser.parse_args()
+    os.environ.update(SHOP_ENV="production", DATABASE_URL=args.database_url)
+    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 32)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="shop-metrics-"))
+    sys.path.insert(0, str(ROOT))
+    from werkzeug.test import EnvironBuilder
+
+    from shop import create_app
+
+    app = create_app()
+    devnull = open(os.devnull, "w")  # noqa: SIM115 (open for the whole run)
+    for handler in logging.getLogger("shop").handlers:
+        handler.setStream(devnull)
+    paths = args.paths or ["/healthz", "/products?page=50", _a_product(app)]
+    status = {}
+
+    def start_response(code, headers, exc_info=None):
+        status["code"] = code
+
+    for path in paths:
+        environ = EnvironBuilder(path=path).get_environ()
+
+        def run(count: int, environ: dict = environ) -> None:
+            for _ in range(count):
+                env = dict(environ)
+                env["wsgi.input"] = io.BytesIO(b"")
+                body = app(env, start_response)
+                b"".join(body)
+                body.close()
+
+        run(200)
+        best = min(_timed(run, args.requests) for _ in range(args.runs))
+        print(f"{path}: {best * 1000:.3f} ms a request ({status['code']})")
+    return 0
+
+
+def _timed(run, count: int) -> float:
+    started = time.perf_counter()
+    run(count)
+    return (time.perf_counter() - started) / count
+
+
+def _a_product(app) -> str:
+    from sqlalchemy import text
+
+    from shop.extensions import db
+
+    with app.app_context():
+        slug = db.session.execute(text(
+            "SELECT slug FROM products WHERE active = :a ORDER BY id LIMIT 1 OFFSET 100"),
+            {"a": True}).scalar_one()
+    return f"/p/{slug}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
