@@ -274,11 +274,23 @@ def _rows(sql: str, params: dict[str, Any]) -> list[Any]:
     return database.fetch_rows(connection, driver_sql, params)
 
 
+# _money's answers for SQLite's floats (a catalogue has far fewer distinct prices than the
+# prices its pages read). Pure function, bounded.
+_MONEY: dict[float, Decimal] = {}
+_MAX_MONEY = 20_000
+
+
 def _money(value: Any) -> Decimal | None:
     """A price as the driver gives it (Decimal, or a float on SQLite) as Decimal cents."""
     if value is None or isinstance(value, Decimal):
         return value
-    return quantize(Decimal(str(value)))
+    amount = _MONEY.get(value)
+    if amount is None:
+        amount = quantize(Decimal(str(value)))
+        if len(_MONEY) >= _MAX_MONEY:
+            _MONEY.clear()
+        _MONEY[value] = amount
+    return amount
 
 
 def _json(value: Any) -> dict:

@@ -48,10 +48,26 @@ def to_string(amount: Decimal | None) -> str | None:
     return None if amount is None else str(quantize(amount))
 
 
+# format_money's answers by (amount, currency): a catalogue page formats a few dozen prices,
+# and a shop has far fewer distinct prices than pages served. Pure function, bounded.
+_FORMATTED: dict[tuple[Decimal, str], str] = {}
+_MAX_FORMATTED = 20_000
+
+
 def format_money(amount: Decimal | None, currency: str = "USD") -> str:
     """For people: "$1,234.50"."""
     if amount is None:
         return ""
+    key = (amount, currency)
+    try:
+        return _FORMATTED[key]
+    except (KeyError, TypeError):  # not seen yet, or an unhashable (signalling NaN) amount
+        pass
     symbol = SYMBOLS.get(currency.upper())
     text = f"{quantize(amount):,.2f}"
-    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
+    formatted = f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
+    if type(amount) is Decimal and amount.is_finite():
+        if len(_FORMATTED) >= _MAX_FORMATTED:
+            _FORMATTED.clear()
+        _FORMATTED[key] = formatted
+    return formatted

@@ -128,3 +128,28 @@ def test_parse_money(text, value):
 def test_minor_units_round_trip(amount):
     assert from_minor_units(to_minor_units(amount, "USD"), "USD") == amount
     assert to_minor_units(Decimal("1234"), "JPY") == 1234
+
+
+@given(st.decimals(min_value=Decimal("0"), max_value=Decimal("99999999"), places=3),
+       st.sampled_from(["USD", "EUR", "usd", "JPY", "CHF"]))
+@settings(max_examples=200)
+def test_formatted_money_is_the_same_remembered_or_not(amount, currency):
+    """format_money remembers its answers: the second answer is the first, and both are what
+    the rule gives (symbol or code, cents rounded half up, thousands separated)."""
+    from shop.services.money import SYMBOLS, format_money
+
+    text = f"{quantize(amount):,.2f}"
+    symbol = SYMBOLS.get(currency.upper())
+    expected = f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
+    assert format_money(amount, currency) == expected
+    assert format_money(amount, currency) == expected
+    assert format_money(Decimal(str(amount)) + 0, currency) == expected  # an equal Decimal
+
+
+def test_sqlite_prices_become_the_same_decimals_remembered_or_not():
+    from shop.services.catalog import _money
+
+    for value in (12.5, 12.5, 0.1 + 0.2, 19.99, 19.99, 7, 7.0):
+        assert _money(value) == quantize(Decimal(str(value)))
+        assert str(_money(value)) == str(quantize(Decimal(str(value))))
+    assert _money(None) is None and _money(Decimal("3.10")) == Decimal("3.10")

@@ -366,6 +366,31 @@ def test_production_logs_are_json_with_the_request_id_on_every_line(production_l
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
+def test_access_lines_are_the_same_written_directly_or_through_logging(production_logs):
+    """A production access line goes straight to the JSON handler (http.log_access); with
+    anything else listening it goes through logging. Both give the same line."""
+    app, lines = production_logs()
+    client = app.test_client()
+    client.get("/healthz?x=1", headers={"X-Request-ID": "direct-1"})
+    access = logging.getLogger("shop.access")
+    collected = _Records()
+    access.addHandler(collected)  # a second place to write to: logging's own path
+    try:
+        client.get("/healthz?x=1", headers={"X-Request-ID": "logged-1"})
+    finally:
+        access.removeHandler(collected)
+    by_id = {r["request_id"]: r for r in lines() if r["logger"] == "shop.access"}
+    direct, logged = by_id["direct-1"], by_id["logged-1"]
+    assert len(collected.records) == 1  # only the second request went through logging
+    assert list(direct) == list(logged)  # the same fields in the same order
+    for line in (direct, logged):
+        assert line["ts"].endswith("+00:00") and line["duration_ms"] >= 0
+        del line["ts"], line["duration_ms"], line["request_id"]
+    assert direct == logged == {"level": "INFO", "logger": "shop.access",
+                                "message": "GET /healthz 200", "method": "GET",
+                                "path": "/healthz", "status": 200, "remote_addr": "127.0.0.1"}
+
+
 def _logging_job(message: str) -> None:
     logging.getLogger("shop.jobs").info(message)
 

@@ -41,6 +41,7 @@ from itsdangerous import BadSignature
 from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response
 
+from ...http import log_access
 from ...services import cache, metrics
 from ...sessions import csrf_serializer, new_csrf_secret
 
@@ -57,7 +58,6 @@ STORE_KEY = "shop.page_cache.store"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Set per request by the app or this cache; never stored.
 PER_REQUEST_HEADERS = {"set-cookie", "x-request-id", "content-length", "x-cache"}
-access_log = logging.getLogger("shop.access")
 log = logging.getLogger("shop.cache")
 
 
@@ -186,10 +186,8 @@ class PageCache:
         method = environ.get("REQUEST_METHOD", "GET")
         code = int(status.split(" ", 1)[0])
         metrics.observe_request(method, endpoint, code, seconds)
-        path = environ.get("PATH_INFO", "")
-        access_log.info("%s %s %s", method, path, code, extra={
-            "method": method, "path": path, "status": code, "request_id": request_id,
-            "duration_ms": round(seconds * 1000, 2), "remote_addr": environ.get("REMOTE_ADDR")})
+        log_access(method, environ.get("PATH_INFO", ""), code, seconds,
+                   environ.get("REMOTE_ADDR"), request_id)
         return [b"" if method == "HEAD" else body]
 
     def _miss(self, environ: dict, start_response: Callable, store, key: str,
