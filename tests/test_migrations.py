@@ -106,6 +106,34 @@ def test_two_letter_terms_on_upgrade(tmp_path):
         db.engine.dispose()
 
 
+def test_card_images_are_filled_on_upgrade(tmp_path):
+    """Migration 0007 puts each product's first image (by position, then id) on its row."""
+    from shop import create_app
+
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'old.db'}"},
+                       env="testing")
+    with fresh.app_context():
+        upgrade(revision="0006")
+        with db.engine.begin() as connection:
+            for pid in (1, 2):
+                connection.execute(text(
+                    "INSERT INTO products (id, slug, name, description, active, price, "
+                    "rating_count, created_at) VALUES (:id, :slug, 'P', '', 1, 10, 0, "
+                    "'2026-01-01')"), {"id": pid, "slug": f"p{pid}"})
+            for iid, path, position in ((1, "b.svg", 1), (2, "a.svg", 0), (3, "c.svg", 0)):
+                connection.execute(text(
+                    "INSERT INTO product_images (id, product_id, path, alt, position) "
+                    "VALUES (:id, 1, :path, :alt, :position)"),
+                    {"id": iid, "path": path, "alt": path.upper(), "position": position})
+        upgrade()
+        with db.engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT id, card_image_path, card_image_alt FROM products ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(1, "a.svg", "A.SVG"), (2, None, None)]
+        downgrade(revision="0006")
+        db.engine.dispose()
+
+
 def test_upgrade_from_empty_and_downgrade(tmp_path):
     """A brand-new database (its own SQLite file, or a fresh MySQL database) migrates up and
     all the way down again."""

@@ -64,6 +64,10 @@ class Product(db.Model):
     # Approved reviews, kept by the review service so cards need no extra query.
     rating_average: Mapped[Decimal | None] = mapped_column(db.Numeric(3, 2))
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The first image (by position) that cards show, kept with the images' writes
+    # (services.catalog_state) so a page of cards reads no image rows. NULL: no image.
+    card_image_path: Mapped[str | None] = mapped_column(String(255))
+    card_image_alt: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = created_column()
 
     category: Mapped[Category | None] = relationship()
@@ -85,7 +89,10 @@ class ProductImage(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    # active_history: moving an image to another product keeps the old product's id in the
+    # attribute's history, so both products' card images are worked out (catalog_state).
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"),
+                                            active_history=True)
     # A path under static/ ("img/products/x.svg") or an uploaded file name ("uploads/ab12.png").
     path: Mapped[str] = mapped_column(String(255))
     alt: Mapped[str] = mapped_column(String(255), default="")

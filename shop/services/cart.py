@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
-from ..models import Cart, CartLine, Product, ProductImage, Variant, utcnow
+from ..models import Cart, CartLine, Product, Variant, utcnow
 from . import coupons, pricing
 from .database import write_transaction
 from .errors import CouponInvalid, CouponUsedUp, NotFound, OutOfStock, ValidationError
@@ -262,12 +262,9 @@ def _subtotal(cart_id: int) -> Decimal:
 
 @cache
 def _lines_query():
-    first_image = (select(ProductImage.path).where(ProductImage.product_id == Product.id)
-                   .order_by(ProductImage.position, ProductImage.id).limit(1)
-                   .scalar_subquery())
     return (select(CartLine.id, CartLine.quantity, Variant.id.label("variant_id"), Variant.sku,
                    Variant.options, Variant.price, Variant.stock_quantity, Product.name,
-                   Product.slug, Product.active, first_image.label("image_path"))
+                   Product.slug, Product.active, Product.card_image_path.label("image_path"))
             .join(Variant, Variant.id == CartLine.variant_id)
             .join(Product, Product.id == Variant.product_id)
             .where(CartLine.cart_id == bindparam("cart_id")).order_by(CartLine.id))

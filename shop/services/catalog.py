@@ -372,14 +372,12 @@ _ORDER = {
 }
 
 # A page of cards: one row per variant of each product of the page (the page's ids come from
-# the inner query), with the product's first image; variants are added up in Python, which
-# costs less than a subquery per card.
+# the inner query), with the product's first image (kept on its row: catalog_state); variants
+# are added up in Python, which costs less than a subquery per card.
 _CARDS_SQL = """SELECT p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
-  i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, {total},
+  p.card_image_path, p.card_image_alt, v.id, v.stock_quantity, v.compare_at_price, {total},
   """ + catalog_state.TREE_SQL + """
 FROM ({inner}) page JOIN products p ON p.id = page.id
-LEFT JOIN product_images i ON i.id = (SELECT f.id FROM product_images f
-  WHERE f.product_id = p.id ORDER BY f.position, f.id LIMIT 1)
 LEFT JOIN variants v ON v.product_id = p.id
 ORDER BY {order}"""
 
@@ -467,11 +465,9 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
 # `+p.active` is no column for SQLite's planner: it reads the ids by key instead of every
 # active product by the (active, ...) indexes.
 _CARDS_BY_ID_SQL = """SELECT p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
-  i.path, i.alt, v.id, v.stock_quantity, v.compare_at_price, NULL,
+  p.card_image_path, p.card_image_alt, v.id, v.stock_quantity, v.compare_at_price, NULL,
   """ + catalog_state.TREE_SQL + """
 FROM products p
-LEFT JOIN product_images i ON i.id = (SELECT f.id FROM product_images f
-  WHERE f.product_id = p.id ORDER BY f.position, f.id LIMIT 1)
 LEFT JOIN variants v ON v.product_id = p.id
 WHERE p.id IN ({ids}) AND +p.active = :active"""
 

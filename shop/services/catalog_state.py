@@ -7,14 +7,21 @@ Two rows of `catalog_state`:
 - `active_products`: how many products are active, so the unfiltered listing's total is one
   row instead of counting the whole catalogue (InnoDB counts row by row: milliseconds).
 
+And on each product's own row, `card_image_path` / `card_image_alt`: its first image (by
+position, then id) that product cards show, so a page of cards reads no image rows (on
+MariaDB the first-image subquery was a sixth of a listing page's query).
+
 They are kept in the same transaction as the change, whoever makes it: the ORM's flushes
 (back office, API, CSV import, tests) are watched by a session listener; Core writes call
-`categories_changed` / `recount_products` themselves (seed). A missing row (an emptied table)
-is written again by the next change; until then pages work the facts out as before.
+`categories_changed` / `recount_products` / `card_images_changed` themselves (seed), or write
+the card image with the product. A missing row (an emptied table) is written again by the next
+change; until then pages work the facts out as before. `flask refresh-catalog` works all of
+them out again after hand-written SQL.
 """
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection
@@ -49,6 +56,35 @@ def recount_products(connection: Connection) -> None:
            {"active": True})
 
 
+_FIRST_IMAGE = ("(SELECT f.{column} FROM product_images f WHERE f.product_id = products.id "
+                "ORDER BY f.position, f.id LIMIT 1)")
+_CARD_IMAGES_SQL = (f"UPDATE products SET card_image_path = {_FIRST_IMAGE.format(column='path')}, "
+                    f"card_image_alt = {_FIRST_IMAGE.format(column='alt')} WHERE id IN ({{ids}})")
+
+
+def card_images_changed(connection: Connection, product_ids: Iterable[int]) -> None:
+    """These products' images were added, changed, reordered or deleted: their card image
+    again, from their images as they are now.
+
+    Their rows are locked first (`lock_products`): two writers of one product's images take
+    turns, and the second reads the images the first committed."""
+    ids = sorted(set(product_ids))
+    if ids:
+        lock_products(connection, ids)
+        connection.execute(text(_CARD_IMAGES_SQL.format(ids=", ".join(map(str, ids)))))
+
+
+def lock_products(connection: Connection, product_ids: Iterable[int]) -> None:
+    """Lock these products' rows, in id order, for the rest of the transaction (not on SQLite,
+    whose writers are serialized already). Taken before a product's images are written: the
+    image rows' foreign key check share-locks the product's row, and two writers that both
+    held that share lock and then wanted the row would deadlock."""
+    ids = ", ".join(str(int(i)) for i in sorted(set(product_ids)))
+    if ids and connection.dialect.name != "sqlite":
+        connection.execute(text(f"SELECT id FROM products WHERE id IN ({ids}) ORDER BY id "
+                                f"FOR UPDATE"))
+
+
 def _write(connection: Connection, name: str, update_sql: str, insert_sql: str,
            params: dict) -> None:
     params = dict(params, name=name)
@@ -57,30 +93,66 @@ def _write(connection: Connection, name: str, update_sql: str, insert_sql: str,
 
 
 def _watch_flush(session: Session, _context) -> None:
-    """After each ORM flush: did it touch categories, or the set of active products?"""
-    from ..models import Category, Product
+    """After each ORM flush: did it touch categories, the set of active products, or
+    products' images?"""
+    from ..models import Category, Product, ProductImage
 
     categories = products = False
+    imaged: set[int] = set()
     for obj in session.new:
         categories = categories or isinstance(obj, Category)
         products = products or isinstance(obj, Product)
+        if isinstance(obj, ProductImage):
+            imaged.update(_image_products(obj))
     for obj in session.deleted:
         categories = categories or isinstance(obj, Category)
         products = products or isinstance(obj, Product)
+        if isinstance(obj, ProductImage):
+            imaged.update(_image_products(obj))
     for obj in session.dirty:
         if isinstance(obj, Category):
             categories = categories or session.is_modified(obj, include_collections=False)
         elif isinstance(obj, Product) and not products:
             products = inspect(obj).attrs.active.history.has_changes()
-    if categories or products:
+        elif isinstance(obj, ProductImage) and session.is_modified(
+                obj, include_collections=False):
+            imaged.update(_image_products(obj))
+    if categories or products or imaged:
         connection = session.connection()
         if categories:
             categories_changed(connection)
         if products:
             recount_products(connection)
+        if imaged:
+            card_images_changed(connection, imaged)
+
+
+def _lock_before_flush(session: Session, _context, _instances) -> None:
+    """Before a flush writes products' images: lock those products (see `lock_products`)."""
+    from ..models import ProductImage
+
+    imaged: set[int] = set()
+    for group in (session.new, session.deleted, session.dirty):
+        for obj in group:
+            if isinstance(obj, ProductImage):
+                imaged.update(_image_products(obj))
+                product = obj.__dict__.get("product")  # set through the relationship
+                if product is not None and product.__dict__.get("id") is not None:
+                    imaged.add(product.__dict__["id"])
+    if imaged:
+        lock_products(session.connection(), imaged)
+
+
+def _image_products(image) -> set[int]:
+    """The products an image belongs or belonged to in this flush (both, when it moved)."""
+    history = inspect(image).attrs.product_id.history
+    return {pid for pid in (*history.added, *history.unchanged, *history.deleted)
+            if pid is not None}
 
 
 def install(session_class: type[Session]) -> None:
     """Watch every flush of the shop's sessions (idempotent)."""
     if not event.contains(session_class, "after_flush", _watch_flush):
         event.listen(session_class, "after_flush", _watch_flush)
+    if not event.contains(session_class, "before_flush", _lock_before_flush):
+        event.listen(session_class, "before_flush", _lock_before_flush)

@@ -48,7 +48,8 @@ def refresh_catalog() -> int:
     """Work out again what the shop keeps derived from the catalogue, after products or
     categories were changed by hand in SQL (which the shop's own writes never need): the
     category tree's revision, the number of active products, every product's search terms
-    (a batch of products a transaction) and then the postings, and the page cache's version.
+    and card image (a batch of products a transaction) and then the postings, and the page
+    cache's version.
     Returns the number of products whose terms were written."""
     with write_transaction():
         connection = db.session.connection()
@@ -64,6 +65,7 @@ def refresh_catalog() -> int:
             if not ids:
                 break
             search.reindex(connection, ids)
+            catalog_state.card_images_changed(connection, ids)
         done += len(ids)
         last = ids[-1]
     with write_transaction():

@@ -38,6 +38,15 @@ def test_demo_seed_is_idempotent_and_complete(app, runner):
     # every product's listed price is its lowest variant price
     for product in db.session.execute(select(Product)).scalars():
         assert product.price == min(v.price for v in product.variants)
+    assert_card_images_are_first_images()
+
+
+def assert_card_images_are_first_images() -> None:
+    """Each product's card image is its first image by position (or none without images)."""
+    for product in db.session.execute(select(Product)).scalars():
+        images = sorted(product.images, key=lambda i: (i.position, i.id))
+        expected = (images[0].path, images[0].alt) if images else (None, None)
+        assert (product.card_image_path, product.card_image_alt) == expected, product.slug
 
 
 def test_seed_if_empty_leaves_an_existing_shop_alone(app, runner):
@@ -58,3 +67,8 @@ def test_bulk_seed_adds_searchable_products(app, runner):
     assert not errors
     page = catalog.list_products(filters)
     assert page.total > 0 and all("mug" in card.name.lower() for card in page.items)
+    # the bulk seed writes each product's card image with the product (Core inserts)
+    assert all(card.image_path and card.image_path.startswith("img/products/")
+               for card in page.items)
+    db.session.expire_all()
+    assert_card_images_are_first_images()

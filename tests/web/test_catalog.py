@@ -272,6 +272,64 @@ def test_product_page_lists_variants_and_images_in_their_positions(client, app):
     assert html.index("img/products/b.svg") < html.index("img/products/a.svg")
 
 
+def _card_images() -> dict[int, tuple[str | None, str]]:
+    """Every listed product's card image (path, alt), as the listing reads it."""
+    from shop.services import catalog as service
+
+    filters, _ = service.parse_filters({"per_page": "100"})
+    return {c.id: (c.image_path, c.image_alt) for c in service.list_products(filters).items}
+
+
+def test_the_card_image_follows_image_writes(client, app):
+    """A card shows its product's first image by position, kept on the product's row by every
+    write of the images: add, reorder, change, move to another product, delete."""
+    from shop.extensions import db
+    from shop.models import ProductImage
+
+    scarf = f.product("Scarf", slug="scarf", image="img/products/a.svg")
+    hat = f.product("Hat", slug="hat", image=None)
+    db.session.commit()
+    assert _card_images() == {scarf.id: ("img/products/a.svg", "Scarf"),
+                              hat.id: (None, "Hat")}  # no image: the alt is the name
+    first = db.session.execute(db.select(ProductImage)).scalar_one()
+    second = ProductImage(product_id=scarf.id, path="img/products/b.svg", alt="B", position=-1)
+    db.session.add(second)
+    db.session.commit()
+    assert _card_images()[scarf.id] == ("img/products/b.svg", "B")
+    second.path, second.alt = "img/products/c.svg", "C"
+    db.session.commit()
+    assert _card_images()[scarf.id] == ("img/products/c.svg", "C")
+    second.position = 5
+    db.session.commit()
+    assert _card_images()[scarf.id] == ("img/products/a.svg", "Scarf")
+    first.product_id = hat.id  # moved: both products change
+    db.session.commit()
+    assert _card_images() == {scarf.id: ("img/products/c.svg", "C"),
+                              hat.id: ("img/products/a.svg", "Scarf")}
+    db.session.delete(second)
+    db.session.commit()
+    assert _card_images()[scarf.id] == (None, "Scarf")
+    html = client.get("/products").get_data(as_text=True)
+    assert 'src="/static/img/products/a.svg"' in html
+    assert html.count('src="/static/img/products/c.svg"') == 0
+
+
+def test_refresh_catalog_puts_card_images_back_after_hand_written_sql(app):
+    """Images changed by hand in SQL: `flask refresh-catalog` works the card images out again."""
+    from sqlalchemy import text
+
+    from shop.extensions import db
+
+    scarf = f.product("Scarf", slug="scarf", image="img/products/a.svg")
+    db.session.commit()
+    db.session.execute(text("UPDATE product_images SET path = 'img/products/z.svg'"))
+    db.session.commit()
+    assert _card_images()[scarf.id][0] == "img/products/a.svg"  # not seen: hand-written
+    result = app.test_cli_runner().invoke(args=["refresh-catalog"])
+    assert result.exit_code == 0, result.output
+    assert _card_images()[scarf.id] == ("img/products/z.svg", "Scarf")
+
+
 def test_unknown_pages_are_real_404s(client, catalog):
     for url in ("/p/nope", "/c/nope", "/nope", "/p/hidden-thing"):
         response = client.get(url)
