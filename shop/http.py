@@ -122,12 +122,11 @@ def log_access(method: str, path: str, status: int, seconds: float,
     if not _ACCESS.isEnabledFor(logging.INFO):
         return
     duration_ms = round(seconds * 1000, 2)
+    fields = {"method": method, "path": path, "status": status, "duration_ms": duration_ms,
+              "remote_addr": remote_addr, "request_id": request_id}
     handler = _direct_access_handler()
     if handler is None:
-        _ACCESS.info("%s %s %s", method, path, status,
-                     extra={"method": method, "path": path, "status": status,
-                            "duration_ms": duration_ms, "remote_addr": remote_addr,
-                            "request_id": request_id})
+        _ACCESS.info("%s %s %s", method, path, status, extra=fields)
         return
     line = _JSON.encode({
         "ts": _utc_iso(time.time()), "level": "INFO", "logger": "shop.access",
@@ -140,11 +139,8 @@ def log_access(method: str, path: str, status: int, seconds: float,
         stream.flush()
     except Exception:
         handler.release()
-        # As StreamHandler.emit does with a failed write: reported, the request goes on.
-        _ACCESS.info("%s %s %s", method, path, status,
-                     extra={"method": method, "path": path, "status": status,
-                            "duration_ms": duration_ms, "remote_addr": remote_addr,
-                            "request_id": request_id})
+        # A failed write: logging's own path, which reports it as StreamHandler.emit does.
+        _ACCESS.info("%s %s %s", method, path, status, extra=fields)
         return
     handler.release()
 
