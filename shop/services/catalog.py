@@ -299,6 +299,29 @@ def _json(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+# On MySQL a page's rows come back as JSON. PyMySQL (pure Python) parses a description of
+# every column of a result and then every column of every row: for a page of 24 cards that
+# cost the client more than the server spent on the query. So MySQL sends each row as one
+# JSON_ARRAY (the product page), or the page's rows as one JSON list, in the cards' order
+# (GROUP_CONCAT; its limit is raised for every connection: database.configure_engine), and
+# json's C decoder reads them, prices as exact decimals. The rows are the same lists of
+# values either way; sqlite3 hands its rows over at no such cost and keeps its columns.
+
+def _as_json(dialect: str) -> bool:
+    return dialect != "sqlite"
+
+
+def _json_rows(value: Any) -> list[Any]:
+    """The rows of one JSON document as MySQL sent them (None: no rows)."""
+    if value is None:
+        return []
+    try:
+        return json.loads(value, parse_float=Decimal)
+    except ValueError as exc:  # cut short: GROUP_CONCAT's limit is below the page's size
+        raise RuntimeError("a catalogue page's rows came back cut short: raise the server's "
+                           "group_concat_max_len (see services.database)") from exc
+
+
 _TREE_SQL = (f"SELECT id, slug, name, description, parent_id, {catalog_state.TREE_SQL} "
              f"FROM categories ORDER BY position, name, id")
 _TREE_REVISION_SQL = f"SELECT {catalog_state.TREE_SQL}"
@@ -373,13 +396,32 @@ _ORDER = {
 
 # A page of cards: one row per variant of each product of the page (the page's ids come from
 # the inner query), with the product's first image (kept on its row: catalog_state); variants
-# are added up in Python, which costs less than a subquery per card.
-_CARDS_SQL = """SELECT p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
-  p.card_image_path, p.card_image_alt, v.id, v.stock_quantity, v.compare_at_price, {total},
-  """ + catalog_state.TREE_SQL + """
+# are added up in Python, which costs less than a subquery per card. Then the total and the
+# tree's revision. On MySQL the rows are one JSON list (see _as_json): the query answers one
+# row, whose total is NULL when the page is empty (then counted, as on SQLite).
+_CARD_COLUMNS = ("p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count, "
+                 "p.card_image_path, p.card_image_alt, v.id, v.stock_quantity, v.compare_at_price")
+_CARDS_SQL = ("SELECT " + _CARD_COLUMNS + ", {total}, " + catalog_state.TREE_SQL + """
 FROM ({inner}) page JOIN products p ON p.id = page.id
 LEFT JOIN variants v ON v.product_id = p.id
-ORDER BY {order}"""
+ORDER BY {order}""")
+_CARDS_JSON_SQL = ("SELECT CONCAT('[', GROUP_CONCAT(JSON_ARRAY(" + _CARD_COLUMNS + """)
+  ORDER BY {order} SEPARATOR ','), ']'), MAX({total}), """ + catalog_state.TREE_SQL + """
+FROM ({inner}) page JOIN products p ON p.id = page.id
+LEFT JOIN variants v ON v.product_id = p.id""")
+
+
+def _card_rows(sql: str, json_sql: str, params: dict[str, Any]
+               ) -> tuple[list[Any], Any, int | None]:
+    """Run a cards query (its SQLite or its MySQL form): the cards' rows, the total and the
+    tree revision the query read (None and None when SQLite found no row)."""
+    if _as_json(db.session.get_bind().dialect.name):
+        answer = _rows(json_sql, params)[0]
+        rows, total, revision = _json_rows(answer[0]), answer[1], answer[2]
+    else:
+        rows = _rows(sql, params)
+        total, revision = (rows[0][11], rows[0][12]) if rows else (None, None)
+    return rows, total, None if revision is None else int(revision)
 
 
 def _matching(filters: ProductFilters, tree: CategoryTree | None
@@ -451,11 +493,10 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
              f"ORDER BY {order} LIMIT {int(filters.per_page)} OFFSET {offset}")
     total_sql = ("page.total" if windowed else
                  f"({_count_sql(source, where, params, kept_only=True)})" if with_total else "0")
-    sql = _CARDS_SQL.format(total=total_sql, inner=inner,
-                            order="page.score DESC, p.id DESC" if ranked else order)
-    rows = _rows(sql, params)
-    total = rows[0][11] if rows else None
-    revision = int(rows[0][12]) if rows and rows[0][12] is not None else None
+    parts = {"total": total_sql, "inner": inner,
+             "order": "page.score DESC, p.id DESC" if ranked else order}
+    rows, total, revision = _card_rows(_CARDS_SQL.format(**parts),
+                                       _CARDS_JSON_SQL.format(**parts), params)
     if with_total and total is None:  # an empty page, or no kept count
         total = _rows(_count_sql(source, where, params), params)[0][0]
     return ProductPage(_cards(rows), filters.page, filters.per_page, int(total or 0), revision)
@@ -464,32 +505,37 @@ def list_products(filters: ProductFilters, tree: CategoryTree | None = None, *,
 # The cards of products chosen by id (a search's page), in no order: one row per variant.
 # `+p.active` is no column for SQLite's planner: it reads the ids by key instead of every
 # active product by the (active, ...) indexes.
-_CARDS_BY_ID_SQL = """SELECT p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count,
-  p.card_image_path, p.card_image_alt, v.id, v.stock_quantity, v.compare_at_price, NULL,
-  """ + catalog_state.TREE_SQL + """
+_CARDS_BY_ID_FROM = """
 FROM products p
 LEFT JOIN variants v ON v.product_id = p.id
 WHERE p.id IN ({ids}) AND +p.active = :active"""
+_CARDS_BY_ID_SQL = ("SELECT " + _CARD_COLUMNS + ", NULL, " + catalog_state.TREE_SQL
+                    + _CARDS_BY_ID_FROM)
+_CARDS_BY_ID_JSON_SQL = ("SELECT CONCAT('[', GROUP_CONCAT(JSON_ARRAY(" + _CARD_COLUMNS
+                         + ") SEPARATOR ','), ']'), NULL, " + catalog_state.TREE_SQL
+                         + _CARDS_BY_ID_FROM)
 
 
 def _page_of(ids: list[int], total: int, filters: ProductFilters) -> ProductPage:
     """The page of these products, in this order."""
     if not ids:
         return ProductPage([], filters.page, filters.per_page, total, None)
-    rows = _rows(_CARDS_BY_ID_SQL.format(ids=", ".join(str(int(i)) for i in ids)),
-                 {"active": True})
+    listed = ", ".join(str(int(i)) for i in ids)
+    rows, _total, revision = _card_rows(_CARDS_BY_ID_SQL.format(ids=listed),
+                                        _CARDS_BY_ID_JSON_SQL.format(ids=listed),
+                                        {"active": True})
     place = {pid: n for n, pid in enumerate(ids)}
     rows.sort(key=lambda row: place[row[0]])  # stable: a product's rows stay together
-    revision = int(rows[0][12]) if rows and rows[0][12] is not None else None
     return ProductPage(_cards(rows), filters.page, filters.per_page, total, revision)
 
 
 def _cards(rows: list[Any]) -> list[ProductCard]:
-    """Cards from the rows of _CARDS_SQL (one per variant, a product's rows together)."""
+    """Cards from the rows of _CARDS_SQL (one per variant, a product's rows together; the
+    columns after the card's are not read)."""
     cards: list[ProductCard] = []
     card: ProductCard | None = None
     for (pid, slug, name, price, rating, rating_count, image_path, image_alt, variant_id, stock,
-         compare, _total, _revision) in rows:
+         compare, *_rest) in rows:
         if card is None or card.id != pid:
             card = ProductCard(
                 id=pid, slug=slug, name=name, price=_money(price) or Decimal("0.00"),
@@ -512,22 +558,26 @@ def _cards(rows: list[Any]) -> list[ProductCard]:
 
 
 # The product, its variants and its images in one round trip: three SELECTs of the same shape
-# (the columns a part does not have are NULL), told apart by the first column.
-_PRODUCT_SQL = """SELECT 0 AS kind, p.id, p.slug, p.name, p.description, p.category_id, p.active,
-  p.price, p.rating_average, p.rating_count, NULL AS v_id, NULL AS v_sku, NULL AS v_options,
-  NULL AS v_price, NULL AS v_compare_at_price, NULL AS v_stock_quantity,
-  NULL AS v_low_stock_threshold, NULL AS i_path, NULL AS i_alt, 0 AS pos, 0 AS sub_id,
-  """ + catalog_state.TREE_SQL + """ AS tree_revision
-FROM products p WHERE p.slug = :slug
-UNION ALL
-SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v.id, v.sku, v.options, v.price,
-  v.compare_at_price, v.stock_quantity, v.low_stock_threshold, NULL, NULL, v.position, v.id,
-  NULL
-FROM variants v JOIN products p ON p.id = v.product_id WHERE p.slug = :slug
-UNION ALL
-SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, i.path, i.alt, i.position, i.id, NULL
-FROM product_images i JOIN products p ON p.id = i.product_id WHERE p.slug = :slug"""
+# (the columns a part does not have are NULL), told apart by the first column: kind, the
+# product's columns, the variant's, the image's, position, id and the tree's revision. On
+# MySQL each row is one JSON_ARRAY of those values (see _as_json).
+_PRODUCT_PARTS = (
+    ("0, p.id, p.slug, p.name, p.description, p.category_id, p.active, p.price, "
+     "p.rating_average, p.rating_count, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+     "0, 0, " + catalog_state.TREE_SQL,
+     "FROM products p WHERE p.slug = :slug"),
+    ("1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v.id, v.sku, v.options, v.price, "
+     "v.compare_at_price, v.stock_quantity, v.low_stock_threshold, NULL, NULL, v.position, "
+     "v.id, NULL",
+     "FROM variants v JOIN products p ON p.id = v.product_id WHERE p.slug = :slug"),
+    ("2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+     "NULL, NULL, i.path, i.alt, i.position, i.id, NULL",
+     "FROM product_images i JOIN products p ON p.id = i.product_id WHERE p.slug = :slug"),
+)
+_PRODUCT_SQL = "\nUNION ALL\n".join(f"SELECT {columns}\n{source}"
+                                    for columns, source in _PRODUCT_PARTS)
+_PRODUCT_JSON_SQL = "\nUNION ALL\n".join(f"SELECT JSON_ARRAY({columns})\n{source}"
+                                         for columns, source in _PRODUCT_PARTS)
 # Sorted here, not by the query: on MariaDB an ORDER BY over the UNION costs a temporary table
 # and a filesort, twice the time of the three lookups themselves (for a handful of rows).
 def _product_order(row: Any) -> tuple[int, int, int]:
@@ -537,7 +587,11 @@ def _product_order(row: Any) -> tuple[int, int, int]:
 def product_detail(slug: str) -> ProductDetail:
     """An active product by slug as its page shows it, with its variants and images (one
     query)."""
-    rows = _rows(_PRODUCT_SQL, {"slug": slug})
+    if _as_json(db.session.get_bind().dialect.name):
+        rows = [json.loads(row[0], parse_float=Decimal)
+                for row in _rows(_PRODUCT_JSON_SQL, {"slug": slug})]
+    else:
+        rows = _rows(_PRODUCT_SQL, {"slug": slug})
     rows.sort(key=_product_order)
     if not rows or rows[0][0] != 0 or not rows[0][6]:
         raise NotFound("That product does not exist or is no longer sold.")

@@ -354,3 +354,75 @@ def test_security_headers_on_pages(client, catalog):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Request-ID"]
     assert client.get("/", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+
+
+TRICKY = 'Tab\there "quoted" back\\slash, line\nbreak, </script> & ünïcødé 🧣 \u2028'
+
+
+def test_pages_read_every_value_exactly_whatever_its_characters(client, app):
+    """The cards and the product page give back what was stored: text with quotes,
+    backslashes, control and non-Latin characters (MySQL sends these rows as JSON), prices
+    and ratings as exact decimals, options as they were written."""
+    from shop.extensions import db
+    from shop.services import catalog as service
+
+    item = f.product(TRICKY, slug="tricky", description=TRICKY + " (description)", variants=[
+        {"options": {"size": TRICKY, "fit": "slim"}, "price": "0.10", "stock": 3,
+         "compare_at_price": Decimal("12345.67"), "sku": "TRICKY-1"},
+        {"options": {}, "price": "99999.99", "stock": 0, "sku": "TRICKY-2"}])
+    item.rating_average, item.rating_count = Decimal("4.25"), 4
+    item.images[0].alt = TRICKY + " alt"
+    db.session.commit()
+
+    (card,) = service.list_products(service.parse_filters({})[0]).items
+    assert (card.name, card.image_alt) == (TRICKY, TRICKY + " alt")
+    assert (card.price, card.compare_at_price, card.rating_average) == (
+        Decimal("0.10"), Decimal("12345.67"), Decimal("4.25"))
+    assert all(isinstance(v, Decimal) for v in (card.price, card.compare_at_price))
+    assert (card.in_stock, card.variant_count, card.rating_count) == (True, 2, 4)
+    (found,) = service.list_products(service.parse_filters({"q": "quoted"})[0]).items
+    assert found == card
+
+    detail = service.product_detail("tricky")
+    assert (detail.name, detail.description) == (TRICKY, TRICKY + " (description)")
+    assert detail.price == Decimal("0.10") and detail.rating_average == Decimal("4.25")
+    assert [(v.sku, v.options, v.price, v.compare_at_price, v.stock_quantity)
+            for v in detail.variants] == [
+        ("TRICKY-1", {"size": TRICKY, "fit": "slim"}, Decimal("0.10"), Decimal("12345.67"), 3),
+        ("TRICKY-2", {}, Decimal("99999.99"), None, 0)]
+    assert [(i.path, i.alt) for i in detail.images] == [("img/products/mugs.svg", TRICKY + " alt")]
+
+    html = client.get("/p/tricky").get_data(as_text=True)
+    assert "&lt;/script&gt;" in html and "</script> &" not in html
+
+
+def test_a_full_page_of_cards_with_many_variants_is_read_whole(client, app):
+    """100 cards of 6 variants each, 600 rows: far beyond MySQL's default GROUP_CONCAT limit
+    (1 KB), which each connection raises (services.database)."""
+    from shop.extensions import db
+    from shop.models import Product, ProductImage, Variant
+    from shop.services import catalog as service
+    from shop.services import database
+
+    for n in range(100):
+        product = Product(name=f"Long-named product number {n:03d} " + "x" * 100, slug=f"many-{n}",
+                          description="many", active=True, price=Decimal("5.00"))
+        db.session.add(product)
+        db.session.flush()
+        db.session.add(ProductImage(product_id=product.id, path="img/products/mugs.svg",
+                                    alt="y" * 150, position=0))
+        db.session.add_all(Variant(product_id=product.id, sku=f"MANY-{n}-{k}", options={},
+                                   price=Decimal("5.00") + k, stock_quantity=k, position=k)
+                           for k in range(6))
+    db.session.commit()
+    service.refresh_product_prices()
+    db.session.commit()
+
+    page = service.list_products(service.parse_filters({"per_page": "100", "sort": "name"})[0])
+    assert len(page.items) == 100 and page.total == 100
+    assert all(c.variant_count == 6 and c.in_stock and c.price == Decimal("5.00")
+               for c in page.items)
+    assert [c.name for c in page.items] == sorted(c.name for c in page.items)
+    if database.is_mysql():
+        limit = db.session.execute(db.text("SELECT @@SESSION.group_concat_max_len")).scalar()
+        assert limit == database.GROUP_CONCAT_MAX_LEN
