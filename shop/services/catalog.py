@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import TextClause
 from ..extensions import db
 from ..models import Product, Variant
 from ..models.catalog import VariantFacts
-from . import catalog_state, database, search
+from . import catalog_state, database, routing, search
 from .errors import NotFound
 from .money import parse_money, quantize
 from .paging import Paged
@@ -245,9 +245,15 @@ _MAX_STATEMENTS = 2000
 _NAMED_PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
+def _dialect() -> str:
+    """The database's dialect name (the primary's; a replica is the same kind of server)."""
+    return db.engine.dialect.name
+
+
 def _rows(sql: str, params: dict[str, Any]) -> list[Any]:
     """Run a read written with :name parameters; rows as the driver returns them."""
-    dialect = db.session.get_bind().dialect
+    engine = db.engine
+    dialect = engine.dialect
     key = (dialect.name, sql)
     cached = _STATEMENTS.get(key)
     if cached is None:
@@ -262,15 +268,20 @@ def _rows(sql: str, params: dict[str, Any]) -> list[Any]:
     if dialect.name == "sqlite":
         params = {k: (str(v) if isinstance(v, Decimal) else int(v) if isinstance(v, bool) else v)
                   for k, v in params.items()}
-    session = db.session()
-    if not session.in_transaction():
+    registry = db.session.registry
+    session = registry() if registry.has() else None
+    if session is None or not session.in_transaction():
         # Nothing begun yet in this request: an autocommit connection reads the same
-        # committed rows without a transaction to end (database.plain_reader).
-        reader = database.plain_reader(session.get_bind(clause=clause))
+        # committed rows without a transaction to end (database.plain_reader). Without a
+        # Session yet (an anonymous catalogue page has none), none is made for it: the
+        # replica or the primary, as the Session would choose (services.routing).
+        bind = session.get_bind(clause=clause) if session is not None else (
+            routing.replica_for(clause) or engine)
+        reader = database.plain_reader(bind)
         if reader is not None:
             with reader.connect() as connection:
                 return database.fetch_rows(connection, driver_sql, params)
-    connection = session.connection(bind_arguments={"clause": clause})
+    connection = (session or registry()).connection(bind_arguments={"clause": clause})
     return database.fetch_rows(connection, driver_sql, params)
 
 
@@ -415,7 +426,7 @@ def _card_rows(sql: str, json_sql: str, params: dict[str, Any]
                ) -> tuple[list[Any], Any, int | None]:
     """Run a cards query (its SQLite or its MySQL form): the cards' rows, the total and the
     tree revision the query read (None and None when SQLite found no row)."""
-    if _as_json(db.session.get_bind().dialect.name):
+    if _as_json(_dialect()):
         answer = _rows(json_sql, params)[0]
         rows, total, revision = _json_rows(answer[0]), answer[1], answer[2]
     else:
@@ -448,7 +459,7 @@ def _matching(filters: ProductFilters, tree: CategoryTree | None
     match = None
     source = "products p"
     if filters.q:
-        match = search.match(filters.q, db.session.get_bind().dialect.name, _rows)
+        match = search.match(filters.q, _dialect(), _rows)
         source = match.source
         where.extend(match.where)
         params.update(match.params)
@@ -587,7 +598,7 @@ def _product_order(row: Any) -> tuple[int, int, int]:
 def product_detail(slug: str) -> ProductDetail:
     """An active product by slug as its page shows it, with its variants and images (one
     query)."""
-    if _as_json(db.session.get_bind().dialect.name):
+    if _as_json(_dialect()):
         rows = [json.loads(row[0], parse_float=Decimal)
                 for row in _rows(_PRODUCT_JSON_SQL, {"slug": slug})]
     else:

@@ -24,13 +24,22 @@ class RoutingSession(Session):
     """A Flask-SQLAlchemy session that sends allowed reads to the replica engine."""
 
     def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
-        if bind is None and not self._flushing and has_app_context() and replica_allowed() \
-                and _is_plain_read(clause):
-            engine = replica_engine()
+        if bind is None and not self._flushing:
+            engine = replica_for(clause)
             if engine is not None:
-                g.replica_used = True
                 return engine
         return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+
+
+def replica_for(clause) -> Engine | None:
+    """The replica when this request may read it and `clause` is a plain read; else None (the
+    primary). What the Session's get_bind decides, for reads made without a Session."""
+    if has_app_context() and replica_allowed() and _is_plain_read(clause):
+        engine = replica_engine()
+        if engine is not None:
+            g.replica_used = True
+            return engine
+    return None
 
 
 def _is_plain_read(clause) -> bool:

@@ -138,3 +138,39 @@ def test_the_counter_sees_the_queries(app):
     assert len(statements) == 2
     assert any("FROM categories" in s for s in statements)
     assert any("FROM products" in s for s in statements)
+
+
+def test_an_anonymous_catalogue_page_makes_no_orm_session(app, monkeypatch):
+    """An anonymous shopper's catalogue pages are plain reads: none of them makes an ORM
+    Session (making one, and closing it at teardown, cost more than reading the product),
+    and each still shows what it read. A guest with a cart has one, for the cart."""
+    from flask import has_request_context
+
+    from shop.services import routing
+
+    add_products(0, 3)
+    made = []
+    real_init = routing.RoutingSession.__init__
+
+    def init(self, *args, **kwargs):
+        if has_request_context():  # not the test client's own rollback after the request
+            made.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(routing.RoutingSession, "__init__", init)
+    client = app.test_client()
+    for url, shown in (("/products", "Linen Shirt 2"), ("/c/clothing", "Linen Shirt 1"),
+                       ("/p/linen-shirt-1", "Linen Shirt 1"), ("/", "Linen Shirt 0"),
+                       ("/products?q=linen", "Linen Shirt 2")):
+        made.clear()
+        with app.app_context():
+            response = client.get(url)
+        assert response.status_code == 200 and shown in response.get_data(as_text=True), url
+        assert made == [], url
+    monkeypatch.setattr(routing.RoutingSession, "__init__", real_init)
+    guest = guest_with_cart(app)
+    monkeypatch.setattr(routing.RoutingSession, "__init__", init)
+    made.clear()
+    with app.app_context():
+        assert "Linen Shirt 1" in guest.get("/cart").get_data(as_text=True)
+    assert made
