@@ -4,7 +4,6 @@ connection; on MySQL (TEST_DATABASE_URL) they show real row locking."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from decimal import Decimal
 
@@ -23,11 +22,11 @@ from shop.services.errors import (
     CouponUsedUp,
     InvalidTransition,
     OutOfStock,
-    ShopError,
     ValidationError,
 )
 from shop.services.orders import Actor
 from tests import factories as f
+from tests.concurrency import run_concurrently
 
 STAFF = Actor(None, "staff@test")
 
@@ -61,33 +60,6 @@ def assert_stock_invariant() -> None:
         ).scalar_one()
         assert variant.stock_quantity >= 0
         assert received == variant.stock_quantity + held, variant.sku
-
-
-def run_concurrently(app, jobs):
-    """Start every job at the same moment, each in its own thread and app context."""
-    db.session.rollback()
-    barrier = threading.Barrier(len(jobs))
-    results: list = [None] * len(jobs)
-
-    def worker(index, job):
-        with app.app_context():
-            barrier.wait()
-            try:
-                results[index] = job()
-            except ShopError as exc:
-                results[index] = exc
-            except Exception as exc:  # surfaced by the assertions below
-                results[index] = exc
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    db.session.rollback()  # end this thread's read snapshot and see what the threads did
-    return results
 
 
 def test_place_order_snapshots_lines_and_takes_stock(app, outbox):

@@ -5,6 +5,7 @@ search syntax; and the database is driven by the terms, not by a scan of the cat
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import pytest
 from sqlalchemy import event, select, text
@@ -14,6 +15,7 @@ from shop.models import Product
 from shop.services import catalog, search
 from shop.services.database import write_transaction
 from tests import factories as f
+from tests.concurrency import raised, run_concurrently
 
 
 def find(q: str, **args: str) -> catalog.ProductPage:
@@ -423,40 +425,23 @@ def test_concurrent_product_writes_keep_every_posting(app):
     """Writers at the same moment that share terms (old and new) each lock a term's row
     before changing it: no writer's products are lost, nobody deadlocks, and every search
     finds them all (MySQL shows it with real row locks; SQLite has one writer at a time)."""
-    import threading
-
     f.product("Linen Base", slug="base", description="The first linen.")
     db.session.commit()
     writers, each = 6, 4
-    barrier = threading.Barrier(writers)
-    errors: list[Exception] = []
 
     def write(k: int) -> None:
-        with app.app_context():
-            try:
-                barrier.wait()
-                for i in range(each):
-                    with write_transaction():
-                        db.session.add(Product(
-                            name=f"Linen Zephyr {k}-{i}", slug=f"zephyr-{k}-{i}",
-                            description=f"Shared zephyrword; writer{k} only.", active=True))
-                    if i == 1:
-                        with write_transaction():
-                            old = db.session.execute(select(Product).where(
-                                Product.slug == f"zephyr-{k}-0")).scalar_one()
-                            old.description = "Renamed: no shared word now."
-            except Exception as exc:  # surfaced below
-                errors.append(exc)
-            finally:
-                db.session.remove()
+        for i in range(each):
+            with write_transaction():
+                db.session.add(Product(
+                    name=f"Linen Zephyr {k}-{i}", slug=f"zephyr-{k}-{i}",
+                    description=f"Shared zephyrword; writer{k} only.", active=True))
+            if i == 1:
+                with write_transaction():
+                    old = db.session.execute(select(Product).where(
+                        Product.slug == f"zephyr-{k}-0")).scalar_one()
+                    old.description = "Renamed: no shared word now."
 
-    threads = [threading.Thread(target=write, args=(k,)) for k in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    db.session.rollback()
-    assert errors == []
+    assert raised(run_concurrently(app, [partial(write, k) for k in range(writers)])) == []
     assert _postings() == _postings_of_terms()
     assert find("zephyr").total == writers * each
     assert find("zephyrword").total == writers * (each - 1)

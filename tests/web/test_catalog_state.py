@@ -4,6 +4,7 @@ follows products added, deactivated and deleted; both whoever makes the change."
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from sqlalchemy import select, text
 
@@ -12,6 +13,7 @@ from shop.models import CatalogState, Category, Product
 from shop.services import catalog_state
 from shop.services.database import write_transaction
 from tests import factories as f
+from tests.concurrency import raised, run_concurrently
 
 TOTAL = re.compile(r'id="results-heading"[^>]*>\s*(\d+) products?')
 
@@ -115,39 +117,21 @@ def test_writers_of_one_products_images_at_once_leave_its_first_image_on_the_car
     row before working its card image out, so the last to commit reads everything the others
     committed and the card shows the first image by position (MySQL shows it with real row
     locks; SQLite has one writer at a time)."""
-    import threading
-
     from shop.models import ProductImage
 
     item = f.product("Scarf", slug="scarf", image="img/products/start.svg")
     db.session.commit()
     pid = item.id  # read here: the threads have sessions of their own
     writers, each = 6, 3
-    barrier = threading.Barrier(writers)
-    errors: list[Exception] = []
 
     def write(k: int) -> None:
-        with app.app_context():
-            try:
-                barrier.wait()
-                for i in range(each):
-                    with write_transaction():
-                        # Lower positions later: each writer's newest image goes first.
-                        db.session.add(ProductImage(product_id=pid,
-                                                    path=f"img/products/w{k}-{i}.svg",
-                                                    alt=f"w{k}-{i}", position=-(k * each + i)))
-            except Exception as exc:  # surfaced below
-                errors.append(exc)
-            finally:
-                db.session.remove()
+        for i in range(each):
+            with write_transaction():
+                # Lower positions later: each writer's newest image goes first.
+                db.session.add(ProductImage(product_id=pid, path=f"img/products/w{k}-{i}.svg",
+                                            alt=f"w{k}-{i}", position=-(k * each + i)))
 
-    threads = [threading.Thread(target=write, args=(k,)) for k in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    db.session.rollback()
-    assert errors == []
+    assert raised(run_concurrently(app, [partial(write, k) for k in range(writers)])) == []
     row = db.session.execute(text("SELECT card_image_path, card_image_alt FROM products "
                                   "WHERE id = :id"), {"id": pid}).one()
     assert tuple(row) == (f"img/products/w{writers - 1}-{each - 1}.svg",
