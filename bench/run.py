@@ -17,8 +17,9 @@ What it does (each step prints what it is doing):
      checkout details were prepared through the real pages; then a race of 16 clients for the
      last units of one variant; then the stock invariant over every variant (units received =
      on hand + in orders that are not cancelled or refunded) and the oversold units.
-4. Prints a table (requests/s, ratio to hello-world, p50, p99, target) and writes
-   bench/results/last-run.json and .md.
+4. Prints a table (requests/s, ratio to hello-world, p50, p99, target, and the CPU a request
+   cost during each wrk run: the gunicorn master and workers, the local MySQL server, wrk) and
+   writes bench/results/last-run.json and .md.
 
 Usage: .venv/bin/python bench/run.py [--duration 10] [--skip-mysql] [--only listing,product]
 MySQL: --mysql-url (default mysql+pymysql://root@127.0.0.1:3306/); Redis: --redis-url.
@@ -34,6 +35,7 @@ import os
 import platform
 import random
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -101,6 +103,7 @@ class Run:
     settings: dict
     seeding: dict = field(default_factory=dict)
     hello: list[float] = field(default_factory=list)
+    hello_cpu: list[dict] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
 
     @property
@@ -144,6 +147,72 @@ def base_env(database_url: str, redis_url: str | None = None, prefix: str = "") 
     return env
 
 
+# gunicorn masters serving now, by base URL (their workers are their children).
+SERVERS: dict[str, int] = {}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU seconds (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return kids
+
+
+def _database_server() -> int | None:
+    """The local MySQL server's process (MariaDB's or MySQL's), if one runs here."""
+    for name in ("mariadbd", "mysqld"):
+        found = subprocess.run(["pidof", name], capture_output=True, text=True).stdout.split()
+        if found:
+            return int(found[0])
+    return None
+
+
+class CpuMeter:
+    """CPU used while a wrk run lasts: the gunicorn master with its workers, the local MySQL
+    server and wrk itself (the finished children of this process), to tell apart what a
+    request costs the shop, the database and the load generator on the same two cores."""
+
+    def __init__(self, server: int | None, database: bool) -> None:
+        self.server, self.database = server, _database_server() if database else None
+        self.pids = [server, *_children(server)] if server else []
+
+    def _now(self) -> tuple[float, float, float]:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (sum(_cpu_seconds(pid) for pid in self.pids),
+                _cpu_seconds(self.database) if self.database else 0.0,
+                usage.ru_utime + usage.ru_stime)
+
+    def __enter__(self) -> CpuMeter:
+        self.started = self._now()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        now = self._now()
+        self.used = [after - before for after, before in zip(now, self.started, strict=True)]
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        """Milliseconds of CPU per request: app (gunicorn), database, wrk."""
+        n = max(requests, 1)
+        return {name: round(seconds * 1000 / n, 3)
+                for name, seconds in zip(("app", "database", "wrk"), self.used, strict=True)}
+
+
 @contextmanager
 def serve(name: str, app: str, env: dict[str, str], logs: Path, health: str = "/healthz"):
     """gunicorn -c gunicorn.conf.py with 2 sync workers on a free port; yields its base URL."""
@@ -172,8 +241,10 @@ def serve(name: str, app: str, env: dict[str, str], logs: Path, health: str = "/
         # Both workers import the app lazily: touch them before measuring.
         for _ in range(8):
             http("GET", base + health)
+        SERVERS[base] = proc.pid
         yield base
     finally:
+        SERVERS.pop(base, None)
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
@@ -395,8 +466,10 @@ end
 
 
 def wrk(url: str, workdir: Path, seconds: int, connections: int = 32,
-        lines: list[tuple[str, str, str, str, str]] | None = None, warmup: int = 2) -> dict:
-    """Run wrk (2 threads) and return its numbers; `lines` are requests to rotate through."""
+        lines: list[tuple[str, str, str, str, str]] | None = None, warmup: int = 2,
+        mysql: bool = False) -> dict:
+    """Run wrk (2 threads) and return its numbers; `lines` are requests to rotate through;
+    `mysql`: count the local MySQL server's CPU too."""
     script = workdir / f"wrk-{uuid.uuid4().hex[:8]}.lua"
     args: list[str] = []
     if lines:
@@ -410,14 +483,17 @@ def wrk(url: str, workdir: Path, seconds: int, connections: int = 32,
     if warmup:
         subprocess.run([*command, f"-d{warmup}s", url, *args], capture_output=True, text=True,
                        timeout=warmup + 60)
-    result = subprocess.run([*command, f"-d{seconds}s", url, *args], capture_output=True,
-                            text=True, timeout=seconds + 120)
+    server = next((pid for base, pid in SERVERS.items() if url.startswith(base + "/")), None)
+    with CpuMeter(server, mysql) as meter:
+        result = subprocess.run([*command, f"-d{seconds}s", url, *args], capture_output=True,
+                                text=True, timeout=seconds + 120)
     match = re.search(r"BENCH_JSON (\{.*\})", result.stdout)
     if not match:
         raise RuntimeError(f"wrk failed: {result.stdout}\n{result.stderr}")
     data = json.loads(match.group(1))
     data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
     data["errors"] = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
+    data["cpu_ms"] = meter.per_request(data["requests"])
     return data
 
 
@@ -578,13 +654,13 @@ def measure(run: Run, key: str, name: str, database: str, url: str, workdir: Pat
             seconds: int, minimum: float | None, connections: int = 32,
             lines: list | None = None, p99_limit: float | None = 100.0) -> Row:
     log(f"{name} ({database}): wrk -t2 -c{connections} -d{seconds}s")
-    data = wrk(url, workdir, seconds, connections, lines)
+    data = wrk(url, workdir, seconds, connections, lines, mysql=database == "mysql")
     row = Row(key, name, database, connections, requests_per_s=data["rps"],
               p50_ms=data["p50_us"] / 1000, p99_ms=data["p99_us"] / 1000, errors=data["errors"],
-              extra={"wrk": data})
+              extra={"wrk": data, "cpu_ms": data["cpu_ms"]})
     run.rows.append(ratio_row(run, row, minimum, p99_limit))
     log(f"  {row.requests_per_s:8.0f} req/s  ratio {row.ratio or 0:.2f}  p50 {row.p50_ms:.1f} ms"
-        f"  p99 {row.p99_ms:.1f} ms  errors {row.errors}")
+        f"  p99 {row.p99_ms:.1f} ms  errors {row.errors}  CPU/request {_cpu_text(data['cpu_ms'])}")
     return row
 
 
@@ -593,8 +669,9 @@ def hello(run: Run, workdir: Path, logs: Path, seconds: int) -> None:
         log(f"hello-world: wrk -t2 -c32 -d{seconds}s")
         data = wrk(base + "/", workdir, seconds)
         run.hello.append(data["rps"])
+        run.hello_cpu.append(data["cpu_ms"])
         log(f"  {data['rps']:8.0f} req/s  p50 {data['p50_us'] / 1000:.1f} ms  "
-            f"p99 {data['p99_us'] / 1000:.1f} ms")
+            f"p99 {data['p99_us'] / 1000:.1f} ms  CPU/request {_cpu_text(data['cpu_ms'])}")
 
 
 def product_paths(database_url: str, count: int = 500) -> list[str]:
@@ -739,20 +816,33 @@ def _cart_shopper(base: str, variants: list[int], i: int) -> Shopper:
     return shopper
 
 
+def _cpu_text(cpu: dict[str, float]) -> str:
+    parts = [f"app {cpu['app']:.3f}"]
+    if cpu.get("database"):
+        parts.append(f"db {cpu['database']:.3f}")
+    parts.append(f"wrk {cpu['wrk']:.3f}")
+    return " + ".join(parts)
+
+
 def report(run: Run) -> str:
     lines = [f"Hello-world ceiling: {run.ceiling:.0f} req/s (runs: "
-             + ", ".join(f"{x:.0f}" for x in run.hello) + ")", "",
+             + ", ".join(f"{x:.0f}" for x in run.hello) + "); CPU a request: "
+             + "; ".join(_cpu_text(cpu) for cpu in run.hello_cpu), "",
+             "CPU ms/request: what the wrk run used, divided by its requests: app = the gunicorn "
+             "master and workers, db = the local MySQL server, wrk = the load generator.", "",
              "| scenario | db | conns | req/s | ratio | p50 ms | p99 ms | target | result "
-             "| notes |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU ms/request | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in run.rows:
         verdict = {True: "pass", False: "MISS", None: "-"}[r.passed]
+        cpu = r.extra.get("cpu_ms")
         lines.append(f"| {r.name} | {r.database} | {r.connections} | {r.requests_per_s:.0f} | "
                      f"{'' if r.ratio is None else f'{r.ratio:.2f}'} | {r.p50_ms:.1f} | "
-                     f"{r.p99_ms:.1f} | {r.target} | {verdict} | {r.notes} |")
-    if run.seeding:
-        lines += ["", "Seeding (`flask --app wsgi seed --products N`): " + ", ".join(
-            f"{k}: {v:.1f} s" for k, v in run.seeding.items() if v is not None)]
+                     f"{r.p99_ms:.1f} | {r.target} | {verdict} | "
+                     f"{_cpu_text(cpu) if cpu else ''} | {r.notes} |")
+    seeded = [f"{k}: {v:.1f} s" for k, v in run.seeding.items() if v is not None]
+    if seeded:
+        lines += ["", "Seeding (`flask --app wsgi seed --products N`): " + ", ".join(seeded)]
     return "\n".join(lines)
 
 
