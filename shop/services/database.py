@@ -27,10 +27,9 @@ PING_AFTER_IDLE_SECONDS = 5.0
 def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
     """SQLite: foreign keys, WAL, a busy timeout and BEGIN IMMEDIATE for write transactions
     (no BEGIN at all on an `autocommit` engine). A server database: connections that sat idle
-    are checked before use, and each connection's GROUP_CONCAT limit is raised."""
+    are checked before use."""
     if engine.dialect.name != "sqlite":
         _ping_idle_connections(engine)
-        event.listen(engine, "connect", _raise_group_concat_limit)
         return
 
     @event.listens_for(engine, "connect")
@@ -61,19 +60,6 @@ def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
         immediate = connection.get_execution_options().get("write")
         connection.connection.driver_connection.execute(
             "BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-# A catalogue page's rows come back from MySQL as one GROUP_CONCAT (services.catalog): its
-# limit is 1 MB on MariaDB but 1 KB on MySQL by default, less than a page of cards.
-GROUP_CONCAT_MAX_LEN = 8 * 1024 * 1024
-
-
-def _raise_group_concat_limit(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN}")
-    finally:
-        cursor.close()
 
 
 def _ping_idle_connections(engine: Engine) -> None:
