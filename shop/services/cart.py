@@ -195,9 +195,12 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
         cart.updated_at = utcnow()
         db.session.flush()
         line_id = line.id
-    # With its variant and product in the same query: the answer names what was added.
-    return db.session.get(CartLine, line_id,
-                          options=[joinedload(CartLine.variant).joinedload(Variant.product)])
+    # With its variant and product in the same query: the answer names what was added. (A
+    # select, not Session.get: get() finds the line in the identity map, expired by the
+    # commit, and refreshes it, its variant and its product one query each.)
+    return db.session.execute(
+        select(CartLine).where(CartLine.id == line_id)
+        .options(joinedload(CartLine.variant).joinedload(Variant.product))).scalar_one()
 
 
 def _owned_line(owner: CartOwner, line_id: int) -> CartLine:

@@ -174,3 +174,21 @@ def test_an_anonymous_catalogue_page_makes_no_orm_session(app, monkeypatch):
     with app.app_context():
         assert "Linen Shirt 1" in guest.get("/cart").get_data(as_text=True)
     assert made
+
+
+def test_adding_to_the_cart_reads_what_it_names_in_one_query(app):
+    """An htmx "Add to cart" into an existing line: the variant, the cart, the line, the two
+    updates, then the line with its variant and product at once (the answer names them) and
+    the header's count. Reading the line back by Session.get refreshed the line, the variant
+    and the product one query each, as the commit had expired them."""
+    add_products(0, 2)
+    client = guest_with_cart(app)
+    variant_id = f.variant_of(db.session.execute(
+        select(Product).where(Product.slug == "linen-shirt-1")).scalar_one(), 1).id
+    token = csrf_token(client, "/p/linen-shirt-1")
+    with counting(app) as statements:
+        response = client.post("/cart/add", data={"csrf_token": token, "variant_id": variant_id,
+                                                  "quantity": 1}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert "Added Linen Shirt 1" in response.get_data(as_text=True)
+    assert len(statements) == 7, "\n".join(s[:90] for s in statements)
