@@ -186,14 +186,17 @@ def _database_server() -> int | None:
 class CpuMeter:
     """CPU used while a wrk run lasts: the gunicorn master with its workers, the local MySQL
     server and wrk itself (the finished children of this process), to tell apart what a
-    request costs the shop, the database and the load generator on the same two cores."""
+    request costs the shop, the database and the load generator on the same two cores.
+    `clients_here`: the load comes from this process's own threads (place order), not wrk."""
 
-    def __init__(self, server: int | None, database: bool) -> None:
+    def __init__(self, server: int | None, database: bool, clients_here: bool = False) -> None:
         self.server, self.database = server, _database_server() if database else None
         self.pids = [server, *_children(server)] if server else []
+        self.who = resource.RUSAGE_SELF if clients_here else resource.RUSAGE_CHILDREN
+        self.names = ("app", "database", "clients" if clients_here else "wrk")
 
     def _now(self) -> tuple[float, float, float]:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        usage = resource.getrusage(self.who)
         return (sum(_cpu_seconds(pid) for pid in self.pids),
                 _cpu_seconds(self.database) if self.database else 0.0,
                 usage.ru_utime + usage.ru_stime)
@@ -207,10 +210,10 @@ class CpuMeter:
         self.used = [after - before for after, before in zip(now, self.started, strict=True)]
 
     def per_request(self, requests: int) -> dict[str, float]:
-        """Milliseconds of CPU per request: app (gunicorn), database, wrk."""
+        """Milliseconds of CPU per request: app (gunicorn), database, wrk (or clients)."""
         n = max(requests, 1)
         return {name: round(seconds * 1000 / n, 3)
-                for name, seconds in zip(("app", "database", "wrk"), self.used, strict=True)}
+                for name, seconds in zip(self.names, self.used, strict=True)}
 
 
 @contextmanager
@@ -391,17 +394,21 @@ def place_orders(base: str, shoppers: list[Shopper], clients: int, seconds: floa
 
     start = time.perf_counter()
     pool = [threading.Thread(target=client) for _ in range(clients)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    server = next((pid for url, pid in SERVERS.items() if base.startswith(url)), None)
+    with CpuMeter(server, True, clients_here=True) as meter:
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
     elapsed = max(1e-9, last_done[0] - start)
     latencies.sort()
     return {"elapsed_s": elapsed, "outcomes": dict(outcomes), "requests": len(latencies),
             "placed_per_s": outcomes["placed"] / elapsed,
             "requests_per_s": len(latencies) / elapsed,
             "p50_ms": percentile(latencies, 50) * 1000,
-            "p99_ms": percentile(latencies, 99) * 1000, "unused_sessions": len(queue)}
+            "p99_ms": percentile(latencies, 99) * 1000, "unused_sessions": len(queue),
+            # Per "Place order" request; the clients are this process's threads.
+            "cpu_ms": meter.per_request(len(latencies))}
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -779,7 +786,7 @@ def cart_rows(run: Run, url: str, workdir: Path, logs: Path, args) -> None:
             result = place_orders(base, shoppers, 16, args.duration)
             row = Row("place_order_mysql", "Place order (16 clients)", label, 16,
                       requests_per_s=result["requests_per_s"], p50_ms=result["p50_ms"],
-                      p99_ms=result["p99_ms"], extra={"run": result})
+                      p99_ms=result["p99_ms"], extra={"run": result, "cpu_ms": result["cpu_ms"]})
             row.ratio = row.requests_per_s / run.ceiling if run.ceiling else None
             placed = result["outcomes"].get("placed", 0)
             failed = result["requests"] - placed
@@ -788,7 +795,8 @@ def cart_rows(run: Run, url: str, workdir: Path, logs: Path, args) -> None:
             if result["unused_sessions"] == 0:
                 row.notes += "; ran out of prepared checkouts before the time was up"
             log(f"  {result['placed_per_s']:.0f} orders/s, outcomes {result['outcomes']}, "
-                f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms")
+                f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms  "
+                f"CPU/request {_cpu_text(result['cpu_ms'])}")
             log(f"race for the last {args.race_stock} units of one variant: "
                 f"{args.race_sessions} checkouts, 16 clients")
             racers = in_parallel(args.race_sessions, lambda i: prepare_checkout(base, [last]))
@@ -820,7 +828,9 @@ def _cpu_text(cpu: dict[str, float]) -> str:
     parts = [f"app {cpu['app']:.3f}"]
     if cpu.get("database"):
         parts.append(f"db {cpu['database']:.3f}")
-    parts.append(f"wrk {cpu['wrk']:.3f}")
+    for load in ("wrk", "clients"):
+        if load in cpu:
+            parts.append(f"{load} {cpu[load]:.3f}")
     return " + ".join(parts)
 
 
@@ -828,8 +838,9 @@ def report(run: Run) -> str:
     lines = [f"Hello-world ceiling: {run.ceiling:.0f} req/s (runs: "
              + ", ".join(f"{x:.0f}" for x in run.hello) + "); CPU a request: "
              + "; ".join(_cpu_text(cpu) for cpu in run.hello_cpu), "",
-             "CPU ms/request: what the wrk run used, divided by its requests: app = the gunicorn "
-             "master and workers, db = the local MySQL server, wrk = the load generator.", "",
+             "CPU ms/request: what the run used, divided by its requests: app = the gunicorn "
+             "master and workers, db = the local MySQL server, wrk = the load generator "
+             "(clients: the benchmark's own client threads, place order).", "",
              "| scenario | db | conns | req/s | ratio | p50 ms | p99 ms | target | result "
              "| CPU ms/request | notes |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
