@@ -15,7 +15,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from ..extensions import db
 from ..models import Cart, CartLine, Product, Variant, utcnow
 from . import coupons, pricing
-from .database import write_transaction
+from .database import retrying, write_transaction
 from .errors import CouponInvalid, CouponUsedUp, NotFound, OutOfStock, ValidationError
 from .pricing import Quote
 
@@ -91,22 +91,26 @@ def _cart_filter(owner: CartOwner):
 
 
 @cache
-def _cart_by(column: str):
+def _cart_by(column: str, lock: bool = False):
     """SELECT the cart of a user or of a guest token, built once: checkout runs it on every
     order, and building a statement costs more than running it from the compiled cache."""
-    return select(Cart).where(getattr(Cart, column) == bindparam("owner"))
+    stmt = select(Cart).where(getattr(Cart, column) == bindparam("owner"))
+    return stmt.with_for_update() if lock else stmt
 
 
-def find_cart(owner: CartOwner) -> Cart | None:
+def find_cart(owner: CartOwner, *, lock: bool = False) -> Cart | None:
+    """The owner's cart; `lock`: locked for the rest of the transaction (FOR UPDATE)."""
     key = _owner_key(owner)
     if key is None:
         return None
-    return db.session.execute(_cart_by(key[0]), {"owner": key[1]}).scalar_one_or_none()
+    return db.session.execute(_cart_by(key[0], lock), {"owner": key[1]}).scalar_one_or_none()
 
 
 def _get_or_create(owner: CartOwner) -> Cart:
-    """The owner's cart, created when missing. Only flushes (inside the caller's transaction)."""
-    cart = find_cart(owner)
+    """The owner's cart, created when missing, locked until the caller's transaction ends:
+    the changes to one cart take turns, each after the one before has committed. Only
+    flushes (inside the caller's transaction)."""
+    cart = find_cart(owner, lock=True)
     if cart is not None:
         return cart
     if not owner.user_id and not owner.token:
@@ -116,7 +120,7 @@ def _get_or_create(owner: CartOwner) -> Cart:
             cart = Cart(user_id=owner.user_id, token=None if owner.user_id else owner.token)
             db.session.add(cart)
     except IntegrityError:  # another request of the same shopper created it first
-        cart = find_cart(owner)
+        cart = find_cart(owner, lock=True)
         assert cart is not None
     return cart
 
@@ -178,23 +182,31 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
              sku: str | None = None) -> CartLine:
     """Add units of a variant (by id or SKU); the line's total is bounded by stock and 99."""
     qty = parse_quantity(quantity)
-    with write_transaction():
-        variant = _variant_for(variant_id, sku)
-        cart = _get_or_create(owner)
-        line = db.session.execute(select(CartLine).where(
-            CartLine.cart_id == cart.id, CartLine.variant_id == variant.id)).scalar_one_or_none()
-        new_quantity = qty + (line.quantity if line else 0)
-        if new_quantity > max_quantity():
-            raise ValidationError({"quantity": f"A cart line holds at most {max_quantity()}."})
-        _check_stock(variant, new_quantity)
-        if line is None:
-            line = CartLine(cart_id=cart.id, variant_id=variant.id, quantity=new_quantity)
-            db.session.add(line)
-        else:
-            line.quantity = new_quantity
-        cart.updated_at = utcnow()
-        db.session.flush()
-        line_id = line.id
+
+    def attempt() -> int:
+        with write_transaction():
+            variant = _variant_for(variant_id, sku)
+            cart = _get_or_create(owner)
+            # A locking read: with the cart locked, it sees the line as the last change to
+            # this cart committed it (a plain read would see this transaction's snapshot, from
+            # before it waited for the lock, and two adds at once would count one unit).
+            line = db.session.execute(select(CartLine).where(
+                CartLine.cart_id == cart.id, CartLine.variant_id == variant.id
+            ).with_for_update()).scalar_one_or_none()
+            new_quantity = qty + (line.quantity if line else 0)
+            if new_quantity > max_quantity():
+                raise ValidationError({"quantity": f"A cart line holds at most {max_quantity()}."})
+            _check_stock(variant, new_quantity)
+            if line is None:
+                line = CartLine(cart_id=cart.id, variant_id=variant.id, quantity=new_quantity)
+                db.session.add(line)
+            else:
+                line.quantity = new_quantity
+            cart.updated_at = utcnow()
+            db.session.flush()
+            return line.id
+
+    line_id = retrying(attempt)
     # With its variant and product in the same query: the answer names what was added. (A
     # select, not Session.get: get() finds the line in the identity map, expired by the
     # commit, and refreshes it, its variant and its product one query each.)

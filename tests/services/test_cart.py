@@ -77,3 +77,34 @@ def test_login_merges_the_guest_cart(client, app):
     assert response.status_code == 303
     html = client.get("/cart").get_data(as_text=True)
     assert "Kettle" in html and '<span class="cart-count">(2)</span>' in html
+
+
+@pytest.mark.parametrize("first", ["into its line", "as the first of the line", "into no cart yet"])
+def test_simultaneous_adds_each_count(app, first):
+    """A shopper's clicks on "Add to cart" that reach the shop at the same moment (two tabs, a
+    double click, two workers) each add their unit: none is lost to another's read of the
+    line, whether the line, or the cart, exists yet (on MySQL with real row locks; SQLite has
+    one writer at a time)."""
+    from functools import partial
+
+    from sqlalchemy import select
+
+    from shop.extensions import db
+    from shop.models import CartLine
+    from tests.concurrency import raised, run_concurrently
+
+    variant = f.variant_of(f.product("Mug", stock=50))
+    other = f.variant_of(f.product("Tea", stock=50))
+    owner = guest()
+    if first == "into its line":
+        carts.add_item(owner, 1, variant_id=variant.id)
+    elif first == "as the first of the line":
+        carts.add_item(owner, 1, variant_id=other.id)
+    variant_id, clicks = variant.id, 8
+    db.session.commit()
+    results = run_concurrently(app, [partial(carts.add_item, owner, 1, variant_id=variant_id)
+                                     for _ in range(clicks)])
+    assert raised(results) == []
+    quantity = db.session.execute(select(CartLine.quantity).where(
+        CartLine.variant_id == variant_id)).scalar_one()
+    assert quantity == clicks + (1 if first == "into its line" else 0)
