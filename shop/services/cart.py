@@ -187,12 +187,12 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
         with write_transaction():
             variant = _variant_for(variant_id, sku)
             cart = _get_or_create(owner)
-            # A locking read: with the cart locked, it sees the line as the last change to
-            # this cart committed it (a plain read would see this transaction's snapshot, from
-            # before it waited for the lock, and two adds at once would count one unit).
+            # Read with the cart locked (READ COMMITTED): the line as the change before this
+            # one committed it. Unlocked, two adds at once both read the same quantity and
+            # the cart kept one unit of the two.
             line = db.session.execute(select(CartLine).where(
-                CartLine.cart_id == cart.id, CartLine.variant_id == variant.id
-            ).with_for_update()).scalar_one_or_none()
+                CartLine.cart_id == cart.id, CartLine.variant_id == variant.id)
+            ).scalar_one_or_none()
             new_quantity = qty + (line.quantity if line else 0)
             if new_quantity > max_quantity():
                 raise ValidationError({"quantity": f"A cart line holds at most {max_quantity()}."})
@@ -341,8 +341,11 @@ def merge_guest_cart(token: str | None, user_id: int) -> None:
     if not token:
         return
     with write_transaction():
+        # Both carts locked, as add_item locks them: an add in another tab, to either cart,
+        # waits for the merge or is merged, never deleted with the guest's cart or lost.
         guest = db.session.execute(select(Cart).options(selectinload(Cart.lines))
-                                   .where(Cart.token == token)).scalar_one_or_none()
+                                   .where(Cart.token == token).with_for_update()
+                                   ).scalar_one_or_none()
         if guest is None or guest.user_id is not None:
             return
         cart = _get_or_create(CartOwner(user_id=user_id))

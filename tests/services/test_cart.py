@@ -108,3 +108,31 @@ def test_simultaneous_adds_each_count(app, first):
     quantity = db.session.execute(select(CartLine.quantity).where(
         CartLine.variant_id == variant_id)).scalar_one()
     assert quantity == clicks + (1 if first == "into its line" else 0)
+
+
+def test_adds_while_the_guest_cart_joins_the_customers_each_count(app):
+    """Logging in (the guest's lines join the customer's cart, the guest's cart is deleted)
+    while other tabs add the same item, as the guest and as the customer: no unit is lost,
+    none deleted with the guest's cart."""
+    from functools import partial
+
+    from sqlalchemy import func, select
+
+    from shop.extensions import db
+    from shop.models import CartLine
+    from tests.concurrency import raised, run_concurrently
+
+    variant = f.variant_of(f.product("Mug", stock=90))
+    customer = CartOwner(user_id=f.user("merge@example.com").id)
+    visitor = guest()
+    carts.add_item(customer, 1, variant_id=variant.id)
+    carts.add_item(visitor, 2, variant_id=variant.id)
+    variant_id, user_id = variant.id, customer.user_id
+    db.session.commit()
+    jobs = [partial(carts.add_item, owner, 1, variant_id=variant_id)
+            for _ in range(5) for owner in (customer, visitor)]
+    jobs.insert(3, partial(carts.merge_guest_cart, visitor.token, user_id))
+    assert raised(run_concurrently(app, jobs)) == []
+    units = db.session.execute(select(func.sum(CartLine.quantity)).where(
+        CartLine.variant_id == variant_id)).scalar_one()
+    assert units == 1 + 2 + 10
