@@ -136,8 +136,11 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
     A busy shop places many orders a second on two cores, so every statement counts: the rows
     are written with plain INSERTs (the ORM's unit of work costs more than the statements),
     and the one SELECT after taking the stock gives both the lines' products and the stock
-    left. An order already placed with this key is found by place_order when this fails."""
-    cart = find_cart(owner)
+    left. An order already placed with this key is found by place_order when this fails.
+    The cart is locked first, as adding to it locks it: an add in another tab waits for the
+    order and then goes into the emptied cart, instead of changing or adding a line that the
+    order does not hold and then deletes."""
+    cart = find_cart(owner, lock=True)
     lines = load_lines(cart.id) if cart is not None else []
     if not lines:
         raise CartEmpty("Your cart is empty.")

@@ -358,3 +358,22 @@ def test_guest_link_is_signed(app):
 def test_order_numbers_are_unique(app):
     numbers = Counter(orders.new_number() for _ in range(2000))
     assert max(numbers.values()) == 1
+
+
+def test_an_item_added_while_the_order_is_placed_is_ordered_or_stays_in_the_cart(app, outbox):
+    """Another tab adds to the cart while the order is being placed: each unit ends up in the
+    order or in the cart, never in neither (placing the order empties the cart it read)."""
+    from functools import partial
+
+    mug = f.variant_of(f.product("Mug", stock=50))
+    tea_id = f.variant_of(f.product("Tea", stock=50)).id
+    owner = guest_cart(mug.id)
+    db.session.commit()
+    jobs = [partial(carts.add_item, owner, 1, variant_id=tea_id) for _ in range(6)]
+    jobs.insert(2, lambda: checkout.place_order(owner, request()).id)
+    results = run_concurrently(app, jobs)
+    assert [r for r in results if isinstance(r, Exception)] == []
+    ordered = db.session.execute(select(func.coalesce(func.sum(OrderLine.quantity), 0)).where(
+        OrderLine.variant_id == tea_id)).scalar_one()
+    in_cart = sum(line.quantity for line in carts.view(owner).lines if line.variant_id == tea_id)
+    assert ordered + in_cart == 6
