@@ -216,11 +216,14 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
 
 
 def _owned_line(owner: CartOwner, line_id: int) -> CartLine:
-    criterion = _cart_filter(owner)
+    """The owner's line, read with the cart locked (as every change to a cart locks it): a
+    line that a change just before this one removed (another tab, the order placed) is not
+    found, instead of being changed or deleted a second time."""
+    cart = find_cart(owner, lock=True)
     line = None
-    if criterion is not None:
-        line = db.session.execute(select(CartLine).join(Cart).where(
-            CartLine.id == line_id, criterion)).scalar_one_or_none()
+    if cart is not None:
+        line = db.session.execute(select(CartLine).where(
+            CartLine.id == line_id, CartLine.cart_id == cart.id)).scalar_one_or_none()
     if line is None:
         raise NotFound("That line is not in your cart.", field="line")
     return line

@@ -136,3 +136,24 @@ def test_adds_while_the_guest_cart_joins_the_customers_each_count(app):
     units = db.session.execute(select(func.sum(CartLine.quantity)).where(
         CartLine.variant_id == variant_id)).scalar_one()
     assert units == 1 + 2 + 10
+
+
+def test_a_line_removed_at_the_same_moment_is_not_found_not_an_error(app):
+    """Tabs change one line at once, one removing it: each other change either comes first or
+    finds no line (a clear "not in your cart"), never an error halfway through a write."""
+    from functools import partial
+
+    from shop.extensions import db
+    from tests.concurrency import raised, run_concurrently
+
+    variant = f.variant_of(f.product("Mug", stock=50))
+    owner = guest()
+    for _ in range(3):
+        line_id = carts.add_item(owner, 2, variant_id=variant.id).id
+        db.session.commit()
+        jobs = [partial(carts.update_line, owner, line_id, n) for n in range(3, 9)]
+        jobs.insert(2, partial(carts.remove_line, owner, line_id))
+        jobs.append(partial(carts.remove_line, owner, line_id))
+        errors = raised(run_concurrently(app, jobs))
+        assert all(isinstance(e, NotFound) for e in errors), errors
+        assert carts.view(owner).lines == []
