@@ -267,7 +267,7 @@ def apply_coupon(owner: CartOwner, code: str, *, email: str | None = None) -> st
 
 def remove_coupon(owner: CartOwner) -> None:
     with write_transaction():
-        cart = find_cart(owner)
+        cart = find_cart(owner, lock=True)
         if cart is not None:
             cart.coupon_code = None
 
