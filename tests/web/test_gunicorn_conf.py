@@ -1,0 +1,47 @@
+"""gunicorn.conf.py's access logging: gunicorn's own access line is built only when
+GUNICORN_ACCESSLOG asks for it (the shop logs every request itself)."""
+from __future__ import annotations
+
+import runpy
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from gunicorn import glogging
+from gunicorn.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gunicorn_logger(monkeypatch, tmp_path, accesslog: str | None):
+    """The logger gunicorn makes from gunicorn.conf.py in production."""
+    monkeypatch.setenv("SHOP_ENV", "production")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    if accesslog is None:
+        monkeypatch.delenv("GUNICORN_ACCESSLOG", raising=False)
+    else:
+        monkeypatch.setenv("GUNICORN_ACCESSLOG", accesslog)
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    cfg = Config()
+    for name in ("accesslog", "logconfig_dict", "logger_class", "loglevel"):
+        if settings.get(name) is not None:
+            cfg.set(name, settings[name])
+    # The logging configuration is gunicorn's to apply in its own process, not in this one.
+    monkeypatch.setattr(glogging, "dictConfig", lambda config: None)
+    return cfg.logger_class(cfg)
+
+
+@pytest.mark.parametrize("accesslog, lines", [(None, 0), ("-", 1)])
+def test_access_fields_are_built_only_for_an_access_log(monkeypatch, tmp_path, accesslog, lines):
+    built = []
+
+    def atoms(self, resp, req, environ, request_time):
+        built.append(environ)
+        return {}
+
+    monkeypatch.setattr(glogging.Logger, "atoms", atoms)
+    logger = gunicorn_logger(monkeypatch, tmp_path, accesslog)
+    # With logconfig_dict set, gunicorn on its own counts the access log as enabled.
+    assert logger.cfg.logconfig_dict
+    logger.access(object(), object(), {"REQUEST_METHOD": "GET"}, timedelta(milliseconds=3))
+    assert len(built) == lines
