@@ -46,7 +46,6 @@ class Category(db.Model):
 class Product(db.Model):
     __tablename__ = "products"
     __table_args__ = (
-        Index("ix_products_active_created", "active", "created_at"),
         Index("ix_products_active_price", "active", "price"),
         Index("ix_products_active_name", "active", "name"),
         Index("ix_products_category_active", "category_id", "active"),
@@ -79,6 +78,11 @@ class Product(db.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# The listing's default order, newest first, read forwards: MariaDB walks an ascending index
+# backwards at a third more cost a row, and a deep page (OFFSET) walks a thousand of them.
+Index("ix_products_active_newest", Product.active, Product.created_at.desc(), Product.id.desc())
 
 
 class ProductImage(db.Model):
