@@ -11,7 +11,6 @@ it changed since the worker last read it (`with_current_tree`).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,16 +20,14 @@ from flask import current_app
 from sqlalchemy import (
     func,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import selectinload
-from sqlalchemy.sql.elements import TextClause
 
 from ..extensions import db
 from ..models import Product, Variant
 from ..models.catalog import VariantFacts
-from . import catalog_state, database, routing, search
+from . import catalog_state, reads, search
 from .errors import NotFound
 from .money import parse_money, quantize
 from .paging import Paged
@@ -235,54 +232,16 @@ def _positive_int(raw: str | None, default: int, maximum: int, name: str,
 # Reading ------------------------------------------------------------------------------------
 # The SQL below is assembled from fixed fragments only (values are always bound parameters,
 # category ids are formatted ints), so the set of distinct statements is small. Each runs
-# through the session (so allowed reads go to the replica, inside the request's transaction)
-# with exec_driver_sql: no statement compilation and no result processing per request, which
-# on a listing page cost more than the SQL itself. Values come back as the driver gives them
-# and are converted here (SQLite gives floats for prices and text for JSON).
+# through services.reads (the session's choice of database, no statement compilation and no
+# result processing per request). Values come back as the driver gives them and are
+# converted here (SQLite gives floats for prices and text for JSON).
 
-_STATEMENTS: dict[tuple[str, str], tuple[TextClause, str]] = {}
-_MAX_STATEMENTS = 2000
-_NAMED_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+_rows = reads.rows
 
 
 def _dialect() -> str:
     """The database's dialect name (the primary's; a replica is the same kind of server)."""
     return db.engine.dialect.name
-
-
-def _rows(sql: str, params: dict[str, Any]) -> list[Any]:
-    """Run a read written with :name parameters; rows as the driver returns them."""
-    engine = db.engine
-    dialect = engine.dialect
-    key = (dialect.name, sql)
-    cached = _STATEMENTS.get(key)
-    if cached is None:
-        # sqlite3 takes :name parameters as they are; MySQL drivers take %(name)s.
-        driver_sql = sql if dialect.name == "sqlite" else \
-            _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
-        cached = (text(sql), driver_sql)
-        if len(_STATEMENTS) >= _MAX_STATEMENTS:
-            _STATEMENTS.clear()
-        _STATEMENTS[key] = cached
-    clause, driver_sql = cached
-    if dialect.name == "sqlite":
-        params = {k: (str(v) if isinstance(v, Decimal) else int(v) if isinstance(v, bool) else v)
-                  for k, v in params.items()}
-    registry = db.session.registry
-    session = registry() if registry.has() else None
-    if session is None or not session.in_transaction():
-        # Nothing begun yet in this request: an autocommit connection reads the same
-        # committed rows without a transaction to end (database.plain_reader). Without a
-        # Session yet (an anonymous catalogue page has none), none is made for it: the
-        # replica or the primary, as the Session would choose (services.routing).
-        bind = session.get_bind(clause=clause) if session is not None else (
-            routing.replica_for(clause) or engine)
-        reader = database.plain_reader(bind)
-        if reader is not None:
-            with reader.connect() as connection:
-                return database.fetch_rows(connection, driver_sql, params)
-    connection = (session or registry()).connection(bind_arguments={"clause": clause})
-    return database.fetch_rows(connection, driver_sql, params)
 
 
 # _money's answers for SQLite's floats (a catalogue has far fewer distinct prices than the

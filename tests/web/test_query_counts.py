@@ -143,12 +143,14 @@ def test_the_counter_sees_the_queries(app):
 def test_an_anonymous_catalogue_page_makes_no_orm_session(app, monkeypatch):
     """An anonymous shopper's catalogue pages are plain reads: none of them makes an ORM
     Session (making one, and closing it at teardown, cost more than reading the product),
-    and each still shows what it read. A guest with a cart has one, for the cart."""
+    and each still shows what it read, a product's reviews too. A guest with a cart has
+    one, for the cart."""
     from flask import has_request_context
 
     from shop.services import routing
 
     add_products(0, 3)
+    add_reviews("linen-shirt-2", 2)
     made = []
     real_init = routing.RoutingSession.__init__
 
@@ -161,7 +163,8 @@ def test_an_anonymous_catalogue_page_makes_no_orm_session(app, monkeypatch):
     client = app.test_client()
     for url, shown in (("/products", "Linen Shirt 2"), ("/c/clothing", "Linen Shirt 1"),
                        ("/p/linen-shirt-1", "Linen Shirt 1"), ("/", "Linen Shirt 0"),
-                       ("/products?q=linen", "Linen Shirt 2")):
+                       ("/products?q=linen", "Linen Shirt 2"),
+                       ("/p/linen-shirt-2", "Soft and well made.")):
         made.clear()
         with app.app_context():
             response = client.get(url)

@@ -1,0 +1,60 @@
+"""Hand-written reads for the hot pages (the catalogue, a product's reviews): plain SELECTs run
+straight on the driver.
+
+A statement written with :name parameters runs through the request's session, so an allowed
+read goes to the replica and a read inside a write path sees its writes, but with
+exec_driver_sql's cost instead of the ORM's: no statement compilation and no result
+processing per request, which on a catalogue page cost more than the SQL itself. Rows come
+back as the driver gives them; the caller converts them (SQLite gives floats for prices, text
+for times and JSON).
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.sql.elements import TextClause
+
+from ..extensions import db
+from . import database, routing
+
+_STATEMENTS: dict[tuple[str, str], tuple[TextClause, str]] = {}
+_MAX_STATEMENTS = 2000
+_NAMED_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def rows(sql: str, params: dict[str, Any]) -> list[Any]:
+    """Run a read written with :name parameters; rows as the driver returns them."""
+    engine = db.engine
+    dialect = engine.dialect
+    key = (dialect.name, sql)
+    cached = _STATEMENTS.get(key)
+    if cached is None:
+        # sqlite3 takes :name parameters as they are; MySQL drivers take %(name)s.
+        driver_sql = sql if dialect.name == "sqlite" else \
+            _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+        cached = (text(sql), driver_sql)
+        if len(_STATEMENTS) >= _MAX_STATEMENTS:
+            _STATEMENTS.clear()
+        _STATEMENTS[key] = cached
+    clause, driver_sql = cached
+    if dialect.name == "sqlite":
+        params = {k: (str(v) if isinstance(v, Decimal) else int(v) if isinstance(v, bool) else v)
+                  for k, v in params.items()}
+    registry = db.session.registry
+    session = registry() if registry.has() else None
+    if session is None or not session.in_transaction():
+        # Nothing begun yet in this request: an autocommit connection reads the same
+        # committed rows without a transaction to end (database.plain_reader). Without a
+        # Session yet (an anonymous catalogue page has none), none is made for it: the
+        # replica or the primary, as the Session would choose (services.routing).
+        bind = session.get_bind(clause=clause) if session is not None else (
+            routing.replica_for(clause) or engine)
+        reader = database.plain_reader(bind)
+        if reader is not None:
+            with reader.connect() as connection:
+                return database.fetch_rows(connection, driver_sql, params)
+    connection = (session or registry()).connection(bind_arguments={"clause": clause})
+    return database.fetch_rows(connection, driver_sql, params)
