@@ -143,8 +143,9 @@ def test_the_counter_sees_the_queries(app):
 def test_an_anonymous_catalogue_page_makes_no_orm_session(app, monkeypatch):
     """An anonymous shopper's catalogue pages are plain reads: none of them makes an ORM
     Session (making one, and closing it at teardown, cost more than reading the product),
-    and each still shows what it read, a product's reviews too. A guest with a cart has
-    one, for the cart."""
+    and each still shows what it read, a product's reviews too. A guest with a cart browses
+    them without one as well (the header's count is a plain read), and has one for the cart
+    page."""
     from flask import has_request_context
 
     from shop.services import routing
@@ -173,6 +174,14 @@ def test_an_anonymous_catalogue_page_makes_no_orm_session(app, monkeypatch):
     monkeypatch.setattr(routing.RoutingSession, "__init__", real_init)
     guest = guest_with_cart(app)
     monkeypatch.setattr(routing.RoutingSession, "__init__", init)
+    # The header's cart count is a plain read too: a guest with a cart browses the catalogue
+    # without a Session.
+    for url in ("/products", "/p/linen-shirt-2"):
+        made.clear()
+        with app.app_context():
+            page = guest.get(url).get_data(as_text=True)
+        assert '<span class="cart-count">(1)</span>' in page, url
+        assert made == [], url
     made.clear()
     with app.app_context():
         assert "Linen Shirt 1" in guest.get("/cart").get_data(as_text=True)
