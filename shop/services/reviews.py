@@ -94,18 +94,21 @@ def has_bought(user_id: int, product_id: int) -> bool:
                Order.status.in_(PURCHASED_STATUSES)).limit(1)).first() is not None
 
 
+# Both questions of can_review in one plain read (services.reads): it runs on every product
+# page a logged-in customer opens.
+_CAN_REVIEW_SQL = ("SELECT (SELECT r.status FROM reviews r WHERE r.user_id = :user_id "
+                   "AND r.product_id = :product_id LIMIT 1), "
+                   "EXISTS (SELECT 1 FROM order_lines l JOIN orders o ON o.id = l.order_id "
+                   "WHERE o.user_id = :user_id AND l.product_id = :product_id AND o.status IN ("
+                   + ", ".join(f"'{status}'" for status in PURCHASED_STATUSES) + "))")
+
+
 def can_review(user_id: int | None, product_id: int) -> tuple[bool, str | None]:
     """(True, None) when the user may review the product; else (False, a REASONS code)."""
     if user_id is None:
         return False, "login"
-    # One query for both questions: the product page's queries stay few for a customer.
-    existing = (select(Review.status).where(Review.user_id == user_id,
-                                            Review.product_id == product_id)
-                .limit(1).scalar_subquery())
-    bought = (select(OrderLine.id).join(Order, Order.id == OrderLine.order_id)
-              .where(Order.user_id == user_id, OrderLine.product_id == product_id,
-                     Order.status.in_(PURCHASED_STATUSES)).exists())
-    status, has_bought_it = db.session.execute(select(existing, bought)).one()
+    status, has_bought_it = reads.rows(_CAN_REVIEW_SQL, {"user_id": int(user_id),
+                                                          "product_id": int(product_id)})[0]
     if status is not None:
         return False, {"pending": "pending", "rejected": "rejected"}.get(status, "reviewed")
     if not has_bought_it:
