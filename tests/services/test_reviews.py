@@ -135,6 +135,7 @@ def test_approval_publishes_and_updates_the_average(app, mug, monkeypatch):
     assert page.total == 3 and {r.title for r in page.items} == {"Review 0", "Review 1",
                                                                  "Review 2"}
     assert page.items[0].author.startswith("Ada L")
+    assert reviews.can_review(customer.id, mug.id) == (False, "reviewed")  # the last author
 
     # Rejecting an approved review takes it off the page and out of the average.
     reviews.reject(ids[0])
