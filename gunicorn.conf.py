@@ -33,13 +33,15 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 
 
 class _Logger(glogging.Logger):
-    """Gunicorn's logger, which leaves out the access line unless GUNICORN_ACCESSLOG asks for
-    it. Gunicorn builds every request's access-log fields whenever logconfig_dict is set (as
-    it is in production, below), even though gunicorn.access then has no handler: on a
-    hello-world answer that was a seventh of the worker's CPU, thrown away."""
+    """Gunicorn's logger, which builds an access line only for an access log (GUNICORN_ACCESSLOG,
+    --access-logfile, or syslog). Gunicorn builds every request's access-log fields whenever
+    logconfig_dict is set (as it is in production, below), even though gunicorn.access then
+    has no handler: on a hello-world answer that was a seventh of the worker's CPU, thrown
+    away."""
 
     def access(self, resp, req, environ, request_time):
-        if accesslog:
+        cfg = self.cfg
+        if cfg.accesslog or (cfg.syslog and not cfg.disable_redirect_access_to_syslog):
             super().access(resp, req, environ, request_time)
 
 

@@ -13,8 +13,9 @@ from gunicorn.config import Config
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def gunicorn_logger(monkeypatch, tmp_path, accesslog: str | None):
-    """The logger gunicorn makes from gunicorn.conf.py in production."""
+def gunicorn_logger(monkeypatch, tmp_path, accesslog: str | None, logfile: str | None = None):
+    """The logger gunicorn makes from gunicorn.conf.py in production (`logfile`: what
+    --access-logfile gives on the command line)."""
     monkeypatch.setenv("SHOP_ENV", "production")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     if accesslog is None:
@@ -26,13 +27,17 @@ def gunicorn_logger(monkeypatch, tmp_path, accesslog: str | None):
     for name in ("accesslog", "logconfig_dict", "logger_class", "loglevel"):
         if settings.get(name) is not None:
             cfg.set(name, settings[name])
+    if logfile is not None:
+        cfg.set("accesslog", logfile)
     # The logging configuration is gunicorn's to apply in its own process, not in this one.
     monkeypatch.setattr(glogging, "dictConfig", lambda config: None)
     return cfg.logger_class(cfg)
 
 
-@pytest.mark.parametrize("accesslog, lines", [(None, 0), ("-", 1)])
-def test_access_fields_are_built_only_for_an_access_log(monkeypatch, tmp_path, accesslog, lines):
+@pytest.mark.parametrize("accesslog, logfile, lines", [(None, None, 0), ("-", None, 1),
+                                                       (None, "access.log", 1)])
+def test_access_fields_are_built_only_for_an_access_log(monkeypatch, tmp_path, accesslog,
+                                                        logfile, lines):
     built = []
 
     def atoms(self, resp, req, environ, request_time):
@@ -40,7 +45,8 @@ def test_access_fields_are_built_only_for_an_access_log(monkeypatch, tmp_path, a
         return {}
 
     monkeypatch.setattr(glogging.Logger, "atoms", atoms)
-    logger = gunicorn_logger(monkeypatch, tmp_path, accesslog)
+    logger = gunicorn_logger(monkeypatch, tmp_path, accesslog,
+                             logfile and str(tmp_path / logfile))
     # With logconfig_dict set, gunicorn on its own counts the access log as enabled.
     assert logger.cfg.logconfig_dict
     logger.access(object(), object(), {"REQUEST_METHOD": "GET"}, timedelta(milliseconds=3))
