@@ -529,53 +529,104 @@ def _cards(rows: list[Any]) -> list[ProductCard]:
 
 # The product, its variants and its images in one round trip: three SELECTs of the same shape
 # (the columns a part does not have are NULL), told apart by the first column: kind, the
-# product's columns, the variant's, the image's, position, id and the tree's revision. On
-# MySQL each row is one JSON_ARRAY of those values (see _as_json).
-_PRODUCT_PARTS = (
-    ("0, p.id, p.slug, p.name, p.description, p.category_id, p.active, p.price, "
-     "p.rating_average, p.rating_count, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
-     "0, 0, " + catalog_state.TREE_SQL,
-     "FROM products p WHERE p.slug = :slug"),
-    ("1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v.id, v.sku, v.options, v.price, "
-     "v.compare_at_price, v.stock_quantity, v.low_stock_threshold, NULL, NULL, v.position, "
-     "v.id, NULL",
-     "FROM variants v JOIN products p ON p.id = v.product_id WHERE p.slug = :slug"),
-    ("2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
-     "NULL, NULL, i.path, i.alt, i.position, i.id, NULL",
-     "FROM product_images i JOIN products p ON p.id = i.product_id WHERE p.slug = :slug"),
-)
-_PRODUCT_SQL = "\nUNION ALL\n".join(f"SELECT {columns}\n{source}"
-                                    for columns, source in _PRODUCT_PARTS)
-_PRODUCT_JSON_SQL = "\nUNION ALL\n".join(f"SELECT JSON_ARRAY({columns})\n{source}"
-                                         for columns, source in _PRODUCT_PARTS)
+# product's id, the product's columns, the variant's, the image's, position, id and the tree's
+# revision. On MySQL each row is one JSON_ARRAY of those values (see _as_json). The product
+# page reads one product by slug; the API reads a page of products by id.
+_PRODUCT_COLUMNS = (
+    "0, p.id, p.slug, p.name, p.description, p.category_id, p.active, p.price, "
+    "p.rating_average, p.rating_count, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+    "0, 0, " + catalog_state.TREE_SQL,
+    "1, v.product_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v.id, v.sku, v.options, "
+    "v.price, v.compare_at_price, v.stock_quantity, v.low_stock_threshold, NULL, NULL, "
+    "v.position, v.id, NULL",
+    "2, i.product_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+    "NULL, NULL, NULL, i.path, i.alt, i.position, i.id, NULL")
+_BY_SLUG = ("FROM products p WHERE p.slug = :slug",
+            "FROM variants v JOIN products p ON p.id = v.product_id WHERE p.slug = :slug",
+            "FROM product_images i JOIN products p ON p.id = i.product_id WHERE p.slug = :slug")
+_BY_ID = ("FROM products p WHERE p.id IN ({ids})",
+          "FROM variants v WHERE v.product_id IN ({ids})",
+          "FROM product_images i WHERE i.product_id IN ({ids})")
+
+
+def _union(sources: tuple[str, str, str], as_json: bool) -> str:
+    return "\nUNION ALL\n".join(
+        f"SELECT JSON_ARRAY({columns})\n{source}" if as_json else f"SELECT {columns}\n{source}"
+        for columns, source in zip(_PRODUCT_COLUMNS, sources, strict=True))
+
+
+_PRODUCT_SQL = _union(_BY_SLUG, False)
+_PRODUCT_JSON_SQL = _union(_BY_SLUG, True)
+_PRODUCTS_SQL = _union(_BY_ID, False)
+_PRODUCTS_JSON_SQL = _union(_BY_ID, True)
+
+
 # Sorted here, not by the query: on MariaDB an ORDER BY over the UNION costs a temporary table
 # and a filesort, twice the time of the three lookups themselves (for a handful of rows).
-def _product_order(row: Any) -> tuple[int, int, int]:
-    return row[0], row[19] or 0, row[20] or 0  # kind, position, id
+def _product_order(row: Any) -> tuple[int, int, int, int]:
+    return row[1] or 0, row[0], row[19] or 0, row[20] or 0  # product, kind, position, id
+
+
+def _product_rows(sql: str, json_sql: str, params: dict[str, Any]) -> list[Any]:
+    rows = _json_rows(_rows(json_sql, params)) if _as_json(_dialect()) else _rows(sql, params)
+    rows.sort(key=_product_order)
+    return rows
+
+
+def _details(rows: list[Any]) -> dict[int, ProductDetail]:
+    """ProductDetails by id from rows of _PRODUCT_COLUMNS sorted by _product_order (a product
+    without its own row, say deleted meanwhile, is left out)."""
+    variants: dict[int, list[VariantView]] = {}
+    images: dict[int, list[ImageView]] = {}
+    products = []
+    for r in rows:
+        if r[0] == 0:
+            products.append(r)
+        elif r[0] == 1:
+            variants.setdefault(r[1], []).append(VariantView(
+                id=r[10], sku=r[11], options=_json(r[12]), price=_money(r[13]),
+                compare_at_price=_money(r[14]), stock_quantity=r[15] or 0,
+                low_stock_threshold=r[16] or 0))
+        else:
+            images.setdefault(r[1], []).append(ImageView(r[17], r[18] or ""))
+    return {r[1]: ProductDetail(id=r[1], slug=r[2], name=r[3], description=r[4] or "",
+                                category_id=r[5], active=bool(r[6]),
+                                price=_money(r[7]) or Decimal("0.00"),
+                                rating_average=_money(r[8]), rating_count=r[9] or 0,
+                                variants=variants.get(r[1], []), images=images.get(r[1], []),
+                                tree_revision=None if r[21] is None else int(r[21]))
+            for r in products}
 
 
 def product_detail(slug: str) -> ProductDetail:
     """An active product by slug as its page shows it, with its variants and images (one
     query)."""
-    if _as_json(_dialect()):
-        rows = _json_rows(_rows(_PRODUCT_JSON_SQL, {"slug": slug}))
-    else:
-        rows = _rows(_PRODUCT_SQL, {"slug": slug})
-    rows.sort(key=_product_order)
-    if not rows or rows[0][0] != 0 or not rows[0][6]:
+    found = list(_details(_product_rows(_PRODUCT_SQL, _PRODUCT_JSON_SQL,
+                                        {"slug": slug})).values())
+    if not found or not found[0].active:
         raise NotFound("That product does not exist or is no longer sold.")
-    first = rows[0]
-    variants = [VariantView(id=r[10], sku=r[11], options=_json(r[12]), price=_money(r[13]),
-                            compare_at_price=_money(r[14]), stock_quantity=r[15] or 0,
-                            low_stock_threshold=r[16] or 0)
-                for r in rows if r[0] == 1]
-    images = [ImageView(r[17], r[18] or "") for r in rows if r[0] == 2]
-    return ProductDetail(id=first[1], slug=first[2], name=first[3], description=first[4] or "",
-                         category_id=first[5], active=bool(first[6]),
-                         price=_money(first[7]) or Decimal("0.00"),
-                         rating_average=_money(first[8]), rating_count=first[9] or 0,
-                         variants=variants, images=images,
-                         tree_revision=None if first[21] is None else int(first[21]))
+    return found[0]
+
+
+def product_details(ids: list[int]) -> list[ProductDetail]:
+    """Active products by id, in that order, with their variants and images (one query): the
+    API's products in their full shape."""
+    if not ids:
+        return []
+    listed = ", ".join(str(int(i)) for i in ids)
+    found = _details(_product_rows(_PRODUCTS_SQL.format(ids=listed),
+                                   _PRODUCTS_JSON_SQL.format(ids=listed), {}))
+    return [found[i] for i in ids if i in found and found[i].active]
+
+
+def find_product(key: str) -> ProductDetail:
+    """An active product by numeric id or by slug, as product_detail reads it."""
+    if key.isdigit():
+        found = product_details([int(key)])
+        if not found:
+            raise NotFound("That product does not exist or is no longer sold.")
+        return found[0]
+    return product_detail(key)
 
 
 def get_product(key: str | int, *, include_inactive: bool = False) -> Product:
@@ -590,17 +641,6 @@ def get_product(key: str | int, *, include_inactive: bool = False) -> Product:
     if product is None or (not product.active and not include_inactive):
         raise NotFound("That product does not exist or is no longer sold.")
     return product
-
-
-def load_products(ids: list[int]) -> list[Product]:
-    """Full products (images, variants, category) for a page of ids, in that order, in four
-    queries: the API lists products in their full shape."""
-    if not ids:
-        return []
-    stmt = select(Product).options(selectinload(Product.images), selectinload(Product.variants),
-                                   selectinload(Product.category)).where(Product.id.in_(ids))
-    found = {p.id: p for p in db.session.execute(stmt).scalars()}
-    return [found[i] for i in ids if i in found]
 
 
 def refresh_product_prices(product_ids: list[int] | None = None) -> None:

@@ -204,3 +204,37 @@ def test_adding_to_the_cart_reads_what_it_names_in_one_query(app):
     assert response.status_code == 200
     assert "Added Linen Shirt 1" in response.get_data(as_text=True)
     assert len(statements) == 7, "\n".join(s[:90] for s in statements)
+
+
+@pytest.mark.parametrize("url", ["/api/v1/products?per_page=4", "/api/v1/products?per_page=100",
+                                 "/api/v1/products?q=linen&sort=price",
+                                 "/api/v1/products/linen-shirt-1"])
+def test_the_api_reads_products_in_full_with_plain_reads(app, monkeypatch, url):
+    """The API's products in their full shape (variants, images, category) cost the page's
+    query (a search reads its terms first), one query for every product's details at once and
+    the tree's revision, whatever the page size, and no ORM Session."""
+    from flask import has_request_context
+
+    from shop.services import routing
+
+    add_products(0, 6)
+    add_products(100, 30)
+    client = app.test_client()
+    client.get("/api/v1/categories")  # the worker reads the new tree once
+    made = []
+    real_init = routing.RoutingSession.__init__
+
+    def init(self, *args, **kwargs):
+        if has_request_context():
+            made.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(routing.RoutingSession, "__init__", init)
+    with counting(app) as statements, app.app_context():
+        response = client.get(url)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    product = body["items"][0] if "items" in body else body
+    assert product["variants"] and product["images"] and product["category"]
+    assert len(statements) <= 4, statements
+    assert made == []

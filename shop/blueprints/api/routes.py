@@ -78,8 +78,9 @@ def list_products(query: s.ProductQuery) -> s.ProductList:
     if problems:
         raise ValidationError(problems)
     page = catalog.list_products(filters)
-    items = catalog.load_products([card.id for card in page.items])
-    return serializers.product_list(items, page.page, page.per_page, page.total)
+    items = catalog.product_details([card.id for card in page.items])
+    return serializers.product_list(items, catalog.category_tree(), page.page, page.per_page,
+                                    page.total)
 
 
 @operation("/v1/products/<key>", "GET", summary="Get a product", tag=CATALOG,
@@ -88,7 +89,9 @@ def get_product(key: str) -> s.ProductOut:
     """A product by numeric id or by slug."""
     if key.isdigit() and not (key.isascii() and len(key) <= 10 and int(key) <= s.MAX_ID):
         raise NotFound("That product does not exist or is no longer sold.")
-    return serializers.product(catalog.get_product(key))
+    tree, item = catalog.with_current_tree(lambda tree: catalog.find_product(key),
+                                           lambda item: item.tree_revision)
+    return serializers.product(item, tree)
 
 
 @operation("/v1/categories", "GET", summary="The category tree", tag=CATALOG,

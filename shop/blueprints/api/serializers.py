@@ -8,9 +8,9 @@ from urllib.parse import urljoin
 
 from flask import current_app, request, url_for
 
-from ...models import Order, Product, User
+from ...models import Order, User
 from ...services.cart import CartView
-from ...services.catalog import CategoryNode
+from ...services.catalog import CategoryNode, CategoryTree, ProductDetail
 from ...services.money import to_string
 from ...templating import image_url
 from . import schemas as s
@@ -41,14 +41,15 @@ def currency() -> str:
     return current_app.config["CURRENCY"]
 
 
-def product(item: Product) -> s.ProductOut:
-    variants = sorted(item.variants, key=lambda v: (v.position, v.id))
+def product(item: ProductDetail, tree: CategoryTree) -> s.ProductOut:
+    """A product as catalog.product_details reads it; its category from the tree."""
+    variants = item.variants  # in the shop's order (position, id)
     lowest = min((v.price for v in variants), default=item.price)
+    node = tree.by_id.get(item.category_id) if item.category_id is not None else None
     return s.ProductOut(
-        id=item.id, slug=item.slug, name=item.name, description=item.description or "",
+        id=item.id, slug=item.slug, name=item.name, description=item.description,
         url=url_for("catalog.product", slug=item.slug, _external=True),
-        category=s.CategoryRef(slug=item.category.slug, name=item.category.name)
-        if item.category else None,
+        category=s.CategoryRef(slug=node.slug, name=node.name) if node else None,
         images=[s.Image(url=absolute(image_url(image.path)), alt=image.alt or item.name)
                 for image in item.images],
         price=money(lowest), currency=currency(),
@@ -63,8 +64,10 @@ def product(item: Product) -> s.ProductOut:
                                in_stock=v.stock_quantity > 0) for v in variants])
 
 
-def product_list(items: list[Product], page: int, per_page: int, total: int) -> s.ProductList:
-    return s.ProductList(items=[product(p) for p in items], **paging(page, per_page, total))
+def product_list(items: list[ProductDetail], tree: CategoryTree, page: int, per_page: int,
+                 total: int) -> s.ProductList:
+    return s.ProductList(items=[product(p, tree) for p in items],
+                         **paging(page, per_page, total))
 
 
 def paging(page: int, per_page: int, total: int) -> dict[str, int]:
