@@ -252,19 +252,27 @@ def panel(product_id: int, user_id: int | None, approved: int | None = None) -> 
                        can_review=allowed, reason=reason)
 
 
+# What the account page offers to review, found from the customer's own orders (a few rows by
+# the (user_id, created_at) index), then their lines and products by key. `+p.active` is no
+# column for SQLite's planner: on `p.active` it started from the catalogue's active products
+# instead and looked each one up in order_lines (2 ms at 10,000 products, growing with them).
+_REVIEWABLE_SQL = ("SELECT p.id, p.slug, p.name FROM orders o "
+                   "JOIN order_lines l ON l.order_id = o.id "
+                   "JOIN products p ON p.id = l.product_id "
+                   "WHERE o.user_id = :user_id AND o.status IN ("
+                   + ", ".join(f"'{status}'" for status in PURCHASED_STATUSES) + ") "
+                   "AND +p.active = :active AND p.id NOT IN "
+                   "(SELECT r.product_id FROM reviews r WHERE r.user_id = :user_id) "
+                   "GROUP BY p.id, p.slug, p.name "
+                   "ORDER BY max(o.created_at) DESC, p.id LIMIT {limit}")
+
+
 def reviewable_products(user_id: int, limit: int = 20) -> list[Reviewable]:
     """Products the user bought (paid orders) and has not reviewed, for the account page."""
-    reviewed = select(Review.product_id).where(Review.user_id == user_id)
-    rows = db.session.execute(
-        select(Product.id, Product.slug, Product.name)
-        .join(OrderLine, OrderLine.product_id == Product.id)
-        .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.user_id == user_id, Order.status.in_(PURCHASED_STATUSES),
-               Product.active.is_(True), Product.id.not_in(reviewed))
-        .group_by(Product.id, Product.slug, Product.name)
-        .order_by(func.max(Order.created_at).desc(), Product.id)
-        .limit(limit)).all()
-    return [Reviewable(product_id=r.id, slug=r.slug, name=r.name) for r in rows]
+    found = reads.rows(_REVIEWABLE_SQL.format(limit=int(limit)),
+                       {"user_id": int(user_id), "active": True})
+    return [Reviewable(product_id=product_id, slug=slug, name=name)
+            for product_id, slug, name in found]
 
 
 def pending(page: int = 1, per_page: int = 50) -> tuple[list[Review], int]:
