@@ -42,6 +42,7 @@ test: install-dev
 	else echo "TEST_DATABASE_URL is not set: skipped the MySQL run."; fi
 
 bench: install-dev
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	$(BIN)/python bench/run.py
 
 lint: install-dev

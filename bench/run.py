@@ -877,6 +877,8 @@ def main() -> int:
     parser.add_argument("--reuse-data", action="store_true")
     parser.add_argument("--workdir", help="scratch directory (default: a new temporary one)")
     args = parser.parse_args()
+    if not Path(WRK).exists():
+        sys.exit("wrk is not installed: `make bench` installs it (apt-get install wrk)")
 
     global SCRATCH
     workdir = SCRATCH = Path(args.workdir or tempfile.mkdtemp(prefix="shop-bench-"))
