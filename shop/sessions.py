@@ -77,6 +77,12 @@ class KeptSerializer(URLSafeTimedSerializer):
             signer = self._signers[salt] = super().make_signer(salt)
         return signer
 
+    def dumps_json(self, data: bytes) -> str:
+        """What dumps(obj) returns for an obj whose compact JSON is `data` (too short to be
+        compressed): a new visitor's session cookie and CSRF token on a cached page, signed
+        without going through the JSON serializer and its tags each time."""
+        return self.make_signer(None).sign(base64_encode(data)).decode("utf-8")
+
     def dump_payload(self, obj):
         data = self.serializer.dumps(obj, **self.serializer_kwargs)
         if isinstance(data, str):
@@ -95,9 +101,10 @@ class SessionInterface(SecureCookieSessionInterface):
         self._serializer: tuple[tuple, URLSafeTimedSerializer | None] | None = None
         self._attributes: tuple[tuple, str] | None = None
 
-    def cookie(self, app: Flask, data: dict) -> str:
+    def cookie(self, app: Flask, data: dict | bytes) -> str:
         """The Set-Cookie value of a session holding `data` that is not permanent (no
-        expiry): what save_session writes for it."""
+        expiry): what save_session writes for it. `data` may also be the session's compact
+        JSON, as Flask's serializer writes it."""
         options = (self.get_cookie_name(app), self.get_cookie_domain(app),
                    self.get_cookie_path(app), self.get_cookie_secure(app),
                    self.get_cookie_partitioned(app), self.get_cookie_samesite(app),
@@ -108,7 +115,9 @@ class SessionInterface(SecureCookieSessionInterface):
             sample = dump_cookie(name, "v", domain=domain, path=path, secure=secure,
                                  partitioned=partitioned, samesite=samesite, httponly=httponly)
             kept = self._attributes = (options, sample[len(name) + 2:])
-        value = self.get_signing_serializer(app).dumps(data)  # type: ignore[union-attr]
+        serializer = self.get_signing_serializer(app)
+        value = (serializer.dumps_json(data) if isinstance(data, bytes)  # type: ignore[union-attr]
+                 else serializer.dumps(data))  # type: ignore[union-attr]
         return f"{options[0]}={value}{kept[1]}"
 
     def save_session(self, app: Flask, session: SessionMixin, response) -> None:  # type: ignore[override]

@@ -129,6 +129,25 @@ def test_each_shopper_gets_a_working_token_of_their_own(cached_app, shirt):
     assert tokens[0] != tokens[1]
 
 
+def test_a_hit_is_the_rendered_page_with_the_shoppers_token_in_every_form(cached_app, shirt):
+    """A worker keeps a page cut where its tokens go (one per form: a listing has one per
+    card) and joins the parts around each shopper's token: the hit is the page the app
+    rendered, with the new token in every place the old one was, and nothing else changed."""
+    for n in range(3):
+        f.product(f"Linen Towel {n}", category=shirt.category, price="12.00", stock=5)
+    rendered = get(shopper(cached_app), "/c/shirts")
+    assert rendered.headers.get("X-Cache") is None
+    html = rendered.get_data(as_text=True)
+    token = TOKEN.search(html).group(1)
+    assert html.count(token) >= 5  # four add-to-cart forms and the htmx headers
+    for _ in range(2):
+        hit = get(shopper(cached_app), "/c/shirts")
+        assert hit.headers["X-Cache"] == "hit"
+        mine = TOKEN.search(hit.get_data(as_text=True)).group(1)
+        assert mine != token
+        assert hit.get_data(as_text=True) == html.replace(token, mine)
+
+
 def test_a_returning_anonymous_shopper_keeps_their_session(cached_app, shirt):
     browser = shopper(cached_app)
     get(browser, "/c/shirts")  # the session starts here, with its CSRF secret

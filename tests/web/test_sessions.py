@@ -79,3 +79,27 @@ def test_csrf_tokens_are_the_ones_flask_wtf_signs_and_checks(app, monkeypatch):
         assert csrf_serializer(app).loads(token) == secret
         with pytest.raises(ValidationError):
             validate_csrf(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
+
+
+def test_a_new_visitors_cookie_and_token_signed_from_their_json_are_flasks(app, monkeypatch):
+    """The page cache signs a new visitor's session cookie and CSRF token from their compact
+    JSON (dumps_json): byte for byte what Flask's session interface and Flask-WTF write."""
+    import json
+
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    secret = new_csrf_secret()
+    data = {"csrf_token": secret}
+    raw = b'{"csrf_token":%s}' % json.dumps(secret).encode()
+    with app.test_request_context("/"):
+        theirs = Response()
+        session = SecureCookieSession(data)
+        session.modified = True
+        SecureCookieSessionInterface().save_session(app, session, theirs)
+        assert app.session_interface.cookie(app, raw) == theirs.headers["Set-Cookie"]
+        assert stock(app).dumps(data) == \
+            app.session_interface.get_signing_serializer(app).dumps_json(raw)
+        from flask import session as flask_session
+
+        flask_session["csrf_token"] = secret
+        token = generate_csrf()
+    assert csrf_serializer(app).dumps_json(json.dumps(secret).encode()) == token
