@@ -118,11 +118,11 @@ def register_extensions(app: Flask) -> None:
     login_manager.session_protection = "basic"
 
     from .models import User
+    from .services import accounts
 
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        return user if user is not None and user.active else None
+        return accounts.session_user(int(user_id)) if user_id.isdigit() else None
 
 
 def drop_idle_limit_check(app: Flask) -> None:

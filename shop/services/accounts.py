@@ -10,11 +10,13 @@ from flask import current_app, render_template
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, User
-from . import jobs, mail
+from . import jobs, mail, reads
 from .database import write_transaction
 from .errors import AuthError, NotFound, ValidationError
 
@@ -61,6 +63,37 @@ def password_problem(password: str, email: str = "") -> str | None:
 def hash_password(password: str) -> str:
     """scrypt (Werkzeug's default): memory-hard, no extra dependency."""
     return generate_password_hash(password, method="scrypt")
+
+
+# The columns a request's user needs on every page (created_at and the addresses load from
+# the Session when something reads them).
+_SESSION_USER_SQL = ("SELECT id, email, password_hash, name, role, active "
+                     "FROM users WHERE id = :id")
+
+
+def session_user(user_id: int) -> User | None:
+    """The logged-in user of a request (Flask-Login's user loader), None when the account is
+    gone or inactive.
+
+    Read with one plain SELECT (services.reads) and put in the request's Session as if the
+    Session had loaded it, so views change and save it like any loaded object: loading it
+    through the Session (statement, result and identity machinery, and the transaction it
+    begins) cost a logged-in shopper about a fifth of a catalogue page."""
+    session = db.session
+    known = session.identity_map.get(identity_key(User, user_id))
+    if known is not None:  # already loaded in this Session (a test's, or a CLI's)
+        return known if known.active else None
+    found = reads.rows(_SESSION_USER_SQL, {"id": user_id})
+    if not found:
+        return None
+    uid, email, password_hash, name, role, active = found[0]
+    if not active:
+        return None
+    user = User(id=uid, email=email, password_hash=password_hash, name=name, role=role,
+                active=True)
+    make_transient_to_detached(user)  # clean, as if just loaded; the rest loads when read
+    session.add(user)
+    return user
 
 
 def find_by_email(email: str) -> User | None:

@@ -45,9 +45,11 @@ def rows(sql: str, params: dict[str, Any]) -> list[Any]:
                   for k, v in params.items()}
     registry = db.session.registry
     session = registry() if registry.has() else None
-    if session is None or not session.in_transaction():
-        # Nothing begun yet in this request: an autocommit connection reads the same
-        # committed rows without a transaction to end (database.plain_reader). Without a
+    if session is None or not _on_a_connection(session):
+        # Nothing begun yet in this request on a connection (a Session may have begun with
+        # no SQL sent: the logged-in user put in it by accounts.session_user): an autocommit
+        # connection reads the same committed rows without a transaction to end
+        # (database.plain_reader). Without a
         # Session yet (an anonymous catalogue page has none), none is made for it: the
         # replica or the primary, as the Session would choose (services.routing).
         bind = session.get_bind(clause=clause) if session is not None else (
@@ -58,3 +60,10 @@ def rows(sql: str, params: dict[str, Any]) -> list[Any]:
                 return database.fetch_rows(connection, driver_sql, params)
     connection = (session or registry()).connection(bind_arguments={"clause": clause})
     return database.fetch_rows(connection, driver_sql, params)
+
+
+def _on_a_connection(session) -> bool:
+    """Whether the Session's transaction holds a connection: reads then stay on it, where
+    they see what it wrote."""
+    transaction = session.get_transaction()
+    return transaction is not None and bool(transaction._connections)

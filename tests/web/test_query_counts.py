@@ -238,3 +238,54 @@ def test_the_api_reads_products_in_full_with_plain_reads(app, monkeypatch, url):
     assert product["variants"] and product["images"] and product["category"]
     assert len(statements) <= 4, statements
     assert made == []
+
+
+def test_a_logged_in_customers_page_reads_the_user_without_a_transaction(app):
+    """Flask-Login's user loader reads the account with one plain SELECT and puts the user in
+    the request's Session as loaded: a logged-in customer's catalogue page begins no
+    transaction (loading the user through the Session began one, and ended it at teardown),
+    and the user is the Session's own object, so a view that changes it saves it."""
+    from shop.models import User
+
+    add_products(0, 2)
+    client = customer_with_cart(app)
+    begun = []
+
+    def begin(conn):
+        begun.append(conn)
+
+    event.listen(Engine, "begin", begin)
+    try:
+        for url in ("/products", "/p/linen-shirt-1", "/"):
+            begun.clear()
+            with app.app_context(), counting(app) as statements:
+                page = client.get(url).get_data(as_text=True)
+            assert "Log out" in page and '<span class="cart-count">(1)</span>' in page, url
+            assert begun == [], url
+            assert sum("FROM users" in s for s in statements) == 1, url
+    finally:
+        event.remove(Engine, "begin", begin)
+    with app.app_context():
+        token = csrf_token(client, "/account")
+        response = client.post("/account/profile", data={
+            "csrf_token": token, "name": "Ada Renamed", "email": "reader@example.com"})
+        assert response.status_code in (302, 303), response.get_data(as_text=True)[:300]
+    db.session.expire_all()
+    user = db.session.execute(select(User).where(User.email == "reader@example.com")).scalar_one()
+    assert user.name == "Ada Renamed"
+
+
+def test_a_customer_deactivated_while_logged_in_is_logged_out_on_the_next_page(app):
+    from shop.models import User
+
+    add_products(0, 2)
+    client = customer_with_cart(app)
+    with app.app_context():
+        assert client.get("/account").status_code == 200
+    user = db.session.execute(select(User).where(User.email == "reader@example.com")).scalar_one()
+    user.active = False
+    db.session.commit()
+    db.session.remove()
+    with app.app_context():
+        response = client.get("/account")
+    assert response.status_code in (302, 303) and "/account/login" in response.headers["Location"]
