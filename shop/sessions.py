@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 
 from flask import Flask, current_app, g, session
@@ -123,7 +124,13 @@ class SessionInterface(SecureCookieSessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response) -> None:  # type: ignore[override]
         if session and session.modified and not session.permanent:
             response.vary.add("Cookie")
-            response.headers.add("Set-Cookie", self.cookie(app, dict(session)))
+            data = dict(session)
+            secret = data.get("csrf_token")
+            if len(data) == 1 and type(secret) is str:
+                # A new visitor's session, holding its CSRF secret alone: signed from its
+                # compact JSON, as Flask's serializer writes it.
+                data = b'{"csrf_token":%s}' % json.dumps(secret).encode()
+            response.headers.add("Set-Cookie", self.cookie(app, data))
             return
         super().save_session(app, session, response)
 
@@ -170,7 +177,7 @@ def csrf_token() -> str:
         secret = session.get(field)
         if not isinstance(secret, str):
             secret = session[field] = new_csrf_secret()
-        token = csrf_serializer(app).dumps(secret)
+        token = csrf_serializer(app).dumps_json(json.dumps(secret).encode())
         setattr(g, field, token)
     return token
 
