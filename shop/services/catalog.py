@@ -29,7 +29,7 @@ from ..models import Product, Variant
 from ..models.catalog import VariantFacts
 from . import catalog_state, reads, search
 from .errors import NotFound
-from .money import parse_money, quantize
+from .money import parse_money
 from .paging import Paged
 
 SORTS = ("relevance", "price", "-price", "name", "-name", "newest")
@@ -244,29 +244,8 @@ def _dialect() -> str:
     return db.engine.dialect.name
 
 
-# _money's answers for SQLite's floats (a catalogue has far fewer distinct prices than the
-# prices its pages read). Pure function, bounded.
-_MONEY: dict[float, Decimal] = {}
-_MAX_MONEY = 20_000
-
-
-def _money(value: Any) -> Decimal | None:
-    """A price as the driver gives it (Decimal, or a float on SQLite) as Decimal cents."""
-    if value is None or isinstance(value, Decimal):
-        return value
-    amount = _MONEY.get(value)
-    if amount is None:
-        amount = quantize(Decimal(str(value)))
-        if len(_MONEY) >= _MAX_MONEY:
-            _MONEY.clear()
-        _MONEY[value] = amount
-    return amount
-
-
-def _json(value: Any) -> dict:
-    if isinstance(value, (bytes, str)):
-        value = json.loads(value)
-    return value if isinstance(value, dict) else {}
+_money = reads.money
+_json = reads.json_object
 
 
 # On MySQL a page's rows come back as JSON. PyMySQL (pure Python) parses a description of

@@ -10,6 +10,7 @@ for times and JSON).
 """
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from ..extensions import db
 from . import database, routing
+from .money import quantize
 
 _STATEMENTS: dict[tuple[str, str], tuple[TextClause, str]] = {}
 _MAX_STATEMENTS = 2000
@@ -67,3 +69,29 @@ def _on_a_connection(session) -> bool:
     they see what it wrote."""
     transaction = session.get_transaction()
     return transaction is not None and bool(transaction._connections)
+
+
+# money's answers for SQLite's floats (a shop has far fewer distinct prices than the prices its
+# pages read). Pure function, bounded.
+_MONEY: dict[float, Decimal] = {}
+_MAX_MONEY = 20_000
+
+
+def money(value: Any) -> Decimal | None:
+    """A price as the driver gives it (Decimal, or a float on SQLite) as Decimal cents."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    amount = _MONEY.get(value)
+    if amount is None:
+        amount = quantize(Decimal(str(value)))
+        if len(_MONEY) >= _MAX_MONEY:
+            _MONEY.clear()
+        _MONEY[value] = amount
+    return amount
+
+
+def json_object(value: Any) -> dict:
+    """A JSON column's object as the driver gives it (text, or already decoded); {} if none."""
+    if isinstance(value, (bytes, str)):
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {}

@@ -157,3 +157,41 @@ def test_a_line_removed_at_the_same_moment_is_not_found_not_an_error(app):
         errors = raised(run_concurrently(app, jobs))
         assert all(isinstance(e, NotFound) for e in errors), errors
         assert carts.view(owner).lines == []
+
+
+def test_the_cart_read_in_one_plain_query_is_the_cart_the_orm_reads(app):
+    """view() reads the cart and its lines with one plain query (services.reads); checkout reads
+    them through the Session (load_lines). Both give the same lines: prices as exact Decimals
+    (SQLite hands floats over), options and their label, images, stock, and what stands in the
+    way of ordering (out of stock, fewer left, no longer sold), on SQLite and on MySQL."""
+    from shop.extensions import db
+    from shop.models import Product, Variant
+
+    shirt = f.product("Linen Shirt", variants=[
+        {"options": {"size": "M", "colour": "Sand"}, "price": "19.99", "stock": 5},
+        {"options": {"size": "L", "colour": "Sand"}, "price": "21.10", "stock": 3}])
+    mug = f.product("Mug", price="7.05", stock=4, image=None)
+    poster = f.product("Poster", price="12.30", stock=6)
+    owner = guest()
+    carts.add_item(owner, 2, variant_id=f.variant_of(shirt, 0).id)
+    carts.add_item(owner, 3, variant_id=f.variant_of(shirt, 1).id)
+    carts.add_item(owner, 4, variant_id=f.variant_of(mug).id)
+    carts.add_item(owner, 1, variant_id=f.variant_of(poster).id)
+    db.session.get(Variant, f.variant_of(shirt, 1).id).stock_quantity = 0
+    db.session.get(Variant, f.variant_of(mug).id).stock_quantity = 2
+    db.session.get(Product, poster.id).active = False
+    db.session.commit()
+    db.session.remove()
+
+    view = carts.view(owner)
+    assert view.lines == carts.load_lines(view.id)
+    assert [(line.name, line.variant_label, str(line.unit_price), str(line.line_total))
+            for line in view.lines] == [("Linen Shirt", "M / Sand", "19.99", "39.98"),
+                                        ("Linen Shirt", "L / Sand", "21.10", "63.30"),
+                                        ("Mug", "", "7.05", "28.20"),
+                                        ("Poster", "", "12.30", "12.30")]
+    assert view.problems == ["Linen Shirt is now out of stock; please remove it.",
+                             "Only 2 of Mug left; please lower the quantity.",
+                             "Poster is no longer sold; please remove it."]
+    assert str(view.quote.subtotal) == "143.78"
+    assert carts.view(guest()).id is None and carts.view(guest()).lines == []

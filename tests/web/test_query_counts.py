@@ -144,8 +144,8 @@ def test_an_anonymous_catalogue_page_makes_no_orm_session(app, monkeypatch):
     """An anonymous shopper's catalogue pages are plain reads: none of them makes an ORM
     Session (making one, and closing it at teardown, cost more than reading the product),
     and each still shows what it read, a product's reviews too. A guest with a cart browses
-    them without one as well (the header's count is a plain read), and has one for the cart
-    page."""
+    them without one as well (the header's count is a plain read), and the cart page too (the
+    cart and its lines are one plain read)."""
     from flask import has_request_context
 
     from shop.services import routing
@@ -182,9 +182,19 @@ def test_an_anonymous_catalogue_page_makes_no_orm_session(app, monkeypatch):
             page = guest.get(url).get_data(as_text=True)
         assert '<span class="cart-count">(1)</span>' in page, url
         assert made == [], url
+    # The cart page reads the cart and its lines with one plain read as well.
     made.clear()
     with app.app_context():
         assert "Linen Shirt 1" in guest.get("/cart").get_data(as_text=True)
+    assert made == []
+    # A page that writes has a Session (the check sees them).
+    with app.app_context():
+        token = csrf_token(guest, "/p/linen-shirt-2")
+        variant = f.variant_of(db.session.execute(
+            select(Product).where(Product.slug == "linen-shirt-2")).scalar_one(), 1)
+        made.clear()
+        assert guest.post("/cart/add", data={"csrf_token": token, "variant_id": variant.id,
+                                             "quantity": 1}).status_code == 303
     assert made
 
 
