@@ -2,6 +2,7 @@
 errors (400/401/404/409/422), IDOR, and the same totals as the cart page."""
 from __future__ import annotations
 
+import io
 import re
 from decimal import Decimal
 
@@ -299,3 +300,33 @@ def test_api_and_cart_page_show_the_same_totals(app, client, auth, catalog):
     assert page["Tax"] == format_money(Decimal(api["tax"]), api["currency"])
     assert page["Total"] == format_money(Decimal(api["total"]), api["currency"])
     assert Coupon.query.filter_by(code="SAVE10").one().times_used == 0
+
+
+# Request bodies -----------------------------------------------------------------------------
+
+def _chunked_post(client, path: str, body: bytes, token: str):
+    """A POST as gunicorn hands over a chunked upload: no Content-Length (PEP 3333: empty or
+    absent), the stream ended by the server (wsgi.input_terminated)."""
+    return client.post(path, input_stream=io.BytesIO(body), content_type="application/json",
+                       headers={"Transfer-Encoding": "chunked", **api_support.bearer(token)},
+                       environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut_and_read(make_app):
+    """Werkzeug stops reading a body without Content-Length at MAX_CONTENT_LENGTH without a
+    word: the API parsed the first KB of this body (valid JSON) and added the mug."""
+    app = make_app(MAX_CONTENT_LENGTH=1024)
+    with app.app_context():
+        f.product("Stoneware Mug", slug="stoneware-mug",
+                  variants=[{"options": {}, "price": "12.50", "stock": 40, "sku": "MUG"}])
+        buyer = api_support.make_shopper(app)
+    client = app.test_client()
+    too_big = _chunked_post(client, "/api/v1/cart/items", b'{"sku": "MUG"}' + b" " * 2048,
+                            buyer.token)
+    assert too_big.status_code == 413
+    assert error_of(too_big)["code"] == "payload_too_large"
+    assert buyer.api.get("/api/v1/cart").get_json()["items"] == []
+    fits = _chunked_post(client, "/api/v1/cart/items", b'{"sku": "MUG"}' + b" " * 900,
+                         buyer.token)
+    assert fits.status_code == 200, fits.get_json()
+    assert [line["sku"] for line in fits.get_json()["items"]] == ["MUG"]
