@@ -71,6 +71,10 @@ class CartView:
         return not self.lines
 
 
+# Row ids are 32-bit on every supported database.
+MAX_ROW_ID = 2_147_483_647
+
+
 def max_quantity() -> int:
     return int(current_app.config["MAX_LINE_QUANTITY"])
 
@@ -218,10 +222,11 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
 def _owned_line(owner: CartOwner, line_id: int) -> CartLine:
     """The owner's line, read with the cart locked (as every change to a cart locks it): a
     line that a change just before this one removed (another tab, the order placed) is not
-    found, instead of being changed or deleted a second time."""
+    found, instead of being changed or deleted a second time. An id past MAX_ROW_ID names no
+    line (and would not fit the query's parameter)."""
     cart = find_cart(owner, lock=True)
     line = None
-    if cart is not None:
+    if cart is not None and 0 < line_id <= MAX_ROW_ID:
         line = db.session.execute(select(CartLine).where(
             CartLine.id == line_id, CartLine.cart_id == cart.id)).scalar_one_or_none()
     if line is None:
