@@ -15,12 +15,19 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
 from .base import created_column, money_column, utcnow
 
 ORDER_STATUSES = ("pending", "paid", "processing", "shipped", "delivered", "cancelled", "refunded")
+
+
+# Idempotency keys are compared byte for byte: MySQL's usual collations would take keys that
+# differ in case ("Order-A", "order-a") for one key and replay the first order for the second.
+IDEMPOTENCY_KEY = String(200).with_variant(mysql.VARCHAR(200, collation="utf8mb4_bin"),
+                                           "mysql", "mariadb")
 
 
 class Order(db.Model):
@@ -49,7 +56,7 @@ class Order(db.Model):
     shipping_address: Mapped[dict] = mapped_column(JSON)
     billing_address: Mapped[dict] = mapped_column(JSON)
     # "web:<token>" or "api:<user>:<key>": a second submission finds the first order.
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(IDEMPOTENCY_KEY, unique=True)
     # Set once, by the one conditional UPDATE that releases this order's stock.
     stock_released: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = created_column()
@@ -138,7 +145,7 @@ class IdempotencyRecord(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     scope: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(IDEMPOTENCY_KEY)
     request_hash: Mapped[str] = mapped_column(String(64))
     # "running" while the first request is being served, then "done".
     state: Mapped[str] = mapped_column(String(16), default="running")

@@ -202,6 +202,20 @@ def test_keys_belong_to_their_user(shopper, other, catalog):
     assert theirs["lines"][0]["sku"] == "MUG"
 
 
+def test_keys_differing_only_in_case_are_two_keys(shopper, catalog):
+    """Keys are compared byte for byte, on MySQL too, whose usual collations take "Order-A"
+    and "order-a" for one key (the second order would have been the first one replayed)."""
+    fill(shopper)
+    first = place(shopper, key="Order-A")
+    fill(shopper)
+    second = place(shopper, key="order-a")
+    assert first.status_code == second.status_code == 201, second.get_json()
+    assert "Idempotent-Replayed" not in second.headers
+    assert first.get_json()["number"] != second.get_json()["number"]
+    assert count(Order) == 2 and count(IdempotencyRecord) == 2
+    assert place(shopper, key="order-a").headers["Idempotent-Replayed"] == "true"
+
+
 @pytest.mark.parametrize("key", ["", "x" * 101, "caf\u00e9"])
 def test_invalid_idempotency_key_is_422(shopper, catalog, key):
     fill(shopper)
