@@ -73,6 +73,8 @@ class CartView:
 
 # Row ids are 32-bit on every supported database.
 MAX_ROW_ID = 2_147_483_647
+# A typed quantity of more digits than this is refused without converting it.
+MAX_DIGITS = 18
 
 
 def max_quantity() -> int:
@@ -150,7 +152,9 @@ def parse_quantity(raw: object, *, allow_zero: bool = False) -> int:
         value = raw
     else:
         text = str(raw if raw is not None else "").strip()
-        if not text.isdigit():
+        # Decimal digits only: "²" is a digit that int() refuses, and int() refuses a number
+        # of thousands of digits; a longer one than this is out of range anyway.
+        if not text.isdecimal() or len(text) > MAX_DIGITS:
             raise ValidationError({"quantity": message})
         value = int(text)
     if not low <= value <= top:

@@ -55,7 +55,8 @@ def test_add_with_htmx_answers_oob_count_and_announcement(client, goods):
     assert 'id="live"' in html and "Added Mug to your cart." in html
 
 
-@pytest.mark.parametrize("quantity", ["0", "-1", "abc", "100", "", "1.5", "99999999999999999999"])
+@pytest.mark.parametrize("quantity", ["0", "-1", "abc", "100", "", "1.5", "99999999999999999999",
+                                      "\u00b2", "9" * 5000])
 def test_bad_quantity_is_refused_and_changes_nothing(client, goods, quantity):
     response = add(client, goods["mug"].id, quantity)
     assert response.status_code == 303
@@ -127,6 +128,19 @@ def test_remove_line_plain_and_htmx_empties_the_cart(client, goods):
     assert "Your cart is empty." in html
     assert "(0)" in html
     assert db.session.query(CartLine).count() == 0
+
+
+@pytest.mark.parametrize("quantity", ["\u00b2", "9" * 5000])
+def test_update_to_a_number_int_cannot_read_is_refused(client, goods, quantity):
+    """A superscript digit or thousands of digits are not quantities: a message, not a 500."""
+    add(client, goods["mug"].id, "1")
+    lid = line_id(client)
+    token = csrf_token(client, "/cart")
+    response = client.post(f"/cart/lines/{lid}/update",
+                           data={"quantity": quantity, "csrf_token": token})
+    assert response.status_code == 303
+    assert "Enter a quantity from 0 to 99." in client.get("/cart").get_data(as_text=True)
+    assert db.session.get(CartLine, lid).quantity == 1
 
 
 def test_zero_quantity_update_removes_the_line(client, goods):
