@@ -123,7 +123,8 @@ def _clean(rating: object, title: object, body: object) -> tuple[int, str, str]:
         rating = None
     if isinstance(rating, int):
         value = rating
-    elif isinstance(rating, str) and rating.strip().isdigit():
+    elif isinstance(rating, str) and rating.strip().isdecimal() and len(rating.strip()) <= 2:
+        # Decimal digits only ("²" is a digit int() refuses), and never thousands of them.
         value = int(rating.strip())
     if value is None or not 1 <= value <= 5:
         errors["rating"] = "Choose a rating from 1 to 5 stars."

@@ -115,6 +115,16 @@ def test_bad_review_keeps_input_without_javascript(client, buyer):
     assert review_count() == 0
 
 
+@pytest.mark.parametrize("rating", ["\u00b2", "9" * 5000, "-1", "4.5"])
+def test_a_rating_that_is_no_whole_number_is_refused_next_to_the_field(client, buyer, rating):
+    """A superscript digit or thousands of digits were a 500; they are a rating message."""
+    response = submit(client, {"rating": rating, "title": "Odd stars"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Choose a rating from 1 to 5 stars." in html and 'value="Odd stars"' in html
+    assert review_count() == 0
+
+
 def test_htmx_submission_answers_the_form_slot(client, buyer):
     response = submit(client, {"rating": "9", "title": ""}, headers=HX)
     html = response.get_data(as_text=True)
