@@ -11,8 +11,10 @@ from markupsafe import Markup
 from wtforms import fields
 from wtforms.validators import InputRequired, Length
 
+from ..blueprints import ID
 from ..extensions import db
 from ..models import REVIEW_STATUSES, ROLES, Review, User
+from ..models.base import is_id
 from ..services import audit, reviews
 from ..services.accounts import normalise_email, valid_email
 from ..services.database import write_transaction
@@ -58,7 +60,7 @@ def set_active(user_id: int, active: bool) -> bool:
     """Deactivate (or reactivate) an account, audited. Returns False when nothing changed.
     A deactivated account cannot log in, and its sessions and API tokens stop working."""
     with write_transaction():
-        user = db.session.get(User, user_id)
+        user = db.session.get(User, user_id) if is_id(user_id) else None
         if user is None:
             raise NotFound("That account does not exist.")
         if not may_manage(user):
@@ -126,7 +128,7 @@ class CustomerView(ShopModelView):
         if model.role not in ROLES:
             raise ValidationError({"role": "Choose a role."})
 
-    @expose("/active/<int:user_id>", methods=("POST",))
+    @expose(f"/active/<{ID}:user_id>", methods=("POST",))
     def set_active(self, user_id: int):
         """The Deactivate / Reactivate button."""
         active = request.form.get("active") == "1"
@@ -202,7 +204,7 @@ class ReviewView(ShopModelView):
     can_view_details = True
 
     def _decide(self, review_id: int, decision: str) -> None:
-        review = db.session.get(Review, review_id)
+        review = db.session.get(Review, review_id) if is_id(review_id) else None
         if review is None:
             raise NotFound("That review does not exist.")
         before = audit.snapshot(review)
@@ -211,7 +213,7 @@ class ReviewView(ShopModelView):
             audit.log(who(), decision, "Review", review_id, before=before,
                       after=audit.snapshot(result), request_id=request_id())
 
-    @expose("/decide/<int:review_id>", methods=("POST",))
+    @expose(f"/decide/<{ID}:review_id>", methods=("POST",))
     def decide(self, review_id: int):
         decision = request.form.get("decision", "")
         if decision not in ("approve", "reject"):

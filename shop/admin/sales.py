@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from wtforms import fields
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
+from ..blueprints import ID
 from ..extensions import db
 from ..models import COUPON_KINDS, ORDER_STATUSES, Order
 from ..services import audit, orders, payments, product_csv
@@ -101,7 +102,7 @@ class OrderView(ReadOnlyModelView):
 
     # Actions ------------------------------------------------------------------------------------
 
-    @expose("/transition/<int:order_id>", methods=("POST",))
+    @expose(f"/transition/<{ID}:order_id>", methods=("POST",))
     def transition(self, order_id: int):
         """Apply one transition through the payments service and the state machine."""
         order = self.get_one(order_id)

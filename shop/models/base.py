@@ -8,6 +8,14 @@ from sqlalchemy import DateTime, Numeric
 from sqlalchemy.orm import Mapped, mapped_column
 
 Money = Numeric(12, 2, asdecimal=True)
+# Database ids are 32-bit on every supported database; larger numbers name nothing (and SQLite
+# cannot even bind one beyond 64 bits: the query fails instead of finding nothing).
+MAX_ID = 2_147_483_647
+
+
+def is_id(value: object) -> bool:
+    """True for a whole number that can be a row's id (1 to MAX_ID)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
 def utcnow() -> datetime:

@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import ADDRESS_FIELDS, Address
+from ..models.base import is_id
 from .countries import COUNTRIES
 from .database import write_transaction
 from .errors import NotFound, ValidationError
@@ -51,6 +52,8 @@ def for_user(user_id: int) -> list[Address]:
 
 def get_owned(user_id: int, address_id: int) -> Address:
     """The user's address; another user's is reported as not found."""
+    if not is_id(address_id):
+        raise NotFound("That address does not exist.")
     address = db.session.execute(select(Address).where(
         Address.id == address_id, Address.user_id == user_id)).scalar_one_or_none()
     if address is None:

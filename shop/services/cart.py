@@ -14,6 +14,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..models import Cart, CartLine, Product, Variant, utcnow
+from ..models.base import is_id
 from . import coupons, pricing, reads
 from .database import retrying, write_transaction
 from .errors import CouponInvalid, CouponUsedUp, NotFound, OutOfStock, ValidationError
@@ -165,6 +166,8 @@ def parse_quantity(raw: object, *, allow_zero: bool = False) -> int:
 def _variant_for(variant_id: int | None = None, sku: str | None = None) -> Variant:
     stmt = select(Variant).join(Product).where(Product.active.is_(True))
     if variant_id is not None:
+        if not is_id(variant_id):
+            raise NotFound("That product option does not exist.", field="variant_id")
         stmt = stmt.where(Variant.id == variant_id)
     elif sku:
         stmt = stmt.where(Variant.sku == sku.strip())

@@ -27,6 +27,7 @@ from ...services import accounts, addresses, orders, reviews
 from ...services import cart as cart_service
 from ...services.countries import COUNTRIES
 from ...services.errors import AuthError, NotFound, ValidationError
+from .. import ID
 from ..htmx import is_htmx, safe_next, vary
 from ..limits import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE
 from ..shopper import GUEST_CART_KEY
@@ -402,7 +403,7 @@ def add_address():
     return _address_form(values, {}, None, 200)
 
 
-@bp.route("/addresses/<int:address_id>/edit", methods=["GET", "POST"])
+@bp.route(f"/addresses/<{ID}:address_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_address(address_id: int):
     """Change a saved address."""
@@ -422,7 +423,7 @@ def edit_address(address_id: int):
                          address_id, 200)
 
 
-@bp.post("/addresses/<int:address_id>/delete")
+@bp.post(f"/addresses/<{ID}:address_id>/delete")
 @login_required
 def delete_address(address_id: int):
     """Delete a saved address."""
@@ -433,7 +434,7 @@ def delete_address(address_id: int):
     return _address_list_response("Address deleted.")
 
 
-@bp.post("/addresses/<int:address_id>/default")
+@bp.post(f"/addresses/<{ID}:address_id>/default")
 @login_required
 def make_default_address(address_id: int):
     """Use this address by default at checkout."""

@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 from ...models import ApiToken
 from ...services import api_tokens
 from ...services.errors import NotFound
+from .. import ID
 from ..htmx import is_htmx, vary
 from .routes import bp
 
@@ -20,7 +21,7 @@ def tokens_of_current_user() -> list[ApiToken]:
     return api_tokens.for_user(current_user.id)
 
 
-@bp.post("/tokens/<int:token_id>/revoke")
+@bp.post(f"/tokens/<{ID}:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int):
     """Revoke one of the user's API tokens; another user's is a 404."""

@@ -11,11 +11,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from ...models import ORDER_STATUSES, PAYMENT_STATUSES, ROLES
+from ...models.base import MAX_ID
 from ...services import accounts, addresses, catalog, pricing
 from ...services.checkout import PAYMENT_METHODS
 
-# Database ids are 32-bit on every supported database; larger numbers name nothing.
-MAX_ID = 2_147_483_647
 MAX_QUANTITY = 99
 
 Money = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]{2}$", examples=["12.50"],

@@ -7,6 +7,7 @@ from flask import Blueprint, flash, make_response, redirect, render_template, re
 from ...services import cart as cart_service
 from ...services import pricing
 from ...services.errors import ShopError
+from .. import ID
 from ..htmx import is_htmx, safe_next, vary
 from ..shopper import cart_owner
 
@@ -66,7 +67,7 @@ def add():
     return redirect(url_for("cart.show"), 303)
 
 
-@bp.post("/lines/<int:line_id>/update")
+@bp.post(f"/lines/<{ID}:line_id>/update")
 def update_line(line_id: int):
     """Change a line's quantity (0 removes it)."""
     owner = cart_owner()
@@ -84,7 +85,7 @@ def update_line(line_id: int):
                        f"updated to {line.quantity}.", line=line_view, line_id=line_id)
 
 
-@bp.post("/lines/<int:line_id>/remove")
+@bp.post(f"/lines/<{ID}:line_id>/remove")
 def remove_line(line_id: int):
     """Remove a line."""
     owner = cart_owner()
