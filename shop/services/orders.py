@@ -181,6 +181,9 @@ def for_user(user_id: int, page: int = 1, per_page: int = 20, *,
 
     total = db.session.execute(select(func.count(Order.id))
                                .where(Order.user_id == user_id)).scalar_one()
+    if (page - 1) * per_page >= total:
+        # Past the last page: nothing to read (and no offset a database refuses to bind).
+        return [], total
     loads = [selectinload(Order.lines)]
     if full:
         loads += [selectinload(Order.events), selectinload(Order.shipments),

@@ -235,8 +235,10 @@ def approved_for_product(product_id: int, page: int = 1, per_page: int = PER_PAG
     params = {"product_id": int(product_id), "status": "approved"}
     if total is None:
         total = int(reads.rows(_APPROVED_COUNT_SQL, params)[0][0])
-    if not total:
-        return ReviewPage(items=[], page=page, per_page=per_page, total=0)
+    if (page - 1) * int(per_page) >= total:
+        # No reviews, or a page past the last: nothing to read (and no offset beyond what a
+        # database accepts, which a page number in the address could ask for).
+        return ReviewPage(items=[], page=page, per_page=per_page, total=total)
     found = reads.rows(_APPROVED_PAGE_SQL.format(limit=int(per_page),
                                                  offset=(page - 1) * int(per_page)), params)
     items = [ReviewView(id=review_id, rating=rating, title=title, body=body,

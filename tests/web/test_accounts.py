@@ -423,6 +423,9 @@ def test_order_history_links_to_each_order(client, customer):
     detail = client.get(f"/orders/{orders[0].number}")
     assert detail.status_code == 200 and orders[0].number in detail.get_data(as_text=True)
     assert client.get("/account/orders?page=9").status_code == 404
+    # A page number no database offset can hold is past the last page too (it was a 500).
+    for page in (2**62, 10**25):
+        assert client.get(f"/account/orders?page={page}").status_code == 404
 
 
 def test_order_history_pages(client, customer):

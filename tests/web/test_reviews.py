@@ -170,4 +170,7 @@ def test_all_reviews_page(client, mug):
     second = client.get("/p/stoneware-mug/reviews?page=2").get_data(as_text=True)
     assert second.count('class="review"') == 2 and "Page 2 of 2" in second
     assert client.get("/p/stoneware-mug/reviews?page=5").status_code == 404
+    # A page number no database offset can hold is past the last page too (it was a 500).
+    for page in (2**62, 10**25):
+        assert client.get(f"/p/stoneware-mug/reviews?page={page}").status_code == 404
     assert client.get("/p/no-such-product/reviews").status_code == 404
