@@ -88,6 +88,18 @@ def test_double_submit_creates_one_order(client, lamp):
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
 
 
+@pytest.mark.parametrize("total", ["sNaN", "NaN", "Infinity", "abc"])
+def test_a_confirmed_total_that_is_no_amount_is_not_a_500(client, lamp, total):
+    """A signalling NaN failed the comparison with the cart's total (500); like any text that
+    is no amount, it is now not compared and the order is placed once."""
+    fill_cart(client, lamp.id)
+    review(client)
+    form = reviewed(client) | {"expected_total": total}
+    response, *_ = place(client, form)
+    assert response.status_code == 303 and "/orders/SO-" in response.headers["Location"]
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+
+
 def test_cart_changed_since_review_sends_the_shopper_back(client, lamp):
     fill_cart(client, lamp.id)
     review(client)

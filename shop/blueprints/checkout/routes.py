@@ -127,6 +127,8 @@ def place():
         expected = Decimal(request.form.get("expected_total", ""))
     except InvalidOperation:
         expected = None
+    if expected is not None and not expected.is_finite():
+        expected = None  # "NaN", "Infinity": no amount ("sNaN" even fails a comparison)
     try:
         order = checkout.place_order(cart_owner(), _request(details, expected))
     except CartChanged as exc:
