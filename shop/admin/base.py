@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from wtforms.validators import ValidationError as FieldError
 
 from ..extensions import db
+from ..models.base import MAX_ID
 from ..services import audit, cache
 from ..services.database import retrying, write_transaction
 from ..services.errors import ShopError, ValidationError
@@ -170,6 +171,15 @@ class ShopModelView(StaffAccess, ModelView):
         db.session.rollback()
         self.after_rollback()
         return None
+
+    def _get_list_extra_args(self):
+        """Flask-Admin's list arguments, with a page number whose offset a database can take:
+        a negative page is the first, and one past any row (MAX_ID) an empty page, as for any
+        page past the end (SQLite refused the offset of ?page=10**25 with a 500)."""
+        args = super()._get_list_extra_args()
+        if args.page:
+            args.page = min(max(args.page, 0), MAX_ID // max(self.page_size_options))
+        return args
 
     def handle_view_exception(self, exc: Exception) -> bool:
         log.exception("admin view error")
