@@ -2,7 +2,7 @@
 coupons (with their use counts). An order's status changes only through the state machine."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
 from flask_admin import expose
@@ -45,6 +45,14 @@ def _parse_day(text: str | None) -> datetime | None:
         return datetime.strptime((text or "").strip(), "%Y-%m-%d")
     except ValueError:
         return None
+
+
+def _day_after(day: datetime | None) -> datetime | None:
+    """The start of the day after `day`: the end of an inclusive date range (none after
+    9999-12-31, the last day there is: no end)."""
+    if day is None or day.date() == date.max:
+        return None
+    return day + timedelta(days=1)
 
 
 class OrderView(ReadOnlyModelView):
@@ -151,7 +159,7 @@ class OrderView(ReadOnlyModelView):
         since = _parse_day(request.args.get("since"))
         until = _parse_day(request.args.get("until"))
         response = Response(stream_with_context(product_csv.export_orders(
-            status=status, since=since, until=until + timedelta(days=1) if until else None,
+            status=status, since=since, until=_day_after(until),
             email=request.args.get("email") or None)), mimetype="text/csv")
         response.headers["Content-Disposition"] = (
             f'attachment; filename="orders-{datetime.now().date().isoformat()}.csv"')

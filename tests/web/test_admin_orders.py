@@ -223,3 +223,8 @@ def test_orders_export_as_csv_with_filters(client, staff, mug):
     rows = list(csv.DictReader(io.StringIO(
         client.get("/admin/order/export.csv?status=paid").get_data(as_text=True))))
     assert [r["number"] for r in rows] == [second.number]
+    # The last day there is as the end: every order (the day after it was a 500).
+    response = client.get("/admin/order/export.csv?since=2000-01-01&until=9999-12-31")
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert {r["number"] for r in rows} == {first.number, second.number}
