@@ -18,7 +18,7 @@ from ..services import catalog, images, inventory, product_csv
 from ..services.errors import ShopError, ValidationError
 from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView
-from .forms import ImageForm, VariantForm, slug_validators
+from .forms import FitsColumn, ImageForm, VariantForm, slug_validators
 from .security import request_id, who
 
 
@@ -162,6 +162,7 @@ class CategoryView(ShopModelView):
         "slug": {"validators": slug_validators()[:1] + [Length(max=120)] + slug_validators()[2:],
                  "description": "The category's address in the shop: /c/<slug>."},
         "parent": {"label": "Inside (parent category)"},
+        "position": {"validators": [FitsColumn()]},
     }
     changes_catalog = True
     integrity_message = "That slug is already used by another category."

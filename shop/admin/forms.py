@@ -11,10 +11,23 @@ from wtforms import fields
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp
 from wtforms.validators import ValidationError as FieldError
 
+from ..models.base import MAX_ID
 from ..services import images
 from ..services.errors import ValidationError
 from ..services.money import parse_money, quantize
 from ..services.product_csv import MAX_STOCK, SKU, SLUG, format_options, parse_options
+
+
+class FitsColumn:
+    """A whole number an INTEGER column holds (a position, a use limit): a larger one is
+    refused next to its field, not by the database after the form was accepted (which only
+    said "Something went wrong")."""
+
+    message = f"Enter a number from -{MAX_ID} to {MAX_ID}."
+
+    def __call__(self, form: Any, field: fields.Field) -> None:
+        if isinstance(field.data, int) and abs(field.data) > MAX_ID:
+            raise FieldError(self.message)
 
 
 class MoneyField(fields.StringField):
@@ -92,7 +105,7 @@ class VariantForm(BaseForm):
         "Low-stock threshold", [InputRequired("Enter a threshold."),
                                 NumberRange(0, MAX_STOCK, "Enter a whole number from 0.")],
         default=5)
-    position = fields.IntegerField("Position", [Optional()], default=0)
+    position = fields.IntegerField("Position", [Optional(), FitsColumn()], default=0)
 
     def process(self, formdata=None, obj=None, data=None, extra_filters=None, **kwargs):
         super().process(formdata, obj, data=data, extra_filters=extra_filters, **kwargs)
@@ -159,7 +172,7 @@ class ImageForm(BaseForm):
     upload = ImageFileField("Image file")
     alt = fields.StringField("Alt text", [Length(max=255)],
                              description="What the image shows, for people who cannot see it.")
-    position = fields.IntegerField("Position", [Optional()], default=0)
+    position = fields.IntegerField("Position", [Optional(), FitsColumn()], default=0)
 
     def validate_upload(self, field: ImageFileField) -> None:
         if field.has_file():

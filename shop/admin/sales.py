@@ -22,7 +22,7 @@ from ..services.errors import InvalidTransition, NotFound, PaymentError, ShopErr
 from ..services.orders import ACTION_LABELS, STATUS_LABELS, Actor
 from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView
-from .forms import MoneyField
+from .forms import FitsColumn, MoneyField
 from .security import request_id, who
 
 STATUS_BADGES = {"pending": "warning", "paid": "info", "processing": "primary",
@@ -211,11 +211,13 @@ class CouponView(ShopModelView):
         "starts_at": {"label": "Starts (UTC)", "validators": [Optional()]},
         "ends_at": {"label": "Ends (UTC)", "validators": [Optional()]},
         "usage_limit": {"label": "Total use limit",
-                        "validators": [Optional(), NumberRange(1, None, "At least 1, or empty.")],
+                        "validators": [Optional(), NumberRange(1, None, "At least 1, or empty."),
+                                       FitsColumn()],
                         "description": "Empty: unlimited."},
         "per_customer_limit": {"label": "Uses per customer",
                                "validators": [Optional(),
-                                              NumberRange(1, None, "At least 1, or empty.")],
+                                              NumberRange(1, None, "At least 1, or empty."),
+                                              FitsColumn()],
                                "description": "Empty: unlimited."},
     }
     integrity_message = "That code is already used by another coupon."

@@ -294,3 +294,24 @@ def test_back_office_changes_show_on_the_next_shop_page(app, client, staff, shir
     client.post("/admin/product/delete/", data={"csrf_token": token, "id": shirt.id})
     listing = shopper.get("/products").get_data(as_text=True)
     assert "No products found" in listing
+
+
+def test_a_number_too_large_for_its_column_is_refused_next_to_the_field(client, staff):
+    """A position or use limit beyond an INTEGER column passed the form and failed in the
+    database: "Something went wrong", no word on which field. Now the field says so."""
+    from shop.models import Coupon
+
+    huge = str(10**25)
+    token = csrf_token(client, "/admin/category/new/")
+    html = client.post("/admin/category/new/", data={
+        "csrf_token": token, "name": "Big", "slug": "big", "position": huge}).get_data(
+        as_text=True)
+    assert "Enter a number from -2147483647 to 2147483647." in html
+    assert f'value="{huge}"' in html and "Something went wrong" not in html
+    html = client.post("/admin/coupon/new/", data={
+        "csrf_token": token, "code": "BIG", "kind": "percent", "value": "10",
+        "usage_limit": huge}).get_data(as_text=True)
+    assert "Enter a number from -2147483647 to 2147483647." in html
+    assert "Something went wrong" not in html
+    assert db.session.execute(select(func.count(Category.id))).scalar_one() == 0
+    assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
