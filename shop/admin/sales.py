@@ -16,6 +16,7 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 from ..blueprints import ID
 from ..extensions import db
 from ..models import COUPON_KINDS, ORDER_STATUSES, Order
+from ..models.base import is_id
 from ..services import audit, orders, payments, product_csv
 from ..services.coupons import normalise_code
 from ..services.errors import InvalidTransition, NotFound, PaymentError, ShopError, ValidationError
@@ -79,6 +80,14 @@ class OrderView(ReadOnlyModelView):
     action_disallowed_list = ("delete",)
 
     def get_one(self, id):
+        """The order with its lines, events, payments and shipments; None for anything that is
+        not one order's id (a repeated ?id= arrives as a list, which Flask-Admin passes on)."""
+        try:
+            id = int(id)
+        except (TypeError, ValueError):
+            return None
+        if not is_id(id):
+            return None
         return db.session.execute(
             select(Order).options(selectinload(Order.lines), selectinload(Order.events),
                                   selectinload(Order.payments), selectinload(Order.shipments))

@@ -208,6 +208,15 @@ def test_list_filters_by_status_date_and_email(client, staff, mug):
     assert re.search(r"Paid <span class=\"badge badge-light\">1</span>", html)
 
 
+def test_an_order_detail_asked_for_by_odd_ids_is_not_a_500(client, staff, mug):
+    """A repeated ?id= (Flask-Admin passes a list on) made a query SQLite refused: 500."""
+    order = place(f.variant_of(mug).id)
+    for query in (f"id={order.id}&id={order.id}", "id=abc", f"id={10**25}", "id="):
+        response = client.get(f"/admin/order/details/?{query}")
+        assert response.status_code == 302, query  # back to the list: "Record does not exist"
+    assert client.get(f"/admin/order/details/?id={order.id}").status_code == 200
+
+
 def test_orders_export_as_csv_with_filters(client, staff, mug):
     variant = f.variant_of(mug)
     first = place(variant.id, 2, "one@example.com")
