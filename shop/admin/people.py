@@ -112,7 +112,9 @@ class CustomerView(ShopModelView):
 
     @expose("/edit/", methods=("GET", "POST"))
     def edit_view(self):
-        target = self.get_one(request.args.get("id", ""))
+        # No id (or an empty one) is Flask-Admin's to answer: back to the list.
+        record_id = request.args.get("id")
+        target = self.get_one(record_id) if record_id else None
         if target is not None and not may_manage(target):
             flash("Only an admin can change staff accounts, and your own account is changed "
                   "on your account page.", "error")

@@ -171,3 +171,13 @@ def test_customers_are_searchable_and_deactivated_in_bulk(client, staff):
     assert reload(type(staff), staff.id).active is True  # not oneself
     assert db.session.execute(select(func.count(AuditLog.id)).where(
         AuditLog.action == "deactivate")).scalar_one() == 2
+
+
+@pytest.mark.parametrize("query", ["", "?id="])
+def test_the_customer_edit_page_without_an_id_goes_back_to_the_list(client, staff, query):
+    """Without an id, CustomerView looked up the empty identifier: 500. Now it is Flask-Admin's
+    answer, as on every other screen: back to the list."""
+    response = client.get(f"/admin/customer/edit/{query}")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/admin/customer/")
+    assert client.get(f"/admin/product/edit/{query}").status_code == 302
