@@ -72,8 +72,6 @@ class CartView:
         return not self.lines
 
 
-# Row ids are 32-bit on every supported database.
-MAX_ROW_ID = 2_147_483_647
 # A typed quantity of more digits than this is refused without converting it.
 MAX_DIGITS = 18
 
@@ -229,11 +227,11 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
 def _owned_line(owner: CartOwner, line_id: int) -> CartLine:
     """The owner's line, read with the cart locked (as every change to a cart locks it): a
     line that a change just before this one removed (another tab, the order placed) is not
-    found, instead of being changed or deleted a second time. An id past MAX_ROW_ID names no
-    line (and would not fit the query's parameter)."""
+    found, instead of being changed or deleted a second time. An id past any row's (is_id) names
+    no line (and would not fit the query's parameter)."""
     cart = find_cart(owner, lock=True)
     line = None
-    if cart is not None and 0 < line_id <= MAX_ROW_ID:
+    if cart is not None and is_id(line_id):
         line = db.session.execute(select(CartLine).where(
             CartLine.id == line_id, CartLine.cart_id == cart.id)).scalar_one_or_none()
     if line is None:
