@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from markupsafe import escape
 
 from shop.extensions import db
 from shop.models import CartLine, Variant
@@ -138,9 +139,35 @@ def test_update_to_a_number_int_cannot_read_is_refused(client, goods, quantity):
     token = csrf_token(client, "/cart")
     response = client.post(f"/cart/lines/{lid}/update",
                            data={"quantity": quantity, "csrf_token": token})
-    assert response.status_code == 303
-    assert "Enter a quantity from 0 to 99." in client.get("/cart").get_data(as_text=True)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert (f'<p id="line-error-{lid}" class="field-error line-error">'
+            "Enter a quantity from 0 to 99.</p>") in page
     assert db.session.get(CartLine, lid).quantity == 1
+
+
+def test_a_refused_quantity_without_javascript_is_shown_under_its_line(client, goods):
+    """Without JavaScript, a quantity the cart refuses brings the cart page back (422) with
+    the message under that line's quantity, which keeps what was typed; the other lines and
+    the cart are unchanged. A line that is gone has no field: the message is a notice."""
+    add(client, goods["tee"].id, "1")
+    add(client, goods["mug"].id, "2")
+    tee, mug = (int(x) for x in re.findall(r'id="cart-line-(\d+)"',
+                                           client.get("/cart").get_data(as_text=True)))
+    token = csrf_token(client, "/cart")
+    response = client.post(f"/cart/lines/{tee}/update", data={"quantity": "5",
+                                                              "csrf_token": token})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert f'<p id="line-error-{tee}" class="field-error line-error">Only 2 left in stock.</p>' \
+        in page
+    assert f'id="qty-{tee}" type="number" name="quantity" value="5"' in page
+    assert f'id="qty-{mug}" type="number" name="quantity" value="2"' in page
+    assert f'<p id="line-error-{mug}" class="field-error line-error"></p>' in page
+    assert db.session.get(CartLine, tee).quantity == 1
+    gone = client.post(f"/cart/lines/{tee + mug + 1000}/update",
+                       data={"quantity": "1", "csrf_token": token})
+    assert gone.status_code == 303
 
 
 def test_zero_quantity_update_removes_the_line(client, goods):
@@ -199,11 +226,15 @@ def test_coupon_problems_are_shown_next_to_the_field(client, goods, setup, messa
         "/cart/coupon", data={"code": "special", "csrf_token": token}, headers=HX
     ).get_data(as_text=True)
     assert message in html and 'id="coupon-error"' in html and 'value="special"' in html
-    assert (
-        client.post("/cart/coupon", data={"code": "special", "csrf_token": token}).status_code
-        == 303
-    )
-    assert message in client.get("/cart").get_data(as_text=True)
+    # Without JavaScript: the cart page again (422), the message under the field, the code
+    # kept, no coupon applied.
+    plain = client.post("/cart/coupon", data={"code": "special", "csrf_token": token})
+    assert plain.status_code == 422
+    page = plain.get_data(as_text=True)
+    assert f'<p id="coupon-error" class="field-error">{escape(message)}</p>' in page
+    assert 'value="special" autocomplete="off" aria-describedby="coupon-error" ' \
+        'aria-invalid="true"' in page
+    assert "<h1>Your cart</h1>" in page and "Discount" not in page
 
 
 def test_expired_coupon(client, goods):

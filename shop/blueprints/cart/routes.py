@@ -26,10 +26,7 @@ def _cart_view():
 @bp.get("")
 def show():
     """The cart: lines, quantities, coupon, totals and a shipping estimate."""
-    view = _cart_view()
-    return vary(make_response(render_template(
-        "cart/show.html", cart=view, shipping_method=_shipping_method(),
-        shipping_labels=pricing.SHIPPING_LABELS)))
+    return _cart_page(200)
 
 
 def _fragments(view, announcement: str, *, line=None, line_id: int | None = None,
@@ -107,8 +104,8 @@ def apply_coupon():
         message = _message(exc)
         if is_htmx():
             return _fragments(_cart_view(), message, coupon_error=message, coupon_form=True)
-        flash(message, "error")
-        return redirect(url_for("cart.show", code=code.strip()[:40]), 303)
+        # Without JavaScript: the cart page again, the message under the field, the code kept.
+        return _cart_page(422, coupon_error=message, coupon_code_typed=code.strip()[:40])
     return _done(_cart_view(), f"Coupon {applied} applied.", coupon_form=True)
 
 
@@ -128,12 +125,24 @@ def _done(view, text: str, **parts):
 
 def _line_failed(exc: ShopError, line_id: int):
     message = _message(exc)
+    view = _cart_view()
+    line_view = next((item for item in view.lines if item.id == line_id), None)
     if is_htmx():
-        view = _cart_view()
-        line_view = next((item for item in view.lines if item.id == line_id), None)
         return _fragments(view, message, line=line_view, line_id=line_id, line_error=message)
-    flash(message, "error")
-    return redirect(url_for("cart.show"), 303)
+    if line_view is None:  # no such line (any more): nothing to put the message beside
+        flash(message, "error")
+        return redirect(url_for("cart.show"), 303)
+    # Without JavaScript: the cart page again, the message under the line's quantity, which
+    # keeps what was typed.
+    return _cart_page(422, view, line_errors={line_id: message},
+                      typed_quantities={line_id: request.form.get("quantity", "")[:20]})
+
+
+def _cart_page(status: int, view=None, **context):
+    """The cart page, answering a form the cart refused (status 422)."""
+    return vary(make_response(render_template(
+        "cart/show.html", cart=view or _cart_view(), shipping_method=_shipping_method(),
+        shipping_labels=pricing.SHIPPING_LABELS, **context), status))
 
 
 def _message(exc: ShopError) -> str:
