@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import IdempotencyRecord, utcnow
-from .database import write_transaction
+from .database import retrying, write_transaction
 from .errors import IdempotencyConflict, IdempotencyMismatch
 
 STALE_AFTER = timedelta(minutes=2)
@@ -39,48 +39,67 @@ def request_hash(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+CLAIM_ATTEMPTS = 3
+
+
 def begin(scope: str, key: str, fingerprint: str) -> StoredResponse | None:
     """Claim `key` in `scope` for this request; None means go ahead and serve it.
 
     Returns the stored answer when the key was already served with the same body; raises
     IdempotencyMismatch for another body and IdempotencyConflict while it is still running.
+    A claim released (its request refused) while this one looked at it is claimed again;
+    when repeats of the key keep taking it first, this one is told the key is busy.
     """
-    try:
+    for _ in range(CLAIM_ATTEMPTS):
+        if _claim(scope, key, fingerprint):
+            return None
+        with write_transaction():
+            record = db.session.execute(select(IdempotencyRecord).where(
+                IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+            ).scalar_one_or_none()
+            if record is None:  # released between our insert and this read: claim it again
+                continue
+            if record.request_hash != fingerprint:
+                raise IdempotencyMismatch(
+                    "This Idempotency-Key was already used with a different request body. "
+                    "Use a new key for a new request.", details={"idempotency_key": key})
+            if record.state == "done" and record.response_status is not None:
+                return StoredResponse(record.response_status, record.response_body or "")
+            if record.created_at > utcnow() - STALE_AFTER:
+                raise _busy(key)
+            # The first attempt died mid-way: take it over (one taker wins the conditional
+            # update).
+            taken = db.session.execute(
+                update(IdempotencyRecord).where(IdempotencyRecord.id == record.id,
+                                                IdempotencyRecord.state == "running",
+                                                IdempotencyRecord.created_at == record.created_at)
+                .values(created_at=utcnow()).execution_options(synchronize_session=False))
+            if taken.rowcount != 1:
+                raise _busy(key)
+        return None
+    raise _busy(key)
+
+
+def _claim(scope: str, key: str, fingerprint: str) -> bool:
+    """Insert the key's "running" row; False when the key already has one. On MySQL, inserts
+    of a key that was just released (its row deleted) can deadlock each other: the one
+    rolled back tries again and finds the row the other wrote."""
+    def insert() -> None:
         with write_transaction():
             db.session.add(IdempotencyRecord(scope=scope, key=key, request_hash=fingerprint,
                                              state="running", created_at=utcnow()))
-        return None
+
+    try:
+        retrying(insert)
+        return True
     except IntegrityError:
-        pass
-    with write_transaction():
-        record = db.session.execute(select(IdempotencyRecord).where(
-            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
-        ).scalar_one_or_none()
-        if record is None:  # released between our insert and this read: claim it again
-            db.session.add(IdempotencyRecord(scope=scope, key=key, request_hash=fingerprint,
-                                             state="running", created_at=utcnow()))
-            return None
-        if record.request_hash != fingerprint:
-            raise IdempotencyMismatch(
-                "This Idempotency-Key was already used with a different request body. "
-                "Use a new key for a new request.", details={"idempotency_key": key})
-        if record.state == "done" and record.response_status is not None:
-            return StoredResponse(record.response_status, record.response_body or "")
-        if record.created_at > utcnow() - STALE_AFTER:
-            raise IdempotencyConflict(
-                "A request with this Idempotency-Key is still being processed. "
-                "Retry in a moment to get its result.", details={"idempotency_key": key})
-        # The first attempt died mid-way: take it over (one taker wins the conditional update).
-        taken = db.session.execute(
-            update(IdempotencyRecord).where(IdempotencyRecord.id == record.id,
-                                            IdempotencyRecord.state == "running",
-                                            IdempotencyRecord.created_at == record.created_at)
-            .values(created_at=utcnow()).execution_options(synchronize_session=False))
-        if taken.rowcount != 1:
-            raise IdempotencyConflict(
-                "A request with this Idempotency-Key is still being processed. "
-                "Retry in a moment to get its result.", details={"idempotency_key": key})
-    return None
+        return False
+
+
+def _busy(key: str) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        "A request with this Idempotency-Key is still being processed. "
+        "Retry in a moment to get its result.", details={"idempotency_key": key})
 
 
 def finish(scope: str, key: str, status: int, body: str) -> None:
