@@ -64,11 +64,16 @@ def adjust(variant_id: int, delta: int, reason: str, actor_id: int | None = None
 
 
 def set_stock(variant_id: int, quantity: int, reason: str, actor_id: int | None = None) -> int:
-    """Staff set the on-hand count; recorded as the difference. Only flushes."""
+    """Staff set the on-hand count; recorded as the difference. Only flushes.
+
+    The count is read locked (FOR UPDATE, until the caller's transaction ends): a checkout
+    taking units between the read and the write would otherwise be taken off the staff's
+    number too, leaving less on hand than they counted."""
     if quantity < 0:
         raise ValidationError({"stock_quantity": "Stock cannot go below zero."})
     current = db.session.execute(select(Variant.stock_quantity)
-                                 .where(Variant.id == variant_id)).scalar_one_or_none()
+                                 .where(Variant.id == variant_id).with_for_update()
+                                 ).scalar_one_or_none()
     if current is None:
         raise NotFound("That variant does not exist.")
     return adjust(variant_id, quantity - current, reason, actor_id)

@@ -377,3 +377,55 @@ def test_an_item_added_while_the_order_is_placed_is_ordered_or_stays_in_the_cart
         OrderLine.variant_id == tea_id)).scalar_one()
     in_cart = sum(line.quantity for line in carts.view(owner).lines if line.variant_id == tea_id)
     assert ordered + in_cart == 6
+
+
+@pytest.mark.mysql_only
+def test_staff_setting_the_stock_count_is_exact_while_units_sell(app):
+    """Staff set a variant's on-hand count (admin form, CSV import) while a checkout takes a
+    unit. The count is read locked: a sale that commits before the staff's write is counted
+    in it (the staff's number stands), and one that waits for it comes off afterwards. Read
+    unlocked, a sale between the read and the write came off the staff's number too."""
+    import threading
+
+    from shop.services import inventory
+    from shop.services.database import write_transaction
+
+    variant = f.variant_of(f.product("Candle", stock=12))
+    variant_id = variant.id
+    db.session.commit()
+    sold = threading.Event()
+
+    def sell() -> None:
+        with app.app_context():
+            with write_transaction():
+                inventory.reserve(variant_id, 1)
+            db.session.remove()
+            sold.set()
+
+    real_adjust = inventory.adjust
+    seller: list[threading.Thread] = []
+
+    def adjust_after_a_sale(*args, **kwargs):
+        # Between set_stock's read and its write: a checkout takes a unit (and commits, unless
+        # the read holds the row).
+        thread = threading.Thread(target=sell)
+        thread.start()
+        seller.append(thread)
+        sold.wait(timeout=1.5)
+        return real_adjust(*args, **kwargs)
+
+    inventory.adjust = adjust_after_a_sale
+    try:
+        with write_transaction():
+            inventory.set_stock(variant_id, 10, "count")
+        sold_before_the_write = sold.is_set()
+    finally:
+        inventory.adjust = real_adjust
+    seller[0].join(timeout=30)
+    assert sold.is_set()
+    db.session.rollback()
+    stock = db.session.execute(select(Variant.stock_quantity)
+                               .where(Variant.id == variant_id)).scalar_one()
+    # The staff's 10 stands if the sale came first; the sale comes off it if it came after.
+    assert stock == (10 if sold_before_the_write else 9)
+    assert not sold_before_the_write  # the locked read makes the sale wait
