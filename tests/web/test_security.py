@@ -477,3 +477,41 @@ def test_production_sends_hsts_and_secure_cookies(app, database_url, tmp_path):
         with prod.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+# --- links in mail ---
+
+def test_order_mail_links_use_the_base_url_not_the_host_header(make_app, tmp_path):
+    """A guest checkout sent with `Host: evil.example` (nginx passes any Host to the shop's
+    only server) must not make the shop mail a link to evil.example: with SHOP_BASE_URL set,
+    the order confirmation's link is on the shop's public address."""
+    import email
+    import email.policy
+
+    app = make_app(BASE_URL="https://shop.example.com", SERVER_NAME=None)
+    client = app.test_client()
+    with app.app_context():
+        lamp = f.variant_of(f.product("Desk Lamp", price="40.00", stock=3, slug="desk-lamp"))
+        lamp_id = lamp.id
+    evil = "http://evil.example"
+
+    def token(path: str) -> str:
+        return CSRF.search(client.get(path, base_url=evil).get_data(as_text=True)).group(1)
+
+    client.post("/cart/add", data={"variant_id": lamp_id, "quantity": 1,
+                                   "csrf_token": token("/products")}, base_url=evil)
+    form = {"email": "victim@example.com", **f.ADDRESS, "shipping_method": "standard",
+            "payment_method": "manual", "csrf_token": token("/checkout")}
+    assert client.post("/checkout", data=form, base_url=evil).status_code == 303
+    page = client.get("/checkout/review", base_url=evil).get_data(as_text=True)
+    fields = {name: re.search(rf'name="{name}" value="([^"]+)"', page).group(1)
+              for name in ("token", "expected_total", "csrf_token")}
+    assert client.post("/checkout/place", data=fields, base_url=evil).status_code == 303
+    outbox = Path(app.config["OUTBOX_DIR"])
+    (message,) = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                  for p in outbox.glob("*.eml")]
+    assert message["To"] == "victim@example.com"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "evil.example" not in text and "evil.example" not in html
+    assert re.search(r"https://shop\.example\.com/orders/SO-[A-Z0-9]+\?token=", text)
