@@ -60,9 +60,16 @@ def test_pages_are_valid_html(shop, tour, tmp_path):
         "csrf_token": _csrf(guest, shop("/account/login")), "email": "nobody@example.com",
         "password": "wrong-password-1"})
     fetched["login-failed"] = (response.status, response.text())
+    product_page = guest.request.get(tour.pages["product"][1]).text()
+    add_form = re.search(r'<form class="add-to-cart".*?</form>', product_page, re.S).group(0)
+    response = guest.request.post(shop("/cart/add"), form={
+        **dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', add_form)),
+        "variant_id": re.search(r'name="variant_id" value="(\d+)" checked', add_form).group(1),
+        "quantity": "0"})
+    fetched["add-to-cart-refused"] = (response.status, response.text())
 
     expected = {"not-found": 404, "bad-filter": 400, "reset-link-invalid": 400,
-                "checkout-errors": 422,
+                "checkout-errors": 422, "add-to-cart-refused": 422,
                 "register-errors": 422, "login-failed": 401}
     statuses = {name: status for name, (status, _) in fetched.items()}
     assert statuses == {name: expected.get(name, 200) for name in fetched}

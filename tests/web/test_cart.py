@@ -81,6 +81,69 @@ def test_unknown_variant_is_refused(client, goods):
     assert "Choose a product option." in html
 
 
+def product_form(client, slug: str) -> dict[str, str]:
+    """The hidden fields of a product page's "Add to cart" form, as the page sends them."""
+    page = client.get(f"/p/{slug}").get_data(as_text=True)
+    form = re.search(r'<form class="add-to-cart".*?</form>', page, re.S).group(0)
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+
+
+@pytest.mark.parametrize(("quantity", "message"), [
+    ("1.5", "Enter a quantity from 1 to 99."),
+    ("9", "Only 5 left in stock."),
+])
+def test_a_refused_add_without_javascript_is_shown_under_the_quantity(client, goods, quantity,
+                                                                     message):
+    """Without JavaScript, a quantity the product page's form cannot add brings that page back
+    (422) with the message under the quantity, marked invalid, keeping what was typed."""
+    response = client.post("/cart/add", data={**product_form(client, "mug"),
+                                              "quantity": quantity})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert f'<p id="quantity-error" class="field-error">{message}</p>' in page
+    assert (f'<input id="quantity" type="number" name="quantity" value="{quantity}" '
+            in page)
+    assert 'aria-describedby="quantity-error" aria-invalid="true"' in page
+    assert "flash-error" not in page
+    assert db.session.query(CartLine).count() == 0
+
+
+def test_a_refused_add_without_javascript_keeps_the_option_chosen(client, app):
+    """The option the shopper chose stays chosen; no option at all (the one preselected by the
+    link is sold out, so the browser sends none) is said under the options."""
+    tee = f.product("Tee", slug="tee", variants=[
+        {"options": {"size": "S"}, "stock": 3}, {"options": {"size": "M"}, "stock": 0},
+        {"options": {"size": "L"}, "stock": 4}])
+    small, medium, large = (f.variant_of(tee, i).id for i in range(3))
+    form = product_form(client, "tee")
+    page = client.post("/cart/add", data={**form, "variant_id": large, "quantity": "7"}
+                       ).get_data(as_text=True)
+    assert f'id="variant-{large}" name="variant_id" value="{large}" checked' in page
+    assert '<p id="quantity-error" class="field-error">Only 4 left in stock.</p>' in page
+    response = client.post("/cart/add", data={**product_form(client, f"tee?variant={medium}"),
+                                              "quantity": "1"})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert '<p id="variant-error" class="field-error">Choose a product option.</p>' in page
+    assert 'class="variants has-error" aria-describedby="variant-error"' in page
+    assert db.session.query(CartLine).count() == 0
+
+
+def test_a_refused_add_with_htmx_marks_the_quantity_field(client, goods):
+    response = client.post("/cart/add", data={**product_form(client, "mug"), "quantity": "9"},
+                           headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert re.search(r'<div id="quantity-field"[^>]*data-hx-swap-oob="true"', html)
+    assert 'value="9"' in html and 'aria-invalid="true"' in html
+    assert '<p id="quantity-error" class="field-error">Only 5 left in stock.</p>' in html
+    added = client.post("/cart/add", data={**product_form(client, "mug"), "quantity": "2"},
+                        headers=HX).get_data(as_text=True)
+    assert re.search(r'<div id="quantity-field"[^>]*data-hx-swap-oob="true"', added)
+    assert 'aria-invalid' not in added and '<p id="quantity-error" class="field-error"></p>' \
+        in added
+
+
 def test_update_line_plain_and_htmx(client, goods):
     add(client, goods["mug"].id, "1")
     lid = line_id(client)

@@ -6,8 +6,9 @@ from flask import Blueprint, flash, make_response, redirect, render_template, re
 
 from ...services import cart as cart_service
 from ...services import pricing
-from ...services.errors import ShopError
+from ...services.errors import OutOfStock, ShopError
 from .. import ID
+from ..catalog.routes import product_page
 from ..htmx import is_htmx, safe_next, vary
 from ..shopper import cart_owner
 
@@ -44,14 +45,24 @@ def add():
     """Add a variant to the cart (from a product page or a card)."""
     owner = cart_owner(create=True)
     variant_id = request.form.get("variant_id", type=int)
+    quantity = request.form.get("quantity", "1")
+    # The product page's form names its product; a card's has no field to show a message by.
+    product_slug = request.form.get("product", "")
     back = safe_next(request.referrer and _path(request.referrer), url_for("cart.show"))
     try:
-        line = cart_service.add_item(owner, request.form.get("quantity", "1"),
-                                     variant_id=variant_id)
+        line = cart_service.add_item(owner, quantity, variant_id=variant_id)
     except ShopError as exc:
         message = _message(exc)
+        field = _field(exc)
         if is_htmx():
-            return render_template("cart/_add_error.html", message=message)
+            return render_template("cart/_add_error.html", message=message, field=field,
+                                   quantity=quantity[:20])
+        if product_slug and field:
+            # Without JavaScript: the product page again, the message by its field, the
+            # option and the quantity as chosen.
+            return vary(product_page(product_slug, variant_id, 422,
+                                     add_errors={field: message},
+                                     add_form={"quantity": quantity[:20]}))
         flash(message, "error")
         return redirect(back, 303)
     name = line.variant.product.name
@@ -59,7 +70,8 @@ def add():
     text = f"Added {name}{'' if label == 'Default' else ' (' + label + ')'} to your cart."
     if is_htmx():
         return render_template("cart/_added.html", announcement=text,
-                               cart_count=cart_service.item_count(owner))
+                               cart_count=cart_service.item_count(owner),
+                               from_product_page=bool(product_slug), quantity=quantity[:20])
     flash(text, "success")
     return redirect(url_for("cart.show"), 303)
 
@@ -143,6 +155,16 @@ def _cart_page(status: int, view=None, **context):
     return vary(make_response(render_template(
         "cart/show.html", cart=view or _cart_view(), shipping_method=_shipping_method(),
         shipping_labels=pricing.SHIPPING_LABELS, **context), status))
+
+
+def _field(exc: ShopError) -> str | None:
+    """The add form's field a refusal belongs to: the quantity (a bad number, not enough
+    stock) or the option chosen (none); None for an option that is gone."""
+    from ...services.errors import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return next((name for name in ("quantity", "variant_id") if name in exc.errors), None)
+    return "quantity" if isinstance(exc, OutOfStock) else None
 
 
 def _message(exc: ShopError) -> str:

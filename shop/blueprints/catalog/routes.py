@@ -107,6 +107,13 @@ def category(slug: str):
 @bp.get("/p/<slug>")
 def product(slug: str):
     """A product: images, options, price, stock, add to cart, reviews."""
+    return product_page(slug, request.args.get("variant", type=int))
+
+
+def product_page(slug: str, selected: int | None, status: int = 200, **context):
+    """The product page with `selected` as the chosen option; also the answer (422) to its
+    "Add to cart" form refused without JavaScript (cart.add), with the message under its
+    field and what was typed (`add_form`, `add_errors` in the context)."""
     try:
         tree, item = catalog.with_current_tree(lambda tree: catalog.product_detail(slug),
                                                lambda item: item.tree_revision)
@@ -115,12 +122,11 @@ def product(slug: str):
     _use_tree(tree)
     node = tree.by_id.get(item.category_id) if item.category_id else None
     crumbs = (tree.ancestors(node) + [node]) if node else []
-    selected = request.args.get("variant", type=int)
     variants = item.variants
     default = next((v for v in variants if v.id == selected), None) or \
         next((v for v in variants if v.in_stock), variants[0] if variants else None)
-    return render_template("catalog/product.html", product=item, crumbs=crumbs,
-                           selected=default, tree=tree)
+    return make_response(render_template("catalog/product.html", product=item, crumbs=crumbs,
+                                         selected=default, tree=tree, **context), status)
 
 
 @bp.get("/media/<path:filename>")
