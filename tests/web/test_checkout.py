@@ -77,6 +77,22 @@ def test_missing_fields_are_named_and_kept(client, lamp):
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
 
 
+def test_a_country_left_unchosen_stays_unchosen(client, lamp):
+    """The form sent back with "Enter the country." shows no country chosen, as the shopper
+    left it, not the United States the first visit preselects."""
+    fill_cart(client, lamp.id)
+    assert '<option value="US" selected>' in client.get("/checkout").get_data(as_text=True)
+    response = review(client, country="")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert '<p id="country-error" class="field-error">Enter the country.</p>' in html
+    assert re.search(r'<select id="country"[^>]*aria-invalid="true"', html)
+    assert " selected>" not in html.split('<select id="country"')[1].split("</select>")[0]
+    kept = review(client, country="FR", city="").get_data(as_text=True)
+    assert '<option value="FR" selected>' in kept
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+
+
 def test_double_submit_creates_one_order(client, lamp):
     fill_cart(client, lamp.id)
     review(client)
