@@ -93,6 +93,20 @@ def test_a_country_left_unchosen_stays_unchosen(client, lamp):
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
 
 
+def test_shipping_and_payment_messages_belong_to_their_choices(client, lamp):
+    """A method the shop does not offer (payment by card once Stripe is switched off) is said
+    in the error slot its group of choices refers to."""
+    fill_cart(client, lamp.id)
+    response = review(client, shipping_method="teleport", payment_method="stripe")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    for key, message in (("shipping_method", "Choose standard or express shipping."),
+                         ("payment_method", "Choose an available payment method.")):
+        assert f'<fieldset class="has-error" aria-describedby="{key}-error">' in html
+        assert f'<p id="{key}-error" class="field-error">{message}</p>' in html
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+
+
 def test_double_submit_creates_one_order(client, lamp):
     fill_cart(client, lamp.id)
     review(client)
