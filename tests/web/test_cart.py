@@ -64,7 +64,23 @@ def test_bad_quantity_is_refused_and_changes_nothing(client, goods, quantity):
     assert "Enter a quantity from 1 to 99." in client.get("/cart").get_data(as_text=True)
     assert db.session.query(CartLine).count() == 0
     htmx = add(client, goods["mug"].id, quantity, headers=HX).get_data(as_text=True)
-    assert 'id="quantity-error"' in htmx and "Enter a quantity" in htmx
+    assert 'id="toasts"' in htmx and "Enter a quantity" in htmx
+
+
+def test_a_cards_refused_add_shows_over_the_listing_with_htmx(client, goods):
+    """A card's "Add to cart" has no field to put a refusal beside: with htmx the message
+    fills the page's notice area (#toasts, on every page) and the live region, instead of
+    a product page's quantity field that a listing does not have (nothing was seen)."""
+    listing = client.get("/products").get_data(as_text=True)
+    assert '<div id="toasts" class="toasts" aria-hidden="true"></div>' in listing
+    assert 'id="quantity-error"' not in listing
+    add(client, goods["tee"].id, "2")
+    html = add(client, goods["tee"].id, "1", headers=HX).get_data(as_text=True)  # 2 in stock
+    assert re.search(r'<div id="toasts" class="toasts" aria-hidden="true" '
+                     r'data-hx-swap-oob="true"><p class="flash flash-error">Only 2 left[^<]*</p>',
+                     html), html
+    assert 'id="live"' in html and "Only 2 left" in html
+    assert 'id="quantity-field"' not in html and 'id="quantity-error"' not in html
 
 
 def test_more_than_in_stock_is_refused(client, goods):

@@ -55,7 +55,9 @@ def add():
         message = _message(exc)
         field = _field(exc)
         if is_htmx():
-            return render_template("cart/_add_error.html", message=message, field=field,
+            # A card has no field: its message shows as a notice over the page (toasts).
+            return render_template("cart/_add_error.html", message=message,
+                                   field=field if product_slug else None,
                                    quantity=quantity[:20])
         if product_slug and field:
             # Without JavaScript: the product page again, the message by its field, the
