@@ -115,7 +115,7 @@ def register(email: str, password: str, name: str = "", role: str = "customer") 
         errors["name"] = "Use at most 120 characters."
     if role not in ROLES:
         errors["role"] = "Unknown role."
-    if not errors and find_by_email(email) is not None:
+    if "email" not in errors and find_by_email(email) is not None:
         errors["email"] = "An account with this email already exists. Log in instead?"
     if errors:
         raise ValidationError(errors)

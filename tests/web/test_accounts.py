@@ -98,6 +98,12 @@ def test_register_refuses_mismatch_bad_email_and_duplicates(client):
         "password_confirm": "analytical-42"})
     assert response.status_code == 422
     assert "already exists" in response.get_data(as_text=True)
+    # Every problem at once: a taken email beside a password that is too short.
+    response = post(client, "/account/register", {
+        "email": "taken@example.com", "password": "short", "password_confirm": "short"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "already exists" in html and "characters." in html
     assert db.session.query(User).count() == 1
 
 
