@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
@@ -16,7 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, User
-from . import jobs, mail, reads
+from . import jobs, links, mail, reads
 from .database import write_transaction
 from .errors import AuthError, NotFound, ValidationError
 
@@ -185,11 +184,7 @@ def send_password_reset(email: str, base_url: str) -> None:
     user = find_by_email(email)
     if user is None or not user.active:
         return
-    parts = urlsplit(base_url)
-    adapter = current_app.url_map.bind(parts.netloc, script_name=parts.path or "/",
-                                       url_scheme=parts.scheme or "https")
-    link = adapter.build("account.reset_password", {"token": reset_token(user)},
-                         force_external=True)
+    link = links.public_url("account.reset_password", base_url, token=reset_token(user))
     context = {"user": user, "link": link, "hours": current_app.config["PASSWORD_RESET_HOURS"],
                "shop": current_app.config["SHOP_NAME"]}
     mail.send(user.email, f"Reset your {context['shop']} password",

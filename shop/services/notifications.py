@@ -1,28 +1,18 @@
 """Messages to shoppers and staff. Each function is a job: it takes ids and loads what it needs."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from flask import current_app, render_template, url_for
+from flask import current_app, render_template
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Order, Variant
-from . import mail, orders
+from . import links, mail, orders
 
 
 def _order_url(order: Order) -> str:
-    """The order's signed link. On SHOP_BASE_URL when it is set, never on the Host header of
-    the request that queued the mail: a guest checkout sent with `Host: evil.example` and
-    someone else's email address would otherwise have the shop mail them a link elsewhere."""
-    values = {"number": order.number, "token": orders.guest_link_token(order)}
-    base = current_app.config.get("BASE_URL")
-    if not base:
-        return url_for("orders.detail", _external=True, **values)
-    parts = urlsplit(base)
-    adapter = current_app.url_map.bind(parts.netloc, script_name=parts.path or "/",
-                                       url_scheme=parts.scheme or "https")
-    return adapter.build("orders.detail", values, force_external=True)
+    """The order's signed link (on SHOP_BASE_URL when it is set: services.links)."""
+    return links.public_url("orders.detail", number=order.number,
+                            token=orders.guest_link_token(order))
 
 
 def order_confirmation(order_id: int) -> None:

@@ -482,3 +482,39 @@ def test_back_office_refund_button_refunds_on_stripe(shop, standin, mug, client)
     assert done.status_code in (200, 303)
     assert last_order().status == "refunded" and stock(mug.id) == 5
     assert len(standin.refunds) == 1
+
+
+def test_stripe_return_addresses_use_the_base_url_not_the_host_header(make_app, standin):
+    """The Checkout Session's success and cancel addresses are on SHOP_BASE_URL when it is
+    set, not on the Host header of the request that placed the order (nginx passes any Host
+    on): a checkout sent with `Host: evil.example` must not have Stripe send the shopper
+    there after paying."""
+    import re
+
+    app = make_app(**stripe_settings(standin, BASE_URL="https://shop.example.com",
+                                     SERVER_NAME=None))
+    evil = "http://evil.example"
+    with app.app_context():
+        mug_id = f.variant_of(f.product("Mug", price="12.00", stock=5, slug="mug")).id
+        client = app.test_client()
+
+        def token(path: str) -> str:
+            page = client.get(path, base_url=evil).get_data(as_text=True)
+            return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+        assert client.post("/cart/add", data={"variant_id": mug_id, "quantity": 1,
+                                              "csrf_token": token("/products")},
+                           base_url=evil).status_code == 303
+        assert client.post("/checkout", base_url=evil, data={
+            "csrf_token": token("/checkout"), "email": "ada@example.com",
+            "shipping_method": "standard", "payment_method": "stripe", **f.ADDRESS}
+        ).status_code == 303
+        review = client.get("/checkout/review", base_url=evil).get_data(as_text=True)
+        form = {name: re.search(rf'name="{name}" value="([^"]*)"', review).group(1)
+                for name in ("csrf_token", "token", "expected_total")}
+        placed = client.post("/checkout/place", data=form, base_url=evil)
+    [session] = standin.sessions.values()
+    assert placed.status_code == 303 and placed.headers["Location"] == session["url"]
+    assert session["success_url"] == \
+        "https://shop.example.com/payments/stripe/return?session_id={CHECKOUT_SESSION_ID}"
+    assert session["cancel_url"].startswith("https://shop.example.com/orders/")

@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
-from flask import current_app, url_for
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
 from ...models import Order, Payment, ProviderEvent, utcnow
-from .. import jobs, metrics, notifications, orders
+from .. import jobs, links, metrics, notifications, orders
 from ..database import retrying, write_transaction
 from ..errors import InvalidTransition, PaymentError
 from ..money import to_minor_units
@@ -183,10 +183,10 @@ def _create_session(order: Order, payment: Payment) -> str | None:
         return None
     expires_at = _session_expiry(order, now)
     metadata = {"order_number": order.number, "order_id": str(order.id)}
-    success = url_for("payments.stripe_return", _external=True) + \
-        "?session_id={CHECKOUT_SESSION_ID}"
-    cancel = url_for("orders.detail", number=order.number,
-                     token=orders.guest_link_token(order), _external=True)
+    # On SHOP_BASE_URL when it is set, not on the Host header of the request (services.links).
+    success = links.public_url("payments.stripe_return") + "?session_id={CHECKOUT_SESSION_ID}"
+    cancel = links.public_url("orders.detail", number=order.number,
+                              token=orders.guest_link_token(order))
     session = client().v1.checkout.sessions.create(
         params={"mode": "payment", "line_items": line_items(order), "metadata": metadata,
                 "payment_intent_data": {"metadata": metadata},
