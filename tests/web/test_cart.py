@@ -364,3 +364,23 @@ def test_stock_dropping_below_the_cart_is_reported(client, goods):
     assert "Only 2 of Mug left; please lower the quantity." in client.get("/cart").get_data(
         as_text=True
     )
+
+
+def test_the_htmx_quantity_field_is_the_product_pages_own(client, goods):
+    """cart/_quantity_field.html, which htmx's answers swap into the product page, repeats
+    the page's quantity field (the page does not include it, to stay cheap): both must stay
+    the same markup (but for indentation), accepted or refused."""
+    def field(html: str) -> str:
+        found = re.search(r'<div id="quantity-field".*?</div>', html, re.S).group(0)
+        return re.sub(r">\s+<", "><", found.replace(' data-hx-swap-oob="true"', ""))
+
+    token = csrf_token(client, "/p/mug")
+    form = {"variant_id": goods["mug"].id, "product": "mug", "csrf_token": token}
+    accepted = client.post("/cart/add", headers=HX, data={**form, "quantity": "1"})
+    assert field(accepted.get_data(as_text=True)) == \
+        field(client.get("/p/mug").get_data(as_text=True))
+    refused = client.post("/cart/add", headers=HX, data={**form, "quantity": "abc"})
+    page = client.post("/cart/add", data={**form, "quantity": "abc"})
+    assert page.status_code == 422
+    assert 'aria-invalid="true"' in field(refused.get_data(as_text=True))
+    assert field(refused.get_data(as_text=True)) == field(page.get_data(as_text=True))
