@@ -344,3 +344,17 @@ def test_a_chunked_body_over_the_limit_is_413_not_cut_and_read(make_app):
                          buyer.token)
     assert fits.status_code == 200, fits.get_json()
     assert [line["sku"] for line in fits.get_json()["items"]] == ["MUG"]
+
+
+@pytest.mark.parametrize("quantity", [2.0, 2e0])
+def test_a_whole_number_written_with_a_fraction_is_an_integer(shopper, catalog, quantity):
+    """JSON Schema (OpenAPI 3.1) counts 2.0 as an integer, so the document's "integer" takes it."""
+    shirt_m = f.variant_of(catalog["shirt"], 0)
+    response = shopper.api.post("/api/v1/cart/items",
+                                json={"variant_id": float(shirt_m.id), "quantity": quantity})
+    assert response.status_code == 200, response.get_json()
+    line = response.get_json()["items"][0]
+    assert line["quantity"] == 2
+    response = shopper.api.patch(f"/api/v1/cart/items/{line['id']}", json={"quantity": 3.0})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["items"][0]["quantity"] == 3

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from ...models import ORDER_STATUSES, PAYMENT_STATUSES, ROLES
 from ...models.base import MAX_ID
@@ -17,11 +17,23 @@ from ...services.checkout import PAYMENT_METHODS
 
 MAX_QUANTITY = 99
 
+
+def _whole_number(value: Any) -> Any:
+    """A JSON number with no fraction (79.0, 1e2) is an integer, as JSON Schema counts it
+    (OpenAPI 3.1); strings, booleans and fractions stay refused by the strict int."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer in a request body (the document says "integer", so 79.0 must pass too).
+JsonInt = Annotated[int, BeforeValidator(_whole_number)]
+
 Money = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]{2}$", examples=["12.50"],
                              description="An amount in the shop's currency, as a string.")]
 MoneyInput = Annotated[str, Field(pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$", examples=["49.90"])]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+Quantity = Annotated[JsonInt, Field(ge=1, le=MAX_QUANTITY)]
 ShippingMethod = Literal[pricing.SHIPPING_METHODS]  # type: ignore[valid-type]
 PaymentMethod = Literal[PAYMENT_METHODS]  # type: ignore[valid-type]
 OrderStatus = Literal[ORDER_STATUSES]  # type: ignore[valid-type]
@@ -64,7 +76,7 @@ class TokenBody(Body):
 class CartItemBody(Body):
     """Give `variant_id` or `sku` (not both)."""
 
-    variant_id: int | None = Field(None, ge=1, le=MAX_ID)
+    variant_id: JsonInt | None = Field(None, ge=1, le=MAX_ID)
     sku: str | None = Field(None, min_length=1, max_length=64)
     quantity: Quantity = 1
 
