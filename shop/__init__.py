@@ -110,6 +110,16 @@ def register_extensions(app: Flask) -> None:
     cache.init_app(app, config={k: v for k, v in app.config.items() if k.startswith("CACHE_")}
                    | {"CACHE_NO_NULL_WARNING": True})
     csrf.init_app(app)
+
+    # Registered before the limiter's own hook, so it runs after it (Flask runs them in reverse).
+    @app.after_request
+    def retry_after_only_when_refused(response):
+        # Flask-Limiter sets Retry-After on every answer of a limited route, successes too;
+        # it tells a client to wait, which only a 429 (or a 503) means.
+        if response.status_code not in (429, 503) and "Retry-After" in response.headers:
+            del response.headers["Retry-After"]
+        return response
+
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "account.login"

@@ -250,7 +250,11 @@ def test_api_requests_are_limited_per_token_and_per_address(make_app):
         second = api_tokens.create(f.user().id)[1]
     api = ApiClient(limited.test_client())
     for _ in range(3):
-        assert api.get("/api/v1/cart", headers=bearer(first)).status_code == 200
+        allowed = api.get("/api/v1/cart", headers=bearer(first))
+        assert allowed.status_code == 200
+        # The limit's figures on every answer; "wait before retrying" only on a refusal.
+        assert int(allowed.headers["X-RateLimit-Limit"]) == 3
+        assert "Retry-After" not in allowed.headers
     response = api.get("/api/v1/cart", headers=bearer(first))
     assert response.status_code == 429
     assert error_of(response)["code"] == "rate_limited"
