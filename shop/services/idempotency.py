@@ -3,8 +3,10 @@
 The first request with a key claims it (a row in state "running"); its successful answer is
 stored and replayed, status and body, to every repeat with the same body. The same key with
 another body is refused (422); a repeat while the first is still running gets 409. A request
-that a rule refused (a 4xx) releases its key, so the client can fix the cause and retry.
-A claim left "running" by a process that died is taken over after STALE_AFTER.
+that a rule refused (a 4xx) releases its key, so the client can fix the cause and retry; so
+does one that failed unexpectedly (the order carries the key, so its retry answers with an
+order already committed). A claim left "running" by a process that died is taken over after
+STALE_AFTER.
 """
 from __future__ import annotations
 

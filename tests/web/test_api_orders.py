@@ -198,6 +198,35 @@ def test_refused_request_does_not_use_up_its_key(shopper, catalog):
     assert count(IdempotencyRecord) == 1
 
 
+def test_an_unexpected_failure_frees_its_key_and_the_retry_answers_the_order(
+        shopper, catalog, monkeypatch):
+    """The order is committed, then building the answer fails (here the payment link). The
+    retry with the same key must answer that order at once, not "still being processed" for
+    two minutes, and never place a second one."""
+    from shop.services import payments
+
+    fill(shopper)
+    real = payments.checkout_url
+    calls = []
+
+    def failing_once(order):
+        calls.append(order.number)
+        if len(calls) == 1:
+            raise RuntimeError("the payment provider's client broke")
+        return real(order)
+
+    monkeypatch.setattr(payments, "checkout_url", failing_once)
+    failed = place(shopper, key="flaky")
+    assert failed.status_code == 500
+    assert error_of(failed)["code"] == "internal_error"
+    retried = place(shopper, key="flaky")
+    assert retried.status_code == 201, retried.get_json()
+    assert retried.get_json()["number"] == calls[0]
+    assert count(Order) == 1 and count(Payment) == 1
+    assert stock("SHIRT-M") == 3
+    assert place(shopper, key="flaky").headers["Idempotent-Replayed"] == "true"
+
+
 @pytest.mark.mysql_only
 @pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")
 def test_repeats_racing_the_release_of_their_key_get_409_or_the_key_never_an_error(app):

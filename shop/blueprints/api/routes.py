@@ -234,7 +234,16 @@ def create_order(user: User, body: s.OrderBody) -> Response:
     try:
         response = respond(_place(user, body, key), 201)
     except ShopError:
-        idempotency.release(scope, key)
+        idempotency.release(scope, key)  # refused by a rule: the client may fix it and retry
+        raise
+    except Exception:
+        # Failed unexpectedly, perhaps after the order was committed. The order carries the key
+        # (unique), so a retry answers with that order rather than placing another: the claim
+        # need not block the key until it goes stale.
+        try:
+            idempotency.release(scope, key)
+        except Exception:
+            current_app.logger.exception("could not release an Idempotency-Key after an error")
         raise
     idempotency.finish(scope, key, response.status_code, response.get_data(as_text=True))
     return response
