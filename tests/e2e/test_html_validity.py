@@ -67,9 +67,21 @@ def test_pages_are_valid_html(shop, tour, tmp_path):
         "variant_id": re.search(r'name="variant_id" value="(\d+)" checked', add_form).group(1),
         "quantity": "0"})
     fetched["add-to-cart-refused"] = (response.status, response.text())
+    # Text no number field can hold (only a script sends it) is not written back into one.
+    response = guest.request.post(shop("/cart/add"), form={
+        **dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', add_form)),
+        "variant_id": re.search(r'name="variant_id" value="(\d+)" checked', add_form).group(1),
+        "quantity": "two"})
+    fetched["add-to-cart-no-number"] = (response.status, response.text())
+    cart_page = guest.request.get(shop("/cart")).text()
+    update = re.search(r'<form class="line-qty" action="([^"]+)"', cart_page).group(1)
+    response = guest.request.post(shop(update), form={"csrf_token": _csrf(guest, shop("/cart")),
+                                                      "quantity": "two"})
+    fetched["cart-quantity-no-number"] = (response.status, response.text())
 
     expected = {"not-found": 404, "bad-filter": 400, "reset-link-invalid": 400,
                 "checkout-errors": 422, "add-to-cart-refused": 422,
+                "add-to-cart-no-number": 422, "cart-quantity-no-number": 422,
                 "register-errors": 422, "login-failed": 401}
     statuses = {name: status for name, (status, _) in fetched.items()}
     assert statuses == {name: expected.get(name, 200) for name in fetched}

@@ -160,6 +160,34 @@ def test_a_refused_add_with_htmx_marks_the_quantity_field(client, goods):
         in added
 
 
+@pytest.mark.parametrize("typed", ["abc", "\u00b2", "1,5", "<b>", "9" * 5000],
+                         ids=["letters", "superscript", "comma", "markup", "5000-digits"])
+def test_a_refused_quantity_no_number_field_can_hold_shows_the_value_before(client, goods, typed):
+    """A typed quantity that is no number (only a script can send one: a number field sends
+    digits or nothing) was written back into the number field as typed, which browsers blank
+    and the HTML checker refuses (thousands of digits were cut to 20, another number). The
+    field now shows its value before, with the message: 1 on the product page (with and
+    without htmx), the line's quantity in the cart."""
+    form = product_form(client, "mug")
+    field = '<input id="quantity" type="number" name="quantity" value="1" '
+    page = client.post("/cart/add", data={**form, "quantity": typed})
+    assert page.status_code == 422
+    html = page.get_data(as_text=True)
+    assert field in html and 'aria-invalid="true"' in html
+    assert '<p id="quantity-error" class="field-error">Enter a quantity from 1 to 99.</p>' in html
+    htmx = client.post("/cart/add", data={**form, "quantity": typed}, headers=HX)
+    assert htmx.status_code == 200 and field in htmx.get_data(as_text=True)
+    add(client, goods["mug"].id, "2")
+    lid = line_id(client)
+    cart = client.post(f"/cart/lines/{lid}/update",
+                       data={"quantity": typed, "csrf_token": csrf_token(client, "/cart")})
+    assert cart.status_code == 422
+    html = cart.get_data(as_text=True)
+    assert f'id="qty-{lid}" type="number" name="quantity" value="2" ' in html
+    assert "Enter a quantity from 0 to 99." in html
+    assert db.session.get(CartLine, lid).quantity == 2
+
+
 def test_update_line_plain_and_htmx(client, goods):
     add(client, goods["mug"].id, "1")
     lid = line_id(client)

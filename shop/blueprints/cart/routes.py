@@ -2,6 +2,8 @@
 with htmx the same endpoint answers with the changed fragments and out-of-band updates."""
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 
 from ...services import cart as cart_service
@@ -58,13 +60,13 @@ def add():
             # A card has no field: its message shows as a notice over the page (toasts).
             return render_template("cart/_add_error.html", message=message,
                                    field=field if product_slug else None,
-                                   quantity=quantity[:20])
+                                   quantity=_shown_number(quantity, "1"))
         if product_slug and field:
             # Without JavaScript: the product page again, the message by its field, the
             # option and the quantity as chosen.
             return vary(product_page(product_slug, variant_id, 422,
                                      add_errors={field: message},
-                                     add_form={"quantity": quantity[:20]}))
+                                     add_form={"quantity": _shown_number(quantity, "1")}))
         flash(message, "error")
         return redirect(back, 303)
     name = line.variant.product.name
@@ -73,7 +75,8 @@ def add():
     if is_htmx():
         return render_template("cart/_added.html", announcement=text,
                                cart_count=cart_service.item_count(owner),
-                               from_product_page=bool(product_slug), quantity=quantity[:20])
+                               from_product_page=bool(product_slug),
+                               quantity=_shown_number(quantity, "1"))
     flash(text, "success")
     return redirect(url_for("cart.show"), 303)
 
@@ -148,8 +151,9 @@ def _line_failed(exc: ShopError, line_id: int):
         return redirect(url_for("cart.show"), 303)
     # Without JavaScript: the cart page again, the message under the line's quantity, which
     # keeps what was typed.
+    typed = _shown_number(request.form.get("quantity"), str(line_view.quantity))
     return _cart_page(422, view, line_errors={line_id: message},
-                      typed_quantities={line_id: request.form.get("quantity", "")[:20]})
+                      typed_quantities={line_id: typed})
 
 
 def _cart_page(status: int, view=None, **context):
@@ -157,6 +161,23 @@ def _cart_page(status: int, view=None, **context):
     return vary(make_response(render_template(
         "cart/show.html", cart=view or _cart_view(), shipping_method=_shipping_method(),
         shipping_labels=pricing.SHIPPING_LABELS, **context), status))
+
+
+# A number as HTML writes one (a browser's number field sends nothing else), of a length a
+# quantity field can hold.
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_NUMBER_LENGTH = 20
+
+
+def _shown_number(typed: str | None, fallback: str) -> str:
+    """What a refused number field shows again: what was typed, when a number field can show
+    it (a number, or nothing); else (text only a script sends, which browsers would blank
+    and which is invalid HTML there) `fallback`, the field's value before."""
+    if typed is None:
+        return fallback
+    if typed == "" or (len(typed) <= _NUMBER_LENGTH and _NUMBER.fullmatch(typed)):
+        return typed
+    return fallback
 
 
 def _field(exc: ShopError) -> str | None:
