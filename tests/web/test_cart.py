@@ -160,6 +160,61 @@ def test_a_refused_add_with_htmx_marks_the_quantity_field(client, goods):
         in added
 
 
+def oob_slots(html: str) -> tuple[str, str]:
+    """The product page's "Add to cart" message slots in an htmx answer: the option choice's
+    message and the quantity field's, as they would be swapped in ("" when cleared)."""
+    option = re.search(r'<p id="variant-error" class="field-error" data-hx-swap-oob="true">'
+                       r'([^<]*)</p>', html)
+    quantity = re.search(r'<div id="quantity-field"[^>]*data-hx-swap-oob="true">.*?'
+                         r'<p id="quantity-error" class="field-error">([^<]*)</p>', html, re.S)
+    assert option and quantity, html
+    return option.group(1), quantity.group(1)
+
+
+def test_an_add_with_htmx_clears_the_message_of_an_earlier_refusal(client, app):
+    """With htmx, "Add to cart" refused for want of an option put "Choose a product option."
+    under the options, and an add that then succeeded (the option chosen) left it there: the
+    answer swapped the quantity field only. Every answer to the product page's form now fills
+    or clears both message slots, a success and a refusal for the other field alike."""
+    tee = f.product("Tee", slug="tee", variants=[
+        {"options": {"size": "S"}, "stock": 3}, {"options": {"size": "M"}, "stock": 0},
+        {"options": {"size": "L"}, "stock": 4}])
+    large, medium = f.variant_of(tee, 2).id, f.variant_of(tee, 1).id
+    # The link's option is sold out: the page shows it chosen but disabled, so none is sent.
+    form = product_form(client, f"tee?variant={medium}")
+    refused = client.post("/cart/add", data={**form, "quantity": "1"}, headers=HX)
+    assert refused.status_code == 200
+    assert oob_slots(refused.get_data(as_text=True)) == ("Choose a product option.", "")
+    added = client.post("/cart/add", data={**form, "variant_id": large, "quantity": "1"},
+                        headers=HX).get_data(as_text=True)
+    assert "Added Tee (L) to your cart." in added
+    assert oob_slots(added) == ("", "")
+    # A refusal of the quantity clears the option's message, and the other way round.
+    client.post("/cart/add", data={**form, "quantity": "1"}, headers=HX)
+    too_many = client.post("/cart/add", data={**form, "variant_id": large, "quantity": "9"},
+                           headers=HX).get_data(as_text=True)
+    assert oob_slots(too_many) == ("", "Only 4 left in stock.")
+    no_option = client.post("/cart/add", data={**form, "quantity": "1"},
+                            headers=HX).get_data(as_text=True)
+    assert oob_slots(no_option) == ("Choose a product option.", "")
+    assert 'id="toasts"' not in no_option and 'aria-invalid' not in no_option
+    assert db.session.query(CartLine).one().quantity == 1
+
+
+@pytest.mark.parametrize("slug", ["mug", "tee"])
+def test_every_product_page_has_the_option_message_slot_htmx_fills(client, app, slug):
+    """The option's message slot that htmx's answers swap in out of band is on the page, as
+    the page has it, for a product with options and for one without (else htmx has nowhere
+    to put or clear the message and logs an error)."""
+    f.product("Mug", slug="mug")
+    f.product("Tee", slug="tee", variants=[{"options": {"size": "S"}}, {"options": {"size": "M"}}])
+    page = client.get(f"/p/{slug}").get_data(as_text=True)
+    assert page.count('<p id="variant-error" class="field-error"></p>') == 1
+    html = client.post("/cart/add", data={**product_form(client, slug), "quantity": "abc"},
+                       headers=HX).get_data(as_text=True)
+    assert '<p id="variant-error" class="field-error" data-hx-swap-oob="true"></p>' in html
+
+
 @pytest.mark.parametrize("typed", ["abc", "\u00b2", "1,5", "<b>", "9" * 5000],
                          ids=["letters", "superscript", "comma", "markup", "5000-digits"])
 def test_a_refused_quantity_no_number_field_can_hold_shows_the_value_before(client, goods, typed):

@@ -57,9 +57,11 @@ def add():
         message = _message(exc)
         field = _field(exc)
         if is_htmx():
-            # A card has no field: its message shows as a notice over the page (toasts).
-            return render_template("cart/_add_error.html", message=message,
-                                   field=field if product_slug else None,
+            # On the product page: the message by its field, the other field's message (from
+            # an earlier try) cleared. A card has no field: its message shows as a notice
+            # over the page (toasts).
+            return render_template("cart/_add_error.html", message=message, field=field,
+                                   from_product_page=bool(product_slug),
                                    quantity=_shown_number(quantity, "1"))
         if product_slug and field:
             # Without JavaScript: the product page again, the message by its field, the
@@ -73,6 +75,7 @@ def add():
     label = line.variant.label
     text = f"Added {name}{'' if label == 'Default' else ' (' + label + ')'} to your cart."
     if is_htmx():
+        # On the product page, the fields' messages from a refused try before are cleared.
         return render_template("cart/_added.html", announcement=text,
                                cart_count=cart_service.item_count(owner),
                                from_product_page=bool(product_slug),
