@@ -11,6 +11,8 @@ from shop.models import Order, Variant
 from tests import factories as f
 from tests.conftest import csrf_token
 
+HX = {"HX-Request": "true"}
+
 FORM = {"email": "guest@example.com", "name": "Ada Lovelace", "line1": "12 Analytical St",
         "line2": "", "city": "London", "region": "", "postal_code": "N1 7AA", "country": "GB",
         "phone": "", "shipping_method": "standard", "payment_method": "manual"}
@@ -105,6 +107,127 @@ def test_shipping_and_payment_messages_belong_to_their_choices(client, lamp):
         assert f'<fieldset class="has-error" aria-describedby="{key}-error">' in html
         assert f'<p id="{key}-error" class="field-error">{message}</p>' in html
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+
+
+def orders() -> int:
+    return db.session.execute(select(func.count(Order.id))).scalar_one()
+
+
+def test_place_order_refused_for_a_detail_says_it_beside_the_field(app, client, lamp):
+    """"Place order" refused for a detail (card payment chosen, then Stripe switched off
+    before the order was placed) sent the shopper to the details step with the message in a
+    notice at the top, beside no field. It now shows the details form (422) with the message
+    beside the field and the details as entered; with htmx, the same form as a fragment (200)
+    that replaces the review page's main, at /checkout."""
+    fill_cart(client, lamp.id)
+    app.config["STRIPE_SECRET_KEY"] = "sk_test_on"
+    assert review(client, payment_method="stripe").status_code == 303
+    form = reviewed(client)
+    app.config["STRIPE_SECRET_KEY"] = None
+    message = '<p id="payment_method-error" class="field-error">Choose an available payment ' \
+              'method.</p>'
+    for headers, status in (({}, 422), (HX, 200)):
+        response = client.post("/checkout/place", data=form, headers=headers)
+        html = response.get_data(as_text=True)
+        assert response.status_code == status, html
+        assert message in html
+        assert '<fieldset class="has-error" aria-describedby="payment_method-error">' in html
+        assert 'id="name" name="name" type="text" value="Ada Lovelace"' in html
+        assert 'id="line1" name="line1" type="text" value="12 Analytical St"' in html
+        assert 'id="email" name="email" type="email" value="guest@example.com"' in html
+        assert '<option value="GB" selected>' in html
+        assert 'id="ship-standard" name="shipping_method" value="standard" checked' in html
+        assert "flash-error" not in html
+    assert "<html" not in html and '<h1>Checkout</h1>' in html
+    assert response.headers["HX-Retarget"] == "#main"
+    assert response.headers["HX-Push-Url"] == "/checkout"
+    assert orders() == 0
+    # Corrected, the order goes through.
+    assert review(client, payment_method="manual").status_code == 303
+    assert place(client)[0].status_code == 303 and orders() == 1
+
+
+def test_place_order_refused_for_an_address_field_says_it_there(client, lamp):
+    """An address kept since the details step that the rules refuse now: its message beside
+    its field, the rest of the address as entered."""
+    fill_cart(client, lamp.id)
+    review(client)
+    form = reviewed(client)
+    with client.session_transaction() as sess:
+        details = sess["checkout"]
+        details["address"] = {**details["address"], "postal_code": ""}
+        sess["checkout"] = details
+    response = client.post("/checkout/place", data=form)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert '<p id="postal_code-error" class="field-error">Enter the postal code.</p>' in html
+    assert 'id="postal_code" name="postal_code" type="text" value="" autocomplete="postal-code" ' \
+           'required aria-describedby="postal_code-error" aria-invalid="true">' in html
+    assert 'value="12 Analytical St"' in html and 'value="N1 7AA"' not in html
+    assert '<p id="city-error" class="field-error"></p>' in html
+    assert orders() == 0
+
+
+def test_a_refused_detail_without_a_field_is_said_in_the_notice(client, auth, lamp):
+    """A customer orders with the account's email, which the form has no field for: a message
+    about it is in the notice at the top rather than lost."""
+    f.user("shopper@example.com")
+    auth.login("shopper@example.com")
+    fill_cart(client, lamp.id)
+    review(client)
+    form = reviewed(client)
+    with client.session_transaction() as sess:
+        sess["checkout"] = {**sess["checkout"], "email": "not-an-email"}
+    html = client.post("/checkout/place", data=form).get_data(as_text=True)
+    notice = html.split('<div class="notice notice-error" role="alert">')[1].split("</div>")[0]
+    assert "Enter a valid email address." in notice
+    assert orders() == 0
+
+
+def test_the_details_form_with_htmx(client, lamp):
+    """With htmx the details form is swapped in place when refused (a fragment, 200: the form
+    with each message beside its field and what was typed, the summary out of band), and a
+    form accepted opens the review page (HX-Redirect)."""
+    fill_cart(client, lamp.id)
+    data = dict(FORM, email="nope", city="", shipping_method="express",
+                csrf_token=csrf_token(client, "/checkout"))
+    refused = client.post("/checkout", data=data, headers=HX)
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 200 and "<html" not in html
+    assert html.lstrip().startswith('<form id="checkout-details"')
+    assert 'data-hx-target="this" data-hx-swap="outerHTML"' in html
+    assert '<p id="email-error" class="field-error">Enter a valid email address.</p>' in html
+    assert '<p id="city-error" class="field-error">Enter the city.</p>' in html
+    assert 'value="nope"' in html and 'value="Ada Lovelace"' in html
+    assert 'id="ship-express" name="shipping_method" value="express" checked' in html
+    assert re.search(r'<aside id="checkout-summary"[^>]*data-hx-swap-oob="true"', html)
+    assert "HX-Request" in refused.headers["Vary"]
+    accepted = client.post("/checkout", data=dict(data, email="ada@example.com", city="London"),
+                           headers=HX)
+    assert accepted.status_code == 204
+    assert accepted.headers["HX-Redirect"] == "/checkout/review"
+    assert "ada@example.com" in client.get("/checkout/review").get_data(as_text=True)
+
+
+def test_a_saved_address_refused_is_offered_as_a_new_one(client, auth, lamp):
+    """A saved address the rules refuse comes back as the new address to correct (chosen
+    again, it would be refused again)."""
+    from shop.models import Address
+
+    user = f.user("shopper@example.com")
+    auth.login("shopper@example.com")
+    fill_cart(client, lamp.id)
+    address = Address(user_id=user.id, name="Ada", line1="1 Old Rd", city="Paris",
+                      postal_code="75001", country="ZZ", is_default=True)
+    db.session.add(address)
+    db.session.commit()
+    response = review(client, saved_address_id=str(address.id))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Choose a country (a two-letter ISO code such as US)." in html
+    assert f'id="saved-{address.id}" name="saved_address_id" value="{address.id}">' in html
+    assert 'id="saved-new" name="saved_address_id" value="" checked' in html
+    assert 'value="1 Old Rd"' in html
 
 
 def test_double_submit_creates_one_order(client, lamp):

@@ -5,7 +5,16 @@ from __future__ import annotations
 import secrets
 from decimal import Decimal, InvalidOperation
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 
 from ...models import ADDRESS_FIELDS
@@ -21,6 +30,7 @@ from ...services.errors import (
     ShopError,
     ValidationError,
 )
+from ..htmx import is_htmx, vary
 from ..shopper import cart_owner
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
@@ -35,7 +45,13 @@ def _form_context(details: dict, errors: dict[str, str] | None = None):
     owner = cart_owner()
     view = cart_service.view(owner, details.get("shipping_method", "standard"))
     saved = addresses.for_user(current_user.id) if current_user.is_authenticated else []
-    return {"cart": view, "details": details, "errors": errors or {}, "saved": saved,
+    errors = errors or {}
+    # The form's fields: a customer orders with the account's email, which has none.
+    fields = {*ADDRESS_FIELDS, "shipping_method", "payment_method"}
+    if not current_user.is_authenticated:
+        fields.add("email")
+    return {"cart": view, "details": details, "errors": errors, "saved": saved,
+            "unplaced": [message for name, message in errors.items() if name not in fields],
             "countries": COUNTRIES, "shipping_labels": pricing.SHIPPING_LABELS,
             "payment_methods": checkout.payment_methods(),
             "payment_labels": checkout.PAYMENT_LABELS, "rules": pricing.PricingRules.from_config()}
@@ -81,11 +97,34 @@ def submit_details():
     try:
         checkout.validate(_request(details))
     except ValidationError as exc:
-        context = _form_context(details, exc.errors)
-        return render_template("checkout/details.html", **context), 422
+        return _refused(details, exc.errors)
     details["token"] = secrets.token_urlsafe(16)
     session[SESSION_KEY] = details
+    if is_htmx():
+        # The review is a page of its own: htmx loads it as one.
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = url_for("checkout.review")
+        return vary(response)
     return redirect(url_for("checkout.review"), 303)
+
+
+def _refused(details: dict, errors: dict[str, str], *, whole: bool = False):
+    """The details form again (422), each message beside its field, with the details as
+    sent: typed, or kept in the session for "Place order". For htmx a fragment (200: htmx
+    swaps no error status): the form, or for "Place order" (`whole`, from the review page,
+    which has no such form) the details step's content, put in the page's main."""
+    if details.get("saved_address_id") and errors.keys() & set(ADDRESS_FIELDS):
+        # A saved address the rules refuse: offered for correcting as a new one (chosen
+        # again, it would be refused again).
+        details = {**details, "saved_address_id": None}
+    context = _form_context(details, errors)
+    if not is_htmx():
+        return vary(make_response(render_template("checkout/details.html", **context), 422))
+    response = make_response(render_template("checkout/_refused.html", whole=whole, **context))
+    if whole:
+        response.headers.update({"HX-Retarget": "#main", "HX-Reswap": "innerHTML show:top",
+                                 "HX-Push-Url": url_for("checkout.start")})
+    return vary(response)
 
 
 def _request(details: dict, expected_total: Decimal | None = None) -> checkout.CheckoutRequest:
@@ -138,8 +177,9 @@ def place():
         flash(exc.message, "error")
         return redirect(url_for("cart.show"), 303)
     except ValidationError as exc:
-        flash(" ".join(exc.errors.values()), "error")
-        return redirect(url_for("checkout.start"), 303)
+        # A detail the rules now refuse (card payment since switched off, an address that
+        # no longer passes): the details form, the message beside the field.
+        return _refused(details, exc.errors, whole=True)
     if details.get("save_address") and current_user.is_authenticated \
             and not details.get("saved_address_id"):
         try:
