@@ -17,10 +17,11 @@ from .extensions import db
 
 @contextmanager
 def job_context(app: Flask, job: Job) -> Iterator[None]:
-    """The context a job runs in. With the base URL of the request that queued it (or
-    SHOP_BASE_URL), url_for(..., _external=True) builds the shop's real links."""
+    """The context a job runs in. On SHOP_BASE_URL (or, without it, the address of the request
+    that queued the job), url_for(..., _external=True) builds the shop's real links: a forged
+    Host header on that request must not reach a mail when the shop knows its address."""
     meta = job.meta or {}
-    base_url = meta.get("base_url") or app.config.get("BASE_URL")
+    base_url = app.config.get("BASE_URL") or meta.get("base_url")
     if base_url and not app.config.get("SERVER_NAME"):
         ctx = app.test_request_context("/", base_url=base_url)
     else:

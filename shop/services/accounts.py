@@ -180,7 +180,8 @@ def request_password_reset(email: str, url_root: str) -> None:
 
 def send_password_reset(email: str, base_url: str) -> None:
     """The job: mail an expiring, single-use reset link to the active account with this
-    email; nothing for an unknown or disabled one. `base_url` is the shop's public address."""
+    email; nothing for an unknown or disabled one. The link is on SHOP_BASE_URL when it is
+    set, else on `base_url` (the address the reset was asked on)."""
     user = find_by_email(email)
     if user is None or not user.active:
         return

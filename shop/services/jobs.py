@@ -40,9 +40,11 @@ def queue():
 
 def _origin() -> dict[str, str]:
     """What a job needs from the request that queued it: its id (for the logs) and the shop's
-    base URL (for links in mail). A job queued by a job passes its own on."""
+    base URL (for links in mail): SHOP_BASE_URL when it is set, never then the request's own
+    address, whose Host header anyone can forge. A job queued by a job passes its own on."""
     if has_request_context():
-        return {"request_id": g.get("request_id", ""), "base_url": request.url_root}
+        base_url = current_app.config.get("BASE_URL") or request.url_root
+        return {"request_id": g.get("request_id", ""), "base_url": base_url}
     from rq import get_current_job
 
     job = get_current_job()

@@ -13,9 +13,10 @@ from flask import current_app, url_for
 
 
 def public_url(endpoint: str, base_url: str | None = None, **values: object) -> str:
-    """The absolute URL of `endpoint` with `values`, on `base_url` or SHOP_BASE_URL when
-    either is set, else on the current request's address."""
-    base = base_url or current_app.config.get("BASE_URL")
+    """The absolute URL of `endpoint` with `values`: on SHOP_BASE_URL when it is set (over any
+    `base_url`, which a job may have been given from a request's Host header), else on
+    `base_url`, else on the current request's address."""
+    base = current_app.config.get("BASE_URL") or base_url
     if not base:
         return url_for(endpoint, _external=True, **values)
     parts = urlsplit(base)

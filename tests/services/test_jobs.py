@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -128,6 +129,54 @@ def test_jobs_are_queued_and_run_by_a_real_rq_worker(redis_app, records):
     assert queue.count == 1
     make_worker(redis_app, simple=True).work(burst=True)
     assert f"Order {order.number}: Paid" in subjects(redis_app)
+
+
+def mail_a_link() -> None:
+    """A job that builds a link the usual Flask way (url_for, _external) and mails it."""
+    from flask import url_for
+
+    from shop.services import mail
+
+    mail.send("probe@example.com", "A link", url_for("catalog.products", _external=True) + "\n")
+
+
+def test_links_built_in_jobs_use_the_base_url_not_the_queuing_requests_host(make_app):
+    """With SHOP_BASE_URL set, every absolute link a job builds is on it: a job queued by a
+    request sent with `Host: evil.example` (nginx passes any Host on) must not carry that
+    address to the worker, nor mail it, whether the link comes from url_for or services.links,
+    and whatever address an already queued reset job was given."""
+    from shop.services import accounts
+
+    app = make_app(**redis_settings(), BASE_URL="https://shop.example.com", SERVER_NAME=None)
+    evil = "http://evil.example"
+    try:
+        with app.app_context():
+            f.user("ada@example.com", password="correct-horse-9")
+            client = app.test_client()
+            page = client.get("/account/password/forgot", base_url=evil).get_data(as_text=True)
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+            assert client.post("/account/password/forgot", base_url=evil, data={
+                "email": "ada@example.com", "csrf_token": token}).status_code == 303
+            with app.test_request_context("/", base_url=evil):
+                jobs.enqueue(mail_a_link)
+                # A reset job queued with the request's address (by a web process started
+                # without SHOP_BASE_URL, or before it was set).
+                jobs.enqueue(accounts.send_password_reset, "ada@example.com", evil + "/")
+            queue = jobs.queue()
+            queued = [Job.fetch(job_id, connection=queue.connection) for job_id in queue.job_ids]
+            assert len(queued) == 3
+            assert all("evil.example" not in str(job.meta) for job in queued)
+
+            assert make_worker(app, simple=True).work(burst=True) is True
+            sent = mails(app)
+            assert sorted(m["To"] for m in sent) == [
+                "ada@example.com", "ada@example.com", "probe@example.com"]
+            for message in sent:
+                text = body(message)
+                assert "evil.example" not in text
+                assert "https://shop.example.com/" in text
+    finally:
+        drop_queue(app)
 
 
 def test_the_worker_expires_unpaid_stripe_orders_on_schedule(make_app, standin):
