@@ -1,9 +1,12 @@
 """One URL, two answers: helpers for endpoints that serve full pages and htmx fragments."""
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from flask import Response, request
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def is_htmx() -> bool:
@@ -20,11 +23,12 @@ def vary(response: Response) -> Response:
 
 
 def safe_next(target: str | None, fallback: str) -> str:
-    """A same-site path to go back to, never another host."""
+    """A same-site path to go back to, never another host, nor one with control characters
+    (a line break cannot go into the Location header: the redirect would fail with a 500)."""
     if not target:
         return fallback
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target:
+            or "\\" in target or _CONTROL.search(target):
         return fallback
     return target

@@ -403,7 +403,8 @@ def test_names_and_addresses_with_script_are_shown_escaped(client, auth):
 
 @pytest.mark.parametrize("target", [
     "https://evil.example", "//evil.example", "/\\evil.example", "\\\\evil.example",
-    "/\t/evil.example", "https:evil.example", "javascript:alert(1)", "http://shop.test.evil.example/"])
+    "/\t/evil.example", "https:evil.example", "javascript:alert(1)", "http://shop.test.evil.example/",
+    "/cart\r\nSet-Cookie: planted=1", "/cart\n", "/\x00/evil.example"])
 def test_next_pointing_elsewhere_is_ignored(client, target):
     f.user("customer@example.com")
     response = login(client, next=target)
