@@ -17,7 +17,8 @@ class User(UserMixin, db.Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # Stored normalised (trimmed, lower case), so uniqueness is case-insensitive on every database.
+    # Stored normalised (trimmed, lower case, NFC), so uniqueness is case-insensitive on every
+    # database.
     email: Mapped[str] = mapped_column(String(255), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(120), default="")

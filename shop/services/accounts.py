@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
@@ -29,7 +30,9 @@ _DUMMY_HASH = generate_password_hash("not-a-real-password-0")
 
 
 def normalise_email(email: str | None) -> str:
-    return (email or "").strip().lower()
+    """Trimmed, lower case and in Unicode's composed form (NFC): "é" typed as one character or
+    as e plus a combining accent is one address, with one account."""
+    return unicodedata.normalize("NFC", (email or "").strip().lower())
 
 
 def valid_email(email: str) -> bool:

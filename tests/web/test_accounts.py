@@ -6,6 +6,7 @@ import email
 import email.policy
 import re
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,24 @@ def test_register_refuses_mismatch_bad_email_and_duplicates(client):
     assert response.status_code == 422
     assert "already exists" in html and "characters." in html
     assert db.session.query(User).count() == 1
+
+
+def test_one_account_per_unicode_email_however_it_is_composed(client, auth):
+    """"josé@example.com" typed with a precomposed é (NFC, what most keyboards send) and with
+    e plus a combining accent (NFD, what some systems and pasted text send) is one address:
+    it gets one account, which logs in either way."""
+    composed = unicodedata.normalize("NFC", "José@Example.com")
+    decomposed = unicodedata.normalize("NFD", "josé@example.com")
+    assert composed != decomposed
+    assert post(client, "/account/register", {
+        "email": composed, "password": "analytical-42",
+        "password_confirm": "analytical-42"}).status_code == 303
+    auth.logout()
+    response = post(client, "/account/register", {
+        "email": decomposed, "password": "analytical-42", "password_confirm": "analytical-42"})
+    assert response.status_code == 422 and "already exists" in response.get_data(as_text=True)
+    assert db.session.query(User).count() == 1
+    assert auth.login(decomposed, "analytical-42").status_code == 303
 
 
 # --- log in, remember me, log out ---
