@@ -153,12 +153,20 @@ def password_fingerprint(user: User) -> str:
     return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
 
 
+def _reset_fingerprint(user: User) -> str:
+    """The password's fingerprint and the email the link was sent to: a reset link stops
+    working once used, after any password change, and once the account's email changes (the
+    old mailbox must not keep a way in)."""
+    return hashlib.sha256(f"{password_fingerprint(user)}:{user.email}".encode()).hexdigest()[:16]
+
+
 def reset_token(user: User) -> str:
-    return _reset_serializer().dumps({"uid": user.id, "fp": password_fingerprint(user)})
+    return _reset_serializer().dumps({"uid": user.id, "fp": _reset_fingerprint(user)})
 
 
 def user_for_reset_token(token: str) -> User:
-    """The user a reset link belongs to; NotFound when it is invalid, used or expired."""
+    """The user a reset link belongs to; NotFound when it is invalid, used, expired or sent
+    to an email the account no longer has."""
     max_age = int(current_app.config["PASSWORD_RESET_HOURS"]) * 3600
     try:
         data = _reset_serializer().loads(token, max_age=max_age)
@@ -167,7 +175,7 @@ def user_for_reset_token(token: str) -> User:
     except BadSignature as exc:
         raise NotFound("This reset link is not valid. Ask for a new one.") from exc
     user = db.session.get(User, data.get("uid")) if isinstance(data, dict) else None
-    if user is None or not user.active or data.get("fp") != password_fingerprint(user):
+    if user is None or not user.active or data.get("fp") != _reset_fingerprint(user):
         raise NotFound("This reset link was already used or is not valid. Ask for a new one.")
     return user
 

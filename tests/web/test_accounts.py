@@ -319,6 +319,24 @@ def test_email_change_needs_the_current_password(client, auth, customer):
     assert auth.login(email="ada@new.example").status_code == 303
 
 
+def test_a_reset_link_stops_working_once_the_email_changes(client, auth, customer, outbox):
+    """A reset link went to the old address; once the account moved to a new one (say, the
+    old mailbox was lost or taken over), that link must not set the password any more."""
+    post(client, "/account/password/forgot", {"email": "customer@example.com"})
+    link = reset_link(outbox)
+    response = post(client, "/account/profile", {"name": "Ada", "email": "ada@new.example",
+                                                 "current_password": f.PASSWORD})
+    assert response.status_code == 303
+    auth.logout()
+    page = client.get(link)
+    assert page.status_code == 400 and "not valid" in page.get_data(as_text=True)
+    response = post(client, link, {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+                    page="/account/login")
+    assert response.status_code == 400
+    assert auth.login(email="ada@new.example", password=NEW_PASSWORD).status_code == 401
+    assert auth.login(email="ada@new.example").status_code == 303
+
+
 def test_change_password(client, auth, customer):
     response = post(client, "/account/password", {
         "current_password": "wrong-password-1", "password": NEW_PASSWORD,
