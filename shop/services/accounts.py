@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, User
-from . import jobs, links, mail, reads
+from . import api_tokens, jobs, links, mail, reads
 from .database import write_transaction
 from .errors import AuthError, NotFound, ValidationError
 
@@ -205,6 +205,9 @@ def send_password_reset(email: str, base_url: str) -> None:
 
 
 def set_password(user_id: int, password: str) -> None:
+    """A new password (reset or change). Like the sessions started with the old one (ended by
+    the web layer's fingerprint), the account's API tokens stop working: whoever had the old
+    password may have made some."""
     user = db.session.get(User, user_id)
     if user is None:
         raise NotFound("That account does not exist.")
@@ -214,6 +217,7 @@ def set_password(user_id: int, password: str) -> None:
     with write_transaction():
         user = db.session.get(User, user_id)
         user.password_hash = hash_password(password)
+        api_tokens.revoke_all(user_id)
 
 
 def change_password(user_id: int, current: str, new: str) -> None:
@@ -266,4 +270,5 @@ def create_admin(email: str, password: str, role: str = "admin") -> User:
         user.role = role
         user.active = True
         user.password_hash = hash_password(password)
+        api_tokens.revoke_all(existing.id)
     return db.session.get(User, existing.id)

@@ -91,6 +91,13 @@ def revoke(user_id: int, token_id: int) -> None:
             token.revoked_at = utcnow()
 
 
+def revoke_all(user_id: int) -> None:
+    """Revoke every live token of the user (their password changed). Only flushes."""
+    db.session.execute(update(ApiToken).where(ApiToken.user_id == user_id,
+                                              ApiToken.revoked_at.is_(None))
+                       .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
+
+
 def revoke_raw(raw: str) -> None:
     """Revoke the token presented as a bearer string (its holder logs it out)."""
     token = verify(raw)

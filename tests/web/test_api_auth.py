@@ -16,6 +16,7 @@ from tests import factories as f
 from tests.conftest import AuthActions, csrf_token
 from tests.web import api_support
 from tests.web.api_support import ApiClient, bearer, error_of
+from tests.web.test_accounts import reset_link
 
 anonymous, catalog, other, shopper = (api_support.anonymous, api_support.catalog,
                                       api_support.other, api_support.shopper)
@@ -129,6 +130,35 @@ def test_token_of_a_deactivated_user_stops_working(shopper):
     shopper.user.active = False
     db.session.commit()
     assert shopper.api.get("/api/v1/cart").status_code == 401
+
+
+def test_a_password_reset_or_change_revokes_the_accounts_tokens(app, client, auth, anonymous,
+                                                               outbox):
+    """Whoever took over an account may have made API tokens: the owner's password reset (or
+    change, which logs out the other devices) must end them as it ends the other sessions."""
+    f.user("customer@example.com")
+    stolen = get_token(anonymous, "customer@example.com").get_json()["token"]
+    assert anonymous.get("/api/v1/cart", headers=bearer(stolen)).status_code == 200
+    client.post("/account/password/forgot", data={
+        "email": "customer@example.com",
+        "csrf_token": csrf_token(client, "/account/password/forgot")})
+    link = reset_link(outbox)
+    assert client.post(link, data={"password": "new-Password-2024",
+                                   "password_confirm": "new-Password-2024",
+                                   "csrf_token": csrf_token(client, link)}).status_code == 303
+    response = anonymous.get("/api/v1/cart", headers=bearer(stolen))
+    assert response.status_code == 401 and error_of(response)["code"] == "token_revoked"
+
+    app_token = get_token(anonymous, "customer@example.com", "new-Password-2024").get_json()
+    auth.login(password="new-Password-2024")
+    assert client.post("/account/password", data={
+        "current_password": "new-Password-2024", "password": "newer-Password-2025",
+        "password_confirm": "newer-Password-2025",
+        "csrf_token": csrf_token(client, "/account/password")}).status_code == 303
+    response = anonymous.get("/api/v1/cart", headers=bearer(app_token["token"]))
+    assert response.status_code == 401 and error_of(response)["code"] == "token_revoked"
+    fresh = get_token(anonymous, "customer@example.com", "newer-Password-2025").get_json()
+    assert anonymous.get("/api/v1/cart", headers=bearer(fresh["token"])).status_code == 200
 
 
 def test_delete_token_needs_a_bearer_token(anonymous):
