@@ -99,8 +99,14 @@ def session_user(user_id: int) -> User | None:
 
 
 def find_by_email(email: str) -> User | None:
-    return db.session.execute(select(User).where(User.email == normalise_email(email))
-                              ).scalar_one_or_none()
+    """The account of this address (after normalise_email), None if there is none.
+
+    Compared again here because MySQL's default collation ignores accents and widths:
+    there "cüstomer@example.com" finds customer@example.com, and each such spelling would try
+    passwords or ask for reset mail under a rate-limit key of its own."""
+    email = normalise_email(email)
+    user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    return user if user is not None and normalise_email(user.email) == email else None
 
 
 def register(email: str, password: str, name: str = "", role: str = "customer") -> User:

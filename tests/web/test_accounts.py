@@ -126,6 +126,20 @@ def test_one_account_per_unicode_email_however_it_is_composed(client, auth):
     assert auth.login(decomposed, "analytical-42").status_code == 303
 
 
+def test_an_email_with_other_accents_or_widths_is_another_address(client, auth, outbox):
+    """MySQL's default collation compares text without accents or widths: there, "cüstomer@"
+    and "ｃustomer@" matched the account of customer@example.com, so each such spelling
+    reached it (a password tried, a reset mailed) under a limit key of its own. Only the
+    address itself (after case and Unicode normalisation) is the account, on every database."""
+    f.user("customer@example.com")
+    for lookalike in ("cüstomer@example.com", "\uff43ustomer@example.com"):
+        assert auth.login(lookalike, f.PASSWORD).status_code == 401
+        assert post(client, "/account/password/forgot",
+                    {"email": lookalike}).status_code == 303
+    assert mails(outbox) == []
+    assert auth.login("Customer@Example.com", f.PASSWORD).status_code == 303
+
+
 # --- log in, remember me, log out ---
 
 def test_login_failure_is_vague_and_success_follows_next(client, auth):
