@@ -253,6 +253,17 @@ def test_a_confirmed_total_that_is_no_amount_is_not_a_500(client, lamp, total):
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
 
 
+@pytest.mark.parametrize("token", ["é", "\u0000", "x" * 5000])
+def test_a_checkout_token_that_is_not_ours_sends_the_shopper_back(client, lamp, token):
+    """A "Place order" whose token is not this checkout's (a non-ASCII one failed
+    secrets.compare_digest with a 500) asks the shopper to review again and places nothing."""
+    fill_cart(client, lamp.id)
+    review(client)
+    response, *_ = place(client, reviewed(client) | {"token": token})
+    assert response.status_code == 303 and response.headers["Location"] == "/checkout"
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+
+
 def test_cart_changed_since_review_sends_the_shopper_back(client, lamp):
     fill_cart(client, lamp.id)
     review(client)

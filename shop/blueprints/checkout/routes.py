@@ -156,7 +156,9 @@ def place():
     """Place the order. A second click or a retry finds the first order."""
     details = _details()
     token = request.form.get("token", "")
-    if not details.get("token") or not secrets.compare_digest(token, details["token"]):
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+    if not details.get("token") or not secrets.compare_digest(token.encode(),
+                                                              str(details["token"]).encode()):
         existing = _order_for_token(token)
         if existing is not None:
             return _to_order(existing)
