@@ -134,6 +134,36 @@ def test_card_images_are_filled_on_upgrade(tmp_path):
         db.engine.dispose()
 
 
+def test_emails_are_composed_on_upgrade(tmp_path):
+    """Migration 0010 puts stored emails in NFC (the form normalise_email now gives), except
+    one whose composed form another account already has."""
+    import unicodedata
+
+    from shop import create_app
+
+    nfd = unicodedata.normalize("NFD", "josé@example.com")
+    nfc = unicodedata.normalize("NFC", "josé@example.com")
+    twin = unicodedata.normalize("NFD", "zoë@example.com")
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'old.db'}"},
+                       env="testing")
+    with fresh.app_context():
+        upgrade(revision="0009")
+        with db.engine.begin() as connection:
+            for uid, email in ((1, nfd), (2, twin), (3, unicodedata.normalize("NFC", twin)),
+                               (4, "ada@example.com")):
+                connection.execute(text(
+                    "INSERT INTO users (id, email, password_hash, name, role, active, "
+                    "created_at) VALUES (:id, :email, 'x', '', 'customer', 1, '2026-01-01')"),
+                    {"id": uid, "email": email})
+        upgrade()
+        with db.engine.connect() as connection:
+            rows = dict(connection.execute(text("SELECT id, email FROM users")).all())
+        assert rows == {1: nfc, 2: twin, 3: unicodedata.normalize("NFC", twin),
+                        4: "ada@example.com"}
+        downgrade(revision="0009")
+        db.engine.dispose()
+
+
 def test_upgrade_from_empty_and_downgrade(tmp_path):
     """A brand-new database (its own SQLite file, or a fresh MySQL database) migrates up and
     all the way down again."""

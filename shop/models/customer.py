@@ -5,6 +5,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import Boolean, ForeignKey, Index, String
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -18,8 +19,11 @@ class User(UserMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Stored normalised (trimmed, lower case, NFC), so uniqueness is case-insensitive on every
-    # database.
-    email: Mapped[str] = mapped_column(String(255), unique=True)
+    # database; compared byte for byte (MySQL's usual collation would also ignore accents, and
+    # "jose@" could not register beside "josé@"). Migration 0010.
+    email: Mapped[str] = mapped_column(
+        String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(120), default="")
     role: Mapped[str] = mapped_column(String(16), default="customer")

@@ -140,6 +140,21 @@ def test_an_email_with_other_accents_or_widths_is_another_address(client, auth, 
     assert auth.login("Customer@Example.com", f.PASSWORD).status_code == 303
 
 
+def test_addresses_differing_only_in_accents_are_two_accounts(client, auth):
+    """jose@ and josé@ are two mailboxes. MySQL's usual collation took them for one: its unique
+    index refused the second registration as "already exists". The column compares exactly
+    (migration 0010)."""
+    for address in ("josé@example.com", "jose@example.com"):
+        response = post(client, "/account/register", {
+            "email": address, "password": "analytical-42", "password_confirm": "analytical-42"})
+        assert response.status_code == 303, response.get_data(as_text=True)
+        auth.logout()
+    assert sorted(u.email for u in db.session.query(User)) == [
+        "jose@example.com", "josé@example.com"]
+    assert auth.login("JOSÉ@example.com", "analytical-42").status_code == 303
+    assert "josé@example.com" in client.get("/account").get_data(as_text=True)
+
+
 # --- log in, remember me, log out ---
 
 def test_login_failure_is_vague_and_success_follows_next(client, auth):
