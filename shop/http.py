@@ -194,6 +194,15 @@ def configure_logging(app: Flask) -> None:
             root.setLevel(logging.WARNING)
 
 
+def personal(response: Response) -> Response:
+    """An answer about one person (cart, checkout, account, orders, the back office): no shared
+    cache stores it, and the browser does not keep it, so Back after logging out on a shared
+    computer shows nothing. A page that set its own Cache-Control keeps it."""
+    if "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") and not request.path.startswith("/api/docs")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Flask, abort, g, redirect, request, url_for
+from flask import Flask, abort, after_this_request, g, redirect, request, url_for
 from flask_login import current_user
 
-from ..http import current_request_id
+from ..http import current_request_id, personal
 from ..services.audit import Who
 
 
@@ -70,6 +70,7 @@ def install(app: Flask, url: str) -> None:
         if request.path != prefix and not request.path.startswith(prefix + "/"):
             return
         g.csp = admin_policy(csp_nonce())
+        after_this_request(personal)
         # A previewed CSV file travels back in a form field for the real import (the body
         # itself is bounded by shop.http for /admin).
         request.max_form_memory_size = request.max_content_length

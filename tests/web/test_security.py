@@ -445,6 +445,26 @@ def test_security_headers_on_every_page(client):
         assert "Strict-Transport-Security" not in headers  # development/testing: plain HTTP
 
 
+def test_personal_pages_are_not_stored_by_caches_or_the_browser(client):
+    """After logging out on a shared computer, Back must not show the account, the cart, an
+    order or the back office from the browser's store; no shared cache may keep them. The
+    catalogue stays cacheable."""
+    f.user("customer@example.com")
+    assert login(client).status_code == 303
+    for path in ("/account", "/account/orders", "/account/profile", "/cart", "/checkout"):
+        response = client.get(path)
+        assert response.status_code in (200, 303), path
+        assert response.headers["Cache-Control"] == "private, no-store", path
+    assert "no-store" not in client.get("/").headers.get("Cache-Control", "")
+    f.user("staff@example.com", role="admin")
+    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/account")})
+    assert login(client, "staff@example.com").status_code == 303
+    for path in ("/admin/", "/admin/order/", "/admin/customer/"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["Cache-Control"] == "private, no-store", path
+
+
 def test_session_cookie_is_httponly_and_lax(client):
     f.user("customer@example.com")
     response = login(client, remember="yes")

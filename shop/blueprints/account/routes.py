@@ -23,6 +23,7 @@ from flask_login.signals import user_loaded_from_cookie
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from ...extensions import limiter
+from ...http import personal
 from ...services import accounts, addresses, orders, reviews
 from ...services import cart as cart_service
 from ...services.countries import COUNTRIES
@@ -33,6 +34,7 @@ from ..limits import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE
 from ..shopper import GUEST_CART_KEY
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+bp.after_request(personal)
 
 # The password a session (or a remember-me cookie) was started with, as a fingerprint: a
 # password change or reset ends every session and remember-me cookie started before it.

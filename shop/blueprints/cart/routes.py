@@ -6,6 +6,7 @@ import re
 
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 
+from ...http import personal
 from ...services import cart as cart_service
 from ...services import pricing
 from ...services.errors import OutOfStock, ShopError
@@ -15,6 +16,7 @@ from ..htmx import is_htmx, safe_next, vary
 from ..shopper import cart_owner
 
 bp = Blueprint("cart", __name__, url_prefix="/cart")
+bp.after_request(personal)
 
 
 def _shipping_method() -> str:

@@ -17,6 +17,7 @@ from flask import (
 )
 from flask_login import current_user
 
+from ...http import personal
 from ...models import ADDRESS_FIELDS
 from ...services import addresses, checkout, orders, payments, pricing
 from ...services import cart as cart_service
@@ -34,6 +35,7 @@ from ..htmx import is_htmx, vary
 from ..shopper import cart_owner
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
+bp.after_request(personal)
 SESSION_KEY = "checkout"
 
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
+from ...http import personal
 from ...services import orders
 from .access import order_for_visitor
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
+bp.after_request(personal)
 
 
 @bp.get("/<number>")

@@ -8,13 +8,14 @@ import re
 from flask import Blueprint, abort, flash, jsonify, redirect, request, url_for
 
 from ...extensions import csrf
-from ...http import error_response
+from ...http import error_response, personal
 from ...models import Order
 from ...services import orders, payments
 from ...services.payments import stripe_provider
 from ..orders.access import order_for_visitor
 
 bp = Blueprint("payments", __name__, url_prefix="/payments")
+bp.after_request(personal)
 log = logging.getLogger("shop.payments")
 SESSION_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 RETURN_MESSAGES = {
