@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import flash
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_admin.model.filters import BaseIntFilter, BaseIntListFilter
 from sqlalchemy.exc import IntegrityError
 from wtforms.validators import ValidationError as FieldError
 
@@ -20,6 +22,32 @@ from .security import StaffAccess, request_id, who
 log = logging.getLogger("shop.admin")
 
 
+class _WholeNumberInRange:
+    """An integer filter's values must fit the columns (up to MAX_ID either side of zero):
+    a larger number names no row, and SQLite cannot even bind one beyond 64 bits, so
+    ?flt0_rating_equals=10**25 answered 500. Out of range is refused like any bad value
+    ("Invalid Filter Value", the filter left out)."""
+
+    def clean(self, value: str) -> Any:
+        cleaned = super().clean(value)  # type: ignore[misc]
+        numbers = cleaned if isinstance(cleaned, list) else [cleaned]
+        if any(abs(number) > MAX_ID for number in numbers):
+            raise ValueError("out of range")
+        return cleaned
+
+
+def _bounded(filter_class: type) -> type:
+    if not issubclass(filter_class, (BaseIntFilter, BaseIntListFilter)):
+        return filter_class
+    return type(filter_class.__name__, (_WholeNumberInRange, filter_class), {})
+
+
+class FilterConverter(sqla_filters.FilterConverter):
+    """Flask-Admin's filters, with integer values bounded (see _WholeNumberInRange)."""
+
+    int_filters = tuple(_bounded(f) for f in sqla_filters.FilterConverter.int_filters)
+
+
 class ShopModelView(StaffAccess, ModelView):
     """Staff-only model view. Create, update and delete run inside `write_transaction` with an
     audit entry; `changes_catalog` views invalidate the catalogue cache after a write."""
@@ -27,6 +55,7 @@ class ShopModelView(StaffAccess, ModelView):
     page_size = 50
     can_set_page_size = True
     page_size_options = (20, 50, 100)
+    filter_converter = FilterConverter()
     # Related collections included in the audit snapshot (e.g. a product's variants).
     audit_include: tuple[str, ...] = ()
     changes_catalog = False

@@ -158,6 +158,26 @@ def test_bulk_approve(client, staff, reviewed):
     assert reload(Product, mug.id).rating_count == 3
 
 
+HUGE = 10**25
+
+
+@pytest.mark.parametrize("query", [
+    *(f"flt0_rating_{operation}={HUGE}" for operation in (
+        "equals", "not_equal", "greater_than", "smaller_than", "in_list", "not_in_list")),
+    f"flt0_rating_in_list=4,-{HUGE}",
+])
+def test_a_rating_filter_beyond_any_number_is_refused_not_a_500(client, staff, reviewed, query):
+    """An integer filter's value went into the query as typed: SQLite cannot bind 10**25
+    (500). Now it is an invalid filter value, said on the list, which is shown unfiltered."""
+    response = client.get(f"/admin/review/?{query}")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Invalid Filter Value" in html
+    assert "2 stars" in html and "4 stars" in html and "5 stars" in html
+    html = client.get("/admin/review/?flt0_rating_in_list=4,5").get_data(as_text=True)
+    assert "4 stars" in html and "5 stars" in html and "2 stars" not in html
+
+
 def test_customers_are_searchable_and_deactivated_in_bulk(client, staff):
     ada = f.user("ada@example.com", name="Ada Lovelace")
     bob = f.user("bob@example.com", name="Bob Byte")
