@@ -10,7 +10,7 @@ from flask_admin import expose
 from flask_admin.model.form import InlineFormAdmin
 from markupsafe import Markup
 from sqlalchemy import func, select
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import Length
 
 from ..extensions import db
 from ..models import Category, Product, ProductImage, Variant
@@ -18,7 +18,7 @@ from ..services import catalog, images, inventory, product_csv
 from ..services.errors import ShopError, ValidationError
 from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView
-from .forms import FitsColumn, ImageForm, VariantForm, slug_validators
+from .forms import FitsColumn, ImageForm, VariantForm, name_args, slug_validators
 from .security import request_id, who
 
 
@@ -66,7 +66,7 @@ class ProductView(ShopModelView):
     column_default_sort = ("created_at", True)
     form_columns = ("name", "slug", "category", "description", "active")
     form_args = {
-        "name": {"validators": [InputRequired("Enter the product's name."), Length(max=160)]},
+        "name": name_args("Enter the product's name.", 160),
         "slug": {"validators": slug_validators(),
                  "description": "The product's address in the shop: /p/<slug>."},
         "variants": {"min_entries": 1, "label": "Variant"},
@@ -158,7 +158,7 @@ class CategoryView(ShopModelView):
     column_default_sort = ("position", False)
     form_columns = ("name", "slug", "parent", "description", "position")
     form_args = {
-        "name": {"validators": [InputRequired("Enter the category's name."), Length(max=120)]},
+        "name": name_args("Enter the category's name.", 120),
         "slug": {"validators": slug_validators()[:1] + [Length(max=120)] + slug_validators()[2:],
                  "description": "The category's address in the shop: /c/<slug>."},
         "parent": {"label": "Inside (parent category)"},

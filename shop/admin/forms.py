@@ -8,7 +8,7 @@ from flask import g
 from flask_admin.form import BaseForm
 from markupsafe import Markup, escape
 from wtforms import fields
-from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
 from wtforms.validators import ValidationError as FieldError
 
 from ..models.base import MAX_ID
@@ -184,6 +184,19 @@ class ImageForm(BaseForm):
                 field.data.stream.seek(0)
         elif not self.id.data:
             raise FieldError("Choose an image file.")
+
+
+def strip_text(value: Any) -> Any:
+    """Typed text without the spaces around it: a name of spaces only is no name."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def name_args(message: str, max_length: int) -> dict[str, Any]:
+    """A required name: trimmed, and refused when nothing but spaces was typed (InputRequired
+    only looks at what was sent, so "   " passed and the shop showed a product without a
+    name)."""
+    return {"filters": [strip_text], "validators": [DataRequired(message),
+                                                     Length(max=max_length)]}
 
 
 def slug_validators() -> list:

@@ -315,3 +315,27 @@ def test_a_number_too_large_for_its_column_is_refused_next_to_the_field(client, 
     assert "Something went wrong" not in html
     assert db.session.execute(select(func.count(Category.id))).scalar_one() == 0
     assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
+
+
+def test_a_name_of_spaces_only_is_refused_next_to_the_field(client, staff, shirt):
+    """InputRequired only looked at what was sent: a product or category named "   " was
+    saved, and the shop showed a card and a category link without a name."""
+    response = client.post("/admin/product/new/", data=new_product_data(client, name="   "))
+    assert response.status_code == 200
+    assert "Enter the product&#39;s name." in response.get_data(as_text=True)
+    assert db.session.execute(select(func.count(Product.id))).scalar_one() == 1
+    form = edit_form(client, shirt)
+    form.update({"name": " \t ", "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert "Enter the product&#39;s name." in client.post(edit_url(shirt), data=form).get_data(
+        as_text=True)
+    assert reload(Product, shirt.id).name == "Linen Shirt"
+    token = csrf_token(client, "/admin/category/new/")
+    html = client.post("/admin/category/new/", data={
+        "csrf_token": token, "name": "  ", "slug": "blank"}).get_data(as_text=True)
+    assert "Enter the category&#39;s name." in html
+    assert db.session.execute(select(func.count(Category.id))).scalar_one() == 1
+    # A name is kept without the spaces around it.
+    assert client.post("/admin/product/new/", data=new_product_data(
+        client, name="  Oak Board  ")).status_code == 302
+    assert db.session.execute(select(Product.name).where(Product.slug == "oak-board")
+                              ).scalar_one() == "Oak Board"
