@@ -78,6 +78,12 @@ class ProductView(ShopModelView):
     integrity_message = "That slug or one of the SKUs is already used by another product."
     delete_integrity_message = "This product is still referenced, so it cannot be deleted."
 
+    def check(self, form, model, is_created: bool) -> None:
+        """Every product keeps a variant: without one the shop listed it at $0.00 with
+        nothing to buy (variants ticked for deletion are in the session's deleted set)."""
+        if not any(variant not in db.session.deleted for variant in model.variants):
+            raise ValidationError({"variants": catalog.NO_VARIANT})
+
     def start_write(self) -> None:
         g.admin_stock_changes = []
 

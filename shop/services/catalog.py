@@ -37,6 +37,9 @@ SORT_LABELS = {"relevance": "Relevance", "newest": "Newest", "price": "Price: lo
                "-price": "Price: high to low", "name": "Name: A to Z", "-name": "Name: Z to A"}
 MAX_PER_PAGE = 100
 MAX_PAGE = 100_000
+# A product is sold through its variants (one default variant when it has no options).
+NO_VARIANT = ("A product needs at least one variant. To stop selling it, make it inactive "
+              "instead.")
 
 
 

@@ -416,6 +416,13 @@ def _plan(rows: list[RowResult]) -> None:
                 row.errors.append(f"sku: \"{row.sku}\" belongs to the product "
                                   f"\"{existing.product.slug}\".")
 
+    # A new product is sold through its variants: without one the shop would list it at 0.00.
+    with_variant = {row.product_slug for row in rows if row.sku}
+    for slug, first in first_of_product.items():
+        if slug not in products and slug not in with_variant:
+            first.errors.append("sku: a new product needs at least one variant (a row with "
+                                "its SKU and price).")
+
     for row in rows:
         if row.errors:
             row.action = "error"

@@ -339,3 +339,24 @@ def test_a_name_of_spaces_only_is_refused_next_to_the_field(client, staff, shirt
         client, name="  Oak Board  ")).status_code == 302
     assert db.session.execute(select(Product.name).where(Product.slug == "oak-board")
                               ).scalar_one() == "Oak Board"
+
+
+def test_a_product_keeps_at_least_one_variant(app, client, staff, shirt):
+    """Ticking "delete" on every variant saved a product with none: the shop listed it at
+    $0.00 with nothing to buy. It is refused next to the variants; deleting one of two is
+    still fine."""
+    form = edit_form(client, shirt)
+    small, medium = variant_prefix(form, "LIN-S"), variant_prefix(form, "LIN-M")
+    form.update({"csrf_token": csrf_token(client, edit_url(shirt)),
+                 "del-" + small.rstrip("-"): "y", "del-" + medium.rstrip("-"): "y"})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    assert "A product needs at least one variant." in response.get_data(as_text=True)
+    assert sorted(v.sku for v in reload(Product, shirt.id).variants) == ["LIN-M", "LIN-S"]
+    assert "$30.00" in app.test_client().get("/products").get_data(as_text=True)
+
+    del form["del-" + medium.rstrip("-")]
+    form["csrf_token"] = csrf_token(client, edit_url(shirt))
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    product = reload(Product, shirt.id)
+    assert [v.sku for v in product.variants] == ["LIN-M"] and product.price == Decimal("32.00")

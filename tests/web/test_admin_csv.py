@@ -191,3 +191,22 @@ def test_a_missing_file_is_refused_next_to_the_field(client, staff):
     assert response.status_code == 422
     assert 'id="import-file-error">Choose a CSV file to import.' in response.get_data(
         as_text=True)
+
+
+def test_a_new_product_without_a_variant_is_refused(client, staff, catalogue):
+    """A new product_slug on rows without a SKU created a product with no variant, which the
+    shop listed at $0.00 with nothing to buy. An existing product's row without a SKU (as
+    the export writes a product that has no variant) is still fine."""
+    before = state()
+    content = (HEADER + "bare-thing,Bare Thing,Nothing to sell.,home,yes,,,,,,\n"
+               + "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo lines, with "
+                 "commas.\",shirts,yes,,,,,,\n")
+    response = check(client, content)
+    assert response.status_code == 422
+    errors = dict(re.findall(r"<li>Line (\d+)[^:]*: ([^<]+)</li>", response.get_data(
+        as_text=True)))
+    assert list(errors) == ["2"] and "a new product needs at least one variant" in errors["2"]
+    assert confirm(client, content).status_code == 422
+    assert state() == before
+    assert db.session.execute(select(func.count(Product.id)).where(
+        Product.slug == "bare-thing")).scalar_one() == 0
