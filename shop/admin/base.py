@@ -231,4 +231,8 @@ def _find_field(form: Any, name: str):
     field = getattr(form, name, None)
     if field is not None and hasattr(field, "errors"):
         return field
+    for top in form:
+        for entry in getattr(top, "entries", ()):
+            if name.startswith(entry.name + "-"):
+                return _find_field(getattr(entry, "form", None), name[len(entry.name) + 1:])
     return None

@@ -83,6 +83,34 @@ class ProductView(ShopModelView):
         nothing to buy (variants ticked for deletion are in the session's deleted set)."""
         if not any(variant not in db.session.deleted for variant in model.variants):
             raise ValidationError({"variants": catalog.NO_VARIANT})
+        self.check_skus(form)
+
+    def check_skus(self, form) -> None:
+        """A SKU names one variant of the whole shop, whatever its capitals: refused next to
+        the variant's field when another variant of the form or of another product has it
+        (SQLite took "lin-s" beside "LIN-S"; MySQL refused it only at the INSERT, with a
+        message over the page that named no field)."""
+        inline = form.variants
+        own_ids = {int(entry.form.id.data) for entry in inline.entries
+                   if str(entry.form.id.data or "").isdigit()}
+        kept = [entry.form for entry in inline.entries if not inline.should_delete(entry)]
+        errors: dict[str, str] = {}
+        first: dict[str, str] = {}
+        for variant in kept:
+            key = catalog.sku_key(variant.sku.data or "")
+            if key in first:
+                errors[variant.sku.name] = (f"The variant above already has the SKU "
+                                            f"{first[key]}.")
+            else:
+                first[key] = variant.sku.data
+        taken = catalog.skus_in_use(first.values(), except_variant_ids=own_ids)
+        for variant in kept:
+            stored = taken.get(catalog.sku_key(variant.sku.data or ""))
+            if stored is not None and variant.sku.name not in errors:
+                errors[variant.sku.name] = (f"The SKU {stored} is already used by another "
+                                            "product's variant.")
+        if errors:
+            raise ValidationError(errors)
 
     def start_write(self) -> None:
         g.admin_stock_changes = []

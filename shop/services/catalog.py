@@ -11,7 +11,7 @@ it changed since the worker last read it (`with_current_tree`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -636,3 +636,30 @@ def refresh_product_prices(product_ids: list[int] | None = None) -> None:
     if product_ids is not None:
         stmt = stmt.where(Product.id.in_(product_ids))
     db.session.execute(stmt.execution_options(synchronize_session=False))
+
+
+def sku_key(sku: str) -> str:
+    """What makes two SKUs the same: "lin-s" is "LIN-S" (SKUs are ASCII)."""
+    return sku.strip().lower()
+
+
+def skus_in_use(skus: Iterable[str], *, except_variant_ids: Iterable[int] = ()
+                ) -> dict[str, str]:
+    """Of these SKUs, those a variant (other than `except_variant_ids`) already has, compared
+    without case: sku_key -> the SKU as stored. MySQL's collation compares SKUs without case
+    (its unique index refuses "lin-s" next to "LIN-S", and `sku IN (...)` finds either by the
+    index); SQLite compares bytes, so it is asked for lower(sku) (a scan, at most 500 SKUs a
+    query)."""
+    keys = sorted({sku_key(sku) for sku in skus if sku and sku.strip()})
+    excluded = sorted({int(i) for i in except_variant_ids})
+    by_case = _dialect() in ("mysql", "mariadb")
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        stmt = select(Variant.sku).where(
+            Variant.sku.in_(chunk) if by_case else func.lower(Variant.sku).in_(chunk))
+        if excluded:
+            stmt = stmt.where(Variant.id.not_in(excluded))
+        for sku in db.session.execute(stmt).scalars():
+            found[sku_key(sku)] = sku
+    return found

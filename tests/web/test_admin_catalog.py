@@ -360,3 +360,39 @@ def test_a_product_keeps_at_least_one_variant(app, client, staff, shirt):
     assert client.post(edit_url(shirt), data=form).status_code == 302
     product = reload(Product, shirt.id)
     assert [v.sku for v in product.variants] == ["LIN-M"] and product.price == Decimal("32.00")
+
+
+def beside(html: str, field: str, message: str) -> bool:
+    """`message` is shown in the form group of the field named `field` (after its input, before
+    the next field's label)."""
+    start = html.index(f'name="{field}"')
+    end = html.find("<label", start)
+    return message in html[start:end if end != -1 else len(html)]
+
+
+def test_a_sku_taken_in_other_capitals_is_refused_next_to_its_field(client, staff, shirt):
+    """A SKU names one variant whatever its capitals: SQLite took "lin-s" beside "LIN-S"
+    (MySQL refused it only at the INSERT, with a message over the page that named no field).
+    Now the variant's SKU field says which SKU has it, for another product's variant and for
+    two variants of the form."""
+    taken = "The SKU LIN-S is already used by another product&#39;s variant."
+    html = client.post("/admin/product/new/", data=new_product_data(
+        client, **{"variants-0-sku": "lin-s"})).get_data(as_text=True)
+    assert beside(html, "variants-0-sku", taken)
+    html = client.post("/admin/product/new/", data=new_product_data(client, **{
+        "variants-1-sku": "oak-1", "variants-1-price": "3", "variants-1-stock_quantity": "1",
+        "variants-1-stock_seen": "0", "variants-1-low_stock_threshold": "1"})).get_data(
+        as_text=True)
+    assert beside(html, "variants-1-sku", "The variant above already has the SKU OAK-1.")
+    assert db.session.execute(select(func.count(Product.id))).scalar_one() == 1
+
+    form = edit_form(client, shirt)
+    medium = variant_prefix(form, "LIN-M")
+    form.update({medium + "sku": "Lin-S", "csrf_token": csrf_token(client, edit_url(shirt))})
+    html = client.post(edit_url(shirt), data=form).get_data(as_text=True)
+    assert beside(html, medium + "sku", "The variant above already has the SKU LIN-S.")
+    assert sorted(db.session.execute(select(Variant.sku)).scalars()) == ["LIN-M", "LIN-S"]
+    # Its own SKU in other capitals is the variant's own: saved as typed.
+    form.update({medium + "sku": "lin-m", "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert sorted(db.session.execute(select(Variant.sku)).scalars()) == ["LIN-S", "lin-m"]
