@@ -7,8 +7,8 @@ again inside one transaction and writes every row or, when any row is bad, none.
 Import rules (also shown on the import page):
 - `product_slug`, `product_name`, `sku` and `price` are required; rows sharing a product_slug
   must agree on the product's name, description, category and active flag.
-- A row whose SKU exists updates that variant (it must belong to the same product); a new SKU
-  adds a variant; a new product_slug creates the product.
+- A row whose SKU exists (in any capitals) updates that variant (it must belong to the same
+  product); a new SKU adds a variant; a new product_slug creates the product.
 - Blank `stock_quantity` / `low_stock_threshold` / `active` leave an existing value alone
   (new records get 0 / 5 / yes). A stock figure sets the on-hand count; the difference is
   recorded in the stock ledger.
@@ -31,7 +31,7 @@ from sqlalchemy.orm import selectinload
 from ..extensions import db
 from ..models import Category, Order, Product, Variant
 from . import audit, cache, inventory
-from .catalog import refresh_product_prices
+from .catalog import refresh_product_prices, sku_key, skus_in_use
 from .database import retrying, write_transaction
 from .money import parse_money, quantize
 
@@ -380,11 +380,13 @@ def _plan(rows: list[RowResult]) -> None:
         for p in db.session.execute(select(Product).options(selectinload(Product.category))
                                     .where(Product.slug.in_(chunk))).scalars():
             products[p.slug] = p
+    # By sku_key: a SKU in other capitals is the same variant (as the database's own unique
+    # index has it on MySQL), on every database.
     variants: dict[str, Variant] = {}
-    for chunk in _chunks(skus):
+    for chunk in _chunks(sorted(skus_in_use(skus).values())):
         for v in db.session.execute(select(Variant).options(selectinload(Variant.product))
                                     .where(Variant.sku.in_(chunk))).scalars():
-            variants[v.sku] = v
+            variants[sku_key(v.sku)] = v
     known_categories: set[str] = set()
     for chunk in _chunks(categories):
         known_categories.update(db.session.execute(
@@ -406,12 +408,12 @@ def _plan(rows: list[RowResult]) -> None:
                     row.errors.append(f"{name}: differs from line {first.line} for the same "
                                       f"product \"{row.product_slug}\".")
         if row.sku:
-            seen = first_of_sku.get(row.sku)
+            seen = first_of_sku.get(sku_key(row.sku))
             if seen is not None:
                 row.errors.append(f"sku: \"{row.sku}\" is also on line {seen.line}.")
             else:
-                first_of_sku[row.sku] = row
-            existing = variants.get(row.sku)
+                first_of_sku[sku_key(row.sku)] = row
+            existing = variants.get(sku_key(row.sku))
             if existing is not None and existing.product.slug != row.product_slug:
                 row.errors.append(f"sku: \"{row.sku}\" belongs to the product "
                                   f"\"{existing.product.slug}\".")
@@ -445,10 +447,11 @@ def _plan(rows: list[RowResult]) -> None:
                 if v.get(name) != current[name]:
                     row.changes.append(name)
         if row.sku:
-            variant = variants.get(row.sku)
+            variant = variants.get(sku_key(row.sku))
             if variant is None:
                 row.changes.append("variant")
             else:
+                v["stored_sku"] = variant.sku
                 current_v = {"options": variant.options or {}, "price": variant.price,
                              "compare_at_price": variant.compare_at_price,
                              "stock_quantity": variant.stock_quantity,
@@ -543,8 +546,8 @@ def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
         product_ids.add(product.id)
         if not row.sku:
             continue
-        variant = db.session.execute(select(Variant).where(Variant.sku == row.sku)
-                                     ).scalar_one_or_none()
+        variant = db.session.execute(select(Variant).where(
+            Variant.sku == v.get("stored_sku", row.sku))).scalar_one_or_none()
         before = audit.snapshot(variant) if variant is not None else None
         if variant is None:
             position = db.session.execute(select(func.coalesce(func.max(Variant.position), -1))

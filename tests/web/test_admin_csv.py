@@ -210,3 +210,29 @@ def test_a_new_product_without_a_variant_is_refused(client, staff, catalogue):
     assert state() == before
     assert db.session.execute(select(func.count(Product.id)).where(
         Product.slug == "bare-thing")).scalar_one() == 0
+
+
+def test_a_sku_in_other_capitals_is_the_same_variant(client, staff, catalogue):
+    """"lin-s" is the variant LIN-S. The import matched SKUs byte for byte: on SQLite it added
+    a second variant "lin-s" beside LIN-S; on MySQL the dry run said "create" and the import
+    then updated LIN-S (its collation matched it); and two rows "NEW-1" and "new-1" made two
+    variants on SQLite, one on MySQL. Now both databases do what the dry run says."""
+    content = HEADER + "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo " \
+        "lines, with commas.\",shirts,yes,lin-s,size=S; colour=Sand,31.00,39.00,,\n"
+    html = check(client, content).get_data(as_text=True)
+    assert "1 rows: 0 to create, 1 to update, 0 unchanged." in html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    db.session.expire_all()
+    skus = dict(db.session.execute(select(Variant.sku, Variant.price)).all())
+    assert len(skus) == 4 and skus["LIN-S"] == Decimal("31.00") and "lin-s" not in skus
+
+    before = state()
+    content = (HEADER + "new-one,New One,,home,yes,NEW-1,,5,,1,\n"
+               + "new-one,New One,,home,yes,new-1,,6,,1,\n")
+    response = check(client, content)
+    assert response.status_code == 422
+    errors = dict(re.findall(r"<li>Line (\d+)[^:]*: ([^<]+)</li>", response.get_data(
+        as_text=True)))
+    assert list(errors) == ["3"] and "is also on line 2" in errors["3"]
+    assert confirm(client, content).status_code == 422
+    assert state() == before
