@@ -8,6 +8,7 @@ from typing import Any
 from flask import flash
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_admin.contrib.sqla.validators import Unique
 from flask_admin.model.filters import BaseIntFilter, BaseIntListFilter
 from sqlalchemy.exc import IntegrityError
 from wtforms.validators import ValidationError as FieldError
@@ -56,6 +57,10 @@ class ShopModelView(StaffAccess, ModelView):
     can_set_page_size = True
     page_size_options = (20, 50, 100)
     filter_converter = FilterConverter()
+    # Unique fields whose `check` says who has the value already (compared as the shop
+    # compares them, e.g. without case): Flask-Admin's own "Already exists." check of them,
+    # which caught some repeats on MySQL only (its collation), is left out.
+    checked_unique: tuple[str, ...] = ()
     # Related collections included in the audit snapshot (e.g. a product's variants).
     audit_include: tuple[str, ...] = ()
     changes_catalog = False
@@ -74,6 +79,14 @@ class ShopModelView(StaffAccess, ModelView):
 
     def snapshot(self, model: Any) -> dict:
         return audit.snapshot(model, include=self.audit_include)
+
+    def scaffold_form(self):
+        form_class = super().scaffold_form()
+        for name in self.checked_unique:
+            field = getattr(form_class, name)
+            field.kwargs["validators"] = [v for v in field.kwargs.get("validators") or ()
+                                          if not isinstance(v, Unique)]
+        return form_class
 
     # Hooks for subclasses (inside the transaction) ----------------------------------------
 

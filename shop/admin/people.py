@@ -15,8 +15,7 @@ from ..blueprints import ID
 from ..extensions import db
 from ..models import REVIEW_STATUSES, ROLES, Review, User
 from ..models.base import is_id
-from ..services import audit, reviews
-from ..services.accounts import normalise_email, valid_email
+from ..services import accounts, audit, reviews
 from ..services.database import write_transaction
 from ..services.errors import NotFound, ShopError, ValidationError
 from .base import ShopModelView
@@ -100,6 +99,7 @@ class CustomerView(ShopModelView):
                  "description": "Staff and admins can use this back office."},
         "active": {"label": "Active (can log in)"},
     }
+    checked_unique = ("email",)
     integrity_message = "That email address belongs to another account."
 
     def edit_form(self, obj=None):
@@ -122,13 +122,16 @@ class CustomerView(ShopModelView):
         return super().edit_view()
 
     def check(self, form, model, is_created: bool) -> None:
-        email = normalise_email(model.email)
-        if not valid_email(email):
-            raise ValidationError({"email": "Enter a valid email address."})
-        model.email = email
-        model.name = (model.name or "").strip()
+        """The account page's rules (accounts.clean_profile), and an email another account
+        has in other capitals is refused beside the field, not only by the database."""
+        model.name, model.email, errors = accounts.clean_profile(model.name, model.email)
+        if "email" not in errors and accounts.email_taken(model.email,
+                                                          except_user_id=model.id):
+            errors["email"] = accounts.EMAIL_TAKEN
         if model.role not in ROLES:
-            raise ValidationError({"role": "Choose a role."})
+            errors["role"] = "Choose a role."
+        if errors:
+            raise ValidationError(errors)
 
     @expose(f"/active/<{ID}:user_id>", methods=("POST",))
     def set_active(self, user_id: int):

@@ -17,7 +17,7 @@ from ..blueprints import ID
 from ..extensions import db
 from ..models import COUPON_KINDS, ORDER_STATUSES, Order
 from ..models.base import is_id
-from ..services import audit, orders, payments, product_csv
+from ..services import audit, coupons, orders, payments, product_csv
 from ..services.coupons import normalise_code
 from ..services.errors import InvalidTransition, NotFound, PaymentError, ShopError, ValidationError
 from ..services.orders import ACTION_LABELS, STATUS_LABELS, Actor
@@ -229,6 +229,7 @@ class CouponView(ShopModelView):
                                               FitsColumn()],
                                "description": "Empty: unlimited."},
     }
+    checked_unique = ("code",)
     integrity_message = "That code is already used by another coupon."
     delete_integrity_message = "This coupon is still referenced, so it cannot be deleted."
 
@@ -237,6 +238,10 @@ class CouponView(ShopModelView):
         model.code = normalise_code(model.code)
         if not model.code or " " in model.code:
             errors["code"] = "Enter a code without spaces."
+        elif (taken := coupons.find(model.code)) is not None and taken is not model:
+            # Codes are stored in capitals: "summer25" is SUMMER25's code (the database only
+            # refused it at the INSERT, with a message that named no field).
+            errors["code"] = f"The coupon {taken.code} already has this code."
         if model.kind not in COUPON_KINDS:
             errors["kind"] = "Choose a kind."
         elif model.kind == "percent" and not 0 < model.value <= 100:

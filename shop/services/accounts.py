@@ -233,24 +233,41 @@ def change_password(user_id: int, current: str, new: str) -> None:
     set_password(user_id, new)
 
 
-def update_profile(user_id: int, name: str, email: str, current_password: str) -> User:
-    """Change name and email; changing the email needs the current password."""
-    user = db.session.get(User, user_id)
-    if user is None:
-        raise NotFound("That account does not exist.")
-    email = normalise_email(email)
-    name = " ".join((name or "").split())
+EMAIL_TAKEN = "Another account uses that email."
+
+
+def clean_profile(name: str | None, email: str | None) -> tuple[str, str, dict[str, str]]:
+    """A profile's name and email as they are stored (spaces collapsed, the email normalised)
+    and what is wrong with them, by field (a taken email aside: see `email_taken`)."""
+    email = normalise_email(email if isinstance(email, str) else "")
+    name = " ".join((name if isinstance(name, str) else "").split())
     errors: dict[str, str] = {}
     if len(name) > 120:
         errors["name"] = "Use at most 120 characters."
     if not valid_email(email):
         errors["email"] = "Enter a valid email address."
-    elif email != user.email:
+    return name, email, errors
+
+
+def email_taken(email: str, *, except_user_id: int | None = None) -> bool:
+    """Another account has this (normalised) email."""
+    stmt = select(func.count(User.id)).where(User.email == normalise_email(email))
+    if except_user_id is not None:
+        stmt = stmt.where(User.id != except_user_id)
+    return bool(db.session.execute(stmt).scalar_one())
+
+
+def update_profile(user_id: int, name: str, email: str, current_password: str) -> User:
+    """Change name and email; changing the email needs the current password."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("That account does not exist.")
+    name, email, errors = clean_profile(name, email)
+    if "email" not in errors and email != user.email:
         if not check_password_hash(user.password_hash, current_password or ""):
             errors["current_password"] = "Enter your current password to change your email."
-        elif db.session.execute(select(func.count(User.id)).where(User.email == email)
-                                ).scalar_one():
-            errors["email"] = "Another account uses that email."
+        elif email_taken(email, except_user_id=user_id):
+            errors["email"] = EMAIL_TAKEN
     if errors:
         raise ValidationError(errors)
     try:
@@ -259,7 +276,7 @@ def update_profile(user_id: int, name: str, email: str, current_password: str) -
             user.name = name
             user.email = email
     except IntegrityError as exc:
-        raise ValidationError({"email": "Another account uses that email."}) from exc
+        raise ValidationError({"email": EMAIL_TAKEN}) from exc
     return db.session.get(User, user_id)
 
 

@@ -67,11 +67,34 @@ def test_bad_coupons_are_refused_next_to_the_field(client, staff, fields, messag
     assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
 
 
-def test_a_taken_code_is_refused(client, staff):
+def beside(html: str, field: str, message: str) -> bool:
+    """`message` is in the form group of the field named `field` (after its input, before the
+    next label)."""
+    start = html.index(f'name="{field}"')
+    end = html.find("<label", start)
+    return message in html[start:end if end != -1 else len(html)]
+
+
+def test_a_taken_code_is_refused_next_to_the_field(client, staff):
+    """" summer25 " is SUMMER25 once stored in capitals: the database refused it at the
+    INSERT, with a message over the page that named no field. Now the code field says so."""
     f.coupon("SUMMER25")
     response = client.post("/admin/coupon/new/", data=coupon_data(client))
-    assert "That code is already used by another coupon." in response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), "code",
+                  "The coupon SUMMER25 already has this code.")
     assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 1
+    other = f.coupon("WINTER10")
+    url = f"/admin/coupon/edit/?id={other.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"code": "Summer25", "csrf_token": csrf_token(client, url)})
+    assert beside(client.post(url, data=form).get_data(as_text=True), "code",
+                  "The coupon SUMMER25 already has this code.")
+    assert reload(Coupon, other.id).code == "WINTER10"
+    # Its own code in other capitals is its own.
+    form.update({"code": "winter10", "value": "15", "csrf_token": csrf_token(client, url)})
+    assert client.post(url, data=form).status_code == 302
+    assert reload(Coupon, other.id).value == Decimal("15.00")
 
 
 def test_coupon_list_shows_uses_and_uses_left_and_used_coupons_are_kept(client, staff):
@@ -191,6 +214,28 @@ def test_customers_are_searchable_and_deactivated_in_bulk(client, staff):
     assert reload(type(staff), staff.id).active is True  # not oneself
     assert db.session.execute(select(func.count(AuditLog.id)).where(
         AuditLog.action == "deactivate")).scalar_one() == 2
+
+
+def test_an_email_another_account_has_in_other_capitals_is_refused_next_to_the_field(
+        client, staff):
+    """Emails are stored in lower case: "Bob@Example.com" is bob@example.com's, which the
+    database refused only at the UPDATE, with a message over the page that named no field.
+    The customer form now uses the account page's rules (accounts.clean_profile,
+    email_taken)."""
+    ada = f.user("ada@example.com", name="Ada Lovelace")
+    f.user("bob@example.com", name="Bob Byte")
+    url = f"/admin/customer/edit/?id={ada.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"email": " Bob@Example.com ", "csrf_token": csrf_token(client, url)})
+    response = client.post(url, data=form)
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), "email", "Another account uses that email.")
+    assert reload(type(ada), ada.id).email == "ada@example.com"
+    form.update({"email": "ADA@example.com", "name": "  Ada   King ",
+                 "csrf_token": csrf_token(client, url)})
+    assert client.post(url, data=form).status_code == 302
+    saved = reload(type(ada), ada.id)
+    assert (saved.email, saved.name) == ("ada@example.com", "Ada King")
 
 
 @pytest.mark.parametrize("query", ["", "?id="])
