@@ -18,7 +18,7 @@ from ..services import catalog, images, inventory, product_csv
 from ..services.errors import ShopError, ValidationError
 from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView
-from .forms import FitsColumn, ImageForm, VariantForm, name_args, slug_validators
+from .forms import FitsColumn, FitsText, ImageForm, VariantForm, name_args, slug_validators
 from .security import request_id, who
 
 
@@ -69,6 +69,7 @@ class ProductView(ShopModelView):
         "name": name_args("Enter the product's name.", 160),
         "slug": {"validators": slug_validators(),
                  "description": "The product's address in the shop: /p/<slug>."},
+        "description": {"validators": [FitsText()]},
         "variants": {"min_entries": 1, "label": "Variant"},
         "images": {"label": "Image"},
     }
@@ -196,6 +197,7 @@ class CategoryView(ShopModelView):
         "slug": {"validators": slug_validators()[:1] + [Length(max=120)] + slug_validators()[2:],
                  "description": "The category's address in the shop: /c/<slug>."},
         "parent": {"label": "Inside (parent category)"},
+        "description": {"validators": [FitsText()]},
         "position": {"validators": [FitsColumn()]},
     }
     changes_catalog = True

@@ -11,7 +11,7 @@ from wtforms import fields
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
 from wtforms.validators import ValidationError as FieldError
 
-from ..models.base import MAX_ID
+from ..models.base import MAX_ID, MAX_TEXT_BYTES
 from ..services import images
 from ..services.errors import ValidationError
 from ..services.money import parse_money, quantize
@@ -27,6 +27,18 @@ class FitsColumn:
 
     def __call__(self, form: Any, field: fields.Field) -> None:
         if isinstance(field.data, int) and abs(field.data) > MAX_ID:
+            raise FieldError(self.message)
+
+
+class FitsText:
+    """Text a TEXT column holds (a description): a longer one is refused next to its field.
+    MySQL refused it at the INSERT, so staff saw only "Something went wrong"."""
+
+    message = (f"This text is too long: at most {MAX_TEXT_BYTES:,} bytes (a letter with an "
+               "accent takes two, most other scripts three).")
+
+    def __call__(self, form: Any, field: fields.Field) -> None:
+        if isinstance(field.data, str) and len(field.data.encode("utf-8")) > MAX_TEXT_BYTES:
             raise FieldError(self.message)
 
 

@@ -11,6 +11,8 @@ Money = Numeric(12, 2, asdecimal=True)
 # Database ids are 32-bit on every supported database; larger numbers name nothing (and SQLite
 # cannot even bind one beyond 64 bits: the query fails instead of finding nothing).
 MAX_ID = 2_147_483_647
+# A TEXT column holds this many bytes on MySQL (UTF-8: an accented letter takes two).
+MAX_TEXT_BYTES = 65_535
 
 
 def is_id(value: object) -> bool:

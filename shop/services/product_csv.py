@@ -30,6 +30,7 @@ from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Category, Order, Product, Variant
+from ..models.base import MAX_TEXT_BYTES
 from . import audit, cache, inventory
 from .catalog import refresh_product_prices, sku_key, skus_in_use
 from .database import retrying, write_transaction
@@ -277,6 +278,9 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         errors.append("product_name: at most 160 characters.")
     v["product_name"] = name
     v["description"] = raw.get("description", "")
+    if len(v["description"].encode("utf-8")) > MAX_TEXT_BYTES:
+        errors.append(f"description: at most {MAX_TEXT_BYTES:,} bytes (a letter with an accent "
+                      "takes two, most other scripts three).")
     v["category_slug"] = raw.get("category_slug", "") or None
     active = raw.get("active", "")
     try:

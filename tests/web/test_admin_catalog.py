@@ -365,7 +365,7 @@ def test_a_product_keeps_at_least_one_variant(app, client, staff, shirt):
 def beside(html: str, field: str, message: str) -> bool:
     """`message` is shown in the form group of the field named `field` (after its input, before
     the next field's label)."""
-    start = html.index(f'name="{field}"')
+    start = html.index(f'id="{field}"')
     end = html.find("<label", start)
     return message in html[start:end if end != -1 else len(html)]
 
@@ -396,3 +396,24 @@ def test_a_sku_taken_in_other_capitals_is_refused_next_to_its_field(client, staf
     form.update({medium + "sku": "lin-m", "csrf_token": csrf_token(client, edit_url(shirt))})
     assert client.post(edit_url(shirt), data=form).status_code == 302
     assert sorted(db.session.execute(select(Variant.sku)).scalars()) == ["LIN-S", "lin-m"]
+
+
+def test_a_description_too_long_for_its_column_is_refused_next_to_the_field(client, staff):
+    """A TEXT column holds 65,535 bytes on MySQL, which refused a longer description at the
+    INSERT: staff saw only "Something went wrong" (SQLite stored it). The field now says so;
+    the longest that fits is saved."""
+    too_long, longest = "é" * 32_768, "é" * 32_767  # 65,536 and 65,534 bytes
+    message = "This text is too long: at most 65,535 bytes"
+    html = client.post("/admin/product/new/", data=new_product_data(
+        client, description=too_long)).get_data(as_text=True)
+    assert beside(html, "description", message) and "Something went wrong" not in html
+    token = csrf_token(client, "/admin/category/new/")
+    html = client.post("/admin/category/new/", data={
+        "csrf_token": token, "name": "Long", "slug": "long",
+        "description": too_long}).get_data(as_text=True)
+    assert beside(html, "description", message)
+    assert db.session.execute(select(func.count(Product.id))).scalar_one() == 0
+    assert db.session.execute(select(func.count(Category.id))).scalar_one() == 0
+    assert client.post("/admin/product/new/", data=new_product_data(
+        client, description=longest)).status_code == 302
+    assert db.session.execute(select(Product.description)).scalar_one() == longest

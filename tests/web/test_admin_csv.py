@@ -236,3 +236,18 @@ def test_a_sku_in_other_capitals_is_the_same_variant(client, staff, catalogue):
     assert list(errors) == ["3"] and "is also on line 2" in errors["3"]
     assert confirm(client, content).status_code == 422
     assert state() == before
+
+
+def test_a_description_too_long_for_its_column_is_named_in_the_dry_run(client, staff,
+                                                                        catalogue):
+    """MySQL refused a description over 65,535 bytes at the INSERT, and the import's confirm
+    step answered 500 (the dry run had found nothing wrong)."""
+    before = state()
+    content = HEADER + f"long-one,Long One,{'é' * 32_768},home,yes,LONG-1,,5,,1,\n"
+    response = check(client, content)
+    assert response.status_code == 422
+    errors = dict(re.findall(r"<li>Line (\d+)[^:]*: ([^<]+)</li>", response.get_data(
+        as_text=True)))
+    assert list(errors) == ["2"] and "description: at most 65,535 bytes" in errors["2"]
+    assert confirm(client, content).status_code == 422
+    assert state() == before

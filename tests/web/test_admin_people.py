@@ -70,7 +70,7 @@ def test_bad_coupons_are_refused_next_to_the_field(client, staff, fields, messag
 def beside(html: str, field: str, message: str) -> bool:
     """`message` is in the form group of the field named `field` (after its input, before the
     next label)."""
-    start = html.index(f'name="{field}"')
+    start = html.index(f'id="{field}"')
     end = html.find("<label", start)
     return message in html[start:end if end != -1 else len(html)]
 
