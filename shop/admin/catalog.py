@@ -15,7 +15,7 @@ from wtforms.validators import Length
 from ..extensions import db
 from ..models import Category, Product, ProductImage, Variant
 from ..services import catalog, images, inventory, product_csv
-from ..services.errors import ShopError, ValidationError
+from ..services.errors import ShopError, StockCountChanged, ValidationError
 from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView
 from .forms import FitsColumn, FitsText, ImageForm, VariantForm, name_args, slug_validators
@@ -32,7 +32,7 @@ class VariantInline(InlineFormAdmin):
 
     def on_model_change(self, form, model, is_created):
         g.setdefault("admin_stock_changes", []).append(
-            (model, form.form.stock_delta(), is_created))
+            (model, form.form.stock_delta(), is_created, form.form))
 
 
 class ImageInline(InlineFormAdmin):
@@ -119,13 +119,18 @@ class ProductView(ShopModelView):
     def before_write(self, form, model, is_created: bool) -> None:
         """Stock through the ledger, then the product's "from" price."""
         actor = who()
-        for variant, delta, created in g.pop("admin_stock_changes", []):
+        for variant, delta, created, fields in g.pop("admin_stock_changes", []):
             if not delta or variant.id is None:
                 continue
             try:
                 inventory.adjust(variant.id, delta,
                                  "initial stock" if created else "stock count (back office)",
-                                 actor.user_id)
+                                 actor.user_id,
+                                 ledger_seen=None if created else fields.ledger_position())
+            except StockCountChanged as exc:
+                raise ValidationError({fields.stock_quantity.name: (
+                    f"{variant.sku}: {exc.message} Nothing was saved: reload the page and "
+                    "enter the count again.")}) from None
             except ValidationError:
                 raise ValidationError({"variants": (
                     f"{variant.sku}: stock cannot go below zero. Units were sold while you "

@@ -12,7 +12,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.validators import ValidationError as FieldError
 
 from ..models.base import MAX_ID, MAX_TEXT_BYTES
-from ..services import images
+from ..services import images, inventory
 from ..services.errors import ValidationError
 from ..services.money import parse_money, quantize
 from ..services.product_csv import MAX_STOCK, SKU, SLUG, format_options, parse_options
@@ -113,6 +113,8 @@ class VariantForm(BaseForm):
                           NumberRange(0, MAX_STOCK, "Enter a whole number from 0.")],
         default=0, description="Changes are recorded in the stock ledger.")
     stock_seen = SeenField()
+    # Where the variant's stock ledger stood when the form was made (inventory.adjust).
+    ledger_seen = SeenField()
     low_stock_threshold = fields.IntegerField(
         "Low-stock threshold", [InputRequired("Enter a threshold."),
                                 NumberRange(0, MAX_STOCK, "Enter a whole number from 0.")],
@@ -124,6 +126,15 @@ class VariantForm(BaseForm):
         if self.stock_seen.data in (None, ""):
             self.stock_seen.data = str(getattr(obj, "stock_quantity", 0) or 0) \
                 if obj is not None else "0"
+        if self.ledger_seen.data in (None, ""):
+            variant_id = getattr(obj, "id", None)
+            self.ledger_seen.data = str(inventory.last_adjustment(variant_id)) \
+                if variant_id else "0"
+
+    def ledger_position(self) -> int | None:
+        """The ledger_seen figure (None when the form did not send one)."""
+        raw = str(self.ledger_seen.data or "")
+        return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
     def stock_delta(self) -> int:
         """Units staff added (+) or removed (-) compared with what the form showed."""

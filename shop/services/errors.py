@@ -48,6 +48,14 @@ class OutOfStock(ShopError):
     kind = "conflict"
 
 
+class StockCountChanged(ShopError):
+    """Staff's change of a count was worked out from a figure that staff changed since (the
+    same form sent twice, or two people counting at once): applying it would count twice."""
+
+    code = "stock_changed"
+    kind = "conflict"
+
+
 class CouponInvalid(ShopError):
     """Unknown, inactive, expired, not yet valid, or below its minimum."""
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from functools import cache
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from ..extensions import db
 from ..models import StockAdjustment, Variant
-from .errors import NotFound, OutOfStock, ValidationError
+from .errors import NotFound, OutOfStock, StockCountChanged, ValidationError
 
 
 @cache
@@ -40,10 +40,33 @@ def release(variant_id: int, quantity: int) -> None:
         .execution_options(synchronize_session=False))
 
 
-def adjust(variant_id: int, delta: int, reason: str, actor_id: int | None = None) -> int:
+def last_adjustment(variant_id: int) -> int:
+    """Where the variant's stock ledger stands: its newest entry's id (0 without one)."""
+    return db.session.execute(select(func.coalesce(func.max(StockAdjustment.id), 0))
+                              .where(StockAdjustment.variant_id == variant_id)).scalar_one()
+
+
+def adjust(variant_id: int, delta: int, reason: str, actor_id: int | None = None, *,
+           ledger_seen: int | None = None) -> int:
     """Staff receive (+) or write off (-) units; recorded in the stock ledger. Returns the new
     on-hand quantity. Relative, so a checkout running at the same moment is not overwritten.
-    Only flushes."""
+    Only flushes.
+
+    `ledger_seen` (`last_adjustment` when the caller read the count it worked `delta` out
+    from): if staff changed the count since, raise StockCountChanged and change nothing. Sales
+    are not in the ledger, so they still come off; but the same form sent twice (a double
+    click) or two people counting at once would otherwise add their difference twice. The
+    variant's row is locked first, so a second such change waits and then sees the first."""
+    if ledger_seen is not None and delta:
+        on_hand = db.session.execute(select(Variant.stock_quantity)
+                                     .where(Variant.id == variant_id).with_for_update()
+                                     ).scalar_one_or_none()
+        if on_hand is None:
+            raise NotFound("That variant does not exist.")
+        if last_adjustment(variant_id) > ledger_seen:
+            raise StockCountChanged(
+                f"The stock count changed while this form was open (it is now {on_hand}).",
+                details={"variant_id": variant_id, "on_hand": on_hand})
     if delta == 0:
         return db.session.execute(select(Variant.stock_quantity)
                                   .where(Variant.id == variant_id)).scalar_one()

@@ -417,3 +417,53 @@ def test_a_description_too_long_for_its_column_is_refused_next_to_the_field(clie
     assert client.post("/admin/product/new/", data=new_product_data(
         client, description=longest)).status_code == 302
     assert db.session.execute(select(Product.description)).scalar_one() == longest
+
+
+def test_a_stock_edit_sent_twice_counts_once(client, staff, shirt):
+    """The form adds what staff typed to the figure it showed: the same form sent twice (a
+    double click on Save) added the units twice, 10 -> 12 -> 14. The second one now finds a
+    ledger entry newer than its form, says so beside the field, and changes nothing; a sale
+    made meanwhile still comes off (sales are not in the ledger)."""
+    form = edit_form(client, shirt)
+    small = variant_prefix(form, "LIN-S")
+    variant_id = int(form[small + "id"])
+    assert form[small + "ledger_seen"] == str(
+        db.session.execute(select(func.max(StockAdjustment.id))
+                           .where(StockAdjustment.variant_id == variant_id)).scalar_one())
+    sell(variant_id, 1)  # 9 on hand; the form still shows 10
+    form.update({small + "stock_quantity": "12", "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert reload(Variant, variant_id).stock_quantity == 11 and ledger(variant_id) == [10, 2]
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), small + "stock_quantity",
+                  "LIN-S: The stock count changed while this form was open (it is now 11).")
+    assert reload(Variant, variant_id).stock_quantity == 11 and ledger(variant_id) == [10, 2]
+    # A fresh form counts from the new figure.
+    form = edit_form(client, shirt)
+    form.update({small + "stock_quantity": "15", "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert reload(Variant, variant_id).stock_quantity == 15 and ledger(variant_id) == [10, 2, 4]
+
+
+@pytest.mark.mysql_only
+def test_two_simultaneous_saves_of_one_stock_form_count_once(app, client, staff, shirt):
+    """The same stock edit sent twice at the same moment (one thread each; on MySQL with real
+    row locks): the variant's row lock makes the second wait for the first and then see its
+    ledger entry, so the units are added once."""
+    from tests.concurrency import run_concurrently
+    from tests.conftest import AuthActions
+
+    url = edit_url(shirt)  # read here: the threads must not load anything through this Session
+    form = edit_form(client, shirt)
+    small = variant_prefix(form, "LIN-S")
+    variant_id = int(form[small + "id"])
+    form[small + "stock_quantity"] = "13"
+    posts = []
+    for browser in (client, app.test_client()):
+        if browser is not client:
+            AuthActions(browser).login(staff.email)
+        data = dict(form, csrf_token=csrf_token(browser, url))
+        posts.append(lambda browser=browser, data=data: browser.post(url, data=data).status_code)
+    assert sorted(run_concurrently(app, posts)) == [200, 302]
+    assert reload(Variant, variant_id).stock_quantity == 13 and ledger(variant_id) == [10, 3]
