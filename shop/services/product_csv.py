@@ -55,6 +55,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 TRUE = {"yes", "true", "1", "y"}
 FALSE = {"no", "false", "0", "n"}
 BATCH = 500
+BOM = "\ufeff"
 
 
 # Options ("size=M; colour=Blue") -------------------------------------------------------------
@@ -109,7 +110,11 @@ def _uncell(text: str | None) -> str:
 
 
 def _csv_lines(rows: Iterable[Iterable[Any]]) -> Iterator[str]:
+    """CSV text in chunks, starting with a byte order mark: without it Excel reads the file as
+    the system's code page ("CafÃ©" for "Café"), and its "CSV UTF-8", which the import asks
+    for, then saves that garbling back. The import skips the mark."""
     buffer = io.StringIO()
+    buffer.write(BOM)
     writer = csv.writer(buffer, lineterminator="\r\n")
     for row in rows:
         writer.writerow([_cell(v) for v in row])

@@ -79,7 +79,8 @@ def test_export_lists_every_variant(client, staff, catalogue):
     response = client.get("/admin/product/export.csv")
     assert response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert response.data.startswith(b"\xef\xbb\xbf")  # UTF-8, said to Excel
+    rows = list(csv.DictReader(io.StringIO(response.data.decode("utf-8-sig"))))
     by_sku = {r["sku"]: r for r in rows}
     assert len(rows) == 4 and {"LIN-S", "LIN-M"} <= set(by_sku)
     assert by_sku["LIN-S"]["options"] == "size=S; colour=Sand"
@@ -251,3 +252,21 @@ def test_a_description_too_long_for_its_column_is_named_in_the_dry_run(client, s
     assert list(errors) == ["2"] and "description: at most 65,535 bytes" in errors["2"]
     assert confirm(client, content).status_code == 422
     assert state() == before
+
+
+def test_an_export_says_it_is_utf8_so_excel_keeps_its_accents(client, staff, catalogue):
+    """The export had no byte order mark, so Excel read it in the system's code page ("CafÃ©
+    Crème") and its "CSV UTF-8" (what the import asks for) saved that garbling back: the
+    round trip through Excel renamed every accented product. The export now starts with the
+    mark, and the file as exported (mark included) imports as unchanged."""
+    f.product("Café Crème Mug", slug="cafe-creme-mug", price="8.50", stock=3,
+              description="Grès émaillé, 30 cl.")
+    exported = client.get("/admin/product/export.csv").data
+    assert exported.startswith("\ufeffproduct_slug,".encode())
+    assert "Café Crème Mug" in exported.decode("utf-8-sig")
+    before = state()
+    html = check(client, exported).get_data(as_text=True)
+    assert "5 rows: 0 to create, 0 to update, 5 unchanged." in html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    assert state() == before
+    assert client.get("/admin/order/export.csv").data.startswith("\ufeffnumber,".encode())
