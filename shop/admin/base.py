@@ -3,13 +3,19 @@ transaction on the primary that also records who changed what, before and after.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import flash
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.contrib.sqla.validators import Unique
-from flask_admin.model.filters import BaseIntFilter, BaseIntListFilter
+from flask_admin.model.filters import (
+    BaseFloatFilter,
+    BaseFloatListFilter,
+    BaseIntFilter,
+    BaseIntListFilter,
+)
 from sqlalchemy.exc import IntegrityError
 from wtforms.validators import ValidationError as FieldError
 
@@ -37,16 +43,35 @@ class _WholeNumberInRange:
         return cleaned
 
 
+class _FiniteNumber:
+    """A number filter's values (a price) must be numbers: Python's float() takes "NaN" and
+    "1e400" (infinity), which MySQL cannot compare with, so ?flt0_9=NaN on the product list
+    answered 500 there. Refused like any bad value."""
+
+    def clean(self, value: str) -> Any:
+        cleaned = super().clean(value)  # type: ignore[misc]
+        numbers = cleaned if isinstance(cleaned, list) else [cleaned]
+        if not all(math.isfinite(number) for number in numbers):
+            raise ValueError("not a number")
+        return cleaned
+
+
 def _bounded(filter_class: type) -> type:
-    if not issubclass(filter_class, (BaseIntFilter, BaseIntListFilter)):
+    if issubclass(filter_class, (BaseIntFilter, BaseIntListFilter)):
+        check: type = _WholeNumberInRange
+    elif issubclass(filter_class, (BaseFloatFilter, BaseFloatListFilter)):
+        check = _FiniteNumber
+    else:
         return filter_class
-    return type(filter_class.__name__, (_WholeNumberInRange, filter_class), {})
+    return type(filter_class.__name__, (check, filter_class), {})
 
 
 class FilterConverter(sqla_filters.FilterConverter):
-    """Flask-Admin's filters, with integer values bounded (see _WholeNumberInRange)."""
+    """Flask-Admin's filters, with number values checked (_WholeNumberInRange,
+    _FiniteNumber)."""
 
     int_filters = tuple(_bounded(f) for f in sqla_filters.FilterConverter.int_filters)
+    float_filters = tuple(_bounded(f) for f in sqla_filters.FilterConverter.float_filters)
 
 
 class ShopModelView(StaffAccess, ModelView):

@@ -467,3 +467,28 @@ def test_two_simultaneous_saves_of_one_stock_form_count_once(app, client, staff,
         posts.append(lambda browser=browser, data=data: browser.post(url, data=data).status_code)
     assert sorted(run_concurrently(app, posts)) == [200, 302]
     assert reload(Variant, variant_id).stock_quantity == 13 and ledger(variant_id) == [10, 3]
+
+
+def price_filter_args(app) -> list[str]:
+    """The product list's URL arguments of its price filters (equals, greater than, ...)."""
+    admin = app.extensions["admin"][0]
+    view = next(v for v in admin._views if v.endpoint == "product")
+    return [f"flt0_{view.get_filter_arg(index, flt)}" for index, flt in enumerate(view._filters)
+            if flt.column.key == "price" and flt.operation() != "empty"]
+
+
+@pytest.mark.parametrize("value", ["NaN", "1e400", "-inf", "12,nan"])
+def test_a_price_filter_that_is_no_number_is_refused_not_a_500(app, client, staff, shirt,
+                                                                value):
+    """float() takes "NaN" and "1e400" (infinity), and MySQL cannot compare a price with
+    them: the product list answered 500 there. They are refused like any bad filter value,
+    and the list is shown unfiltered."""
+    args = price_filter_args(app)
+    assert len(args) == 6
+    for arg in args:
+        response = client.get("/admin/product/", query_string={arg: value})
+        assert response.status_code == 200, arg
+        html = response.get_data(as_text=True)
+        assert "Invalid Filter Value" in html and "Linen Shirt" in html, arg
+    html = client.get("/admin/product/", query_string={args[0]: "30"}).get_data(as_text=True)
+    assert "Linen Shirt" in html and "Invalid Filter Value" not in html
