@@ -90,7 +90,8 @@ class ProductView(ShopModelView):
         """A SKU names one variant of the whole shop, whatever its capitals: refused next to
         the variant's field when another variant of the form or of another product has it
         (SQLite took "lin-s" beside "LIN-S"; MySQL refused it only at the INSERT, with a
-        message over the page that named no field)."""
+        message over the page that named no field). And each variant has options of its own
+        (catalog.options_key)."""
         inline = form.variants
         own_ids = {int(entry.form.id.data) for entry in inline.entries
                    if str(entry.form.id.data or "").isdigit()}
@@ -110,6 +111,14 @@ class ProductView(ShopModelView):
             if stored is not None and variant.sku.name not in errors:
                 errors[variant.sku.name] = (f"The SKU {stored} is already used by another "
                                             "product's variant.")
+        first_options: dict[tuple, str] = {}
+        for variant in kept:
+            key = catalog.options_key(variant.options.data)
+            if key in first_options and variant.options.name not in errors:
+                errors[variant.options.name] = (
+                    f"The variant {first_options[key]} above has the same options: give "
+                    "each variant its own (a shopper could not tell them apart).")
+            first_options.setdefault(key, variant.sku.data)
         if errors:
             raise ValidationError(errors)
 

@@ -638,6 +638,14 @@ def refresh_product_prices(product_ids: list[int] | None = None) -> None:
     db.session.execute(stmt.execution_options(synchronize_session=False))
 
 
+def options_key(options: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """What a shopper tells a product's variants apart by: its option names and values,
+    whatever their capitals or order. Two variants of one product with the same key are one
+    choice twice on the product page ("M" and "M")."""
+    return tuple(sorted((str(name).strip().casefold(), str(value).strip().casefold())
+                        for name, value in (options or {}).items()))
+
+
 def sku_key(sku: str) -> str:
     """What makes two SKUs the same: "lin-s" is "LIN-S" (SKUs are ASCII)."""
     return sku.strip().lower()

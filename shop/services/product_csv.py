@@ -32,7 +32,7 @@ from ..extensions import db
 from ..models import Category, Order, Product, Variant
 from ..models.base import MAX_TEXT_BYTES
 from . import audit, cache, inventory
-from .catalog import refresh_product_prices, sku_key, skus_in_use
+from .catalog import options_key, refresh_product_prices, sku_key, skus_in_use
 from .database import retrying, write_transaction
 from .money import parse_money, quantize
 
@@ -386,7 +386,8 @@ def _plan(rows: list[RowResult]) -> None:
                          if r.values.get("category_slug")})
     products: dict[str, Product] = {}
     for chunk in _chunks(slugs):
-        for p in db.session.execute(select(Product).options(selectinload(Product.category))
+        for p in db.session.execute(select(Product).options(selectinload(Product.category),
+                                                            selectinload(Product.variants))
                                     .where(Product.slug.in_(chunk))).scalars():
             products[p.slug] = p
     # By sku_key: a SKU in other capitals is the same variant (as the database's own unique
@@ -426,6 +427,8 @@ def _plan(rows: list[RowResult]) -> None:
             if existing is not None and existing.product.slug != row.product_slug:
                 row.errors.append(f"sku: \"{row.sku}\" belongs to the product "
                                   f"\"{existing.product.slug}\".")
+
+    _check_options(rows, products)
 
     # A new product is sold through its variants: without one the shop would list it at 0.00.
     with_variant = {row.product_slug for row in rows if row.sku}
@@ -477,6 +480,34 @@ def _plan(rows: list[RowResult]) -> None:
             row.action = "update"
         else:
             row.action = "unchanged"
+
+
+def _check_options(rows: list[RowResult], products: dict[str, Product]) -> None:
+    """Each variant of a product has options of its own (catalog.options_key), counting the
+    product's variants the file leaves alone: a row whose options another variant of the
+    same product has (in the file or in the shop) is an error."""
+    variants: dict[str, dict[str, tuple[tuple, RowResult | None, str]]] = {}
+    for slug, product in products.items():
+        for variant in product.variants:
+            variants.setdefault(slug, {})[sku_key(variant.sku)] = (
+                options_key(variant.options), None, variant.sku)
+    for row in rows:
+        if row.sku and row.product_slug and "options" in row.values:
+            variants.setdefault(row.product_slug, {})[sku_key(row.sku)] = (
+                options_key(row.values["options"]), row, row.sku)
+    for by_sku in variants.values():
+        first: dict[tuple, tuple[RowResult | None, str]] = {}
+        for key, row, sku in by_sku.values():
+            if key not in first:
+                first[key] = (row, sku)
+                continue
+            other_row, other_sku = first[key]
+            for mine, theirs, their_sku in ((row, other_row, other_sku), (other_row, row, sku)):
+                if mine is not None:
+                    where = f"line {theirs.line}" if theirs is not None else "the shop"
+                    mine.errors.append(f"options: the same as {their_sku}'s ({where}); give "
+                                       "each variant of a product options of its own.")
+                    break
 
 
 def preview(content: bytes | str) -> ImportReport:

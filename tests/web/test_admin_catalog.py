@@ -492,3 +492,28 @@ def test_a_price_filter_that_is_no_number_is_refused_not_a_500(app, client, staf
         assert "Invalid Filter Value" in html and "Linen Shirt" in html, arg
     html = client.get("/admin/product/", query_string={args[0]: "30"}).get_data(as_text=True)
     assert "Linen Shirt" in html and "Invalid Filter Value" not in html
+
+
+def test_two_variants_of_a_product_with_the_same_options_are_refused(app, client, staff,
+                                                                     shirt):
+    """Two variants of one product with the same options ("size=M" twice, or two without
+    options) were saved, and the product page offered the shopper two choices both named
+    "M". The later variant's options field now says which variant has them."""
+    form = edit_form(client, shirt)
+    small, medium = variant_prefix(form, "LIN-S"), variant_prefix(form, "LIN-M")
+    form.update({medium + "options": "SIZE = s", "csrf_token": csrf_token(client, edit_url(shirt))})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), medium + "options",
+                  "The variant LIN-S above has the same options")
+    assert reload(Variant, int(form[medium + "id"])).options == {"size": "M"}
+    html = client.post("/admin/product/new/", data=new_product_data(client, **{
+        "variants-1-sku": "OAK-2", "variants-1-price": "3", "variants-1-stock_quantity": "1",
+        "variants-1-stock_seen": "0", "variants-1-low_stock_threshold": "1"})).get_data(
+        as_text=True)
+    assert beside(html, "variants-1-options", "The variant OAK-1 above has the same options")
+    assert db.session.execute(select(func.count(Product.id))).scalar_one() == 1
+    # Options of their own are fine.
+    form.update({medium + "options": "size=L", small + "options": "size=M",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302

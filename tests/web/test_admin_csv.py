@@ -270,3 +270,32 @@ def test_an_export_says_it_is_utf8_so_excel_keeps_its_accents(client, staff, cat
     assert confirm(client, hidden_content(html)).status_code == 303
     assert state() == before
     assert client.get("/admin/order/export.csv").data.startswith("\ufeffnumber,".encode())
+
+
+def test_a_row_with_the_options_of_another_variant_of_its_product_is_refused(
+        client, staff, catalogue):
+    """Two variants of one product with the same options were imported (from the file, or
+    against a variant the file leaves alone), and the product page offered two choices with
+    one name. The dry run now names the row and the variant it repeats."""
+    before = state()
+    content = (HEADER
+               + "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo lines, "
+                 "with commas.\",shirts,yes,LIN-L,colour=sand; size=s,33.00,,2,\n"
+               + "oak-board,Oak Board,,home,yes,OAK-1,finish=Oiled,45,,8,\n"
+               + "oak-board,Oak Board,,home,yes,OAK-2,finish=oiled,49,,8,\n")
+    response = check(client, content)
+    assert response.status_code == 422
+    errors = dict(re.findall(r"<li>Line (\d+)[^:]*: ([^<]+)</li>", response.get_data(
+        as_text=True)))
+    assert sorted(errors) == ["2", "5"]
+    assert "options: the same as LIN-S&#39;s (the shop)" in errors["2"]
+    assert "options: the same as OAK-1&#39;s (line 4)" in errors["5"]
+    assert confirm(client, content).status_code == 422
+    assert state() == before
+    # Swapping two variants' options in one file is fine.
+    swapped = HEADER + (
+        "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo lines, with "
+        "commas.\",shirts,yes,LIN-S,size=M; colour=Sand,30.00,39.00,10,5\n"
+        "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo lines, with "
+        "commas.\",shirts,yes,LIN-M,size=S; colour=Sand,32.50,,0,3\n")
+    assert check(client, swapped).status_code == 200
