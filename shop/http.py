@@ -235,7 +235,7 @@ def _may_read_replica(req) -> bool:
     """A catalogue GET from a client that has not written in the last few seconds."""
     if req.method not in ("GET", "HEAD") or req.endpoint not in REPLICA_ENDPOINTS:
         return False
-    if routing.replica_engine() is None:
+    if routing.replica_engine() is None or routing.PRIMARY_ENVIRON in req.environ:
         return False
     written_until = req.cookies.get(RW_COOKIE, "")
     if written_until.isdigit() and int(written_until) > time.time():

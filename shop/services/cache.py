@@ -21,6 +21,7 @@ connection) the version is read with a GET every time, as before.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import threading
@@ -33,6 +34,13 @@ from ..extensions import cache
 
 log = logging.getLogger("shop.cache")
 VERSION_KEY = "catalog:version"
+# Present for READ_YOUR_WRITES_SECONDS (how far a replica may lag) after each catalogue change.
+RECENT_CHANGE_KEY = "catalog:changed"
+
+
+def changed_recently(store: Any) -> bool:
+    """Whether the catalogue changed so lately that a replica may not have the change yet."""
+    return store.get(RECENT_CHANGE_KEY) is not None
 
 
 def backend(app: Flask | None = None) -> Any | None:
@@ -174,6 +182,11 @@ def catalog_changed() -> None:
     if store is None:
         return
     try:
+        # Said before the version moves, so whoever sees the new version sees that it is new:
+        # a replica may not have the change yet, and a page it rendered now would be kept as
+        # the new version's (see page_cache: such misses read the primary).
+        lag = current_app.config.get("READ_YOUR_WRITES_SECONDS", 5)
+        store.set(RECENT_CHANGE_KEY, 1, timeout=max(1, math.ceil(lag)))
         store.inc(VERSION_KEY)
     except Exception:
         log.error("could not invalidate the catalogue cache", exc_info=True)

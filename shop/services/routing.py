@@ -18,6 +18,9 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import SelectBase, TextualSelect
 
 REPLICA_KEY = "shop_replica_engine"
+# Set in a request's WSGI environ by whoever must have it read the primary (the page cache,
+# filling a shared page just after the catalogue changed, when the replica may still lag).
+PRIMARY_ENVIRON = "shop.read_primary"
 
 
 class RoutingSession(Session):

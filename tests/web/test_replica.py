@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from shop import create_app
 from shop.extensions import db
 from shop.models import Category, Order, Product, Variant
-from shop.services import database, routing
+from shop.services import cache, database, routing
 from shop.services.database import write_transaction
 from tests import factories as f
 from tests.conftest import MYSQL_URL, ShopClient, _empty_tables, _mysql_database_url, _worker
@@ -222,6 +222,31 @@ def test_read_your_writes_after_any_write_then_back_to_the_replica(shop):
     assert shop.client().get("/p/primary-lamp").status_code == 404  # other clients: replica
     wait_out_read_your_writes()
     assert client.get("/p/primary-lamp").status_code == 404
+
+
+@pytest.mark.skipif(redis_url() is None, reason="needs the local Redis")
+def test_the_page_cache_is_not_filled_from_a_replica_that_lags_behind_a_change(
+        two_databases, tmp_path):
+    """Staff change a price; the primary has it, the replica not yet. The page rendered just
+    after the change is kept for every shopper as the new version's, so it must come from the
+    primary; once the replica's lag has passed, misses read the replica again."""
+    shop = Shop(*two_databases, tmp_path, REDIS_URL=redis_url(), CATALOG_CACHE_SECONDS=60)
+    try:
+        shop.ids = fill(shop)
+        with shop.on_primary():
+            db.session.execute(text("UPDATE variants SET price = 45 WHERE id = :id"),
+                               {"id": shop.ids["desk_primary_variant"]})
+            db.session.commit()
+            cache.catalog_changed()
+        first = shop.client().get("/p/desk-lamp")
+        assert first.headers.get("X-Cache") != "hit"
+        assert "45.00" in first.get_data(as_text=True)
+        again = shop.client().get("/p/desk-lamp")
+        assert again.headers["X-Cache"] == "hit" and "45.00" in again.get_data(as_text=True)
+        wait_out_read_your_writes()
+        assert shop.client().get("/p/replica-lamp").status_code == 200  # the replica again
+    finally:
+        shop.close()
 
 
 # ---- the JSON API ----------------------------------------------------------------------------

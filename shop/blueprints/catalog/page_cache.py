@@ -21,7 +21,9 @@ CATALOG_CACHE_SECONDS, which bounds how old the stock shown after an order can b
 checks the version Redis holds (services.cache.current_version: a tracked copy, a socket poll
 when nothing changed, a GET otherwise); the page itself comes from the worker's memory
 when it holds that page for that version, from Redis otherwise (shared by all workers and
-hosts), and is rendered by the app when neither has it.
+hosts), and is rendered by the app when neither has it. With a read replica, a page rendered
+within READ_YOUR_WRITES_SECONDS of a change reads the primary: the replica may not have the
+change yet, and what is rendered now is served as the new version's until the next change.
 
 A hit is logged and counted like any request (shop.access, shop_http_requests_total) and
 carries the stored security headers, an X-Request-ID and `X-Cache: hit`.
@@ -43,7 +45,7 @@ from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response
 
 from ...http import log_access
-from ...services import cache, metrics
+from ...services import cache, metrics, routing
 from ...sessions import csrf_serializer, new_csrf_secret
 
 CACHEABLE_PATH = re.compile(r"^/(?:products|c/[^/]+|p/[^/]+)?$")
@@ -130,6 +132,15 @@ class PageCache:
         if _fresh(entry, version, seconds):
             return self._hit(environ, start_response, entry, secret_token, started)
         environ[ENVIRON_KEY] = (key, version)
+        if self.flask_app.extensions.get(routing.REPLICA_KEY) is not None:
+            # Rendered now, the page is kept as this version's for every shopper: just after
+            # a change the replica may not have it yet, so the page is read from the primary.
+            try:
+                recent = cache.changed_recently(store)
+            except Exception:
+                recent = True
+            if recent:
+                environ[routing.PRIMARY_ENVIRON] = True
         return self._miss(environ, start_response, store, key, version)
 
     def _remember(self, key: str, entry: tuple) -> None:
