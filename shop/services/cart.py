@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import cache
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -168,10 +168,16 @@ def _variant_for(variant_id: int | None = None, sku: str | None = None) -> Varia
             raise NotFound("That product option does not exist.", field="variant_id")
         stmt = stmt.where(Variant.id == variant_id)
     elif sku:
-        stmt = stmt.where(Variant.sku == sku.strip())
+        base, stmt = stmt, stmt.where(Variant.sku == sku.strip())
     else:
         raise ValidationError({"variant_id": "Choose a product option."})
     variant = db.session.execute(stmt).scalar_one_or_none()
+    if variant is None and variant_id is None and db.engine.dialect.name == "sqlite":
+        # A SKU is one in any capitals (catalog.sku_key): MySQL's collation finds "lin-s" for
+        # LIN-S by the index; SQLite compares bytes, so it is asked again without case (a
+        # scan, only for a SKU not found as typed).
+        variant = db.session.execute(
+            base.where(func.lower(Variant.sku) == sku.strip().lower())).scalars().first()
     if variant is None:
         field_name = "variant_id" if variant_id is not None else "sku"
         raise NotFound("That product option does not exist.", field=field_name)

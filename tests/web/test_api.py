@@ -358,3 +358,13 @@ def test_a_whole_number_written_with_a_fraction_is_an_integer(shopper, catalog, 
     response = shopper.api.patch(f"/api/v1/cart/items/{line['id']}", json={"quantity": 3.0})
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["items"][0]["quantity"] == 3
+
+
+def test_a_sku_in_other_capitals_is_the_same_variant(shopper, catalog):
+    """SKUs are one in any capitals (the back office refuses "shirt-m" beside SHIRT-M): adding
+    by "shirt-m" adds SHIRT-M on every database, as MySQL's collation always did."""
+    response = shopper.api.post("/api/v1/cart/items", json={"sku": " shirt-m ", "quantity": 2})
+    assert response.status_code == 200, response.get_json()
+    assert [(i["sku"], i["quantity"]) for i in response.get_json()["items"]] == [("SHIRT-M", 2)]
+    missing = shopper.api.post("/api/v1/cart/items", json={"sku": "shirt-xl"})
+    assert missing.status_code == 422 and error_of(missing)["code"] == "not_found"
