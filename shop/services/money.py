@@ -5,9 +5,11 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
-# Currencies whose minor unit is not the cent (Stripe's list of zero-decimal currencies).
+# Currencies whose minor unit is not the cent: Stripe's zero-decimal currencies (amounts in
+# whole units) and its three-decimal ones (amounts in thousandths, the last digit 0).
 ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
                 "VND", "VUV", "XAF", "XOF", "XPF"}
+THREE_DECIMAL = {"BHD", "JOD", "KWD", "OMR", "TND"}
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$"}
 
 
@@ -29,18 +31,25 @@ def parse_money(text: str | None) -> Decimal | None:
     return quantize(value)
 
 
+def _minor_per_unit(currency: str) -> int:
+    code = currency.upper()
+    if code in ZERO_DECIMAL:
+        return 1
+    return 1000 if code in THREE_DECIMAL else 100
+
+
 def to_minor_units(amount: Decimal, currency: str) -> int:
-    """Stripe's integer amount: cents for USD, whole yen for JPY."""
-    if currency.upper() in ZERO_DECIMAL:
-        return int(amount.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
-    return int((quantize(amount) * 100).to_integral_value(rounding=ROUND_HALF_UP))
+    """Stripe's integer amount: cents for USD, whole yen for JPY (rounded half up), fils for
+    KWD (amounts are kept to the cent, so the last digit Stripe requires to be 0 is 0)."""
+    per_unit = _minor_per_unit(currency)
+    if per_unit == 1:
+        return int(Decimal(amount).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+    return int((quantize(amount) * per_unit).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def from_minor_units(amount: int, currency: str) -> Decimal:
     """The inverse of `to_minor_units`."""
-    if currency.upper() in ZERO_DECIMAL:
-        return Decimal(amount).quantize(CENT)
-    return (Decimal(amount) / 100).quantize(CENT)
+    return (Decimal(amount) / _minor_per_unit(currency)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def to_string(amount: Decimal | None) -> str | None:

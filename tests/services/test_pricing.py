@@ -130,6 +130,20 @@ def test_minor_units_round_trip(amount):
     assert to_minor_units(Decimal("1234"), "JPY") == 1234
 
 
+@pytest.mark.parametrize("amount,currency,minor", [
+    ("12.50", "USD", 1250), ("0.01", "eur", 1),
+    # Zero-decimal: whole units, rounded half up (not to even).
+    ("1200.50", "JPY", 1201), ("1200.49", "JPY", 1200), ("2.50", "KRW", 3), ("3.50", "jpy", 4),
+    # Three-decimal: thousandths, so 12.50 KWD is 12500 fils, not 1250 (1.25 KWD).
+    ("12.50", "KWD", 12500), ("0.01", "BHD", 10), ("7.35", "JOD", 7350), ("1.00", "OMR", 1000),
+    ("19.99", "tnd", 19990),
+])
+def test_minor_units_follow_the_currencys_exponent(amount, currency, minor):
+    assert to_minor_units(Decimal(amount), currency) == minor
+    if currency.upper() not in ("JPY", "KRW"):
+        assert from_minor_units(minor, currency) == Decimal(amount)
+
+
 @given(st.decimals(min_value=Decimal("0"), max_value=Decimal("99999999"), places=3),
        st.sampled_from(["USD", "EUR", "usd", "JPY", "CHF"]))
 @settings(max_examples=200)

@@ -150,6 +150,29 @@ def test_discounted_order_is_charged_its_exact_total(client, shop, standin, mug)
     assert len(request["line_items"]) == 1  # one line for the total: no itemised discount
 
 
+@pytest.mark.parametrize("currency,price,minor", [
+    ("KWD", "12.50", 12500),  # three decimals: fils, not a tenth of the price
+    ("JPY", "1200.50", 1201),  # no decimals: whole yen, rounded half up
+    ("EUR", "12.50", 1250),
+])
+def test_stripe_charges_the_total_in_the_currencys_minor_unit(make_app, standin, currency,
+                                                               price, minor):
+    app = make_app(**stripe_settings(standin, CURRENCY=currency, TAX_RATE="0",
+                                     FREE_SHIPPING_OVER="0"))
+    with app.app_context():
+        client = app.test_client()
+        mug = f.variant_of(f.product("Mug", price=price, stock=5, slug="mug"))
+        buy(client, mug.id)
+        order = last_order()
+        assert order.total == Decimal(price) and order.currency == currency
+        session = standin.sessions[order.payment.reference]
+        assert session["currency"] == currency.lower()
+        assert session["amount_total"] == minor
+        response = post_event(client, standin, "checkout.session.completed",
+                              standin.complete(session["id"]))
+        assert response.get_json()["outcome"] == "paid" and last_order().status == "paid"
+
+
 def test_pay_now_reuses_the_open_session(client, shop, standin, mug):
     first = buy(client, mug.id).headers["Location"]
     order = last_order()
