@@ -261,6 +261,19 @@ def test_bad_signature_is_refused_and_changes_nothing(client, shop, standin, mug
     assert db.session.scalar(select(func.count(ProviderEvent.id))) == 0
 
 
+@pytest.mark.parametrize("body", ["{}", "[]", '"evt"', "null", '{"id": "evt_1"}',
+                                  '{"type": "checkout.session.completed"}',
+                                  '{"id": 7, "type": "checkout.session.completed"}'])
+def test_a_signed_body_that_is_not_an_event_is_refused(client, shop, standin, body):
+    """Signed with the real secret, but not an event: 400 as documented, not a 500."""
+    from tests.stripe_standin import sign
+
+    response = client.post(WEBHOOK, data=body.encode(), headers={
+        "Stripe-Signature": sign(body, standin.webhook_secret)})
+    assert response.status_code == 400
+    assert db.session.scalar(select(func.count(ProviderEvent.id))) == 0
+
+
 def test_expired_session_cancels_the_order_and_releases_stock(client, shop, standin, mug):
     buy(client, mug.id, 2)
     order = last_order()

@@ -362,11 +362,16 @@ def parse_event(payload: bytes, signature: str | None) -> Any:
     if not signature:
         raise WebhookRejected("Missing Stripe-Signature header.")
     try:
-        return stripe.Webhook.construct_event(payload, signature, secret)
+        event = stripe.Webhook.construct_event(payload, signature, secret)
     except stripe.SignatureVerificationError as exc:
         raise WebhookRejected("Invalid signature.") from exc
-    except ValueError as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        # Not JSON, or JSON that is not an object (the library fails building an event).
         raise WebhookRejected("The body is not a Stripe event.") from exc
+    fields = _plain(event)
+    if not all(isinstance(fields.get(name), str) and fields[name] for name in ("id", "type")):
+        raise WebhookRejected("The body is not a Stripe event.")
+    return event
 
 
 def _seen(event_id: str) -> bool:
