@@ -106,14 +106,23 @@ class StripeStandIn:
             self._server = None
 
     # -- what Stripe's side does in a test ---------------------------------------------------
-    def complete(self, session_id: str) -> dict[str, Any]:
-        """The shopper pays on the hosted page: the session completes with a PaymentIntent."""
+    def complete(self, session_id: str, *, delayed: bool = False) -> dict[str, Any]:
+        """The shopper pays on the hosted page: the session completes with a PaymentIntent.
+        `delayed`: with a delayed payment method (a bank debit), which completes the session
+        unpaid until the money arrives (`settle`)."""
         with self._lock:
             session = self.sessions[session_id]
             if session["status"] != "open":
                 raise ValueError(f"session {session_id} is {session['status']}")
-            session.update(status="complete", payment_status="paid",
+            session.update(status="complete", payment_status="unpaid" if delayed else "paid",
                            payment_intent="pi_" + secrets.token_hex(12))
+            return dict(session)
+
+    def settle(self, session_id: str) -> dict[str, Any]:
+        """A delayed payment succeeds: the completed session becomes paid."""
+        with self._lock:
+            session = self.sessions[session_id]
+            session.update(payment_status="paid")
             return dict(session)
 
     def expire(self, session_id: str) -> dict[str, Any]:

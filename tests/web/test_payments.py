@@ -437,6 +437,37 @@ def test_payment_made_just_before_the_timeout_is_kept(client, shop, standin, mug
     assert last_order().status == "paid" and stock(mug.id) == 4
 
 
+def test_a_delayed_payment_still_processing_at_the_deadline_keeps_the_order(client, shop,
+                                                                            standin, mug):
+    """A bank debit completes the session unpaid and clears later: the unpaid-order timeout
+    must wait for Stripe's verdict, not cancel the order and refund the money when it comes."""
+    buy(client, mug.id, 2)
+    order = last_order()
+    session = standin.complete(order.payment.reference, delayed=True)
+    assert post_event(client, standin, "checkout.session.completed",
+                      session).get_json()["outcome"] == "unpaid"
+    backdate(order, timedelta(hours=2))
+    assert expiry.expire_unpaid_orders() == 0
+    assert expiry.expire_order(order.id) is False
+    assert last_order().status == "pending" and stock(mug.id) == 3
+
+    answer = post_event(client, standin, "checkout.session.async_payment_succeeded",
+                        standin.settle(session["id"]))
+    assert answer.get_json()["outcome"] == "paid"
+    assert last_order().status == "paid" and stock(mug.id) == 3 and standin.refunds == {}
+
+    # A debit that fails instead: the order is cancelled then, and its stock comes back.
+    buy(client, mug.id, 1, email="debit@example.com")
+    failing = last_order()
+    session = standin.complete(failing.payment.reference, delayed=True)
+    backdate(failing, timedelta(hours=2))
+    assert expiry.expire_unpaid_orders() == 0 and stock(mug.id) == 2
+    answer = post_event(client, standin, "checkout.session.async_payment_failed", session)
+    assert answer.get_json()["outcome"] == "cancelled"
+    assert db.session.get(Order, failing.id).status == "cancelled" and stock(mug.id) == 3
+    assert_stock_invariant()
+
+
 def test_payment_arriving_after_the_order_was_cancelled_is_refunded(client, shop, standin, mug):
     buy(client, mug.id)
     order = last_order()

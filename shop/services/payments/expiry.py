@@ -26,22 +26,26 @@ ACTOR = Actor(label="expiry")
 def expire_order(order_id: int) -> bool:
     """Cancel one unpaid Stripe order whose deadline has passed (releasing its stock), after
     closing its Checkout Session so it can no longer be paid. A session that turns out to be
-    paid finishes the payment instead. Returns True when this call cancelled the order."""
+    paid finishes the payment instead, and one whose delayed payment (a bank debit) is still
+    processing keeps the order until Stripe's async_payment_succeeded or _failed event.
+    Returns True when this call cancelled the order."""
     order = db.session.get(Order, order_id)
     if order is None or order.status != "pending" or order.payment_method != "stripe":
         return False
     if stripe_provider.deadline(order) > utcnow():
         return False
-    payment = stripe_provider.stripe_payment(order_id)
-    if payment is not None and payment.reference and stripe_provider.enabled():
-        try:
-            if _close_session(payment.reference):
-                return False
-        except (stripe.StripeError, stripe_provider.StripeUnavailable) as exc:
-            # Cancel anyway: stock must come back; a payment that still arrives on the old
-            # session is refunded by finish_payment.
-            log.warning("could not close stripe session %s of order %s: %s",
-                        payment.reference, order.number, exc)
+    try:
+        outcome = stripe_provider.close_checkout(order)
+    except (stripe.StripeError, stripe_provider.StripeUnavailable) as exc:
+        # Cancel anyway: stock must come back; a payment that still arrives on the old
+        # session is refunded by finish_payment.
+        log.warning("could not close the stripe session of order %s: %s", order.number, exc)
+        outcome = "closed"
+    if outcome in stripe_provider.SETTLED_OUTCOMES:
+        if outcome == "unpaid":
+            log.info("order %s has a payment still processing at its deadline; it waits for "
+                     "Stripe's verdict", order.number)
+        return False
     minutes = stripe_provider.payment_timeout().total_seconds() // 60
     try:
         orders.transition(order_id, "cancelled", ACTOR,
@@ -51,21 +55,6 @@ def expire_order(order_id: int) -> bool:
     log.info("unpaid order %s cancelled after its payment deadline", order.number)
     jobs.enqueue(notifications.order_status_changed, order_id)
     return True
-
-
-def _close_session(session_id: str) -> bool:
-    """Expire the session at Stripe; True when it was paid meanwhile (and is now finished)."""
-    sessions = stripe_provider.client().v1.checkout.sessions
-    session = sessions.retrieve(session_id)
-    if session.status == "open":
-        try:
-            session = sessions.expire(session_id)
-        except stripe.InvalidRequestError:
-            # Paid (or expired) between the two calls: look again.
-            session = sessions.retrieve(session_id)
-    if session.status == "complete":
-        return stripe_provider.finish_payment(session_id).ok
-    return False
 
 
 def expire_unpaid_orders() -> int:

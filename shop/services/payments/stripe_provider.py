@@ -228,6 +228,35 @@ def _schedule_expiry(order: Order) -> None:
     jobs.enqueue(expire_order, order.id, delay=delay)
 
 
+# What close_checkout found when the shopper had completed the session: the order is paid, or
+# a delayed payment method (a bank debit) is still processing and Stripe will tell its end.
+SETTLED_OUTCOMES = ("paid", "already_paid", "unpaid")
+
+
+def close_checkout(order: Order) -> str:
+    """Make a pending order's Checkout Session unpayable before the shop gives up on the card
+    payment: an open session is expired at Stripe. Returns "closed" when it can no longer be
+    paid (or there is none); for a session the shopper completed meanwhile, what
+    `finish_payment` made of it: "paid" or "already_paid", "unpaid" (a delayed payment method
+    is still processing: Stripe sends `async_payment_succeeded` or `async_payment_failed`
+    when it ends), "mismatch". Raises stripe.StripeError or StripeUnavailable when Stripe
+    cannot be reached."""
+    payment = stripe_payment(order.id)
+    if payment is None or not payment.reference or not enabled():
+        return "closed"
+    sessions = client().v1.checkout.sessions
+    session = sessions.retrieve(payment.reference)
+    if session.status == "open":
+        try:
+            session = sessions.expire(payment.reference)
+        except stripe.InvalidRequestError:
+            # Completed (or expired) between the two calls: look again.
+            session = sessions.retrieve(payment.reference)
+    if session.status == "complete":
+        return finish_payment(payment.reference).outcome
+    return "closed"
+
+
 def _plain(obj: Any) -> dict[str, Any]:
     """A Stripe object as a plain dict (StripeObject is not a dict)."""
     return obj.to_dict() if isinstance(obj, stripe.StripeObject) else dict(obj)
