@@ -551,6 +551,50 @@ def test_back_office_refund_button_refunds_on_stripe(shop, standin, mug, client)
     assert len(standin.refunds) == 1
 
 
+def test_staff_cancelling_or_marking_paid_closes_the_stripe_session(shop, standin, mug, client):
+    """A pending card order that staff cancel (or mark paid by hand) must not stay payable on
+    Stripe's page: the shopper would pay a cancelled order (refunded, Stripe's fee lost) or pay
+    twice. One the shopper has just paid is not cancelled."""
+    from tests.conftest import AuthActions
+    from tests.web.api_support import make_shopper
+
+    f.user("staff@example.com", role="staff")
+    staff = shop.test_client()
+    AuthActions(staff).login("staff@example.com")
+
+    def act(order: Order, to_status: str):
+        detail = f"/admin/order/details/?id={order.id}"
+        return staff.post(f"/admin/order/transition/{order.id}", data={
+            "csrf_token": csrf_token(staff, detail), "to_status": to_status})
+
+    buy(client, mug.id, 2)
+    cancelled = last_order()
+    assert act(cancelled, "cancelled").status_code == 303
+    assert last_order().status == "cancelled" and stock(mug.id) == 5
+    assert standin.sessions[cancelled.payment.reference]["status"] == "expired"
+
+    buy(client, mug.id, 1, email="paid@example.com")
+    by_hand = last_order()
+    api = make_shopper(shop, role="staff").api
+    answer = api.patch(f"/api/v1/orders/{by_hand.number}", json={"status": "paid"})
+    assert answer.status_code == 200 and answer.get_json()["status"] == "paid"
+    assert standin.sessions[by_hand.payment.reference]["status"] == "expired"
+
+    # Paid on Stripe a moment ago, the webhook still on its way: the order is paid, not
+    # cancelled, and its stock stays sold.
+    buy(client, mug.id, 1, email="quick@example.com")
+    quick = last_order()
+    session = standin.complete(quick.payment.reference)
+    refused = act(quick, "cancelled")
+    assert refused.status_code == 409 and "just been paid by card" in refused.get_data(
+        as_text=True)
+    quick = db.session.get(Order, quick.id)
+    assert quick.status == "paid" and quick.payment.provider_payment_id == \
+        session["payment_intent"]
+    assert stock(mug.id) == 3 and standin.refunds == {}
+    assert_stock_invariant()
+
+
 def test_stripe_return_addresses_use_the_base_url_not_the_host_header(make_app, standin):
     """The Checkout Session's success and cancel addresses are on SHOP_BASE_URL when it is
     set, not on the Host header of the request that placed the order (nginx passes any Host

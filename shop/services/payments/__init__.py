@@ -6,13 +6,18 @@ exactly one of them through.
 """
 from __future__ import annotations
 
+import logging
+
+import stripe
 from sqlalchemy import select
 
 from ...extensions import db
 from ...models import Order, Payment
 from .. import jobs, notifications, orders
-from ..errors import NotFound
+from ..errors import InvalidTransition, NotFound
 from ..orders import Actor
+
+log = logging.getLogger("shop.payments")
 
 # Staff changes the customer hears about by email (not "processing": nothing to do for them).
 NOTIFY_STATUSES = ("paid", "shipped", "delivered", "cancelled", "refunded")
@@ -49,10 +54,39 @@ def change_status(order_id: int, to_status: str, actor: Actor, note: str = "", *
     payment provider, everything else straight to the state machine."""
     if to_status == "refunded":
         return refund(order_id, actor, note)
+    if to_status in ("paid", "cancelled"):
+        paid = _close_card_checkout(order_id)
+        if paid is not None:
+            if to_status == "cancelled":
+                raise InvalidTransition(
+                    "This order has just been paid by card, so it cannot be cancelled; "
+                    "refund it instead.", details={"from": "paid", "to": to_status,
+                                                   "allowed": list(orders.allowed("paid"))})
+            return paid
     order = orders.transition(order_id, to_status, actor, note, carrier=carrier,
                               tracking_number=tracking_number)
     _notify(order)
     return order
+
+
+def _close_card_checkout(order_id: int) -> Order | None:
+    """Before staff mark a pending card order paid by hand or cancel it, close its Stripe
+    Checkout Session, so the shopper cannot pay it as well (twice, or for a cancelled order).
+    Returns the order when the shopper had paid it by card meanwhile (it is now paid)."""
+    order = db.session.get(Order, order_id)
+    if order is None or order.status != "pending" or order.payment_method != "stripe":
+        return None
+    from . import stripe_provider
+
+    try:
+        outcome = stripe_provider.close_checkout(order)
+    except (stripe.StripeError, stripe_provider.StripeUnavailable) as exc:
+        # Go ahead: a card payment that still arrives for a cancelled order is refunded.
+        log.warning("could not close the stripe session of order %s: %s", order.number, exc)
+        return None
+    if outcome in ("paid", "already_paid"):
+        return db.session.get(Order, order_id)
+    return None
 
 
 def _notify(order: Order) -> None:
