@@ -486,6 +486,36 @@ def test_payment_arriving_after_the_order_was_cancelled_is_refunded(client, shop
     assert failures() == before + 1
 
 
+def test_a_late_payment_shows_as_refunded_on_the_order_page_and_in_the_api(client, shop,
+                                                                           standin, mug):
+    """The shopper paid, the order had been cancelled, the money went back: the API's
+    payment_status says "refunded" (not "cancelled", as if nothing had been paid) and the
+    order's history says what happened, once however often the payment is reported."""
+    from tests.web.api_support import make_shopper
+
+    buy(client, mug.id)
+    order = last_order()
+    backdate(order, timedelta(hours=2))
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
+    assert expiry.expire_unpaid_orders() == 1
+    session = standin.complete(order.payment.reference)
+    for _ in range(2):  # delivered, then redelivered under another event id
+        answer = post_event(client, standin, "checkout.session.completed", session)
+        assert answer.get_json()["outcome"] == "late"
+    back = client.get(f"/payments/stripe/return?session_id={session['id']}")
+    [refund] = standin.refunds.values()
+
+    body = make_shopper(shop, role="staff").api.get(f"/api/v1/orders/{order.number}").get_json()
+    assert body["status"] == "cancelled" and body["payment_status"] == "refunded"
+    notes = [event["note"] for event in body["events"] if refund["id"] in event["note"]]
+    assert len(notes) == 1 and "refunded" in notes[0]
+    assert last_order().payment.provider_payment_id == session["payment_intent"]
+    html = client.get(local_path(back.headers["Location"])).get_data(as_text=True)
+    assert "Cancelled" in html and refund["id"] in html
+    assert stock(mug.id) == 5
+    assert_stock_invariant()
+
+
 def test_session_expiry_respects_stripes_minimum(shop, standin, mug):
     shop.config["UNPAID_ORDER_TIMEOUT_MINUTES"] = 10
     client = shop.test_client()

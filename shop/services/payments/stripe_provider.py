@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
-from ...models import Order, Payment, ProviderEvent, utcnow
+from ...models import Order, OrderEvent, Payment, ProviderEvent, utcnow
 from .. import jobs, links, metrics, notifications, orders
 from ..database import retrying, write_transaction
 from ..errors import InvalidTransition, PaymentError
@@ -353,14 +353,38 @@ def _already_finished(order_id: int, payment_id: int, session_id: str,
               order.number, order.status, intent)
     if intent:
         try:
-            client().v1.refunds.create(
+            refunded = client().v1.refunds.create(
                 params={"payment_intent": intent,
                         "metadata": {"order_number": order.number, "order_id": str(order.id),
                                      "reason": "paid after the order was closed"}},
                 options={"idempotency_key": f"order-{order.id}-late-{intent}"})
         except stripe.StripeError as exc:
             raise StripeUnavailable("We could not refund a late payment yet.") from exc
-    return FinishResult("late", order)
+        if order.status == "cancelled":
+            _record_late_refund(order.id, payment_id, intent, refunded.id)
+    return FinishResult("late", db.session.get(Order, order_id))
+
+
+def _record_late_refund(order_id: int, payment_id: int, intent: str, refund_id: str) -> None:
+    """A cancelled order's payment that came late and went back: the payment shows as
+    refunded (the API's payment_status) with its PaymentIntent, and the order's history says
+    so for the shopper and staff. Once, however often the payment is reported."""
+
+    def run() -> None:
+        with write_transaction():
+            changed = db.session.execute(
+                update(Payment).where(Payment.id == payment_id,
+                                      Payment.provider_payment_id.is_(None))
+                .values(provider_payment_id=intent, status="refunded", updated_at=utcnow())
+                .execution_options(synchronize_session=False)).rowcount
+            if changed == 1:
+                db.session.add(OrderEvent(
+                    order_id=order_id, from_status="cancelled", to_status="cancelled",
+                    actor=ACTOR.label,
+                    note=f"Card payment received after the order was cancelled; refunded in "
+                         f"full (Stripe refund {refund_id})"))
+
+    retrying(run)
 
 
 def session_expired(session_id: str, note: str = "") -> str:
