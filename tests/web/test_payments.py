@@ -339,6 +339,34 @@ def test_return_page_trusts_stripe_not_the_browser(client, shop, standin, mug):
     assert failures() == before + 1
 
 
+def test_the_return_page_tells_the_truth_after_the_webhook_came_first(client, shop, standin,
+                                                                       mug):
+    """The webhook finished the payment before the shopper came back: the return page says
+    it is paid even while Stripe cannot be asked again, and, once staff refunded the order,
+    says it was refunded rather than "payment confirmed"."""
+    buy(client, mug.id)
+    order = last_order()
+    session = standin.complete(order.payment.reference)
+    assert post_event(client, standin, "checkout.session.completed",
+                      session).get_json()["outcome"] == "paid"
+    back = f"/payments/stripe/return?session_id={session['id']}"
+
+    def landing() -> str:
+        response = client.get(back)
+        assert response.status_code == 303
+        return client.get(local_path(response.headers["Location"])).get_data(as_text=True)
+
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable when the shopper is back
+    html = landing()
+    assert "Thank you! Your payment is confirmed." in html and "<strong>Paid</strong>" in html
+    assert "could not confirm" not in html
+
+    payments.change_status(order.id, "refunded", STAFF)
+    html = landing()
+    assert "<strong>Refunded</strong>" in html
+    assert "payment has been refunded" in html and "Your payment is confirmed" not in html
+
+
 def test_webhook_answers_503_while_stripe_is_unreachable_and_succeeds_on_retry(
         client, shop, standin, mug):
     buy(client, mug.id)

@@ -27,7 +27,10 @@ RETURN_MESSAGES = {
                           "quoting your order number."),
     "late": ("error", "This order was cancelled before your payment arrived, so the payment "
                       "has been refunded to your card."),
+    "refunded": ("info", "This order's payment has been refunded to your card."),
 }
+# Orders whose payment went through: the return page can say so without asking Stripe again.
+PAID_STATUSES = ("paid", "processing", "shipped", "delivered")
 
 
 def _order_page(order: Order, token: str | None = None):
@@ -71,12 +74,18 @@ def stripe_return():
         if order is None:
             abort(503, description="We could not reach the payment service. Please reload "
                                    "this page in a moment.")
-        flash("We could not confirm your payment with Stripe yet. This page will show it "
-              "once they do; there is no need to pay again.", "info")
+        if order.status in PAID_STATUSES:  # the webhook finished it first
+            flash(RETURN_MESSAGES["paid"][1], "success")
+        else:
+            flash("We could not confirm your payment with Stripe yet. This page will show it "
+                  "once they do; there is no need to pay again.", "info")
         return _order_page(order, orders.guest_link_token(order))
     if result.order is None:
         abort(404, description="That payment does not exist.")
-    category, message = RETURN_MESSAGES[result.outcome]
+    outcome = result.outcome
+    if outcome == "already_paid" and result.order.status == "refunded":
+        outcome = "refunded"
+    category, message = RETURN_MESSAGES[outcome]
     flash(message, category)
     return _order_page(result.order, orders.guest_link_token(result.order))
 
