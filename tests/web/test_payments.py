@@ -554,6 +554,36 @@ def test_session_expiry_respects_stripes_minimum(shop, standin, mug):
         minutes=10)
 
 
+def test_a_timeout_longer_than_stripes_24_hours_is_honoured(shop, standin, mug, client):
+    """Stripe keeps a Checkout Session open for 24 hours at most. With a two-day timeout the
+    session's end must not cancel the order a day early: the order waits, "Pay now" opens a
+    new session, and the order is cancelled at its own deadline."""
+    from shop.services.orders import guest_link_token
+
+    shop.config["UNPAID_ORDER_TIMEOUT_MINUTES"] = 2 * 24 * 60
+    first = buy(client, mug.id, 2).headers["Location"]
+    order = last_order()
+    session = standin.sessions[order.payment.reference]
+    assert session["expires_at"] - session["created"] <= 24 * 3600
+    backdate(order, timedelta(hours=24))  # a day passes: Stripe ends the session
+    answer = post_event(client, standin, "checkout.session.expired",
+                        standin.expire(session["id"]))
+    assert answer.get_json()["outcome"] == "ignored"
+    assert last_order().status == "pending" and stock(mug.id) == 3
+
+    again = client.get(f"/payments/{order.number}/pay?token={guest_link_token(order)}")
+    assert again.status_code == 303 and again.headers["Location"] != first
+    renewed = last_order().payment.reference
+    assert renewed != session["id"] and standin.sessions[renewed]["status"] == "open"
+    assert again.headers["Location"] == standin.sessions[renewed]["url"]
+
+    backdate(last_order(), timedelta(hours=24, minutes=1))  # the second day is over
+    assert expiry.expire_unpaid_orders() == 1
+    assert last_order().status == "cancelled" and stock(mug.id) == 5
+    assert standin.sessions[renewed]["status"] == "expired"
+    assert_stock_invariant()
+
+
 def test_json_api_pays_and_refunds_through_the_same_services(shop, standin, mug, client):
     from tests.web.api_support import make_shopper
 

@@ -163,18 +163,31 @@ def checkout_url(order: Order) -> str | None:
 
 
 def _resume(order: Order, payment: Payment) -> str | None:
-    """The stored session: still open (reuse it), paid (finish), or expired (cancel)."""
+    """The stored session: still open (reuse it), paid (finish), expired before the order's
+    deadline (Stripe ends sessions after 24 hours: open another), or expired (cancel)."""
     session = client().v1.checkout.sessions.retrieve(payment.reference)
     if session.status == "open":
         return session.url
     if session.status == "complete":
         finish_payment(session.id)
         return None
+    if _ended_before_deadline(order, session.expires_at):
+        return _create_session(order, payment, replacing=session.id)
     session_expired(session.id)
     return None
 
 
-def _create_session(order: Order, payment: Payment) -> str | None:
+def _ended_before_deadline(order: Order, expires_at: Any) -> bool:
+    """A session Stripe closed at its 24-hour maximum while the order may wait longer
+    (UNPAID_ORDER_TIMEOUT_MINUTES above a day): the order is not given up yet."""
+    due = deadline(order)
+    return (order.status == "pending" and isinstance(expires_at, int)
+            and expires_at < _epoch(due) and due > utcnow())
+
+
+def _create_session(order: Order, payment: Payment, replacing: str | None = None) -> str | None:
+    """A new session for the order, stored as its payment's reference in place of `replacing`
+    (None: the order has none yet)."""
     now = utcnow()
     if deadline(order) <= now:
         from .expiry import expire_order
@@ -192,12 +205,16 @@ def _create_session(order: Order, payment: Payment) -> str | None:
                 "payment_intent_data": {"metadata": metadata},
                 "client_reference_id": order.number, "customer_email": order.email,
                 "success_url": success, "cancel_url": cancel, "expires_at": expires_at},
-        options={"idempotency_key": f"order-{order.id}-checkout-{expires_at}"})
+        # A replacement is another request than the first session's, whatever its expiry.
+        options={"idempotency_key": f"order-{order.id}-checkout-{expires_at}"
+                 + (f"-after-{replacing}" if replacing else "")})
 
     def store() -> int:
         with write_transaction():
             return db.session.execute(
-                update(Payment).where(Payment.id == payment.id, Payment.reference.is_(None))
+                update(Payment).where(Payment.id == payment.id,
+                                      Payment.reference.is_(None) if replacing is None
+                                      else Payment.reference == replacing)
                 .values(reference=session.id, checkout_url=session.url, updated_at=utcnow())
                 .execution_options(synchronize_session=False)).rowcount
 
@@ -387,15 +404,22 @@ def _record_late_refund(order_id: int, payment_id: int, intent: str, refund_id: 
     retrying(run)
 
 
-def session_expired(session_id: str, note: str = "") -> str:
+def session_expired(session_id: str, note: str = "", *, expires_at: Any = None) -> str:
     """A session ended unpaid: cancel its order (releasing stock) if that session is still the
     order's payment and the order is still pending; anything else is an old or out-of-order
-    event and changes nothing."""
+    event and changes nothing. A session that expired at its `expires_at` before the order's
+    deadline (Stripe keeps one open for 24 hours at most; the timeout may be longer) leaves
+    the order waiting: "Pay now" opens another."""
     payment = db.session.execute(select(Payment).where(
         Payment.provider == PROVIDER, Payment.reference == session_id)).scalar_one_or_none()
     if payment is None:
         log.warning("expired stripe session %s belongs to no order here", session_id)
         return "unknown"
+    order = db.session.get(Order, payment.order_id)
+    if order is not None and _ended_before_deadline(order, expires_at):
+        log.info("stripe session %s of order %s ended before the order's payment deadline",
+                 session_id, order.number)
+        return "ignored"
     try:
         orders.transition(payment.order_id, "cancelled", ACTOR,
                           note or "Card payment not completed in time (Stripe session expired)")
@@ -452,15 +476,16 @@ def handle_event(event: Any) -> str:
     if _seen(event_id):
         return "duplicate"
     try:
-        object_id = event["data"]["object"]["id"]
+        obj = event["data"]["object"]
+        object_id = obj["id"]
     except (KeyError, TypeError):
-        object_id = None
+        obj, object_id = None, None
     if not object_id:
         outcome = "ignored"
     elif event_type in FINISH_EVENTS:
         outcome = finish_payment(object_id).outcome
     elif event_type == "checkout.session.expired":
-        outcome = session_expired(object_id)
+        outcome = session_expired(object_id, expires_at=_plain(obj).get("expires_at"))
     elif event_type == "checkout.session.async_payment_failed":
         metrics.payment_failed(PROVIDER)
         outcome = session_expired(object_id, "Card payment failed")
