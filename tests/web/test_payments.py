@@ -683,6 +683,63 @@ def test_staff_cancelling_or_marking_paid_closes_the_stripe_session(shop, standi
     assert_stock_invariant()
 
 
+def test_staff_webhooks_and_the_return_page_racing_change_each_order_once(shop, standin, mug,
+                                                                          client):
+    """Run on MySQL for real row locks. A paid session: staff cancelling it races the webhook
+    and the shopper's return; the order ends paid once (one mail), nothing is refunded. A late
+    payment reported at once by several deliveries and the return page: one refund, one
+    history entry."""
+    from pathlib import Path
+
+    from tests.concurrency import run_concurrently
+
+    outbox = Path(shop.config["OUTBOX_DIR"])
+
+    def deliver(session: dict):
+        payload, signature = standin.event("checkout.session.completed", session)
+
+        def job():
+            with shop.test_client() as c:
+                return c.post(WEBHOOK, data=payload,
+                              headers={"Stripe-Signature": signature}).get_json()["outcome"]
+        return job
+
+    def come_back(session_id: str):
+        def job():
+            with shop.test_client() as c:
+                return c.get(f"/payments/stripe/return?session_id={session_id}").status_code
+        return job
+
+    buy(client, mug.id, 2)
+    order_id = last_order().id
+    session = standin.complete(last_order().payment.reference)
+    mails = len(list(outbox.iterdir()))
+    results = run_concurrently(shop, [
+        lambda: payments.change_status(order_id, "cancelled", STAFF), deliver(session),
+        deliver(session), come_back(session["id"])])
+    assert isinstance(results[0], InvalidTransition), results
+    assert set(results[1:3]) <= {"paid", "already_paid"} and results[3] == 303
+    order = db.session.get(Order, order_id)
+    assert order.status == "paid" and stock(mug.id) == 3 and standin.refunds == {}
+    assert [event.to_status for event in order.events] == ["pending", "paid"]
+    assert len(list(outbox.iterdir())) == mails + 1  # "paid", once
+
+    buy(client, mug.id, 1, email="late@example.com")
+    late = last_order()
+    backdate(late, timedelta(hours=2))
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
+    assert expiry.expire_unpaid_orders() == 1
+    session = standin.complete(late.payment.reference)
+    results = run_concurrently(shop, [deliver(session), deliver(session), deliver(session),
+                                      come_back(session["id"])])
+    assert results == ["late"] * 3 + [303]
+    assert len(standin.refunds) == 1
+    late = db.session.get(Order, late.id)
+    assert late.status == "cancelled" and late.payment.status == "refunded"
+    assert sum("refunded in full" in event.note for event in late.events) == 1
+    assert_stock_invariant()
+
+
 def test_stripe_return_addresses_use_the_base_url_not_the_host_header(make_app, standin):
     """The Checkout Session's success and cancel addresses are on SHOP_BASE_URL when it is
     set, not on the Host header of the request that placed the order (nginx passes any Host
