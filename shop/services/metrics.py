@@ -52,8 +52,12 @@ def multiprocess_dir() -> str | None:
 
 # The labelled series each request updates, by (method, endpoint, status): looking them up
 # through labels() cost more than updating them. prometheus_client keeps the same objects;
-# this only skips the lookup (bounded, in case of odd methods).
+# this only skips the lookup (bounded).
 _SERIES: dict[tuple[str, str, int], tuple] = {}
+# The `method` label: any other method a client makes up (gunicorn passes "FOO" or "X1" on to
+# the app, which answers 405) counts as "other". Each label value is a series kept forever in
+# every worker's metrics file and in Prometheus: a client must not be able to add them.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def observe_request(method: str, endpoint: str, status: int, seconds: float) -> None:
@@ -61,9 +65,10 @@ def observe_request(method: str, endpoint: str, status: int, seconds: float) -> 
     key = (method, endpoint, status)
     series = _SERIES.get(key)
     if series is None:
-        series = (HTTP_REQUESTS.labels(method, endpoint, str(status)),
+        known = method in KNOWN_METHODS
+        series = (HTTP_REQUESTS.labels(method if known else "other", endpoint, str(status)),
                   HTTP_DURATION.labels(endpoint))
-        if len(_SERIES) < 2048:
+        if known and len(_SERIES) < 2048:
             _SERIES[key] = series
     series[0].inc()
     series[1].observe(seconds)

@@ -254,6 +254,24 @@ def test_metrics_count_requests_by_endpoint_and_status_with_latency(client):
     assert client.get("/metrics").headers["Content-Type"].startswith("text/plain; version=0.0.4")
 
 
+def test_made_up_http_methods_do_not_add_metric_series(client):
+    # gunicorn hands any token-shaped method to the app (405): each one a client makes up must
+    # not become a series of its own, kept forever by every worker and by Prometheus.
+    before = scrape(client)
+    for method in ("FOOBAR", "PURGE", "X1", "BREW"):
+        assert client.open("/", method=method).status_code == 405
+    client.options("/")
+    after = scrape(client)
+    methods = {s.labels["method"] for family in text_string_to_metric_families(after)
+               for s in family.samples if s.name == "shop_http_requests_total"}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    labels = {"method": "other", "endpoint": "unmatched", "status": "405"}
+    assert (sample(after, "shop_http_requests_total", **labels) or 0) - (
+        sample(before, "shop_http_requests_total", **labels) or 0) == 4
+    assert sample(after, "shop_http_requests_total", method="OPTIONS", endpoint="catalog.home",
+                  status="200") is not None
+
+
 def test_metrics_count_orders_placed(app, client):
     variant = f.variant_of(f.product(price="12.00", stock=5))
     before = sample(scrape(client), "shop_orders_placed_total") or 0
