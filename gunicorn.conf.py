@@ -4,6 +4,7 @@ Only the standard library and gunicorn are imported here: the master process mus
 the shop (or prometheus_client) before PROMETHEUS_MULTIPROC_DIR is set, and workers load the
 app after fork.
 """
+import fcntl
 import glob
 import json
 import logging
@@ -74,11 +75,55 @@ def on_starting(server):
         os.remove(path)
 
 
+# Held exclusively while a dead worker's files are folded in, shared by a scrape while it reads
+# the files (shop.services.metrics.exposition): a scrape sees a worker's counts exactly once.
+METRICS_LOCK = "merge.lock"
+
+
 def child_exit(server, worker):
-    """A worker exited: drop its live gauges (its counters stay in the totals)."""
+    """A worker exited (a crash, max_requests recycling, a reload): drop its live gauges and
+    fold its counters and histograms into one archive file per type, so its counts stay in the
+    totals while the directory keeps one set of files per live worker, not one per worker that
+    ever ran (every scrape reads them all)."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    try:
+        _fold_dead_worker(os.environ["PROMETHEUS_MULTIPROC_DIR"], worker.pid)
+    except Exception:  # never let bookkeeping take the master down; the files still add up
+        server.log.warning("could not fold the metrics of worker %s", worker.pid, exc_info=True)
+
+
+def _fold_dead_worker(path, pid):
+    """Add `<type>_<pid>.db` into `<type>_archive.db` (written aside, then renamed) and remove
+    it, under METRICS_LOCK."""
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    with open(os.path.join(path, METRICS_LOCK), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for kind in ("counter", "histogram", "summary"):
+            dead = os.path.join(path, f"{kind}_{pid}.db")
+            if not os.path.exists(dead):
+                continue
+            archive = os.path.join(path, f"{kind}_archive.db")
+            sources = [f for f in (archive, dead) if os.path.exists(f)]
+            # accumulate=False: buckets stay per bucket, as a process writes them.
+            merged = MultiProcessCollector.merge(sources, accumulate=False)
+            aside = os.path.join(path, f"{kind}_archive.tmp")  # not *.db: no scrape reads it
+            if os.path.exists(aside):
+                os.remove(aside)
+            out = MmapedDict(aside)
+            try:
+                for metric in merged:
+                    for sample in metric.samples:
+                        key = mmap_key(metric.name, sample.name, list(sample.labels),
+                                       list(sample.labels.values()), metric.documentation)
+                        out.write_value(key, sample.value, 0.0)
+            finally:
+                out.close()
+            os.replace(aside, archive)
+            os.remove(dead)
 
 
 def on_exit(server):

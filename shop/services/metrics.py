@@ -9,6 +9,7 @@ it); without it (tests, `flask run`, a single process) the normal in-process reg
 """
 from __future__ import annotations
 
+import fcntl
 import os
 
 _MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
@@ -29,6 +30,8 @@ from prometheus_client import (  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily, Metric  # noqa: E402
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4  # noqa: E402
 
+# Taken by gunicorn.conf.py while it folds a dead worker's files into the archive.
+METRICS_LOCK = "merge.lock"
 # The classic text format: every Prometheus version (and most other scrapers) reads it.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -97,13 +100,16 @@ class _Scrape:
 def exposition(jobs_queued: int | None) -> bytes:
     """The Prometheus text for /metrics. `jobs_queued` is read at scrape time (None: unknown,
     e.g. Redis is down, and then the gauge is left out rather than reported as 0)."""
-    if _MULTIPROC_DIR:
-        base = CollectorRegistry()
-        multiprocess.MultiProcessCollector(base, path=_MULTIPROC_DIR)
-    else:
-        base = REGISTRY
     live: list[Metric] = []
     if jobs_queued is not None:
         live.append(GaugeMetricFamily("shop_jobs_queued", "Background jobs waiting in the queue",
                                       value=jobs_queued))
-    return generate_latest(_Scrape(base, live))  # type: ignore[arg-type]
+    if not _MULTIPROC_DIR:
+        return generate_latest(_Scrape(REGISTRY, live))  # type: ignore[arg-type]
+    base = CollectorRegistry()
+    multiprocess.MultiProcessCollector(base, path=_MULTIPROC_DIR)
+    # gunicorn's master folds a dead worker's files into an archive (gunicorn.conf.py) under
+    # this lock: while it is held shared, no worker's counts are in two files, or in none.
+    with open(os.path.join(_MULTIPROC_DIR, METRICS_LOCK), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        return generate_latest(_Scrape(base, live))  # type: ignore[arg-type]

@@ -149,6 +149,38 @@ def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
     assert server.process.returncode == 0, server.log.read_text()
 
 
+def test_recycled_workers_leave_no_files_behind_and_nothing_is_counted_twice(tmp_path):
+    """max_requests recycling every few requests: the totals stay exact across the dead
+    workers, whose files are folded into one archive per type instead of piling up (every
+    scrape reads every file)."""
+    metrics_dir = tmp_path / "prometheus"
+    server = Gunicorn(tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                                 "DATABASE_URL": migrated_sqlite(tmp_path),
+                                 "GUNICORN_MAX_REQUESTS": "8", "GUNICORN_MAX_REQUESTS_JITTER": "0"})
+    try:
+        sent = 0
+        for _ in range(12):
+            hit(server, 10)
+            sent += 10
+        # A scrape is a request too: it may recycle the worker that answered it.
+        scrapes = [server.get("/metrics") for _ in range(5)]
+        assert all(status == 200 for status, _ in scrapes)
+        assert all(healthz_total(text) == sent for _, text in scrapes), \
+            [healthz_total(text) for _, text in scrapes]
+        assert all(sample(text, "shop_http_request_duration_seconds_count",
+                          endpoint="ops.healthz") == sent for _, text in scrapes)
+        booted = server.log.read_text().count("Booting worker")
+        assert booted >= 10  # the workers really were recycled
+        files = sorted(p.name for p in metrics_dir.glob("*.db"))
+        # Two live workers (a counter and a histogram file each, at most) and the archive.
+        assert len(files) <= 6, files
+        assert {"counter_archive.db", "histogram_archive.db"} <= set(files)
+        assert len(worker_pids(metrics_dir)) <= 2
+    finally:
+        server.stop()
+    assert server.process.returncode == 0, server.log.read_text()
+
+
 def test_gunicorn_makes_and_removes_its_own_metrics_directory(tmp_path):
     """Without PROMETHEUS_MULTIPROC_DIR, each gunicorn master keeps its own, in TMPDIR."""
     temp = tmp_path / "tmp"
