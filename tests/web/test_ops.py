@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -108,6 +109,62 @@ def test_readyz_checks_redis_and_the_replica_when_configured(make_app):
     text_ = scrape(client)
     assert "shop_http_requests_total" in text_
     assert sample(text_, "shop_jobs_queued") is None
+
+
+class SilentServer:
+    """A server that accepts connections and never says a word: a hung database or Redis, or
+    the far side of a network partition."""
+
+    def __init__(self) -> None:
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(64)
+        self.port = self._server.getsockname()[1]
+        self._accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self._accepted.append(conn)
+
+    def close(self) -> None:
+        self._server.close()
+        for conn in self._accepted:
+            conn.close()
+
+
+def test_readyz_answers_503_quickly_when_a_dependency_accepts_but_never_answers(make_app):
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    silent = SilentServer()
+    try:
+        mysql = f"mysql+pymysql://shop@127.0.0.1:{silent.port}/shop"
+        for overrides, down in (
+                ({"SQLALCHEMY_DATABASE_URI": mysql}, "database"),
+                ({"DATABASE_REPLICA_URL": mysql, "REDIS_URL": f"redis://127.0.0.1:{silent.port}/0"},
+                 "replica")):
+            client = make_app(**overrides).test_client()
+            answers: list = []
+            started = time.monotonic()
+            asking = threading.Thread(target=lambda c=client, a=answers: a.append(c.get("/readyz")),
+                                      daemon=True)
+            asking.start()
+            asking.join(timeout=15)
+            assert answers, f"/readyz still waiting on a silent {down} after 15 s"
+            assert time.monotonic() - started < 8  # a check or two of 2 s each
+            assert answers[0].status_code == 503
+            body = answers[0].get_json()
+            assert body["status"] == "unavailable"
+            assert body["checks"][down].startswith("error: ")
+            if down == "replica":
+                assert body["checks"]["database"] == "ok"
+                assert body["checks"]["redis"].startswith("error: ")
+    finally:
+        silent.close()
 
 
 def test_readyz_reports_redis_ok_when_it_answers(make_app):

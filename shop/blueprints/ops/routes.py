@@ -5,7 +5,9 @@ import hmac
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from ...extensions import csrf, db
 from ...services import jobs, metrics, routing
@@ -13,6 +15,10 @@ from ...services import jobs, metrics, routing
 bp = Blueprint("ops", __name__)
 csrf.exempt(bp)
 log = logging.getLogger("shop.ops")
+# Each dependency answers a readiness check within this (connect, then each read or write): a
+# load balancer's check must get its 503 quickly from a server that accepts connections and then
+# says nothing (hung, overloaded, half of a network partition), not wait for gunicorn's timeout.
+CHECK_TIMEOUT_SECONDS = 2
 
 
 @bp.get("/healthz")
@@ -29,7 +35,7 @@ def readyz():
     checks: dict[str, str] = {"database": _check_database()}
     replica = routing.replica_engine()
     if replica is not None:
-        checks["replica"] = _check_engine(replica)
+        checks["replica"] = _check_engine(_probe(replica) or replica)
     if current_app.config.get("REDIS_URL"):
         checks["redis"] = _check_redis()
     ready = all(v == "ok" for v in checks.values())
@@ -60,12 +66,30 @@ def prometheus_metrics():
 
 
 def _check_database() -> str:
+    probe = _probe(db.engine)
+    if probe is not None:
+        return _check_engine(probe)
     try:
         db.session.execute(text("SELECT 1"))
         return "ok"
     except Exception as exc:  # any failure means not ready
         db.session.rollback()
         return f"error: {type(exc).__name__}"
+
+
+def _probe(engine: Engine) -> Engine | None:
+    """An engine on the same server that connects afresh for each check, with the driver's
+    connect, read and write timeouts at CHECK_TIMEOUT_SECONDS (the shop's own connections have
+    no read timeout: a query may take as long as it needs). None for SQLite, which has no
+    server to wait for."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return None
+    probes = current_app.extensions.setdefault("shop_ops_probes", {})
+    if engine.url not in probes:
+        seconds = CHECK_TIMEOUT_SECONDS
+        probes[engine.url] = create_engine(engine.url, poolclass=NullPool, connect_args={
+            "connect_timeout": seconds, "read_timeout": seconds, "write_timeout": seconds})
+    return probes[engine.url]
 
 
 def _check_engine(engine) -> str:
