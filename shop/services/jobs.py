@@ -53,26 +53,39 @@ def _origin() -> dict[str, str]:
 
 
 def enqueue(func: Callable[..., Any], *args: Any, delay: timedelta | None = None) -> None:
-    """Run `func(*args)` in the worker (or now, inline, without Redis). Failures of inline
-    jobs are logged, never shown to the shopper whose request queued them."""
+    """Run `func(*args)` in the worker (or now, inline, without Redis or while it cannot be
+    reached). Failures of inline jobs are logged, never shown to the shopper whose request
+    queued them."""
     q = queue()
     if q is not None:
+        from redis.exceptions import RedisError
         from rq import Retry
 
         # A mail server or Stripe hiccup should not lose the job: three more tries, spaced out.
         options = {"meta": _origin(), "retry": Retry(max=3, interval=RETRY_INTERVALS)}
-        if delay is not None:
-            q.enqueue_in(delay, func, *args, **options)
-        else:
-            q.enqueue(func, *args, **options)
-        return
+        try:
+            if delay is not None:
+                q.enqueue_in(delay, func, *args, **options)
+            else:
+                q.enqueue(func, *args, **options)
+            return
+        except RedisError:
+            # What queued the job (an order placed, a reset asked for) is done and committed:
+            # a Redis outage must not turn its answer into an error. Run it here instead.
+            log.warning("could not queue %s; %s", _name(func),
+                        "left to the expire-orders sweep" if delay is not None
+                        else "running it inline", exc_info=True)
     if delay is not None:
         # Without a worker nothing can wait; `flask --app wsgi expire-orders` (cron) covers it.
         return
     try:
         func(*args)
     except Exception:
-        log.exception("inline job %s failed", getattr(func, "__name__", func))
+        log.exception("inline job %s failed", _name(func))
+
+
+def _name(func: Callable[..., Any]) -> str:
+    return getattr(func, "__name__", repr(func))
 
 
 def queued_count() -> int:

@@ -7,6 +7,7 @@ import email
 import email.policy
 import logging
 import re
+import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -234,6 +235,24 @@ def test_flask_worker_command_runs_jobs(redis_app):
     assert result.exit_code == 0, result.output
     assert subjects(redis_app) == [f"Your order {order.number}"]
     assert jobs.queue().count == 0
+
+
+def test_an_order_placed_while_redis_is_down_is_answered_and_its_mail_sent_inline(make_app):
+    # The order is committed before its confirmation is queued: a Redis outage then must not
+    # answer the shopper with an error (who would place it again), nor lose the mail.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{closed}/0")
+    client = app.test_client()
+    with app.app_context():
+        mug = f.variant_of(f.product("Mug", price="12.00", stock=6, slug="mug"))
+        response = buy(client, mug.id, 2, method="manual")
+        order = last_order()
+        assert response.status_code == 303
+        assert order.number in response.headers["Location"]
+        # Sent inline, as without Redis: the confirmation, and the low-stock alert (6 - 2 <= 5).
+        assert subjects(app) == ["Low stock: 1 item(s)", f"Your order {order.number}"]
 
 
 def test_flask_worker_command_without_redis_explains(make_app):
