@@ -25,6 +25,11 @@ from flask import (
     request,
 )
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -46,6 +51,8 @@ ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 
 
 RW_KEY_PREFIX = "shop:rw:"
+# Retry-After of a 503 answered while the database or Redis cannot be reached.
+UNAVAILABLE_RETRY_SECONDS = 5
 
 
 def current_request_id() -> str:
@@ -349,6 +356,21 @@ def init_app(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
 
+    # The database or Redis cannot be reached (refused, lost, timed out, no connection left in
+    # the pool): not a fault of the request or of the code, so 503 and a word on what to do,
+    # like /readyz says meanwhile, rather than the 500 of a bug.
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeoutError)
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def dependency_unavailable(error: Exception):
+        current_app.logger.error("a dependency is unavailable: %s", type(error).__name__,
+                                 exc_info=error)
+        response = _error(503, "The shop cannot reach its database or cache right now. "
+                               "Please try again in a moment.")
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
+        return response
+
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         current_app.logger.exception("unhandled error")
@@ -380,9 +402,11 @@ def _error(status: int, message: str, code: str | None = None) -> Response:
     try:
         body = render_template("errors/error.html", status=status,
                                title=ERROR_TITLES.get(status, "Error"), message=message)
-    except Exception:  # the error page itself must never fail
+    except Exception:  # the error page itself must never fail (it may need the database)
         current_app.logger.exception("error page failed")
-        body = f"<!doctype html><title>{status}</title><h1>{ERROR_TITLES.get(status, 'Error')}</h1>"
+        title = ERROR_TITLES.get(status, "Error")
+        body = (f"<!doctype html><html lang=\"en\"><title>{title}</title><h1>{title}</h1>"
+                f"<p>{escape(message)}</p></html>")
     return make_response(body, status)
 
 

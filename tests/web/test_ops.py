@@ -22,7 +22,7 @@ from shop.services import cart as carts
 from shop.services import checkout, jobs
 from shop.services.cart import CartOwner
 from tests import factories as f
-from tests.conftest import MYSQL_URL
+from tests.conftest import MYSQL_URL, csrf_token
 
 MB = 1024 * 1024
 
@@ -165,6 +165,38 @@ def test_readyz_answers_503_quickly_when_a_dependency_accepts_but_never_answers(
                 assert body["checks"]["redis"].startswith("error: ")
     finally:
         silent.close()
+
+
+def test_pages_and_the_api_answer_503_while_a_dependency_is_down(make_app):
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    unavailable = "cannot reach its database or cache"
+
+    def assert_unavailable(response, json_: bool) -> None:
+        assert response.status_code == 503, response.get_data(as_text=True)[:300]
+        assert response.headers["Retry-After"] == "5"
+        if json_:
+            assert response.get_json()["error"]["code"] == "unavailable"
+            assert unavailable in response.get_json()["error"]["message"]
+        else:
+            assert unavailable in response.get_data(as_text=True)
+
+    # Redis down: the rate limits of the API and of logging in live there.
+    client = make_app(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+                      RATELIMIT_ENABLED=True).test_client()
+    assert_unavailable(client.get("/api/v1/products"), json_=True)
+    assert_unavailable(client.post("/api/v1/auth/token",
+                                   json={"email": "a@example.com", "password": "x" * 12}),
+                       json_=True)
+    assert_unavailable(client.post("/account/login", data={
+        "email": "a@example.com", "password": "x" * 12,
+        "csrf_token": csrf_token(client)}), json_=False)
+    # The database down.
+    client = make_app(
+        SQLALCHEMY_DATABASE_URI=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/shop",
+    ).test_client()
+    assert_unavailable(client.get("/api/v1/products"), json_=True)
+    assert_unavailable(client.get("/products"), json_=False)
+    assert_unavailable(client.get("/cart"), json_=False)
 
 
 def test_readyz_reports_redis_ok_when_it_answers(make_app):

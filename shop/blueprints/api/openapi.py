@@ -135,7 +135,8 @@ def _operation(op: Operation, path_parameters: list[dict[str, Any]],
     error_schema = refs[(ErrorOut, "serialization")]
     for status, why in op.error_statuses().items():
         responses[str(status)] = {"description": why, "content": _json(error_schema)}
-    responses["429"]["headers"] = {"Retry-After": {
-        "description": "Seconds to wait.", "schema": {"type": "integer"}}}
+    for status in ("429", "503"):
+        responses[status]["headers"] = {"Retry-After": {
+            "description": "Seconds to wait.", "schema": {"type": "integer"}}}
     item["responses"] = responses
     return item

@@ -62,6 +62,8 @@ class Operation:
             found[422] = "A field is missing, of the wrong type, unknown or invalid."
         found.update(self.errors)
         found[429] = "Too many requests: slow down and retry after the Retry-After delay."
+        found[503] = ("The database or Redis cannot be reached right now: retry after the "
+                      "Retry-After delay.")
         return dict(sorted(found.items()))
 
 
