@@ -4,6 +4,7 @@ links in mail, and the id of the request that queued it for its log lines."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -50,7 +51,17 @@ class ShopJobs:
 
 
 class ShopWorker(ShopJobs, Worker):
-    """Forks a work horse per job (a crash or leak in one job cannot take the worker down)."""
+    """Forks a work horse per job (a crash or leak in one job cannot take the worker down).
+
+    The horse ignores SIGTERM: a supervisor that signals every process of the service at once
+    (systemd's default KillMode=control-group) must not kill the job it is running. The worker
+    gets the same SIGTERM and waits for the job (RQ's warm shutdown); a second signal, the
+    job's timeout and the supervisor's final SIGKILL still end it (RQ kills a horse with
+    SIGKILL)."""
+
+    def setup_work_horse_signals(self) -> None:
+        super().setup_work_horse_signals()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class ShopSimpleWorker(ShopJobs, SimpleWorker):

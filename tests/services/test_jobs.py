@@ -6,8 +6,12 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -253,6 +257,62 @@ def test_an_order_placed_while_redis_is_down_is_answered_and_its_mail_sent_inlin
         assert order.number in response.headers["Location"]
         # Sent inline, as without Redis: the confirmation, and the low-stock alert (6 - 2 <= 5).
         assert subjects(app) == ["Low stock: 1 item(s)", f"Your order {order.number}"]
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and every process under it (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += parents.get(current, [])
+    return tree
+
+
+@pytest.mark.slow
+def test_stopping_the_worker_lets_the_running_job_finish(redis_app, database_url, tmp_path):
+    """systemd stops a service by sending SIGTERM to every process in it (KillMode's default),
+    the forked work horse included: the job it runs must finish, as docs/DEPLOY.md promises
+    ("the current job finishes first"), not die with the horse."""
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_REPLICA_URL")}
+    env.update({"SHOP_ENV": "development", "DATABASE_URL": database_url,
+                "REDIS_URL": redis_app.config["REDIS_URL"],
+                "SHOP_JOBS_QUEUE": redis_app.config["JOBS_QUEUE"],
+                "SHOP_OUTBOX_DIR": str(tmp_path / "outbox"), "PYTHONDONTWRITEBYTECODE": "1"})
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
+                                  cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        jobs.enqueue(time.sleep, 3)
+        job = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            started = jobs.queue().started_job_registry.get_job_ids()
+            if started:
+                job = Job.fetch(started[0], connection=jobs.queue().connection)
+                break
+            time.sleep(0.05)
+        assert job is not None, log.read_text()
+        processes = _process_tree(worker.pid)
+        assert len(processes) >= 2  # the worker and the horse running the job
+        for pid in processes:
+            os.kill(pid, signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert job.get_status(refresh=True) == "finished", (job.exc_info, log.read_text())
 
 
 def test_flask_worker_command_without_redis_explains(make_app):
