@@ -35,7 +35,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .services import metrics, routing
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# \Z, not $: $ also matches before a final newline, and "abc\n" echoed in a header is an
+# error (and a line break in a plain-text log line).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 RW_COOKIE = "shop_rw"
 # Endpoints whose GETs only read the catalogue: these may use the read replica.
 REPLICA_ENDPOINTS = {"catalog.home", "catalog.products", "catalog.category", "catalog.product",

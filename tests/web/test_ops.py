@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -36,7 +37,7 @@ def closed_port() -> int:
 
 def redis_url() -> str | None:
     """The local Redis, or None when it is not running (those tests are skipped)."""
-    url = "redis://127.0.0.1:6379/0"
+    url = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
     try:
         from redis import Redis
 
@@ -414,6 +415,30 @@ def test_request_id_is_taken_or_generated_and_echoed(client):
     assert client.post("/cart/add", data={}, headers={"X-Request-ID": "csrf-1"}).headers[
         "X-Request-ID"] == "csrf-1"
     assert client.get("/nope", headers={"X-Request-ID": "nf-1"}).headers["X-Request-ID"] == "nf-1"
+
+
+@pytest.mark.parametrize("incoming", ["abc\n", "lb-1\n", "a" * 64 + "\n"])
+def test_a_request_id_ending_in_a_line_break_is_replaced(make_app, incoming):
+    # A regex ending in $ also matches before a final newline: such an id was taken, and echoing
+    # it in the response header failed (a 500, and a broken line in plain-text logs).
+    url = redis_url()
+    apps = [make_app()]
+    if url is not None:  # and in front of Flask, on a page cache hit
+        apps.append(make_app(REDIS_URL=url, CACHE_KEY_PREFIX=f"test-ops-{uuid.uuid4().hex}:"))
+    for app in apps:
+        client = app.test_client()
+        for path in ("/healthz", "/products", "/products"):
+            response = client.get(path, environ_overrides={"HTTP_X_REQUEST_ID": incoming})
+            assert response.status_code == 200
+            echoed = response.headers["X-Request-ID"]
+            assert len(echoed) == 32 and "\n" not in echoed
+        if app.config["REDIS_URL"]:
+            assert response.headers["X-Cache"] == "hit"
+            from redis import Redis
+
+            conn = Redis.from_url(url)
+            for key in conn.scan_iter(match=app.config["CACHE_KEY_PREFIX"] + "*"):
+                conn.delete(key)
 
 
 @pytest.fixture

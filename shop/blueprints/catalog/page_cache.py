@@ -44,7 +44,7 @@ from itsdangerous import BadSignature
 from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response
 
-from ...http import log_access
+from ...http import REQUEST_ID, log_access
 from ...services import cache, metrics, routing
 from ...sessions import csrf_serializer, new_csrf_secret
 
@@ -58,7 +58,6 @@ LOCAL_SESSIONS = 4096  # checked session cookies a worker keeps (about 300 bytes
 QUERY_ARGUMENTS = frozenset({"q", "category", "min_price", "max_price", "in_stock", "sort",
                              "page", "per_page", "variant"})
 STORE_KEY = "shop.page_cache.store"
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Set per request by the app or this cache; never stored.
 PER_REQUEST_HEADERS = {"set-cookie", "x-request-id", "content-length", "x-cache"}
 log = logging.getLogger("shop.cache")
