@@ -498,6 +498,41 @@ def test_production_logs_are_json_with_the_request_id_on_every_line(production_l
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
+def test_the_page_caches_lines_carry_the_request_id_of_the_answer(production_logs,
+                                                                   monkeypatch):
+    # The page cache runs in front of Flask: what it logs (Redis down, a page it could not
+    # store) must carry the same id as the request's other lines and its X-Request-ID.
+    app, lines = production_logs(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    client = app.test_client()
+    bypassed = client.get("/products")
+    assert bypassed.status_code == 200
+    given = client.get("/products", headers={"X-Request-ID": "cache-7"})
+    assert given.headers["X-Request-ID"] == "cache-7"
+    url = redis_url()
+    if url is not None:
+        app, lines_stored = production_logs(REDIS_URL=url,
+                                            CACHE_KEY_PREFIX=f"test-ops-{uuid.uuid4().hex}:")
+        from shop.services import cache
+
+        store = cache.backend(app)
+
+        def refuse(*_args, **_kwargs):
+            raise ConnectionError("Redis went away")
+
+        monkeypatch.setattr(store, "set", refuse)
+        not_stored = app.test_client().get("/products")
+        assert not_stored.status_code == 200
+        assert [r["request_id"] for r in lines_stored()
+                if r["message"] == "redis unavailable: page not cached"] == [
+            not_stored.headers["X-Request-ID"]]
+    records = lines()
+    for response in (bypassed, given):
+        request_id = response.headers["X-Request-ID"]
+        mine = {r["logger"] + ": " + r["message"] for r in records if r["request_id"] == request_id}
+        assert "shop.cache: redis unavailable: page cache bypassed" in mine, records
+        assert "shop.access: GET /products 200" in mine
+
+
 def test_access_lines_are_the_same_written_directly_or_through_logging(production_logs):
     """A production access line goes straight to the JSON handler (http.log_access); with
     anything else listening it goes through logging. Both give the same line."""

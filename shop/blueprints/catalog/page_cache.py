@@ -126,7 +126,8 @@ class PageCache:
                 if _fresh(entry, version, seconds):
                     self._remember(key, entry)
         except Exception:
-            log.warning("redis unavailable: page cache bypassed", exc_info=True)
+            log.warning("redis unavailable: page cache bypassed", exc_info=True,
+                        extra={"request_id": _request_id(environ)})
             return self.wsgi_app(environ, start_response)
         if _fresh(entry, version, seconds):
             return self._hit(environ, start_response, entry, secret_token, started)
@@ -234,7 +235,9 @@ class PageCache:
         try:
             store.set(key, entry, timeout=self.flask_app.config["CATALOG_CACHE_SECONDS"])
         except Exception:
-            log.warning("redis unavailable: page not cached", exc_info=True)
+            request_id = next((v for k, v in captured[1] if k.lower() == "x-request-id"), "")
+            log.warning("redis unavailable: page not cached", exc_info=True,
+                        extra={"request_id": request_id})
         else:
             self._remember(key, entry)
         return [body]
@@ -249,6 +252,17 @@ class PageCache:
         app = self.flask_app
         data = b'{"csrf_token":%s}' % json.dumps(secret).encode()
         return [("Set-Cookie", app.session_interface.cookie(app, data))]  # type: ignore[attr-defined]
+
+
+def _request_id(environ: dict) -> str:
+    """The request's id for a line logged here, before Flask has seen the request (no `g`):
+    the one sent, or a new one put in its place, which Flask then takes and echoes, so the
+    line and the response carry the same."""
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    if REQUEST_ID.match(incoming):
+        return incoming
+    environ["HTTP_X_REQUEST_ID"] = generated = os.urandom(16).hex()
+    return generated
 
 
 def _known_arguments(query: str) -> bool:
