@@ -155,14 +155,18 @@ if os.environ.get("SHOP_ENV") == "production":
             "gunicorn.error": {"level": loglevel.upper(), "handlers": ["json_stderr"],
                                "propagate": False, "qualname": "gunicorn.error"},
             # Off unless GUNICORN_ACCESSLOG asks for it: shop.access already logs each request.
-            "gunicorn.access": {"level": "INFO", "handlers": ["json_stdout"] if accesslog else [],
+            "gunicorn.access": {"level": "INFO", "handlers": ["json_access"] if accesslog else [],
                                 "propagate": False, "qualname": "gunicorn.access"},
         },
         "handlers": {
             "json_stderr": {"class": "logging.StreamHandler", "formatter": "json",
                             "stream": "ext://sys.stderr"},
-            "json_stdout": {"class": "logging.StreamHandler", "formatter": "json",
-                            "stream": "ext://sys.stdout"},
+            # "-" is stdout, as gunicorn reads it; a path is that file (reopened on SIGUSR1,
+            # as gunicorn does for its own log files).
+            "json_access": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stdout"} if accesslog in (None, "-") else
+                           {"class": "logging.FileHandler", "formatter": "json",
+                            "filename": accesslog},
         },
         "formatters": {"json": {"()": _JsonFormatter}},
     }

@@ -2,6 +2,7 @@
 GUNICORN_ACCESSLOG asks for it (the shop logs every request itself)."""
 from __future__ import annotations
 
+import json
 import runpy
 from datetime import timedelta
 from pathlib import Path
@@ -51,3 +52,30 @@ def test_access_fields_are_built_only_for_an_access_log(monkeypatch, tmp_path, a
     assert logger.cfg.logconfig_dict
     logger.access(object(), object(), {"REQUEST_METHOD": "GET"}, timedelta(milliseconds=3))
     assert len(built) == lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accesslog", ["file", "-"])
+def test_gunicorn_accesslog_goes_where_it_says_as_json_in_production(tmp_path, accesslog):
+    """GUNICORN_ACCESSLOG is gunicorn's own access log: a file path writes that file ("-":
+    stdout), one JSON object a line like every production line."""
+    from .test_metrics_workers import Gunicorn, migrated_sqlite
+
+    target = str(tmp_path / "access.log") if accesslog == "file" else "-"
+    server = Gunicorn(tmp_path, {"SHOP_ENV": "production", "SECRET_KEY": "s" * 32,
+                                 "WEB_CONCURRENCY": "1", "GUNICORN_ACCESSLOG": target,
+                                 "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+                                 "DATABASE_URL": migrated_sqlite(tmp_path)})
+    try:
+        assert server.get("/healthz?access-log-probe")[0] == 200
+    finally:
+        server.stop()
+    written = (tmp_path / "access.log").read_text() if accesslog == "file" else ""
+    output = server.log.read_text()  # gunicorn's stdout and stderr
+    access = [json.loads(line) for line in (written if accesslog == "file" else output)
+              .splitlines() if '"gunicorn.access"' in line]
+    assert access, (written, output)
+    assert {line["logger"] for line in access} == {"gunicorn.access"}
+    assert any("GET /healthz?access-log-probe HTTP/1.1" in line["message"] for line in access)
+    if accesslog == "file":
+        assert '"gunicorn.access"' not in output
