@@ -1,0 +1,123 @@
+"""docs/DEPLOY.md's nginx site, run as written by the nginx this machine has (Debian 12's is
+1.22): it must load, serve the shop by its name, and let Prometheus scrape /metrics the way
+the document's scrape config says. Skipped without nginx and openssl."""
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
+                                 or not shutil.which("openssl"), reason="needs nginx and openssl")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Upstream(BaseHTTPRequestHandler):
+    """Stands in for gunicorn: says which path and Host it was asked for."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = f"upstream {self.path} {self.headers.get('Host')}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+def deploy_nginx_site(ports: dict[str, int], folder: Path, upstream: int) -> str:
+    """The document's nginx blocks for /etc/nginx/sites-available/shop, on local ports."""
+    doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+    after = doc.split("`/etc/nginx/sites-available/shop`", 1)[1]
+    site = "".join(block.split("```", 1)[0] for block in after.split("```nginx\n")[1:]
+                   if "shop_app" in block.split("```", 1)[0])
+    site = re.sub(r"^\s*listen \[::\].*$", "", site, flags=re.M)
+    site = re.sub(r"listen (?:[\d.]+:)?(\d+)",
+                  lambda m: f"listen 127.0.0.1:{ports.setdefault(m.group(1), free_port())}", site)
+    certs = "/etc/letsencrypt/live/shop.example.com/"
+    return (site.replace("127.0.0.1:8000", f"127.0.0.1:{upstream}")
+            .replace("allow 10.0.0.30;", "allow 127.0.0.1;")
+            .replace(certs + "fullchain.pem", str(folder / "cert.pem"))
+            .replace(certs + "privkey.pem", str(folder / "key.pem"))
+            .replace("/var/log/nginx/", f"{folder}/")
+            .replace("/var/www/letsencrypt", str(folder)))
+
+
+def get(port: int, path: str, host: str, *, tls: bool, sni: str | None = None) -> str:
+    """A raw HTTP/1.1 GET to 127.0.0.1:port with this Host (and TLS server name)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            raw = context.wrap_socket(raw, server_hostname=sni or host.split(":")[0])
+        raw.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+                    f"Authorization: Bearer t\r\n\r\n".encode())
+        data = b""
+        while chunk := raw.recv(65536):
+            data += chunk
+        return data.decode(errors="replace")
+    finally:
+        raw.close()
+
+
+def test_the_documented_nginx_site_loads_and_prometheus_can_scrape_as_documented(tmp_path):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=shop.example.com", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    ports: dict[str, int] = {}
+    site = deploy_nginx_site(ports, tmp_path, upstream.server_address[1])
+    temp = " ".join(f"{kind}_temp_path {tmp_path}/{kind};"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n{temp}\naccess_log {tmp_path}/access.log;\n{site}\n}}\n")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    command = [nginx, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    subprocess.run(command, check=True)
+    try:
+        # The shop by its name, over TLS.
+        page = get(ports["443"], "/products", "shop.example.com", tls=True)
+        assert page.startswith("HTTP/1.1 200") and "upstream /products" in page
+        # Prometheus, as the scrape config in section 10 says: each target, its scheme.
+        doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+        scrape = doc.split("scrape_configs:", 1)[1].split("```", 1)[0]
+        tls = re.search(r"scheme:\s*https", scrape) is not None
+        targets = re.findall(r'"([^"]+:\d+)"', re.search(r"targets:\s*\[([^\]]*)\]",
+                                                          scrape).group(1))
+        assert targets
+        for target in targets:
+            port = target.rsplit(":", 1)[1]
+            assert port in ports, f"no nginx server listens on {target}'s port"
+            try:
+                answer = get(ports[port], "/metrics", target, tls=tls)
+            except (ssl.SSLError, OSError) as exc:
+                answer = f"refused: {exc}"
+            assert answer.startswith("HTTP/1.1 200") and "upstream /metrics" in answer, \
+                (target, answer[:200])
+        # From outside, through the shop's name, /metrics is not served.
+        assert not get(ports["443"], "/metrics", "shop.example.com", tls=True).startswith(
+            "HTTP/1.1 200")
+    finally:
+        subprocess.run([*command, "-s", "stop"], capture_output=True)
+        upstream.shutdown()
