@@ -1,6 +1,7 @@
-"""docs/DEPLOY.md's nginx site, run as written by the nginx this machine has (Debian 12's is
-1.22): it must load, serve the shop by its name, and let Prometheus scrape /metrics the way
-the document's scrape config says. Skipped without nginx and openssl."""
+"""docs/DEPLOY.md run as written: its environment file read by the shell as the CLI and cron
+read it, and its nginx site by the nginx this machine has (Debian 12's is 1.22): it must load,
+serve the shop by its name, and let Prometheus scrape /metrics the way the document's scrape
+config says (skipped without nginx and openssl)."""
 from __future__ import annotations
 
 import re
@@ -15,9 +16,34 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
-                                 or not shutil.which("openssl"), reason="needs nginx and openssl")]
+DEPLOY = ROOT / "docs" / "DEPLOY.md"
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def test_the_environment_file_reads_the_same_in_the_shell_with_a_tls_database_url(tmp_path):
+    """Section 4's /etc/shop/shop.env, with section 2's TLS database URL in it, loaded as the
+    document says for the CLI and cron (`set -a; . /etc/shop/shop.env; set +a`): every
+    variable keeps the value systemd reads (quotes stripped), the URL's `&` included."""
+    doc = DEPLOY.read_text()
+    tls_url = re.search(r"`(mysql\+pymysql://[^`]*&ssl_ca=[^`]*)`", doc).group(1)
+    env_file = doc.split("`/etc/shop/shop.env`", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    line = re.search(r"^DATABASE_URL=(.*)$", env_file, flags=re.M).group(1)
+    quote = line[0] if line[0] in "'\"" else ""
+    env_file = env_file.replace(f"DATABASE_URL={line}", f"DATABASE_URL={quote}{tls_url}{quote}")
+    env_file = re.sub(r"<[^>]*>", "placeholder", env_file)  # SECRET_KEY=<python3 -c ...>
+    (tmp_path / "shop.env").write_text(env_file)
+    expected = {}
+    for assignment in env_file.splitlines():
+        if "=" in assignment and not assignment.startswith("#"):
+            name, value = assignment.split("=", 1)
+            expected[name] = value[1:-1] if value[:1] in "'\"" and value[-1:] == value[:1] \
+                else value
+    shown = subprocess.run(
+        ["sh", "-c", f"set -a; . {tmp_path / 'shop.env'}; set +a; env"],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True).stdout
+    got = dict(item.split("=", 1) for item in shown.splitlines() if "=" in item)
+    assert expected["DATABASE_URL"] == tls_url
+    assert {name: got.get(name) for name in expected} == expected
 
 
 def free_port() -> int:
@@ -42,7 +68,7 @@ class Upstream(BaseHTTPRequestHandler):
 
 def deploy_nginx_site(ports: dict[str, int], folder: Path, upstream: int) -> str:
     """The document's nginx blocks for /etc/nginx/sites-available/shop, on local ports."""
-    doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+    doc = DEPLOY.read_text()
     after = doc.split("`/etc/nginx/sites-available/shop`", 1)[1]
     site = "".join(block.split("```", 1)[0] for block in after.split("```nginx\n")[1:]
                    if "shop_app" in block.split("```", 1)[0])
@@ -77,6 +103,8 @@ def get(port: int, path: str, host: str, *, tls: bool, sni: str | None = None) -
         raw.close()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(NGINX is None or not shutil.which("openssl"), reason="needs nginx and openssl")
 def test_the_documented_nginx_site_loads_and_prometheus_can_scrape_as_documented(tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=shop.example.com", "-keyout", str(tmp_path / "key.pem"),
@@ -90,8 +118,7 @@ def test_the_documented_nginx_site_loads_and_prometheus_can_scrape_as_documented
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
         f"http {{\n{temp}\naccess_log {tmp_path}/access.log;\n{site}\n}}\n")
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    command = [nginx, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)]
+    command = [str(NGINX), "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     subprocess.run(command, check=True)
@@ -100,7 +127,7 @@ def test_the_documented_nginx_site_loads_and_prometheus_can_scrape_as_documented
         page = get(ports["443"], "/products", "shop.example.com", tls=True)
         assert page.startswith("HTTP/1.1 200") and "upstream /products" in page
         # Prometheus, as the scrape config in section 10 says: each target, its scheme.
-        doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+        doc = DEPLOY.read_text()
         scrape = doc.split("scrape_configs:", 1)[1].split("```", 1)[0]
         tls = re.search(r"scheme:\s*https", scrape) is not None
         targets = re.findall(r'"([^"]+:\d+)"', re.search(r"targets:\s*\[([^\]]*)\]",
