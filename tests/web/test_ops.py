@@ -397,8 +397,15 @@ def test_metrics_can_require_a_scrape_token(make_app):
     client = make_app(METRICS_TOKEN="scrape-secret").test_client()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Basic scrape-secret"}
+                      ).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer Scrape-Secret"}
+                      ).status_code == 401
     text_ = scrape(client, headers={"Authorization": "Bearer scrape-secret"})
     assert "shop_http_requests_total" in text_
+    # The scheme is case-insensitive (RFC 9110): scrapers that send "bearer" are let in.
+    assert "shop_http_requests_total" in scrape(
+        client, headers={"Authorization": "bearer scrape-secret"})
 
 
 # ---- request ids and logs --------------------------------------------------------------------

@@ -50,8 +50,10 @@ def prometheus_metrics():
     scraper sending that bearer token gets it."""
     token = current_app.config.get("METRICS_TOKEN")
     if token:
-        sent = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+        # The scheme is case-insensitive (RFC 9110), the token is not.
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" \
+                or not hmac.compare_digest(sent.strip().encode(), token.encode()):
             response = Response("Metrics need the scrape token.\n", status=401,
                                 mimetype="text/plain")
             response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
