@@ -429,3 +429,20 @@ def test_staff_setting_the_stock_count_is_exact_while_units_sell(app):
     # The staff's 10 stands if the sale came first; the sale comes off it if it came after.
     assert stock == (10 if sold_before_the_write else 9)
     assert not sold_before_the_write  # the locked read makes the sale wait
+
+
+@pytest.mark.parametrize("line2", ["", "Flat 3"])
+def test_the_confirmation_mail_puts_each_address_line_on_its_own_line(app, outbox, line2):
+    """The text mail ran the address together ("12 Analytical StLondon N1 7AA", or
+    "12 Analytical StFlat 3London ..."): the shop's Jinja drops the newline after a block tag."""
+    variant = f.variant_of(f.product("Lamp", price="19.99", stock=4))
+    owner = guest_cart(variant.id, 2)
+    order = checkout.place_order(owner, CheckoutRequest(
+        email="buyer@example.com", shipping_address=dict(f.ADDRESS, line2=line2)))
+    text = next(outbox.glob("*.eml")).read_text()
+    plain = text.split("Content-Type: text/plain", 1)[1].split("--=====", 1)[0]
+    address = plain.split("Delivery to:\n", 1)[1].split("\n\n", 1)[0]
+    assert address.splitlines() == ["Ada Lovelace", "12 Analytical St",
+                                    *([line2] if line2 else []), "London N1 7AA", "GB"]
+    assert f"2 x Lamp ({variant.sku}): $39.98" in plain
+    assert "Total: $" + str(order.total) in plain
