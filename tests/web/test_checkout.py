@@ -332,3 +332,26 @@ def test_staff_can_see_any_order(app, client, auth, lamp):
     f.user("staff@example.com", role="staff")
     auth.login("staff@example.com")
     assert client.get(f"/orders/{number}").status_code == 200
+
+
+def test_a_coupon_that_no_longer_applies_stops_the_review_before_place_order(client, lamp):
+    """The review offered "Place order" (and "you agree to pay" the total without the coupon)
+    while the cart's coupon no longer applied, and placing was then always refused (the
+    coupon is checked again): the review now says so and sends the shopper to the cart, where
+    the coupon can be removed; then the order is placed at the total reviewed."""
+    from shop.models import Coupon
+
+    coupon = f.coupon("SAVE10")
+    fill_cart(client, lamp.id)
+    client.post("/cart/coupon", data={"code": "save10", "csrf_token": csrf_token(client, "/cart")})
+    db.session.get(Coupon, coupon.id).active = False
+    db.session.commit()
+    review(client)
+    page = client.get("/checkout/review").get_data(as_text=True)
+    assert "Coupon SAVE10 cannot be used: That coupon is no longer active." in page
+    assert "Place order" not in page and 'name="expected_total"' not in page
+    client.post("/cart/coupon/remove", data={"csrf_token": csrf_token(client, "/cart")})
+    response, _, total, _ = place(client)
+    assert "/orders/SO-" in response.headers["Location"]
+    order = db.session.execute(select(Order)).scalar_one()
+    assert str(order.total) == total and order.coupon_code is None
