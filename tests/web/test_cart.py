@@ -467,3 +467,35 @@ def test_the_htmx_quantity_field_is_the_product_pages_own(client, goods):
     assert page.status_code == 422
     assert 'aria-invalid="true"' in field(refused.get_data(as_text=True))
     assert field(refused.get_data(as_text=True)) == field(page.get_data(as_text=True))
+
+
+def test_an_htmx_line_change_updates_the_carts_problems_and_its_coupon(client, goods):
+    """With htmx, a quantity change swapped the line and the totals only: the notice over the
+    lines kept saying "Only 1 of Tee left; please lower the quantity." after it was lowered,
+    and the coupon box kept saying "applied." when the change took the subtotal under the
+    coupon's minimum (the totals showed no discount). Both are now sent out of band."""
+    from decimal import Decimal
+
+    f.coupon("OVER40", min_subtotal=Decimal("40.00"))
+    add(client, goods["mug"].id, "3")
+    add(client, goods["tee"].id, "2")
+    token = csrf_token(client, "/cart")
+    client.post("/cart/coupon", data={"code": "over40", "csrf_token": token})
+    variant = db.session.get(Variant, goods["tee"].id)
+    variant.stock_quantity = 1
+    db.session.commit()
+    page = client.get("/cart").get_data(as_text=True)
+    assert "Only 1 of Tee left; please lower the quantity." in page
+    tee, mug = (db.session.query(CartLine).filter_by(variant_id=goods[name].id).one().id
+                for name in ("tee", "mug"))
+    html = client.post(f"/cart/lines/{tee}/update", data={"quantity": "1", "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert '<div id="cart-problems" data-hx-swap-oob="true">' in html
+    assert "Only 1 of Tee left" not in html
+    assert "Coupon <strong>OVER40</strong> applied." in html  # $36 + $20: over the minimum
+    html = client.post(f"/cart/lines/{mug}/update", data={"quantity": "1", "csrf_token": token},
+                       headers=HX).get_data(as_text=True)  # $12 + $20: under it
+    assert re.search(r'<div id="coupon-box" class="coupon-box" data-hx-swap-oob="true">\s*'
+                     r'<p class="coupon-applied">Coupon <strong>OVER40</strong> cannot be used: '
+                     r'That coupon needs a subtotal of at least \$40.00.</p>', html)
+    assert "Discount" not in html
