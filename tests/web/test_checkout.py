@@ -355,3 +355,14 @@ def test_a_coupon_that_no_longer_applies_stops_the_review_before_place_order(cli
     assert "/orders/SO-" in response.headers["Location"]
     order = db.session.execute(select(Order)).scalar_one()
     assert str(order.total) == total and order.coupon_code is None
+
+
+def test_the_review_names_the_email_the_order_is_placed_for(client, lamp, outbox):
+    """The review said "Confirmation to Ada@Example.COM", as typed, while the order and its
+    mail go to the normalised ada@example.com: it now names the address the order will have."""
+    fill_cart(client, lamp.id)
+    review(client, email="  Ada@Example.COM ")
+    page = client.get("/checkout/review").get_data(as_text=True)
+    assert "Confirmation to <strong>ada@example.com</strong>" in page
+    place(client)
+    assert db.session.execute(select(Order.email)).scalar_one() == "ada@example.com"

@@ -97,7 +97,8 @@ def submit_details():
     if not saved_id:
         details["address"] = {name: form.get(name, "") for name in ADDRESS_FIELDS}
     try:
-        checkout.validate(_request(details))
+        # The review shows the address the order is placed for and mailed to.
+        details["email"], _, _ = checkout.validate(_request(details))
     except ValidationError as exc:
         return _refused(details, exc.errors)
     details["token"] = secrets.token_urlsafe(16)
