@@ -184,13 +184,20 @@ def _variant_for(variant_id: int | None = None, sku: str | None = None) -> Varia
     return variant
 
 
-def _check_stock(variant: Variant, quantity: int) -> None:
+def _check_stock(variant: Variant, quantity: int, in_cart: int = 0) -> None:
+    """Refuse a line of `quantity` units beyond the stock; `in_cart`: units of it the cart
+    already holds (an add), which the message names, or the shopper reads "Only 3 left" and
+    is refused 1."""
     if quantity > variant.stock_quantity:
         if variant.stock_quantity <= 0:
             raise OutOfStock("Sorry, that item is out of stock.", field="quantity",
                              details={"available": 0, "sku": variant.sku})
-        raise OutOfStock(f"Only {variant.stock_quantity} left in stock.", field="quantity",
-                         details={"available": variant.stock_quantity, "sku": variant.sku})
+        message = f"Only {variant.stock_quantity} left in stock."
+        if in_cart:
+            message += f" Your cart already has {in_cart}."
+        raise OutOfStock(message, field="quantity",
+                         details={"available": variant.stock_quantity, "sku": variant.sku,
+                                  "in_cart": in_cart})
 
 
 def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
@@ -211,7 +218,7 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
             new_quantity = qty + (line.quantity if line else 0)
             if new_quantity > max_quantity():
                 raise ValidationError({"quantity": f"A cart line holds at most {max_quantity()}."})
-            _check_stock(variant, new_quantity)
+            _check_stock(variant, new_quantity, line.quantity if line else 0)
             if line is None:
                 line = CartLine(cart_id=cart.id, variant_id=variant.id, quantity=new_quantity)
                 db.session.add(line)

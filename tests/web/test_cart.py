@@ -90,6 +90,19 @@ def test_more_than_in_stock_is_refused(client, goods):
     assert db.session.query(CartLine).one().quantity == 2
 
 
+def test_an_add_refused_for_stock_says_how_many_the_cart_already_has(client, goods):
+    """Adding 2 of 5 with 4 already in the cart was refused with "Only 5 left in stock.",
+    which reads as if 2 more could be had: the message now says what the cart holds."""
+    add(client, goods["mug"].id, "4")
+    response = add(client, goods["mug"].id, "2", headers=HX)
+    assert "Only 5 left in stock. Your cart already has 4." in response.get_data(as_text=True)
+    plain = add(client, goods["mug"].id, "2")  # a card's form: the message over the cart
+    assert plain.status_code == 303
+    assert "Only 5 left in stock. Your cart already has 4." in client.get("/cart").get_data(
+        as_text=True)
+    assert db.session.query(CartLine).one().quantity == 4
+
+
 def test_unknown_variant_is_refused(client, goods):
     html = add(client, 999999, "1", headers=HX).get_data(as_text=True)
     assert "That product option does not exist." in html
@@ -193,7 +206,7 @@ def test_an_add_with_htmx_clears_the_message_of_an_earlier_refusal(client, app):
     client.post("/cart/add", data={**form, "quantity": "1"}, headers=HX)
     too_many = client.post("/cart/add", data={**form, "variant_id": large, "quantity": "9"},
                            headers=HX).get_data(as_text=True)
-    assert oob_slots(too_many) == ("", "Only 4 left in stock.")
+    assert oob_slots(too_many) == ("", "Only 4 left in stock. Your cart already has 1.")
     no_option = client.post("/cart/add", data={**form, "quantity": "1"},
                             headers=HX).get_data(as_text=True)
     assert oob_slots(no_option) == ("Choose a product option.", "")
