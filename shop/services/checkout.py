@@ -19,6 +19,7 @@ from . import addresses, coupons, inventory, jobs, notifications, pricing
 from .cart import CartOwner, clear, find_cart, load_lines
 from .database import retrying, write_transaction
 from .errors import CartChanged, CartEmpty, OutOfStock, ShopError, ValidationError
+from .money import card_minimum, format_money
 from .orders import new_number
 
 log = logging.getLogger("shop.checkout")
@@ -164,6 +165,13 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
                                    "total": str(quote.total)})
 
     currency = current_app.config["CURRENCY"]
+    if req.payment_method == "stripe" and quote.total < card_minimum(currency):
+        # Stripe refuses to charge less (a coupon covering the whole cart): the order would
+        # wait for a payment page that cannot open, then expire.
+        raise ValidationError({"payment_method": (
+            f"A card payment must be at least {format_money(card_minimum(currency), currency)}"
+            f"; this order's total is {format_money(quote.total, currency)}. "
+            f"Choose another way to pay.")})
     write = _statements()
     # The unique idempotency key is written first: a duplicate waits here, then fails.
     order_id = db.session.execute(write.order, {

@@ -11,6 +11,18 @@ ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "
                 "VND", "VUV", "XAF", "XOF", "XPF"}
 THREE_DECIMAL = {"BHD", "JOD", "KWD", "OMR", "TND"}
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$"}
+# The least a card payment through Stripe may charge, in the currency's units (Stripe's
+# "minimum and maximum charge amounts"); others: 0.50, the usual figure.
+CARD_MINIMUM = {"USD": "0.50", "EUR": "0.50", "GBP": "0.30", "CAD": "0.50", "AUD": "0.50",
+                "CHF": "0.50", "NZD": "0.50", "SGD": "0.50", "HKD": "4.00", "JPY": "50",
+                "DKK": "2.50", "NOK": "3.00", "SEK": "3.00", "MXN": "10", "PLN": "2.00",
+                "CZK": "15.00", "HUF": "175.00", "RON": "2.00", "BGN": "1.00", "INR": "0.50",
+                "AED": "2.00", "BRL": "0.50", "MYR": "2", "THB": "10"}
+
+
+def card_minimum(currency: str) -> Decimal:
+    """The smallest total a card payment (Stripe) can charge in `currency`."""
+    return Decimal(CARD_MINIMUM.get(currency.upper(), "0.50"))
 
 
 def quantize(amount: Decimal | int | str) -> Decimal:

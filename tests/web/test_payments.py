@@ -3,6 +3,7 @@ to a local stand-in for Stripe's servers (tests/stripe_standin.py): the paid flo
 webhooks racing the return page, signatures, expiry, refunds and the unpaid-order timeout."""
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -774,3 +775,27 @@ def test_stripe_return_addresses_use_the_base_url_not_the_host_header(make_app, 
     assert session["success_url"] == \
         "https://shop.example.com/payments/stripe/return?session_id={CHECKOUT_SESSION_ID}"
     assert session["cancel_url"].startswith("https://shop.example.com/orders/")
+
+
+def test_a_total_under_the_card_minimum_cannot_be_paid_by_card(client, shop, standin):
+    """A coupon covering the whole cart leaves 0.00 to pay: Stripe charges at least 0.50, so
+    an order for card payment would wait for a payment page that cannot open, then expire.
+    It is refused beside the payment choice, nothing placed; another way to pay works."""
+    lamp = f.variant_of(f.product("Floor Lamp", price="60.00", stock=5, slug="floor-lamp"))
+    f.coupon("FREELAMP", kind="fixed", value="100")
+    response = buy(client, lamp.id, coupon="FREELAMP")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422, html
+    assert "A card payment must be at least $0.50" in html and "$0.00" in html
+    assert db.session.scalar(select(func.count(Order.id))) == 0
+    assert standin.sessions == {}
+    assert stock(lamp.id) == 5
+    # The same cart, paid another way.
+    details = {"csrf_token": csrf_token(client, "/checkout"), "email": "ada@example.com",
+               "shipping_method": "standard", "payment_method": "manual", **f.ADDRESS}
+    assert client.post("/checkout", data=details).status_code == 303
+    review = client.get("/checkout/review").get_data(as_text=True)
+    form = {name: re.search(rf'name="{name}" value="([^"]*)"', review).group(1)
+            for name in ("csrf_token", "token", "expected_total")}
+    assert client.post("/checkout/place", data=form).status_code == 303
+    assert last_order().total == 0 and stock(lamp.id) == 4
