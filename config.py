@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -14,8 +14,20 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-def _env_decimal(name: str, default: str) -> Decimal:
-    return Decimal(os.environ.get(name, default))
+def _env_decimal(name: str, default: str, *, optional: bool = False) -> Decimal | None:
+    """An amount or rate from the environment; with `optional`, empty means none. A value that
+    is not one stops the shop at start with the variable's name, not a bare traceback."""
+    raw = os.environ.get(name, default).strip()
+    if optional and not raw:
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value < 0:
+        raise RuntimeError(f"{name} must be a number such as {default}, not {raw!r}"
+                           + (" (or empty for none)" if optional else ""))
+    return value
 
 
 class Config:
@@ -37,7 +49,8 @@ class Config:
     TAX_RATE = _env_decimal("SHOP_TAX_RATE", "0.08")
     SHIPPING_STANDARD = _env_decimal("SHOP_SHIPPING_STANDARD", "5.00")
     SHIPPING_EXPRESS = _env_decimal("SHOP_SHIPPING_EXPRESS", "15.00")
-    FREE_SHIPPING_OVER = _env_decimal("SHOP_FREE_SHIPPING_OVER", "50.00")
+    # Empty: no free shipping, whatever the order's size.
+    FREE_SHIPPING_OVER = _env_decimal("SHOP_FREE_SHIPPING_OVER", "50.00", optional=True)
     MAX_LINE_QUANTITY = 99
     PER_PAGE = 24
 

@@ -167,3 +167,38 @@ def test_sqlite_prices_become_the_same_decimals_remembered_or_not():
         assert _money(value) == quantize(Decimal(str(value)))
         assert str(_money(value)) == str(quantize(Decimal(str(value))))
     assert _money(None) is None and _money(Decimal("3.10")) == Decimal("3.10")
+
+
+def _config_value(env: dict[str, str], expression: str):
+    """`expression` evaluated on a fresh import of config.py under `env` (config reads the
+    environment when imported, as a web process starts)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", f"import config; print(repr({expression}))"], cwd=root,
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout.strip(), result.stderr
+
+
+def test_free_shipping_can_be_switched_off_from_the_environment():
+    """An empty SHOP_FREE_SHIPPING_OVER means no free shipping (it crashed the start with a
+    bare decimal.InvalidOperation); the pricing rules then charge shipping on any order."""
+    code, out, err = _config_value({"SHOP_FREE_SHIPPING_OVER": ""},
+                                   "config.Config.FREE_SHIPPING_OVER")
+    assert code == 0 and out == "None", err
+    rules = PricingRules(tax_rate=Decimal("0.08"), standard=Decimal("5.00"),
+                         express=Decimal("15.00"), free_shipping_over=None)
+    assert quote([(Decimal("500.00"), 1)], None, "standard", rules).shipping == Decimal("5.00")
+
+
+@pytest.mark.parametrize("name,value", [("SHOP_TAX_RATE", "eight percent"),
+                                        ("SHOP_SHIPPING_STANDARD", "-5"),
+                                        ("SHOP_FREE_SHIPPING_OVER", "NaN")])
+def test_a_money_setting_that_is_no_amount_stops_the_start_naming_it(name, value):
+    code, _, err = _config_value({name: value}, "config.Config.TAX_RATE")
+    assert code != 0
+    assert f"{name} must be a number" in err and "InvalidOperation" not in err
