@@ -334,11 +334,19 @@ def product_cards(cards: list[catalog.ProductCard]) -> Markup:
     return Markup("".join(out))
 
 
+def country_name(code: str | None) -> str:
+    """An address's country for people: "United Kingdom" for GB (the code if unknown)."""
+    from .services.countries import COUNTRIES
+
+    return COUNTRIES.get(code or "", code or "")
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["datetime"] = datetime_utc
     app.jinja_env.filters["image_url"] = image_url
     app.jinja_env.filters["stars"] = stars
+    app.jinja_env.filters["country"] = country_name
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
     app.jinja_env.globals.update(

@@ -443,6 +443,10 @@ def test_the_confirmation_mail_puts_each_address_line_on_its_own_line(app, outbo
     plain = text.split("Content-Type: text/plain", 1)[1].split("--=====", 1)[0]
     address = plain.split("Delivery to:\n", 1)[1].split("\n\n", 1)[0]
     assert address.splitlines() == ["Ada Lovelace", "12 Analytical St",
-                                    *([line2] if line2 else []), "London N1 7AA", "GB"]
+                                    *([line2] if line2 else []), "London N1 7AA",
+                                    "United Kingdom"]
     assert f"2 x Lamp ({variant.sku}): $39.98" in plain
     assert "Total: $" + str(order.total) in plain
+    # The HTML part names the country too, as the review page did (not the code "GB").
+    html = text.split("Content-Type: text/html", 1)[1]
+    assert "N1 7AA<br>United Kingdom" in html.replace("=\n", "")

@@ -62,6 +62,7 @@ def test_guest_checkout_end_to_end(client, lamp, outbox):
     confirmation = client.get(location).get_data(as_text=True)
     order = db.session.execute(select(Order)).scalar_one()
     assert order.number in confirmation and "Awaiting payment" in confirmation
+    assert "N1 7AA<br>United Kingdom</address>" in confirmation  # the country's name, as reviewed
     assert order.email == "guest@example.com" and order.total == order.subtotal + order.tax
     assert db.session.get(Variant, lamp.id).stock_quantity == 1
     assert "(0)" in client.get("/").get_data(as_text=True)  # cart emptied
