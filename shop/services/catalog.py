@@ -351,7 +351,8 @@ _ORDER = {sort: f"{column} {way}, p.id {way}" for sort, (column, way) in _SORTS.
 # inner query's own columns (its sort key `k` and id): sorting the page by the joined
 # products' columns cost MariaDB a temporary table, a third of the query.
 _CARD_COLUMNS = ("p.id, p.slug, p.name, p.price, p.rating_average, p.rating_count, "
-                 "p.card_image_path, p.card_image_alt, v.id, v.stock_quantity, v.compare_at_price")
+                 "p.card_image_path, p.card_image_alt, v.id, v.stock_quantity, v.compare_at_price, "
+                 "v.price")
 _CARDS_SQL = ("SELECT " + _CARD_COLUMNS + ", {total}, " + catalog_state.TREE_SQL + """
 FROM ({inner}) page JOIN products p ON p.id = page.id
 LEFT JOIN variants v ON v.product_id = p.id
@@ -368,7 +369,7 @@ def _card_rows(sql: str, json_sql: str, params: dict[str, Any]
     """Run a cards query (its SQLite or its MySQL form): the cards' rows, the total and the
     tree revision the query read (None and None when it found no row)."""
     rows = _json_rows(_rows(json_sql, params)) if _as_json(_dialect()) else _rows(sql, params)
-    total, revision = (rows[0][11], rows[0][12]) if rows else (None, None)
+    total, revision = (rows[0][12], rows[0][13]) if rows else (None, None)
     return rows, total, None if revision is None else int(revision)
 
 
@@ -487,7 +488,7 @@ def _cards(rows: list[Any]) -> list[ProductCard]:
     cards: list[ProductCard] = []
     card: ProductCard | None = None
     for (pid, slug, name, price, rating, rating_count, image_path, image_alt, variant_id, stock,
-         compare, *_rest) in rows:
+         compare, variant_price, *_rest) in rows:
         if card is None or card.id != pid:
             card = ProductCard(
                 id=pid, slug=slug, name=name, price=_money(price) or Decimal("0.00"),
@@ -500,10 +501,13 @@ def _cards(rows: list[Any]) -> list[ProductCard]:
         card.variant_count += 1
         card.in_stock = card.in_stock or (stock or 0) > 0
         # The card adds to the cart only a product's one variant: its id is kept while the
-        # product has one; the lowest compare-at price shows struck through when above price.
+        # product has one. The card's price is the lowest variant price: a compare-at price
+        # shows struck through only beside it, from a variant at that price (another
+        # variant's "was" price is no saving on the price shown).
         card.default_variant_id = variant_id if card.variant_count == 1 else None
         compare = _money(compare)
         if compare is not None and compare > card.price and (
+                _money(variant_price) == card.price) and (
                 card.compare_at_price is None or compare < card.compare_at_price):
             card.compare_at_price = compare
     return cards

@@ -448,3 +448,34 @@ def test_a_full_page_of_cards_with_many_variants_is_read_whole(client, app):
     assert all(c.variant_count == 6 and c.in_stock and c.price == Decimal("5.00")
                for c in page.items)
     assert [c.name for c in page.items] == sorted(c.name for c in page.items)
+
+
+def _card_prices(html: str) -> dict[str, str]:
+    """Each card's name and its price paragraph's text (whitespace collapsed)."""
+    import re
+
+    return {name: " ".join(re.sub(r"<[^>]+>", " ", price).split())
+            for name, price in re.findall(
+                r'<h3 class="card-title"><a href="/p/[^"]+">([^<]+)</a></h3>\s*'
+                r'<p class="price">(.*?)</p>', html, re.S)}
+
+
+def test_a_card_strikes_through_only_the_compare_at_price_of_its_own_price(client, app):
+    """A card shows the product's lowest price: a compare-at price is shown beside it only
+    when a variant at that price has one, never another variant's "was" price (that would
+    show a discount on the price shown that does not exist)."""
+    f.product("Sale Tee", slug="sale-tee", variants=[
+        {"options": {"size": "S"}, "price": "10.00", "stock": 3},
+        {"options": {"size": "L"}, "price": "30.00", "compare_at_price": Decimal("40.00"),
+         "stock": 3}])
+    f.product("Real Sale Tee", slug="real-sale-tee", variants=[
+        {"options": {"size": "S"}, "price": "15.00", "compare_at_price": Decimal("20.00"),
+         "stock": 3},
+        {"options": {"size": "L"}, "price": "25.00", "compare_at_price": Decimal("18.00"),
+         "stock": 3}])
+    for path, headers in (("/products", {}), ("/products?q=tee", {}),
+                          ("/products?q=tee&sort=price", {}),
+                          ("/products", {"HX-Request": "true"})):
+        cards = _card_prices(client.get(path, headers=headers).get_data(as_text=True))
+        assert cards["Sale Tee"] == "From $10.00", path
+        assert cards["Real Sale Tee"] == "From $15.00 Was $20.00", path
