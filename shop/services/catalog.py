@@ -392,8 +392,12 @@ def _matching(filters: ProductFilters, tree: CategoryTree | None
         where.append("p.price <= :max_price")
         params["max_price"] = filters.max_price
     if filters.in_stock:
+        # In stock within the price range: a product whose only variants at or under the
+        # maximum are sold out cannot be bought at that price. (Its lowest price is at least
+        # the minimum, so every variant is.)
+        within = " AND s.price <= :max_price" if filters.max_price is not None else ""
         where.append("EXISTS (SELECT 1 FROM variants s WHERE s.product_id = p.id "
-                     "AND s.stock_quantity > 0)")
+                     f"AND s.stock_quantity > 0{within})")
     match = None
     source = "products p"
     if filters.q:

@@ -479,3 +479,27 @@ def test_a_card_strikes_through_only_the_compare_at_price_of_its_own_price(clien
         cards = _card_prices(client.get(path, headers=headers).get_data(as_text=True))
         assert cards["Sale Tee"] == "From $10.00", path
         assert cards["Real Sale Tee"] == "From $15.00 Was $20.00", path
+
+
+def test_in_stock_under_a_maximum_price_needs_an_in_stock_variant_at_that_price(client, app):
+    """"In stock" with a maximum price lists a product only when a variant at or under that
+    price is in stock: one whose cheap size is sold out (only the dear one left) is not
+    something the shopper can buy for that much. The page, htmx's grid and the API agree."""
+    f.product("Boots", slug="boots", variants=[
+        {"options": {"size": "38"}, "price": "5.00", "stock": 0},
+        {"options": {"size": "42"}, "price": "50.00", "stock": 4}])
+    f.product("Socks", slug="socks", variants=[
+        {"options": {"size": "S"}, "price": "8.00", "stock": 2},
+        {"options": {"size": "L"}, "price": "80.00", "stock": 0}])
+    for query, expected in (("in_stock=true&max_price=10", ["Socks"]),
+                            ("in_stock=true&max_price=10&q=boots", []),
+                            ("in_stock=true&max_price=60&sort=name", ["Boots", "Socks"]),
+                            ("max_price=10&sort=name", ["Boots", "Socks"]),
+                            ("in_stock=true&min_price=6", ["Socks"])):
+        html = client.get(f"/products?{query}").get_data(as_text=True)
+        assert names(html) == expected, query
+        fragment = client.get(f"/products?{query}", headers={"HX-Request": "true"})
+        assert names(fragment.get_data(as_text=True)) == expected, query
+        api = client.get(f"/api/v1/products?{query}").get_json()
+        assert [item["name"] for item in api["items"]] == expected, query
+        assert api["total"] == len(expected), query
