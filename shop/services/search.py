@@ -103,19 +103,31 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
     if rows is None:
         raise ValueError("a search needs `rows` to look up its terms")
     params: dict[str, Any] = {}
+    parts = []
+    terms_sql = _SQLITE_TERMS if dialect == "sqlite" else _MYSQL_TERMS
+    exact_sql = _SQLITE_EXACT if dialect == "sqlite" else _MYSQL_EXACT
+    singulars: dict[int, list[str]] = {}
     for i, w in enumerate(words):
         params[f"lo_{i}"], params[f"hi_{i}"] = w, w + _AFTER_PREFIX
+        parts.append(terms_sql.format(i=i, n=MAX_TERMS + 1))
+        forms = _singulars(w)
+        if forms:
+            singulars[i] = [f"s_{i}_{k}" for k in range(len(forms))]
+            params.update(zip(singulars[i], forms, strict=True))
+            parts.append(exact_sql.format(i=i, terms=", ".join(
+                f":{name}" for name in singulars[i])))
     found: list[dict[str, postings.Tiers]] = [{} for _ in words]
-    for word, term, both, name, description in rows(
-            " UNION ALL ".join((_SQLITE_TERMS if dialect == "sqlite" else _MYSQL_TERMS).format(
-                i=i, n=MAX_TERMS + 1) for i in range(len(words))),
-            params):
+    for word, term, both, name, description in rows(" UNION ALL ".join(parts), params):
         found[int(word)][term] = (postings.load(both), postings.load(name),
                                   postings.load(description))
     if any(not terms for terms in found):
         return _NOTHING
-    source = (_sqlite_matches(found, params) if dialect == "sqlite"
-              else _mysql_matches(words, found, params))
+    # A plural's singular is one of its word's terms; the SQL below matches it beside the
+    # word's range only when the shop has it.
+    singulars = {i: names for i, names in singulars.items()
+                 if any(params[n] in found[i] for n in names)}
+    source = (_sqlite_matches(found, params, singulars) if dialect == "sqlite"
+              else _mysql_matches(words, found, params, singulars))
     ranking = _Ranking(found) if all(len(terms) <= MAX_TERMS for terms in found) else None
     return Match(source=source, params=params, score="m.score", order="m.score DESC, p.id DESC",
                  ranked=ranking.page if ranking else None)
@@ -131,6 +143,25 @@ _TERMS = ("SELECT {i} AS word, term, in_both, in_name, in_description FROM searc
 # are between parentheses (0.25 ms).
 _SQLITE_TERMS = "SELECT * FROM (" + _TERMS + ")"
 _MYSQL_TERMS = "(" + _TERMS + ")"
+# A plural's singular forms, looked up as whole terms ("mugs" finds a "Mug").
+_EXACT = ("SELECT {i} AS word, term, in_both, in_name, in_description FROM search_postings "
+          "WHERE term IN ({terms})")
+_SQLITE_EXACT = _EXACT
+_MYSQL_EXACT = "(" + _EXACT + ")"
+
+
+def _singulars(word: str) -> list[str]:
+    """What an English plural a shopper typed may be the plural of, as whole terms: "mugs"
+    is "mug", "boxes" "boxe" or "box", "berries" "berrie", "berri" or "berry" (forms that are
+    no term find nothing). Its prefix finds the plural itself and longer words."""
+    if len(word) < MIN_TOKEN + 1 or not word.endswith("s") or word.endswith("ss"):
+        return []
+    forms = [word[:-1]]
+    if word.endswith("es"):
+        forms.append(word[:-2])
+    if word.endswith("ies"):
+        forms.append(word[:-3] + "y")
+    return [form for form in forms if len(form) >= MIN_TOKEN]
 
 
 def _no_page(_offset: int, _limit: int) -> tuple[list[int], int]:
@@ -210,13 +241,19 @@ class _Ranking:
 _BY_PRODUCT = "search_terms t{i} INDEXED BY ix_search_terms_product_id"
 
 
-def _sqlite_matches(found: list[dict[str, postings.Tiers]], params: dict[str, Any]) -> str:
-    # A word of one term is that term's rows; a word of several ("mug": mug, mugs) their range.
+def _sqlite_matches(found: list[dict[str, postings.Tiers]], params: dict[str, Any],
+                    singulars: dict[int, list[str]]) -> str:
+    # A word of one term is that term's rows; a word of several ("mug": mug, mugs) their range
+    # (and a plural's singular: "mugs": mug and the range of mugs).
     conditions: dict[int, str] = {}
     for i, terms_ in enumerate(found):
         if len(terms_) == 1:
             params[f"term_{i}"] = next(iter(terms_))
             conditions[i] = f"t{i}.term = :term_{i}"
+        elif i in singulars:
+            listed = ", ".join(f":{name}" for name in singulars[i])
+            conditions[i] = (f"(t{i}.term >= :lo_{i} AND t{i}.term < :hi_{i} "
+                             f"OR t{i}.term IN ({listed}))")
         else:
             conditions[i] = f"t{i}.term >= :lo_{i} AND t{i}.term < :hi_{i}"
     # The rarest word drives (its products are read), the others are looked up for its
@@ -240,7 +277,7 @@ def _sqlite_matches(found: list[dict[str, postings.Tiers]], params: dict[str, An
 
 
 def _mysql_matches(words: list[str], found: list[dict[str, postings.Tiers]],
-                   params: dict[str, Any]) -> str:
+                   params: dict[str, Any], singulars: dict[int, list[str]]) -> str:
     # A word that is one term is that term's rows; a prefix of several terms is the best of
     # them for each product (a product can have several: "shirt" and "shirts").
     tables, conditions = [], []
@@ -251,8 +288,10 @@ def _mysql_matches(words: list[str], found: list[dict[str, postings.Tiers]],
             conditions.append(f"t{i}.term = :term_{i}")
         else:
             params[f"prefix_{i}"] = f"{_escape_like(words[i])}%"
+            singular = (" OR term IN ({})".format(", ".join(f":{n}" for n in singulars[i]))
+                        if i in singulars else "")
             tables.append(f"(SELECT product_id, max(weight) AS weight FROM search_terms "
-                          f"WHERE term LIKE :prefix_{i} GROUP BY product_id) t{i}")
+                          f"WHERE term LIKE :prefix_{i}{singular} GROUP BY product_id) t{i}")
     joins = "".join(f" JOIN {table} ON t{i}.product_id = t0.product_id"
                     for i, table in enumerate(tables) if i)
     score = " + ".join(f"t{i}.weight" for i in range(len(words)))
