@@ -54,17 +54,20 @@ def category_nav() -> Markup:
 
 
 def category_options(tree: catalog.CategoryTree, selected: str) -> Markup:
-    """The `<option>`s of the listing's category filter (top level, then their children
-    indented), the chosen one selected; built once per tree revision and choice."""
+    """The `<option>`s of the listing's category filter (each category under its parent,
+    indented by its depth, however deep), the chosen one selected; built once per tree
+    revision and choice."""
     key = ("options", selected)
     html = tree.memo.get(key)
     if html is None:
         out = []
-        for root in tree.roots:
-            for node, indent in ((root, ""), *((child, "&nbsp;&nbsp;") for child in root.children)):
-                mark = " selected" if node.slug == selected else ""
-                out.append(f'<option value="{escape(node.slug)}"{mark}>{indent}'
-                           f'{escape(node.name)}</option>\n')
+        stack = [(root, 0) for root in reversed(tree.roots)]
+        while stack:
+            node, depth = stack.pop()
+            mark = " selected" if node.slug == selected else ""
+            out.append(f'<option value="{escape(node.slug)}"{mark}>{"&nbsp;&nbsp;" * depth}'
+                       f'{escape(node.name)}</option>\n')
+            stack.extend((child, depth + 1) for child in reversed(node.children))
         html = tree.memo[key] = Markup("".join(out))
     return html
 

@@ -503,3 +503,25 @@ def test_in_stock_under_a_maximum_price_needs_an_in_stock_variant_at_that_price(
         api = client.get(f"/api/v1/products?{query}").get_json()
         assert [item["name"] for item in api["items"]] == expected, query
         assert api["total"] == len(expected), query
+
+
+def test_the_category_filter_offers_categories_at_every_depth(client, app):
+    """A category three levels down is in the listing's category filter, selected when it is
+    the filter: otherwise the form showed "All categories", and the next change of another
+    filter (htmx or the "Apply filters" button) dropped the category without a word."""
+    import re
+
+    home = f.category("Home", slug="home")
+    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
+    cups = f.category("Cups", parent=kitchen, slug="cups")
+    f.product("Espresso Cup", slug="espresso-cup", category=cups)
+    f.product("Sofa", slug="sofa", category=home)
+    html = client.get("/products?category=cups").get_data(as_text=True)
+    assert names(html) == ["Espresso Cup"]
+    options = re.findall(r'<option value="([^"]*)"( selected)?>((?:&nbsp;)*)([^<]*)</option>',
+                         html)
+    categories = [(value, bool(mark), indent.count("&nbsp;") // 2, label)
+                  for value, mark, indent, label in options if label in (
+                      "Home", "Kitchen", "Cups")]
+    assert categories == [("home", False, 0, "Home"), ("kitchen", False, 1, "Kitchen"),
+                          ("cups", True, 2, "Cups")]
