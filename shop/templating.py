@@ -260,7 +260,9 @@ def pagination(here: int, pages: int) -> Markup:
 
 def stars(average: Decimal | None) -> Markup:
     """Five stars, filled to the rounded average, hidden from screen readers (text says it)."""
-    filled = int(round(float(average or 0)))
+    # Half up, as people round (2.5 is 3 stars like 3.5 is 4; round() gave 2 and 4). The
+    # averages have two decimals, exact enough as floats for this.
+    filled = min(5, int(float(average or 0) + 0.5))
     return Markup('<span class="stars" aria-hidden="true">' + "★" * filled + "☆" * (5 - filled)
                   + "</span>")
 

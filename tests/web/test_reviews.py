@@ -174,3 +174,22 @@ def test_all_reviews_page(client, mug):
     for page in (2**62, 10**25):
         assert client.get(f"/p/stoneware-mug/reviews?page={page}").status_code == 404
     assert client.get("/p/no-such-product/reviews").status_code == 404
+
+
+def test_stars_round_half_up_on_cards_and_the_product_page(client, app):
+    """An average of 2.50 shows three filled stars, as 3.50 shows four (round() rounded
+    halves to even: 2.5 gave two stars, 3.5 four), on the card and on the product page."""
+    import re
+
+    for n, (average, filled) in enumerate((("2.50", 3), ("3.50", 4), ("4.49", 4),
+                                           ("4.50", 5), ("1.00", 1))):
+        product = f.product(f"Rated {n}", slug=f"rated-{n}")
+        product.rating_average, product.rating_count = average, 2
+        db.session.commit()
+        page = client.get(f"/p/rated-{n}").get_data(as_text=True)
+        stars = re.findall(r'<span class="stars" aria-hidden="true">(★*)☆*</span>', page)
+        assert stars and all(len(s) == filled for s in stars), (average, stars)
+        listing = client.get(f"/products?q=rated&sort=name&page={n + 1}&per_page=1")
+        stars = re.findall(r'<span class="stars" aria-hidden="true">(★*)☆*</span>',
+                           listing.get_data(as_text=True))
+        assert [len(s) for s in stars] == [filled], (average, stars)
