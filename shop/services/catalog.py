@@ -620,11 +620,12 @@ def find_product(key: str) -> ProductDetail:
 
 
 def get_product(key: str | int, *, include_inactive: bool = False) -> Product:
-    """A product by id or slug, with its images, variants and category (three queries)."""
+    """A product by id (an int) or slug (a str, digits or not: a product's page is /p/<slug>,
+    and "1984" is a slug there), with its images, variants and category (three queries)."""
     stmt = select(Product).options(selectinload(Product.images), selectinload(Product.variants),
                                    selectinload(Product.category))
-    if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
-        stmt = stmt.where(Product.id == int(key))
+    if isinstance(key, int):
+        stmt = stmt.where(Product.id == key)
     else:
         stmt = stmt.where(Product.slug == key)
     product = db.session.execute(stmt).scalar_one_or_none()

@@ -193,3 +193,25 @@ def test_stars_round_half_up_on_cards_and_the_product_page(client, app):
         stars = re.findall(r'<span class="stars" aria-hidden="true">(★*)☆*</span>',
                            listing.get_data(as_text=True))
         assert [len(s) for s in stars] == [filled], (average, stars)
+
+
+def test_a_product_whose_slug_is_digits_gets_its_own_reviews(client, auth, app):
+    """A slug of digits ("1984") is a slug on the review pages too, as on the product page:
+    they read it as another product's id, so the product page's review form posted to that
+    other product (refused: not bought) and its reviews page showed the other product."""
+    other = f.product("Some Other Book", slug="some-other-book")
+    novel = f.product("Nineteen Eighty-Four", slug=str(other.id))
+    user = f.user("customer@example.com", name="Ada Lovelace")
+    buy(user, novel)
+    auth.login()
+    page = f"/p/{novel.slug}"
+    html = client.get(page).get_data(as_text=True)
+    assert "Nineteen Eighty-Four" in html and 'name="rating"' in html
+    assert "Nineteen Eighty-Four" in client.get(f"{page}/reviews").get_data(as_text=True)
+    assert "Nineteen Eighty-Four" in client.get(f"{page}/reviews/new").get_data(as_text=True)
+    response = client.post(f"{page}/reviews", data={
+        "csrf_token": csrf_token(client, page), "rating": "5", "title": "Chilling"})
+    assert response.status_code == 303
+    db.session.rollback()
+    (review,) = db.session.execute(select(Review)).scalars()
+    assert review.product_id == novel.id
