@@ -525,3 +525,23 @@ def test_the_category_filter_offers_categories_at_every_depth(client, app):
                       "Home", "Kitchen", "Cups")]
     assert categories == [("home", False, 0, "Home"), ("kitchen", False, 1, "Kitchen"),
                           ("cups", True, 2, "Cups")]
+
+
+def test_an_htmx_search_updates_the_heading_and_the_title(client, catalog):
+    """A search typed with htmx on swaps the grid, and with it the page's heading and the
+    window's title (out of band): they kept the previous search ("Results for “linen”" above
+    the mugs), which the full page of the same address does not."""
+    import re
+
+    full = client.get("/products?q=mug").get_data(as_text=True)
+    fragment = client.get("/products?q=mug", headers={"HX-Request": "true"}).get_data(
+        as_text=True)
+    heading = '<h1 id="listing-title"'
+    assert re.search(heading + r'[^>]*>Results for “mug”</h1>', full)
+    assert re.search(heading + r' data-hx-swap-oob="true">Results for “mug”</h1>', fragment)
+    title = re.search(r"<title>([^<]*)</title>", full).group(1)
+    assert re.search(r"<title>([^<]*)</title>", fragment).group(1) == title
+    everything = client.get("/products", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert re.search(heading + r'[^>]*>All products</h1>', everything)
+    category = client.get("/c/clothing?q=shirt", headers={"HX-Request": "true"})
+    assert "<h1" not in category.get_data(as_text=True)  # a category's heading stays
