@@ -610,12 +610,13 @@ def product_details(ids: list[int]) -> list[ProductDetail]:
 
 
 def find_product(key: str) -> ProductDetail:
-    """An active product by numeric id or by slug, as product_detail reads it."""
+    """An active product by numeric id or by slug, as product_detail reads it. Digits are an
+    id first, then a slug (a product slugged "1984" is found by it when no product has that
+    id)."""
     if key.isdigit():
         found = product_details([int(key)])
-        if not found:
-            raise NotFound("That product does not exist or is no longer sold.")
-        return found[0]
+        if found:
+            return found[0]
     return product_detail(key)
 
 

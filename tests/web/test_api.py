@@ -102,6 +102,15 @@ def test_product_by_slug_or_id(anonymous, catalog):
     assert by_id.get_json() == by_slug.get_json()
 
 
+def test_a_slug_of_digits_finds_its_product_when_no_product_has_that_id(anonymous, catalog):
+    """GET /api/v1/products/<id-or-slug>: digits are an id, and failing that a slug, so a
+    product slugged "1984" is found by it (it was a 404: digits were only ever an id)."""
+    novel = f.product("Nineteen Eighty-Four", slug="99999984")
+    response = anonymous.get("/api/v1/products/99999984")
+    assert response.status_code == 200 and response.get_json()["id"] == novel.id
+    assert anonymous.get(f"/api/v1/products/{novel.id}").get_json()["slug"] == "99999984"
+
+
 @pytest.mark.parametrize("key", ["no-such-thing", "hidden-thing", "99999999",
                                  "99999999999999999999999", "%C2%B2"])
 def test_missing_or_hidden_product_is_404(anonymous, catalog, key):
