@@ -383,11 +383,15 @@ def view(owner: CartOwner, shipping_method: str = "standard", *,
     return CartView(cart_id, lines, quote, coupon_code, message, problems)
 
 
-def merge_guest_cart(token: str | None, user_id: int) -> None:
+def merge_guest_cart(token: str | None, user_id: int) -> list[tuple[str, int]]:
     """On login: the guest's lines join the customer's cart; quantities add up, capped by stock
-    and the line maximum; the guest's coupon is kept when the customer's cart has none."""
+    and the line maximum; the guest's coupon is kept when the customer's cart has none.
+
+    Returns the lines that hold less than the two carts asked for, as (product name, quantity
+    now; 0 when none is left and the line was dropped), for the shopper to be told."""
     if not token:
-        return
+        return []
+    changed: list[tuple[str, int]] = []
     with write_transaction():
         # Both carts locked, as add_item locks them: an add in another tab, to either cart,
         # waits for the merge or is merged, never deleted with the guest's cart or lost.
@@ -395,17 +399,20 @@ def merge_guest_cart(token: str | None, user_id: int) -> None:
                                    .where(Cart.token == token).with_for_update()
                                    ).scalar_one_or_none()
         if guest is None or guest.user_id is not None:
-            return
+            return []
         cart = _get_or_create(CartOwner(user_id=user_id))
         existing = {line.variant_id: line for line in db.session.execute(
             select(CartLine).where(CartLine.cart_id == cart.id)).scalars()}
         top = max_quantity()
         for line in guest.lines:
-            stock = db.session.execute(select(Variant.stock_quantity)
-                                       .where(Variant.id == line.variant_id)).scalar_one()
+            stock, name = db.session.execute(
+                select(Variant.stock_quantity, Product.name).join(Product)
+                .where(Variant.id == line.variant_id)).one()
             target = existing.get(line.variant_id)
-            quantity = min(line.quantity + (target.quantity if target else 0), top,
-                           max(stock, 0))
+            wanted = line.quantity + (target.quantity if target else 0)
+            quantity = min(wanted, top, max(stock, 0))
+            if quantity < min(wanted, top):
+                changed.append((name, max(quantity, 0)))
             if quantity <= 0:
                 continue
             if target:
@@ -418,6 +425,7 @@ def merge_guest_cart(token: str | None, user_id: int) -> None:
         db.session.flush()
         db.session.execute(delete(CartLine).where(CartLine.cart_id == guest.id))
         db.session.execute(delete(Cart).where(Cart.id == guest.id))
+    return changed
 
 
 @cache

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from itsdangerous.timed import TimestampSigner
+from sqlalchemy import update
 
 from shop.extensions import db
-from shop.models import Address, User
+from shop.models import Address, User, Variant
 from shop.services import accounts, addresses
 from shop.services import cart as carts
 from shop.services.cart import CartOwner
@@ -222,6 +223,23 @@ def test_guest_cart_merges_on_login(client, auth):
     db.session.expire_all()
     assert carts.item_count(CartOwner(user_id=user.id)) == 2
     assert "(2)" in client.get("/cart").get_data(as_text=True)
+
+
+def test_login_says_which_cart_lines_stock_cut_down(client, auth):
+    """The guest chose 3 lamps and a tee; meanwhile only 1 lamp is left and the tees sold out.
+    Logging in merges the carts to what is in stock and says so, rather than silently."""
+    f.user("customer@example.com")
+    lamp = f.variant_of(f.product("Desk Lamp", slug="desk-lamp", stock=5))
+    tee = f.variant_of(f.product("Blue Tee", slug="blue-tee", stock=5))
+    post(client, "/cart/add", {"variant_id": lamp.id, "quantity": "3"}, page="/products")
+    post(client, "/cart/add", {"variant_id": tee.id, "quantity": "1"}, page="/products")
+    db.session.execute(update(Variant).where(Variant.id == lamp.id).values(stock_quantity=1))
+    db.session.execute(update(Variant).where(Variant.id == tee.id).values(stock_quantity=0))
+    db.session.commit()
+    assert auth.login().status_code == 303
+    page = client.get("/account").get_data(as_text=True)
+    assert "limited to what is in stock: Desk Lamp: 1 kept; Blue Tee: sold out, removed." in page
+    assert "(1)" in client.get("/cart").get_data(as_text=True)
 
 
 def test_account_pages_need_login(client):

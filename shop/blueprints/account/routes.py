@@ -101,7 +101,13 @@ def start_session(user, remember: bool | None = None) -> None:
         # Someone else's remember-me cookie must not outlive this session.
         session["_remember"] = "clear"
         g.remember_fp = ""
-    cart_service.merge_guest_cart(guest_token, user.id)
+    changed = cart_service.merge_guest_cart(guest_token, user.id)
+    if changed:
+        # The cart joined the account's with less than was chosen: say so, not silently.
+        flash("Your cart joined the one saved with your account, limited to what is in "
+              "stock: " + "; ".join(f"{name}: {quantity} kept" if quantity
+                                    else f"{name}: sold out, removed"
+                                    for name, quantity in changed) + ".", "info")
 
 
 def end_session() -> None:
