@@ -4,6 +4,7 @@ pages, each with a CSRF token of their own that works; staff changes show on the
 nothing personal is ever cached or served from the cache."""
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -16,7 +17,7 @@ from tests import factories as f
 from tests.conftest import AuthActions, csrf_token
 from tests.web.admin_support import login_staff, read_form
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

@@ -30,7 +30,8 @@ from tests.services.test_reviews import buy
 
 ROOT = Path(__file__).resolve().parents[2]
 HX = {"HX-Request": "true"}
-REDIS_URL = os.environ.get("SHOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = (os.environ.get("SHOP_TEST_REDIS_URL") or os.environ.get("TEST_REDIS_URL")
+             or "redis://127.0.0.1:6379/0")
 
 
 def login(client, email="customer@example.com", password=f.PASSWORD, **extra):
