@@ -60,6 +60,11 @@ def _check_config(app: Flask) -> None:
             not os.environ.get("SECRET_KEY") and app.config["SECRET_KEY"] == "dev-only-not-secret"):
         raise RuntimeError("SECRET_KEY must be set when SHOP_ENV=production")
     url: str = app.config["SQLALCHEMY_DATABASE_URI"]
+    if app.config["SHOP_ENV"] == "production" and url.startswith("sqlite"):
+        # Allowed (one host, one disk), but never by accident: a DATABASE_URL that did not
+        # reach the process (an unquoted URL in an env file) would otherwise go unnoticed.
+        app.logger.warning("SHOP_ENV=production on SQLite (%s): fine for one host; set "
+                           "DATABASE_URL for MySQL and several hosts (docs/DEPLOY.md)", url)
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if url.startswith("mysql"):
         # Each statement sees what is committed: fewer gap locks, no stale snapshot in a checkout.
