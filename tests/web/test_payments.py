@@ -799,3 +799,27 @@ def test_a_total_under_the_card_minimum_cannot_be_paid_by_card(client, shop, sta
             for name in ("csrf_token", "token", "expected_total")}
     assert client.post("/checkout/place", data=form).status_code == 303
     assert last_order().total == 0 and stock(lamp.id) == 4
+
+
+def test_the_api_refuses_card_payment_under_the_minimum_and_places_nothing(shop, standin):
+    """The same rule through POST /api/v1/orders: 422 naming payment_method, no order, no
+    Stripe session, the stock and the coupon untouched; and the Idempotency-Key stays free."""
+    from tests.web.api_support import make_shopper
+
+    lamp = f.variant_of(f.product("Floor Lamp", price="60.00", stock=5, slug="floor-lamp"))
+    f.coupon("FREELAMP", kind="fixed", value="100")
+    shopper = make_shopper(shop)
+    assert shopper.api.post("/api/v1/cart/items",
+                            json={"sku": lamp.sku}).status_code == 200
+    assert shopper.api.post("/api/v1/cart/coupon", json={"code": "FREELAMP"}).status_code == 200
+    body = {"shipping_address": f.ADDRESS, "payment_method": "stripe"}
+    refused = shopper.api.post("/api/v1/orders", json=body, headers={"Idempotency-Key": "k-1"})
+    assert refused.status_code == 422, refused.get_json()
+    error = refused.get_json()["error"]
+    assert "at least $0.50" in error["details"]["fields"]["payment_method"]
+    assert db.session.scalar(select(func.count(Order.id))) == 0
+    assert standin.sessions == {} and stock(lamp.id) == 5
+    placed = shopper.api.post("/api/v1/orders", json=dict(body, payment_method="manual"),
+                              headers={"Idempotency-Key": "k-2"})
+    assert placed.status_code == 201, placed.get_json()
+    assert placed.get_json()["total"] == "0.00"
