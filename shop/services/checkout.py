@@ -79,12 +79,18 @@ def place_order(owner: CartOwner, req: CheckoutRequest) -> Order:
     returns the first order; nothing is taken twice."""
     email, shipping_address, billing_address = validate(req)
 
-    def attempt() -> tuple[int, list[int]]:
+    def attempt() -> tuple[Order, list[int]]:
         with write_transaction():
-            return _place(owner, req, email, shipping_address, billing_address)
+            order_id, low_stock = _place(owner, req, email, shipping_address, billing_address)
+            # The order and its lines in one query (the answer and the confirmation mail
+            # read both), read before the commit: no transaction of its own to begin and end
+            # afterwards. Taken out of the session so the commit does not expire it.
+            placed = db.session.get(Order, order_id, options=[joinedload(Order.lines)])
+            db.session.expunge(placed)
+        return placed, low_stock
 
     try:
-        order_id, low_stock = retrying(attempt)
+        order, low_stock = retrying(attempt)
     except (IntegrityError, ShopError):
         # Either a submission with the same key committed first (the unique key refused this
         # one), or the first order already emptied the cart or took the stock: a repeated
@@ -94,8 +100,7 @@ def place_order(owner: CartOwner, req: CheckoutRequest) -> Order:
         if existing is None:
             raise
         return existing
-    # The order and its lines in one query (the confirmation mail reads both).
-    order = db.session.get(Order, order_id, options=[joinedload(Order.lines)])
+    db.session.add(order)  # back in the session as read: the mail job finds it there
     _after_commit(order, low_stock)
     return order
 
@@ -183,9 +188,10 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
         "billing_address": billing_address or shipping_address,
         "idempotency_key": req.idempotency_key}).inserted_primary_key[0]
 
-    for line in sorted(lines, key=lambda item: item.variant_id):  # one lock order: no deadlock
-        inventory.reserve(line.variant_id, line.quantity)
-    taken = {line.variant_id: line.quantity for line in lines}
+    taken: dict[int, int] = {}
+    for line in lines:
+        taken[line.variant_id] = taken.get(line.variant_id, 0) + line.quantity
+    inventory.reserve_all(taken)  # rows locked in key order: no deadlock
     stock = db.session.execute(write.stock, {"ids": list(taken)}).all()
     product_ids = {row.id: row.product_id for row in stock}
     if coupon is not None:

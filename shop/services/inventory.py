@@ -1,9 +1,10 @@
 """Stock: taken atomically by one conditional UPDATE on the primary, released exactly once."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import TextClause, bindparam, func, select, text, update
 
 from ..extensions import db
 from ..models import StockAdjustment, Variant
@@ -30,6 +31,42 @@ def reserve(variant_id: int, quantity: int) -> None:
             f"Only {left} of {row.sku if row else 'this item'} left." if left
             else f"{row.sku if row else 'This item'} is out of stock.",
             details={"variant_id": variant_id, "requested": quantity, "available": left})
+
+
+@cache
+def _take_all(count: int) -> TextClause:
+    """One conditional UPDATE taking stock of `count` variants (:v0, :q0, ...), built once per
+    count. Each row is changed only when it has its quantity left; the rows are locked in key
+    order whatever the order of the cart's lines (one lock order: no deadlock)."""
+    taken = "CASE id " + " ".join(f"WHEN :v{i} THEN :q{i}" for i in range(count)) + " END"
+    ids = ", ".join(f":v{i}" for i in range(count))
+    return text(f"UPDATE variants SET stock_quantity = stock_quantity - {taken} "
+                f"WHERE id IN ({ids}) AND stock_quantity >= {taken}")
+
+
+def reserve_all(quantities: Mapping[int, int]) -> None:
+    """Take the stock of several variants at once (a checkout's lines: variant id ->
+    quantity): one statement, one round trip, all or nothing. When a variant has not enough
+    left, the caller's transaction is rolled back here (the other variants' stock may have
+    been taken by the statement) and OutOfStock names the first such variant (by id), as
+    `reserve` would; the caller then lets the error end its write."""
+    wanted = sorted((int(v), int(q)) for v, q in quantities.items())
+    if len(wanted) <= 1:
+        for variant_id, quantity in wanted:
+            reserve(variant_id, quantity)
+        return
+    params = {}
+    for i, (variant_id, quantity) in enumerate(wanted):
+        params[f"v{i}"], params[f"q{i}"] = variant_id, quantity
+    if db.session.execute(_take_all(len(wanted)), params).rowcount == len(wanted):
+        return
+    db.session.rollback()
+    rows = dict(db.session.execute(select(Variant.id, Variant.stock_quantity)
+                                   .where(Variant.id.in_([v for v, _ in wanted]))).all())
+    short = next(((v, q) for v, q in wanted if rows.get(v, 0) < q), None)
+    if short is not None:
+        reserve(*short)  # raises OutOfStock, with its message and details
+    raise OutOfStock("An item in your cart has just sold out. Please try again.")
 
 
 def release(variant_id: int, quantity: int) -> None:

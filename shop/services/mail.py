@@ -1,10 +1,14 @@
 """Outgoing mail: SMTP when MAIL_SERVER is configured, files in instance/outbox/ otherwise."""
 from __future__ import annotations
 
+import io
+import re
+import secrets
 import smtplib
 import uuid
 from datetime import UTC, datetime
 from email.charset import QP, Charset
+from email.generator import BytesGenerator
 from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -40,7 +44,10 @@ def build(sender: str, to: str, subject: str, text: str, html: str | None = None
     if all(value.isascii() for value in headers.values()):
         msg: Message = _text_part(text, "plain")
         if html:
-            msg = MIMEMultipart("alternative", _subparts=[msg, _text_part(html, "html")])
+            # A boundary of our own (random, checked against the bodies): the email package
+            # would otherwise make one and compile a new regular expression to check it.
+            msg = MIMEMultipart("alternative", _subparts=[msg, _text_part(html, "html")],
+                                boundary=_boundary(text, html))
     else:
         msg = EmailMessage()
         msg.set_content(text, cte=_cte(text))
@@ -49,6 +56,41 @@ def build(sender: str, to: str, subject: str, text: str, html: str | None = None
     for name, value in headers.items():
         msg[name] = value
     return msg
+
+
+def _boundary(*bodies: str) -> str:
+    while True:
+        boundary = "=_shop_" + secrets.token_hex(16)
+        if not any(boundary in body for body in bodies):
+            return boundary
+
+
+# A header line the email package's compat32 folding leaves as it is: printable ASCII, one
+# line, no run of spaces or tabs, at most 78 characters in all.
+_PLAIN_HEADER = re.compile(r"[!-~]+(?: [!-~]+)*\Z")
+
+
+class _Generator(BytesGenerator):
+    """The email package's generator (compat32), writing a plain header (see _PLAIN_HEADER)
+    as it is instead of folding it through a Header object: the same bytes, a fifth of the
+    cost of serialising an order confirmation. Any other header is folded as before."""
+
+    def _write_headers(self, msg: Message) -> None:
+        fold, write, linesep = self.policy.fold_binary, self._fp.write, self.policy.linesep
+        for name, value in msg.raw_items():
+            if type(value) is str and len(name) + len(value) <= 76 and \
+                    _PLAIN_HEADER.match(value) and name.isascii():
+                write(f"{name}: {value}{linesep}".encode("ascii"))
+            else:
+                write(fold(name, value))
+        self.write(self._NL)
+
+
+def as_bytes(msg: Message) -> bytes:
+    """The message as it is written to the outbox or sent: what bytes(msg) gives."""
+    out = io.BytesIO()
+    _Generator(out, mangle_from_=False, policy=msg.policy).flatten(msg, unixfrom=False)
+    return out.getvalue()
 
 
 def send(to: str, subject: str, text: str, html: str | None = None) -> str:
@@ -67,6 +109,6 @@ def send(to: str, subject: str, text: str, html: str | None = None) -> str:
         outbox.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         name = f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
-        (outbox / name).write_bytes(bytes(msg))
+        (outbox / name).write_bytes(as_bytes(msg))
     current_app.logger.info("mail sent to %s: %s", to, subject)
     return msg["Message-ID"]

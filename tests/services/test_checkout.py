@@ -148,6 +148,72 @@ def test_out_of_stock_at_checkout_changes_nothing(app):
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
 
 
+def test_the_refusal_names_the_item_that_ran_out_not_one_taken_before_it(app, monkeypatch):
+    """The lines' stock is taken by one statement. When another checkout takes a line's
+    last units after this one read the cart (a race only MySQL's row locks let happen), the
+    statement may have taken the other lines already: the message still names the short
+    item, and nothing of the order is kept."""
+    if db.engine.dialect.name != "mysql":
+        pytest.skip("needs TEST_DATABASE_URL (MySQL): SQLite has one writer at a time")
+    import threading
+
+    a = f.variant_of(f.product("A", stock=3))
+    b = f.variant_of(f.product("B", stock=2))
+    assert a.id < b.id
+    owner = guest_cart(a.id, 2)
+    carts.add_item(owner, 2, variant_id=b.id)
+    read_cart = checkout.load_lines
+
+    def read_then_lose_the_race(cart_id):
+        lines = read_cart(cart_id)
+
+        def other_checkout():
+            with app.app_context():
+                db.session.get(Variant, b.id).stock_quantity = 1
+                db.session.commit()
+                db.session.remove()
+
+        thread = threading.Thread(target=other_checkout)
+        thread.start()
+        thread.join(timeout=30)
+        return lines
+
+    monkeypatch.setattr(checkout, "load_lines", read_then_lose_the_race)
+    with pytest.raises(OutOfStock) as refused:
+        checkout.place_order(owner, request())
+    assert b.sku in refused.value.message and a.sku not in refused.value.message
+    assert refused.value.details == {"variant_id": b.id, "requested": 2, "available": 1}
+    db.session.rollback()
+    assert db.session.get(Variant, a.id).stock_quantity == 3
+    assert db.session.get(Variant, b.id).stock_quantity == 1
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+
+
+def test_the_stock_of_every_line_is_taken_in_one_statement(app):
+    """One UPDATE for the whole cart (one round trip and one statement for the database,
+    however many lines), each line's own quantity taken."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    variants = [f.variant_of(f.product(name, stock=10)) for name in ("A", "B", "C")]
+    owner = guest_cart(variants[2].id, 3)
+    carts.add_item(owner, 1, variant_id=variants[0].id)
+    carts.add_item(owner, 2, variant_id=variants[1].id)
+    updates: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("UPDATE VARIANTS"):
+            updates.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        checkout.place_order(owner, request())
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert len(updates) == 1, updates
+    assert [db.session.get(Variant, v.id).stock_quantity for v in variants] == [9, 8, 7]
+
+
 def test_same_idempotency_key_gives_one_order(app):
     variant = f.variant_of(f.product("Mat", stock=5))
     owner = guest_cart(variant.id, 1)

@@ -332,7 +332,9 @@ def test_mail_round_trips_through_a_mail_reader(sender, to, subject, text, html)
     the same headers and bodies either way."""
     from shop.services import mail
 
-    raw = bytes(mail.build(sender, to, subject, text, html))
+    built = mail.build(sender, to, subject, text, html)
+    raw = mail.as_bytes(built)
+    assert raw == bytes(built)
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert (message["From"], message["To"], message["Subject"]) == (sender, to, subject)
     assert message["Message-ID"].endswith("@shop.local>") and message["Date"]
@@ -343,3 +345,23 @@ def test_mail_round_trips_through_a_mail_reader(sender, to, subject, text, html)
     else:
         assert message.get_content_type() == "text/plain"
     assert raw.isascii()  # safe for any mail server: no 8-bit bodies or headers
+
+
+@pytest.mark.parametrize("subject", [
+    "Your order SO-ABC",
+    "Order SO-ABC: Shipped",
+    "A subject long enough that the email package must fold it over more than one line of "
+    "the message, as mail readers expect",
+    "Two  spaces,\ttabs and trailing space ",
+    "Ünïcode",
+    "",
+])
+def test_the_outbox_writes_what_the_email_package_writes(subject):
+    """as_bytes, the outbox's cheaper serialiser, gives the email package's own bytes for
+    any message the shop builds: plain headers written as they are, others folded."""
+    from shop.services import mail
+
+    for html in (None, "<p>Thanks — café</p>", "<p>plain</p>"):
+        built = mail.build("Shop <shop@example.com>", "buyer@example.com", subject,
+                           "Thanks\n" * 40, html)
+        assert mail.as_bytes(built) == bytes(built)
