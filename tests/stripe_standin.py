@@ -11,8 +11,9 @@ It answers the few endpoints the shop calls, the way Stripe's API reference desc
 
 with Stripe's form encoding, bearer-key auth, idempotency keys (same key and body: the first
 answer again; same key, other body: an error) and error shape. It also plays Stripe's hosted
-payment page (GET/POST /pay/<id>: the shopper pays and is sent to `success_url`), and builds
-webhook events signed with Stripe's documented scheme (header `t=<ts>,v1=<hex HMAC-SHA256 of
+payment page (GET/POST /pay/<id>: the shopper pays and is sent to `success_url`), refunds made
+in Stripe's Dashboard (`dashboard_refund`, with the Charge that `charge.refunded` carries), and
+builds webhook events signed with Stripe's documented scheme (header `t=<ts>,v1=<hex HMAC-SHA256 of
 "<ts>.<payload>" keyed with the endpoint secret>`).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -73,6 +75,8 @@ class StripeStandIn:
         self.refunds: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self.fail_next: list[tuple[int, str]] = []  # (status, message) answers to hand out
+        # Called with each refund the API creates, before answering (a webhook racing it).
+        self.on_refund: Callable[[dict[str, Any]], None] | None = None
         self._idempotency: dict[str, tuple[str, int, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -131,6 +135,28 @@ class StripeStandIn:
             session = self.sessions[session_id]
             session.update(status="expired")
             return dict(session)
+
+    def charge(self, intent: str) -> dict[str, Any]:
+        """The Charge of a paid PaymentIntent as it stands, refunds included: what Stripe's
+        `charge.refunded` event carries (`amount_refunded` is the running total, `refunded`
+        true once it is all refunded)."""
+        with self._lock:
+            session = next(s for s in self.sessions.values() if s["payment_intent"] == intent)
+            refunded = sum(r["amount"] for r in self.refunds.values()
+                           if r["payment_intent"] == intent)
+            amount = session["amount_total"]
+            return {"id": "ch_" + intent.removeprefix("pi_"), "object": "charge",
+                    "amount": amount, "amount_captured": amount, "amount_refunded": refunded,
+                    "refunded": refunded >= amount, "captured": True, "paid": True,
+                    "status": "succeeded", "currency": session["currency"],
+                    "payment_intent": intent, "metadata": {}, "livemode": False,
+                    "created": session["created"]}
+
+    def dashboard_refund(self, intent: str, amount: int | None = None) -> dict[str, Any]:
+        """Someone refunds the payment in Stripe's Dashboard (not through the shop), in full or
+        `amount` minor units; returns the Charge for the `charge.refunded` event."""
+        self._refund({"payment_intent": intent, **({"amount": str(amount)} if amount else {})})
+        return self.charge(intent)
 
     def event(self, event_type: str, obj: dict[str, Any],
               event_id: str | None = None) -> tuple[bytes, str]:
@@ -214,7 +240,10 @@ class StripeStandIn:
                 session["status"] = "expired"
                 return dict(session)
         if method == "POST" and parts == ["v1", "refunds"]:
-            return self._refund(params)
+            refund = self._refund(params)
+            if self.on_refund is not None:
+                self.on_refund(refund)
+            return refund
         raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
 
     def _session(self, session_id: str) -> dict[str, Any]:

@@ -3,10 +3,13 @@ to a local stand-in for Stripe's servers (tests/stripe_standin.py): the paid flo
 webhooks racing the return page, signatures, expiry, refunds and the unpaid-order timeout."""
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import threading
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import requests
@@ -16,7 +19,7 @@ from shop.extensions import db
 from shop.models import Order, OrderEvent, Payment, ProviderEvent
 from shop.services import metrics, payments
 from shop.services.errors import InvalidTransition
-from shop.services.money import to_minor_units
+from shop.services.money import format_money, to_minor_units
 from shop.services.orders import Actor
 from shop.services.payments import expiry, stripe_provider
 from tests import factories as f
@@ -823,3 +826,221 @@ def test_the_api_refuses_card_payment_under_the_minimum_and_places_nothing(shop,
                               headers={"Idempotency-Key": "k-2"})
     assert placed.status_code == 201, placed.get_json()
     assert placed.get_json()["total"] == "0.00"
+
+
+# -- Refunds made on Stripe (the Dashboard, the API): the charge.refunded webhook ----------------
+
+def paid_order(client, standin, variant_id: int, quantity: int = 1) -> Order:
+    """A card order the shopper paid (Stripe's webhook finished it)."""
+    buy(client, variant_id, quantity)
+    order = last_order()
+    session = standin.complete(order.payment.reference)
+    assert post_event(client, standin, "checkout.session.completed",
+                      session).get_json()["outcome"] == "paid"
+    return last_order()
+
+
+def refund_mails(shop) -> int:
+    """Status mail telling the customer their order was refunded."""
+    outbox = Path(shop.config["OUTBOX_DIR"])
+    if not outbox.exists():
+        return 0
+    return sum(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Subject"]
+               .endswith(": Refunded") for p in outbox.glob("*.eml"))
+
+
+def history(order_id: int) -> list[OrderEvent]:
+    db.session.rollback()
+    return list(db.session.execute(select(OrderEvent).where(OrderEvent.order_id == order_id)
+                                   .order_by(OrderEvent.id)).scalars())
+
+
+def test_a_refund_made_in_the_stripe_dashboard_refunds_the_order_once(client, shop, standin,
+                                                                      mug):
+    """Refunded in full outside the shop: the order becomes refunded through the state machine
+    (stock back once, the payment shows it, the history says so, the customer is mailed), and
+    no second refund is asked of Stripe. Redelivered, as the same event or another: nothing."""
+    order = paid_order(client, standin, mug.id, 2)
+    assert stock(mug.id) == 3
+    charge = standin.dashboard_refund(order.payment.provider_payment_id)
+    assert charge["refunded"] is True
+
+    response = post_event(client, standin, "charge.refunded", charge, "evt_refund_1")
+    assert response.status_code == 200 and response.get_json()["outcome"] == "refunded"
+    order = last_order()
+    assert order.status == "refunded" and order.payment.status == "refunded"
+    assert stock(mug.id) == 5
+    [event] = [e for e in history(order.id) if e.to_status == "refunded"]
+    assert event.from_status == "paid" and event.actor == "stripe"
+    assert format_money(order.total, "USD") in event.note and charge["id"] in event.note
+    assert refund_mails(shop) == 1
+    assert len(standin.refunds) == 1  # the Dashboard's; the shop asked for none
+
+    events_before = len(history(order.id))
+    again = post_event(client, standin, "charge.refunded", charge, "evt_refund_1")
+    assert again.status_code == 200 and again.get_json()["outcome"] == "duplicate"
+    other_id = post_event(client, standin, "charge.refunded", charge, "evt_refund_2")
+    assert other_id.status_code == 200
+    assert other_id.get_json()["outcome"] == "already_refunded"
+    assert len(history(order.id)) == events_before and stock(mug.id) == 5
+    assert refund_mails(shop) == 1 and len(standin.refunds) == 1
+    assert_stock_invariant()
+
+
+def test_stripe_reporting_the_shops_own_refunds_changes_nothing(client, shop, standin, mug):
+    """charge.refunded also follows every refund the shop made itself: staff's "Refund", and
+    the automatic refund of a payment that came after its order was cancelled. Those orders
+    are already as they should be; the event changes nothing and answers 200."""
+    order = paid_order(client, standin, mug.id)
+    payments.change_status(order.id, "refunded", STAFF, "Customer changed their mind")
+    assert last_order().status == "refunded" and stock(mug.id) == 5
+    assert refund_mails(shop) == 1
+    events_before = history(order.id)
+    response = post_event(client, standin, "charge.refunded",
+                          standin.charge(order.payment.provider_payment_id))
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "already_refunded"
+    assert [e.id for e in history(order.id)] == [e.id for e in events_before]
+    [refunded] = [e for e in events_before if e.to_status == "refunded"]
+    assert refunded.actor == "staff@test"
+    assert stock(mug.id) == 5 and refund_mails(shop) == 1 and len(standin.refunds) == 1
+
+    buy(client, mug.id)
+    late = last_order()
+    backdate(late, timedelta(hours=2))
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
+    assert expiry.expire_unpaid_orders() == 1
+    session = standin.complete(late.payment.reference)
+    assert post_event(client, standin, "checkout.session.completed",
+                      session).get_json()["outcome"] == "late"
+    events_before = history(late.id)
+    response = post_event(client, standin, "charge.refunded",
+                          standin.charge(session["payment_intent"]))
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "already_recorded"
+    assert [e.id for e in history(late.id)] == [e.id for e in events_before]
+    assert last_order().status == "cancelled" and last_order().payment.status == "refunded"
+    assert stock(mug.id) == 5 and len(standin.refunds) == 2
+    assert_stock_invariant()
+
+
+def test_a_partial_refund_on_stripe_is_recorded_and_keeps_the_status(client, shop, standin,
+                                                                     mug):
+    """Part of the money back (the Dashboard's "Refund" with a smaller amount): the amount goes
+    into the order's history once, the order stays paid and keeps its stock. Refunding the
+    rest later refunds the order."""
+    order = paid_order(client, standin, mug.id, 2)
+    intent = order.payment.provider_payment_id
+    total = to_minor_units(order.total, "USD")
+    charge = standin.dashboard_refund(intent, 500)
+    assert charge["amount_refunded"] == 500 and charge["refunded"] is False
+
+    for event_id in ("evt_partial_1", "evt_partial_2"):  # redelivered under another id
+        response = post_event(client, standin, "charge.refunded", charge, event_id)
+        assert response.status_code == 200
+    assert response.get_json()["outcome"] == "already_recorded"
+    order = last_order()
+    assert order.status == "paid" and order.payment.status == "succeeded"
+    assert stock(mug.id) == 3 and refund_mails(shop) == 0
+    [note] = [e for e in history(order.id) if "partly refunded" in e.note]
+    assert note.from_status == note.to_status == "paid" and note.actor == "stripe"
+    assert "$5.00 of " + format_money(order.total, "USD") in note.note
+    assert charge["id"] in note.note
+
+    rest = standin.dashboard_refund(intent)
+    assert rest["amount_refunded"] == total and rest["refunded"] is True
+    response = post_event(client, standin, "charge.refunded", rest)
+    assert response.get_json()["outcome"] == "refunded"
+    assert last_order().status == "refunded" and stock(mug.id) == 5
+    assert refund_mails(shop) == 1
+    # The first partial refund's event, arriving late, changes nothing any more.
+    assert post_event(client, standin, "charge.refunded",
+                      charge).get_json()["outcome"] == "already_refunded"
+    assert len([e for e in history(order.id) if "partly refunded" in e.note]) == 1
+    assert_stock_invariant()
+
+
+def test_a_refund_of_a_payment_the_shop_does_not_know_answers_200(client, shop, standin, mug):
+    """A charge refunded on the same Stripe account that is not one of the shop's payments
+    (another integration, a payment link), or an event without a PaymentIntent or without a
+    refunded amount: 200 so Stripe stops sending it, and nothing changes."""
+    order = paid_order(client, standin, mug.id)
+    known = standin.charge(order.payment.provider_payment_id)
+    events_before = len(history(order.id))
+    for charge, outcome in (
+            (dict(known, id="ch_elsewhere", payment_intent="pi_elsewhere", amount_refunded=1200,
+                  refunded=True), "unknown"),
+            (dict(known, id="ch_no_intent", payment_intent=None, amount_refunded=1200,
+                  refunded=True), "unknown"),
+            (dict(known, amount_refunded=0, refunded=False), "ignored"),
+            (dict(known, amount_refunded="1200", refunded=False), "ignored")):
+        response = post_event(client, standin, "charge.refunded", charge)
+        assert response.status_code == 200 and response.get_json()["outcome"] == outcome
+    assert last_order().status == "paid" and last_order().payment.status == "succeeded"
+    assert len(history(order.id)) == events_before and stock(mug.id) == 4
+    assert refund_mails(shop) == 0
+
+
+def test_a_full_refund_of_an_order_that_cannot_be_refunded_is_recorded_for_staff(
+        client, shop, standin, mug):
+    """Refunded in full on Stripe while the state machine has no way to refunded from the
+    order's status (a cancelled order holding the PaymentIntent): no error, the payment shows
+    the refund and the history says so, once."""
+    order = paid_order(client, standin, mug.id)
+    intent = order.payment.provider_payment_id
+    db.session.execute(update(Order).where(Order.id == order.id).values(status="cancelled"))
+    db.session.commit()
+    charge = standin.dashboard_refund(intent)
+    for expected in ("recorded", "already_recorded"):
+        response = post_event(client, standin, "charge.refunded", charge)
+        assert response.status_code == 200 and response.get_json()["outcome"] == expected
+    assert last_order().status == "cancelled" and last_order().payment.status == "refunded"
+    [note] = [e for e in history(order.id) if "refunded in full" in e.note]
+    assert note.from_status == note.to_status == "cancelled" and charge["id"] in note.note
+
+
+def test_stripes_webhook_racing_the_back_office_refund_refunds_once(client, shop, standin, mug):
+    """Stripe may deliver charge.refunded for the shop's own refund before the shop has
+    recorded it. Whichever records it first, the order is refunded once, its stock comes back
+    once, the customer gets one mail, and staff's "Refund" still succeeds."""
+    order = paid_order(client, standin, mug.id, 2)
+    answers: list[str] = []
+
+    def webhook_first(refund: dict) -> None:
+        payload, signature = standin.event("charge.refunded",
+                                           standin.charge(refund["payment_intent"]))
+        with shop.test_client() as c:
+            answers.append(c.post(WEBHOOK, data=payload,
+                                  headers={"Stripe-Signature": signature}).get_json()["outcome"])
+
+    standin.on_refund = webhook_first
+    result = payments.change_status(order.id, "refunded", STAFF)
+    assert answers == ["refunded"] and result.status == "refunded"
+    assert [e.to_status for e in history(order.id)].count("refunded") == 1
+    assert stock(mug.id) == 5 and refund_mails(shop) == 1 and len(standin.refunds) == 1
+    assert_stock_invariant()
+
+
+@pytest.mark.parametrize("currency,price,part,shown", [
+    ("KWD", "12.50", 1250, "1.25 KWD of 12.50 KWD"),  # fils: thousandths
+    ("JPY", "1200.50", 500, "¥500.00 of ¥1,201.00"),  # whole yen (1200.50 was charged 1201)
+    ("EUR", "12.50", 125, "€1.25 of €12.50"),
+])
+def test_refunds_on_stripe_read_amounts_in_the_currencys_minor_unit(make_app, standin, currency,
+                                                                   price, part, shown):
+    app = make_app(**stripe_settings(standin, CURRENCY=currency, TAX_RATE="0",
+                                     FREE_SHIPPING_OVER="0"))
+    with app.app_context():
+        client = app.test_client()
+        mug = f.variant_of(f.product("Mug", price=price, stock=5, slug="mug"))
+        order = paid_order(client, standin, mug.id)
+        intent = order.payment.provider_payment_id
+        response = post_event(client, standin, "charge.refunded",
+                              standin.dashboard_refund(intent, part))
+        assert response.get_json()["outcome"] == "partial"
+        [note] = [e.note for e in history(order.id) if "partly refunded" in e.note]
+        assert shown in note and last_order().status == "paid"
+        response = post_event(client, standin, "charge.refunded",
+                              standin.dashboard_refund(intent))
+        assert response.get_json()["outcome"] == "refunded"
+        assert last_order().status == "refunded" and stock(mug.id) == 5

@@ -41,9 +41,9 @@ def refund(order_id: int, actor: Actor, note: str = "") -> Order:
     if order.payment_method == "stripe":
         from . import stripe_provider
 
-        result = stripe_provider.refund(order, actor, note)
-    else:
-        result = orders.transition(order_id, "refunded", actor, note or "Refund recorded")
+        # It mails the customer itself, unless Stripe's webhook refunded the order first.
+        return stripe_provider.refund(order, actor, note)
+    result = orders.transition(order_id, "refunded", actor, note or "Refund recorded")
     _notify(result)
     return result
 

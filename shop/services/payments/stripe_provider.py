@@ -24,7 +24,7 @@ from ...models import Order, OrderEvent, Payment, ProviderEvent, utcnow
 from .. import jobs, links, metrics, notifications, orders
 from ..database import retrying, write_transaction
 from ..errors import InvalidTransition, PaymentError
-from ..money import to_minor_units
+from ..money import format_money, from_minor_units, to_minor_units
 from ..orders import Actor
 
 log = logging.getLogger("shop.payments.stripe")
@@ -489,6 +489,8 @@ def handle_event(event: Any) -> str:
     elif event_type == "checkout.session.async_payment_failed":
         metrics.payment_failed(PROVIDER)
         outcome = session_expired(object_id, "Card payment failed")
+    elif event_type == "charge.refunded":
+        outcome = charge_refunded(_plain(obj))
     else:
         outcome = "ignored"
     _remember(event_id, event_type)
@@ -508,8 +510,8 @@ def refund(order: Order, actor: Actor, note: str = "") -> Order:
     payment = stripe_payment(order.id)
     intent = payment.provider_payment_id if payment is not None else None
     if not intent:
-        return orders.transition(order.id, "refunded", actor,
-                                 note or "Refund recorded (no card payment on file)")
+        return _refunded(orders.transition(order.id, "refunded", actor,
+                                           note or "Refund recorded (no card payment on file)"))
     try:
         result = client().v1.refunds.create(
             params={"payment_intent": intent, "reason": "requested_by_customer",
@@ -525,4 +527,119 @@ def refund(order: Order, actor: Actor, note: str = "") -> Order:
         metrics.payment_failed(PROVIDER)
         raise PaymentError(f"Stripe refused the refund ({result.status}). Nothing was changed.")
     text = f"Stripe refund {result.id}"
-    return orders.transition(order.id, "refunded", actor, f"{note} ({text})" if note else text)
+    try:
+        changed = orders.transition(order.id, "refunded", actor,
+                                    f"{note} ({text})" if note else text)
+    except InvalidTransition:
+        # Stripe's charge.refunded for this very refund was faster: the webhook has already
+        # moved the order to refunded (and mailed the customer). The refund is done.
+        db.session.rollback()
+        current = db.session.get(Order, order.id)
+        if current is None or current.status != "refunded":
+            raise
+        log.info("order %s was refunded by stripe's webhook first (%s)", order.number, text)
+        return current
+    return _refunded(changed)
+
+
+def _refunded(order: Order) -> Order:
+    """Tell the customer their order was refunded, in the background."""
+    jobs.enqueue(notifications.order_status_changed, order.id)
+    return order
+
+
+def _payment_for_intent(intent: str) -> Payment | None:
+    """The Stripe payment that recorded this PaymentIntent when it was paid."""
+    return db.session.execute(
+        select(Payment).where(Payment.provider == PROVIDER,
+                              Payment.provider_payment_id == intent)
+        .order_by(Payment.id.desc()).limit(1)).scalar_one_or_none()
+
+
+def _minor_amount(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
+
+
+def charge_refunded(charge: dict[str, Any]) -> str:
+    """A card payment refunded on Stripe: from the back office (already recorded here) or
+    outside the shop (the Dashboard, the API). Stripe sends the Charge with the running total
+    `amount_refunded`. Refunded in full: the order moves to `refunded` through the state
+    machine, which releases its stock once, and the customer is mailed, as for a refund from
+    the back office. In part: the amount goes into the order's history, the status stays.
+    Outcomes: `refunded`, `already_refunded` (the order is; nothing to do), `partial`,
+    `recorded` (refunded in full, but the order's status cannot become refunded: history and
+    payment only, for staff), `already_recorded` (that refund is in the history already),
+    `unknown` (no payment here has that PaymentIntent), `ignored` (no refunded amount)."""
+    charge_id = charge.get("id")
+    intent = _intent_id(charge)
+    payment = _payment_for_intent(intent) if intent else None
+    if payment is None:
+        log.warning("refunded stripe charge %s (payment %s) belongs to no order here",
+                    charge_id, intent)
+        return "unknown"
+    amount = _minor_amount(charge.get("amount"))
+    refunded = _minor_amount(charge.get("amount_refunded"))
+    if amount is None or not refunded:
+        log.warning("stripe charge %s reports no refunded amount", charge_id)
+        return "ignored"
+    currency = str(charge.get("currency") or payment.currency).upper()
+    full = charge.get("refunded") is True or refunded >= amount
+    money = format_money(from_minor_units(refunded, currency), currency)
+    if full:
+        note = f"Card payment refunded in full on Stripe: {money} (Stripe charge {charge_id})"
+    else:
+        note = (f"Card payment partly refunded on Stripe: {money} of "
+                f"{format_money(from_minor_units(amount, currency), currency)} so far "
+                f"(Stripe charge {charge_id}); the order's status is unchanged")
+    for _ in range(3):
+        order = db.session.get(Order, payment.order_id)
+        if order is None or order.status == "refunded":
+            return "already_refunded"
+        if not full or "refunded" not in orders.allowed(order.status):
+            break
+        try:
+            _refunded(orders.transition(order.id, "refunded", ACTOR, note))
+        except InvalidTransition:
+            db.session.rollback()  # moved meanwhile (a refund from the back office): look again
+            continue
+        log.info("order %s refunded in full on stripe (charge %s)", order.number, charge_id)
+        return "refunded"
+    return _record_refund(payment.order_id, payment.id, note, full=full)
+
+
+def _record_refund(order_id: int, payment_id: int, note: str, *, full: bool) -> str:
+    """A refund the order's status does not change: a partial one, or a full one for an order
+    the state machine cannot refund (pending, cancelled). It goes into the order's history
+    once, however often Stripe reports it; a full one also shows on the payment."""
+
+    def run() -> str:
+        with write_transaction():
+            # The order's row lock serialises two deliveries of the same refund.
+            status = db.session.execute(select(Order.status).where(Order.id == order_id)
+                                        .with_for_update()).scalar_one()
+            if full:
+                changed = db.session.execute(
+                    update(Payment).where(Payment.id == payment_id,
+                                          Payment.status != "refunded")
+                    .values(status="refunded", updated_at=utcnow())
+                    .execution_options(synchronize_session=False)).rowcount
+                if changed != 1:
+                    return "already_recorded"
+            else:
+                paid = db.session.execute(select(Payment.status)
+                                          .where(Payment.id == payment_id)).scalar_one()
+                noted = db.session.execute(select(OrderEvent.id).where(
+                    OrderEvent.order_id == order_id, OrderEvent.note == note)).first()
+                if paid == "refunded" or noted is not None:
+                    return "already_recorded"
+            db.session.add(OrderEvent(order_id=order_id, from_status=status, to_status=status,
+                                      actor=ACTOR.label, note=note[:2000]))
+            return "recorded" if full else "partial"
+
+    outcome = retrying(run)
+    if outcome == "recorded":
+        order = db.session.get(Order, order_id)
+        log.warning("stripe refunded order %s in full, which stays %s: recorded for staff",
+                    order.number, order.status)
+    return outcome
