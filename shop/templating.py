@@ -190,8 +190,16 @@ def page_window(here: int, pages: int) -> list[int | None]:
     return window
 
 
+def use_link_args(args: dict[str, str]) -> None:
+    """The query arguments this request's links start from (url_with, pagination) in place of
+    the request's own: a listing gives its filters as parsed, once per request, so the links
+    leave out what was refused."""
+    g._url_with_args = (request.path, args)
+
+
 def url_with(**changes: object) -> str:
-    """The current URL with some query arguments changed (None removes one)."""
+    """The current URL with some query arguments changed (None removes one): the arguments
+    are the request's, or those the view chose (use_link_args)."""
     base = g.get("_url_with_args")
     if base is None:
         base = g._url_with_args = (request.path, request.args.to_dict())

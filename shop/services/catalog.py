@@ -71,6 +71,20 @@ class ProductFilters:
         return {k: v for k, v in values.items() if v}
 
 
+def listing_args(filters: ProductFilters, *, default_per_page: int,
+                 category_in_path: bool = False) -> dict[str, str]:
+    """The query arguments of the links a listing builds from its own URL (pagination, "last
+    page"): the filters as parsed, so a value that was refused (`min_price=abc`,
+    `sort=bogus`) is left out instead of repeating its error on every page they lead to.
+    A page size other than the default is kept; a category the path already names is not."""
+    args = filters.as_args()
+    if category_in_path:
+        args.pop("category", None)
+    if filters.per_page != default_per_page:
+        args["per_page"] = str(filters.per_page)
+    return args
+
+
 @dataclass
 class CategoryNode:
     id: int

@@ -196,6 +196,60 @@ def test_pagination_bar_links_keep_the_filters(client, app):
     assert 'data-hx-target="#product-grid"' in bar and 'data-hx-push-url="true"' in bar
 
 
+def _bar_links(html: str) -> list[tuple[str, dict[str, list[str]]]]:
+    """The pagination bar's links: (path, query arguments) each, href and hx-get alike."""
+    import html as html_lib
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    start = html.index('<nav class="pagination"')
+    bar = html[start:html.index("</nav>", start)]
+    found = []
+    for href, hx_get in re.findall(r' href="([^"]+)" data-hx-get="([^"]+)"', bar):
+        assert href == hx_get
+        url = urlsplit(html_lib.unescape(href))
+        found.append((url.path, parse_qs(url.query, keep_blank_values=True)))
+    assert found
+    return found
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_listing_links_leave_out_refused_values(client, app, catalog, htmx):
+    """A refused value (min_price=abc, sort=bogus, per_page=zzz) gets its message beside its
+    field, and the pagination links carry the filters as parsed, not the refused values: the
+    next page lists without the error. Page, full or htmx grid, on /products and /c/<slug>."""
+    import re
+
+    app.config["PER_PAGE"] = 1
+    headers = {"HX-Request": "true"} if htmx else {}
+    cases = [
+        ("/products?min_price=abc&max_price=40&page=2", "min_price",
+         "/products", {"max_price": ["40.00"]}),
+        ("/products?sort=bogus&per_page=zzz&in_stock=on&q=linen", "sort",
+         "/products", {"in_stock": ["true"], "q": ["linen"]}),
+        ("/c/clothing?min_price=abc&per_page=2&category=home&sort=price", "min_price",
+         "/c/clothing", {"per_page": ["2"], "sort": ["price"]}),
+    ]
+    for url, field, path, kept in cases:
+        no_error = re.compile(f'<p id="{field}-error" class="field-error"'
+                              f'(?: data-hx-swap-oob="true")?></p>')
+        response = client.get(url, headers=headers)
+        assert response.status_code == (200 if htmx else 400), url
+        html = response.get_data(as_text=True)
+        assert f'<p id="{field}-error" class="field-error' in html
+        assert not no_error.search(html)
+        links = _bar_links(html)
+        for link_path, args in links:
+            assert link_path == path, url
+            page = args.pop("page", None)
+            assert page and page[0].isdigit(), url
+            assert args == kept, url
+        next_path, next_args = links[-1]
+        follow = client.get(next_path, query_string=next_args, headers=headers)
+        assert follow.status_code == 200, url
+        assert no_error.search(follow.get_data(as_text=True)), url
+
+
 def test_filter_form_echoes_what_was_typed(client, catalog):
     """A price that is not one is shown back in its field, with the message beside it; the
     header's search box holds the listing's search words, other pages' is empty."""

@@ -15,7 +15,7 @@ from werkzeug.utils import safe_join
 
 from ...services import catalog, search
 from ...services.errors import NotFound
-from ...templating import Fields
+from ...templating import Fields, use_link_args
 from ..htmx import is_htmx, vary
 from . import page_cache
 
@@ -71,6 +71,8 @@ def _listing(template: str, *, slug: str | None = None, search_box: bool = False
     except NotFound:
         abort(404, description="That category does not exist.")
     _use_tree(tree)
+    use_link_args(catalog.listing_args(filters, default_per_page=per_page,
+                                       category_in_path=node is not None))
     status = 200
     if page.total and filters.page > page.pages:
         status = 404
