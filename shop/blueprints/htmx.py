@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Response, request
+from flask import Response, current_app, request
+from markupsafe import Markup
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -32,3 +34,12 @@ def safe_next(target: str | None, fallback: str) -> str:
             or "\\" in target or _CONTROL.search(target):
         return fallback
     return target
+
+
+def render_block(template_name: str, block: str, **context: Any) -> Markup:
+    """One block of a page's template, rendered alone: the fragment an htmx request swaps in
+    is the very markup of the full page (no partial to include on every page view)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    template = app.jinja_env.get_template(template_name)
+    app.update_template_context(context)
+    return Markup("".join(template.blocks[block](template.new_context(context))))

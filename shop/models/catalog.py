@@ -125,6 +125,15 @@ class VariantFacts:
     def low_stock(self) -> bool:
         return 0 < self.stock_quantity <= self.low_stock_threshold
 
+    @property
+    def stock_status(self) -> str:
+        """The stock as a shopper reads it: "In stock", "Only 3 left" or "Out of stock"."""
+        if not self.in_stock:
+            return "Out of stock"
+        if self.low_stock:
+            return f"Only {self.stock_quantity} left"
+        return "In stock"
+
 
 class Variant(VariantFacts, db.Model):
     __tablename__ = "variants"

@@ -193,6 +193,15 @@ class ProductDetail:
         """Some variant can be bought now."""
         return any(v.in_stock for v in self.variants)
 
+    def chosen(self, variant_id: int | None) -> VariantView | None:
+        """The option the product page shows (price, stock, SKU) and preselects: the one the
+        shopper chose when it is one of this product's, else the first in stock, else the
+        first (None: no variant at all)."""
+        variants = self.variants
+        return (next((v for v in variants if v.id == variant_id), None)
+                or next((v for v in variants if v.in_stock), None)
+                or (variants[0] if variants else None))
+
 
 def parse_filters(args: Mapping[str, str], *, default_per_page: int = 24
                   ) -> tuple[ProductFilters, dict[str, str]]:

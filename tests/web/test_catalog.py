@@ -332,6 +332,64 @@ def test_product_page_shows_variants_and_stock(client, app):
     assert item.price == Decimal("20.00")
 
 
+def _summary(html: str) -> str:
+    """The product page's price area (the chosen option's price, stock and SKU)."""
+    import re
+
+    found = re.findall(r'<div id="variant-summary".*?</div>', html, re.S)
+    assert len(found) == 1
+    return found[0]
+
+
+def test_product_page_shows_the_chosen_option(client, app):
+    """The price area (price, "was" price, stock, SKU) follows the option chosen: without
+    JavaScript by ?variant=<id> (each other option links there), with htmx by the radio's
+    request for the same URL, answered with that area alone (and an announcement)."""
+    item = f.product("Tee", slug="tee", variants=[
+        {"options": {"size": "S"}, "price": "20.00", "stock": 3, "sku": "TEE-S"},
+        {"options": {"size": "M"}, "price": "25.00", "compare_at_price": "30.00", "stock": 50,
+         "sku": "TEE-M"},
+        {"options": {"size": "L"}, "price": "28.00", "stock": 0, "sku": "TEE-L"},
+    ])
+    other = f.product("Mug", slug="mug")
+    small, medium, large = sorted(item.variants, key=lambda v: v.position)
+
+    first = client.get("/p/tee").get_data(as_text=True)
+    summary = _summary(first)
+    assert "$20.00" in summary and "Only 3 left" in summary and "SKU: TEE-S" in summary
+    assert "Was" not in summary
+    for variant in (medium, large):
+        assert f'<a class="variant-link" href="/p/tee?variant={variant.id}">' in first
+    assert f'href="/p/tee?variant={small.id}"' not in first
+    assert (f'data-hx-get="/p/tee?variant={medium.id}" data-hx-trigger="change" '
+            f'data-hx-target="#variant-summary" data-hx-swap="outerHTML"') in first
+
+    response = client.get(f"/p/tee?variant={medium.id}")
+    assert response.status_code == 200 and "HX-Request" in response.headers.get("Vary", "")
+    page = response.get_data(as_text=True)
+    summary = _summary(page)
+    assert "$25.00" in summary and "$20.00" not in summary
+    assert '<span class="visually-hidden">Was </span>$30.00</s>' in summary
+    assert '<p class="stock stock-in">In stock</p>' in summary and "SKU: TEE-M" in summary
+    assert f'value="{medium.id}" checked' in page and f'value="{small.id}" checked' not in page
+    assert f'href="/p/tee?variant={small.id}"' in page
+
+    sold_out = _summary(client.get(f"/p/tee?variant={large.id}").get_data(as_text=True))
+    assert "$28.00" in sold_out and "Out of stock" in sold_out and "SKU: TEE-L" in sold_out
+    not_its = _summary(client.get(f"/p/tee?variant={other.variants[0].id}").get_data(
+        as_text=True))
+    assert "SKU: TEE-S" in not_its
+
+    fragment = client.get(f"/p/tee?variant={medium.id}", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert "HX-Request" in fragment.headers.get("Vary", "")
+    text = fragment.get_data(as_text=True)
+    assert "<html" not in text and "Reviews" not in text and "<form" not in text
+    assert _summary(text) == _summary(page)
+    assert 'id="live"' in text and "M: $25.00, In stock." in text
+    assert client.get("/p/nope", headers={"HX-Request": "true"}).status_code == 404
+
+
 def test_product_page_lists_variants_and_images_in_their_positions(client, app):
     """Positions, not ids, order a product's options and pictures (both were reordered after
     they were made)."""

@@ -16,7 +16,7 @@ from werkzeug.utils import safe_join
 from ...services import catalog, search
 from ...services.errors import NotFound
 from ...templating import Fields, use_link_args
-from ..htmx import is_htmx, vary
+from ..htmx import is_htmx, render_block, vary
 from . import page_cache
 
 bp = Blueprint("catalog", __name__)
@@ -108,8 +108,26 @@ def category(slug: str):
 
 @bp.get("/p/<slug>")
 def product(slug: str):
-    """A product: images, options, price, stock, add to cart, reviews."""
-    return product_page(slug, request.args.get("variant", type=int))
+    """A product: images, options, price, stock, add to cart, reviews; `?variant=<id>` the
+    option shown. For htmx (an option chosen), that option's price, stock and SKU alone."""
+    selected = request.args.get("variant", type=int)
+    if is_htmx():
+        return vary(make_response(variant_summary(slug, selected)))
+    return vary(product_page(slug, selected))
+
+
+def variant_summary(slug: str, selected: int | None) -> str:
+    """The product page's price, stock and SKU of the option `selected` (its
+    variant_summary block), with an announcement of them."""
+    try:
+        item = catalog.product_detail(slug)
+    except NotFound:
+        abort(404, description="That product does not exist or is no longer sold.")
+    variant = item.chosen(selected)
+    summary = render_block("catalog/product.html", "variant_summary", product=item,
+                           selected=variant)
+    return render_template("catalog/_variant_response.html", summary=summary,
+                           selected=variant)
 
 
 def product_page(slug: str, selected: int | None, status: int = 200, **context):
@@ -124,11 +142,9 @@ def product_page(slug: str, selected: int | None, status: int = 200, **context):
     _use_tree(tree)
     node = tree.by_id.get(item.category_id) if item.category_id else None
     crumbs = (tree.ancestors(node) + [node]) if node else []
-    variants = item.variants
-    default = next((v for v in variants if v.id == selected), None) or \
-        next((v for v in variants if v.in_stock), variants[0] if variants else None)
     return make_response(render_template("catalog/product.html", product=item, crumbs=crumbs,
-                                         selected=default, tree=tree, **context), status)
+                                         selected=item.chosen(selected), tree=tree,
+                                         **context), status)
 
 
 @bp.get("/media/<path:filename>")

@@ -1,6 +1,8 @@
 /* Small enhancements; every page works without them. No inline scripts (the CSP forbids them). */
 (function () {
   "use strict";
+  // Scripts run: what only a page without them needs can hide (.js in shop.css).
+  document.documentElement.classList.add("js");
   // A second click on "Place order" while the first is on its way does nothing visible twice
   // (the server is idempotent anyway).
   document.addEventListener("submit", function (event) {
