@@ -189,3 +189,73 @@ def test_upgrade_from_empty_and_downgrade(tmp_path):
         left = set(inspect(db.engine).get_table_names()) - {"alembic_version"}
         assert left == set()
         db.engine.dispose()
+
+
+def test_joined_word_terms_on_upgrade(tmp_path):
+    """Migration 0011 writes the terms of the active products with joined words again, now
+    with the words joined ("T-Shirt": tshirt beside shirt), and the postings of the terms that
+    changed (a weight too: "tshirt" in the description already), on SQLite and MySQL; the
+    other products' terms stay as they were. Going back down takes the joined terms out of
+    both tables."""
+    import os
+
+    from pyroaring import BitMap
+
+    from shop import create_app
+    from shop.services import search
+    from tests.conftest import MYSQL_URL, _mysql_database_url
+
+    if MYSQL_URL:
+        url = _mysql_database_url(MYSQL_URL, f"shop_mig11_{os.environ.get('SHOP_TEST_DB_TAG', '')}"
+                                  f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+    else:
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    products = ((1, "Organic T-Shirt", "Soft cotton, a tshirt for summer.", 1),
+                (2, "Men's Socks", "Wool.", 1), (3, "Linen Shirt", "Breathable.", 1),
+                (4, "X-Ray Poster", "Hidden.", 0))
+
+    def stored() -> set:
+        with db.engine.connect() as connection:
+            return {tuple(r) for r in connection.execute(text(
+                "SELECT term, product_id, weight FROM search_terms"))}
+
+    def postings() -> dict:
+        with db.engine.connect() as connection:
+            return {term: tuple(sorted(BitMap.deserialize(blob)) for blob in blobs)
+                    for term, *blobs in connection.execute(text(
+                        "SELECT term, in_both, in_name, in_description FROM search_postings"))}
+
+    def postings_of(rows: set) -> dict:
+        found: dict = {}
+        for term, pid, weight in rows:
+            found.setdefault(term, ([], [], []))[{11: 0, 10: 1, 1: 2}[weight]].append(pid)
+        return {term: tuple(sorted(ids) for ids in tiers) for term, tiers in found.items()}
+
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": url}, env="testing")
+    with fresh.app_context():
+        upgrade(revision="0002")
+        with db.engine.begin() as connection:
+            for pid, name, description, active in products:
+                connection.execute(text(
+                    "INSERT INTO products (id, slug, name, description, active, price, "
+                    "rating_count, created_at) VALUES (:id, :slug, :name, :description, "
+                    ":active, 10, 0, '2026-01-01')"),
+                    {"id": pid, "slug": f"p{pid}", "name": name, "description": description,
+                     "active": active})
+        upgrade(revision="0010")
+        before = stored()
+        assert ("tshirt", 1, 1) in before and ("mens", 2, 10) not in before
+        assert postings() == postings_of(before)
+        upgrade()
+        now = {(term, pid, weight) for pid, name, description, active in products if active
+               for term, weight in search.terms(name, description).items()}
+        assert stored() == now
+        assert now - before == {("tshirt", 1, 11), ("mens", 2, 10)}
+        assert before - now == {("tshirt", 1, 1)}
+        assert postings() == postings_of(now)
+        assert postings()["tshirt"] == ([1], [], [])
+        downgrade(revision="0010")
+        assert stored() == before
+        assert postings() == postings_of(before) and "mens" not in postings()
+        downgrade(revision="base")
+        db.engine.dispose()

@@ -40,6 +40,12 @@ from sqlalchemy.orm import Session
 from . import postings
 
 TOKEN = re.compile(r"\w+", re.UNICODE)
+# Words joined by hyphens or apostrophes ("T-Shirt", "men's", "T‑Shirt" with a non-breaking
+# hyphen): a product's text has each part as a term and the whole word joined too ("tshirt",
+# "mens"), as shoppers type it. Changing what makes a term needs a migration that writes the
+# terms again (0011).
+JOINED = re.compile(r"\w+(?:['\-\u2010\u2011\u2019]\w+)+", re.UNICODE)
+_JOINERS = re.compile(r"['\-\u2010\u2011\u2019]")
 # Shorter words are not terms (a shopper's one-letter word is left out).
 MIN_TOKEN = 2
 # The term column's length: longer words are kept (and looked for) by their first 40 letters.
@@ -316,12 +322,20 @@ def _fold(word: str) -> str:
 
 # Keeping the terms ---------------------------------------------------------------------------
 
+def _words(text_: str) -> set[str]:
+    """The terms of a text: its words of MIN_TOKEN letters or more, and its joined words
+    joined ("T-Shirt": shirt and tshirt), lower case, without accents, cut to TERM_LENGTH."""
+    lowered = (text_ or "").lower()
+    words = [w for w in TOKEN.findall(lowered) if len(w) >= MIN_TOKEN]
+    words.extend(_JOINERS.sub("", w) for w in JOINED.findall(lowered))
+    return {_fold(w)[:TERM_LENGTH] for w in words}
+
+
 def terms(name: str, description: str) -> dict[str, int]:
     """A product's terms with their weights: a word of the name 10, of the description 1."""
     weights: dict[str, int] = {}
     for text_, weight in ((name, NAME_WEIGHT), (description, DESCRIPTION_WEIGHT)):
-        for word in {_fold(w)[:TERM_LENGTH] for w in TOKEN.findall((text_ or "").lower())
-                     if len(w) >= MIN_TOKEN}:
+        for word in _words(text_):
             weights[word] = weights.get(word, 0) + weight
     return weights
 

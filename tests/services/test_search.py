@@ -478,3 +478,35 @@ def test_a_plural_finds_the_singular(app, monkeypatch):
         assert names(find(query)) == expected, query
         assert find(query).total == len(expected), query
         monkeypatch.undo()
+
+
+def test_a_joined_word_is_found_joined(app, monkeypatch):
+    """A word joined by a hyphen or an apostrophe is a term joined too: "tshirt" and
+    "tshirts" find a "T-Shirt" (a "T‑Shirt" with a non-breaking hyphen alike), "mens" "Men's
+    Socks"; "t shirt" and "t-shirt" find it with the other shirts (the one-letter "t" is left
+    out). Ranked and counted alike in memory and in SQL (filters, another sort, or a word of
+    many terms), on either database."""
+    clothing = f.category("Clothing", slug="clothing")
+    f.product("Organic T-Shirt", slug="organic-tee", category=clothing,
+              description="Boxy fit.")
+    f.product("Striped T\u2011Shirt", slug="striped-tee", description="Cotton.")
+    f.product("Men's Socks", slug="socks", category=clothing, description="Wool.")
+    f.product("Linen Shirt", slug="linen-shirt", category=clothing,
+              description="Wear it like a tshirt.")
+    f.product("Tea Towel", slug="towel", description="For shirts-off summers.")
+    cases = {"tshirt": ["Striped T\u2011Shirt", "Organic T-Shirt", "Linen Shirt"],
+             "tshirts": ["Striped T\u2011Shirt", "Organic T-Shirt", "Linen Shirt"],
+             "organic tshirt": ["Organic T-Shirt"], "mens": ["Men's Socks"],
+             "men's": ["Men's Socks"],
+             "t shirt": ["Linen Shirt", "Striped T\u2011Shirt", "Organic T-Shirt", "Tea Towel"],
+             "t-shirt": ["Linen Shirt", "Striped T\u2011Shirt", "Organic T-Shirt", "Tea Towel"]}
+    for query, expected in cases.items():
+        assert names(find(query)) == expected, query
+        assert find(query).total == len(expected), query
+        assert sorted(names(find(query, sort="name"))) == sorted(expected), query
+        in_clothing = [n for n in expected if n not in ("Striped T\u2011Shirt", "Tea Towel")]
+        assert names(find(query, category="clothing")) == in_clothing, query
+        monkeypatch.setattr(search, "MAX_TERMS", 1)
+        assert names(find(query)) == expected, query
+        assert find(query).total == len(expected), query
+        monkeypatch.undo()

@@ -250,6 +250,19 @@ def test_listing_links_leave_out_refused_values(client, app, catalog, htmx):
         assert no_error.search(follow.get_data(as_text=True)), url
 
 
+def test_search_finds_a_hyphenated_name_typed_joined(client, app):
+    """"tshirt" (and its plural) finds a "T-Shirt"; "t shirt" finds it with the other
+    shirts."""
+    f.product("Organic T-Shirt", slug="organic-tee", description="Boxy fit.")
+    f.product("Linen Shirt", slug="linen-shirt", description="Breathable.")
+    for q in ("tshirt", "TShirts", "organic tshirt"):
+        response = client.get("/products", query_string={"q": q})
+        assert response.status_code == 200
+        assert names(response.get_data(as_text=True)) == ["Organic T-Shirt"], q
+    html = client.get("/products", query_string={"q": "t shirt"}).get_data(as_text=True)
+    assert sorted(names(html)) == ["Linen Shirt", "Organic T-Shirt"]
+
+
 def test_filter_form_echoes_what_was_typed(client, catalog):
     """A price that is not one is shown back in its field, with the message beside it; the
     header's search box holds the listing's search words, other pages' is empty."""
