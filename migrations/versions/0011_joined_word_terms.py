@@ -28,7 +28,7 @@ depends_on = None
 # before, and the postings as shop.services.postings writes them: a migration keeps its own
 # copy, as 0005 and 0006 do.
 TOKEN = re.compile(r"\w+", re.UNICODE)
-JOINED = re.compile(r"\w+(?:['\-\u2010\u2011\u2019]\w+)+", re.UNICODE)
+JOINED = re.compile(r"\w+(?:['\-\u2010\u2011\u2019]\w+)*", re.UNICODE)
 JOINERS = re.compile(r"['\-\u2010\u2011\u2019]")
 TIER = {11: 0, 10: 1, 1: 2}
 
@@ -46,7 +46,8 @@ def _terms(name, description, joined):
         lowered = (text or "").lower()
         words = [w for w in TOKEN.findall(lowered) if len(w) >= 2]
         if joined:
-            words.extend(JOINERS.sub("", w) for w in JOINED.findall(lowered))
+            words.extend(JOINERS.sub("", w) for w in JOINED.findall(lowered)
+                         if JOINERS.search(w))
         for word in {_fold(w)[:40] for w in words}:
             weights[word] = weights.get(word, 0) + weight
     return weights

@@ -43,8 +43,9 @@ TOKEN = re.compile(r"\w+", re.UNICODE)
 # Words joined by hyphens or apostrophes ("T-Shirt", "men's", "T‑Shirt" with a non-breaking
 # hyphen): a product's text has each part as a term and the whole word joined too ("tshirt",
 # "mens"), as shoppers type it. Changing what makes a term needs a migration that writes the
-# terms again (0011).
-JOINED = re.compile(r"\w+(?:['\-\u2010\u2011\u2019]\w+)+", re.UNICODE)
+# terms again (0011). JOINED finds every word with what joins on to it, the joined ones
+# kept: a pattern that asked for a joiner backtracked, quadratic in a long word's length.
+JOINED = re.compile(r"\w+(?:['\-\u2010\u2011\u2019]\w+)*", re.UNICODE)
 _JOINERS = re.compile(r"['\-\u2010\u2011\u2019]")
 # Shorter words are not terms (a shopper's one-letter word is left out).
 MIN_TOKEN = 2
@@ -327,7 +328,7 @@ def _words(text_: str) -> set[str]:
     joined ("T-Shirt": shirt and tshirt), lower case, without accents, cut to TERM_LENGTH."""
     lowered = (text_ or "").lower()
     words = [w for w in TOKEN.findall(lowered) if len(w) >= MIN_TOKEN]
-    words.extend(_JOINERS.sub("", w) for w in JOINED.findall(lowered))
+    words.extend(_JOINERS.sub("", w) for w in JOINED.findall(lowered) if _JOINERS.search(w))
     return {_fold(w)[:TERM_LENGTH] for w in words}
 
 
