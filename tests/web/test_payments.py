@@ -500,6 +500,23 @@ def test_a_delayed_payment_still_processing_at_the_deadline_keeps_the_order(clie
     assert_stock_invariant()
 
 
+def test_pay_now_while_a_bank_debit_is_processing_says_so(client, shop, standin, mug):
+    """The shopper paid by bank debit (the session completed unpaid) and clicks "Pay now"
+    again: nothing to pay and no new payment page, and the order page says the payment is
+    on its way, not that the payment page could not be opened."""
+    buy(client, mug.id, 1)
+    order = last_order()
+    standin.complete(order.payment.reference, delayed=True)
+    from shop.services.orders import guest_link_token
+
+    token = guest_link_token(order)
+    answer = client.get(f"/payments/{order.number}/pay?token={token}")
+    assert answer.status_code == 303 and f"/orders/{order.number}" in answer.headers["Location"]
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "still processing" in page and "could not open" not in page
+    assert len(standin.created_sessions()) == 1 and last_order().status == "pending"
+
+
 def test_payment_arriving_after_the_order_was_cancelled_is_refunded(client, shop, standin, mug):
     buy(client, mug.id)
     order = last_order()

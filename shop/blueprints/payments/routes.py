@@ -45,12 +45,16 @@ def pay(number: str):
     if order.status != "pending" or order.payment_method != "stripe":
         flash("This order has nothing left to pay.", "info")
         return _order_page(order, link)
-    url = payments.checkout_url(order)
+    url, why = payments.pay_link(order)
     if url:
         return redirect(url, 303)
     order = orders.load(number)
     if order.status == "paid":
         flash(RETURN_MESSAGES["paid"][1], "success")
+    elif why == "processing" and order.status == "pending":
+        flash("Your payment is on its way: your bank is still processing it, which can take a "
+              "few days. There is nothing more to pay; this page will show it once it "
+              "clears.", "info")
     elif order.status == "cancelled":
         flash("This order was cancelled because it was not paid in time. Its items are back "
               "in the shop if you would like to order again.", "error")

@@ -32,6 +32,16 @@ def checkout_url(order: Order) -> str | None:
     return None
 
 
+def pay_link(order: Order) -> tuple[str | None, str | None]:
+    """checkout_url, and why there is none ("processing": a bank debit the shopper started is
+    on its way; "unavailable": the provider cannot be reached; None: nothing to pay)."""
+    if order.payment_method == "stripe":
+        from . import stripe_provider
+
+        return stripe_provider.pay_link(order)
+    return None, None
+
+
 def refund(order_id: int, actor: Actor, note: str = "") -> Order:
     """Refund an order: through Stripe for Stripe payments, recorded otherwise; the state
     machine then releases its stock once."""

@@ -146,35 +146,44 @@ def checkout_url(order: Order) -> str | None:
     """Where the shopper pays this pending order: the open session's page, reused, or a new
     session. None when there is nothing to pay or Stripe cannot be reached (logged and
     counted; the order page offers "Pay now" again)."""
+    return pay_link(order)[0]
+
+
+def pay_link(order: Order) -> tuple[str | None, str | None]:
+    """checkout_url, and why there is none: "processing" (the shopper completed the session
+    with a payment method that takes days, a bank debit: nothing to pay, Stripe tells its
+    end), "unavailable" (Stripe cannot be reached), or None (nothing to pay, or the order
+    was just finished or cancelled: its status says which)."""
     if order.status != "pending" or order.payment_method != PROVIDER or not enabled():
-        return None
+        return None, None
     payment = stripe_payment(order.id)
     if payment is None:
-        return None
+        return None, None
     try:
         if payment.reference:
             return _resume(order, payment)
         _schedule_expiry(order)
-        return _create_session(order, payment)
+        return _create_session(order, payment), None
     except (stripe.StripeError, StripeUnavailable) as exc:
         metrics.payment_failed(PROVIDER)
         log.error("stripe checkout for order %s failed: %s", order.number, exc)
-        return None
+        return None, "unavailable"
 
 
-def _resume(order: Order, payment: Payment) -> str | None:
-    """The stored session: still open (reuse it), paid (finish), expired before the order's
-    deadline (Stripe ends sessions after 24 hours: open another), or expired (cancel)."""
+def _resume(order: Order, payment: Payment) -> tuple[str | None, str | None]:
+    """The stored session: still open (reuse it), completed (finish it: paid, or a delayed
+    payment still processing), expired before the order's deadline (Stripe ends sessions
+    after 24 hours: open another), or expired (cancel)."""
     session = client().v1.checkout.sessions.retrieve(payment.reference)
     if session.status == "open":
-        return session.url
+        return session.url, None
     if session.status == "complete":
-        finish_payment(session.id)
-        return None
+        outcome = finish_payment(session.id).outcome
+        return None, "processing" if outcome == "unpaid" else None
     if _ended_before_deadline(order, session.expires_at):
-        return _create_session(order, payment, replacing=session.id)
+        return _create_session(order, payment, replacing=session.id), None
     session_expired(session.id)
-    return None
+    return None, None
 
 
 def _ended_before_deadline(order: Order, expires_at: Any) -> bool:
