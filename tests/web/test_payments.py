@@ -343,6 +343,32 @@ def test_return_page_trusts_stripe_not_the_browser(client, shop, standin, mug):
     assert failures() == before + 1
 
 
+def test_a_payment_that_does_not_match_the_order_is_refunded_once(client, shop, standin, mug):
+    """A session paid with another amount than its order's: the money goes back at once (it
+    was kept at Stripe until staff noticed), the order's history and the return page say so,
+    and reporting it again (the return page, the webhook, twice) refunds nothing more."""
+    buy(client, mug.id)
+    order = last_order()
+    reference = order.payment.reference
+    session = standin.complete(reference)
+    standin.sessions[reference]["amount_total"] = session["amount_total"] - 100
+    intent = session["payment_intent"]
+    response = client.get(f"/payments/stripe/return?session_id={reference}")
+    assert response.status_code == 303
+    page = client.get(local_path(response.headers["Location"])).get_data(as_text=True)
+    assert "refunded to your card" in page
+    for _ in range(2):
+        answer = post_event(client, standin, "checkout.session.completed",
+                            standin.sessions[reference])
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == "mismatch"
+    refunds = [r for r in standin.refunds.values() if r["payment_intent"] == intent]
+    assert len(refunds) == 1 and refunds[0]["amount"] == session["amount_total"] - 100
+    placed = last_order()
+    assert placed.status == "pending" and stock(mug.id) == 4
+    notes = [e.note for e in placed.events if "did not match" in (e.note or "")]
+    assert len(notes) == 1 and refunds[0]["id"] in notes[0]
+
+
 def test_the_return_page_tells_the_truth_after_the_webhook_came_first(client, shop, standin,
                                                                        mug):
     """The webhook finished the payment before the shopper came back: the return page says

@@ -23,8 +23,9 @@ RETURN_MESSAGES = {
     "already_paid": ("success", "Thank you! Your payment is confirmed."),
     "unpaid": ("info", "Stripe has not confirmed your payment yet. This page will show it "
                        "once they do; there is no need to pay again."),
-    "mismatch": ("error", "We could not match this payment to your order. Please contact us "
-                          "quoting your order number."),
+    "mismatch": ("error", "This payment did not match your order's total, so it has been "
+                          "refunded to your card. Please contact us quoting your order "
+                          "number."),
     "late": ("error", "This order was cancelled before your payment arrived, so the payment "
                       "has been refunded to your card."),
     "refunded": ("info", "This order's payment has been refunded to your card."),

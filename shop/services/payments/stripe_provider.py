@@ -334,10 +334,11 @@ def finish_payment(session_or_id: str | Any) -> FinishResult:
     if session.get("amount_total") != expected or \
             (session.get("currency") or "").upper() != order.currency.upper():
         metrics.payment_failed(PROVIDER)
-        log.error("stripe session %s charged %s %s, order %s is %s %s", session_id,
-                  session.get("amount_total"), session.get("currency"), order.number,
-                  expected, order.currency)
-        return FinishResult("mismatch", order)
+        log.error("stripe session %s charged %s %s, order %s is %s %s: refunding it",
+                  session_id, session.get("amount_total"), session.get("currency"),
+                  order.number, expected, order.currency)
+        _refund_mismatch(order, _intent_id(session), session)
+        return FinishResult("mismatch", db.session.get(Order, order.id))
     intent = _intent_id(session)
 
     def run() -> None:
@@ -389,6 +390,45 @@ def _already_finished(order_id: int, payment_id: int, session_id: str,
         if order.status == "cancelled":
             _record_late_refund(order.id, payment_id, intent, refunded.id)
     return FinishResult("late", db.session.get(Order, order_id))
+
+
+def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) -> None:
+    """A session paid with another amount or currency than its order's: the money does not
+    pay the order, so it goes back at once (the shopper is not left charged while the order
+    waits and then expires), and the order's history says so, once, however often the
+    session is reported. The order stays pending: it can still be paid, or it expires.
+    Raises StripeUnavailable when Stripe cannot be reached (the webhook then answers 503 and
+    Stripe delivers it again)."""
+    if not intent:
+        return
+    try:
+        refunded = client().v1.refunds.create(
+            params={"payment_intent": intent,
+                    "metadata": {"order_number": order.number, "order_id": str(order.id),
+                                 "reason": "amount or currency did not match the order"}},
+            options={"idempotency_key": f"order-{order.id}-mismatch-{intent}"})
+    except stripe.StripeError as exc:
+        raise StripeUnavailable("We could not refund a mismatched payment yet.") from exc
+    paid = session.get("amount_total")
+    currency = str(session.get("currency") or order.currency).upper()
+    amount = (format_money(from_minor_units(paid, currency), currency)
+              if isinstance(paid, int) and not isinstance(paid, bool) else "an amount")
+    note = (f"Card payment of {amount} did not match the order's total of "
+            f"{format_money(order.total, order.currency)}; refunded in full (Stripe refund "
+            f"{refunded.id})")
+    order_id = order.id
+
+    def run() -> None:
+        with write_transaction():
+            status = db.session.execute(select(Order.status).where(Order.id == order_id)
+                                        .with_for_update()).scalar_one()
+            seen = db.session.execute(select(OrderEvent.id).where(
+                OrderEvent.order_id == order_id, OrderEvent.note == note)).first()
+            if seen is None:
+                db.session.add(OrderEvent(order_id=order_id, from_status=status,
+                                          to_status=status, actor=ACTOR.label, note=note))
+
+    retrying(run)
 
 
 def _record_late_refund(order_id: int, payment_id: int, intent: str, refund_id: str) -> None:
