@@ -46,3 +46,30 @@ def test_an_add_clears_the_message_of_the_refused_one_before(shop, page):
     expect(message).to_have_text("")
     expect(message).to_be_hidden()
     assert_same_page(page)
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_choosing_an_option_shows_its_price_and_sku(shop, new_context, js):
+    """Choosing another option puts its price, stock and SKU in the price area: with htmx in
+    place (the URL follows, the page stays), without JavaScript through its "Show" link."""
+    page = new_context(java_script_enabled=js).new_page()
+    page.goto(shop("/p/everyday-organic-cotton-tee"))
+    summary = page.locator("#variant-summary")
+    options = page.get_by_role("group", name="Choose an option").get_by_role("radio")
+    chosen = next(options.nth(i) for i in range(options.count())
+                  if options.nth(i).is_enabled() and not options.nth(i).is_checked())
+    variant_id = chosen.get_attribute("value")
+    label = page.locator(f"label[for='{chosen.get_attribute('id')}']")
+    price = label.locator(".variant-meta").inner_text().split("·")[0].strip()
+    before = summary.inner_text()
+    if js:
+        mark_page(page)
+        chosen.check()
+        expect(page).to_have_url(re.compile(rf"\?variant={variant_id}$"))
+        assert_same_page(page)
+    else:
+        page.locator(f"a.variant-link[href$='?variant={variant_id}']").click()
+        expect(page).to_have_url(re.compile(rf"\?variant={variant_id}$"))
+    expect(summary).not_to_have_text(before)
+    expect(summary.locator(".price-large")).to_contain_text(price)
+    expect(page.get_by_role("radio", checked=True)).to_have_attribute("value", variant_id)
