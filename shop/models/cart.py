@@ -2,8 +2,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -37,6 +46,9 @@ class CartLine(db.Model):
     variant_id: Mapped[int] = mapped_column(
         ForeignKey("variants.id", ondelete="CASCADE"), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
+    # The unit price the shopper last saw for this line (added, changed, or told it changed):
+    # the cart and the review say when the price is no longer that. NULL: not known.
+    seen_price: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
 
     cart: Mapped[Cart] = relationship(back_populates="lines")
     variant = relationship("Variant")

@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import cache
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -50,6 +50,8 @@ class CartLineView:
     stock_quantity: int
     max_quantity: int
     problem: str | None = None
+    # The unit price the shopper last saw, when the price is no longer that (None otherwise).
+    price_was: Decimal | None = None
 
 
 @dataclass
@@ -62,6 +64,11 @@ class CartView:
     coupon_code: str | None
     coupon_message: str | None = None
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def price_changes(self) -> list[CartLineView]:
+        """The lines whose price changed since the shopper last saw it."""
+        return [line for line in self.lines if line.price_was is not None]
 
     @property
     def item_count(self) -> int:
@@ -219,11 +226,14 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
             if new_quantity > max_quantity():
                 raise ValidationError({"quantity": f"A cart line holds at most {max_quantity()}."})
             _check_stock(variant, new_quantity, line.quantity if line else 0)
+            # Added from a page that showed the price as it is now: the price seen.
             if line is None:
-                line = CartLine(cart_id=cart.id, variant_id=variant.id, quantity=new_quantity)
+                line = CartLine(cart_id=cart.id, variant_id=variant.id, quantity=new_quantity,
+                                seen_price=variant.price)
                 db.session.add(line)
             else:
                 line.quantity = new_quantity
+                line.seen_price = variant.price
             cart.updated_at = utcnow()
             db.session.flush()
             return line.id
@@ -313,8 +323,9 @@ def _lines_query():
 
 def _line_view(line_id: int, quantity: int, variant_id: int, sku: str, options: dict,
                price: Decimal, stock: int, name: str, slug: str, active: bool,
-               image_path: str | None, top: int) -> CartLineView:
-    """A cart line as the shopper sees it, with what stands in the way of ordering it."""
+               image_path: str | None, top: int, seen: Decimal | None = None) -> CartLineView:
+    """A cart line as the shopper sees it, with what stands in the way of ordering it and
+    the price it had when the shopper last saw it, if that was another."""
     problem = None
     if not active:
         problem = f"{name} is no longer sold; please remove it."
@@ -327,7 +338,8 @@ def _line_view(line_id: int, quantity: int, variant_id: int, sku: str, options: 
         variant_label=" / ".join(str(v) for v in options.values()),
         product_slug=slug, image_path=image_path, image_alt=name,
         unit_price=price, quantity=quantity, line_total=pricing.line_total(price, quantity),
-        stock_quantity=stock, max_quantity=max(1, min(top, stock)), problem=problem)
+        stock_quantity=stock, max_quantity=max(1, min(top, stock)), problem=problem,
+        price_was=seen if seen is not None and seen != price else None)
 
 
 def load_lines(cart_id: int) -> list[CartLineView]:
@@ -344,7 +356,8 @@ def load_lines(cart_id: int) -> list[CartLineView]:
 # with NULL lines for an empty cart; none without a cart). Through the Session the cart and
 # its lines were two statements and a transaction, a fifth of the cart page.
 _CART_SQL = {column: "SELECT c.id, c.coupon_code, l.id, l.quantity, v.id, v.sku, v.options, "
-                     "v.price, v.stock_quantity, p.name, p.slug, p.active, p.card_image_path "
+                     "v.price, v.stock_quantity, p.name, p.slug, p.active, p.card_image_path, "
+                     "l.seen_price "
                      "FROM carts c LEFT JOIN cart_lines l ON l.cart_id = c.id "
                      "LEFT JOIN variants v ON v.id = l.variant_id "
                      "LEFT JOIN products p ON p.id = v.product_id "
@@ -365,9 +378,10 @@ def view(owner: CartOwner, shipping_method: str = "standard", *,
     cart_id, coupon_code = rows[0][0], rows[0][1]
     top = max_quantity()
     lines = [_line_view(line_id, int(quantity), variant_id, sku, reads.json_object(options),
-                        reads.money(price), int(stock), name, slug, bool(active), image, top)
+                        reads.money(price), int(stock), name, slug, bool(active), image, top,
+                        reads.money(seen))
              for (_cart, _code, line_id, quantity, variant_id, sku, options, price, stock, name,
-                  slug, active, image) in rows if line_id is not None]
+                  slug, active, image, seen) in rows if line_id is not None]
     raw = [(line.unit_price, line.quantity) for line in lines]
     terms, message = None, None
     if coupon_code:
@@ -381,6 +395,21 @@ def view(owner: CartOwner, shipping_method: str = "standard", *,
     quote = pricing.quote(raw, terms, shipping_method, rules)
     problems = [line.problem for line in lines if line.problem]
     return CartView(cart_id, lines, quote, coupon_code, message, problems)
+
+
+def mark_prices_seen(view: CartView) -> None:
+    """The shopper has been shown the price changes in `view` (the cart page, the review):
+    the new prices become the prices seen, so each change is said once. A line whose price
+    moved again meanwhile keeps its notice for the next page."""
+    if not view.price_changes:
+        return
+    with write_transaction():
+        for line in view.price_changes:
+            db.session.execute(
+                update(CartLine).where(CartLine.id == line.id,
+                                       CartLine.seen_price == line.price_was)
+                .values(seen_price=line.unit_price)
+                .execution_options(synchronize_session=False))
 
 
 def merge_guest_cart(token: str | None, user_id: int) -> list[tuple[str, int]]:
@@ -419,7 +448,7 @@ def merge_guest_cart(token: str | None, user_id: int) -> list[tuple[str, int]]:
                 target.quantity = quantity
             else:
                 db.session.add(CartLine(cart_id=cart.id, variant_id=line.variant_id,
-                                        quantity=quantity))
+                                        quantity=quantity, seen_price=line.seen_price))
         if guest.coupon_code and not cart.coupon_code:
             cart.coupon_code = guest.coupon_code
         db.session.flush()

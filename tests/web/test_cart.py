@@ -512,3 +512,39 @@ def test_an_htmx_line_change_updates_the_carts_problems_and_its_coupon(client, g
                      r'<p class="coupon-applied">Coupon <strong>OVER40</strong> cannot be used: '
                      r'That coupon needs a subtotal of at least \$40.00.</p>', html)
     assert "Discount" not in html
+
+
+def test_a_price_changed_since_it_was_added_is_said_once(client, app):
+    """The cart and the review say when a line's price went up or down since the shopper
+    added it, once; ordering is not held up by it."""
+    from decimal import Decimal
+
+    from shop.extensions import db
+    from shop.models import Variant
+    from tests import factories as f
+    from tests.web.test_checkout import FORM, fill_cart
+
+    lamp = f.variant_of(f.product("Desk Lamp", price="40.00", stock=5, slug="desk-lamp"))
+    mug = f.variant_of(f.product("Mug", price="12.00", stock=5, slug="mug"))
+    fill_cart(client, lamp.id, 1)
+    fill_cart(client, mug.id, 2)
+    assert "since you added it" not in client.get("/cart").get_data(as_text=True)
+
+    db.session.get(Variant, lamp.id).price = Decimal("45.00")
+    db.session.get(Variant, mug.id).price = Decimal("10.00")
+    db.session.commit()
+    page = client.get("/cart").get_data(as_text=True)
+    assert "The price of Desk Lamp has gone up from $40.00 to $45.00 since you added it." in page
+    assert "The price of Mug has gone down from $12.00 to $10.00 since you added it." in page
+    assert "since you added it" not in client.get("/cart").get_data(as_text=True)  # said once
+
+    # Changed again before the review: the review says it.
+    db.session.get(Variant, lamp.id).price = Decimal("39.00")
+    db.session.commit()
+    from tests.conftest import csrf_token
+
+    data = dict(FORM, csrf_token=csrf_token(client, "/checkout"))
+    assert client.post("/checkout", data=data).status_code == 303
+    review = client.get("/checkout/review").get_data(as_text=True)
+    assert "has gone down from $45.00 to $39.00" in review and "Place order" in review
+    assert "since you added it" not in client.get("/checkout/review").get_data(as_text=True)

@@ -38,10 +38,12 @@ def _fragments(view, announcement: str, *, line=None, line_id: int | None = None
                coupon_error: str | None = None, line_error: str | None = None,
                coupon_form: bool = False):
     """The htmx answer: the changed line (or nothing when removed), totals, count, message."""
-    return render_template("cart/_response.html", cart=view, line=line, line_id=line_id,
+    page = render_template("cart/_response.html", cart=view, line=line, line_id=line_id,
                            announcement=announcement, coupon_error=coupon_error,
                            line_error=line_error, coupon_form=coupon_form,
                            shipping_method=_shipping_method(), cart_count=view.item_count)
+    cart_service.mark_prices_seen(view)  # the notice is in the answer (cart/_problems.html)
+    return page
 
 
 @bp.post("/add")
@@ -163,9 +165,11 @@ def _line_failed(exc: ShopError, line_id: int):
 
 def _cart_page(status: int, view=None, **context):
     """The cart page, answering a form the cart refused (status 422)."""
-    return vary(make_response(render_template(
-        "cart/show.html", cart=view or _cart_view(), shipping_method=_shipping_method(),
-        shipping_labels=pricing.SHIPPING_LABELS, **context), status))
+    view = view or _cart_view()
+    page = render_template("cart/show.html", cart=view, shipping_method=_shipping_method(),
+                           shipping_labels=pricing.SHIPPING_LABELS, **context)
+    cart_service.mark_prices_seen(view)  # the page tells the changes: once
+    return vary(make_response(page, status))
 
 
 # A number as HTML writes one (a browser's number field sends nothing else), of a length a

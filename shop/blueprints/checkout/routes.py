@@ -149,9 +149,11 @@ def review():
     if view.is_empty:
         flash("Your cart is empty.", "info")
         return redirect(url_for("cart.show"), 303)
-    return render_template("checkout/review.html", cart=view, details=details,
+    page = render_template("checkout/review.html", cart=view, details=details,
                            countries=COUNTRIES, shipping_labels=pricing.SHIPPING_LABELS,
                            payment_labels=checkout.PAYMENT_LABELS)
+    cart_service.mark_prices_seen(view)  # the review tells the changes: once
+    return page
 
 
 @bp.post("/place")
