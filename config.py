@@ -14,6 +14,18 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _env_seconds(name: str, default: str) -> float:
+    """A positive number of seconds from the environment (a bad value stops the shop at start)."""
+    raw = os.environ.get(name, default).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise RuntimeError(f"{name} must be a number of seconds such as {default}, not {raw!r}")
+    return value
+
+
 def _env_decimal(name: str, default: str, *, optional: bool = False) -> Decimal | None:
     """An amount or rate from the environment; with `optional`, empty means none. A value that
     is not one stops the shop at start with the variable's name, not a bare traceback."""
@@ -43,6 +55,11 @@ class Config:
     # Connections idle for a while are pinged before use (services.database), not every one.
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_recycle": 280}
     REDIS_URL = os.environ.get("REDIS_URL") or None
+    # How long a request waits for Redis to accept a connection and to answer a command before
+    # it goes on as if Redis were down (uncached page, inline job): a hung Redis must not hang
+    # the shop. Redis answers in well under a millisecond; the RQ worker is not bound by these.
+    REDIS_CONNECT_TIMEOUT = _env_seconds("REDIS_CONNECT_TIMEOUT", "0.25")
+    REDIS_SOCKET_TIMEOUT = _env_seconds("REDIS_SOCKET_TIMEOUT", "0.25")
 
     # Money and pricing: the shop's one currency, tax and shipping rules.
     CURRENCY = os.environ.get("SHOP_CURRENCY", "USD")

@@ -101,11 +101,18 @@ def register_database(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     """Bind the remaining extensions; Redis backs cache and limits when REDIS_URL is set."""
+    from .services.redis_clients import client_options
+
     redis_url = app.config.get("REDIS_URL")
     if redis_url:
         app.config.setdefault("CACHE_TYPE", "RedisCache")
         app.config.setdefault("CACHE_REDIS_URL", redis_url)
         app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url)
+        # Short timeouts (services.redis_clients), under any options set explicitly.
+        timeouts = client_options(app.config)
+        app.config["CACHE_OPTIONS"] = timeouts | (app.config.get("CACHE_OPTIONS") or {})
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = \
+            timeouts | (app.config.get("RATELIMIT_STORAGE_OPTIONS") or {})
     else:
         app.config.setdefault("CACHE_TYPE", "NullCache")
         app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")

@@ -73,7 +73,7 @@ def make_worker(app: Flask, *, simple: bool = False, queue_names: list[str] | No
     from .services import jobs
 
     with app.app_context():
-        conn = jobs.redis_connection()
+        conn = jobs.worker_connection()
         if conn is None:
             return None
         names = queue_names or [jobs.queue_name()]

@@ -26,6 +26,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, current_app
@@ -74,7 +75,8 @@ def current_version(app: Flask, store: Any) -> int:
     watch = app.extensions.get(_WATCH_KEY)
     if watch is None or watch.pid != os.getpid():
         watch = app.extensions[_WATCH_KEY] = VersionWatch(
-            app.config["REDIS_URL"], app.config.get("CACHE_KEY_PREFIX", "") + VERSION_KEY)
+            app.config["REDIS_URL"], app.config.get("CACHE_KEY_PREFIX", "") + VERSION_KEY,
+            app.config)
     value = watch.get()
     if value is None:  # not tracked: ask
         return int(store.get(VERSION_KEY) or 0)
@@ -93,9 +95,10 @@ class VersionWatch:
 
     RETRY_SECONDS = 1.0
 
-    def __init__(self, url: str, key: str) -> None:
+    def __init__(self, url: str, key: str, config: Mapping[str, Any] | None = None) -> None:
         self.url = url
         self.key = key
+        self.config: Mapping[str, Any] = config or {}
         self.pid = os.getpid()
         self._conn: Any = None
         self._poll: Any = None
@@ -148,9 +151,9 @@ class VersionWatch:
 
     def _connect(self) -> bool:
         try:
-            from redis import Redis
+            from .redis_clients import client
 
-            pool = Redis.from_url(self.url, protocol=3).connection_pool
+            pool = client(self.url, self.config, protocol=3).connection_pool
             conn = pool.make_connection()
             conn.connect()
             conn._parser.set_invalidation_push_handler(self._invalidated)

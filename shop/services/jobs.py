@@ -14,16 +14,31 @@ RETRY_INTERVALS = [10, 60, 300]
 
 
 def redis_connection():
-    """The Redis client for jobs (None without REDIS_URL)."""
+    """The Redis client for queueing jobs and reading the queue (None without REDIS_URL), with
+    the short timeouts of a request (services.redis_clients)."""
     url = current_app.config.get("REDIS_URL")
     if not url:
         return None
     ext = current_app.extensions.setdefault("shop_redis", {})
     if url not in ext:
-        from redis import Redis
+        from .redis_clients import client
 
-        ext[url] = Redis.from_url(url)
+        ext[url] = client(url, current_app.config)
     return ext[url]
+
+
+def worker_connection():
+    """A new Redis client for the RQ worker (None without REDIS_URL). Not the one above: the
+    worker blocks on BLPOP for minutes, and RQ sets a read timeout longer than that on the
+    connection's pool, which must not be the pool a request uses."""
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        return None
+    from redis import Redis
+
+    from .redis_clients import worker_options
+
+    return Redis.from_url(url, **worker_options(current_app.config))
 
 
 def queue_name() -> str:

@@ -241,6 +241,26 @@ def test_flask_worker_command_runs_jobs(redis_app):
     assert jobs.queue().count == 0
 
 
+def test_the_worker_waits_on_redis_longer_than_a_request_does(redis_app):
+    """Requests give up on Redis after REDIS_SOCKET_TIMEOUT (a hung Redis must not hang the
+    shop); the worker blocks on BLPOP for minutes and RQ sets a read timeout longer than that
+    on its connection's pool. That pool is the worker's own: before, it was the one requests
+    used, which then had no short timeout (and RQ's 415 s once a worker had started)."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    worker = make_worker(redis_app, simple=True)
+    web = jobs.redis_connection()
+    assert worker.connection is not web
+    assert worker.connection.connection_pool.connection_kwargs["socket_timeout"] \
+        > worker.dequeue_timeout
+    assert web.connection_pool.connection_kwargs["socket_timeout"] \
+        == redis_app.config["REDIS_SOCKET_TIMEOUT"] < 1
+    empty = f"{redis_app.config['JOBS_QUEUE']}:nothing-here"
+    assert worker.connection.blpop([empty], timeout=1) is None  # waited, then nothing
+    with pytest.raises(RedisTimeoutError):
+        web.blpop([empty], timeout=1)
+
+
 def test_an_order_placed_while_redis_is_down_is_answered_and_its_mail_sent_inline(make_app):
     # The order is committed before its confirmation is queued: a Redis outage then must not
     # answer the shopper with an error (who would place it again), nor lose the mail.

@@ -168,6 +168,68 @@ def test_readyz_answers_503_quickly_when_a_dependency_accepts_but_never_answers(
         silent.close()
 
 
+def _timed(call, limit: float = 10.0):
+    """`call()`'s answer and how long it took; fails after `limit` seconds of waiting."""
+    answers: list = []
+    started = time.monotonic()
+    asking = threading.Thread(target=lambda: answers.append(call()), daemon=True)
+    asking.start()
+    asking.join(timeout=limit)
+    assert answers, f"still waiting after {limit} s"
+    return answers[0], time.monotonic() - started
+
+
+def test_a_silent_redis_costs_a_request_no_more_than_a_redis_that_is_down(make_app):
+    """A Redis that accepts connections and never answers (hung, or packets dropped) used to
+    hold each catalogue page 5-15 s (redis-py's default 5 s a command, on the page cache, the
+    catalogue version and the limits). Now every request answers within a second or so, as
+    it does while Redis is down (refused): uncached pages, jobs inline, no queue gauge."""
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    with make_app().app_context():
+        f.user("customer@example.com")
+        f.product(name="Quiet Lamp")
+
+    def visit(client) -> list[tuple[str, int, float]]:
+        seen = []
+        for name, call in (
+                ("home", lambda: client.get("/")),
+                ("listing", lambda: client.get("/products")),
+                ("htmx listing", lambda: client.get("/products", headers={"HX-Request": "true"})),
+                ("metrics", lambda: client.get("/metrics")),
+                ("api", lambda: client.get("/api/v1/products")),
+                ("login", lambda: client.post("/account/login", data={
+                    "email": "customer@example.com", "password": "wrong-password-1",
+                    "csrf_token": csrf_token(client)}))):
+            response, seconds = _timed(call)
+            seen.append((name, response.status_code, seconds))
+            if name == "metrics":
+                assert sample(response.get_data(as_text=True), "shop_jobs_queued") is None
+        return seen
+
+    # The global rate limiter takes the storage of the last app built: one app at a time.
+    down = make_app(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", RATELIMIT_ENABLED=True)
+    expected = [(name, status) for name, status, _ in visit(down.test_client())]
+    assert ("listing", 200) in expected
+    silent = SilentServer()
+    try:
+        app = make_app(REDIS_URL=f"redis://127.0.0.1:{silent.port}/0", RATELIMIT_ENABLED=True)
+        seen = visit(app.test_client())
+        assert [(name, status) for name, status, _ in seen] == expected
+        slow = [(name, round(seconds, 2)) for name, _, seconds in seen if seconds >= 2]
+        assert not slow, f"waited on a silent Redis: {slow}"
+        # A job queued while Redis is silent runs inline, at once.
+        ran: list[str] = []
+
+        def queue_a_job() -> None:
+            with app.test_request_context("/"):
+                jobs.enqueue(ran.append, "mail")
+
+        _, seconds = _timed(queue_a_job)
+        assert ran == ["mail"] and seconds < 2
+    finally:
+        silent.close()
+
+
 def test_pages_and_the_api_answer_503_while_a_dependency_is_down(make_app):
     make_app()  # the fixture empties tables through its first app: a healthy one
     unavailable = "cannot reach its database or cache"
