@@ -113,6 +113,9 @@ def register_extensions(app: Flask) -> None:
         app.config["CACHE_OPTIONS"] = timeouts | (app.config.get("CACHE_OPTIONS") or {})
         app.config["RATELIMIT_STORAGE_OPTIONS"] = \
             timeouts | (app.config.get("RATELIMIT_STORAGE_OPTIONS") or {})
+        # Redis out of reach: limits go on in each process's memory (extensions.ShopLimiter)
+        # rather than every login and API call answering 503.
+        app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     else:
         app.config.setdefault("CACHE_TYPE", "NullCache")
         app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")

@@ -1,4 +1,6 @@
 """Unbound Flask extensions; the app factory binds them (cookiecutter-flask style)."""
+import logging
+
 from flask import current_app, request, session
 from flask_caching import Cache
 from flask_limiter import Limiter
@@ -46,4 +48,42 @@ class ShopLoginManager(LoginManager):
 login_manager = ShopLoginManager()
 csrf = CSRFProtect()
 cache = Cache()
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
+_limits_log = logging.getLogger("shop.ratelimit")
+
+
+class ShopLimiter(Limiter):
+    """Flask-Limiter, saying when its storage (Redis) is lost and found again.
+
+    With RATELIMIT_IN_MEMORY_FALLBACK_ENABLED (set with REDIS_URL), while Redis cannot be
+    reached the limits are counted in this process's memory instead of answering 503, and
+    Redis is asked again now and then (Flask-Limiter's backoff: after 1, 2, 4 ... 32 s). The
+    switch is Flask-Limiter's `_storage_dead`; the shop logs each change of it once. A new app
+    starts with its own storage assumed alive and its own key prefix and fallback setting (the
+    limiter is shared by every app built in one process, the tests' many)."""
+
+    _dead = False
+
+    @property  # type: ignore[override]
+    def _storage_dead(self) -> bool:
+        return self._dead
+
+    @_storage_dead.setter
+    def _storage_dead(self, dead: bool) -> None:
+        if dead and not self._dead:
+            _limits_log.warning("redis unavailable: rate limits counted in this process's "
+                                "memory until it is back")
+        elif self._dead and not dead:
+            _limits_log.info("redis reachable again: rate limits counted in redis")
+        self._dead = dead
+
+    def init_app(self, app) -> None:  # type: ignore[no-untyped-def]
+        self._dead = False
+        # Read again from this app's config (Flask-Limiter keeps the first app's).
+        self._in_memory_fallback_enabled = False
+        self._key_prefix = None
+        # Flask-Limiter's backoff between checks of a lost storage starts again at 1 s.
+        self._Limiter__check_backend_count = 0
+        super().init_app(app)
+
+
+limiter = ShopLimiter(key_func=get_remote_address, default_limits=[])

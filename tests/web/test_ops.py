@@ -230,7 +230,9 @@ def test_a_silent_redis_costs_a_request_no_more_than_a_redis_that_is_down(make_a
         silent.close()
 
 
-def test_pages_and_the_api_answer_503_while_a_dependency_is_down(make_app):
+def test_pages_and_the_api_answer_503_while_the_database_is_down(make_app):
+    """While Redis is down, logging in and the API go on with rate limits in memory
+    (test_security: test_while_redis_is_down_logins_and_the_api_go_on_with_limits_in_memory)."""
     make_app()  # the fixture empties tables through its first app: a healthy one
     unavailable = "cannot reach its database or cache"
 
@@ -243,17 +245,6 @@ def test_pages_and_the_api_answer_503_while_a_dependency_is_down(make_app):
         else:
             assert unavailable in response.get_data(as_text=True)
 
-    # Redis down: the rate limits of the API and of logging in live there.
-    client = make_app(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
-                      RATELIMIT_ENABLED=True).test_client()
-    assert_unavailable(client.get("/api/v1/products"), json_=True)
-    assert_unavailable(client.post("/api/v1/auth/token",
-                                   json={"email": "a@example.com", "password": "x" * 12}),
-                       json_=True)
-    assert_unavailable(client.post("/account/login", data={
-        "email": "a@example.com", "password": "x" * 12,
-        "csrf_token": csrf_token(client)}), json_=False)
-    # The database down.
     client = make_app(
         SQLALCHEMY_DATABASE_URI=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/shop",
     ).test_client()

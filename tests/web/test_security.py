@@ -4,12 +4,14 @@ security headers and cookie flags."""
 from __future__ import annotations
 
 import http.cookiejar
+import logging
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -197,6 +199,135 @@ def test_password_reset_is_rate_limited_per_client_and_per_email(limited, clock,
     assert statuses == [303, 303, 303, 429]
     outbox = Path(app.config["OUTBOX_DIR"])
     assert len(list(outbox.glob("*.eml"))) == 3
+
+
+class LimitLog:
+    """What the shop logs about its rate-limit storage (shop.ratelimit)."""
+
+    def __init__(self) -> None:
+        self.records: list[logging.LogRecord] = []
+        self._handler = logging.Handler()
+        self._handler.emit = self.records.append  # type: ignore[method-assign]
+
+    def __enter__(self) -> LimitLog:
+        logging.getLogger("shop").addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("shop").removeHandler(self._handler)
+
+    def lines(self, level: int = logging.WARNING) -> list[str]:
+        return [r.getMessage() for r in self.records
+                if r.name == "shop.ratelimit" and r.levelno == level]
+
+
+def test_while_redis_is_down_logins_and_the_api_go_on_with_limits_in_memory(limited, clock):
+    """Rate limits live in Redis. While it is down, logging in and the API used to answer 503
+    (the limiter could not count); now the limits are counted in the process's memory, still
+    enforced, and the outage is logged once."""
+    app = limited(REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0")
+    with LimitLog() as log:  # after the app: building one sets the shop's log handlers
+        client = app.test_client()
+        response = login(client)
+        assert response.status_code == 303
+        assert client.get("/account").status_code == 200
+        api = app.test_client()
+        token = api.post("/api/v1/auth/token", json={"email": "customer@example.com",
+                                                     "password": f.PASSWORD})
+        assert token.status_code == 201, token.get_data(as_text=True)[:300]
+        orders = api.get("/api/v1/orders",
+                         headers={"Authorization": f"Bearer {token.get_json()['token']}"})
+        assert orders.status_code == 200
+        assert orders.headers["X-RateLimit-Limit"] == "600"
+        # Guessing still meets the limit, counted here.
+        attacker = app.test_client()
+        answers = [login(attacker, password=f"wrong-guess-{n}").status_code for n in range(12)]
+        assert answers == [401] * 10 + [429] * 2
+        clock.advance(61)
+        assert login(attacker).status_code == 303
+    assert log.lines() == ["redis unavailable: rate limits counted in this process's memory "
+                           "until it is back"]
+
+
+class RedisRelay:
+    """A TCP relay to the test Redis that can be cut (every connection, old and new, closed at
+    once, as when Redis goes away) and restored."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        self._target = (parsed.hostname or "127.0.0.1", parsed.port or 6379)
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(64)
+        self.url = f"redis://127.0.0.1:{self._server.getsockname()[1]}{parsed.path}"
+        self.up = True
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self._server.accept()
+            except OSError:
+                return
+            if not self.up:
+                near.close()
+                continue
+            far = socket.create_connection(self._target)
+            self._open += [near, far]
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                s.close()
+
+    def cut(self) -> None:
+        self.up = False
+        for s in self._open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._open.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self._server.close()
+
+
+def test_rate_limits_go_back_to_redis_when_it_returns(limited, clock):
+    """Counted in Redis, then in memory while Redis is away, then in Redis again (where the
+    count before the outage still is) once Flask-Limiter's next check finds it back."""
+    _redis_or_skip()
+    relay = RedisRelay(REDIS_URL)
+    try:
+        app = limited(REDIS_URL=relay.url, RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
+        with LimitLog() as log:
+            client = app.test_client()
+            for n in range(3):  # counted in Redis
+                assert login(client, password=f"wrong-guess-{n}").status_code == 401
+            relay.cut()
+            for n in range(2):  # counted in memory
+                assert login(client, password=f"wrong-guess-{n}").status_code == 401
+            assert login(app.test_client()).status_code == 303
+            relay.up = True
+            time.sleep(2.2)  # Flask-Limiter asks Redis again 1 s, then 2 s, ... after losing it
+            answers = [login(client, password=f"wrong-guess-{n}").status_code for n in range(8)]
+        # Redis had 3: seven more reach its limit of 10 (memory had 2: it would take eight).
+        assert answers == [401] * 7 + [429]
+        assert log.lines() == ["redis unavailable: rate limits counted in this process's "
+                               "memory until it is back"]
+        assert log.lines(logging.INFO) == ["redis reachable again: rate limits counted in redis"]
+    finally:
+        relay.close()
 
 
 def _free_port() -> int:
