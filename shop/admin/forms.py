@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g
+from flask import current_app, g
 from flask_admin.form import BaseForm
 from markupsafe import Markup, escape
 from wtforms import fields
@@ -15,7 +15,14 @@ from ..models.base import MAX_ID, MAX_TEXT_BYTES
 from ..services import images, inventory
 from ..services.errors import ValidationError
 from ..services.money import parse_money, quantize
-from ..services.product_csv import MAX_STOCK, SKU, SLUG, format_options, parse_options
+from ..services.product_csv import (
+    MAX_STOCK,
+    SKU,
+    SLUG,
+    format_options,
+    parse_options,
+    price_problem,
+)
 
 
 class FitsColumn:
@@ -43,10 +50,12 @@ class FitsText:
 
 
 class MoneyField(fields.StringField):
-    """A Decimal amount ("24.99"); blank is None unless the field is required."""
+    """A Decimal amount ("24.99"); blank is None unless the field is required. A price
+    (`price=True`) must fit the shop's currency: no fraction of a yen in JPY."""
 
     def __init__(self, label: str | None = None, validators=None, required: bool = False,
-                 **kwargs: Any) -> None:
+                 price: bool = False, **kwargs: Any) -> None:
+        self.price = price
         validators = list(validators or [])
         validators.insert(0, InputRequired("Enter an amount such as 24.99.") if required
                           else Optional())
@@ -55,7 +64,9 @@ class MoneyField(fields.StringField):
     def _value(self) -> str:
         if self.raw_data:
             return self.raw_data[0]
-        return "" if self.data in (None, "") else str(quantize(self.data))
+        if self.data in (None, ""):
+            return ""
+        return str(quantize(self.data, current_app.config["CURRENCY"] if self.price else None))
 
     def process_formdata(self, valuelist: list[str]) -> None:
         if not valuelist or not valuelist[0].strip():
@@ -66,6 +77,8 @@ class MoneyField(fields.StringField):
             self.data = None
             raise ValueError("Enter an amount such as 10 or 24.99 (not negative).")
         self.data = value
+        if self.price and (problem := price_problem(value, current_app.config["CURRENCY"])):
+            raise ValueError(problem)
 
 
 class OptionsField(fields.StringField):
@@ -105,8 +118,8 @@ class VariantForm(BaseForm):
                                                          "and '-'.")])
     options = OptionsField("Options", description='For example "size=M; colour=Blue". '
                                                   "Leave empty for a product without options.")
-    price = MoneyField("Price", required=True)
-    compare_at_price = MoneyField("Compare-at price",
+    price = MoneyField("Price", required=True, price=True)
+    compare_at_price = MoneyField("Compare-at price", price=True,
                                   description="The former price, shown crossed out.")
     stock_quantity = LedgerIntegerField(
         "Stock on hand", [InputRequired("Enter the units on hand."),

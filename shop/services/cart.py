@@ -323,9 +323,14 @@ def _lines_query():
 
 def _line_view(line_id: int, quantity: int, variant_id: int, sku: str, options: dict,
                price: Decimal, stock: int, name: str, slug: str, active: bool,
-               image_path: str | None, top: int, seen: Decimal | None = None) -> CartLineView:
+               image_path: str | None, top: int, currency: str,
+               seen: Decimal | None = None) -> CartLineView:
     """A cart line as the shopper sees it, with what stands in the way of ordering it and
-    the price it had when the shopper last saw it, if that was another."""
+    the price it had when the shopper last saw it, if that was another. Its price is in the
+    currency's unit (whole yen), as the order keeps it and Stripe charges it."""
+    unit = pricing.unit_price(price, currency)
+    if seen is not None:
+        seen = pricing.unit_price(seen, currency)
     problem = None
     if not active:
         problem = f"{name} is no longer sold; please remove it."
@@ -337,17 +342,19 @@ def _line_view(line_id: int, quantity: int, variant_id: int, sku: str, options: 
         id=line_id, variant_id=variant_id, sku=sku, name=name, options=options,
         variant_label=" / ".join(str(v) for v in options.values()),
         product_slug=slug, image_path=image_path, image_alt=name,
-        unit_price=price, quantity=quantity, line_total=pricing.line_total(price, quantity),
+        unit_price=unit, quantity=quantity,
+        line_total=pricing.line_total(price, quantity, currency),
         stock_quantity=stock, max_quantity=max(1, min(top, stock)), problem=problem,
-        price_was=seen if seen is not None and seen != price else None)
+        price_was=seen if seen is not None and seen != unit else None)
 
 
 def load_lines(cart_id: int) -> list[CartLineView]:
     """The cart's lines with current prices and stock (one query)."""
     rows = db.session.execute(_lines_query(), {"cart_id": cart_id}).all()
     top = max_quantity()
+    currency = current_app.config["CURRENCY"]
     return [_line_view(r.id, r.quantity, r.variant_id, r.sku, r.options or {}, r.price,
-                       r.stock_quantity, r.name, r.slug, r.active, r.image_path, top)
+                       r.stock_quantity, r.name, r.slug, r.active, r.image_path, top, currency)
             for r in rows]
 
 
@@ -379,7 +386,7 @@ def view(owner: CartOwner, shipping_method: str = "standard", *,
     top = max_quantity()
     lines = [_line_view(line_id, int(quantity), variant_id, sku, reads.json_object(options),
                         reads.money(price), int(stock), name, slug, bool(active), image, top,
-                        reads.money(seen))
+                        rules.currency, reads.money(seen))
              for (_cart, _code, line_id, quantity, variant_id, sku, options, price, stock, name,
                   slug, active, image, seen) in rows if line_id is not None]
     raw = [(line.unit_price, line.quantity) for line in lines]
@@ -399,16 +406,13 @@ def view(owner: CartOwner, shipping_method: str = "standard", *,
 
 def mark_prices_seen(view: CartView) -> None:
     """The shopper has been shown the price changes in `view` (the cart page, the review):
-    the new prices become the prices seen, so each change is said once. A line whose price
-    moved again meanwhile keeps its notice for the next page."""
+    the prices shown become the prices seen, so each change is said once."""
     if not view.price_changes:
         return
     with write_transaction():
         for line in view.price_changes:
             db.session.execute(
-                update(CartLine).where(CartLine.id == line.id,
-                                       CartLine.seen_price == line.price_was)
-                .values(seen_price=line.unit_price)
+                update(CartLine).where(CartLine.id == line.id).values(seen_price=line.unit_price)
                 .execution_options(synchronize_session=False))
 
 

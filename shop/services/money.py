@@ -4,6 +4,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
+WHOLE = Decimal("1")
 ZERO = Decimal("0.00")
 # Currencies whose minor unit is not the cent: Stripe's zero-decimal currencies (amounts in
 # whole units) and its three-decimal ones (amounts in thousandths, the last digit 0).
@@ -25,9 +26,21 @@ def card_minimum(currency: str) -> Decimal:
     return Decimal(CARD_MINIMUM.get(currency.upper(), "0.50"))
 
 
-def quantize(amount: Decimal | int | str) -> Decimal:
-    """Round to cents, half up."""
-    return Decimal(amount).quantize(CENT, rounding=ROUND_HALF_UP)
+def unit(currency: str | None) -> Decimal:
+    """The smallest amount the shop keeps in `currency`: one whole unit for a zero-decimal
+    currency (JPY: prices, totals and charges are whole yen), the cent otherwise (three-decimal
+    currencies too: amounts are kept to the cent, see `to_minor_units`)."""
+    return WHOLE if currency and currency.upper() in ZERO_DECIMAL else CENT
+
+
+def quantize(amount: Decimal | int | str, currency: str | None = None) -> Decimal:
+    """Round to the currency's unit (`unit`), half up; to cents without a currency."""
+    return Decimal(amount).quantize(unit(currency), rounding=ROUND_HALF_UP)
+
+
+def fits_unit(amount: Decimal, currency: str | None) -> bool:
+    """Whether `amount` needs no rounding in `currency` (no fraction of a yen in JPY)."""
+    return Decimal(amount) == quantize(amount, currency)
 
 
 def parse_money(text: str | None) -> Decimal | None:
@@ -54,9 +67,7 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     """Stripe's integer amount: cents for USD, whole yen for JPY (rounded half up), fils for
     KWD (amounts are kept to the cent, so the last digit Stripe requires to be 0 is 0)."""
     per_unit = _minor_per_unit(currency)
-    if per_unit == 1:
-        return int(Decimal(amount).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
-    return int((quantize(amount) * per_unit).to_integral_value(rounding=ROUND_HALF_UP))
+    return int((quantize(amount, currency) * per_unit).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def from_minor_units(amount: int, currency: str) -> Decimal:
@@ -64,9 +75,10 @@ def from_minor_units(amount: int, currency: str) -> Decimal:
     return (Decimal(amount) / _minor_per_unit(currency)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def to_string(amount: Decimal | None) -> str | None:
-    """The API's form: "12.50"."""
-    return None if amount is None else str(quantize(amount))
+def to_string(amount: Decimal | None, currency: str | None = None) -> str | None:
+    """The API's form: "12.50"; a whole number ("1081") in a zero-decimal currency, as ISO
+    4217 and Stripe write yen."""
+    return None if amount is None else str(quantize(amount, currency))
 
 
 # format_money's answers by (amount, currency): a catalogue page formats a few dozen prices,
@@ -76,7 +88,7 @@ _MAX_FORMATTED = 20_000
 
 
 def format_money(amount: Decimal | None, currency: str = "USD") -> str:
-    """For people: "$1,234.50"."""
+    """For people: "$1,234.50"; "¥1,081" in a zero-decimal currency."""
     if amount is None:
         return ""
     key = (amount, currency)
@@ -85,7 +97,7 @@ def format_money(amount: Decimal | None, currency: str = "USD") -> str:
     except (KeyError, TypeError):  # not seen yet, or an unhashable (signalling NaN) amount
         pass
     symbol = SYMBOLS.get(currency.upper())
-    text = f"{quantize(amount):,.2f}"
+    text = f"{quantize(amount, currency):,}"
     formatted = f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
     if type(amount) is Decimal and amount.is_finite():
         if len(_FORMATTED) >= _MAX_FORMATTED:

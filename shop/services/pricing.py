@@ -23,6 +23,8 @@ class PricingRules:
     standard: Decimal
     express: Decimal
     free_shipping_over: Decimal | None
+    # The shop's currency: every amount is rounded to its unit (whole yen in JPY).
+    currency: str = "USD"
 
     @classmethod
     def from_config(cls) -> PricingRules:
@@ -30,7 +32,8 @@ class PricingRules:
         return cls(tax_rate=Decimal(c["TAX_RATE"]), standard=Decimal(c["SHIPPING_STANDARD"]),
                    express=Decimal(c["SHIPPING_EXPRESS"]),
                    free_shipping_over=Decimal(c["FREE_SHIPPING_OVER"])
-                   if c.get("FREE_SHIPPING_OVER") not in (None, "") else None)
+                   if c.get("FREE_SHIPPING_OVER") not in (None, "") else None,
+                   currency=str(c["CURRENCY"]).upper())
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,15 @@ class Quote:
     coupon_code: str | None
 
 
-def line_total(unit_price: Decimal, quantity: int) -> Decimal:
-    return quantize(Decimal(unit_price) * quantity)
+def unit_price(price: Decimal, currency: str = "USD") -> Decimal:
+    """A price as the shop charges it: in the currency's unit (a price kept with a fraction of
+    a yen is charged, shown and sent to Stripe as whole yen)."""
+    return quantize(price, currency)
+
+
+def line_total(price: Decimal, quantity: int, currency: str = "USD") -> Decimal:
+    """Unit price times quantity: what Stripe's itemised line charges too."""
+    return quantize(unit_price(price, currency) * quantity, currency)
 
 
 def shipping_cost(method: str, subtotal: Decimal, rules: PricingRules) -> Decimal:
@@ -65,25 +75,27 @@ def shipping_cost(method: str, subtotal: Decimal, rules: PricingRules) -> Decima
     if method == "standard":
         if rules.free_shipping_over is not None and subtotal >= rules.free_shipping_over:
             return ZERO
-        return quantize(rules.standard)
-    return quantize(rules.express)
+        return quantize(rules.standard, rules.currency)
+    return quantize(rules.express, rules.currency)
 
 
 def quote(lines: Iterable[tuple[Decimal, int]], coupon: CouponTerms | None = None,
           shipping_method: str = "standard", rules: PricingRules | None = None) -> Quote:
     """Price lines of (unit price, quantity). The total is subtotal - discount + shipping + tax;
-    the discount never exceeds the subtotal; nothing is negative. An empty cart costs nothing."""
+    the discount never exceeds the subtotal; nothing is negative. An empty cart costs nothing.
+    Each amount is rounded to the unit of the rules' currency (cents; whole yen in JPY)."""
     rules = rules or PricingRules.from_config()
+    currency = rules.currency
     items = [(Decimal(p), int(q)) for p, q in lines]
-    subtotal = quantize(sum((line_total(p, q) for p, q in items), ZERO))
+    subtotal = quantize(sum((line_total(p, q, currency) for p, q in items), ZERO), currency)
     discount = ZERO
     free_shipping = False
     if coupon is not None:
         if coupon.kind == "percent":
             pct = min(max(Decimal(coupon.value), ZERO), Decimal(100))
-            discount = quantize(subtotal * pct / 100)
+            discount = quantize(subtotal * pct / 100, currency)
         elif coupon.kind == "fixed":
-            discount = quantize(min(max(Decimal(coupon.value), ZERO), subtotal))
+            discount = quantize(min(max(Decimal(coupon.value), ZERO), subtotal), currency)
         elif coupon.kind == "free_shipping":
             free_shipping = True
     discount = min(discount, subtotal)
@@ -94,8 +106,8 @@ def quote(lines: Iterable[tuple[Decimal, int]], coupon: CouponTerms | None = Non
     else:
         shipping = shipping_cost(shipping_method, subtotal, rules)
     taxable = subtotal - discount + shipping
-    tax = quantize(taxable * rules.tax_rate) if taxable > 0 else ZERO
+    tax = quantize(taxable * rules.tax_rate, currency) if taxable > 0 else ZERO
     total = subtotal - discount + shipping + tax
     return Quote(subtotal=subtotal, discount=discount, shipping=shipping, tax=tax,
-                 total=quantize(total), shipping_method=shipping_method,
+                 total=quantize(total, currency), shipping_method=shipping_method,
                  free_shipping=free_shipping, coupon_code=coupon.code if coupon else None)

@@ -25,6 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -34,7 +35,7 @@ from ..models.base import MAX_TEXT_BYTES
 from . import audit, cache, inventory
 from .catalog import options_key, refresh_product_prices, sku_key, skus_in_use
 from .database import retrying, write_transaction
-from .money import parse_money, quantize
+from .money import fits_unit, parse_money, quantize
 
 PRODUCT_COLUMNS = ("product_slug", "product_name", "description", "category_slug", "active",
                    "sku", "options", "price", "compare_at_price", "stock_quantity",
@@ -255,6 +256,15 @@ def _parse_bool(raw: str) -> bool | None:
     raise ValueError("Write yes or no.")
 
 
+def price_problem(value: Decimal | None, currency: str) -> str | None:
+    """Why a price staff entered cannot be kept in the shop's currency: a fraction of a yen
+    in a zero-decimal currency (the shop would show and charge another amount)."""
+    if value is None or fits_unit(value, currency):
+        return None
+    return (f"{currency.upper()} has no decimals: enter a whole amount such as "
+            f"{quantize(value, currency)}.")
+
+
 def _parse_int(raw: str, name: str) -> int:
     try:
         value = int(raw.strip())
@@ -313,11 +323,16 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         errors.append("price: enter the price.")
     elif price is None:
         errors.append(f"price: \"{price_raw}\" is not a price such as 10 or 24.99.")
+    currency = current_app.config["CURRENCY"]
+    if problem := price_problem(price, currency):
+        errors.append(f"price: {problem}")
     v["price"] = price
     compare_raw = raw.get("compare_at_price", "")
     compare = parse_money(compare_raw)
     if compare_raw and compare is None:
         errors.append(f"compare_at_price: \"{compare_raw}\" is not a price such as 10 or 24.99.")
+    if problem := price_problem(compare, currency):
+        errors.append(f"compare_at_price: {problem}")
     v["compare_at_price"] = compare
     for name in ("stock_quantity", "low_stock_threshold"):
         text = raw.get(name, "")

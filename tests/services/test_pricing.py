@@ -54,6 +54,44 @@ def test_total_is_the_sum_of_its_parts(lines, coupon, method, rate):
     assert q.subtotal == sum((quantize(p * n) for p, n in lines), Decimal("0.00"))
 
 
+@settings(max_examples=300, deadline=None)
+@given(lines=lines, coupon=coupons, method=st.sampled_from(["standard", "express"]), rate=rates)
+def test_a_zero_decimal_shop_prices_in_whole_units(lines, coupon, method, rate):
+    """In JPY every amount is whole yen, even from prices kept with a fraction."""
+    rules = PricingRules(rate, Decimal("500"), Decimal("1500"), Decimal("5000"), "JPY")
+    q = quote(lines, coupon, method, rules)
+    assert q.total == q.subtotal - q.discount + q.shipping + q.tax
+    for amount in (q.subtotal, q.discount, q.shipping, q.tax, q.total):
+        assert amount >= 0 and amount == amount.to_integral_value()
+    assert q.discount <= q.subtotal
+    assert q.subtotal == sum((quantize(p, "JPY") * n for p, n in lines), Decimal(0))
+
+
+def test_the_shops_currency_sets_the_unit_of_every_amount(make_app):
+    """¥999 with 10% off, shipping and tax from the shop's settings: whole yen (the discount
+    was ¥99.90, the tax ¥111.93 and the total ¥1,511.03, which Stripe charged as ¥1,511)."""
+    from shop.services.money import format_money, to_string
+
+    app = make_app(CURRENCY="JPY", TAX_RATE="0.08", SHIPPING_STANDARD="500",
+                   FREE_SHIPPING_OVER=None)
+    with app.app_context():
+        rules = PricingRules.from_config()
+        q = quote([(Decimal("999"), 1)], CouponTerms("SAVE10", "percent", Decimal(10)),
+                  "standard", rules)
+    assert rules.currency == "JPY"
+    assert (q.subtotal, q.discount, q.shipping, q.tax, q.total) == (999, 100, 500, 112, 1511)
+    assert to_minor_units(q.total, "JPY") == 1511
+    assert (format_money(q.total, "JPY"), to_string(q.total, "JPY")) == ("¥1,511", "1511")
+    assert (format_money(Decimal("1081.46"), "jpy"), format_money(Decimal("0"), "JPY")) == (
+        "¥1,081", "¥0")
+    usd = quote([(Decimal("999"), 1)], CouponTerms("SAVE10", "percent", Decimal(10)),
+                "standard", RULES)
+    assert (usd.discount, usd.tax, usd.total) == (Decimal("99.90"), Decimal("71.93"),
+                                                  Decimal("971.03"))
+    assert (format_money(usd.total, "USD"), to_string(usd.total, "USD")) == ("$971.03", "971.03")
+    assert to_string(Decimal("12.5"), "USD") == "12.50"
+
+
 @settings(max_examples=200, deadline=None)
 @given(lines=lines, value=st.decimals(min_value=0, max_value=100, places=2))
 def test_percent_discount_applies_to_the_subtotal_only(lines, value):
@@ -149,10 +187,11 @@ def test_minor_units_follow_the_currencys_exponent(amount, currency, minor):
 @settings(max_examples=200)
 def test_formatted_money_is_the_same_remembered_or_not(amount, currency):
     """format_money remembers its answers: the second answer is the first, and both are what
-    the rule gives (symbol or code, cents rounded half up, thousands separated)."""
+    the rule gives (symbol or code, cents rounded half up, thousands separated; whole yen)."""
     from shop.services.money import SYMBOLS, format_money
 
-    text = f"{quantize(amount):,.2f}"
+    places = 0 if currency.upper() == "JPY" else 2
+    text = f"{quantize(amount, currency):,.{places}f}"
     symbol = SYMBOLS.get(currency.upper())
     expected = f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
     assert format_money(amount, currency) == expected

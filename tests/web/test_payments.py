@@ -19,7 +19,7 @@ from shop.extensions import db
 from shop.models import Order, OrderEvent, Payment, ProviderEvent
 from shop.services import metrics, payments
 from shop.services.errors import InvalidTransition
-from shop.services.money import format_money, to_minor_units
+from shop.services.money import format_money, quantize, to_minor_units
 from shop.services.orders import Actor
 from shop.services.payments import expiry, stripe_provider
 from tests import factories as f
@@ -156,7 +156,9 @@ def test_discounted_order_is_charged_its_exact_total(client, shop, standin, mug)
 
 @pytest.mark.parametrize("currency,price,minor", [
     ("KWD", "12.50", 12500),  # three decimals: fils, not a tenth of the price
-    ("JPY", "1200.50", 1201),  # no decimals: whole yen, rounded half up
+    # No decimals: whole yen, rounded half up. A price kept with a fraction of a yen (staff
+    # can no longer enter one) is ordered, shown and charged as whole yen alike.
+    ("JPY", "1200.50", 1201),
     ("EUR", "12.50", 1250),
 ])
 def test_stripe_charges_the_total_in_the_currencys_minor_unit(make_app, standin, currency,
@@ -168,7 +170,8 @@ def test_stripe_charges_the_total_in_the_currencys_minor_unit(make_app, standin,
         mug = f.variant_of(f.product("Mug", price=price, stock=5, slug="mug"))
         buy(client, mug.id)
         order = last_order()
-        assert order.total == Decimal(price) and order.currency == currency
+        assert order.total == quantize(Decimal(price), currency) and order.currency == currency
+        assert to_minor_units(order.total, currency) == minor
         session = standin.sessions[order.payment.reference]
         assert session["currency"] == currency.lower()
         assert session["amount_total"] == minor
@@ -1066,7 +1069,7 @@ def test_stripes_webhook_racing_the_back_office_refund_refunds_once(client, shop
 
 @pytest.mark.parametrize("currency,price,part,shown", [
     ("KWD", "12.50", 1250, "1.25 KWD of 12.50 KWD"),  # fils: thousandths
-    ("JPY", "1200.50", 500, "¥500.00 of ¥1,201.00"),  # whole yen (1200.50 was charged 1201)
+    ("JPY", "1200.50", 500, "¥500 of ¥1,201"),  # whole yen (1200.50 is ordered as 1201)
     ("EUR", "12.50", 125, "€1.25 of €12.50"),
 ])
 def test_refunds_on_stripe_read_amounts_in_the_currencys_minor_unit(make_app, standin, currency,

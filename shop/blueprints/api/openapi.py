@@ -22,7 +22,9 @@ and track orders; staff can move orders through their states.
   as `Authorization: Bearer <token>`. Tokens expire and can be revoked (`DELETE
   /api/v1/auth/token`, or from the account page). A browser session cookie also works for the
   same user; then unsafe methods need the `X-CSRFToken` header.
-* **Money** is a string with two decimals (`"12.50"`) next to a `currency` code.
+* **Money** is a string next to a `currency` code, with that currency's decimals: two
+  (`"12.50"` USD), none for a zero-decimal currency such as JPY (`"1081"`, whole yen, as
+  Stripe and ISO 4217 count it).
 * **Lists** are paginated: `{"items", "page", "per_page", "total", "pages"}`; `per_page`
   defaults to 24, at most 100.
 * **Errors** answer `{"error": {"code", "message", "details"}}`: 400 malformed body, 401 no

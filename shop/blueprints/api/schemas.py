@@ -29,8 +29,10 @@ def _whole_number(value: Any) -> Any:
 # An integer in a request body (the document says "integer", so 79.0 must pass too).
 JsonInt = Annotated[int, BeforeValidator(_whole_number)]
 
-Money = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]{2}$", examples=["12.50"],
-                             description="An amount in the shop's currency, as a string.")]
+Money = Annotated[str, Field(
+    pattern=r"^[0-9]+(\.[0-9]{2})?$", examples=["12.50", "1081"],
+    description="An amount in the shop's currency, as a string: two decimals (\"12.50\"), "
+                "none in a zero-decimal currency such as JPY (\"1081\").")]
 MoneyInput = Annotated[str, Field(pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$", examples=["49.90"])]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
 Quantity = Annotated[JsonInt, Field(ge=1, le=MAX_QUANTITY)]

@@ -16,12 +16,13 @@ from ...templating import image_url
 from . import schemas as s
 
 
-def money(amount: Decimal) -> str:
-    return to_string(amount)  # type: ignore[return-value]
+def money(amount: Decimal, code: str | None = None) -> str:
+    """An amount in `code` (the shop's currency by default): "12.50", or "1081" in JPY."""
+    return to_string(amount, code or currency())  # type: ignore[return-value]
 
 
-def optional_money(amount: Decimal | None) -> str | None:
-    return to_string(amount)
+def optional_money(amount: Decimal | None, code: str | None = None) -> str | None:
+    return to_string(amount, code or currency())
 
 
 def utc(value: datetime) -> datetime:
@@ -46,20 +47,21 @@ def product(item: ProductDetail, tree: CategoryTree) -> s.ProductOut:
     variants = item.variants  # in the shop's order (position, id)
     lowest = min((v.price for v in variants), default=item.price)
     node = tree.by_id.get(item.category_id) if item.category_id is not None else None
+    code = currency()
     return s.ProductOut(
         id=item.id, slug=item.slug, name=item.name, description=item.description,
         url=url_for("catalog.product", slug=item.slug, _external=True),
         category=s.CategoryRef(slug=node.slug, name=node.name) if node else None,
         images=[s.Image(url=absolute(image_url(image.path)), alt=image.alt or item.name)
                 for image in item.images],
-        price=money(lowest), currency=currency(),
+        price=money(lowest, code), currency=code,
         in_stock=any(v.stock_quantity > 0 for v in variants),
         rating=s.Rating(average=float(item.rating_average)
                         if item.rating_average is not None and item.rating_count else None,
                         count=item.rating_count or 0),
         variants=[s.VariantOut(id=v.id, sku=v.sku, options=options(v.options),
-                               price=money(v.price),
-                               compare_at_price=optional_money(v.compare_at_price),
+                               price=money(v.price, code),
+                               compare_at_price=optional_money(v.compare_at_price, code),
                                stock_quantity=max(v.stock_quantity, 0),
                                in_stock=v.stock_quantity > 0) for v in variants])
 
@@ -108,13 +110,15 @@ def address(data: dict | None) -> s.AddressOut:
 def order_fields(item: Order) -> dict:
     shipment = item.shipment
     payment = item.payment
+    code = item.currency
     return dict(
         number=item.number, status=item.status, email=item.email,
         lines=[s.OrderLineOut(sku=line.sku, name=line.name, options=options(line.options),
-                              unit_price=money(line.unit_price), quantity=line.quantity,
-                              line_total=money(line.line_total)) for line in item.lines],
-        subtotal=money(item.subtotal), discount=money(item.discount),
-        shipping=money(item.shipping), tax=money(item.tax), total=money(item.total),
+                              unit_price=money(line.unit_price, code), quantity=line.quantity,
+                              line_total=money(line.line_total, code)) for line in item.lines],
+        subtotal=money(item.subtotal, code), discount=money(item.discount, code),
+        shipping=money(item.shipping, code), tax=money(item.tax, code),
+        total=money(item.total, code),
         currency=item.currency, coupon=item.coupon_code,
         shipping_address=address(item.shipping_address),
         billing_address=address(item.billing_address or item.shipping_address),

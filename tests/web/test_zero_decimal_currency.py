@@ -1,0 +1,155 @@
+"""A shop in a zero-decimal currency (JPY) keeps, shows and charges whole yen: a 10% coupon
+on ¥999 was ¥99.90 off, tax had fractions of a yen, the pages said "¥1,511.03" and Stripe
+charged ¥1,511. Here the cart, the review, the order page, the mail, the API and Stripe all
+say the same whole amount, and staff cannot enter a price with a fraction of a yen."""
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from decimal import Decimal
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from shop.extensions import db
+from shop.models import Order, Variant
+from shop.services import api_tokens
+from shop.services.money import to_minor_units
+from tests import factories as f
+from tests.conftest import csrf_token
+from tests.payments_helpers import buy, last_order, standin, stripe_settings
+from tests.web.admin_support import login_staff, read_form
+from tests.web.api_support import ApiClient
+
+__all__ = ["standin"]  # the fixture, imported for this module's tests
+
+YEN = {"CURRENCY": "JPY", "TAX_RATE": "0.08", "SHIPPING_STANDARD": "500",
+       "SHIPPING_EXPRESS": "1500", "FREE_SHIPPING_OVER": None}
+# ¥999, 10% off (99.90, so ¥100), shipping ¥500, 8% tax on ¥1,399 (111.92, so ¥112).
+EXPECTED = {"subtotal": 999, "discount": 100, "shipping": 500, "tax": 112, "total": 1511}
+FRACTION_OF_A_YEN = re.compile(r"¥[0-9,]*\.[0-9]")
+
+
+@pytest.fixture
+def app(make_app, standin):
+    application = make_app(**stripe_settings(standin, **YEN))
+    with application.app_context():
+        yield application
+
+
+@pytest.fixture
+def teapot(app):
+    f.coupon("SAVE10", "percent", "10")
+    return f.variant_of(f.product("Tetsubin Teapot", price="999", stock=5, slug="teapot"))
+
+
+def mails(outbox: Path) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted(outbox.glob("*.eml"))]
+
+
+def shown(html: str) -> str:
+    """The page's text as one line, so amounts split over lines are found."""
+    return re.sub(r"\s+", " ", html)
+
+
+def assert_whole_yen(text: str) -> None:
+    assert not FRACTION_OF_A_YEN.search(text), FRACTION_OF_A_YEN.search(text).group(0)
+    for amount in ("¥999", "¥100", "¥500", "¥112", "¥1,511"):
+        assert amount in text, amount
+
+
+def test_the_order_is_priced_shown_and_mailed_in_whole_yen(client, teapot, outbox):
+    response = buy(client, teapot.id, method="manual", coupon="SAVE10")
+    assert response.status_code == 303, response.get_data(as_text=True)
+    order = db.session.execute(select(Order)).scalar_one()
+    assert {name: getattr(order, name) for name in EXPECTED} == {
+        name: Decimal(value) for name, value in EXPECTED.items()}
+    assert order.lines[0].unit_price == order.lines[0].line_total == Decimal(999)
+    assert_whole_yen(shown(client.get(response.headers["Location"]).get_data(as_text=True)))
+    (message,) = mails(outbox)
+    for part in message.walk():
+        if part.get_content_type() in ("text/plain", "text/html"):
+            assert_whole_yen(shown(part.get_content()))
+
+
+def test_the_cart_and_the_review_show_whole_yen(client, teapot):
+    client.post("/cart/add", data={"variant_id": teapot.id, "quantity": 1,
+                                   "csrf_token": csrf_token(client, "/products")})
+    client.post("/cart/coupon", data={"code": "SAVE10", "csrf_token": csrf_token(client, "/cart")})
+    cart = shown(client.get("/cart").get_data(as_text=True))
+    assert not FRACTION_OF_A_YEN.search(cart) and "¥1,511" in cart and "¥100" in cart
+    details = {"csrf_token": csrf_token(client, "/checkout"), "email": "ada@example.com",
+               "shipping_method": "standard", "payment_method": "manual", **f.ADDRESS}
+    assert client.post("/checkout", data=details).status_code == 303
+    review = client.get("/checkout/review").get_data(as_text=True)
+    assert_whole_yen(shown(review))
+    assert Decimal(re.search(r'name="expected_total" value="([^"]*)"', review).group(1)) == 1511
+
+
+def test_the_api_cart_and_order_are_whole_numbers(app, teapot):
+    user = f.user("api@example.com")
+    _record, token = api_tokens.create(user.id, "tests")
+    api = ApiClient(app.test_client(), token)
+    assert api.post("/api/v1/cart/items", json={"sku": teapot.sku, "quantity": 1}
+                    ).status_code in (200, 201)
+    assert api.post("/api/v1/cart/coupon", json={"code": "SAVE10"}).status_code == 200
+    cart = api.get("/api/v1/cart").get_json()
+    assert (cart["currency"], cart["items"][0]["unit_price"], cart["discount"], cart["total"]) \
+        == ("JPY", "999", "100", "1511")
+    response = api.post("/api/v1/orders", json={
+        "shipping_address": f.ADDRESS, "shipping_method": "standard", "payment_method": "manual"})
+    assert response.status_code == 201, response.get_json()
+    order = response.get_json()
+    assert {name: order[name] for name in EXPECTED} == {
+        name: str(value) for name, value in EXPECTED.items()}
+    assert (order["lines"][0]["unit_price"], order["lines"][0]["line_total"]) == ("999", "999")
+    assert api.get(f"/api/v1/orders/{order['number']}").get_json()["total"] == "1511"
+    product = app.test_client().get("/api/v1/products/teapot").get_json()
+    assert (product["price"], product["variants"][0]["price"]) == ("999", "999")
+
+
+def test_a_card_order_charges_exactly_the_total_shown(client, standin, teapot):
+    buy(client, teapot.id, coupon="SAVE10")
+    order = last_order()
+    assert order.total == Decimal(1511) and order.currency == "JPY"
+    session = standin.sessions[order.payment.reference]
+    assert session["currency"] == "jpy"
+    assert session["amount_total"] == to_minor_units(order.total, "JPY") == 1511
+    assert order.payment.amount == order.total
+
+
+def test_admin_refuses_a_price_with_a_fraction_of_a_yen(client, auth, teapot):
+    login_staff(auth)
+    product = teapot.product
+    url = f"/admin/product/edit/?id={product.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    price = next(k for k, v in form.items() if k.startswith("variants-") and k.endswith("-sku")
+                 and v == teapot.sku).removesuffix("sku") + "price"
+    assert form[price] == "999"  # shown in whole yen, as typed
+    form.update({price: "12.50", "csrf_token": csrf_token(client, url)})
+    html = client.post(url, data=form).get_data(as_text=True)
+    assert "JPY has no decimals: enter a whole amount such as 13." in html
+    db.session.expire_all()
+    assert db.session.get(Variant, teapot.id).price == Decimal(999)
+    form.update({price: "1200", "csrf_token": csrf_token(client, url)})
+    assert client.post(url, data=form).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Variant, teapot.id).price == Decimal(1200)
+
+
+def test_csv_import_refuses_a_price_with_a_fraction_of_a_yen(client, auth, teapot):
+    login_staff(auth)
+    content = ("product_slug,product_name,sku,price,compare_at_price\n"
+               f"teapot,Tetsubin Teapot,{teapot.sku},12.50,1500.5\n")
+    html = client.post("/admin/product/import", data={
+        "csrf_token": csrf_token(client, "/admin/product/import"),
+        "file": (BytesIO(content.encode()), "products.csv")},
+        content_type="multipart/form-data").get_data(as_text=True)
+    assert "price: JPY has no decimals: enter a whole amount such as 13." in html
+    assert "compare_at_price: JPY has no decimals: enter a whole amount such as 1501." in html
+    db.session.expire_all()
+    assert db.session.get(Variant, teapot.id).price == Decimal(999)
