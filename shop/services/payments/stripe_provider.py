@@ -379,17 +379,24 @@ def _already_finished(order_id: int, payment_id: int, session_id: str,
     log.error("stripe session %s paid order %s which is %s: refunding %s", session_id,
               order.number, order.status, intent)
     if intent:
-        try:
-            refunded = client().v1.refunds.create(
-                params={"payment_intent": intent,
-                        "metadata": {"order_number": order.number, "order_id": str(order.id),
-                                     "reason": "paid after the order was closed"}},
-                options={"idempotency_key": f"order-{order.id}-late-{intent}"})
-        except stripe.StripeError as exc:
-            raise StripeUnavailable("We could not refund a late payment yet.") from exc
+        refunded = _give_back(order, intent, "late", "paid after the order was closed")
         if order.status == "cancelled":
             _record_late_refund(order.id, payment_id, intent, refunded.id)
     return FinishResult("late", db.session.get(Order, order_id))
+
+
+def _give_back(order: Order, intent: str, kind: str, reason: str) -> Any:
+    """Refund a payment in full that does not pay the order (`kind`: why, in the idempotency
+    key, so however often it is reported Stripe makes one refund). Raises StripeUnavailable
+    when Stripe cannot be reached."""
+    try:
+        return client().v1.refunds.create(
+            params={"payment_intent": intent,
+                    "metadata": {"order_number": order.number, "order_id": str(order.id),
+                                 "reason": reason}},
+            options={"idempotency_key": f"order-{order.id}-{kind}-{intent}"})
+    except stripe.StripeError as exc:
+        raise StripeUnavailable("We could not give that payment back yet.") from exc
 
 
 def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) -> None:
@@ -401,14 +408,7 @@ def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) 
     Stripe delivers it again)."""
     if not intent:
         return
-    try:
-        refunded = client().v1.refunds.create(
-            params={"payment_intent": intent,
-                    "metadata": {"order_number": order.number, "order_id": str(order.id),
-                                 "reason": "amount or currency did not match the order"}},
-            options={"idempotency_key": f"order-{order.id}-mismatch-{intent}"})
-    except stripe.StripeError as exc:
-        raise StripeUnavailable("We could not refund a mismatched payment yet.") from exc
+    refunded = _give_back(order, intent, "mismatch", "amount or currency did not match the order")
     paid = session.get("amount_total")
     currency = str(session.get("currency") or order.currency).upper()
     amount = (format_money(from_minor_units(paid, currency), currency)
