@@ -259,3 +259,11 @@ def test_joined_word_terms_on_upgrade(tmp_path):
         assert postings() == postings_of(before) and "mens" not in postings()
         downgrade(revision="base")
         db.engine.dispose()
+
+
+def test_a_payment_is_found_by_its_payment_intent_through_an_index(app):
+    """charge.refunded names the PaymentIntent: the lookup uses an index, not a table scan."""
+    from sqlalchemy import inspect
+
+    indexes = inspect(db.engine).get_indexes("payments")
+    assert any(ix["column_names"][:2] == ["provider", "provider_payment_id"] for ix in indexes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import DateTime, ForeignKey, String, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -15,7 +15,11 @@ PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded", "cancelled")
 
 class Payment(db.Model):
     __tablename__ = "payments"
-    __table_args__ = (UniqueConstraint("provider", "reference"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "reference"),
+        # Stripe's refund events name the PaymentIntent (charge.refunded): found by index.
+        Index("ix_payments_provider_payment", "provider", "provider_payment_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
