@@ -38,6 +38,21 @@ def order_status_changed(order_id: int) -> None:
               render_template("mail/order_status.html", **context))
 
 
+def partial_refund(order_id: int, refunded_minor: int, currency: str) -> None:
+    """Tell the customer part of their card payment was refunded (the running total refunded
+    so far, in the currency's minor units as Stripe reports it); the order keeps its status."""
+    from .money import from_minor_units
+
+    order = db.session.get(Order, order_id)
+    if order is None:
+        return
+    context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"],
+               "refunded": from_minor_units(refunded_minor, currency), "currency": currency}
+    mail.send(order.email, f"Order {order.number}: part of your payment refunded",
+              render_template("mail/partial_refund.txt", **context),
+              render_template("mail/partial_refund.html", **context))
+
+
 def low_stock_alert(variant_ids: list[int]) -> None:
     """Tell staff which variants are at or below their low-stock threshold."""
     variants = list(db.session.execute(

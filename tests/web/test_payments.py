@@ -886,6 +886,17 @@ def paid_order(client, standin, variant_id: int, quantity: int = 1) -> Order:
     return last_order()
 
 
+def partial_refund_mails(shop) -> list[str]:
+    """The text of each mail telling the customer part of their payment was refunded."""
+    outbox = Path(shop.config["OUTBOX_DIR"])
+    if not outbox.exists():
+        return []
+    mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+             for p in sorted(outbox.glob("*.eml"))]
+    return [m.get_body(("plain",)).get_content() for m in mails
+            if m["Subject"].endswith("part of your payment refunded")]
+
+
 def refund_mails(shop) -> int:
     """Status mail telling the customer their order was refunded."""
     outbox = Path(shop.config["OUTBOX_DIR"])
@@ -988,6 +999,10 @@ def test_a_partial_refund_on_stripe_is_recorded_and_keeps_the_status(client, sho
     order = last_order()
     assert order.status == "paid" and order.payment.status == "succeeded"
     assert stock(mug.id) == 3 and refund_mails(shop) == 0
+    # The customer is told, once for the two deliveries of the same refund.
+    [told] = partial_refund_mails(shop)
+    assert "$5.00 in all so far, of " + format_money(order.total, "USD") in told
+    assert order.number in told
     [note] = [e for e in history(order.id) if "partly refunded" in e.note]
     assert note.from_status == note.to_status == "paid" and note.actor == "stripe"
     assert "$5.00 of " + format_money(order.total, "USD") in note.note

@@ -615,7 +615,8 @@ def charge_refunded(charge: dict[str, Any]) -> str:
     outside the shop (the Dashboard, the API). Stripe sends the Charge with the running total
     `amount_refunded`. Refunded in full: the order moves to `refunded` through the state
     machine, which releases its stock once, and the customer is mailed, as for a refund from
-    the back office. In part: the amount goes into the order's history, the status stays.
+    the back office. In part: the amount goes into the order's history and the customer is
+    mailed the amount refunded so far; the status stays.
     Outcomes: `refunded`, `already_refunded` (the order is; nothing to do), `partial`,
     `recorded` (refunded in full, but the order's status cannot become refunded: history and
     payment only, for staff), `already_recorded` (that refund is in the history already),
@@ -654,7 +655,11 @@ def charge_refunded(charge: dict[str, Any]) -> str:
             continue
         log.info("order %s refunded in full on stripe (charge %s)", order.number, charge_id)
         return "refunded"
-    return _record_refund(payment.order_id, payment.id, note, full=full)
+    outcome = _record_refund(payment.order_id, payment.id, note, full=full)
+    if outcome == "partial":
+        # Once for each new running total (the same total again is "already_recorded").
+        jobs.enqueue(notifications.partial_refund, payment.order_id, refunded, currency)
+    return outcome
 
 
 def _record_refund(order_id: int, payment_id: int, note: str, *, full: bool) -> str:
