@@ -11,6 +11,7 @@ import math
 import os
 import re
 import time
+from typing import Any
 
 from flask import (
     Flask,
@@ -65,13 +66,26 @@ def current_request_id() -> str:
     return job_request_id()
 
 
+# The request id of the job this worker process has taken from the queue, from the moment it
+# is taken until it is done (shop.worker): RQ's own lines about the job, before it starts and
+# after it ends, carry it too. Log metadata only; one job at a time in a worker process.
+_taken_job = {"request_id": ""}
+
+
+def worker_took(job: Any | None) -> None:
+    """The worker has taken `job` from the queue (None: it is done with it)."""
+    _taken_job["request_id"] = str(((job.meta or {}) if job is not None else {})
+                                   .get("request_id") or "")
+
+
 def job_request_id() -> str:
-    """The request id stored in the meta of the RQ job this process is running ("" if none)."""
+    """The request id stored in the meta of the RQ job this process is running, or has taken
+    from the queue ("" if none)."""
     from rq import get_current_job
 
     job = get_current_job()
     if job is None:
-        return ""
+        return _taken_job["request_id"]
     return str((job.meta or {}).get("request_id") or "")
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from flask import Flask, g
 from rq import SimpleWorker, Worker
@@ -14,6 +15,7 @@ from rq.job import Job
 from rq.queue import Queue
 
 from .extensions import db
+from .http import worker_took
 
 
 @contextmanager
@@ -35,10 +37,28 @@ def job_context(app: Flask, job: Job) -> Iterator[None]:
             db.session.remove()
 
 
+class ShopQueue(Queue):
+    """The worker's queues: a job taken from one is noted for the log (shop.http), so that
+    RQ's own lines about it, from "taken" to "Job OK", carry the id of the request that
+    queued it."""
+
+    @classmethod
+    def dequeue_any(cls, *args: Any, **kwargs: Any):  # type: ignore[override]
+        result = super().dequeue_any(*args, **kwargs)
+        worker_took(result[0] if result is not None else None)
+        return result
+
+
 class ShopJobs:
     """Mixed into an RQ worker class: every job runs inside the shop's app."""
 
     flask_app: Flask
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)  # type: ignore[misc]
+        finally:
+            worker_took(None)
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         with self.flask_app.app_context():
@@ -78,7 +98,8 @@ def make_worker(app: Flask, *, simple: bool = False, queue_names: list[str] | No
             return None
         names = queue_names or [jobs.queue_name()]
     cls = ShopSimpleWorker if simple else ShopWorker
-    worker = cls([Queue(name, connection=conn) for name in names], connection=conn)
+    worker = cls([ShopQueue(name, connection=conn) for name in names], connection=conn,
+                 queue_class=ShopQueue)
     worker.flask_app = app
     worker._shop_parent_pid = os.getpid()
     return worker

@@ -136,6 +136,44 @@ def test_jobs_are_queued_and_run_by_a_real_rq_worker(redis_app, records):
     assert f"Order {order.number}: Paid" in subjects(redis_app)
 
 
+def test_the_workers_own_lines_about_a_job_carry_its_request_id(redis_app):
+    """RQ's lines about a job (taken from the queue, "Job OK") name the request that queued
+    it, like the job's own lines: found by request id, a checkout's trail reaches the worker.
+    Lines between jobs name none."""
+    rq_records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            rq_records.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    handler.addFilter(RequestIdFilter())
+    rq_logger = logging.getLogger("rq.worker")
+    level = rq_logger.level
+    rq_logger.addHandler(handler)
+    rq_logger.setLevel(logging.INFO)
+    try:
+        client = redis_app.test_client()
+        mug = f.variant_of(f.product("Mug", price="12.00", stock=8, slug="mug"))
+        buy(client, mug.id, 1, method="manual", headers={"X-Request-ID": "req-rq-lines"})
+        job_ids = jobs.queue().job_ids
+        assert len(job_ids) == 1
+        worker = make_worker(redis_app, simple=True)
+        assert worker.work(burst=True) is True
+    finally:
+        rq_logger.removeHandler(handler)
+        rq_logger.setLevel(level)
+    lines = [(r.getMessage(), r.request_id) for r in rq_records]
+    about_job = [(m, rid) for m, rid in lines
+                 if job_ids[0] in m or m.startswith("Successfully completed")]
+    assert len(about_job) >= 3, lines  # taken from the queue; completed; Job OK
+    assert {rid for _m, rid in about_job} == {"req-rq-lines"}, lines
+    between = [(m, rid) for m, rid in lines
+               if m.endswith("done, quitting") or "cleaning registries" in m
+               or "started with PID" in m]
+    assert between and all(rid == "" for _m, rid in between), lines
+
+
 def mail_a_link() -> None:
     """A job that builds a link the usual Flask way (url_for, _external) and mails it."""
     from flask import url_for
