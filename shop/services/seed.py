@@ -6,6 +6,7 @@ import random
 from datetime import timedelta
 from decimal import Decimal
 
+from flask import current_app
 from sqlalchemy import func, insert, select
 
 from ..extensions import db
@@ -13,6 +14,7 @@ from ..models import Category, Coupon, Product, ProductImage, StockAdjustment, V
 from . import cache, catalog_state, search
 from .catalog import refresh_product_prices
 from .database import write_transaction
+from .money import WHOLE, quantize, unit
 
 # (top-level slug, name, description, [(child slug, child name, nouns, base price)])
 TREE = [
@@ -272,6 +274,13 @@ PALETTE = [
 ]
 
 
+def _priced(amount: Decimal) -> Decimal:
+    """A demo price (written as dollars: 24.99) in the shop's currency: the same figure in a
+    currency with cents, a hundred times it in whole units in a zero-decimal one (¥2,499)."""
+    currency = current_app.config["CURRENCY"]
+    return quantize(amount * 100, currency) if unit(currency) == WHOLE else amount
+
+
 def is_empty() -> bool:
     return not db.session.execute(select(func.count(Product.id))).scalar_one()
 
@@ -331,8 +340,8 @@ def demo() -> str:
                             product_id=product.id,
                             sku=sku,
                             options=options,
-                            price=price + bump,
-                            compare_at_price=compare,
+                            price=_priced(price + bump),
+                            compare_at_price=_priced(compare) if compare else None,
                             stock_quantity=stock,
                             low_stock_threshold=5,
                             position=v_pos,
@@ -443,7 +452,7 @@ def bulk_products(count: int, batch: int = 5000) -> int:
             pid, vid = start_id + n, start_variant + n
             leaf = leaves[n % len(leaves)]
             name = f"{rng.choice(ADJECTIVES)} {rng.choice(MATERIALS)} {rng.choice(nouns)} {pid}"
-            price = Decimal(rng.randint(3, 400)) + Decimal("0.99")
+            price = _priced(Decimal(rng.randint(3, 400)) + Decimal("0.99"))
             stock = 0 if n % 13 == 0 else rng.randint(1, 200)
             products.append(
                 {

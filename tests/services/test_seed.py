@@ -72,3 +72,18 @@ def test_bulk_seed_adds_searchable_products(app, runner):
                for card in page.items)
     db.session.expire_all()
     assert_card_images_are_first_images()
+
+
+def test_a_yen_shop_is_seeded_in_whole_yen(make_app):
+    """A shop in JPY was seeded with ¥24.99 prices: amounts a yen shop cannot show or
+    charge. Its demo and bulk prices are whole yen, a hundred times the dollar figures."""
+    app = make_app(CURRENCY="JPY")
+    with app.app_context():
+        runner = app.test_cli_runner()
+        assert runner.invoke(args=["seed"]).exit_code == 0
+        assert runner.invoke(args=["seed", "--products", "50"]).exit_code == 0
+        prices = [price for row in db.session.execute(
+            select(Variant.price, Variant.compare_at_price)) for price in row if price is not None]
+        assert len(prices) > 150
+        assert all(price == price.to_integral_value() for price in prices)
+        assert min(prices) >= 300  # not 3.99
