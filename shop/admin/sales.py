@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_admin import expose
 from flask_admin.contrib.sqla.filters import FilterEqual
 from markupsafe import Markup
@@ -235,6 +244,7 @@ class CouponView(ShopModelView):
 
     def check(self, form, model, is_created: bool) -> None:
         errors: dict[str, str] = {}
+        currency = current_app.config["CURRENCY"]
         model.code = normalise_code(model.code)
         if not model.code or " " in model.code:
             errors["code"] = "Enter a code without spaces."
@@ -248,6 +258,11 @@ class CouponView(ShopModelView):
             errors["value"] = "A percentage must be more than 0 and at most 100."
         elif model.kind == "fixed" and model.value <= 0:
             errors["value"] = "Enter an amount above zero."
+        elif model.kind == "fixed" and (problem := product_csv.price_problem(model.value,
+                                                                             currency)):
+            errors["value"] = problem  # no fraction of a yen off in JPY
+        if problem := product_csv.price_problem(model.min_subtotal, currency):
+            errors["min_subtotal"] = problem
         if model.starts_at and model.ends_at and model.ends_at <= model.starts_at:
             errors["ends_at"] = "The end must be after the start."
         if model.usage_limit is not None and model.usage_limit < (model.times_used or 0):

@@ -32,7 +32,7 @@ from sqlalchemy.orm import selectinload
 from ..extensions import db
 from ..models import Category, Order, Product, Variant
 from ..models.base import MAX_TEXT_BYTES
-from . import audit, cache, inventory
+from . import audit, cache, inventory, money
 from .catalog import options_key, refresh_product_prices, sku_key, skus_in_use
 from .database import retrying, write_transaction
 from .money import fits_unit, parse_money, quantize
@@ -128,6 +128,12 @@ def _csv_lines(rows: Iterable[Iterable[Any]]) -> Iterator[str]:
 
 def export_products() -> Iterator[str]:
     """Every product and variant as CSV text, in chunks (products by id, variants by position)."""
+    currency = current_app.config["CURRENCY"]
+
+    def amount(value: Decimal | None) -> str | None:
+        # In the shop's unit, as staff type it back in: "999" in JPY, "24.99" in USD.
+        return money.to_string(value, currency)
+
     def rows() -> Iterator[list[Any]]:
         yield list(PRODUCT_COLUMNS)
         last_id = 0
@@ -144,8 +150,9 @@ def export_products() -> Iterator[str]:
                 if not product.variants:
                     yield head + ["", "", "", "", "", ""]
                 for variant in product.variants:
-                    yield head + [variant.sku, format_options(variant.options), variant.price,
-                                  variant.compare_at_price, variant.stock_quantity,
+                    yield head + [variant.sku, format_options(variant.options),
+                                  amount(variant.price), amount(variant.compare_at_price),
+                                  variant.stock_quantity,
                                   variant.low_stock_threshold]
             last_id = products[-1].id
             for product in products:  # keep memory flat on a large catalogue
@@ -156,7 +163,8 @@ def export_products() -> Iterator[str]:
 
 def export_orders(*, status: str | None = None, since: datetime | None = None,
                   until: datetime | None = None, email: str | None = None) -> Iterator[str]:
-    """Orders as CSV text, newest first, optionally filtered by status, time and email."""
+    """Orders as CSV text, newest first, optionally filtered by status, time and email;
+    amounts in each order's currency's unit ("1511" yen, "24.99" dollars)."""
     def rows() -> Iterator[list[Any]]:
         yield list(ORDER_COLUMNS)
         stmt = select(Order).options(selectinload(Order.lines), selectinload(Order.payments),
@@ -182,8 +190,11 @@ def export_orders(*, status: str | None = None, since: datetime | None = None,
                 payment = order.payment
                 shipment = order.shipment
                 yield [order.number, order.created_at, order.status, order.email, order.user_id,
-                       order.item_count, order.subtotal, order.discount, order.shipping,
-                       order.tax, order.total, order.currency, order.coupon_code,
+                       order.item_count,
+                       *(money.to_string(value, order.currency) for value in (
+                           order.subtotal, order.discount, order.shipping, order.tax,
+                           order.total)),
+                       order.currency, order.coupon_code,
                        order.shipping_method, order.payment_method,
                        payment.status if payment else "", address.get("name", ""),
                        address.get("city", ""), address.get("country", ""),

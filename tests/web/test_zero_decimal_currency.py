@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from shop.extensions import db
-from shop.models import Order, Variant
+from shop.models import Coupon, Order, Variant
 from shop.services import api_tokens
 from shop.services.money import to_minor_units
 from tests import factories as f
@@ -153,3 +153,44 @@ def test_csv_import_refuses_a_price_with_a_fraction_of_a_yen(client, auth, teapo
     assert "compare_at_price: JPY has no decimals: enter a whole amount such as 1501." in html
     db.session.expire_all()
     assert db.session.get(Variant, teapot.id).price == Decimal(999)
+
+
+def coupon_form(client, **fields) -> dict:
+    data = {"csrf_token": csrf_token(client, "/admin/coupon/new/"), "code": "YEN500",
+            "kind": "fixed", "value": "500", "min_subtotal": "", "starts_at": "",
+            "ends_at": "", "usage_limit": "", "per_customer_limit": "", "active": "y"}
+    return data | fields
+
+
+def test_a_coupon_with_a_fraction_of_a_yen_is_refused_beside_the_field(client, auth, teapot):
+    """¥12.50 off was kept, then rounded at checkout: staff saw one amount and shoppers got
+    another. A percentage may still have decimals."""
+    login_staff(auth)
+    for fields, message in (
+            ({"value": "12.50"}, "JPY has no decimals: enter a whole amount such as 13."),
+            ({"min_subtotal": "2999.5"},
+             "JPY has no decimals: enter a whole amount such as 3000.")):
+        html = client.post("/admin/coupon/new/", data=coupon_form(client, **fields))
+        assert message in html.get_data(as_text=True), fields
+    assert db.session.execute(select(Coupon).where(Coupon.code != "SAVE10")).first() is None
+    for fields in ({}, {"code": "HALF", "kind": "percent", "value": "12.5",
+                        "min_subtotal": "3000"}):
+        response = client.post("/admin/coupon/new/", data=coupon_form(client, **fields))
+        assert response.status_code == 302, response.get_data(as_text=True)
+    kept = {c.code: (c.value, c.min_subtotal) for c in db.session.execute(select(Coupon)).scalars()}
+    assert kept["YEN500"] == (Decimal(500), None)
+    assert kept["HALF"] == (Decimal("12.5"), Decimal(3000))
+
+
+def test_csv_exports_write_whole_yen(client, auth, teapot):
+    """The exports wrote "999.00": a spreadsheet showed sen that do not exist, and the amounts
+    did not match the shop's pages."""
+    buy(client, teapot.id, method="manual", coupon="SAVE10")
+    login_staff(auth)
+    products = client.get("/admin/product/export.csv").get_data(as_text=True)
+    row = next(line for line in products.splitlines() if teapot.sku in line)
+    assert ",999," in row and "999.00" not in products
+    orders = client.get("/admin/order/export.csv").get_data(as_text=True)
+    header, line = orders.lstrip("\ufeff").splitlines()[:2]
+    values = dict(zip(header.split(","), line.split(","), strict=True))
+    assert {k: values[k] for k in EXPECTED} == {k: str(v) for k, v in EXPECTED.items()}
