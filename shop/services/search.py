@@ -92,6 +92,22 @@ def only_short_words(query: str) -> bool:
     return bool(words) and all(len(w) < MIN_TOKEN for w in words)
 
 
+def _joined_forms(query: str) -> dict[str, str]:
+    """The query's joined words of one long part, by that part: "t-shirt" {"shirt": "tshirt"},
+    "e-bike" {"bike": "ebike"}. Such a word stands for its part or its joined form: a product
+    may write it either way ("T-Shirt" has both terms, "Tshirt" only the joined one). A word
+    of two long parts ("coca-cola") stands for both parts, as before."""
+    forms: dict[str, str] = {}
+    for w in JOINED.findall((query or "").lower()):
+        if not _JOINERS.search(w):
+            continue
+        long_parts = [p for p in TOKEN.findall(w) if len(p) >= MIN_TOKEN]
+        if len(long_parts) == 1:
+            joined = _fold(_JOINERS.sub("", w))[:TERM_LENGTH]
+            forms.setdefault(_fold(long_parts[0])[:TERM_LENGTH], joined)
+    return forms
+
+
 def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
     """The SQL that finds products matching every word of `query` on this database.
 
@@ -107,6 +123,10 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
             words.append(term)
     if not words:
         return _NOTHING
+    joined = _joined_forms(query) if _JOINERS.search(query) else {}
+    # The prefixes each word stands for: itself, and the joined form of a joined word.
+    prefixes = [[w] + ([joined[w]] if joined.get(w, w) != w and not joined[w].startswith(w)
+                       else []) for w in words]
     if rows is None:
         raise ValueError("a search needs `rows` to look up its terms")
     params: dict[str, Any] = {}
@@ -114,10 +134,12 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
     terms_sql = _SQLITE_TERMS if dialect == "sqlite" else _MYSQL_TERMS
     exact_sql = _SQLITE_EXACT if dialect == "sqlite" else _MYSQL_EXACT
     singulars: dict[int, list[str]] = {}
-    for i, w in enumerate(words):
-        params[f"lo_{i}"], params[f"hi_{i}"] = w, w + _AFTER_PREFIX
-        parts.append(terms_sql.format(i=i, n=MAX_TERMS + 1))
-        forms = _singulars(w)
+    for i in range(len(words)):
+        for k, prefix in enumerate(prefixes[i]):
+            key = f"{i}_{k}" if k else f"{i}"
+            params[f"lo_{key}"], params[f"hi_{key}"] = prefix, prefix + _AFTER_PREFIX
+            parts.append(terms_sql.format(i=i, key=key, n=MAX_TERMS + 1))
+        forms = [form for prefix in prefixes[i] for form in _singulars(prefix)]
         if forms:
             singulars[i] = [f"s_{i}_{k}" for k in range(len(forms))]
             params.update(zip(singulars[i], forms, strict=True))
@@ -133,9 +155,12 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
     # word's range only when the shop has it.
     singulars = {i: names for i, names in singulars.items()
                  if any(params[n] in found[i] for n in names)}
-    source = (_sqlite_matches(found, params, singulars) if dialect == "sqlite"
-              else _mysql_matches(words, found, params, singulars))
-    ranking = _Ranking(found) if all(len(terms) <= MAX_TERMS for terms in found) else None
+    source = (_sqlite_matches(found, params, singulars, prefixes) if dialect == "sqlite"
+              else _mysql_matches(prefixes, found, params, singulars))
+    # A word of two prefixes may have read MAX_TERMS of each: all of them, or SQL.
+    ranking = _Ranking(found) if all(
+        len(terms) <= MAX_TERMS * len(prefixes[i]) and not _cut(terms, prefixes[i])
+        for i, terms in enumerate(found)) else None
     return Match(source=source, params=params, score="m.score", order="m.score DESC, p.id DESC",
                  ranked=ranking.page if ranking else None)
 
@@ -144,7 +169,7 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
 # are ranked in memory; a word that stands for more ("a" would) is left to SQL.
 MAX_TERMS = 256
 _TERMS = ("SELECT {i} AS word, term, in_both, in_name, in_description FROM search_postings "
-          "WHERE term >= :lo_{i} AND term < :hi_{i} ORDER BY term LIMIT {n}")
+          "WHERE term >= :lo_{key} AND term < :hi_{key} ORDER BY term LIMIT {n}")
 # SQLite takes no ORDER BY or LIMIT in a part of a UNION but in a subquery; MariaDB reads
 # such subqueries into temporary tables (0.6 ms for two words) and takes the parts as they
 # are between parentheses (0.25 ms).
@@ -155,6 +180,13 @@ _EXACT = ("SELECT {i} AS word, term, in_both, in_name, in_description FROM searc
           "WHERE term IN ({terms})")
 _SQLITE_EXACT = _EXACT
 _MYSQL_EXACT = "(" + _EXACT + ")"
+
+
+def _cut(terms: dict[str, Any], prefixes: list[str]) -> bool:
+    """Whether one of a word's prefixes stands for more than MAX_TERMS terms (its read stopped
+    at MAX_TERMS + 1): then its matches are left to SQL."""
+    return len(prefixes) > 1 and any(
+        sum(term.startswith(prefix) for term in terms) > MAX_TERMS for prefix in prefixes)
 
 
 def _singulars(word: str) -> list[str]:
@@ -249,20 +281,22 @@ _BY_PRODUCT = "search_terms t{i} INDEXED BY ix_search_terms_product_id"
 
 
 def _sqlite_matches(found: list[dict[str, postings.Tiers]], params: dict[str, Any],
-                    singulars: dict[int, list[str]]) -> str:
+                    singulars: dict[int, list[str]], prefixes: list[list[str]]) -> str:
     # A word of one term is that term's rows; a word of several ("mug": mug, mugs) their range
-    # (and a plural's singular: "mugs": mug and the range of mugs).
+    # (and a plural's singular: "mugs": mug and the range of mugs; a joined word: the ranges
+    # of its part and of its joined form).
     conditions: dict[int, str] = {}
     for i, terms_ in enumerate(found):
         if len(terms_) == 1:
             params[f"term_{i}"] = next(iter(terms_))
             conditions[i] = f"t{i}.term = :term_{i}"
-        elif i in singulars:
+            continue
+        ranges = [f"t{i}.term >= :lo_{key} AND t{i}.term < :hi_{key}"
+                  for key in (f"{i}_{k}" if k else f"{i}" for k in range(len(prefixes[i])))]
+        if i in singulars:
             listed = ", ".join(f":{name}" for name in singulars[i])
-            conditions[i] = (f"(t{i}.term >= :lo_{i} AND t{i}.term < :hi_{i} "
-                             f"OR t{i}.term IN ({listed}))")
-        else:
-            conditions[i] = f"t{i}.term >= :lo_{i} AND t{i}.term < :hi_{i}"
+            ranges.append(f"t{i}.term IN ({listed})")
+        conditions[i] = ranges[0] if len(ranges) == 1 else f"({' OR '.join(ranges)})"
     # The rarest word drives (its products are read), the others are looked up for its
     # products: a word of one term by its primary key; a word of several terms by product,
     # and counted once per product with its best weight (GROUP BY).
@@ -283,7 +317,7 @@ def _sqlite_matches(found: list[dict[str, postings.Tiers]], params: dict[str, An
     return f"({matches}) m CROSS JOIN products p ON p.id = m.id"
 
 
-def _mysql_matches(words: list[str], found: list[dict[str, postings.Tiers]],
+def _mysql_matches(prefixes: list[list[str]], found: list[dict[str, postings.Tiers]],
                    params: dict[str, Any], singulars: dict[int, list[str]]) -> str:
     # A word that is one term is that term's rows; a prefix of several terms is the best of
     # them for each product (a product can have several: "shirt" and "shirts").
@@ -294,14 +328,18 @@ def _mysql_matches(words: list[str], found: list[dict[str, postings.Tiers]],
             tables.append(f"search_terms t{i}")
             conditions.append(f"t{i}.term = :term_{i}")
         else:
-            params[f"prefix_{i}"] = f"{_escape_like(words[i])}%"
+            likes = []
+            for k, prefix in enumerate(prefixes[i]):
+                key = f"{i}_{k}" if k else f"{i}"
+                params[f"prefix_{key}"] = f"{_escape_like(prefix)}%"
+                likes.append(f"term LIKE :prefix_{key}")
             singular = (" OR term IN ({})".format(", ".join(f":{n}" for n in singulars[i]))
                         if i in singulars else "")
             tables.append(f"(SELECT product_id, max(weight) AS weight FROM search_terms "
-                          f"WHERE term LIKE :prefix_{i}{singular} GROUP BY product_id) t{i}")
+                          f"WHERE {' OR '.join(likes)}{singular} GROUP BY product_id) t{i}")
     joins = "".join(f" JOIN {table} ON t{i}.product_id = t0.product_id"
                     for i, table in enumerate(tables) if i)
-    score = " + ".join(f"t{i}.weight" for i in range(len(words)))
+    score = " + ".join(f"t{i}.weight" for i in range(len(prefixes)))
     matches = (f"SELECT t0.product_id AS id, {score} AS score FROM {tables[0]}{joins}"
                + (f" WHERE {' AND '.join(conditions)}" if conditions else ""))
     # Left to choose, MySQL would read the whole catalogue in price or date order and look
