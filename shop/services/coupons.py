@@ -23,8 +23,29 @@ def normalise_email(email: str | None) -> str:
 
 
 def customer_key(user_id: int | None, email: str | None) -> str:
-    """Uses count by account id for customers, by normalised email for guests."""
+    """The key a use is recorded under: the account id for customers, the normalised email
+    for guests (a person's limit counts both: counted_keys)."""
     return f"user:{user_id}" if user_id else f"email:{normalise_email(email)}"
+
+
+def counted_keys(user_id: int | None, email: str | None) -> list[str]:
+    """The customer keys whose uses count against one person's per-customer limit: their own
+    (customer_key), and the other side of the same person. A guest whose email is an
+    account's is that customer; a customer's uses made as a guest with the order's email
+    count too. Without this, a customer could log out and use a once-per-customer coupon
+    again as a guest with the same email."""
+    keys = [customer_key(user_id, email)]
+    normalised = normalise_email(email)
+    if user_id:
+        if normalised:
+            keys.append(f"email:{normalised}")
+    elif normalised:
+        from .accounts import find_by_email
+
+        account = find_by_email(normalised)
+        if account is not None:
+            keys.append(f"user:{account.id}")
+    return keys
 
 
 def find(code: str | None) -> Coupon | None:
@@ -68,7 +89,7 @@ def validate(code: str | None, subtotal: Decimal, *, user_id: int | None = None,
     if coupon.per_customer_limit is not None and (user_id or email):
         used = db.session.execute(select(func.count(CouponUse.id)).where(
             CouponUse.coupon_id == coupon.id,
-            CouponUse.customer_key == customer_key(user_id, email))).scalar_one()
+            CouponUse.customer_key.in_(counted_keys(user_id, email)))).scalar_one()
         if used >= coupon.per_customer_limit:
             raise CouponUsedUp("You have already used that coupon as many times as it allows.",
                                field="code", code="coupon_customer_limit")
@@ -95,7 +116,14 @@ def record_use(coupon: Coupon, order_id: int, user_id: int | None, email: str) -
         select(CouponUse.use_number).where(CouponUse.coupon_id == coupon.id,
                                            CouponUse.customer_key == key)
         .with_for_update()).scalars().all()
-    if coupon.per_customer_limit is not None and len(used) >= coupon.per_customer_limit:
+    # The same person's uses under their other key (counted_keys), seen whole: every
+    # checkout with this coupon waits for the row lock the UPDATE above took.
+    linked = [k for k in counted_keys(user_id, email) if k != key]
+    elsewhere = db.session.execute(select(func.count(CouponUse.id)).where(
+        CouponUse.coupon_id == coupon.id, CouponUse.customer_key.in_(linked))).scalar_one() \
+        if linked and coupon.per_customer_limit is not None else 0
+    if coupon.per_customer_limit is not None and \
+            len(used) + elsewhere >= coupon.per_customer_limit:
         raise CouponUsedUp("You have already used that coupon as many times as it allows.",
                            field="code", code="coupon_customer_limit")
     try:

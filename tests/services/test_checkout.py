@@ -315,6 +315,42 @@ def test_per_customer_limit_under_concurrency_for_a_guest_email(app):
     ]
 
 
+def customer_cart(user_id: int, variant_id: int, coupon: str | None = None) -> CartOwner:
+    owner = CartOwner(user_id=user_id)
+    carts.add_item(owner, 1, variant_id=variant_id)
+    if coupon:
+        carts.apply_coupon(owner, coupon)
+    return owner
+
+
+def test_a_per_customer_limit_follows_the_person_between_account_and_guest(app):
+    """A customer who used a once-per-customer coupon could log out and use it again as a
+    guest with the same email (and a guest, having used it, could register and use it again):
+    uses counted by account id and by guest email apart. Both now count against the one
+    person; another email is not affected."""
+    f.coupon("ONCE", "fixed", "5", per_customer_limit=1)
+    variant = f.variant_of(f.product("Pen", price="10.00", stock=100))
+    ada = f.user("ada@example.com")
+    checkout.place_order(customer_cart(ada.id, variant.id, "ONCE"), request("ada@example.com"))
+    # As a guest with her email, in other capitals: refused at checkout, and at the cart when
+    # the email is known.
+    with pytest.raises(CouponUsedUp):
+        checkout.place_order(guest_cart(variant.id, coupon="ONCE"), request(" ADA@example.com"))
+    with pytest.raises(CouponUsedUp):
+        coupons.validate("ONCE", Decimal("10"), email="Ada@Example.com")
+    # A guest who used it, then registered.
+    checkout.place_order(guest_cart(variant.id, coupon="ONCE"), request("bob@example.com"))
+    bob = f.user("bob@example.com")
+    with pytest.raises(CouponUsedUp):
+        coupons.validate("ONCE", Decimal("10"), user_id=bob.id, email="bob@example.com")
+    with pytest.raises(CouponUsedUp):
+        checkout.place_order(customer_cart(bob.id, variant.id, "ONCE"), request("bob@example.com"))
+    # Someone else still may.
+    checkout.place_order(guest_cart(variant.id, coupon="ONCE"), request("cy@example.com"))
+    assert sorted(db.session.execute(select(CouponUse.email)).scalars()) == [
+        "ada@example.com", "bob@example.com", "cy@example.com"]
+
+
 def test_per_customer_limit_under_concurrency_for_an_account(app):
     """One customer racing from several sessions: the account id counts, not the email."""
     coupon = f.coupon("TWICE", "percent", "10", per_customer_limit=2)
