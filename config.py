@@ -60,6 +60,9 @@ class Config:
     # the shop. Redis answers in well under a millisecond; the RQ worker is not bound by these.
     REDIS_CONNECT_TIMEOUT = _env_seconds("REDIS_CONNECT_TIMEOUT", "0.25")
     REDIS_SOCKET_TIMEOUT = _env_seconds("REDIS_SOCKET_TIMEOUT", "0.25")
+    # After Redis failed to answer, a web process leaves it alone for this long (then one
+    # request tries again): a silent Redis costs a timeout now and then, not one per request.
+    REDIS_RETRY_AFTER = _env_seconds("REDIS_RETRY_AFTER", "5")
 
     # Money and pricing: the shop's one currency, tax and shipping rules.
     CURRENCY = os.environ.get("SHOP_CURRENCY", "USD")

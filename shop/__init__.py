@@ -101,18 +101,22 @@ def register_database(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     """Bind the remaining extensions; Redis backs cache and limits when REDIS_URL is set."""
-    from .services.redis_clients import client_options
+    from .services.redis_clients import breaker, client_options
 
     redis_url = app.config.get("REDIS_URL")
     if redis_url:
         app.config.setdefault("CACHE_TYPE", "RedisCache")
         app.config.setdefault("CACHE_REDIS_URL", redis_url)
         app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url)
-        # Short timeouts (services.redis_clients), under any options set explicitly.
-        timeouts = client_options(app.config)
-        app.config["CACHE_OPTIONS"] = timeouts | (app.config.get("CACHE_OPTIONS") or {})
+        # Short timeouts and the process's breaker (services.redis_clients), under any
+        # options set explicitly.
+        guard = breaker(app)
+        app.config["CACHE_OPTIONS"] = \
+            client_options(app.config, app.config["CACHE_REDIS_URL"], guard) \
+            | (app.config.get("CACHE_OPTIONS") or {})
         app.config["RATELIMIT_STORAGE_OPTIONS"] = \
-            timeouts | (app.config.get("RATELIMIT_STORAGE_OPTIONS") or {})
+            client_options(app.config, app.config["RATELIMIT_STORAGE_URI"], guard) \
+            | (app.config.get("RATELIMIT_STORAGE_OPTIONS") or {})
         # Redis out of reach: limits go on in each process's memory (extensions.ShopLimiter)
         # rather than every login and API call answering 503.
         app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)

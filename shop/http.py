@@ -35,6 +35,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .services import metrics, routing
+from .services.redis_clients import skipped
 
 # \Z, not $: $ also matches before a final newline, and "abc\n" echoed in a header is an
 # error (and a line break in a plain-text log line).
@@ -289,9 +290,10 @@ def _remember_write(response: Response) -> None:
             conn = _redis()
             if conn is not None:
                 conn.set(key, 1, ex=max(1, seconds))
-        except Exception:
-            logging.getLogger("shop.http").warning("could not record a write for read-your-writes",
-                                                   exc_info=True)
+        except Exception as error:
+            if not skipped(error):  # the breaker's: logged once when it opened
+                logging.getLogger("shop.http").warning(
+                    "could not record a write for read-your-writes", exc_info=True)
 
 
 def init_app(app: Flask) -> None:

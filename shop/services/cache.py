@@ -32,6 +32,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from ..extensions import cache
+from .redis_clients import Breaker, breaker, client, skipped
 
 log = logging.getLogger("shop.cache")
 VERSION_KEY = "catalog:version"
@@ -61,8 +62,9 @@ def catalog_version() -> int:
         return 0
     try:
         return current_version(app, store)
-    except Exception:  # a cache outage must not take pages down
-        log.warning("redis unavailable: catalogue cache bypassed", exc_info=True)
+    except Exception as error:  # a cache outage must not take pages down
+        if not skipped(error):
+            log.warning("redis unavailable: catalogue cache bypassed", exc_info=True)
         return -1
 
 
@@ -76,7 +78,7 @@ def current_version(app: Flask, store: Any) -> int:
     if watch is None or watch.pid != os.getpid():
         watch = app.extensions[_WATCH_KEY] = VersionWatch(
             app.config["REDIS_URL"], app.config.get("CACHE_KEY_PREFIX", "") + VERSION_KEY,
-            app.config)
+            app.config, breaker(app))
     value = watch.get()
     if value is None:  # not tracked: ask
         return int(store.get(VERSION_KEY) or 0)
@@ -95,10 +97,12 @@ class VersionWatch:
 
     RETRY_SECONDS = 1.0
 
-    def __init__(self, url: str, key: str, config: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, url: str, key: str, config: Mapping[str, Any] | None = None,
+                 guard: Breaker | None = None) -> None:
         self.url = url
         self.key = key
         self.config: Mapping[str, Any] = config or {}
+        self.guard = guard
         self.pid = os.getpid()
         self._conn: Any = None
         self._poll: Any = None
@@ -151,9 +155,7 @@ class VersionWatch:
 
     def _connect(self) -> bool:
         try:
-            from .redis_clients import client
-
-            pool = client(self.url, self.config, protocol=3).connection_pool
+            pool = client(self.url, self.config, self.guard, protocol=3).connection_pool
             conn = pool.make_connection()
             conn.connect()
             conn._parser.set_invalidation_push_handler(self._invalidated)
@@ -162,7 +164,10 @@ class VersionWatch:
                 raise RuntimeError("CLIENT TRACKING refused")
             poll = select.poll()
             poll.register(conn._sock.fileno(), select.POLLIN | select.POLLPRI)
-        except Exception:
+        except Exception as error:
+            if skipped(error):  # Redis is being left alone for a while: try again soon
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+                return False
             log.warning("catalogue version cannot be tracked; asking Redis each time",
                         exc_info=True)
             self._retry_at = time.monotonic() + 30 * self.RETRY_SECONDS

@@ -21,9 +21,9 @@ def redis_connection():
         return None
     ext = current_app.extensions.setdefault("shop_redis", {})
     if url not in ext:
-        from .redis_clients import client
+        from .redis_clients import breaker, client
 
-        ext[url] = client(url, current_app.config)
+        ext[url] = client(url, current_app.config, breaker(current_app))
     return ext[url]
 
 
@@ -84,12 +84,15 @@ def enqueue(func: Callable[..., Any], *args: Any, delay: timedelta | None = None
             else:
                 q.enqueue(func, *args, **options)
             return
-        except RedisError:
+        except RedisError as error:
             # What queued the job (an order placed, a reset asked for) is done and committed:
             # a Redis outage must not turn its answer into an error. Run it here instead.
-            log.warning("could not queue %s; %s", _name(func),
-                        "left to the expire-orders sweep" if delay is not None
-                        else "running it inline", exc_info=True)
+            from .redis_clients import skipped
+
+            quiet = skipped(error)  # the breaker's: the outage was logged when it opened
+            log.log(logging.INFO if quiet else logging.WARNING, "could not queue %s; %s",
+                    _name(func), "left to the expire-orders sweep" if delay is not None
+                    else "running it inline", exc_info=not quiet)
     if delay is not None:
         # Without a worker nothing can wait; `flask --app wsgi expire-orders` (cron) covers it.
         return

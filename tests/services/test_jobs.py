@@ -20,7 +20,7 @@ import pytest
 from rq.job import Job
 
 from shop.http import RequestIdFilter
-from shop.services import jobs, payments
+from shop.services import jobs, payments, redis_clients
 from shop.services.orders import Actor
 from shop.worker import make_worker
 from tests import factories as f
@@ -297,6 +297,10 @@ def test_the_worker_waits_on_redis_longer_than_a_request_does(redis_app):
     assert worker.connection.blpop([empty], timeout=1) is None  # waited, then nothing
     with pytest.raises(RedisTimeoutError):
         web.blpop([empty], timeout=1)
+    # To a request, that is a silent Redis: the process leaves it alone for a while.
+    guard = redis_clients.breaker(redis_app)
+    assert guard.is_open
+    guard.succeeded()  # for drop_queue, afterwards
 
 
 def test_an_order_placed_while_redis_is_down_is_answered_and_its_mail_sent_inline(make_app):

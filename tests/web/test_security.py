@@ -305,11 +305,13 @@ class RedisRelay:
 
 def test_rate_limits_go_back_to_redis_when_it_returns(limited, clock):
     """Counted in Redis, then in memory while Redis is away, then in Redis again (where the
-    count before the outage still is) once Flask-Limiter's next check finds it back."""
+    count before the outage still is) once Flask-Limiter's next check finds it back (and the
+    process's breaker lets it ask: after REDIS_RETRY_AFTER)."""
     _redis_or_skip()
     relay = RedisRelay(REDIS_URL)
     try:
-        app = limited(REDIS_URL=relay.url, RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
+        app = limited(REDIS_URL=relay.url, RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
+                      REDIS_RETRY_AFTER=1)
         with LimitLog() as log:
             client = app.test_client()
             for n in range(3):  # counted in Redis

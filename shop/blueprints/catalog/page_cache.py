@@ -45,7 +45,7 @@ from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response
 
 from ...http import REQUEST_ID, log_access
-from ...services import cache, metrics, routing
+from ...services import cache, metrics, redis_clients, routing
 from ...sessions import csrf_serializer, new_csrf_secret
 
 CACHEABLE_PATH = re.compile(r"^/(?:products|c/[^/]+|p/[^/]+)?$")
@@ -125,9 +125,10 @@ class PageCache:
                 entry = store.get(key)
                 if _fresh(entry, version, seconds):
                     self._remember(key, entry)
-        except Exception:
-            log.warning("redis unavailable: page cache bypassed", exc_info=True,
-                        extra={"request_id": _request_id(environ)})
+        except Exception as error:
+            if not redis_clients.skipped(error):  # the breaker's: logged once when it opened
+                log.warning("redis unavailable: page cache bypassed", exc_info=True,
+                            extra={"request_id": _request_id(environ)})
             return self.wsgi_app(environ, start_response)
         if _fresh(entry, version, seconds):
             return self._hit(environ, start_response, entry, secret_token, started)
@@ -234,10 +235,12 @@ class PageCache:
         entry = (version, time.time(), endpoint, captured[0], headers, stored, has_token)
         try:
             store.set(key, entry, timeout=self.flask_app.config["CATALOG_CACHE_SECONDS"])
-        except Exception:
-            request_id = next((v for k, v in captured[1] if k.lower() == "x-request-id"), "")
-            log.warning("redis unavailable: page not cached", exc_info=True,
-                        extra={"request_id": request_id})
+        except Exception as error:
+            if not redis_clients.skipped(error):
+                request_id = next((v for k, v in captured[1]
+                                   if k.lower() == "x-request-id"), "")
+                log.warning("redis unavailable: page not cached", exc_info=True,
+                            extra={"request_id": request_id})
         else:
             self._remember(key, entry)
         return [body]

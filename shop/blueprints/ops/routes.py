@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from ...extensions import csrf, db
-from ...services import jobs, metrics, routing
+from ...services import jobs, metrics, redis_clients, routing
 
 bp = Blueprint("ops", __name__)
 csrf.exempt(bp)
@@ -60,8 +60,9 @@ def prometheus_metrics():
             return response
     try:
         queued: int | None = jobs.queued_count()
-    except Exception:  # Redis down: leave the gauge out; /readyz reports the outage
-        log.warning("could not read the job queue depth", exc_info=True)
+    except Exception as error:  # Redis down: leave the gauge out; /readyz reports the outage
+        if not redis_clients.skipped(error):  # the breaker's: logged once when it opened
+            log.warning("could not read the job queue depth", exc_info=True)
         queued = None
     return Response(metrics.exposition(queued), content_type=metrics.CONTENT_TYPE,
                     headers={"Cache-Control": "no-store"})
