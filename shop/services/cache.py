@@ -190,12 +190,15 @@ def catalog_changed() -> None:
     if store is None:
         return
     try:
-        # Said before the version moves, so whoever sees the new version sees that it is new:
-        # a replica may not have the change yet, and a page it rendered now would be kept as
-        # the new version's (see page_cache: such misses read the primary).
-        lag = current_app.config.get("READ_YOUR_WRITES_SECONDS", 5)
-        store.set(RECENT_CHANGE_KEY, 1, timeout=max(1, math.ceil(lag)))
-        store.inc(VERSION_KEY)
+        # Asked even while this process leaves Redis alone after a timeout (redis_clients):
+        # Redis may be back, and a skipped invalidation would keep the old prices cached.
+        with breaker(current_app._get_current_object()).forced():  # type: ignore[attr-defined]
+            # Said before the version moves, so whoever sees the new version sees that it is
+            # new: a replica may not have the change yet, and a page it rendered now would be
+            # kept as the new version's (see page_cache: such misses read the primary).
+            lag = current_app.config.get("READ_YOUR_WRITES_SECONDS", 5)
+            store.set(RECENT_CHANGE_KEY, 1, timeout=max(1, math.ceil(lag)))
+            store.inc(VERSION_KEY)
     except Exception:
         log.error("could not invalidate the catalogue cache", exc_info=True)
         current_app.logger.error("catalogue cache invalidation failed")

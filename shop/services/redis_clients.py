@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,11 +50,23 @@ class Breaker:
         self._clock = clock
         self._next_try = 0.0
         self._lock = threading.Lock()
+        self._forced = threading.local()
+
+    @contextmanager
+    def forced(self) -> Iterator[None]:
+        """Commands in this block (this thread's) ask Redis even while the breaker is open: a
+        write that must not be skipped (the catalogue's invalidation after a staff save: a
+        skipped one leaves old prices cached) is worth a timeout. An answer closes it."""
+        self._forced.on = True
+        try:
+            yield
+        finally:
+            self._forced.on = False
 
     def allow(self) -> bool:
-        """True to ask Redis: closed, or open with its interval over (the caller is then the
-        interval's one trial, and the next trial waits for the next interval)."""
-        if not self.is_open:
+        """True to ask Redis: closed, forced, or open with its interval over (the caller is
+        then the interval's one trial, and the next trial waits for the next interval)."""
+        if not self.is_open or getattr(self._forced, "on", False):
             return True
         with self._lock:
             now = self._clock()

@@ -93,6 +93,36 @@ def test_next_anonymous_page_after_a_staff_price_change_shows_the_new_price(cach
         assert "$24.50" in html and "$30.00" not in html, url
 
 
+def test_a_staff_change_invalidates_the_cache_even_while_redis_is_being_left_alone(
+        cached_app, shirt):
+    """After a Redis timeout the process leaves Redis alone for REDIS_RETRY_AFTER seconds
+    (services.redis_clients). A staff save in that window, Redis being back, left the cached
+    pages with the old price until they expired: the invalidation is the one write that
+    asks Redis anyway."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from shop.services import redis_clients
+
+    for url in ("/products", "/p/linen-shirt"):
+        get(shopper(cached_app), url)
+        assert get(shopper(cached_app), url).headers["X-Cache"] == "hit", url
+    guard = redis_clients.breaker(cached_app)
+    guard.retry_after = 600.0
+    guard.failed(RedisTimeoutError("a timeout a moment ago"))
+    assert guard.is_open
+    staff = cached_app.test_client()
+    login_staff(AuthActions(staff))
+    edit = f"/admin/product/edit/?id={shirt.id}"
+    form = read_form(staff.get(edit).get_data(as_text=True))
+    price_field = next(k for k in form if k.startswith("variants-") and k.endswith("-price"))
+    form.update({price_field: "24.50", "csrf_token": csrf_token(staff, edit)})
+    assert staff.post(edit, data=form).status_code == 302
+    assert not guard.is_open  # Redis answered the invalidation: used again
+    for url in ("/products", "/p/linen-shirt"):
+        html = get(shopper(cached_app), url).get_data(as_text=True)
+        assert "$24.50" in html and "$30.00" not in html, url
+
+
 def test_a_change_made_on_another_worker_is_seen_at_once(cached_app, shirt, make_app):
     """Two workers share Redis; each keeps copies of pages in memory. A price changed through
     one is shown by the other on its next page."""
