@@ -6,6 +6,7 @@ It answers the few endpoints the shop calls, the way Stripe's API reference desc
 
     POST /v1/checkout/sessions               create a Checkout Session
     GET  /v1/checkout/sessions/<id>          retrieve it
+    GET  /v1/checkout/sessions?payment_intent=...   the session a PaymentIntent paid (a list)
     POST /v1/checkout/sessions/<id>/expire   expire an open one
     POST /v1/refunds                         refund a PaymentIntent
 
@@ -142,8 +143,7 @@ class StripeStandIn:
         true once it is all refunded)."""
         with self._lock:
             session = next(s for s in self.sessions.values() if s["payment_intent"] == intent)
-            refunded = sum(r["amount"] for r in self.refunds.values()
-                           if r["payment_intent"] == intent)
+            refunded = self._refunded(intent)
             amount = session["amount_total"]
             return {"id": "ch_" + intent.removeprefix("pi_"), "object": "charge",
                     "amount": amount, "amount_captured": amount, "amount_refunded": refunded,
@@ -228,6 +228,8 @@ class StripeStandIn:
         parts = path.strip("/").split("/")
         if method == "POST" and parts == ["v1", "checkout", "sessions"]:
             return self._create_session(params)
+        if parts == ["v1", "checkout", "sessions"] and method == "GET":
+            return self._list_sessions(params)
         if parts[:3] == ["v1", "checkout", "sessions"] and len(parts) == 4 and method == "GET":
             return dict(self._session(parts[3]))
         if parts[:3] == ["v1", "checkout", "sessions"] and parts[4:] == ["expire"] \
@@ -251,6 +253,22 @@ class StripeStandIn:
             raise StripeError(404, f"No such checkout.session: '{session_id}'",
                               code="resource_missing")
         return self.sessions[session_id]
+
+    def _list_sessions(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Stripe's list of sessions, filtered by `payment_intent` (the only filter the shop
+        uses; at most one session completes with a given PaymentIntent)."""
+        intent = p.get("payment_intent")
+        with self._lock:
+            found = [dict(s) for s in self.sessions.values()
+                     if intent is None or s["payment_intent"] == intent]
+        limit = int(p.get("limit") or 10)
+        return {"object": "list", "url": "/v1/checkout/sessions", "has_more": len(found) > limit,
+                "data": found[:limit]}
+
+    def _refunded(self, intent: str) -> int:
+        """What has reached the customer (or is on its way): failed refunds do not count."""
+        return sum(r["amount"] for r in self.refunds.values()
+                   if r["payment_intent"] == intent and r["status"] != "failed")
 
     def _create_session(self, p: dict[str, Any]) -> dict[str, Any]:
         for name in ("mode", "success_url", "line_items"):
@@ -289,8 +307,7 @@ class StripeStandIn:
             if session is None:
                 raise StripeError(404, f"No such payment_intent: '{intent}'",
                                   code="resource_missing")
-            refunded = sum(r["amount"] for r in self.refunds.values()
-                           if r["payment_intent"] == intent)
+            refunded = self._refunded(intent)
             amount = int(p.get("amount") or session["amount_total"] - refunded)
             if amount <= 0 or refunded + amount > session["amount_total"]:
                 raise StripeError(400, f"Charge for {intent} has already been refunded.",
@@ -299,6 +316,7 @@ class StripeStandIn:
                       "amount": amount, "currency": session["currency"],
                       "payment_intent": intent, "status": "succeeded",
                       "reason": p.get("reason"), "metadata": p.get("metadata") or {},
+                      "charge": "ch_" + intent.removeprefix("pi_"), "failure_reason": None,
                       "created": int(time.time())}
             self.refunds[refund["id"]] = refund
             return dict(refund)

@@ -1105,3 +1105,89 @@ def test_refunds_on_stripe_read_amounts_in_the_currencys_minor_unit(make_app, st
                               standin.dashboard_refund(intent))
         assert response.get_json()["outcome"] == "refunded"
         assert last_order().status == "refunded" and stock(mug.id) == 5
+
+
+# -- charge.refunded before the shop has recorded the payment ------------------------------------
+
+def test_a_refund_reported_before_the_payment_finishes_the_payment_first(client, shop, standin,
+                                                                         mug):
+    """The shopper paid, and the payment was refunded in full on Stripe's Dashboard before the
+    shop heard of the payment (its checkout.session.completed still on its way, or lost, and
+    the shopper never came back). charge.refunded names a PaymentIntent the shop has not
+    recorded: the shop asks Stripe which Checkout Session it paid, finishes that payment,
+    then applies the refund. The order ends refunded with its stock back, once, and the late
+    checkout.session.completed changes nothing."""
+    buy(client, mug.id, 2)
+    order = last_order()
+    session = standin.complete(order.payment.reference)
+    assert last_order().status == "pending" and stock(mug.id) == 3
+    charge = standin.dashboard_refund(session["payment_intent"])
+
+    response = post_event(client, standin, "charge.refunded", charge)
+    assert response.status_code == 200 and response.get_json()["outcome"] == "refunded"
+    order = last_order()
+    assert order.status == "refunded" and order.payment.status == "refunded"
+    assert order.payment.provider_payment_id == session["payment_intent"]
+    assert [e.to_status for e in history(order.id)][-2:] == ["paid", "refunded"]
+    assert stock(mug.id) == 5 and len(standin.refunds) == 1
+
+    late = post_event(client, standin, "checkout.session.completed", session)
+    assert late.status_code == 200 and late.get_json()["outcome"] == "already_paid"
+    assert last_order().status == "refunded" and stock(mug.id) == 5
+    assert len(standin.refunds) == 1
+    assert_stock_invariant()
+
+
+def test_a_partial_refund_reported_before_the_payment_is_kept(client, shop, standin, mug):
+    """The same for a partial refund: the order is paid (its payment was never recorded) and
+    the partial refund goes into its history. While Stripe cannot be asked about the
+    PaymentIntent the webhook answers 503, changes nothing, and Stripe's retry applies it."""
+    buy(client, mug.id)
+    order = last_order()
+    session = standin.complete(order.payment.reference)
+    charge = standin.dashboard_refund(session["payment_intent"], 200)
+    payload, signature = standin.event("charge.refunded", charge)
+    headers = {"Stripe-Signature": signature, "Content-Type": "application/json"}
+
+    standin.fail_next[:] = [(500, "boom")] * 3  # the library retries twice
+    refused = client.post(WEBHOOK, data=payload, headers=headers)
+    assert refused.status_code == 503 and last_order().status == "pending"
+    assert db.session.scalar(select(func.count(ProviderEvent.id)).where(
+        ProviderEvent.type == "charge.refunded")) == 0
+
+    retried = client.post(WEBHOOK, data=payload, headers=headers)
+    assert retried.status_code == 200 and retried.get_json()["outcome"] == "partial"
+    order = last_order()
+    assert order.status == "paid" and order.payment.provider_payment_id == session["payment_intent"]
+    assert [e for e in history(order.id) if "partly refunded" in e.note]
+    assert stock(mug.id) == 4
+    assert_stock_invariant()
+
+
+def test_a_refund_reported_before_a_late_payment_asks_stripe_for_no_second_refund(
+        client, shop, standin, mug):
+    """The order expired (Stripe was unreachable to close its session), the shopper paid
+    anyway, and staff refunded that payment on the Dashboard before the shop heard of it.
+    charge.refunded finishes the payment first, which finds the order cancelled and the money
+    back already: the refund Stripe would refuse is not counted as Stripe being unreachable
+    (a 503 that Stripe would retry for days), the payment shows refunded and the history
+    says so, once; the late completed event changes nothing."""
+    buy(client, mug.id)
+    order = last_order()
+    backdate(order, timedelta(hours=2))
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
+    assert expiry.expire_unpaid_orders() == 1
+    session = standin.complete(order.payment.reference)
+    charge = standin.dashboard_refund(session["payment_intent"])
+
+    answers = [post_event(client, standin, kind, obj) for kind, obj in (
+        ("charge.refunded", charge), ("checkout.session.completed", session))]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.get_json()["outcome"] for a in answers] == ["already_recorded", "late"]
+    order = last_order()
+    assert order.status == "cancelled" and order.payment.status == "refunded"
+    assert order.payment.provider_payment_id == session["payment_intent"]
+    [note] = [e.note for e in history(order.id) if "after the order was cancelled" in e.note]
+    assert "already refunded on Stripe" in note
+    assert len(standin.refunds) == 1 and stock(mug.id) == 5
+    assert_stock_invariant()

@@ -381,22 +381,31 @@ def _already_finished(order_id: int, payment_id: int, session_id: str,
     if intent:
         refunded = _give_back(order, intent, "late", "paid after the order was closed")
         if order.status == "cancelled":
-            _record_late_refund(order.id, payment_id, intent, refunded.id)
+            _record_late_refund(order.id, payment_id, intent, refunded)
     return FinishResult("late", db.session.get(Order, order_id))
 
 
-def _give_back(order: Order, intent: str, kind: str, reason: str) -> Any:
+def _give_back(order: Order, intent: str, kind: str, reason: str) -> str:
     """Refund a payment in full that does not pay the order (`kind`: why, in the idempotency
-    key, so however often it is reported Stripe makes one refund). Raises StripeUnavailable
-    when Stripe cannot be reached."""
+    key, so however often it is reported Stripe makes one refund). Returns which refund, for
+    the order's history: "Stripe refund re_...", or that it had been refunded on Stripe
+    already (on the Dashboard, before the shop heard of the payment). Raises
+    StripeUnavailable when Stripe cannot be reached."""
     try:
-        return client().v1.refunds.create(
+        refund = client().v1.refunds.create(
             params={"payment_intent": intent,
                     "metadata": {"order_number": order.number, "order_id": str(order.id),
                                  "reason": reason}},
             options={"idempotency_key": f"order-{order.id}-{kind}-{intent}"})
+    except stripe.InvalidRequestError as exc:
+        if exc.code != "charge_already_refunded":
+            raise StripeUnavailable("We could not give that payment back yet.") from exc
+        # Retrying would never succeed: the money is back already.
+        log.warning("stripe payment %s of order %s was refunded already", intent, order.number)
+        return "already refunded on Stripe"
     except stripe.StripeError as exc:
         raise StripeUnavailable("We could not give that payment back yet.") from exc
+    return f"Stripe refund {refund.id}"
 
 
 def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) -> None:
@@ -414,8 +423,7 @@ def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) 
     amount = (format_money(from_minor_units(paid, currency), currency)
               if isinstance(paid, int) and not isinstance(paid, bool) else "an amount")
     note = (f"Card payment of {amount} did not match the order's total of "
-            f"{format_money(order.total, order.currency)}; refunded in full (Stripe refund "
-            f"{refunded.id})")
+            f"{format_money(order.total, order.currency)}; refunded in full ({refunded})")
     order_id = order.id
 
     def run() -> None:
@@ -431,7 +439,7 @@ def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) 
     retrying(run)
 
 
-def _record_late_refund(order_id: int, payment_id: int, intent: str, refund_id: str) -> None:
+def _record_late_refund(order_id: int, payment_id: int, intent: str, refunded: str) -> None:
     """A cancelled order's payment that came late and went back: the payment shows as
     refunded (the API's payment_status) with its PaymentIntent, and the order's history says
     so for the shopper and staff. Once, however often the payment is reported."""
@@ -448,7 +456,7 @@ def _record_late_refund(order_id: int, payment_id: int, intent: str, refund_id: 
                     order_id=order_id, from_status="cancelled", to_status="cancelled",
                     actor=ACTOR.label,
                     note=f"Card payment received after the order was cancelled; refunded in "
-                         f"full (Stripe refund {refund_id})"))
+                         f"full ({refunded})"))
 
     retrying(run)
 
@@ -605,6 +613,36 @@ def _payment_for_intent(intent: str) -> Payment | None:
         .order_by(Payment.id.desc()).limit(1)).scalar_one_or_none()
 
 
+def _payment_paid_by(intent: str | None) -> Payment | None:
+    """The Stripe payment this PaymentIntent paid. A refund can be reported before the shop
+    has recorded the payment (its checkout.session.completed is still on its way, or was
+    lost, and the shopper never came back): Stripe is then asked which Checkout Session the
+    PaymentIntent paid, and a session of one of the shop's orders is finished first, through
+    `finish_payment` as if its completed event had come. None for a PaymentIntent that pays
+    none of the shop's orders. Raises StripeUnavailable when Stripe cannot be reached (the
+    webhook answers 503 and Stripe delivers the event again)."""
+    if not intent:
+        return None
+    payment = _payment_for_intent(intent)
+    if payment is not None or not enabled():
+        return payment
+    try:
+        found = client().v1.checkout.sessions.list(params={"payment_intent": intent,
+                                                           "limit": 1})
+    except stripe.StripeError as exc:
+        raise StripeUnavailable("We could not ask Stripe about that payment.") from exc
+    if not found.data:
+        return None
+    session = _plain(found.data[0])
+    if _find(session)[0] is None:
+        return None
+    log.warning("stripe reported payment %s of session %s before its completion: finishing "
+                "it first", intent, session["id"])
+    finish_payment(session["id"])
+    db.session.rollback()  # see what finish_payment committed
+    return _payment_for_intent(intent)
+
+
 def _minor_amount(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
         else None
@@ -616,14 +654,15 @@ def charge_refunded(charge: dict[str, Any]) -> str:
     `amount_refunded`. Refunded in full: the order moves to `refunded` through the state
     machine, which releases its stock once, and the customer is mailed, as for a refund from
     the back office. In part: the amount goes into the order's history and the customer is
-    mailed the amount refunded so far; the status stays.
+    mailed the amount refunded so far; the status stays. A PaymentIntent the shop has not
+    recorded yet has its payment finished first (`_payment_paid_by`).
     Outcomes: `refunded`, `already_refunded` (the order is; nothing to do), `partial`,
     `recorded` (refunded in full, but the order's status cannot become refunded: history and
     payment only, for staff), `already_recorded` (that refund is in the history already),
     `unknown` (no payment here has that PaymentIntent), `ignored` (no refunded amount)."""
     charge_id = charge.get("id")
     intent = _intent_id(charge)
-    payment = _payment_for_intent(intent) if intent else None
+    payment = _payment_paid_by(intent)
     if payment is None:
         log.warning("refunded stripe charge %s (payment %s) belongs to no order here",
                     charge_id, intent)
@@ -697,3 +736,4 @@ def _record_refund(order_id: int, payment_id: int, note: str, *, full: bool) -> 
         log.warning("stripe refunded order %s in full, which stays %s: recorded for staff",
                     order.number, order.status)
     return outcome
+
