@@ -13,8 +13,9 @@ It answers the few endpoints the shop calls, the way Stripe's API reference desc
 with Stripe's form encoding, bearer-key auth, idempotency keys (same key and body: the first
 answer again; same key, other body: an error) and error shape. It also plays Stripe's hosted
 payment page (GET/POST /pay/<id>: the shopper pays and is sent to `success_url`), refunds made
-in Stripe's Dashboard (`dashboard_refund`, with the Charge that `charge.refunded` carries), and
-builds webhook events signed with Stripe's documented scheme (header `t=<ts>,v1=<hex HMAC-SHA256 of
+in Stripe's Dashboard (`dashboard_refund`, with the Charge that `charge.refunded` carries),
+refunds that fail after they were made (`fail_refund`: the card was closed), and builds
+webhook events signed with Stripe's documented scheme (header `t=<ts>,v1=<hex HMAC-SHA256 of
 "<ts>.<payload>" keyed with the endpoint secret>`).
 """
 from __future__ import annotations
@@ -157,6 +158,18 @@ class StripeStandIn:
         `amount` minor units; returns the Charge for the `charge.refunded` event."""
         self._refund({"payment_intent": intent, **({"amount": str(amount)} if amount else {})})
         return self.charge(intent)
+
+    def fail_refund(self, refund_id: str,
+                    reason: str = "expired_or_canceled_card") -> dict[str, Any]:
+        """A refund fails after it was made (the customer's card was closed): Stripe marks it
+        `failed` with a `failure_reason` and puts the money back in the balance, so it no
+        longer counts in the Charge's `amount_refunded`. Returns the Refund that
+        `refund.failed`, `refund.updated` and `charge.refund.updated` carry."""
+        with self._lock:
+            refund = self.refunds[refund_id]
+            refund.update(status="failed", failure_reason=reason,
+                          failure_balance_transaction="txn_" + secrets.token_hex(12))
+            return dict(refund)
 
     def event(self, event_type: str, obj: dict[str, Any],
               event_id: str | None = None) -> tuple[bytes, str]:

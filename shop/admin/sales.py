@@ -15,7 +15,7 @@ from flask import (
     url_for,
 )
 from flask_admin import expose
-from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual
 from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -24,7 +24,7 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from ..blueprints import ID
 from ..extensions import db
-from ..models import COUPON_KINDS, ORDER_STATUSES, Order
+from ..models import COUPON_KINDS, ORDER_STATUSES, Order, Payment
 from ..models.base import is_id
 from ..services import audit, coupons, orders, payments, product_csv
 from ..services.coupons import normalise_code
@@ -65,6 +65,19 @@ def _day_after(day: datetime | None) -> datetime | None:
     return day + timedelta(days=1)
 
 
+class RefundFailedFilter(BaseSQLAFilter):
+    """Orders with a card refund that failed after it was made and that staff have not
+    settled yet ("Refund failed: action needed")."""
+
+    def apply(self, query, value, alias=None):
+        flagged = select(Payment.order_id).where(Payment.refund_failure.is_not(None))
+        return query.filter(Order.id.in_(flagged) if value == "yes"
+                            else Order.id.not_in(flagged))
+
+    def operation(self):
+        return "is"
+
+
 class OrderView(ReadOnlyModelView):
     """Orders are never created, edited or deleted through a generic form."""
 
@@ -83,6 +96,7 @@ class OrderView(ReadOnlyModelView):
         FilterEqual(Order.status, "Status",
                     options=[(s, STATUS_LABELS[s]) for s in ORDER_STATUSES]),
         "created_at", "email",
+        RefundFailedFilter(Order.id, "Refund failed", options=[("yes", "yes"), ("no", "no")]),
     )
     column_default_sort = ("created_at", True)
     named_filter_urls = True
@@ -113,10 +127,12 @@ class OrderView(ReadOnlyModelView):
 
     def status_links(self) -> list[tuple[str, str, int, bool]]:
         """(label, url, count, current) for the quick status filter above the list."""
-        arg = None
+        arg = failed_arg = None
         for index, flt in enumerate(self._filters or []):
             if isinstance(flt, FilterEqual) and flt.name == "Status":
                 arg = "flt0_" + self.get_filter_arg(index, flt)
+            elif isinstance(flt, RefundFailedFilter):
+                failed_arg = "flt0_" + self.get_filter_arg(index, flt)
         counts = dict(db.session.execute(select(Order.status, func.count(Order.id))
                                          .group_by(Order.status)).all())
         current = request.args.get(arg or "", "")
@@ -124,6 +140,12 @@ class OrderView(ReadOnlyModelView):
         for status in ORDER_STATUSES:
             links.append((STATUS_LABELS[status], url_for(".index_view", **{arg: status}),
                           counts.get(status, 0), current == status))
+        failed = db.session.execute(select(func.count(func.distinct(Payment.order_id)))
+                                    .where(Payment.refund_failure.is_not(None))).scalar_one()
+        if failed and failed_arg:
+            links.append(("Refund failed: action needed",
+                          url_for(".index_view", **{failed_arg: "yes"}), failed,
+                          request.args.get(failed_arg) == "yes"))
         return links
 
     # Actions ------------------------------------------------------------------------------------
@@ -158,6 +180,27 @@ class OrderView(ReadOnlyModelView):
                   request_id=request_id())
         flash(f"Order {order.number}: {STATUS_LABELS.get(to_status, to_status).lower()}.",
               "success")
+        return redirect(url_for(".details_view", id=order_id), 303)
+
+    @expose(f"/refund-settled/<{ID}:order_id>", methods=("POST",))
+    def settle_refund(self, order_id: int):
+        """Staff paid back another way a customer whose card refund failed: clear the order's
+        "Refund failed: action needed" flag (the history keeps who and how)."""
+        order = self.get_one(order_id)
+        if order is None:
+            abort(404)
+        note = request.form.get("note", "").strip()[:1000]
+        before = {"refund_failure": [p.refund_failure for p in order.payments
+                                     if p.refund_failure]}
+        staff = who()
+        try:
+            payments.settle_refund_failure(order_id, Actor(staff.user_id, staff.email), note)
+        except ShopError as exc:
+            return self._detail_with_errors(order_id, "refund-settled", {}, exc.message, 409)
+        audit.log(staff, "settle_refund_failure", "Order", order_id, before=before,
+                  after={"refund_failure": None, **({"note": note} if note else {})},
+                  request_id=request_id())
+        flash(f"Order {order.number}: failed refund marked settled.", "success")
         return redirect(url_for(".details_view", id=order_id), 303)
 
     def _detail_with_errors(self, order_id: int, to_status: str, errors: dict, message: str,

@@ -19,6 +19,8 @@ class Payment(db.Model):
         UniqueConstraint("provider", "reference"),
         # Stripe's refund events name the PaymentIntent (charge.refunded): found by index.
         Index("ix_payments_provider_payment", "provider", "provider_payment_id"),
+        # The back office counts and lists the orders whose failed refund awaits staff.
+        Index("ix_payments_refund_failure", "refund_failure"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -32,6 +34,10 @@ class Payment(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     checkout_url: Mapped[str | None] = mapped_column(String(1000))
+    # Set when a refund of this payment failed after it was made (the customer's card was
+    # closed): staff must pay the customer back another way, then clear it ("Mark refund
+    # settled"). What failed, for the admin's order page; the history has every detail.
+    refund_failure: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -53,6 +53,24 @@ def partial_refund(order_id: int, refunded_minor: int, currency: str) -> None:
               render_template("mail/partial_refund.html", **context))
 
 
+def refund_failed(order_id: int, what: str) -> None:
+    """Tell staff a refund did not reach the customer (Stripe failed it after accepting it):
+    they must pay the customer back another way. `what` says which refund and why."""
+    order = db.session.get(Order, order_id)
+    if order is None:
+        return
+    status = orders.STATUS_LABELS.get(order.status, order.status)
+    admin_url = links.public_url("order.details_view", id=order.id)
+    mail.send(current_app.config["STAFF_ALERT_EMAIL"],
+              f"Refund failed: order {order.number} needs action",
+              f"A refund for order {order.number} ({status}, customer {order.email}) did not "
+              f"reach the customer: {what}.\n\n"
+              "The money is back in the shop's Stripe balance and the customer has not been "
+              "paid back. Contact them and refund them another way (a bank transfer, a "
+              "voucher), then press \"Mark refund settled\" on the order's page:\n"
+              f"{admin_url}\n")
+
+
 def low_stock_alert(variant_ids: list[int]) -> None:
     """Tell staff which variants are at or below their low-stock threshold."""
     variants = list(db.session.execute(

@@ -1107,6 +1107,174 @@ def test_refunds_on_stripe_read_amounts_in_the_currencys_minor_unit(make_app, st
         assert last_order().status == "refunded" and stock(mug.id) == 5
 
 
+# -- Refunds that fail after they were made: refund.failed, refund.updated, charge.refund.updated --
+
+REFUND_EVENTS = ("refund.failed", "refund.updated", "charge.refund.updated")
+
+
+def staff_alerts(shop) -> list[email.message.EmailMessage]:
+    """Mail sent to the staff alert address about failed refunds."""
+    outbox = Path(shop.config["OUTBOX_DIR"])
+    if not outbox.exists():
+        return []
+    mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+             for p in sorted(outbox.glob("*.eml"))]
+    return [m for m in mails if m["To"] == shop.config["STAFF_ALERT_EMAIL"]
+            and "Refund failed" in m["Subject"]]
+
+
+def staff_client(shop):
+    from tests.conftest import AuthActions
+
+    f.user("staff@example.com", role="staff")
+    staff = shop.test_client()
+    AuthActions(staff).login("staff@example.com")
+    return staff
+
+
+def test_a_refund_that_fails_later_flags_the_order_for_staff(client, shop, standin, mug):
+    """Staff refunded the order, then Stripe could not return the money to the card (it was
+    closed). Stripe reports the failure up to three times (refund.failed, refund.updated,
+    charge.refund.updated), each possibly redelivered: the order stays refunded (its stock is
+    back on sale and stays so), the failure goes into its history once, staff are mailed once,
+    it counts as a payment failure, and the order's admin page says action is needed until
+    staff mark the refund settled (they refunded the customer another way)."""
+    order = paid_order(client, standin, mug.id, 2)
+    payments.change_status(order.id, "refunded", STAFF, "Customer changed their mind")
+    [refund] = standin.refunds.values()
+    assert last_order().status == "refunded" and stock(mug.id) == 5
+    failed = standin.fail_refund(refund["id"], "expired_or_canceled_card")
+    before, mails_before = failures(), refund_mails(shop)
+
+    answers = [post_event(client, standin, kind, failed, f"evt_fail_{n}")
+               for n, kind in enumerate(REFUND_EVENTS)]
+    answers.append(post_event(client, standin, "refund.failed", failed, "evt_fail_0"))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert [a.get_json()["outcome"] for a in answers] == [
+        "refund_failed", "already_recorded", "already_recorded", "duplicate"]
+    order = last_order()
+    assert order.status == "refunded" and stock(mug.id) == 5
+    assert order.payment.refund_failure and refund["id"] in order.payment.refund_failure
+    [note] = [e for e in history(order.id) if e.note.startswith("Refund failed")]
+    assert note.from_status == note.to_status == "refunded" and note.actor == "stripe"
+    assert refund["id"] in note.note and format_money(order.total, "USD") in note.note
+    assert "expired or was closed" in note.note
+    assert failures() == before + 1
+    [alert] = staff_alerts(shop)
+    assert order.number in alert["Subject"]
+    text = alert.get_body(("plain",)).get_content()
+    assert refund["id"] in text and order.email in text
+    assert f"/admin/order/details/?id={order.id}" in text
+    assert refund_mails(shop) == mails_before  # the customer hears from staff, not a robot
+
+    staff = staff_client(shop)
+    detail = f"/admin/order/details/?id={order.id}"
+    page = staff.get(detail).get_data(as_text=True)
+    assert "Refund failed: action needed" in page and refund["id"] in page
+    assert "Mark refund settled" in page
+    # The order list leads to every order awaiting that action.
+    listing = staff.get("/admin/order/").get_data(as_text=True)
+    link = re.search(r'href="([^"]+)"[^>]*>Refund failed: action needed', listing).group(1)
+    flagged = staff.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    assert order.number in flagged
+    settled = staff.post(f"/admin/order/refund-settled/{order.id}", data={
+        "csrf_token": csrf_token(staff, detail), "note": "Paid back by bank transfer"})
+    assert settled.status_code == 303
+    order = last_order()
+    assert order.payment.refund_failure is None and order.status == "refunded"
+    [done] = [e for e in history(order.id) if e.note.startswith("Refund failure settled")]
+    assert "Paid back by bank transfer" in done.note and done.actor == "staff@example.com"
+    page = staff.get(detail).get_data(as_text=True)
+    assert "Refund failed: action needed" not in page and "Mark refund settled" not in page
+    assert "Refund failed: action needed" not in staff.get("/admin/order/").get_data(as_text=True)
+    twice = staff.post(f"/admin/order/refund-settled/{order.id}", data={
+        "csrf_token": csrf_token(staff, detail)})  # a double click
+    assert twice.status_code == 409 and "no failed refund to settle" in twice.get_data(as_text=True)
+    assert len([e for e in history(order.id) if e.note.startswith("Refund failure settled")]) == 1
+    # The same failure reported again later does not raise the flag again.
+    again = post_event(client, standin, "refund.failed", failed)
+    assert again.get_json()["outcome"] == "already_recorded"
+    assert last_order().payment.refund_failure is None and len(staff_alerts(shop)) == 1
+    assert_stock_invariant()
+
+
+def test_the_shops_automatic_refunds_and_dashboard_refunds_that_fail_are_flagged(
+        client, shop, standin, mug):
+    """The refund of a payment that came after its order was cancelled, the refund of a
+    payment that did not match its order (the shop never recorded its PaymentIntent: found by
+    the order named in the refund's metadata), and a refund made in Stripe's Dashboard: each
+    failing is recorded for staff, and no order changes status."""
+    buy(client, mug.id)
+    late = last_order()
+    backdate(late, timedelta(hours=2))
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
+    assert expiry.expire_unpaid_orders() == 1
+    session = standin.complete(late.payment.reference)
+    assert post_event(client, standin, "checkout.session.completed",
+                      session).get_json()["outcome"] == "late"
+    [late_refund] = standin.refunds.values()
+
+    buy(client, mug.id)
+    mismatched = last_order()
+    reference = mismatched.payment.reference
+    paid = standin.complete(reference)
+    standin.sessions[reference]["amount_total"] = paid["amount_total"] - 100
+    assert post_event(client, standin, "checkout.session.completed",
+                      standin.sessions[reference]).get_json()["outcome"] == "mismatch"
+    [mismatch_refund] = [r for r in standin.refunds.values()
+                         if r["payment_intent"] == paid["payment_intent"]]
+
+    dashboard = paid_order(client, standin, mug.id)
+    charge = standin.dashboard_refund(dashboard.payment.provider_payment_id)
+    assert post_event(client, standin, "charge.refunded",
+                      charge).get_json()["outcome"] == "refunded"
+    [dashboard_refund] = [r for r in standin.refunds.values()
+                          if r["payment_intent"] == dashboard.payment.provider_payment_id]
+
+    before = failures()
+    for refund, order, status in ((late_refund, late, "cancelled"),
+                                  (mismatch_refund, mismatched, "pending"),
+                                  (dashboard_refund, dashboard, "refunded")):
+        failed = standin.fail_refund(refund["id"], "lost_or_stolen_card")
+        answer = post_event(client, standin, "refund.failed", failed)
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == "refund_failed"
+        db.session.rollback()
+        current = db.session.get(Order, order.id)
+        assert current.status == status
+        assert refund["id"] in current.payment.refund_failure
+        assert [e for e in history(order.id)
+                if e.note.startswith("Refund failed") and refund["id"] in e.note]
+    assert failures() == before + 3 and len(staff_alerts(shop)) == 3
+    assert_stock_invariant()
+
+
+def test_refund_updates_that_are_no_failure_and_unknown_refunds_change_nothing(
+        client, shop, standin, mug):
+    """A refund that succeeded or is still pending, a failed refund of a payment that is none
+    of the shop's, or a refund event without an id: 200, so Stripe stops sending them, and
+    nothing changes."""
+    order = paid_order(client, standin, mug.id)
+    charge = standin.dashboard_refund(order.payment.provider_payment_id, 300)
+    post_event(client, standin, "charge.refunded", charge)
+    [refund] = standin.refunds.values()
+    events_before = len(history(order.id))
+    before = failures()
+    for kind, obj, outcome in (
+            ("refund.updated", refund, "ignored"),
+            ("charge.refund.updated", dict(refund, status="pending"), "ignored"),
+            ("refund.failed", dict(refund, id="re_elsewhere", payment_intent="pi_elsewhere",
+                                   status="failed", failure_reason="declined"), "unknown"),
+            ("refund.failed", dict(refund, id="re_orphan", payment_intent=None,
+                                   status="failed"), "unknown"),
+            ("refund.failed", dict(refund, id=None, status="failed"), "ignored")):
+        answer = post_event(client, standin, kind, obj)
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == outcome
+    order = last_order()
+    assert order.status == "paid" and order.payment.refund_failure is None
+    assert len(history(order.id)) == events_before and failures() == before
+    assert staff_alerts(shop) == []
+
+
 # -- charge.refunded before the shop has recorded the payment ------------------------------------
 
 def test_a_refund_reported_before_the_payment_finishes_the_payment_first(client, shop, standin,

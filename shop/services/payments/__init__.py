@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 
 import stripe
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ...extensions import db
-from ...models import Order, Payment
+from ...models import Order, OrderEvent, Payment, utcnow
 from .. import jobs, notifications, orders
-from ..errors import InvalidTransition, NotFound
+from ..database import retrying, write_transaction
+from ..errors import InvalidTransition, NotFound, ShopError
 from ..orders import Actor
 
 log = logging.getLogger("shop.payments")
@@ -77,6 +78,36 @@ def change_status(order_id: int, to_status: str, actor: Actor, note: str = "", *
                               tracking_number=tracking_number)
     _notify(order)
     return order
+
+
+def settle_refund_failure(order_id: int, actor: Actor, note: str = "") -> Order:
+    """Staff paid back another way a customer whose card refund failed: the order's "Refund
+    failed: action needed" flag is cleared and the history says who settled it and how. The
+    order's status and stock do not change. Raises ShopError when there is nothing to settle
+    (a double click: the first one settled it)."""
+    if db.session.get(Order, order_id) is None:
+        raise NotFound("That order does not exist.")
+    text = "Refund failure settled" + (f": {note.strip()}" if note.strip() else "")
+
+    def run() -> int:
+        with write_transaction():
+            status = db.session.execute(select(Order.status).where(Order.id == order_id)
+                                        .with_for_update()).scalar_one()
+            cleared = db.session.execute(
+                update(Payment).where(Payment.order_id == order_id,
+                                      Payment.refund_failure.is_not(None))
+                .values(refund_failure=None, updated_at=utcnow())
+                .execution_options(synchronize_session=False)).rowcount
+            if cleared:
+                db.session.add(OrderEvent(order_id=order_id, from_status=status,
+                                          to_status=status, actor_id=actor.user_id,
+                                          actor=actor.label, note=text[:2000]))
+            return cleared
+
+    if not retrying(run):
+        raise ShopError("This order has no failed refund to settle.", code="nothing_to_settle")
+    db.session.expire_all()
+    return db.session.get(Order, order_id)
 
 
 def _close_card_checkout(order_id: int) -> Order | None:

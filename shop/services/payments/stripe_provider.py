@@ -36,6 +36,21 @@ SESSION_MAX = timedelta(hours=23, minutes=55)
 # A scheduled expiry runs a little after the deadline, never before it.
 EXPIRY_GRACE = timedelta(seconds=5)
 FINISH_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+# A Refund changed after it was made. Stripe reports a failure with one, two or all three of
+# them (refund.failed on newer API versions), each carrying the Refund.
+REFUND_EVENTS = ("refund.failed", "refund.updated", "charge.refund.updated")
+# Refund statuses that mean the money did not reach the customer.
+UNDONE_REFUNDS = ("failed", "canceled")
+# Stripe's Refund.failure_reason, as staff and the customer read it.
+REFUND_FAILURE_REASONS = {
+    "lost_or_stolen_card": "the card was reported lost or stolen",
+    "expired_or_canceled_card": "the card has expired or was closed",
+    "charge_for_pending_refund_disputed": "the customer disputed the payment meanwhile",
+    "insufficient_funds": "the Stripe balance could not cover it",
+    "declined": "the card's bank declined it",
+    "merchant_request": "it was cancelled on Stripe",
+}
+REFUND_FAILED = "Refund failed"
 
 
 class WebhookRejected(Exception):
@@ -548,6 +563,8 @@ def handle_event(event: Any) -> str:
         outcome = session_expired(object_id, "Card payment failed")
     elif event_type == "charge.refunded":
         outcome = charge_refunded(_plain(obj))
+    elif event_type in REFUND_EVENTS:
+        outcome = refund_failed(_plain(obj))
     else:
         outcome = "ignored"
     _remember(event_id, event_type)
@@ -737,3 +754,86 @@ def _record_refund(order_id: int, payment_id: int, note: str, *, full: bool) -> 
                     order.number, order.status)
     return outcome
 
+
+def refund_failed(refund: dict[str, Any]) -> str:
+    """A refund that did not reach the customer after Stripe had accepted it (`failed`: the
+    card was closed, lost...; or `canceled`): the money is back in the shop's Stripe balance.
+    Whichever refund it was (staff's, the automatic one of a late or mismatched payment, one
+    made on the Dashboard), the order keeps its status and its stock (the goods were given
+    up; only the money is missing), and the failure is recorded for staff: in the order's
+    history, as the payment's `refund_failure` (the admin shows "Refund failed: action
+    needed" until staff settle it), in a mail to staff, and as a payment failure in the
+    metrics. Once per refund, however often and through whichever event Stripe reports it.
+    Outcomes: `refund_failed`, `already_recorded`, `unknown` (no order here), `ignored` (the
+    refund did not fail)."""
+    refund_id = refund.get("id")
+    if refund.get("status") not in UNDONE_REFUNDS or not isinstance(refund_id, str):
+        return "ignored"
+    intent = _intent_id(refund)
+    # A refund the shop made names its order; only a refund of a payment the shop has not
+    # recorded at all makes it ask Stripe (and finish that payment first).
+    payment = ((_payment_for_intent(intent) if intent else None)
+               or _payment_from_metadata(refund) or _payment_paid_by(intent))
+    if payment is None:
+        log.warning("failed stripe refund %s (payment %s) belongs to no order here",
+                    refund_id, intent)
+        return "unknown"
+    amount = _minor_amount(refund.get("amount"))
+    currency = str(refund.get("currency") or payment.currency).upper()
+    money = (format_money(from_minor_units(amount, currency), currency)
+             if amount is not None else "The refund")
+    code = refund.get("failure_reason")
+    why = REFUND_FAILURE_REASONS.get(code) if isinstance(code, str) else None
+    why = why or (f"Stripe's reason: {code}" if isinstance(code, str) and code
+                  else "Stripe gave no reason")
+    what = f"{money} could not be returned to the card ({why}; Stripe refund {refund_id})"
+    note = f"{REFUND_FAILED}: {what}. The customer will be refunded another way."
+    outcome = _record_refund_failure(payment.order_id, payment.id, refund_id, note, what)
+    if outcome == "refund_failed":
+        metrics.payment_failed(PROVIDER)
+        log.error("stripe refund %s of order %s failed (%s): staff must refund it another way",
+                  refund_id, payment.order_id, code)
+        jobs.enqueue(notifications.refund_failed, payment.order_id, what)
+    return outcome
+
+
+def _payment_from_metadata(refund: dict[str, Any]) -> Payment | None:
+    """The payment of the order a refund the shop made names in its metadata: the automatic
+    refund of a payment that did not match its order has a PaymentIntent the shop never
+    recorded. The order's number must match too."""
+    metadata = refund.get("metadata") or {}
+    raw = str(metadata.get("order_id", ""))
+    if not raw.isdigit():
+        return None
+    order = db.session.get(Order, int(raw))
+    if order is None or order.payment_method != PROVIDER or \
+            metadata.get("order_number") != order.number:
+        return None
+    return stripe_payment(order.id)
+
+
+def _record_refund_failure(order_id: int, payment_id: int, refund_id: str, note: str,
+                           what: str) -> str:
+    """Record a failed refund once: the history entry (found again by the refund's id) and
+    the payment's flag for staff."""
+
+    def run() -> str:
+        with write_transaction():
+            # The order's row lock serialises two deliveries of the same failure.
+            status = db.session.execute(select(Order.status).where(Order.id == order_id)
+                                        .with_for_update()).scalar_one()
+            seen = db.session.execute(select(OrderEvent.id).where(
+                OrderEvent.order_id == order_id,
+                OrderEvent.note.startswith(REFUND_FAILED, autoescape=True),
+                OrderEvent.note.contains(f"Stripe refund {refund_id})", autoescape=True))
+            ).first()
+            if seen is not None:
+                return "already_recorded"
+            db.session.execute(update(Payment).where(Payment.id == payment_id)
+                               .values(refund_failure=what[:500], updated_at=utcnow())
+                               .execution_options(synchronize_session=False))
+            db.session.add(OrderEvent(order_id=order_id, from_status=status, to_status=status,
+                                      actor=ACTOR.label, note=note[:2000]))
+            return "refund_failed"
+
+    return retrying(run)
