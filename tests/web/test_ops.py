@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from shop import create_app
 from shop.extensions import db
@@ -24,6 +23,7 @@ from shop.services import checkout, jobs
 from shop.services.cart import CartOwner
 from tests import factories as f
 from tests.conftest import MYSQL_URL, csrf_token
+from tests.relay import Relay
 
 MB = 1024 * 1024
 
@@ -262,89 +262,24 @@ def test_readyz_reports_redis_ok_when_it_answers(make_app):
     assert response.get_json()["checks"] == {"database": "ok", "redis": "ok"}
 
 
-class TcpProxy:
-    """A stand-in network path to the database that a test can cut and restore."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._sockets: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(16)
-        server.settimeout(0.1)
-        self.port = server.getsockname()[1]
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._accept, args=(server,), daemon=True)
-        self._thread.start()
-
-    def _accept(self, server: socket.socket) -> None:
-        with server:
-            while not self._stop.is_set():
-                try:
-                    client, _ = server.accept()
-                except TimeoutError:
-                    continue
-                upstream = socket.create_connection(self.target)
-                self._sockets += [client, upstream]
-                for a, b in ((client, upstream), (upstream, client)):
-                    threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def stop(self) -> None:
-        """Refuse new connections and cut every open one, like a database restart."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        for s in self._sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        self._sockets.clear()
-
-
 @pytest.mark.mysql_only
 @pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")
 def test_mysql_outage_gives_503_then_recovers_without_a_restart(make_app, database_url):
-    url = make_url(database_url)
     make_app()  # the fixture empties tables through its first app: a healthy one
-    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 3306))
-    proxy.start()
+    relay = Relay(database_url)
     try:
-        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-            hide_password=False)
-        app = make_app(SQLALCHEMY_DATABASE_URI=through_proxy)
+        app = make_app(SQLALCHEMY_DATABASE_URI=relay.url)
         client = app.test_client()
         assert client.get("/readyz").status_code == 200
         assert client.get("/products").status_code == 200
-        proxy.stop()  # pooled connections are now dead and new ones are refused
+        relay.cut()  # pooled connections are now dead and new ones are closed at once
         assert client.get("/readyz").status_code == 503
         assert client.get("/readyz").status_code == 503
-        proxy.start()  # the database is back, on the same address
+        relay.restore()  # the database is back, on the same address
         assert client.get("/readyz").status_code == 200
         assert client.get("/products").status_code == 200
     finally:
-        proxy.stop()
+        relay.close()
 
 
 @pytest.mark.mysql_only

@@ -2,12 +2,11 @@
 process one timeout now and then, not one per request: after a failure the process leaves
 Redis alone for REDIS_RETRY_AFTER and goes on as while Redis is down (pages rendered uncached,
 limits counted in memory, jobs run inline), then one request tries again. Against the real
-Redis through test_security's relay, here made silent rather than cut; what the shop tries is
-counted at the relay."""
+Redis through tests/relay.py's relay, made a black hole rather than cut; what the shop tries
+is counted at the relay."""
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -20,39 +19,12 @@ from shop.extensions import db
 from shop.models import Product
 from tests import factories as f
 from tests.payments_helpers import buy, last_order
-from tests.web.test_security import REDIS_URL, RedisRelay, _redis_or_skip, login
+from tests.relay import Relay
+from tests.web.test_security import REDIS_URL, _redis_or_skip, login
 
 # The shop's Redis timeouts here: long enough that time alone tells twenty of them from one on
 # a loaded machine (the count of attempts at the relay tells them apart exactly).
 TIMEOUT = 1.0
-
-
-class SilentRelay(RedisRelay):
-    """test_security's relay, which can also go silent: what either side sends is read and
-    dropped, as by a firewall that drops packets. `attempts`: the connections that sent
-    something while silent (each a request's try at Redis)."""
-
-    def __init__(self, url: str) -> None:
-        self.silent = False
-        self._tried: set[socket.socket] = set()
-        super().__init__(url)
-
-    @property
-    def attempts(self) -> int:
-        return len(self._tried)
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:  # type: ignore[override]
-        try:
-            while data := source.recv(65536):
-                if self.silent:
-                    self._tried.add(source)
-                    continue
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                s.close()
 
 
 class Records:
@@ -78,7 +50,7 @@ class Records:
 @pytest.fixture
 def relay():
     _redis_or_skip()
-    relay = SilentRelay(REDIS_URL)
+    relay = Relay(REDIS_URL)
     yield relay
     relay.close()
 
@@ -119,7 +91,7 @@ def test_a_silent_redis_costs_one_timeout_not_one_per_page(shop_on, relay):
     rendered without asking, with one warning for the lot."""
     app = shop_on()
     page(app.test_client(), "/")  # Redis in use: the catalogue version tracked, "/" stored
-    relay.silent = True
+    relay.black_hole()
     with Records() as log:
         started = time.monotonic()
         answers = [page(app.test_client()) for _ in range(20)]
@@ -136,7 +108,7 @@ def test_a_silent_redis_costs_one_timeout_not_one_per_page(shop_on, relay):
 def test_logins_are_still_limited_while_redis_is_silent(shop_on, relay):
     app = shop_on(RATELIMIT_ENABLED=True)
     assert login(app.test_client()).status_code == 303  # counted in Redis
-    relay.silent = True
+    relay.black_hole()
     attacker = app.test_client()
     answers = [login(attacker, password=f"wrong-guess-{n}").status_code for n in range(12)]
     assert answers == [401] * 10 + [429] * 2  # counted in this process's memory
@@ -147,7 +119,7 @@ def test_jobs_run_inline_without_asking_a_silent_redis_again(shop_on, relay):
     """While the breaker is open, an order's mail is sent inline at once (as while Redis is
     down), without waiting out a timeout per job; /readyz still says Redis is down."""
     app = shop_on()
-    relay.silent = True
+    relay.black_hole()
     page(app.test_client())  # the one timeout: the breaker opens
     tried = relay.attempts
     client = app.test_client()
@@ -168,10 +140,10 @@ def test_jobs_run_inline_without_asking_a_silent_redis_again(shop_on, relay):
 def test_the_cache_is_used_again_once_redis_answers_and_the_interval_is_over(shop_on, relay):
     app = shop_on(REDIS_RETRY_AFTER=1)
     page(app.test_client(), "/")
-    relay.silent = True
+    relay.black_hole()
     with Records() as log:
         page(app.test_client())  # the breaker opens
-        relay.silent = False
+        relay.restore()
         # Back, but not asked again before the interval is over: nothing stored, no hit.
         for _ in range(2):
             assert page(app.test_client()).headers.get("X-Cache") != "hit"

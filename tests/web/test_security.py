@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +27,7 @@ from shop.models import Address, User
 from shop.services import addresses
 from tests import factories as f
 from tests.conftest import CSRF, csrf_token
+from tests.relay import Relay
 from tests.services.test_reviews import buy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,66 +249,12 @@ def test_while_redis_is_down_logins_and_the_api_go_on_with_limits_in_memory(limi
                            "until it is back"]
 
 
-class RedisRelay:
-    """A TCP relay to the test Redis that can be cut (every connection, old and new, closed at
-    once, as when Redis goes away) and restored."""
-
-    def __init__(self, url: str) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        self._target = (parsed.hostname or "127.0.0.1", parsed.port or 6379)
-        self._server = socket.socket()
-        self._server.bind(("127.0.0.1", 0))
-        self._server.listen(64)
-        self.url = f"redis://127.0.0.1:{self._server.getsockname()[1]}{parsed.path}"
-        self.up = True
-        self._open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                near, _ = self._server.accept()
-            except OSError:
-                return
-            if not self.up:
-                near.close()
-                continue
-            far = socket.create_connection(self._target)
-            self._open += [near, far]
-            for a, b in ((near, far), (far, near)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                s.close()
-
-    def cut(self) -> None:
-        self.up = False
-        for s in self._open:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._open.clear()
-
-    def close(self) -> None:
-        self.cut()
-        self._server.close()
-
-
 def test_rate_limits_go_back_to_redis_when_it_returns(limited, clock):
     """Counted in Redis, then in memory while Redis is away, then in Redis again (where the
     count before the outage still is) once Flask-Limiter's next check finds it back (and the
     process's breaker lets it ask: after REDIS_RETRY_AFTER)."""
     _redis_or_skip()
-    relay = RedisRelay(REDIS_URL)
+    relay = Relay(REDIS_URL)
     try:
         app = limited(REDIS_URL=relay.url, RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
                       REDIS_RETRY_AFTER=1)
@@ -320,7 +266,7 @@ def test_rate_limits_go_back_to_redis_when_it_returns(limited, clock):
             for n in range(2):  # counted in memory
                 assert login(client, password=f"wrong-guess-{n}").status_code == 401
             assert login(app.test_client()).status_code == 303
-            relay.up = True
+            relay.restore()
             time.sleep(2.2)  # Flask-Limiter asks Redis again 1 s, then 2 s, ... after losing it
             answers = [login(client, password=f"wrong-guess-{n}").status_code for n in range(8)]
         # Redis had 3: seven more reach its limit of 10 (memory had 2: it would take eight).
