@@ -54,6 +54,13 @@ class Config:
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     # Connections idle for a while are pinged before use (services.database), not every one.
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_recycle": 280}
+    # MySQL: how long a request waits to connect and for each answer before it gives up with a
+    # 503 (services.database): a database that hangs or whose packets are dropped must not hold
+    # a page until gunicorn's timeout kills the worker. Two waits must fit in GUNICORN_TIMEOUT
+    # (a stale pooled connection's ping, then a new connection). Work outside a request (the
+    # CLI, migrations, the worker) waits for its statements as long as they take.
+    DATABASE_CONNECT_TIMEOUT = _env_seconds("DATABASE_CONNECT_TIMEOUT", "5")
+    DATABASE_READ_TIMEOUT = _env_seconds("DATABASE_READ_TIMEOUT", "10")
     REDIS_URL = os.environ.get("REDIS_URL") or None
     # How long a request waits for Redis to accept a connection and to answer a command before
     # it goes on as if Redis were down (uncached page, inline job): a hung Redis must not hang

@@ -74,6 +74,10 @@ def _check_config(app: Flask) -> None:
         options.setdefault("pool_reset_on_return", None)
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 20)
+        from .services.database import mysql_connect_args
+
+        options["connect_args"] = mysql_connect_args(app.config) \
+            | dict(options.get("connect_args") or {})
     elif url.startswith("sqlite"):
         options.pop("pool_recycle", None)
         options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})

@@ -384,8 +384,10 @@ def init_app(app: Flask) -> None:
     def dependency_unavailable(error: Exception):
         current_app.logger.error("a dependency is unavailable: %s", type(error).__name__,
                                  exc_info=error)
+        # The page says so without asking the database again (its header's account, cart
+        # count and categories): another wait of the read timeout would be all it got.
         response = _error(503, "The shop cannot reach its database or cache right now. "
-                               "Please try again in a moment.")
+                               "Please try again in a moment.", offline=True)
         response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
         return response
 
@@ -414,12 +416,20 @@ def _read_chunked_body(req) -> None:
     del environ["HTTP_TRANSFER_ENCODING"]
 
 
-def _error(status: int, message: str, code: str | None = None) -> Response:
+def _error(status: int, message: str, code: str | None = None,
+           offline: bool = False) -> Response:
     if wants_json():
         return error_response(status, message, code=code)
+    if offline and "_login_user" not in g:
+        # Flask-Login's context processor would load the logged-in user from the database for
+        # the page; the offline page shows no one's name, so the request goes on as anonymous.
+        from .extensions import login_manager
+
+        login_manager._update_request_context_with_user()
     try:
         body = render_template("errors/error.html", status=status,
-                               title=ERROR_TITLES.get(status, "Error"), message=message)
+                               title=ERROR_TITLES.get(status, "Error"), message=message,
+                               offline=offline)
     except Exception:  # the error page itself must never fail (it may need the database)
         current_app.logger.exception("error page failed")
         title = ERROR_TITLES.get(status, "Error")

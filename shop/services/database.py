@@ -4,10 +4,11 @@ from __future__ import annotations
 import os
 import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from flask import has_request_context
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError, OperationalError
@@ -24,11 +25,33 @@ RETRYABLE_MYSQL_ERRORS = {1213, 1205}
 PING_AFTER_IDLE_SECONDS = 5.0
 
 
+def mysql_connect_args(config: Mapping[str, Any]) -> dict[str, Any]:
+    """PyMySQL's timeouts for the shop's connections (primary, replica, plain reads).
+
+    A database that stops answering (host frozen, packets dropped, a statement stuck) then
+    costs a request DATABASE_READ_TIMEOUT, and one that cannot be reached
+    DATABASE_CONNECT_TIMEOUT, before the driver gives up: the request answers 503
+    (http.dependency_unavailable) and the pool discards the connection (SQLAlchemy invalidates
+    it on the driver's "lost connection"), instead of the worker waiting until gunicorn kills
+    it. A row lock is waited for at most half the read timeout (innodb_lock_wait_timeout, never
+    raised above the server's): a checkout queued behind another then ends with MySQL's own
+    lock-wait error, which leaves the connection sound and is retried (`retrying`), rather than
+    with the socket timing out. Outside a request the read timeout is lifted
+    (`_bound_reads_to_requests`)."""
+    read = config["DATABASE_READ_TIMEOUT"]
+    lock_wait = max(1, int(read / 2))
+    return {"connect_timeout": config["DATABASE_CONNECT_TIMEOUT"], "read_timeout": read,
+            "write_timeout": read,
+            "init_command": "SET SESSION innodb_lock_wait_timeout = "
+                            f"LEAST(@@innodb_lock_wait_timeout, {lock_wait})"}
+
+
 def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
     """SQLite: foreign keys, WAL, a busy timeout and BEGIN IMMEDIATE for write transactions
-    (no BEGIN at all on an `autocommit` engine). A server database: connections that sat idle
-    are checked before use."""
+    (no BEGIN at all on an `autocommit` engine). A server database: reads bounded while
+    serving a request, and connections that sat idle are checked before use."""
     if engine.dialect.name != "sqlite":
+        _bound_reads_to_requests(engine)
         _ping_idle_connections(engine)
         return
 
@@ -60,6 +83,28 @@ def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
         immediate = connection.get_execution_options().get("write")
         connection.connection.driver_connection.execute(
             "BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _bound_reads_to_requests(engine: Engine) -> None:
+    """A connection's read timeout (mysql_connect_args) holds while it serves a request, and
+    is lifted when it is checked out anywhere else: a request is cut off by gunicorn's timeout
+    anyway, so a statement longer than the read timeout was already lost there, but the CLI,
+    migrations and the worker run statements that may take minutes (an ALTER TABLE on a big
+    table, `refresh-catalog`, `seed --products`), and a migration stopped half-way leaves a
+    schema no code matches. The handshake of a new connection is always bounded. Drivers other
+    than PyMySQL keep their own settings."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, record) -> None:
+        if hasattr(dbapi_connection, "_read_timeout"):
+            record.info["read_timeout"] = dbapi_connection._read_timeout
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy) -> None:
+        if "read_timeout" in record.info:
+            # PyMySQL applies _read_timeout to the socket before each read.
+            dbapi_connection._read_timeout = \
+                record.info["read_timeout"] if has_request_context() else None
 
 
 def _ping_idle_connections(engine: Engine) -> None:

@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from shop import create_app
 from shop.extensions import db
@@ -230,27 +233,41 @@ def test_a_silent_redis_costs_a_request_no_more_than_a_redis_that_is_down(make_a
         silent.close()
 
 
+UNAVAILABLE = "cannot reach its database or cache"
+
+
+def assert_unavailable(response, json_: bool) -> None:
+    """The 503 of a dependency out of reach: the API's envelope, or the shop's own page (its
+    header and stylesheet, none of the header's parts that read the database)."""
+    assert response.status_code == 503, response.get_data(as_text=True)[:300]
+    assert response.headers["Retry-After"] == "5"
+    if json_:
+        assert response.get_json()["error"]["code"] == "unavailable"
+        assert UNAVAILABLE in response.get_json()["error"]["message"]
+    else:
+        page = response.get_data(as_text=True)
+        assert UNAVAILABLE in page
+        assert '<header class="site-header">' in page and 'rel="stylesheet"' in page
+        assert 'class="cart-count"' not in page and "Log out" not in page
+
+
 def test_pages_and_the_api_answer_503_while_the_database_is_down(make_app):
     """While Redis is down, logging in and the API go on with rate limits in memory
-    (test_security: test_while_redis_is_down_logins_and_the_api_go_on_with_limits_in_memory)."""
+    (test_security: test_while_redis_is_down_logins_and_the_api_go_on_with_limits_in_memory).
+    The page is the shop's error page without what its header reads from the database (it
+    was a bare fallback: rendering the header failed on the database too), for a logged-in
+    customer too (whose name the page would have loaded)."""
     make_app()  # the fixture empties tables through its first app: a healthy one
-    unavailable = "cannot reach its database or cache"
-
-    def assert_unavailable(response, json_: bool) -> None:
-        assert response.status_code == 503, response.get_data(as_text=True)[:300]
-        assert response.headers["Retry-After"] == "5"
-        if json_:
-            assert response.get_json()["error"]["code"] == "unavailable"
-            assert unavailable in response.get_json()["error"]["message"]
-        else:
-            assert unavailable in response.get_data(as_text=True)
-
     client = make_app(
         SQLALCHEMY_DATABASE_URI=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/shop",
     ).test_client()
     assert_unavailable(client.get("/api/v1/products"), json_=True)
     assert_unavailable(client.get("/products"), json_=False)
     assert_unavailable(client.get("/cart"), json_=False)
+    with client.session_transaction() as session:
+        session["_user_id"] = "1"
+        session["_fresh"] = True
+    assert_unavailable(client.get("/products"), json_=False)
 
 
 def test_readyz_reports_redis_ok_when_it_answers(make_app):
@@ -283,6 +300,119 @@ def test_mysql_outage_gives_503_then_recovers_without_a_restart(make_app, databa
 
 
 @pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL): SQLite has no "
+                                          "server that can hang")
+def test_a_hung_database_costs_a_page_seconds_and_a_503_then_the_shop_recovers(make_app,
+                                                                                database_url):
+    """A database that accepts connections and never answers (host frozen, packets dropped)
+    held every page until gunicorn's timeout killed the worker. Now a page, the API and
+    /readyz answer 503 within the read timeout (two waits at most: a stale connection's
+    ping, then a new connection), for a logged-in customer too, and once the database
+    answers again the same app serves every page: no broken connection is used again."""
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    with make_app().app_context():
+        f.user("customer@example.com")
+        slug = f.product("Hung Database Lamp", slug="hung-lamp").slug
+    relay = Relay(database_url)
+    try:
+        app = make_app(SQLALCHEMY_DATABASE_URI=relay.url, DATABASE_CONNECT_TIMEOUT=1,
+                       DATABASE_READ_TIMEOUT=1)
+        guest, customer = app.test_client(), app.test_client()
+        assert customer.post("/account/login", data={
+            "email": "customer@example.com", "password": f.PASSWORD,
+            "csrf_token": csrf_token(customer)}).status_code == 303
+        pages = [(guest, "/products", False), (guest, f"/p/{slug}", False),
+                 (guest, "/api/v1/products", True), (customer, "/products", False),
+                 (customer, "/account", False)]
+        for client, path, _ in pages:
+            assert client.get(path).status_code == 200, path
+
+        relay.black_hole()
+        for client, path, json_ in pages:
+            response, seconds = _timed(lambda c=client, p=path: c.get(p), limit=20)
+            assert_unavailable(response, json_)
+            assert seconds < 3.5, (path, seconds)
+        response, seconds = _timed(lambda: guest.get("/readyz"), limit=20)
+        assert response.status_code == 503 and seconds < 5
+        assert response.get_json()["checks"]["database"].startswith("error: ")
+
+        relay.restore()
+        assert guest.get("/readyz").status_code == 200
+        for client, path, _ in pages:
+            assert client.get(path).status_code == 200, path
+    finally:
+        relay.close()
+
+
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL): SQLite has no "
+                                          "server that can hang")
+def test_a_hung_replica_costs_a_catalogue_page_seconds_and_a_503_not_the_rest_of_the_shop(
+        make_app, database_url):
+    """The replica's connections have the same timeouts: a catalogue page read there answers
+    503 within them while the replica hangs (it waited for gunicorn's timeout), the pages
+    read from the primary go on, and the catalogue is served again once the replica is back."""
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    relay = Relay(database_url)
+    try:
+        app = make_app(DATABASE_REPLICA_URL=relay.url, DATABASE_CONNECT_TIMEOUT=1,
+                       DATABASE_READ_TIMEOUT=1)
+        client = app.test_client()
+        assert client.get("/products").status_code == 200
+        relay.black_hole()
+        for path, json_ in (("/products", False), ("/api/v1/products", True)):
+            response, seconds = _timed(lambda p=path: client.get(p), limit=20)
+            assert_unavailable(response, json_)
+            assert seconds < 3.5, (path, seconds)
+        assert client.get("/cart").status_code == 200
+        relay.restore()
+        assert client.get("/products").status_code == 200
+        assert client.get("/readyz").get_json()["checks"] == {"database": "ok", "replica": "ok"}
+    finally:
+        relay.close()
+
+
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL): SQLite has no "
+                                          "read timeout")
+def test_the_read_timeout_bounds_requests_not_the_cli_and_lock_waits_end_before_it(make_app):
+    """Inside a request a statement waits at most DATABASE_READ_TIMEOUT; outside one (the
+    CLI, migrations, the worker) it takes as long as it takes. A row lock is waited for half
+    that long and ends with MySQL's lock-wait error (1205, retried by the services) on a
+    connection that stays usable, not with the socket timing out (the server's default is 50 s,
+    which no request outlived)."""
+    app = make_app(DATABASE_READ_TIMEOUT=3)
+    with app.app_context():
+        variant = f.product("Locked Lamp", slug="locked-lamp").variants[0].id
+        db.session.commit()
+        assert db.session.execute(text("SELECT SLEEP(3.5)")).scalar_one() == 0
+        db.session.remove()
+    with app.test_request_context("/"):
+        with pytest.raises(OperationalError) as timed_out:
+            db.session.execute(text("SELECT SLEEP(3.5)"))
+        assert timed_out.value.connection_invalidated
+        db.session.remove()
+
+    holder = create_engine(app.config["SQLALCHEMY_DATABASE_URI"]).connect()
+    try:
+        holder.execute(text("BEGIN"))
+        holder.execute(text("SELECT id FROM variants WHERE id = :id FOR UPDATE"), {"id": variant})
+        with app.test_request_context("/"):
+            assert db.session.execute(text("SELECT @@innodb_lock_wait_timeout")).scalar() == 1
+            started = time.monotonic()
+            with pytest.raises(OperationalError) as waited:
+                db.session.execute(text("UPDATE variants SET stock_quantity = 3 WHERE id = :id"),
+                                   {"id": variant})
+            assert waited.value.orig.args[0] == 1205 and time.monotonic() - started < 3
+            db.session.rollback()
+            assert db.session.execute(text("SELECT 1")).scalar() == 1  # the same connection
+            db.session.remove()
+    finally:
+        holder.close()
+        holder.engine.dispose()
+
+
+@pytest.mark.mysql_only
 @pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")
 def test_a_killed_pooled_connection_is_replaced_not_served_as_an_error(make_app, database_url):
     app = make_app()
@@ -302,6 +432,31 @@ def test_a_killed_pooled_connection_is_replaced_not_served_as_an_error(make_app,
     assert client.get(f"/p/{slug}").status_code == 200
     with app.app_context():
         assert db.session.execute(text("SELECT CONNECTION_ID()")).scalar_one() != pooled
+
+
+def test_the_database_timeouts_come_from_the_environment():
+    """DATABASE_CONNECT_TIMEOUT and DATABASE_READ_TIMEOUT become PyMySQL's connect, read and
+    write timeouts (the replica's and the plain-read pool's too: they share these options);
+    a value that is not a number of seconds stops the start, naming it."""
+    root = Path(__file__).resolve().parents[2]
+    program = ("from shop import create_app; app = create_app(); print(sorted(app.config["
+               "'SQLALCHEMY_ENGINE_OPTIONS']['connect_args'].items()))")
+    env = {**os.environ, "SHOP_ENV": "development", "DATABASE_URL":
+           f"mysql+pymysql://shop@127.0.0.1:{closed_port()}/shop",
+           "DATABASE_CONNECT_TIMEOUT": "2.5", "DATABASE_READ_TIMEOUT": "12"}
+    env.pop("DATABASE_REPLICA_URL", None)
+    result = subprocess.run([sys.executable, "-c", program], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr(sorted({
+        "connect_timeout": 2.5, "read_timeout": 12.0, "write_timeout": 12.0,
+        "init_command": "SET SESSION innodb_lock_wait_timeout = "
+                        "LEAST(@@innodb_lock_wait_timeout, 6)"}.items()))
+    env["DATABASE_READ_TIMEOUT"] = "soon"
+    result = subprocess.run([sys.executable, "-c", "import config"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "DATABASE_READ_TIMEOUT must be a number of seconds" in result.stderr
 
 
 # ---- metrics ---------------------------------------------------------------------------------

@@ -82,9 +82,9 @@ def _check_database() -> str:
 
 def _probe(engine: Engine) -> Engine | None:
     """An engine on the same server that connects afresh for each check, with the driver's
-    connect, read and write timeouts at CHECK_TIMEOUT_SECONDS (the shop's own connections have
-    no read timeout: a query may take as long as it needs). None for SQLite, which has no
-    server to wait for."""
+    connect, read and write timeouts at CHECK_TIMEOUT_SECONDS (the shop's own connections wait
+    DATABASE_READ_TIMEOUT, longer than a load balancer's check should). None for SQLite, which
+    has no server to wait for."""
     if engine.dialect.name not in ("mysql", "mariadb"):
         return None
     probes = current_app.extensions.setdefault("shop_ops_probes", {})
