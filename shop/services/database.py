@@ -1,6 +1,7 @@
 """Transactions and engine settings: one place that knows SQLite from MySQL."""
 from __future__ import annotations
 
+import math
 import os
 import select
 import time
@@ -33,13 +34,13 @@ def mysql_connect_args(config: Mapping[str, Any]) -> dict[str, Any]:
     DATABASE_CONNECT_TIMEOUT, before the driver gives up: the request answers 503
     (http.dependency_unavailable) and the pool discards the connection (SQLAlchemy invalidates
     it on the driver's "lost connection"), instead of the worker waiting until gunicorn kills
-    it. A row lock is waited for at most half the read timeout (innodb_lock_wait_timeout, never
-    raised above the server's): a checkout queued behind another then ends with MySQL's own
+    it. A row lock is waited for at most the read timeout less 2 s (innodb_lock_wait_timeout,
+    never raised above the server's): a checkout queued behind another then ends with MySQL's own
     lock-wait error, which leaves the connection sound and is retried (`retrying`), rather than
     with the socket timing out. Outside a request the read timeout is lifted
     (`_bound_reads_to_requests`)."""
     read = config["DATABASE_READ_TIMEOUT"]
-    lock_wait = max(1, int(read / 2))
+    lock_wait = max(1, math.ceil(read) - 2)
     return {"connect_timeout": config["DATABASE_CONNECT_TIMEOUT"], "read_timeout": read,
             "write_timeout": read,
             "init_command": "SET SESSION innodb_lock_wait_timeout = "

@@ -377,8 +377,8 @@ def test_a_hung_replica_costs_a_catalogue_page_seconds_and_a_503_not_the_rest_of
                                           "read timeout")
 def test_the_read_timeout_bounds_requests_not_the_cli_and_lock_waits_end_before_it(make_app):
     """Inside a request a statement waits at most DATABASE_READ_TIMEOUT; outside one (the
-    CLI, migrations, the worker) it takes as long as it takes. A row lock is waited for half
-    that long and ends with MySQL's lock-wait error (1205, retried by the services) on a
+    CLI, migrations, the worker) it takes as long as it takes. A row lock is waited for 2 s
+    less and ends with MySQL's lock-wait error (1205, retried by the services) on a
     connection that stays usable, not with the socket timing out (the server's default is 50 s,
     which no request outlived)."""
     app = make_app(DATABASE_READ_TIMEOUT=3)
@@ -451,7 +451,7 @@ def test_the_database_timeouts_come_from_the_environment():
     assert result.stdout.strip() == repr(sorted({
         "connect_timeout": 2.5, "read_timeout": 12.0, "write_timeout": 12.0,
         "init_command": "SET SESSION innodb_lock_wait_timeout = "
-                        "LEAST(@@innodb_lock_wait_timeout, 6)"}.items()))
+                        "LEAST(@@innodb_lock_wait_timeout, 10)"}.items()))
     env["DATABASE_READ_TIMEOUT"] = "soon"
     result = subprocess.run([sys.executable, "-c", "import config"], cwd=root, env=env,
                             capture_output=True, text=True, timeout=120)
