@@ -122,6 +122,8 @@ class Config:
     # Operations: /metrics wants `Authorization: Bearer <token>` when set; how many reverse
     # proxies in front of the shop set X-Forwarded-* (0: none trusted).
     METRICS_TOKEN = os.environ.get("SHOP_METRICS_TOKEN") or None
+    # The RQ worker's own /metrics ("address:port"): what jobs and cron count (docs/DEPLOY.md).
+    WORKER_METRICS_BIND = os.environ.get("SHOP_WORKER_METRICS_BIND") or None
     PROXY_HOPS = _env_int("SHOP_PROXY_HOPS", 0)
     API_TOKEN_DAYS = _env_int("SHOP_API_TOKEN_DAYS", 30)
     CORS_ORIGINS = [o for o in os.environ.get("SHOP_CORS_ORIGINS", "").split(",") if o]

@@ -4,13 +4,14 @@ Only the standard library and gunicorn are imported here: the master process mus
 the shop (or prometheus_client) before PROMETHEUS_MULTIPROC_DIR is set, and workers load the
 app after fork.
 """
-import fcntl
 import glob
+import importlib.util
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 from datetime import UTC, datetime
 
@@ -75,55 +76,34 @@ def on_starting(server):
         os.remove(path)
 
 
-# Held exclusively while a dead worker's files are folded in, shared by a scrape while it reads
-# the files (shop.services.metrics.exposition): a scrape sees a worker's counts exactly once.
-METRICS_LOCK = "merge.lock"
-
-
 def child_exit(server, worker):
     """A worker exited (a crash, max_requests recycling, a reload): drop its live gauges and
     fold its counters and histograms into one archive file per type, so its counts stay in the
     totals while the directory keeps one set of files per live worker, not one per worker that
-    ever ran (every scrape reads them all)."""
+    ever ran (every scrape reads them all). A worker that exits normally has folded its own
+    files already (shop.services.metrics, at exit); then there is nothing left to fold."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
     try:
-        _fold_dead_worker(os.environ["PROMETHEUS_MULTIPROC_DIR"], worker.pid)
+        _metrics_files().fold(os.environ["PROMETHEUS_MULTIPROC_DIR"], worker.pid)
     except Exception:  # never let bookkeeping take the master down; the files still add up
         server.log.warning("could not fold the metrics of worker %s", worker.pid, exc_info=True)
 
 
-def _fold_dead_worker(path, pid):
-    """Add `<type>_<pid>.db` into `<type>_archive.db` (written aside, then renamed) and remove
-    it, under METRICS_LOCK."""
-    from prometheus_client.mmap_dict import MmapedDict, mmap_key
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    with open(os.path.join(path, METRICS_LOCK), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for kind in ("counter", "histogram", "summary"):
-            dead = os.path.join(path, f"{kind}_{pid}.db")
-            if not os.path.exists(dead):
-                continue
-            archive = os.path.join(path, f"{kind}_archive.db")
-            sources = [f for f in (archive, dead) if os.path.exists(f)]
-            # accumulate=False: buckets stay per bucket, as a process writes them.
-            merged = MultiProcessCollector.merge(sources, accumulate=False)
-            aside = os.path.join(path, f"{kind}_archive.tmp")  # not *.db: no scrape reads it
-            if os.path.exists(aside):
-                os.remove(aside)
-            out = MmapedDict(aside)
-            try:
-                for metric in merged:
-                    for sample in metric.samples:
-                        key = mmap_key(metric.name, sample.name, list(sample.labels),
-                                       list(sample.labels.values()), metric.documentation)
-                        out.write_value(key, sample.value, 0.0)
-            finally:
-                out.close()
-            os.replace(aside, archive)
-            os.remove(dead)
+def _metrics_files():
+    """shop/services/metrics_files.py, loaded by its path: importing the `shop` package here
+    would load the app into the master, and every worker forked after a reload would run the
+    old code."""
+    module = sys.modules.get("_shop_metrics_files")
+    if module is None:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shop", "services",
+                            "metrics_files.py")
+        spec = importlib.util.spec_from_file_location("_shop_metrics_files", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["_shop_metrics_files"] = module
+    return module
 
 
 def on_exit(server):

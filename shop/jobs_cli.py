@@ -16,10 +16,14 @@ def init_app(app: Flask) -> None:
                   help="Run jobs in this process instead of forking one per job.")
     @click.option("--no-scheduler", is_flag=True,
                   help="Do not run delayed jobs (another worker schedules them).")
+    @click.option("--metrics-bind", metavar="ADDRESS:PORT",
+                  help="Serve /metrics (what jobs and cron count) here "
+                       "(default: SHOP_WORKER_METRICS_BIND; none: not served).")
     def worker(burst: bool, queue_names: tuple[str, ...], simple: bool,
-               no_scheduler: bool) -> None:
+               no_scheduler: bool, metrics_bind: str | None) -> None:
         """Run background jobs from Redis (REDIS_URL) until stopped (SIGTERM: finish the
         current job, then exit)."""
+        from .services import metrics, metrics_files
         from .worker import make_worker
 
         rq_worker = make_worker(current_app._get_current_object(), simple=simple,
@@ -28,6 +32,22 @@ def init_app(app: Flask) -> None:
             raise click.ClickException(
                 "REDIS_URL is not set: jobs run inline in the web process and no worker is "
                 "needed. Run `flask --app wsgi expire-orders` from cron to expire unpaid orders.")
+        bind = metrics_bind or current_app.config.get("WORKER_METRICS_BIND")
+        path = metrics.multiprocess_dir()
+        if bind and not path and not simple:
+            raise click.ClickException(
+                "Serving the worker's metrics needs PROMETHEUS_MULTIPROC_DIR (a directory of "
+                "the worker's own, e.g. /var/lib/shop-worker/metrics): each job runs in a "
+                "process of its own, whose counts would be lost without it.")
+        if path:
+            # What processes that are gone (the last run, a killed job, a crashed cron run)
+            # left behind goes into the archive: counted once, however often this restarts.
+            metrics_files.fold_gone(path)
+        if bind:
+            server = metrics.serve(bind, current_app.config.get("METRICS_TOKEN"))
+            host, port = server.server_address[:2]
+            host = f"[{host}]" if ":" in host else host
+            click.echo(f"Metrics on http://{host}:{port}/metrics.")
         click.echo(f"Worker on {', '.join(q.name for q in rq_worker.queues)}"
                    f"{' (burst)' if burst else ''}.")
         rq_worker.work(burst=burst, with_scheduler=not no_scheduler)

@@ -3,6 +3,7 @@ orders) inside the application: each job gets a fresh app context, the shop's ba
 links in mail, and the id of the request that queued it for its log lines."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from rq.queue import Queue
 
 from .extensions import db
 from .http import worker_took
+
+log = logging.getLogger("shop.jobs")
 
 
 @contextmanager
@@ -82,6 +85,21 @@ class ShopWorker(ShopJobs, Worker):
     def setup_work_horse_signals(self) -> None:
         super().setup_work_horse_signals()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def monitor_work_horse(self, job: Job, queue: Queue) -> None:
+        """Wait for the horse, then fold what it counted (a payment failure found by an
+        expiry) into the metrics archive: each job is a new process, and its files would
+        otherwise pile up, one per job, in the directory every scrape reads."""
+        horse = self.horse_pid
+        super().monitor_work_horse(job, queue)
+        from .services import metrics, metrics_files
+
+        path = metrics.multiprocess_dir()
+        if path and horse and not metrics_files.running(horse):
+            try:
+                metrics_files.fold(path, horse)
+            except Exception:  # its file stays, still counted; the next start folds it
+                log.warning("could not fold the metrics of work horse %s", horse, exc_info=True)
 
 
 class ShopSimpleWorker(ShopJobs, SimpleWorker):

@@ -6,16 +6,45 @@ prometheus_client's multiprocess mode: every process writes its values to files 
 PROMETHEUS_MULTIPROC_DIR and a scrape adds them up, whichever worker answers it. The variable
 must be in the environment before prometheus_client is first imported (gunicorn.conf.py sets
 it); without it (tests, `flask run`, a single process) the normal in-process registry is used.
+
+Outside the web workers the shop counts too: a job in the RQ worker (expiring an unpaid order
+whose late or mismatched payment is refunded) and cron's `expire-orders`. The worker, started
+with a PROMETHEUS_MULTIPROC_DIR of its own, serves the counts of its work horses and of the
+cron runs that share its directory on a port of its own (`serve`, SHOP_WORKER_METRICS_BIND;
+docs/DEPLOY.md). Every process folds its files into the directory's archive when it exits
+(metrics_files), so a count is neither lost nor read twice, however many processes come and go.
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
+import hmac
+import logging
 import os
+import threading
+
+from . import metrics_files
+
+log = logging.getLogger("shop.metrics")
 
 _MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-if _MULTIPROC_DIR:
+if not _MULTIPROC_DIR:
+    # Set but empty (`PROMETHEUS_MULTIPROC_DIR= flask ...`): prometheus_client would take the
+    # current directory and leave its files there.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+else:
     # Any process that imports this module (a web worker, the job worker) can write its files.
-    os.makedirs(_MULTIPROC_DIR, exist_ok=True)
+    try:
+        os.makedirs(_MULTIPROC_DIR, exist_ok=True)
+        if not os.access(_MULTIPROC_DIR, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write to {_MULTIPROC_DIR}")
+    except OSError as exc:
+        # A cron run on a host whose worker never started (no directory yet): its counts are
+        # lost, but the expiry it runs must not be.
+        log.warning("PROMETHEUS_MULTIPROC_DIR unusable (%s): this process's metrics are not "
+                    "shared", exc)
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        _MULTIPROC_DIR = None
 
 from collections.abc import Iterable, Iterator  # noqa: E402  (after the environment check)
 
@@ -30,8 +59,8 @@ from prometheus_client import (  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily, Metric  # noqa: E402
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4  # noqa: E402
 
-# Taken by gunicorn.conf.py while it folds a dead worker's files into the archive.
-METRICS_LOCK = "merge.lock"
+# Taken while the files of a process that has exited are folded into the archive.
+METRICS_LOCK = metrics_files.METRICS_LOCK
 # The classic text format: every Prometheus version (and most other scrapers) reads it.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -113,3 +142,66 @@ def exposition(jobs_queued: int | None) -> bytes:
     with open(os.path.join(_MULTIPROC_DIR, METRICS_LOCK), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH)
         return generate_latest(_Scrape(base, live))  # type: ignore[arg-type]
+
+
+def scrape_allowed(authorization: str, token: str | None) -> bool:
+    """Whether a scrape sending this Authorization header may read the metrics: always without
+    a token (SHOP_METRICS_TOKEN), else only with `Bearer <token>` (the scheme is
+    case-insensitive, RFC 9110; the token is not)."""
+    if not token:
+        return True
+    scheme, _, sent = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(),
+                                                              token.encode())
+
+
+def serve(bind: str, token: str | None):
+    """Serve GET /metrics on `bind` ("address:port"; port 0 takes a free one) from a thread of
+    this process: the RQ worker's own endpoint, reporting what its work horses and the cron
+    runs sharing its directory counted. Returns the server (`server_address`, `shutdown()`)."""
+    import socket
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    ipv6 = ":" in host
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            """Scrapes every few seconds are not worth a log line each."""
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"Only /metrics is served here.\n"]
+        if not scrape_allowed(environ.get("HTTP_AUTHORIZATION", ""), token):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                                ("WWW-Authenticate", 'Bearer realm="metrics"')])
+            return [b"Metrics need the scrape token.\n"]
+        body = exposition(None)
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    server = make_server(host, int(port), app, server_class=Server, handler_class=QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
+
+
+def _fold_own_files() -> None:
+    """At exit, this process's counts go into the directory's archive. A process killed
+    outright cannot: gunicorn's master folds its workers, the RQ worker its work horses and,
+    when it starts, what any process that is gone left behind."""
+    try:
+        metrics_files.fold(_MULTIPROC_DIR, os.getpid())  # type: ignore[arg-type]
+    except Exception:  # the counts stay in the process's file, still read by every scrape
+        log.warning("could not fold the metrics of process %s", os.getpid(), exc_info=True)
+
+
+if _MULTIPROC_DIR:
+    atexit.register(_fold_own_files)

@@ -148,3 +148,23 @@ def test_the_documented_nginx_site_loads_and_prometheus_can_scrape_as_documented
     finally:
         subprocess.run([*command, "-s", "stop"], capture_output=True)
         upstream.shutdown()
+
+
+def test_prometheus_scrapes_the_worker_where_the_worker_serves_and_cron_counts_into_it():
+    """Section 8's worker unit serves /metrics where section 10's `shop-worker` scrape job
+    looks, and section 8's cron lines count into the worker's directory."""
+    doc = DEPLOY.read_text()
+    unit = doc.split("`/etc/systemd/system/shop-worker.service`", 1)[1].split("```", 2)[1]
+    env = dict(re.findall(r"(\w+)=(\S+)", re.search(r"^Environment=(.*)$", unit,
+                                                     flags=re.M).group(1)))
+    assert "StateDirectory=shop-worker" in unit
+    assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/var/lib/shop-worker/")
+    scrape = doc.split("scrape_configs:", 1)[1].split("```", 1)[0]
+    worker_job = scrape.split("job_name: shop-worker", 1)[1]
+    targets = re.findall(r'"([^"]+:\d+)"', re.search(r"targets:\s*\[([^\]]*)\]",
+                                                      worker_job).group(1))
+    assert targets == [env["SHOP_WORKER_METRICS_BIND"]]
+    cron = re.findall(r"^echo '(.*flask --app wsgi (?:expire-orders|cleanup))'", doc, flags=re.M)
+    assert len(cron) == 2
+    assert all(f"PROMETHEUS_MULTIPROC_DIR={env['PROMETHEUS_MULTIPROC_DIR']} " in line
+               for line in cron)

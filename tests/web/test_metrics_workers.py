@@ -144,6 +144,10 @@ def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
         sent += 20
         scrapes = [server.get("/metrics")[1] for _ in range(4)]
         assert all(healthz_total(text) == sent for text in scrapes)
+        # Folded into the archive by the master (gunicorn.conf.py's child_exit), not left.
+        assert victim not in worker_pids(metrics_dir)
+        assert (metrics_dir / "counter_archive.db").exists()
+        assert "could not fold" not in server.log.read_text()
     finally:
         server.stop()
     assert server.process.returncode == 0, server.log.read_text()

@@ -1,7 +1,6 @@
 """Operations endpoints: liveness, readiness and Prometheus metrics."""
 from __future__ import annotations
 
-import hmac
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -48,16 +47,11 @@ def readyz():
 def prometheus_metrics():
     """Prometheus text, summed over every worker process. With SHOP_METRICS_TOKEN set, only a
     scraper sending that bearer token gets it."""
-    token = current_app.config.get("METRICS_TOKEN")
-    if token:
-        # The scheme is case-insensitive (RFC 9110), the token is not.
-        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" \
-                or not hmac.compare_digest(sent.strip().encode(), token.encode()):
-            response = Response("Metrics need the scrape token.\n", status=401,
-                                mimetype="text/plain")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
-            return response
+    if not metrics.scrape_allowed(request.headers.get("Authorization", ""),
+                                  current_app.config.get("METRICS_TOKEN")):
+        response = Response("Metrics need the scrape token.\n", status=401, mimetype="text/plain")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     try:
         queued: int | None = jobs.queued_count()
     except Exception as error:  # Redis down: leave the gauge out; /readyz reports the outage
