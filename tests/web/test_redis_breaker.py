@@ -18,6 +18,7 @@ from sqlalchemy import select
 from shop.extensions import db
 from shop.models import Product
 from tests import factories as f
+from tests.logs import ShopLog
 from tests.payments_helpers import buy, last_order
 from tests.relay import Relay
 from tests.web.test_security import REDIS_URL, _redis_or_skip, login
@@ -25,26 +26,6 @@ from tests.web.test_security import REDIS_URL, _redis_or_skip, login
 # The shop's Redis timeouts here: long enough that time alone tells twenty of them from one on
 # a loaded machine (the count of attempts at the relay tells them apart exactly).
 TIMEOUT = 1.0
-
-
-class Records:
-    """What the shop logs (its `shop.*` loggers) while in the `with` block."""
-
-    def __init__(self) -> None:
-        self.records: list[logging.LogRecord] = []
-        self._handler = logging.Handler()
-        self._handler.emit = self.records.append  # type: ignore[method-assign]
-
-    def __enter__(self) -> Records:
-        logging.getLogger("shop").addHandler(self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        logging.getLogger("shop").removeHandler(self._handler)
-
-    def lines(self, level: int, name: str | None = None) -> list[str]:
-        return [r.getMessage() for r in self.records
-                if r.levelno == level and (name is None or r.name == name)]
 
 
 @pytest.fixture
@@ -92,7 +73,7 @@ def test_a_silent_redis_costs_one_timeout_not_one_per_page(shop_on, relay):
     app = shop_on()
     page(app.test_client(), "/")  # Redis in use: the catalogue version tracked, "/" stored
     relay.black_hole()
-    with Records() as log:
+    with ShopLog() as log:
         started = time.monotonic()
         answers = [page(app.test_client()) for _ in range(20)]
         elapsed = time.monotonic() - started
@@ -141,7 +122,7 @@ def test_the_cache_is_used_again_once_redis_answers_and_the_interval_is_over(sho
     app = shop_on(REDIS_RETRY_AFTER=1)
     page(app.test_client(), "/")
     relay.black_hole()
-    with Records() as log:
+    with ShopLog() as log:
         page(app.test_client())  # the breaker opens
         relay.restore()
         # Back, but not asked again before the interval is over: nothing stored, no hit.

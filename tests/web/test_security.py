@@ -27,6 +27,7 @@ from shop.models import Address, User
 from shop.services import addresses
 from tests import factories as f
 from tests.conftest import CSRF, csrf_token
+from tests.logs import ShopLog
 from tests.relay import Relay
 from tests.services.test_reviews import buy
 
@@ -201,32 +202,12 @@ def test_password_reset_is_rate_limited_per_client_and_per_email(limited, clock,
     assert len(list(outbox.glob("*.eml"))) == 3
 
 
-class LimitLog:
-    """What the shop logs about its rate-limit storage (shop.ratelimit)."""
-
-    def __init__(self) -> None:
-        self.records: list[logging.LogRecord] = []
-        self._handler = logging.Handler()
-        self._handler.emit = self.records.append  # type: ignore[method-assign]
-
-    def __enter__(self) -> LimitLog:
-        logging.getLogger("shop").addHandler(self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        logging.getLogger("shop").removeHandler(self._handler)
-
-    def lines(self, level: int = logging.WARNING) -> list[str]:
-        return [r.getMessage() for r in self.records
-                if r.name == "shop.ratelimit" and r.levelno == level]
-
-
 def test_while_redis_is_down_logins_and_the_api_go_on_with_limits_in_memory(limited, clock):
     """Rate limits live in Redis. While it is down, logging in and the API used to answer 503
     (the limiter could not count); now the limits are counted in the process's memory, still
     enforced, and the outage is logged once."""
     app = limited(REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0")
-    with LimitLog() as log:  # after the app: building one sets the shop's log handlers
+    with ShopLog("shop.ratelimit") as log:  # after the app, which sets the log handlers
         client = app.test_client()
         response = login(client)
         assert response.status_code == 303
@@ -258,7 +239,7 @@ def test_rate_limits_go_back_to_redis_when_it_returns(limited, clock):
     try:
         app = limited(REDIS_URL=relay.url, RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
                       REDIS_RETRY_AFTER=1)
-        with LimitLog() as log:
+        with ShopLog("shop.ratelimit") as log:
             client = app.test_client()
             for n in range(3):  # counted in Redis
                 assert login(client, password=f"wrong-guess-{n}").status_code == 401
