@@ -97,6 +97,10 @@ def test_each_action_walks_the_state_machine_and_is_recorded(client, staff, mug)
                                .order_by(OrderEvent.id.desc())).scalars().first()
     assert (event.from_status, event.to_status, event.actor, event.note) == (
         "delivered", "refunded", "staff@example.com", "Arrived broken")
+    # The note is in the customer's history too, and the form says so before staff type it.
+    assert "Arrived broken" in client.get(f"/orders/{order.number}").get_data(as_text=True)
+    form = client.get(f"/admin/order/details/?id={place(f.variant_of(mug).id, 1).id}")
+    assert "the customer sees it in their order" in form.get_data(as_text=True)
     shipment = db.session.execute(select(Shipment).where(Shipment.order_id == order.id)
                                   ).scalar_one()
     assert (shipment.carrier, shipment.tracking_number) == ("DHL", "JD0142")
