@@ -60,6 +60,17 @@ def get(client, url: str, **headers):
     return response
 
 
+def staff_sets_the_price(app, product, price: str) -> None:
+    """A staff member changes the product's (first) variant price in the back office."""
+    staff = app.test_client()
+    login_staff(AuthActions(staff))
+    edit = f"/admin/product/edit/?id={product.id}"
+    form = read_form(staff.get(edit).get_data(as_text=True))
+    price_field = next(k for k in form if k.startswith("variants-") and k.endswith("-price"))
+    form.update({price_field: price, "csrf_token": csrf_token(staff, edit)})
+    assert staff.post(edit, data=form).status_code == 302
+
+
 def test_second_anonymous_visit_is_a_cache_hit(cached_app, shirt):
     first = get(shopper(cached_app), "/products")
     assert first.headers.get("X-Cache") is None
@@ -78,13 +89,7 @@ def test_next_anonymous_page_after_a_staff_price_change_shows_the_new_price(cach
     for url in ("/products", "/c/shirts", "/p/linen-shirt", "/"):
         get(shopper(cached_app), url)
         assert get(shopper(cached_app), url).headers["X-Cache"] == "hit", url
-    staff = cached_app.test_client()
-    login_staff(AuthActions(staff))
-    edit = f"/admin/product/edit/?id={shirt.id}"
-    form = read_form(staff.get(edit).get_data(as_text=True))
-    price_field = next(k for k in form if k.startswith("variants-") and k.endswith("-price"))
-    form.update({price_field: "24.50", "csrf_token": csrf_token(staff, edit)})
-    assert staff.post(edit, data=form).status_code == 302
+    staff_sets_the_price(cached_app, shirt, "24.50")
 
     for url in ("/products", "/c/shirts", "/p/linen-shirt", "/"):
         page = get(shopper(cached_app), url)
@@ -110,13 +115,7 @@ def test_a_staff_change_invalidates_the_cache_even_while_redis_is_being_left_alo
     guard.retry_after = 600.0
     guard.failed(RedisTimeoutError("a timeout a moment ago"))
     assert guard.is_open
-    staff = cached_app.test_client()
-    login_staff(AuthActions(staff))
-    edit = f"/admin/product/edit/?id={shirt.id}"
-    form = read_form(staff.get(edit).get_data(as_text=True))
-    price_field = next(k for k in form if k.startswith("variants-") and k.endswith("-price"))
-    form.update({price_field: "24.50", "csrf_token": csrf_token(staff, edit)})
-    assert staff.post(edit, data=form).status_code == 302
+    staff_sets_the_price(cached_app, shirt, "24.50")
     assert not guard.is_open  # Redis answered the invalidation: used again
     for url in ("/products", "/p/linen-shirt"):
         html = get(shopper(cached_app), url).get_data(as_text=True)

@@ -76,6 +76,17 @@ def backdate(order: Order, age: timedelta) -> None:
     db.session.commit()
 
 
+def paid_after_expiry(client, standin, variant_id: int, *args, **kwargs) -> tuple[Order, dict]:
+    """An order that expired unpaid (Stripe out of reach, so its Checkout Session stayed
+    open) and that the shopper then paid on Stripe: the order, and its completed session."""
+    buy(client, variant_id, *args, **kwargs)
+    order = last_order()
+    backdate(order, timedelta(hours=2))
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
+    assert expiry.expire_unpaid_orders() == 1
+    return order, standin.complete(order.payment.reference)
+
+
 def failures() -> float:
     return metrics.PAYMENT_FAILURES.labels(provider="stripe")._value.get()
 
@@ -547,14 +558,9 @@ def test_pay_now_while_a_bank_debit_is_processing_says_so(client, shop, standin,
 
 
 def test_payment_arriving_after_the_order_was_cancelled_is_refunded(client, shop, standin, mug):
-    buy(client, mug.id)
-    order = last_order()
-    backdate(order, timedelta(hours=2))
-    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
-    assert expiry.expire_unpaid_orders() == 1
-    assert last_order().status == "cancelled" and stock(mug.id) == 5
     # The session stayed open and the shopper paid anyway: the money goes back.
-    session = standin.complete(order.payment.reference)
+    order, session = paid_after_expiry(client, standin, mug.id)
+    assert last_order().status == "cancelled" and stock(mug.id) == 5
     before = failures()
     response = post_event(client, standin, "checkout.session.completed", session)
     assert response.get_json()["outcome"] == "late"
@@ -571,12 +577,7 @@ def test_a_late_payment_shows_as_refunded_on_the_order_page_and_in_the_api(clien
     order's history says what happened, once however often the payment is reported."""
     from tests.web.api_support import make_shopper
 
-    buy(client, mug.id)
-    order = last_order()
-    backdate(order, timedelta(hours=2))
-    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
-    assert expiry.expire_unpaid_orders() == 1
-    session = standin.complete(order.payment.reference)
+    order, session = paid_after_expiry(client, standin, mug.id)
     for _ in range(2):  # delivered, then redelivered under another event id
         answer = post_event(client, standin, "checkout.session.completed", session)
         assert answer.get_json()["outcome"] == "late"
@@ -774,12 +775,7 @@ def test_staff_webhooks_and_the_return_page_racing_change_each_order_once(shop, 
     assert [event.to_status for event in order.events] == ["pending", "paid"]
     assert len(list(outbox.iterdir())) == mails + 1  # "paid", once
 
-    buy(client, mug.id, 1, email="late@example.com")
-    late = last_order()
-    backdate(late, timedelta(hours=2))
-    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
-    assert expiry.expire_unpaid_orders() == 1
-    session = standin.complete(late.payment.reference)
+    late, session = paid_after_expiry(client, standin, mug.id, 1, email="late@example.com")
     results = run_concurrently(shop, [deliver(session), deliver(session), deliver(session),
                                       come_back(session["id"])])
     assert results == ["late"] * 3 + [303]
@@ -962,12 +958,7 @@ def test_stripe_reporting_the_shops_own_refunds_changes_nothing(client, shop, st
     assert refunded.actor == "staff@test"
     assert stock(mug.id) == 5 and refund_mails(shop) == 1 and len(standin.refunds) == 1
 
-    buy(client, mug.id)
-    late = last_order()
-    backdate(late, timedelta(hours=2))
-    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
-    assert expiry.expire_unpaid_orders() == 1
-    session = standin.complete(late.payment.reference)
+    late, session = paid_after_expiry(client, standin, mug.id)
     assert post_event(client, standin, "checkout.session.completed",
                       session).get_json()["outcome"] == "late"
     events_before = history(late.id)
@@ -1204,12 +1195,7 @@ def test_the_shops_automatic_refunds_and_dashboard_refunds_that_fail_are_flagged
     payment that did not match its order (the shop never recorded its PaymentIntent: found by
     the order named in the refund's metadata), and a refund made in Stripe's Dashboard: each
     failing is recorded for staff, and no order changes status."""
-    buy(client, mug.id)
-    late = last_order()
-    backdate(late, timedelta(hours=2))
-    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
-    assert expiry.expire_unpaid_orders() == 1
-    session = standin.complete(late.payment.reference)
+    late, session = paid_after_expiry(client, standin, mug.id)
     assert post_event(client, standin, "checkout.session.completed",
                       session).get_json()["outcome"] == "late"
     [late_refund] = standin.refunds.values()
@@ -1340,12 +1326,7 @@ def test_a_refund_reported_before_a_late_payment_asks_stripe_for_no_second_refun
     back already: the refund Stripe would refuse is not counted as Stripe being unreachable
     (a 503 that Stripe would retry for days), the payment shows refunded and the history
     says so, once; the late completed event changes nothing."""
-    buy(client, mug.id)
-    order = last_order()
-    backdate(order, timedelta(hours=2))
-    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while expiring
-    assert expiry.expire_unpaid_orders() == 1
-    session = standin.complete(order.payment.reference)
+    order, session = paid_after_expiry(client, standin, mug.id)
     charge = standin.dashboard_refund(session["payment_intent"])
 
     answers = [post_event(client, standin, kind, obj) for kind, obj in (
