@@ -424,41 +424,47 @@ def merge_guest_cart(token: str | None, user_id: int) -> list[tuple[str, int]]:
     now; 0 when none is left and the line was dropped), for the shopper to be told."""
     if not token:
         return []
-    changed: list[tuple[str, int]] = []
-    with write_transaction():
-        # Both carts locked, as add_item locks them: an add in another tab, to either cart,
-        # waits for the merge or is merged, never deleted with the guest's cart or lost.
-        guest = db.session.execute(select(Cart).options(selectinload(Cart.lines))
-                                   .where(Cart.token == token).with_for_update()
-                                   ).scalar_one_or_none()
-        if guest is None or guest.user_id is not None:
-            return []
-        cart = _get_or_create(CartOwner(user_id=user_id))
-        existing = {line.variant_id: line for line in db.session.execute(
-            select(CartLine).where(CartLine.cart_id == cart.id)).scalars()}
-        top = max_quantity()
-        for line in guest.lines:
-            stock, name = db.session.execute(
-                select(Variant.stock_quantity, Product.name).join(Product)
-                .where(Variant.id == line.variant_id)).one()
-            target = existing.get(line.variant_id)
-            wanted = line.quantity + (target.quantity if target else 0)
-            quantity = min(wanted, top, max(stock, 0))
-            if quantity < min(wanted, top):
-                changed.append((name, max(quantity, 0)))
-            if quantity <= 0:
-                continue
-            if target:
-                target.quantity = quantity
-            else:
-                db.session.add(CartLine(cart_id=cart.id, variant_id=line.variant_id,
-                                        quantity=quantity, seen_price=line.seen_price))
-        if guest.coupon_code and not cart.coupon_code:
-            cart.coupon_code = guest.coupon_code
-        db.session.flush()
-        db.session.execute(delete(CartLine).where(CartLine.cart_id == guest.id))
-        db.session.execute(delete(Cart).where(Cart.id == guest.id))
-    return changed
+
+    def attempt() -> list[tuple[str, int]]:
+        changed: list[tuple[str, int]] = []
+        with write_transaction():
+            # Both carts locked, as add_item locks them: an add in another tab, to either cart,
+            # waits for the merge or is merged, never deleted with the guest's cart or lost.
+            guest = db.session.execute(select(Cart).options(selectinload(Cart.lines))
+                                       .where(Cart.token == token).with_for_update()
+                                       ).scalar_one_or_none()
+            if guest is None or guest.user_id is not None:
+                return []
+            cart = _get_or_create(CartOwner(user_id=user_id))
+            existing = {line.variant_id: line for line in db.session.execute(
+                select(CartLine).where(CartLine.cart_id == cart.id)).scalars()}
+            top = max_quantity()
+            for line in guest.lines:
+                stock, name = db.session.execute(
+                    select(Variant.stock_quantity, Product.name).join(Product)
+                    .where(Variant.id == line.variant_id)).one()
+                target = existing.get(line.variant_id)
+                wanted = line.quantity + (target.quantity if target else 0)
+                quantity = min(wanted, top, max(stock, 0))
+                if quantity < min(wanted, top):
+                    changed.append((name, max(quantity, 0)))
+                if quantity <= 0:
+                    continue
+                if target:
+                    target.quantity = quantity
+                else:
+                    db.session.add(CartLine(cart_id=cart.id, variant_id=line.variant_id,
+                                            quantity=quantity, seen_price=line.seen_price))
+            if guest.coupon_code and not cart.coupon_code:
+                cart.coupon_code = guest.coupon_code
+            db.session.flush()
+            db.session.execute(delete(CartLine).where(CartLine.cart_id == guest.id))
+            db.session.execute(delete(Cart).where(Cart.id == guest.id))
+        return changed
+
+    # Rolled back for a deadlock or a lock wait (MySQL), it is tried again, as other cart
+    # writes are.
+    return retrying(attempt)
 
 
 @cache

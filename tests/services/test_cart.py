@@ -66,6 +66,35 @@ def test_guest_cart_merges_into_customer_cart_capped_by_stock(app):
     assert carts.view(mine).item_count == 8
 
 
+def test_a_merge_rolled_back_for_a_lock_wait_is_tried_again(app, monkeypatch):
+    """MySQL gives up a row-lock wait after innodb_lock_wait_timeout (the read timeout less
+    2 s, services.database) and rolls the statement back: a login whose cart merge queued that
+    long behind another write answered 503, where every other cart write is tried again.
+    The merge is tried again too, and merges once."""
+    from sqlalchemy.exc import OperationalError
+
+    customer = f.user()
+    shared = f.variant_of(f.product("Shared", stock=6))
+    visitor = guest()
+    carts.add_item(visitor, 2, variant_id=shared.id)
+    real = carts._get_or_create
+    waits = []
+
+    def lock_wait_once(owner):
+        if not waits:
+            waits.append(owner)
+            raise OperationalError("SELECT ... FOR UPDATE", {},
+                                   Exception(1205, "Lock wait timeout exceeded"))
+        return real(owner)
+
+    monkeypatch.setattr(carts, "_get_or_create", lock_wait_once)
+    assert carts.merge_guest_cart(visitor.token, customer.id) == []
+    assert len(waits) == 1
+    view = carts.view(CartOwner(user_id=customer.id))
+    assert [(line.name, line.quantity) for line in view.lines] == [("Shared", 2)]
+    assert carts.view(visitor).is_empty
+
+
 def test_login_merges_the_guest_cart(client, app):
     from tests.conftest import csrf_token
 
