@@ -61,6 +61,11 @@ class Config:
     # CLI, migrations, the worker) waits for its statements as long as they take.
     DATABASE_CONNECT_TIMEOUT = _env_seconds("DATABASE_CONNECT_TIMEOUT", "5")
     DATABASE_READ_TIMEOUT = _env_seconds("DATABASE_READ_TIMEOUT", "10")
+    # After the read replica failed a request (that request is answered from the primary), a
+    # web process reads the catalogue from the primary for this long, then one request tries
+    # the replica again (services.routing): a replica that is down or hangs costs a timeout
+    # now and then, not one per page.
+    DATABASE_REPLICA_RETRY_AFTER = _env_seconds("DATABASE_REPLICA_RETRY_AFTER", "30")
     REDIS_URL = os.environ.get("REDIS_URL") or None
     # How long a request waits for Redis to accept a connection and to answer a command before
     # it goes on as if Redis were down (uncached page, inline job): a hung Redis must not hang

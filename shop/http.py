@@ -34,6 +34,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .extensions import db
 from .services import metrics, routing
 from .services.redis_clients import skipped
 
@@ -348,6 +349,24 @@ def init_app(app: Flask) -> None:
     @app.teardown_request
     def end_request(_error: BaseException | None) -> None:
         routing.end_request()
+
+    dispatch = app.dispatch_request
+
+    def dispatch_request():
+        """The view; answered again from the primary when the read replica failed it (down,
+        hung, refusing connections: services.routing), rather than a 503 for a catalogue the
+        primary can serve. Only a request that wrote nothing reads the replica."""
+        try:
+            response = dispatch()
+        except OperationalError:
+            if not routing.fell_back():
+                raise
+            db.session.rollback()  # ends the failed read on the replica
+            response = dispatch()
+        routing.answered()
+        return response
+
+    app.dispatch_request = dispatch_request  # type: ignore[method-assign]
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):

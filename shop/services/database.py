@@ -204,6 +204,10 @@ def plain_reader(engine: Engine) -> Engine | None:
         options["isolation_level"] = "AUTOCOMMIT"
         reader = create_engine(engine.url, **options)
         configure_engine(reader, autocommit=True)
+        from . import routing
+
+        if routing.is_replica(engine):
+            routing.watch(reader)
         _rollback_only_open_transactions(reader)
         readers[key] = reader
     return reader

@@ -17,10 +17,8 @@ kept in it. It opens and closes with one log line each (shop.redis)."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +26,8 @@ from flask import Flask
 from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .breaker import Breaker as _Breaker
 
 DEFAULT_TIMEOUT = 0.25  # seconds; config.py reads REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT
 DEFAULT_RETRY_AFTER = 5.0  # seconds; config.py reads REDIS_RETRY_AFTER
@@ -39,62 +39,16 @@ class RedisSkipped(RedisConnectionError):
     """Raised instead of asking Redis while the breaker is open."""
 
 
-class Breaker:
-    """Whether this process asks Redis now (see the module docstring). Thread-safe: a
-    threaded worker's requests share it, and only one of them makes the trial."""
+class Breaker(_Breaker):
+    """Whether this process asks Redis now (see the module docstring and services.breaker)."""
 
     def __init__(self, retry_after: float = DEFAULT_RETRY_AFTER,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.retry_after = retry_after
-        self.is_open = False
-        self._clock = clock
-        self._next_try = 0.0
-        self._lock = threading.Lock()
-        self._forced = threading.local()
-
-    @contextmanager
-    def forced(self) -> Iterator[None]:
-        """Commands in this block (this thread's) ask Redis even while the breaker is open: a
-        write that must not be skipped (the catalogue's invalidation after a staff save: a
-        skipped one leaves old prices cached) is worth a timeout. An answer closes it."""
-        self._forced.on = True
-        try:
-            yield
-        finally:
-            self._forced.on = False
-
-    def allow(self) -> bool:
-        """True to ask Redis: closed, forced, or open with its interval over (the caller is
-        then the interval's one trial, and the next trial waits for the next interval)."""
-        if not self.is_open or getattr(self._forced, "on", False):
-            return True
-        with self._lock:
-            now = self._clock()
-            if self.is_open and now < self._next_try:
-                return False
-            self._next_try = now + self.retry_after
-            return True
-
-    def failed(self, error: BaseException) -> None:
-        """Redis did not answer: skip it for the next interval."""
-        with self._lock:
-            self._next_try = self._clock() + self.retry_after
-            if self.is_open:
-                return
-            self.is_open = True
-        log.warning("redis unavailable (%s: %s): not asked for %g s at a time until it answers "
-                    "(pages uncached, limits in memory, jobs inline)",
-                    type(error).__name__, error, self.retry_after)
-
-    def succeeded(self) -> None:
-        """Redis answered: ask it again from now on."""
-        if not self.is_open:
-            return
-        with self._lock:
-            if not self.is_open:
-                return
-            self.is_open = False
-        log.info("redis reachable again: used again")
+        super().__init__(
+            retry_after, clock, log=log,
+            opened="redis unavailable (%s: %s): not asked for %g s at a time until it answers "
+                   "(pages uncached, limits in memory, jobs inline)",
+            closed="redis reachable again: used again")
 
 
 class _Guarded:

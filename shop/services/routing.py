@@ -5,19 +5,30 @@ that has not just written may read the replica. Only plain SELECTs go there; wri
 `SELECT ... FOR UPDATE` and bare connections always use the primary, and once a write path
 starts (`mark_write()`, called by `database.write_transaction`) the rest of the request reads
 the primary too. Outside a request (CLI, jobs, tests' own setup) everything uses the primary.
+
+A replica that fails (down, hung past the database timeouts, refusing connections) does not
+take the catalogue down with it: the failed request is answered again from the primary
+(`fell_back`, called by the HTTP layer), and a breaker keeps this process's catalogue reads on
+the primary for DATABASE_REPLICA_RETRY_AFTER seconds before one request tries the replica
+again, so an outage costs a timeout now and then, not one per page.
 """
 from __future__ import annotations
 
+import logging
 import re
 
 from flask import current_app, g, has_app_context
 from flask_sqlalchemy.session import Session
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import SelectBase, TextualSelect
 
 REPLICA_KEY = "shop_replica_engine"
+BREAKER_KEY = "shop.replica_breaker"
+DEFAULT_RETRY_AFTER = 30.0  # seconds; config.py reads DATABASE_REPLICA_RETRY_AFTER
+log = logging.getLogger("shop.replica")
 # Set in a request's WSGI environ by whoever must have it read the primary (the page cache,
 # filling a shared page just after the catalogue changed, when the replica may still lag).
 PRIMARY_ENVIRON = "shop.read_primary"
@@ -66,10 +77,39 @@ def _is_plain_read_sql(sql: str) -> bool:
 
 
 def install_replica(app, url: str, options: dict) -> Engine:
-    """Create the replica engine for this app."""
+    """Create the replica engine for this app, and the process's breaker in front of it."""
+    from .breaker import Breaker
+
     engine = create_engine(url, **options)
+    watch(engine)
     app.extensions[REPLICA_KEY] = engine
+    app.extensions[BREAKER_KEY] = Breaker(
+        float(app.config.get("DATABASE_REPLICA_RETRY_AFTER", DEFAULT_RETRY_AFTER)), log=log,
+        opened="replica unavailable (%s: %s): catalogue reads go to the primary, the replica "
+               "is tried again every %g s",
+        closed="replica answered again: catalogue reads go to it again")
     return engine
+
+
+def watch(engine: Engine) -> None:
+    """Errors on `engine` (the replica, or a plain-read engine on it) that say the replica
+    cannot serve (not reachable, lost, timed out: an OperationalError, connect errors
+    included) mark the request's replica reads as failed and open the breaker."""
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context) -> None:
+        if not (context.is_disconnect
+                or isinstance(context.sqlalchemy_exception, OperationalError)):
+            return
+        if has_app_context():
+            g.replica_failed = True
+            breaker = current_app.extensions.get(BREAKER_KEY)
+            if breaker is not None:
+                breaker.failed(context.original_exception)
+
+
+def is_replica(engine: Engine) -> bool:
+    return has_app_context() and engine is current_app.extensions.get(REPLICA_KEY)
 
 
 def replica_engine() -> Engine | None:
@@ -78,21 +118,42 @@ def replica_engine() -> Engine | None:
 
 
 def begin_request(allow: bool) -> None:
-    """A request starts: it may read the replica or not; nothing is written yet."""
+    """A request starts: it may read the replica or not (not while the breaker keeps it on
+    the primary); nothing is written yet."""
+    if allow:
+        breaker = current_app.extensions.get(BREAKER_KEY)
+        allow = breaker is None or breaker.allow()
     g.replica_ok = allow
     g.wrote = False
     g.replica_used = False
+    g.replica_failed = False
 
 
 def end_request() -> None:
     """The request is over: whatever runs next in this context reads the primary again."""
-    for key in ("replica_ok", "wrote", "replica_used"):
+    for key in ("replica_ok", "wrote", "replica_used", "replica_failed"):
         g.pop(key, None)
 
 
-def allow_replica() -> None:
-    """This request's reads may use the replica (until a write path says otherwise)."""
-    g.replica_ok = True
+def fell_back() -> bool:
+    """After the request's handler failed: True when the replica failed it (its reads go to
+    the primary from now on, and the caller answers the request again), False when anything
+    else did. Nothing was written: a request that writes reads the primary only."""
+    if not (g.get("replica_used") and g.get("replica_failed")) or g.get("wrote"):
+        return False
+    g.replica_ok = False
+    g.replica_used = False
+    g.replica_failed = False
+    return True
+
+
+def answered() -> None:
+    """The request's handler finished: a replica that served it closes the breaker (the
+    interval's trial succeeded)."""
+    if g.get("replica_used") and not g.get("replica_failed"):
+        breaker = current_app.extensions.get(BREAKER_KEY)
+        if breaker is not None and breaker.is_open:
+            breaker.succeeded()
 
 
 def use_primary() -> None:

@@ -8,14 +8,17 @@ READ_YOUR_WRITES_SECONDS.
 """
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
 import time
 import uuid
 
 import pytest
 from flask import g
-from sqlalchemy import String, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import String, create_engine, event, func, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from shop import create_app
 from shop.extensions import db
@@ -24,6 +27,8 @@ from shop.services import cache, database, routing
 from shop.services.database import write_transaction
 from tests import factories as f
 from tests.conftest import MYSQL_URL, ShopClient, _empty_tables, _mysql_database_url, _worker
+from tests.logs import ShopLog
+from tests.relay import Relay
 
 from .test_ops import redis_url
 
@@ -62,8 +67,12 @@ def two_databases(tmp_path_factory):
 class Shop:
     """The shop on a primary with a replica, plus an app that writes straight to the replica."""
 
-    def __init__(self, primary_url: str, replica_url: str | None, tmp_path, **overrides) -> None:
-        config = {"SQLALCHEMY_DATABASE_URI": primary_url, "DATABASE_REPLICA_URL": replica_url,
+    def __init__(self, primary_url: str, replica_url: str | None, tmp_path, *,
+                 replica_path: str | None = None, **overrides) -> None:
+        """`replica_path`: the URL by which the shop reaches the replica (default
+        `replica_url`, the one the tests write it by)."""
+        config = {"SQLALCHEMY_DATABASE_URI": primary_url,
+                  "DATABASE_REPLICA_URL": replica_path or replica_url,
                   "SECRET_KEY": uuid.uuid4().hex, "REDIS_URL": None, "STRIPE_SECRET_KEY": None,
                   "OUTBOX_DIR": str(tmp_path / "outbox"), "UPLOAD_DIR": str(tmp_path / "up"),
                   "READ_YOUR_WRITES_SECONDS": RYW_SECONDS,
@@ -385,3 +394,125 @@ def test_without_a_replica_everything_uses_the_primary(two_databases, tmp_path):
             assert not routing.replica_allowed()
     finally:
         plain.close()
+
+
+# ---- a replica that fails ----------------------------------------------------------------------
+
+class BrokenReplica:
+    """The replica database of `two_databases` behind a path that fails and can be mended: on
+    SQLite a file in a folder that does not exist yet (connecting fails: "unable to open
+    database file"), on MySQL a relay that closes every connection (refused mid-handshake)."""
+
+    def __init__(self, replica_url: str, tmp_path) -> None:
+        self._source = replica_url
+        self.relay = None
+        if MYSQL_URL:
+            self.relay = Relay(replica_url)
+            self.relay.cut()
+            self.url = self.relay.url
+        else:
+            self._path = tmp_path / "mended-later" / "replica.db"
+            self.url = f"sqlite:///{self._path}"
+        self.tries = 0
+        event.listen(Engine, "do_connect", self._count)
+
+    def _count(self, _dialect, _record, cargs, cparams) -> None:
+        target = str(self.relay.port) if self.relay else str(self._path)
+        if target in repr((cargs, cparams)):
+            self.tries += 1
+
+    def mend(self) -> None:
+        if self.relay:
+            self.relay.restore()
+        else:
+            self._path.parent.mkdir()
+            with sqlite3.connect(make_url(self._source).database) as source, \
+                    sqlite3.connect(self._path) as copy:
+                source.backup(copy)
+
+    def close(self) -> None:
+        event.remove(Engine, "do_connect", self._count)
+        if self.relay:
+            self.relay.close()
+
+
+def test_a_failing_replica_costs_one_try_then_the_primary_serves_the_catalogue(
+        two_databases, tmp_path):
+    """A replica that cannot serve (refused, lost, timed out) no longer answers the catalogue
+    503 while the primary could: the failed page is read again from the primary, the process
+    leaves the replica alone for DATABASE_REPLICA_RETRY_AFTER (one try, one log line, for any
+    number of pages), /readyz reports it without taking the host out, and once it is back the
+    next try after the interval reads it again."""
+    broken = BrokenReplica(two_databases[1], tmp_path)
+    shop = Shop(*two_databases, tmp_path, replica_path=broken.url,
+                DATABASE_REPLICA_RETRY_AFTER=1)
+    try:
+        shop.ids = fill(shop)  # type: ignore[attr-defined]
+        client = shop.client()
+        with ShopLog("shop.replica") as log:
+            for path in ("/products", "/c/lamps", "/", "/products?page=1"):
+                response = client.get(path)
+                assert response.status_code == 200, path
+                assert "Primary Lamp" in response.get_data(as_text=True), path
+            assert names(client.get("/products").get_data(as_text=True)) == \
+                {"Primary Lamp", "Desk Lamp"}
+            assert "40.00" in client.get("/p/desk-lamp").get_data(as_text=True)
+            assert client.get("/p/primary-lamp").status_code == 200
+            api = client.get("/api/v1/products")
+            assert api.status_code == 200
+            assert {p["name"] for p in api.get_json()["items"]} == {"Primary Lamp", "Desk Lamp"}
+            assert client.get("/api/v1/products/primary-lamp").status_code == 200
+            assert broken.tries == 1
+            assert len(log.lines()) == 1 and "replica unavailable" in log.lines()[0]
+
+            ready = client.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.get_json()["status"] == "degraded"
+            assert ready.get_json()["checks"]["database"] == "ok"
+            assert ready.get_json()["checks"]["replica"].startswith("error: ")
+
+            # Still broken after the interval: one more try, answered from the primary.
+            tries = broken.tries  # /readyz's own connection included
+            time.sleep(1.1)
+            assert names(client.get("/products").get_data(as_text=True)) == \
+                {"Primary Lamp", "Desk Lamp"}
+            assert client.get("/p/primary-lamp").status_code == 200
+            assert broken.tries == tries + 1
+            assert len(log.lines()) == 1  # logged when it opened, not at each try
+
+            broken.mend()
+            assert names(client.get("/products").get_data(as_text=True)) == \
+                {"Primary Lamp", "Desk Lamp"}  # within the interval: the primary still
+            time.sleep(1.1)
+            assert names(client.get("/products").get_data(as_text=True)) == \
+                {"Replica Lamp", "Desk Lamp"}
+            assert client.get("/p/primary-lamp").status_code == 404
+            assert log.lines(logging.INFO) == ["replica answered again: catalogue reads go to "
+                                               "it again"]
+            assert client.get("/readyz").get_json() == {
+                "status": "ok", "checks": {"database": "ok", "replica": "ok"}}
+    finally:
+        shop.close()
+        broken.close()
+
+
+def test_a_failure_that_is_not_the_replicas_is_not_answered_again(shop, monkeypatch):
+    """Only the replica's failures send a page to the primary: a page that read the replica
+    and then failed elsewhere answers its 503 at once (its handler runs once), and the replica
+    stays in use."""
+    from shop.services import catalog
+
+    client = shop.client()
+    real = catalog.list_products
+    calls = []
+
+    def read_then_fail(*args, **kwargs):
+        calls.append(real(*args, **kwargs))  # read from the replica
+        raise OperationalError("SELECT 1", {}, Exception("(2013, 'Lost connection')"))
+
+    monkeypatch.setattr(catalog, "list_products", read_then_fail)
+    response = client.get("/products")
+    assert response.status_code == 503
+    assert len(calls) == 1
+    monkeypatch.undo()
+    assert names(client.get("/products").get_data(as_text=True)) == {"Replica Lamp", "Desk Lamp"}

@@ -29,18 +29,22 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Dependencies answer: the database (and its replica), and Redis when configured.
-    503 while one is down; pooled connections are pinged, so the next check after the
-    dependency returns answers 200 without a restart."""
+    503 while the database or Redis is down; pooled connections are pinged, so the next check
+    after the dependency returns answers 200 without a restart. A replica that is down is
+    reported ("degraded", 200): the catalogue is read from the primary meanwhile
+    (services.routing), so a load balancer must not take every host out for it."""
     checks: dict[str, str] = {"database": _check_database()}
     replica = routing.replica_engine()
     if replica is not None:
         checks["replica"] = _check_engine(_probe(replica) or replica)
     if current_app.config.get("REDIS_URL"):
         checks["redis"] = _check_redis()
-    ready = all(v == "ok" for v in checks.values())
-    if not ready:
-        log.warning("not ready: %s", checks)
-    return jsonify(status="ok" if ready else "unavailable", checks=checks), (200 if ready else 503)
+    ready = all(v == "ok" for k, v in checks.items() if k != "replica")
+    status = "ok" if ready and checks.get("replica", "ok") == "ok" else \
+        "degraded" if ready else "unavailable"
+    if status != "ok":
+        log.warning("%s: %s", "not ready" if not ready else "replica down", checks)
+    return jsonify(status=status, checks=checks), (200 if ready else 503)
 
 
 @bp.get("/metrics")
