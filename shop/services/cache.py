@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import select
 import threading
 import time
@@ -69,11 +70,20 @@ def catalog_version() -> int:
 
 
 _WATCH_KEY = "shop.catalog_version_watch"
+# Set in a process whose catalogue change could not move the version (Redis unavailable): the
+# pages cached before the change would otherwise be served until they expire once Redis is
+# back. The process moves the version before it next reads it (`current_version`).
+_OWED_KEY = "shop.catalog_invalidation_owed"
 
 
 def current_version(app: Flask, store: Any) -> int:
     """The catalogue version as Redis has it now, from the worker's tracked copy when it has
-    one (see the module docstring); raises when Redis does not answer."""
+    one (see the module docstring); raises when Redis does not answer. An invalidation this
+    process owes (`catalog_changed` failed) is made first."""
+    if app.extensions.get(_OWED_KEY):
+        _move_version(app, store)
+        app.extensions.pop(_OWED_KEY, None)
+        log.info("catalogue cache invalidated: the change made while redis was unavailable")
     watch = app.extensions.get(_WATCH_KEY)
     if watch is None or watch.pid != os.getpid():
         watch = app.extensions[_WATCH_KEY] = VersionWatch(
@@ -189,16 +199,27 @@ def catalog_changed() -> None:
     store = backend()
     if store is None:
         return
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         # Asked even while this process leaves Redis alone after a timeout (redis_clients):
         # Redis may be back, and a skipped invalidation would keep the old prices cached.
-        with breaker(current_app._get_current_object()).forced():  # type: ignore[attr-defined]
-            # Said before the version moves, so whoever sees the new version sees that it is
-            # new: a replica may not have the change yet, and a page it rendered now would be
-            # kept as the new version's (see page_cache: such misses read the primary).
-            lag = current_app.config.get("READ_YOUR_WRITES_SECONDS", 5)
-            store.set(RECENT_CHANGE_KEY, 1, timeout=max(1, math.ceil(lag)))
-            store.inc(VERSION_KEY)
+        with breaker(app).forced():
+            _move_version(app, store)
     except Exception:
-        log.error("could not invalidate the catalogue cache", exc_info=True)
+        # Owed: made by this process before it next reads the version, when Redis is back.
+        app.extensions[_OWED_KEY] = True
+        log.error("could not invalidate the catalogue cache (done when redis is back)",
+                  exc_info=True)
         current_app.logger.error("catalogue cache invalidation failed")
+
+
+def _move_version(app: Flask, store: Any) -> None:
+    """A new catalogue version: every page cached so far is old."""
+    # Said before the version moves, so whoever sees the new version sees that it is new: a
+    # replica may not have the change yet, and a page it rendered now would be kept as the new
+    # version's (see page_cache: such misses read the primary).
+    lag = app.config.get("READ_YOUR_WRITES_SECONDS", 5)
+    store.set(RECENT_CHANGE_KEY, 1, timeout=max(1, math.ceil(lag)))
+    # By a random step, not 1: after a Redis restart (the key gone, counting from 0 again) a
+    # version must not come back that pages still kept in a worker's memory were cached at.
+    store.inc(VERSION_KEY, secrets.randbelow(1 << 30) + 1)

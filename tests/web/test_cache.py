@@ -122,6 +122,40 @@ def test_a_staff_change_invalidates_the_cache_even_while_redis_is_being_left_alo
         assert "$24.50" in html and "$30.00" not in html, url
 
 
+def test_a_staff_change_made_while_redis_is_unavailable_shows_once_it_is_back(make_app):
+    """A staff save while Redis cannot be reached could not move the catalogue version: once
+    Redis was back, the pages cached before the save (in Redis and in the workers' memory)
+    were served with the old price until they expired. The process that saved now owes the
+    invalidation and makes it before it next reads the version."""
+    from tests.relay import Relay
+
+    conn = _redis()
+    prefix = f"shop-test-cache:{uuid.uuid4().hex}:"
+    relay = Relay(REDIS_URL)
+    try:
+        app = make_app(REDIS_URL=relay.url, CACHE_KEY_PREFIX=prefix, REDIS_RETRY_AFTER=0.2)
+        with app.app_context():
+            category = f.category("Shirts", slug="shirts")
+            shirt = f.product("Linen Shirt", category=category, slug="linen-shirt",
+                              price="30.00", stock=50)
+            for url in ("/products", "/p/linen-shirt"):
+                get(shopper(app), url)
+                assert get(shopper(app), url).headers["X-Cache"] == "hit", url
+            relay.cut()
+            staff_sets_the_price(app, shirt, "24.50")
+            relay.restore()
+            time.sleep(0.3)  # the process asks Redis again
+            for url in ("/products", "/p/linen-shirt"):
+                for _ in range(2):  # rendered anew, then served from the cache
+                    html = get(shopper(app), url).get_data(as_text=True)
+                    assert "$24.50" in html and "$30.00" not in html, url
+            assert get(shopper(app), "/products").headers["X-Cache"] == "hit"
+    finally:
+        relay.close()
+        for key in conn.scan_iter(match=prefix + "*", count=500):
+            conn.delete(key)
+
+
 def test_a_change_made_on_another_worker_is_seen_at_once(cached_app, shirt, make_app):
     """Two workers share Redis; each keeps copies of pages in memory. A price changed through
     one is shown by the other on its next page."""
@@ -341,6 +375,25 @@ def test_the_kept_version_follows_every_write_to_the_key(cached_app):
     finally:
         watch.close()
         conn.delete(key)
+
+
+def test_a_version_does_not_come_back_after_redis_lost_its_keys(cached_app, shirt):
+    """A Redis restarted without its data counts versions from 0 again: a change after it
+    must not give a version that pages still kept in a worker's memory were cached at (the
+    step was 1, so the first change after a restart gave the version of the first change
+    before it)."""
+    from shop.services.cache import VERSION_KEY, catalog_changed, catalog_version
+
+    conn = _redis()
+    key = cached_app.config["CACHE_KEY_PREFIX"] + VERSION_KEY
+    seen = set()
+    for _ in range(3):
+        with cached_app.test_request_context("/"):
+            catalog_changed()
+            version = catalog_version()
+        assert version not in seen and version != 0
+        seen.add(version)
+        conn.delete(key)  # the restart
 
 
 def test_a_lost_tracking_connection_falls_back_to_asking_and_tracks_again(cached_app):
