@@ -1,5 +1,6 @@
-"""Sales screens: orders (filters, detail, one button per allowed transition, CSV export) and
-coupons (with their use counts). An order's status changes only through the state machine."""
+"""Sales screens: orders (filters, detail, one button per allowed transition, staff's internal
+notes, CSV export) and coupons (with their use counts). An order's status changes only through
+the state machine."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -113,10 +114,13 @@ class OrderView(ReadOnlyModelView):
             return None
         return db.session.execute(
             select(Order).options(selectinload(Order.lines), selectinload(Order.events),
-                                  selectinload(Order.payments), selectinload(Order.shipments))
+                                  selectinload(Order.payments), selectinload(Order.shipments),
+                                  selectinload(Order.staff_notes))
             .where(Order.id == id)).scalar_one_or_none()
 
     # Template helpers --------------------------------------------------------------------------
+
+    note_max_length = orders.NOTE_MAX_LENGTH
 
     def badge(self, status: str) -> Markup:
         return status_badge(status)
@@ -202,6 +206,25 @@ class OrderView(ReadOnlyModelView):
                   request_id=request_id())
         flash(f"Order {order.number}: failed refund marked settled.", "success")
         return redirect(url_for(".details_view", id=order_id), 303)
+
+    @expose(f"/notes/<{ID}:order_id>", methods=("POST",))
+    def add_note(self, order_id: int):
+        """Keep an internal remark on the order for other staff (the customer never sees it);
+        the service records it in the audit log in the same transaction."""
+        order = self.get_one(order_id)
+        if order is None:
+            abort(404)
+        staff = who()
+        try:
+            orders.add_staff_note(order_id, Actor(staff.user_id, staff.email),
+                                  request.form.get("body", ""), request_id=request_id())
+        except ValidationError as exc:
+            return self._detail_with_errors(order_id, "staff-note", exc.errors,
+                                            "The note was not added.", 422)
+        except NotFound:
+            abort(404)
+        flash(f"Order {order.number}: staff note added.", "success")
+        return redirect(url_for(".details_view", id=order_id) + "#staff-notes", 303)
 
     def _detail_with_errors(self, order_id: int, to_status: str, errors: dict, message: str,
                             status: int):

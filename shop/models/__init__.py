@@ -14,7 +14,15 @@ from .catalog import (
 )
 from .coupon import COUPON_KINDS, Coupon, CouponUse
 from .customer import ADDRESS_FIELDS, ROLES, Address, ApiToken, User
-from .order import ORDER_STATUSES, IdempotencyRecord, Order, OrderEvent, OrderLine, Shipment
+from .order import (
+    ORDER_STATUSES,
+    IdempotencyRecord,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderNote,
+    Shipment,
+)
 from .payment import PAYMENT_STATUSES, Payment, ProviderEvent
 from .review import REVIEW_STATUSES, Review
 
@@ -22,7 +30,7 @@ __all__ = [
     "ADDRESS_FIELDS", "COUPON_KINDS", "ORDER_STATUSES", "PAYMENT_STATUSES", "REVIEW_STATUSES",
     "ROLES", "Address", "ApiToken", "AuditLog", "Cart", "CartLine", "CatalogState", "Category",
     "Coupon",
-    "CouponUse", "IdempotencyRecord", "Order", "OrderEvent", "OrderLine", "Payment",
+    "CouponUse", "IdempotencyRecord", "Order", "OrderEvent", "OrderLine", "OrderNote", "Payment",
     "Product", "ProductImage", "ProviderEvent", "Review", "SearchPosting", "SearchTerm", "Shipment",
     "StockAdjustment", "User", "Variant", "utcnow",
 ]

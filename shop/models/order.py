@@ -1,4 +1,5 @@
-"""Orders: snapshots of what was bought, the state machine's history, shipments."""
+"""Orders: snapshots of what was bought, the state machine's history, shipments, and staff's
+internal notes."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -71,6 +72,10 @@ class Order(db.Model):
         back_populates="order", cascade="all, delete-orphan", order_by="Shipment.id")
     payments = relationship("Payment", back_populates="order", order_by="Payment.id",
                             cascade="all, delete-orphan")
+    # Staff only: never on the customer's page, in their email or in the API.
+    staff_notes: Mapped[list[OrderNote]] = relationship(
+        back_populates="order", cascade="all, delete-orphan",
+        order_by="(OrderNote.created_at, OrderNote.id)")
     user = relationship("User")
 
     @property
@@ -123,6 +128,23 @@ class OrderEvent(db.Model):
     created_at: Mapped[datetime] = created_column()
 
     order: Mapped[Order] = relationship(back_populates="events")
+
+
+class OrderNote(db.Model):
+    """A staff member's internal remark on an order, which the customer never sees (an event's
+    note, by contrast, is shown in the customer's order history)."""
+
+    __tablename__ = "order_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The author's email as it was: the note keeps it when the account goes.
+    actor: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_column()
+
+    order: Mapped[Order] = relationship(back_populates="staff_notes")
 
 
 class Shipment(db.Model):

@@ -16,7 +16,7 @@ from .database import write_transaction
 # Never copied into the log, whatever the model.
 SECRET_FIELDS = frozenset({"password_hash", "token_hash", "checkout_url"})
 ACTIONS = ("create", "update", "delete", "transition", "import", "approve", "reject",
-           "deactivate", "activate", "stock")
+           "deactivate", "activate", "stock", "note")
 
 
 @dataclass(frozen=True)

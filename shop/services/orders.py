@@ -10,8 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Order, OrderEvent, OrderLine, Payment, Shipment, utcnow
-from . import coupons, inventory
+from ..models import Order, OrderEvent, OrderLine, OrderNote, Payment, Shipment, utcnow
+from . import audit, coupons, inventory
 from .database import retrying, write_transaction
 from .errors import InvalidTransition, NotFound, ValidationError
 
@@ -32,6 +32,7 @@ STATUS_LABELS = {"pending": "Awaiting payment", "paid": "Paid", "processing": "P
 # Orders in these statuses hold no stock (SPEC section 4's invariant).
 RELEASED_STATUSES = ("cancelled", "refunded")
 NUMBER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+NOTE_MAX_LENGTH = 2000
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,35 @@ def apply_transition(order_id: int, to_status: str, actor: Actor, note: str = ""
     db.session.flush()
     db.session.expire_all()
     return current
+
+
+def add_staff_note(order_id: int, actor: Actor, body: str, *, request_id: str = "") -> OrderNote:
+    """Keep a staff member's internal remark on an order, which the customer never sees, and
+    its audit log entry, in one transaction. An empty or too long note raises ValidationError
+    and an unknown order NotFound; either way nothing is stored."""
+    # A browser sends a textarea's line breaks as CRLF but counts each as one character
+    # against maxlength: count (and keep) them as one here too.
+    body = (body or "").replace("\r\n", "\n").strip()
+    if not body:
+        raise ValidationError({"body": "Write a note first."}, "Write a note first.")
+    if len(body) > NOTE_MAX_LENGTH:
+        message = (f"A note is at most {NOTE_MAX_LENGTH} characters; "
+                   f"this one has {len(body)}.")
+        raise ValidationError({"body": message}, message)
+
+    def run() -> int:
+        with write_transaction():
+            if db.session.execute(select(Order.id).where(Order.id == order_id)).scalar() is None:
+                raise NotFound("That order does not exist.")
+            note = OrderNote(order_id=order_id, actor_id=actor.user_id,
+                             actor=actor.label[:255], body=body)
+            db.session.add(note)
+            db.session.flush()
+            audit.record(audit.Who(actor.user_id, actor.label), "note", "Order", order_id,
+                         after={"note_id": note.id, "body": body}, request_id=request_id)
+            return note.id
+
+    return db.session.get(OrderNote, retrying(run))
 
 
 def release_stock(order_id: int, *, give_back_coupon: bool) -> bool:

@@ -50,6 +50,7 @@ def writes(records) -> list[str]:
     return ["/admin/product/new/", f"/admin/product/edit/?id={r['product'].id}",
             "/admin/product/delete/", "/admin/product/import",
             "/admin/category/new/", "/admin/coupon/new/", "/admin/order/transition/1",
+            "/admin/order/notes/1",
             f"/admin/customer/active/{r['customer'].id}", "/admin/review/decide/1",
             "/admin/customer/action/"]
 

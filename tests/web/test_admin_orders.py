@@ -1,28 +1,44 @@
 """Orders in the back office: every action goes through the state machine, invalid ones are
-refused and change nothing, cancel and refund give stock back once, filters and CSV export."""
+refused and change nothing, cancel and refund give stock back once, staff's internal notes stay
+in the back office, filters and CSV export."""
 from __future__ import annotations
 
 import csv
 import io
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from shop.extensions import db
-from shop.models import AuditLog, Order, OrderEvent, Payment, Shipment, Variant, utcnow
+from shop.models import (
+    AuditLog,
+    Order,
+    OrderEvent,
+    OrderNote,
+    Payment,
+    Shipment,
+    Variant,
+    utcnow,
+)
+from shop.services import api_tokens, checkout, orders
 from shop.services import cart as carts
-from shop.services import checkout, orders
 from shop.services.cart import CartOwner
 from shop.services.checkout import CheckoutRequest
+from shop.services.errors import NotFound, ValidationError
 from tests import factories as f
 from tests.conftest import csrf_token
+from tests.web.api_support import bearer
 
 
-def place(variant_id: int, quantity: int = 1, email: str = "buyer@example.com") -> Order:
-    """An order placed the way the checkout page places it."""
-    owner = CartOwner(token=CartOwner.new_guest_token())
+def place(variant_id: int, quantity: int = 1, email: str = "buyer@example.com",
+          user_id: int | None = None) -> Order:
+    """An order placed the way the checkout page places it (a guest's, or the customer
+    `user_id`'s)."""
+    owner = (CartOwner(user_id=user_id) if user_id is not None
+             else CartOwner(token=CartOwner.new_guest_token()))
     carts.add_item(owner, quantity, variant_id=variant_id)
     return checkout.place_order(owner, CheckoutRequest(email=email,
                                                        shipping_address=dict(f.ADDRESS)))
@@ -65,7 +81,9 @@ def stock(variant_id: int) -> int:
 
 
 def buttons(html: str) -> list[str]:
-    return re.findall(r'<button type="submit" class="btn [^"]+">([^<]+)</button>', html)
+    """The buttons of the Actions panel (one per allowed transition)."""
+    panel = html.split('id="actions-title"', 1)[1].split("</section>", 1)[0]
+    return re.findall(r'<button type="submit" class="btn [^"]+">([^<]+)</button>', panel)
 
 
 def test_detail_shows_lines_payments_events_and_one_button_per_allowed_transition(
@@ -166,6 +184,137 @@ def test_cancel_and_refund_release_stock_exactly_once(client, staff, mug, path):
     assert stock(variant.id) == 10
     db.session.expire_all()
     assert db.session.get(Order, order.id).stock_released is True
+
+
+def add_note(client, order: Order, body: str):
+    """Post a staff note through the order's detail page, as staff's browser does."""
+    token = csrf_token(client, f"/admin/order/details/?id={order.id}")
+    return client.post(f"/admin/order/notes/{order.id}", data={"csrf_token": token,
+                                                               "body": body})
+
+
+def stored_notes(order_id: int) -> list[tuple[str, str]]:
+    """(author, body) of the order's staff notes as the database holds them, oldest first."""
+    db.session.expire_all()
+    return [(n.actor, n.body) for n in db.session.execute(
+        select(OrderNote).where(OrderNote.order_id == order_id)
+        .order_by(OrderNote.id)).scalars()]
+
+
+def notes_panel(html: str) -> str:
+    return html.split('id="staff-notes"', 1)[1].split("</section>", 1)[0]
+
+
+def test_staff_notes_are_listed_newest_first_with_author_and_time_and_audited(
+        client, staff, mug):
+    order = place(f.variant_of(mug).id)
+    first = add_note(client, order, "  Customer phoned: wants delivery after the 10th.  ")
+    assert first.status_code == 303
+    assert first.headers["Location"].endswith(f"/admin/order/details/?id={order.id}#staff-notes")
+    assert add_note(client, order, "Refund checked with the bank.").status_code == 303
+    assert stored_notes(order.id) == [
+        ("staff@example.com", "Customer phoned: wants delivery after the 10th."),
+        ("staff@example.com", "Refund checked with the bank.")]
+    html = client.get(f"/admin/order/details/?id={order.id}").get_data(as_text=True)
+    assert "staff note added" in html  # the flash
+    panel = notes_panel(html)
+    assert "Staff notes <small" in panel and "(not shown to the customer)" in panel
+    assert panel.index("Refund checked") < panel.index("Customer phoned")  # newest first
+    assert panel.count("staff@example.com") == 2 and panel.count(" UTC</time>") == 2
+    entries = list(db.session.execute(select(AuditLog).where(AuditLog.action == "note")
+                                      .order_by(AuditLog.id)).scalars())
+    assert [(e.actor_email, e.model, e.record_id) for e in entries] == [
+        ("staff@example.com", "Order", str(order.id))] * 2
+    entry = entries[0]
+    assert entry.after["body"] == "Customer phoned: wants delivery after the 10th."
+    assert entry.request_id
+    audit_page = client.get(f"/admin/audit/details/?id={entry.id}").get_data(as_text=True)
+    assert "Customer phoned" in audit_page
+
+
+def test_staff_notes_are_not_shown_to_the_customer_in_emails_or_in_the_api(
+        client, auth, staff, mug, outbox):
+    customer = f.user("buyer@example.com")
+    order = place(f.variant_of(mug).id, user_id=customer.id)
+    secret = "Customer phoned, wants delivery after the 10th"
+    assert add_note(client, order, secret).status_code == 303
+    assert act(client, order, "paid", note="Payment received").status_code == 303
+    assert secret in client.get(f"/admin/order/details/?id={order.id}").get_data(as_text=True)
+    # The owner's order page shows the status change's note, not the staff note.
+    auth.logout()
+    auth.login("buyer@example.com")
+    page = client.get(f"/orders/{order.number}")
+    assert page.status_code == 200
+    assert "Payment received" in page.get_data(as_text=True)
+    assert secret not in page.get_data(as_text=True)
+    # Nor does the guest link from the emails; nor the emails themselves.
+    auth.logout()
+    guest = client.get(f"/orders/{order.number}?token={orders.guest_link_token(order)}")
+    assert guest.status_code == 200 and secret not in guest.get_data(as_text=True)
+    mails = [p.read_text(errors="replace") for p in Path(outbox).rglob("*") if p.is_file()]
+    assert any(f"Your order {order.number} is now: Paid" in m for m in mails)
+    assert not any(secret in m for m in mails)
+    # Nor does the API's order (its events carry the transition's note only).
+    _record, token = api_tokens.create(customer.id, "tests")
+    response = client.get(f"/api/v1/orders/{order.number}", headers=bearer(token))
+    assert response.status_code == 200
+    assert [e["note"] for e in response.get_json()["events"]][-1] == "Payment received"
+    assert secret not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("body,message", [
+    ("", "Write a note first."),
+    ("  \r\n\t ", "Write a note first."),
+    ("x" * 2001, "A note is at most 2000 characters; this one has 2001."),
+])
+def test_an_empty_or_too_long_staff_note_is_refused_beside_the_field(client, staff, mug, body,
+                                                                     message):
+    order = place(f.variant_of(mug).id)
+    before = state(order.id)
+    response = add_note(client, order, body)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert f'id="staff-note-error">{message}</div>' in html
+    assert "The note was not added." in html
+    if body.strip():
+        assert f">{body}</textarea>" in html  # what staff typed stays
+    assert stored_notes(order.id) == [] and state(order.id) == before
+
+
+def test_the_staff_note_rule_counts_a_line_break_once_and_needs_an_order(app, mug):
+    """A browser sends line breaks as CRLF but counts each as one character against the
+    textarea's maxlength: a note that fits there fits here."""
+    order = place(f.variant_of(mug).id)
+    who = orders.Actor(None, "staff@example.com")
+    fits = "a\r\n" * 999 + "a"  # 1999 characters with LF line breaks
+    note = orders.add_staff_note(order.id, who, fits)
+    assert note.body == "a\n" * 999 + "a"
+    orders.add_staff_note(order.id, who, "b" * 2000)
+    with pytest.raises(ValidationError) as refused:
+        orders.add_staff_note(order.id, who, "c" * 2001)
+    assert refused.value.errors == {"body": refused.value.message}
+    with pytest.raises(NotFound):
+        orders.add_staff_note(order.id + 1000, who, "Nobody's order.")
+    assert len(stored_notes(order.id)) == 2
+    assert db.session.execute(select(func.count(OrderNote.id))).scalar_one() == 2
+
+
+@pytest.mark.parametrize("role", [None, "customer"])
+def test_only_staff_post_staff_notes(client, auth, mug, role):
+    order = place(f.variant_of(mug).id, email="shopper@example.com")
+    if role:
+        f.user("shopper@example.com", role=role)
+        auth.login("shopper@example.com")
+    token = csrf_token(client, "/")
+    response = client.post(f"/admin/order/notes/{order.id}",
+                           data={"csrf_token": token, "body": "Let me in."})
+    if role:
+        assert response.status_code == 403
+    else:
+        assert response.status_code == 302
+        assert "/account/login" in response.headers["Location"]
+    assert stored_notes(order.id) == []
+    assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
 
 
 def test_orders_are_not_created_edited_or_deleted_through_forms(client, staff, mug):
