@@ -10,7 +10,7 @@ from functools import cache
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import contains_eager, selectinload
 
 from ..extensions import db
 from ..models import Cart, CartLine, Product, Variant, utcnow
@@ -169,7 +169,9 @@ def parse_quantity(raw: object, *, allow_zero: bool = False) -> int:
 
 
 def _variant_for(variant_id: int | None = None, sku: str | None = None) -> Variant:
-    stmt = select(Variant).join(Product).where(Product.active.is_(True))
+    # With its product (read in the same query): the add's answer names it.
+    stmt = select(Variant).join(Product).options(contains_eager(Variant.product)) \
+        .where(Product.active.is_(True))
     if variant_id is not None:
         if not is_id(variant_id):
             raise NotFound("That product option does not exist.", field="variant_id")
@@ -207,12 +209,28 @@ def _check_stock(variant: Variant, quantity: int, in_cart: int = 0) -> None:
                                   "in_cart": in_cart})
 
 
+@dataclass(frozen=True)
+class Added:
+    """What an add left in the cart, as it committed: the line and what it holds."""
+
+    id: int
+    quantity: int
+    variant_id: int
+    name: str  # the product's
+    label: str  # the option's ("Default" for a product without options)
+
+
 def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
-             sku: str | None = None) -> CartLine:
-    """Add units of a variant (by id or SKU); the line's total is bounded by stock and 99."""
+             sku: str | None = None) -> Added:
+    """Add units of a variant (by id or SKU); the line's total is bounded by stock and 99.
+
+    The answer is taken in the add's own transaction: read after it, the line could already
+    be gone, taken by a change committed just after this one (the login in another tab
+    merging the guest's cart into the customer's, an order placed), and the add, done, would
+    have answered an error."""
     qty = parse_quantity(quantity)
 
-    def attempt() -> int:
+    def attempt() -> Added:
         with write_transaction():
             variant = _variant_for(variant_id, sku)
             cart = _get_or_create(owner)
@@ -236,15 +254,10 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
                 line.seen_price = variant.price
             cart.updated_at = utcnow()
             db.session.flush()
-            return line.id
+            return Added(line.id, line.quantity, variant.id, variant.product.name,
+                         variant.label)
 
-    line_id = retrying(attempt)
-    # With its variant and product in the same query: the answer names what was added. (A
-    # select, not Session.get: get() finds the line in the identity map, expired by the
-    # commit, and refreshes it, its variant and its product one query each.)
-    return db.session.execute(
-        select(CartLine).where(CartLine.id == line_id)
-        .options(joinedload(CartLine.variant).joinedload(Variant.product))).scalar_one()
+    return retrying(attempt)
 
 
 def _owned_line(owner: CartOwner, line_id: int) -> CartLine:

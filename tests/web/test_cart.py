@@ -56,6 +56,34 @@ def test_add_with_htmx_answers_oob_count_and_announcement(client, goods):
     assert 'id="live"' in html and "Added Mug to your cart." in html
 
 
+def test_an_add_says_what_it_added_though_the_line_is_taken_at_once(client, goods, app,
+                                                                    monkeypatch):
+    """The login in another tab (the guest's lines join the customer's cart) or an order
+    placed may take the line the moment the add has committed: the add is done and says so.
+    It answered 500: the line was read again after the commit, and was gone."""
+    from sqlalchemy import delete
+
+    from shop.services import cart as carts
+
+    real = carts.retrying
+
+    def then_taken(action, *args, **kwargs):
+        done = real(action, *args, **kwargs)
+        with app.app_context():  # another request, committed right after the add
+            db.session.execute(delete(CartLine))
+            db.session.commit()
+        return done
+
+    token = csrf_token(client, "/products")
+    monkeypatch.setattr(carts, "retrying", then_taken)
+    response = add(client, goods["mug"].id, "2", token=token)
+    assert response.status_code == 303 and response.headers["Location"].endswith("/cart")
+    htmx = add(client, goods["tee"].id, "1", headers=HX, token=token)
+    assert htmx.status_code == 200 and "Added Tee to your cart." in htmx.get_data(as_text=True)
+    monkeypatch.undo()
+    assert "Added Mug to your cart." in client.get("/cart").get_data(as_text=True)
+
+
 @pytest.mark.parametrize("quantity", ["0", "-1", "abc", "100", "", "1.5", "99999999999999999999",
                                       "\u00b2", "9" * 5000])
 def test_bad_quantity_is_refused_and_changes_nothing(client, goods, quantity):

@@ -75,9 +75,8 @@ def add():
                                      add_form={"quantity": _shown_number(quantity, "1")}))
         flash(message, "error")
         return redirect(back, 303)
-    name = line.variant.product.name
-    label = line.variant.label
-    text = f"Added {name}{'' if label == 'Default' else ' (' + label + ')'} to your cart."
+    label = line.label
+    text = f"Added {line.name}{'' if label == 'Default' else ' (' + label + ')'} to your cart."
     if is_htmx():
         # On the product page, the fields' messages from a refused try before are cleared.
         return render_template("cart/_added.html", announcement=text,
