@@ -66,6 +66,10 @@ class Config:
     # the replica again (services.routing): a replica that is down or hangs costs a timeout
     # now and then, not one per page.
     DATABASE_REPLICA_RETRY_AFTER = _env_seconds("DATABASE_REPLICA_RETRY_AFTER", "30")
+    # A write rolled back for a deadlock or a lock wait is tried again only while another full
+    # lock wait (the read timeout less 2 s) still ends this long after the request began: the
+    # shopper gets the shop's 503 before GUNICORN_TIMEOUT (30 s) kills the worker.
+    DATABASE_RETRY_BUDGET = _env_seconds("DATABASE_RETRY_BUDGET", "25")
     REDIS_URL = os.environ.get("REDIS_URL") or None
     # How long a request waits for Redis to accept a connection and to answer a command before
     # it goes on as if Redis were down (uncached page, inline job): a hung Redis must not hang

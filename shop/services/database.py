@@ -1,6 +1,7 @@
 """Transactions and engine settings: one place that knows SQLite from MySQL."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 import select
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from flask import has_request_context
+from flask import current_app, g, has_request_context
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError, OperationalError
@@ -17,6 +18,8 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from ..extensions import db
 
 T = TypeVar("T")
+
+log = logging.getLogger("shop.database")
 
 # MySQL/MariaDB: deadlock found, lock wait timeout. Both roll back and are safe to retry.
 RETRYABLE_MYSQL_ERRORS = {1213, 1205}
@@ -40,11 +43,17 @@ def mysql_connect_args(config: Mapping[str, Any]) -> dict[str, Any]:
     with the socket timing out. Outside a request the read timeout is lifted
     (`_bound_reads_to_requests`)."""
     read = config["DATABASE_READ_TIMEOUT"]
-    lock_wait = max(1, math.ceil(read) - 2)
+    lock_wait = lock_wait_seconds(config)
     return {"connect_timeout": config["DATABASE_CONNECT_TIMEOUT"], "read_timeout": read,
             "write_timeout": read,
             "init_command": "SET SESSION innodb_lock_wait_timeout = "
                             f"LEAST(@@innodb_lock_wait_timeout, {lock_wait})"}
+
+
+def lock_wait_seconds(config: Mapping[str, Any]) -> int:
+    """The longest a connection waits for a row lock: the read timeout less 2 s, at least 1 s
+    (the server's own innodb_lock_wait_timeout may make it shorter)."""
+    return max(1, math.ceil(config["DATABASE_READ_TIMEOUT"]) - 2)
 
 
 def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
@@ -163,8 +172,19 @@ def write_transaction() -> Iterator[None]:
         raise
 
 
-def retrying(action: Callable[[], T], attempts: int = 5) -> T:
-    """Run a write action again when MySQL rolled it back for a deadlock or lock timeout."""
+def retrying(action: Callable[[], T], attempts: int = 5, *,
+             clock: Callable[[], float] = time.perf_counter) -> T:
+    """Run a write action again when MySQL rolled it back for a deadlock or lock timeout.
+
+    Each attempt may wait a full row-lock wait (lock_wait_seconds), so one is tried again
+    only while that wait still fits in DATABASE_RETRY_BUDGET, counted from the start of the
+    request (of this call outside one): a checkout queued behind a long write then answers the
+    shop's 503 before gunicorn's timeout kills the worker (a bare 502 from the proxy). A
+    deadlock fails at once and is retried as long as the budget allows the same. `clock` is
+    the request's (http.start_request reads time.perf_counter); tests pass a fake one."""
+    started = g.get("started", clock()) if has_request_context() else clock()
+    config = current_app.config
+    budget, lock_wait = config["DATABASE_RETRY_BUDGET"], lock_wait_seconds(config)
     for attempt in range(attempts):
         try:
             return action()
@@ -172,7 +192,14 @@ def retrying(action: Callable[[], T], attempts: int = 5) -> T:
             code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
             if code not in RETRYABLE_MYSQL_ERRORS or attempt == attempts - 1:
                 raise
-            time.sleep(0.01 * (2 ** attempt))
+            delay = 0.01 * (2 ** attempt)
+            spent = clock() - started
+            if spent + delay + lock_wait > budget:
+                log.warning("write given up after %d attempts (MySQL error %s) in %.1f s: "
+                            "another lock wait of %d s would pass DATABASE_RETRY_BUDGET (%g s)",
+                            attempt + 1, code, spent, lock_wait, budget)
+                raise
+            time.sleep(delay)
     raise AssertionError("unreachable")
 
 

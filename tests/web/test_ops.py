@@ -16,17 +16,20 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from shop import create_app
 from shop.extensions import db
+from shop.models import Order, Variant
 from shop.services import cart as carts
-from shop.services import checkout, jobs
+from shop.services import checkout, database, jobs
 from shop.services.cart import CartOwner
 from tests import factories as f
 from tests.conftest import MYSQL_URL, csrf_token
+from tests.logs import ShopLog
 from tests.relay import Relay
+from tests.web.test_checkout import fill_cart, review, reviewed
 
 MB = 1024 * 1024
 
@@ -424,6 +427,92 @@ def test_the_read_timeout_bounds_requests_not_the_cli_and_lock_waits_end_before_
     finally:
         holder.close()
         holder.engine.dispose()
+
+
+def test_a_write_is_tried_again_only_while_another_lock_wait_fits_in_the_budget(make_app):
+    """`retrying` ran a write rolled back for a lock wait up to 5 times: 5 x 8 s, past
+    gunicorn's 30 s, which killed the worker (a bare 502). Now another attempt starts only if
+    one more full lock wait (the read timeout less 2 s) ends within DATABASE_RETRY_BUDGET of
+    the start; then the error goes up to the 503 handler, with one line logged. Deadlocks
+    fail at once and are retried under the same rule (a clock that the fake writes move)."""
+    app = make_app(DATABASE_READ_TIMEOUT=10, DATABASE_RETRY_BUDGET=25)  # 8 s lock waits
+    now = [0.0]
+
+    def write_failing_with(code: int, seconds: float, tries: list[float]):
+        def action() -> None:
+            tries.append(now[0])
+            now[0] += seconds
+            raise OperationalError("UPDATE variants ...", {}, Exception(code, "rolled back"))
+        return action
+
+    with app.app_context(), ShopLog("shop.database") as log:
+        lock_waits: list[float] = []
+        with pytest.raises(OperationalError):
+            database.retrying(write_failing_with(1205, 8, lock_waits), clock=lambda: now[0])
+        assert lock_waits == [0, 8, 16]  # a fourth wait would end at 32 s
+        assert log.lines() == ["write given up after 3 attempts (MySQL error 1205) in 24.0 s: "
+                               "another lock wait of 8 s would pass DATABASE_RETRY_BUDGET "
+                               "(25 s)"]
+
+        now[0], deadlocks = 0.0, []
+        with pytest.raises(OperationalError):
+            database.retrying(write_failing_with(1213, 0.05, deadlocks), clock=lambda: now[0])
+        assert len(deadlocks) == 5 and len(log.lines()) == 1  # the count ends these
+
+        now[0], late = 0.0, []
+        with pytest.raises(OperationalError):
+            database.retrying(write_failing_with(1213, 17.5, late), clock=lambda: now[0])
+        assert late == [0]  # 17.5 s in, an attempt that waited for a lock would end past 25 s
+        assert len(log.lines()) == 2
+
+
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL): SQLite has no "
+                                          "lock-wait timeout")
+def test_a_checkout_that_keeps_waiting_for_a_row_lock_answers_503_within_the_budget(make_app):
+    """A checkout queued behind a write that holds its variant's row: every attempt ends with
+    MySQL's lock-wait error. It was tried 5 times (5 x 8 s with the defaults, past gunicorn's
+    timeout); now it is tried as often as the budget allows (here 1 s waits and 2.5 s: twice),
+    then answers the shop's 503 within the budget, having written nothing, and the same order
+    can be placed once the lock is gone."""
+    app = make_app(DATABASE_READ_TIMEOUT=3, DATABASE_RETRY_BUDGET=2.5)  # 1 s lock waits
+    client = app.test_client()
+    with app.app_context():
+        variant = f.variant_of(f.product("Queued Lamp", stock=3, slug="queued-lamp")).id
+        db.session.commit()
+        engine = db.engine
+    fill_cart(client, variant, 2)
+    assert review(client).status_code == 303
+    form = reviewed(client)
+    lock_waits: list[int] = []
+
+    def count_lock_waits(context) -> None:
+        if getattr(context.original_exception, "args", (None,))[:1] == (1205,):
+            lock_waits.append(1205)
+
+    event.listen(engine, "handle_error", count_lock_waits)
+    holder = create_engine(app.config["SQLALCHEMY_DATABASE_URI"]).connect()
+    try:
+        holder.execute(text("BEGIN"))
+        holder.execute(text("SELECT id FROM variants WHERE id = :id FOR UPDATE"),
+                       {"id": variant})
+        with ShopLog("shop.database") as log:
+            response, seconds = _timed(lambda: client.post("/checkout/place", data=form),
+                                       limit=20)
+        holder.rollback()
+    finally:
+        holder.close()
+        holder.engine.dispose()
+        event.remove(engine, "handle_error", count_lock_waits)
+    assert_unavailable(response, json_=False)
+    assert seconds < 2.5 and lock_waits == [1205, 1205], (seconds, lock_waits)
+    assert len(log.lines()) == 1 and "after 2 attempts" in log.lines()[0]
+    with app.app_context():
+        assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+        assert db.session.get(Variant, variant).stock_quantity == 3
+    assert client.post("/checkout/place", data=form).status_code == 303
+    with app.app_context():
+        assert db.session.get(Variant, variant).stock_quantity == 1
 
 
 @pytest.mark.mysql_only
