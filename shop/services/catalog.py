@@ -11,6 +11,7 @@ it changed since the worker last read it (`with_current_tree`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -203,6 +204,10 @@ class ProductDetail:
                 or (variants[0] if variants else None))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_PRICE_DIGITS = re.compile(r"\.\d{3}")  # a third decimal or more
+
+
 def parse_filters(args: Mapping[str, str], *, default_per_page: int = 24
                   ) -> tuple[ProductFilters, dict[str, str]]:
     """Read catalogue filters from query arguments; errors name the field and say what is wrong.
@@ -211,13 +216,16 @@ def parse_filters(args: Mapping[str, str], *, default_per_page: int = 24
     """
     errors: dict[str, str] = {}
     f = ProductFilters(per_page=default_per_page)
-    f.q = (args.get("q") or "").strip()[:200]
+    # Control characters (a NUL in a pasted or crafted URL) are no part of a search: they
+    # were echoed into the page's heading and search box.
+    f.q = _CONTROL.sub(" ", args.get("q") or "").strip()[:200]
     f.category = (args.get("category") or "").strip()[:120]
     for name in ("min_price", "max_price"):
         raw = args.get(name)
         if raw not in (None, ""):
             value = parse_money(raw)
-            if value is None:
+            # More than cents ("10.999") was rounded without a word, where the API refuses it.
+            if value is None or _PRICE_DIGITS.search(str(raw).strip()):
                 errors[name] = "Enter a price such as 10 or 24.99."
             else:
                 setattr(f, name, value)

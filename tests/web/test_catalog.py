@@ -292,6 +292,9 @@ def test_filter_form_echoes_what_was_typed(client, catalog):
         ("page=abc", "page must be a whole number"),
         ("in_stock=maybe", "Use in_stock=true"),
         ("category=nope", "There is no category"),
+        # These two had no message (a 400 page with nothing said) or were rounded silently.
+        ("per_page=1000", "per_page must be a whole number from 1 to"),
+        ("min_price=10.999", "Enter a price such as 10 or 24.99."),
     ],
 )
 def test_bad_parameters_get_a_clear_page(client, catalog, query, field_message):
@@ -300,6 +303,12 @@ def test_bad_parameters_get_a_clear_page(client, catalog, query, field_message):
     html = response.get_data(as_text=True)
     assert field_message in html
     assert "Traceback" not in html
+
+
+def test_control_characters_in_a_search_are_not_echoed(client, catalog):
+    html = client.get("/products?q=mug%00%1b").get_data(as_text=True)
+    assert "\x00" not in html and "\x1b" not in html
+    assert 'value="mug"' in html
 
 
 def test_htmx_gets_the_grid_fragment_only(client, catalog):
