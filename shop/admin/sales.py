@@ -236,12 +236,23 @@ class OrderView(ReadOnlyModelView):
 
     @expose("/export.csv")
     def export_csv(self):
-        """Orders as CSV, optionally by status, placed-on dates (from, to inclusive), email."""
-        status = request.args.get("status") or None
+        """Orders as CSV, optionally by status, placed-on dates (from, to inclusive), email.
+        A filter that cannot be read is said so on the order list, and nothing is exported
+        (it exported every order, as if the filter had not been given)."""
+        args = request.args
+        status = args.get("status") or None
+        since, until = _parse_day(args.get("since")), _parse_day(args.get("until"))
+        problems = []
         if status not in (None, *ORDER_STATUSES):
-            status = None
-        since = _parse_day(request.args.get("since"))
-        until = _parse_day(request.args.get("until"))
+            problems.append(f"There is no order status \"{status[:40]}\".")
+        for name, label, day in (("since", "Placed from", since), ("until", "to", until)):
+            if (args.get(name) or "").strip() and day is None:
+                problems.append(f"{label}: enter a date as YYYY-MM-DD.")
+        if since and until and until < since:
+            problems.append("The end date is before the start date.")
+        if problems:
+            flash("Nothing exported. " + " ".join(problems), "error")
+            return redirect(url_for(".index_view"), 303)
         response = Response(stream_with_context(product_csv.export_orders(
             status=status, since=since, until=_day_after(until),
             email=request.args.get("email") or None)), mimetype="text/csv")

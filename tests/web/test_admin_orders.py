@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 from sqlalchemy import func, select
 
 from shop.extensions import db
@@ -395,3 +396,20 @@ def test_orders_export_as_csv_with_filters(client, staff, mug):
     assert response.status_code == 200
     rows = csv_rows(response)
     assert {r["number"] for r in rows} == {first.number, second.number}
+
+
+@pytest.mark.parametrize("query,message", [
+    ("status=bogus", 'There is no order status "bogus".'),
+    ("since=abc", "Placed from: enter a date as YYYY-MM-DD."),
+    ("since=2026-13-45", "Placed from: enter a date as YYYY-MM-DD."),
+    ("status=paid&until=yesterday", "to: enter a date as YYYY-MM-DD."),
+    ("since=2026-05-02&until=2026-05-01", "The end date is before the start date."),
+])
+def test_an_order_export_with_a_filter_it_cannot_read_says_so_and_exports_nothing(
+        client, staff, mug, query, message):
+    """It exported every order, as if the filter had not been given."""
+    place(f.variant_of(mug).id, 1, "one@example.com")
+    response = client.get(f"/admin/order/export.csv?{query}")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/admin/order/")
+    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Nothing exported." in html and escape(message) in html
