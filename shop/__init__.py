@@ -126,7 +126,13 @@ def register_extensions(app: Flask) -> None:
         app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     else:
         app.config.setdefault("CACHE_TYPE", "NullCache")
-        app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+        # One host (the embedded SQLite database): its workers share the counts in a file
+        # beside it (services.limit_store); another database without Redis: each process's.
+        from .services import limit_store
+
+        with app.app_context():
+            shared = limit_store.storage_uri(db.engine.url)
+        app.config.setdefault("RATELIMIT_STORAGE_URI", shared or "memory://")
     app.config.setdefault("CACHE_KEY_PREFIX", "shop:cache:")
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "shop:rl")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)

@@ -88,7 +88,10 @@ def make_app(database_url, tmp_path):
         config = {"SQLALCHEMY_DATABASE_URI": database_url, "SERVER_NAME": "shop.test",
                   "OUTBOX_DIR": str(tmp_path / "outbox"), "UPLOAD_DIR": str(tmp_path / "uploads"),
                   "SECRET_KEY": "test-secret-" + uuid.uuid4().hex, "REDIS_URL": None,
-                  "STRIPE_SECRET_KEY": None}
+                  "STRIPE_SECRET_KEY": None,
+                  # Limits on a SQLite file are counted in a file beside it, which outlives
+                  # the test (services.limit_store): each app counts apart.
+                  "RATELIMIT_KEY_PREFIX": "test-rl-" + uuid.uuid4().hex}
         config.update(overrides)
         new = create_app(config, env="testing")
         new.test_client_class = ShopClient

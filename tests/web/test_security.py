@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ import pytest
 from shop import create_app
 from shop.extensions import db
 from shop.models import Address, User
-from shop.services import addresses
+from shop.services import addresses, limit_store
 from tests import factories as f
 from tests.conftest import CSRF, csrf_token
 from tests.logs import ShopLog
@@ -111,6 +112,7 @@ class Clock:
 def clock(monkeypatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(limits.storage.memory, "time", fake)
+    monkeypatch.setattr(limit_store, "time", fake)  # the limits of a SQLite shop
     return fake
 
 
@@ -297,8 +299,12 @@ class Browser:
             return exc.code, exc.read().decode()
 
 
-def test_login_limit_holds_across_two_gunicorn_workers_with_redis(tmp_path):
-    conn = _redis_or_skip()
+@pytest.mark.parametrize("store", ["redis", "sqlite"])
+def test_login_limit_holds_across_two_gunicorn_workers(tmp_path, store):
+    """With Redis the counts live there; without it, on the embedded SQLite database, in a
+    file beside it (services.limit_store): each worker had its own counts in its memory, and
+    a guesser got the limit once per worker."""
+    conn = _redis_or_skip() if store == "redis" else None
     prefix = f"shop-test-rl-{uuid.uuid4().hex}"
     limit = 5
     db_file = tmp_path / "shop.db"
@@ -306,7 +312,7 @@ def test_login_limit_holds_across_two_gunicorn_workers_with_redis(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SHOP_", "GUNICORN_", "TEST_DATABASE", "WEB_CONCURRENCY"))}
     env.update({"SHOP_ENV": "development", "DATABASE_URL": f"sqlite:///{db_file}",
-                "REDIS_URL": REDIS_URL, "SECRET_KEY": uuid.uuid4().hex,
+                "REDIS_URL": REDIS_URL if conn else "", "SECRET_KEY": uuid.uuid4().hex,
                 "SHOP_RATELIMIT_LOGIN": f"{limit} per hour",
                 "SHOP_OUTBOX_DIR": str(tmp_path / "outbox"),
                 "SHOP_JOBS_QUEUE": prefix})
@@ -373,10 +379,15 @@ def test_login_limit_holds_across_two_gunicorn_workers_with_redis(tmp_path):
         blocked_pids = _pids(access_log, answers, 429)
         assert len(blocked_pids) == 2, "only one worker answered; cannot show the sharing"
         # Each worker saw fewer than `limit` failures itself, or none, yet refuses: the count
-        # lives in Redis, not in the worker.
+        # lives in Redis or in the file, not in the worker.
         assert sum(failed_pids.values()) == limit
         assert any(failed_pids.get(pid, 0) < limit for pid in blocked_pids)
-        assert list(conn.scan_iter(match=f"*{prefix}*"))  # the counters are in Redis
+        if conn:
+            assert list(conn.scan_iter(match=f"*{prefix}*"))  # the counters are in Redis
+        else:
+            with sqlite3.connect(f"{db_file}.ratelimits") as counts:
+                assert counts.execute("SELECT COUNT(*) FROM limits WHERE key LIKE ?",
+                                      (f"%{prefix}%",)).fetchone()[0]
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -384,7 +395,7 @@ def test_login_limit_holds_across_two_gunicorn_workers_with_redis(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        for key in conn.scan_iter(match=f"*{prefix}*"):
+        for key in conn.scan_iter(match=f"*{prefix}*") if conn else ():
             conn.delete(key)
 
 
