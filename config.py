@@ -6,12 +6,26 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from limits import parse_many
+
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = BASE_DIR / "instance"
+DEV_SECRET_KEY = "dev-only-not-secret"
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def _env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number from the environment, from `minimum` up to `maximum`: a value that is
+    not one, or out of range (negative seconds, a zero limit), stops the shop at start."""
+    raw = os.environ.get(name, str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of {minimum} or more"
+        raise RuntimeError(f"{name} must be a whole number {bounds}, such as {default}, "
+                           f"not {raw!r}")
+    return value
 
 
 def _env_seconds(name: str, default: str) -> float:
@@ -26,9 +40,11 @@ def _env_seconds(name: str, default: str) -> float:
     return value
 
 
-def _env_decimal(name: str, default: str, *, optional: bool = False) -> Decimal | None:
-    """An amount or rate from the environment; with `optional`, empty means none. A value that
-    is not one stops the shop at start with the variable's name, not a bare traceback."""
+def _env_decimal(name: str, default: str, *, optional: bool = False,
+                 fraction: bool = False) -> Decimal | None:
+    """An amount or rate from the environment; with `optional`, empty means none; with
+    `fraction`, a rate below 1 (0.08 for 8%: `8` would be 800%). A value that is not one stops
+    the shop at start with the variable's name, not a bare traceback."""
     raw = os.environ.get(name, default).strip()
     if optional and not raw:
         return None
@@ -36,10 +52,25 @@ def _env_decimal(name: str, default: str, *, optional: bool = False) -> Decimal 
         value = Decimal(raw)
     except InvalidOperation:
         value = None
-    if value is None or not value.is_finite() or value < 0:
-        raise RuntimeError(f"{name} must be a number such as {default}, not {raw!r}"
+    if value is None or not value.is_finite() or value < 0 or (fraction and value >= 1):
+        what = "from 0 to below 1, a fraction (0.08 for 8%)" if fraction else f"such as {default}"
+        raise RuntimeError(f"{name} must be a number {what}, not {raw!r}"
                            + (" (or empty for none)" if optional else ""))
     return value
+
+
+def _env_rate_limit(name: str, default: str) -> str:
+    """A rate limit in Flask-Limiter's notation ("10 per minute", "100/hour; 5/second"). One it
+    cannot parse (empty too) would switch the limit off without a word (Flask-Limiter logs and
+    skips it), so it stops the shop at start instead; only the testing configuration switches
+    limits off (RATELIMIT_ENABLED)."""
+    raw = os.environ.get(name, default).strip()
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a rate limit such as {default!r} (several separated "
+                           f"by ';'), not {raw!r}") from None
+    return raw
 
 
 class Config:
@@ -47,7 +78,8 @@ class Config:
 
     SHOP_ENV = "development"
     SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
-    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+    # Empty is unset: the development key, which production refuses (shop._check_config).
+    SECRET_KEY = os.environ.get("SECRET_KEY") or DEV_SECRET_KEY
     SQLALCHEMY_DATABASE_URI = os.environ.get(
         "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}")
     DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL") or None
@@ -81,8 +113,9 @@ class Config:
     REDIS_RETRY_AFTER = _env_seconds("REDIS_RETRY_AFTER", "5")
 
     # Money and pricing: the shop's one currency, tax and shipping rules.
-    CURRENCY = os.environ.get("SHOP_CURRENCY", "USD")
-    TAX_RATE = _env_decimal("SHOP_TAX_RATE", "0.08")
+    # An ISO 4217 code in capitals (checked against services.money at start, shop._check_config).
+    CURRENCY = os.environ.get("SHOP_CURRENCY", "USD").strip()
+    TAX_RATE = _env_decimal("SHOP_TAX_RATE", "0.08", fraction=True)
     SHIPPING_STANDARD = _env_decimal("SHOP_SHIPPING_STANDARD", "5.00")
     SHIPPING_EXPRESS = _env_decimal("SHOP_SHIPPING_EXPRESS", "15.00")
     # Empty: no free shipping, whatever the order's size.
@@ -95,7 +128,7 @@ class Config:
     STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY") or None
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET") or None
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE") or None
-    UNPAID_ORDER_TIMEOUT_MINUTES = _env_int("SHOP_UNPAID_ORDER_TIMEOUT_MINUTES", 60)
+    UNPAID_ORDER_TIMEOUT_MINUTES = _env_int("SHOP_UNPAID_ORDER_TIMEOUT_MINUTES", 60, minimum=1)
     # Background jobs: the RQ queue, and the shop's public URL for links in mail sent by jobs
     # that no request queued (cron's expire-orders); jobs queued by a request use its URL.
     JOBS_QUEUE = os.environ.get("SHOP_JOBS_QUEUE", "shop")
@@ -103,7 +136,7 @@ class Config:
 
     # Mail: SMTP when MAIL_SERVER is set, files in instance/outbox/ otherwise.
     MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
-    MAIL_PORT = _env_int("MAIL_PORT", 587)
+    MAIL_PORT = _env_int("MAIL_PORT", 587, minimum=1, maximum=65535)
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "shop@example.com")
@@ -112,14 +145,14 @@ class Config:
 
     # Rate limits (SPEC section 9), each overridable; RATELIMIT_ENABLED only off in testing.
     RATELIMIT_ENABLED = True
-    RATELIMIT_LOGIN = os.environ.get("SHOP_RATELIMIT_LOGIN", "10 per minute")
-    RATELIMIT_REGISTER = os.environ.get("SHOP_RATELIMIT_REGISTER", "50 per hour")
-    RATELIMIT_PASSWORD_RESET = os.environ.get("SHOP_RATELIMIT_PASSWORD_RESET", "10 per hour")
-    RATELIMIT_API = os.environ.get("SHOP_RATELIMIT_API", "600 per minute")
+    RATELIMIT_LOGIN = _env_rate_limit("SHOP_RATELIMIT_LOGIN", "10 per minute")
+    RATELIMIT_REGISTER = _env_rate_limit("SHOP_RATELIMIT_REGISTER", "50 per hour")
+    RATELIMIT_PASSWORD_RESET = _env_rate_limit("SHOP_RATELIMIT_PASSWORD_RESET", "10 per hour")
+    RATELIMIT_API = _env_rate_limit("SHOP_RATELIMIT_API", "600 per minute")
 
     # Request bodies: a few MB for pages and the API, more for admin image uploads.
-    MAX_CONTENT_LENGTH = _env_int("SHOP_MAX_BODY_BYTES", 4 * 1024 * 1024)
-    MAX_UPLOAD_BYTES = _env_int("SHOP_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
+    MAX_CONTENT_LENGTH = _env_int("SHOP_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1)
+    MAX_UPLOAD_BYTES = _env_int("SHOP_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
     UPLOAD_DIR = os.environ.get("SHOP_UPLOAD_DIR") or str(INSTANCE_DIR / "uploads")
     OUTBOX_DIR = os.environ.get("SHOP_OUTBOX_DIR") or str(INSTANCE_DIR / "outbox")
 
@@ -134,14 +167,14 @@ class Config:
     # The RQ worker's own /metrics ("address:port"): what jobs and cron count (docs/DEPLOY.md).
     WORKER_METRICS_BIND = os.environ.get("SHOP_WORKER_METRICS_BIND") or None
     PROXY_HOPS = _env_int("SHOP_PROXY_HOPS", 0)
-    API_TOKEN_DAYS = _env_int("SHOP_API_TOKEN_DAYS", 30)
+    API_TOKEN_DAYS = _env_int("SHOP_API_TOKEN_DAYS", 30, minimum=1)
     CORS_ORIGINS = [o for o in os.environ.get("SHOP_CORS_ORIGINS", "").split(",") if o]
     PASSWORD_RESET_HOURS = 2
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
-    REMEMBER_COOKIE_DURATION = timedelta(days=_env_int("SHOP_REMEMBER_DAYS", 30))
+    REMEMBER_COOKIE_DURATION = timedelta(days=_env_int("SHOP_REMEMBER_DAYS", 30, minimum=1))
     REMEMBER_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None
     JSON_LOGS = False

@@ -1,13 +1,12 @@
 """The application factory: config, extensions, blueprints, admin, filters, errors."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from config import INSTANCE_DIR, config_for
+from config import DEV_SECRET_KEY, INSTANCE_DIR, config_for
 
 from .extensions import cache, csrf, db, limiter, login_manager, migrate
 
@@ -55,10 +54,29 @@ def create_app(overrides: dict[str, Any] | None = None, env: str | None = None) 
     return app
 
 
+MIN_SECRET_KEY_LENGTH = 32
+MAKE_SECRET_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
 def _check_config(app: Flask) -> None:
-    if app.config["SHOP_ENV"] == "production" and (
-            not os.environ.get("SECRET_KEY") and app.config["SECRET_KEY"] == "dev-only-not-secret"):
-        raise RuntimeError("SECRET_KEY must be set when SHOP_ENV=production")
+    """Stop the start, naming the variable, on a setting the shop cannot run with (config.py
+    stops it for a value that is no number or rate limit at all)."""
+    production = app.config["SHOP_ENV"] == "production"
+    key = app.config.get("SECRET_KEY")
+    if not key or (production and key == DEV_SECRET_KEY):
+        # Flask signs no session with an empty key: every page would answer 500.
+        raise RuntimeError("SECRET_KEY must be set (not empty) when SHOP_ENV=production; make "
+                           f"one with {MAKE_SECRET_KEY}" if production else
+                           "SECRET_KEY must not be empty (unset it for the development key)")
+    if production and len(key) < MIN_SECRET_KEY_LENGTH:
+        raise RuntimeError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters when "
+                           f"SHOP_ENV=production, not {len(key)}; make one with {MAKE_SECRET_KEY}")
+    from .services.money import ISO_4217
+
+    if app.config.get("CURRENCY") not in ISO_4217:
+        # The API's money model requires ^[A-Z]{3}$: "usd" would answer 500 on every product.
+        raise RuntimeError("SHOP_CURRENCY must be an ISO 4217 code in capitals, e.g. USD, not "
+                           f"{app.config.get('CURRENCY')!r}")
     url: str = app.config["SQLALCHEMY_DATABASE_URI"]
     if app.config["SHOP_ENV"] == "production" and url.startswith("sqlite"):
         # Allowed (one host, one disk), but never by accident: a DATABASE_URL that did not
