@@ -84,7 +84,32 @@ class ProductView(ShopModelView):
         nothing to buy (variants ticked for deletion are in the session's deleted set)."""
         if not any(variant not in db.session.deleted for variant in model.variants):
             raise ValidationError({"variants": catalog.NO_VARIANT})
+        self.check_removed_variants(form, model)
         self.check_skus(form)
+
+    def check_removed_variants(self, form, model) -> None:
+        """A variant ticked for deletion that has been ordered stays (catalog.ordered_variants):
+        refused next to its SKU, and nothing is saved."""
+        removed = {variant.id: variant for variant in model.variants
+                   if variant in db.session.deleted and variant.id is not None}
+        if not removed:
+            return
+        ordered = catalog.ordered_variants(removed)
+        if not ordered:
+            return
+        fields = {str(entry.form.id.data): entry.form.sku.name
+                  for entry in form.variants.entries}
+        errors: dict[str, str] = {}
+        for variant_id, lines in ordered.items():
+            message = catalog.ordered_variant_message(removed[variant_id].sku, lines)
+            name = fields.get(str(variant_id), "variants")
+            errors[name] = f"{errors[name]} {message}" if name in errors else message
+        raise ValidationError(errors)
+
+    def before_delete(self, model) -> None:
+        """A product that has been ordered or reviewed is deactivated, not deleted (also in
+        the list's bulk delete, which deletes through delete_model one product at a time)."""
+        catalog.ensure_deletable(model)
 
     def check_skus(self, form) -> None:
         """A SKU names one variant of the whole shop, whatever its capitals: refused next to

@@ -12,9 +12,9 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.validators import ValidationError as FieldError
 
 from ..models.base import MAX_ID, MAX_TEXT_BYTES
-from ..services import images, inventory
+from ..services import catalog, images, inventory
 from ..services.errors import ValidationError
-from ..services.money import parse_money, quantize
+from ..services.money import parse_amount, quantize
 from ..services.product_csv import (
     MAX_STOCK,
     SKU,
@@ -51,7 +51,8 @@ class FitsText:
 
 class MoneyField(fields.StringField):
     """A Decimal amount ("24.99"); blank is None unless the field is required. A price
-    (`price=True`) must fit the shop's currency: no fraction of a yen in JPY."""
+    (`price=True`) must fit the shop's currency: no more decimals than it has (none in JPY,
+    two in USD)."""
 
     def __init__(self, label: str | None = None, validators=None, required: bool = False,
                  price: bool = False, **kwargs: Any) -> None:
@@ -72,11 +73,12 @@ class MoneyField(fields.StringField):
         if not valuelist or not valuelist[0].strip():
             self.data = None
             return
-        value = parse_money(valuelist[0])
+        value = parse_amount(valuelist[0])
         if value is None:
             self.data = None
             raise ValueError("Enter an amount such as 10 or 24.99 (not negative).")
-        self.data = value
+        self.data = quantize(value)
+        # Checked as typed: "1.999" is refused, not saved as 2.00.
         if self.price and (problem := price_problem(value, current_app.config["CURRENCY"])):
             raise ValueError(problem)
 
@@ -143,6 +145,10 @@ class VariantForm(BaseForm):
             variant_id = getattr(obj, "id", None)
             self.ledger_seen.data = str(inventory.last_adjustment(variant_id)) \
                 if variant_id else "0"
+
+    def validate_compare_at_price(self, field: MoneyField) -> None:
+        if problem := catalog.compare_at_problem(self.price.data, field.data):
+            raise FieldError(problem)
 
     def ledger_position(self) -> int | None:
         """The ledger_seen figure (None when the form did not send one)."""

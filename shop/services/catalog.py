@@ -20,16 +20,17 @@ from typing import Any, TypeVar
 from flask import current_app
 from sqlalchemy import (
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Product, Variant
+from ..models import OrderLine, Product, Review, Variant
 from ..models.catalog import VariantFacts
 from . import catalog_state, reads, search
-from .errors import NotFound
+from .errors import InUse, NotFound
 from .money import parse_money
 from .paging import Paged
 
@@ -41,6 +42,8 @@ MAX_PAGE = 100_000
 # A product is sold through its variants (one default variant when it has no options).
 NO_VARIANT = ("A product needs at least one variant. To stop selling it, make it inactive "
               "instead.")
+COMPARE_AT_NOT_HIGHER = ("A compare-at price must be higher than the price (it is shown as "
+                         "the former price, crossed out), or empty.")
 
 
 
@@ -712,3 +715,61 @@ def skus_in_use(skus: Iterable[str], *, except_variant_ids: Iterable[int] = ()
         for sku in db.session.execute(stmt).scalars():
             found[sku_key(sku)] = sku
     return found
+
+
+def compare_at_problem(price: Decimal | None, compare_at: Decimal | None) -> str | None:
+    """Why a variant's compare-at ("was") price cannot be kept: at or below its price, the
+    product page would show "$5.56 Was $1.00". Empty is fine; so is a missing price (refused
+    by its own check)."""
+    if compare_at is None or price is None or compare_at > price:
+        return None
+    return COMPARE_AT_NOT_HIGHER
+
+
+def _lock_variants(stmt: Any) -> list[int]:
+    """Lock variant rows (by id, one order) so that no checkout takes their stock, and so
+    writes order lines for them, until the caller's transaction ends; then the locking reads
+    below see every order line committed before."""
+    return list(db.session.execute(stmt.order_by(Variant.id).with_for_update()).scalars())
+
+
+def ensure_deletable(product: Product) -> None:
+    """Refuse (InUse) to delete a product that has order lines or reviews: deleting it took
+    its variants, stock ledger and reviews with it and left its orders' lines pointing at no
+    variant, so the stock balance (SPEC 4) of what it sold could no longer be checked. Such a
+    product is deactivated instead; one never ordered (created by mistake) may go. Only reads
+    (and locks the product's variants): the caller owns the transaction."""
+    variant_ids = _lock_variants(select(Variant.id).where(Variant.product_id == product.id))
+    ordered = OrderLine.product_id == product.id
+    if variant_ids:
+        ordered = or_(ordered, OrderLine.variant_id.in_(variant_ids))
+    lines = db.session.execute(select(func.count(OrderLine.id)).where(ordered)
+                               .with_for_update(read=True)).scalar_one()
+    reviews = db.session.execute(select(func.count(Review.id))
+                                 .where(Review.product_id == product.id)).scalar_one()
+    if lines or reviews:
+        raise InUse(f"\"{product.name}\" cannot be deleted: it has {lines} order line(s) and "
+                    f"{reviews} review(s), which would lose their product. Deactivate it "
+                    "instead (untick \"Active\" and save): it leaves the shop and keeps its "
+                    "history.", details={"order_lines": lines, "reviews": reviews})
+
+
+def ordered_variants(variant_ids: Iterable[int]) -> dict[int, int]:
+    """Of these variants, those with order lines: variant id -> number of lines. Such a
+    variant is not removed from its product (its orders' lines would point at nothing and its
+    stock balance, SPEC 4, could no longer be checked); one never ordered may be. Locks the
+    variants: the caller owns the transaction and removes the others in it."""
+    ids = _lock_variants(select(Variant.id).where(
+        Variant.id.in_(sorted({int(i) for i in variant_ids}))))
+    if not ids:
+        return {}
+    return dict(db.session.execute(
+        select(OrderLine.variant_id, func.count(OrderLine.id))
+        .where(OrderLine.variant_id.in_(ids)).group_by(OrderLine.variant_id)
+        .with_for_update(read=True)).all())
+
+
+def ordered_variant_message(sku: str, lines: int) -> str:
+    """Why staff cannot remove this variant, and what to do instead."""
+    return (f"{sku} cannot be removed: it has {lines} order line(s). Set its stock to 0 to stop "
+            "selling it, or deactivate the product.")

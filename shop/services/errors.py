@@ -56,6 +56,14 @@ class StockCountChanged(ShopError):
     kind = "conflict"
 
 
+class InUse(ShopError):
+    """A record that orders or reviews refer to cannot be deleted (a product, a variant):
+    it is deactivated instead, so its history stays whole."""
+
+    code = "in_use"
+    kind = "conflict"
+
+
 class CouponInvalid(ShopError):
     """Unknown, inactive, expired, not yet valid, or below its minimum."""
 

@@ -54,8 +54,9 @@ def fits_unit(amount: Decimal, currency: str | None) -> bool:
     return Decimal(amount) == quantize(amount, currency)
 
 
-def parse_money(text: str | None) -> Decimal | None:
-    """A shopper's or staff's amount ("12.5", " 12 ") as Decimal, or None when it is not one."""
+def parse_amount(text: str | None) -> Decimal | None:
+    """An amount as typed ("1.999" stays 1.999), or None when it is not one: for checks
+    (`fits_unit`) that must see the digits before anything rounds them."""
     if text is None or not str(text).strip():
         return None
     try:
@@ -64,7 +65,14 @@ def parse_money(text: str | None) -> Decimal | None:
         return None
     if not value.is_finite() or value < 0 or value > Decimal("9999999999.99"):
         return None
-    return quantize(value)
+    return value
+
+
+def parse_money(text: str | None) -> Decimal | None:
+    """A shopper's or staff's amount ("12.5", " 12 ") as Decimal in cents, or None when it is
+    not one."""
+    value = parse_amount(text)
+    return None if value is None else quantize(value)
 
 
 def _minor_per_unit(currency: str) -> int:

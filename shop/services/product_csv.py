@@ -9,6 +9,8 @@ Import rules (also shown on the import page):
   must agree on the product's name, description, category and active flag.
 - A row whose SKU exists (in any capitals) updates that variant (it must belong to the same
   product); a new SKU adds a variant; a new product_slug creates the product.
+- `price` and `compare_at_price` have no more decimals than the shop's currency (refused, not
+  rounded); `compare_at_price` is higher than `price`, or blank (which clears it).
 - Blank `stock_quantity` / `low_stock_threshold` / `active` leave an existing value alone
   (new records get 0 / 5 / yes). A stock figure sets the on-hand count; the difference is
   recorded in the stock ledger.
@@ -33,9 +35,15 @@ from ..extensions import db
 from ..models import Category, Order, Product, Variant
 from ..models.base import MAX_TEXT_BYTES
 from . import audit, cache, inventory, money
-from .catalog import options_key, refresh_product_prices, sku_key, skus_in_use
+from .catalog import (
+    compare_at_problem,
+    options_key,
+    refresh_product_prices,
+    sku_key,
+    skus_in_use,
+)
 from .database import retrying, write_transaction
-from .money import fits_unit, parse_money, quantize
+from .money import fits_unit, parse_amount, quantize
 
 PRODUCT_COLUMNS = ("product_slug", "product_name", "description", "category_slug", "active",
                    "sku", "options", "price", "compare_at_price", "stock_quantity",
@@ -268,11 +276,16 @@ def _parse_bool(raw: str) -> bool | None:
 
 
 def price_problem(value: Decimal | None, currency: str) -> str | None:
-    """Why a price staff entered cannot be kept in the shop's currency: a fraction of a yen
-    in a zero-decimal currency (the shop would show and charge another amount)."""
+    """Why a price staff entered cannot be kept in the shop's currency: more decimals than
+    the currency has (a fraction of a yen in JPY, of a cent in USD). `value` is the amount
+    as typed (money.parse_amount): rounded, the shop would show and charge another amount
+    than staff entered."""
     if value is None or fits_unit(value, currency):
         return None
-    return (f"{currency.upper()} has no decimals: enter a whole amount such as "
+    if money.unit(currency) == money.WHOLE:
+        return (f"{currency.upper()} has no decimals: enter a whole amount such as "
+                f"{quantize(value, currency)}.")
+    return (f"{currency.upper()} has 2 decimals: enter an amount such as "
             f"{quantize(value, currency)}.")
 
 
@@ -328,8 +341,10 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         v["options"] = parse_options(raw.get("options"))
     except ValueError as exc:
         errors.append(f"options: {exc}")
+    # Read as typed, so that a price with more decimals than the currency has is refused
+    # rather than rounded ("5.999" was imported as 6.00).
     price_raw = raw.get("price", "")
-    price = parse_money(price_raw)
+    price = parse_amount(price_raw)
     if not price_raw:
         errors.append("price: enter the price.")
     elif price is None:
@@ -337,14 +352,16 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     currency = current_app.config["CURRENCY"]
     if problem := price_problem(price, currency):
         errors.append(f"price: {problem}")
-    v["price"] = price
+    v["price"] = None if price is None else quantize(price)
     compare_raw = raw.get("compare_at_price", "")
-    compare = parse_money(compare_raw)
+    compare = parse_amount(compare_raw)
     if compare_raw and compare is None:
         errors.append(f"compare_at_price: \"{compare_raw}\" is not a price such as 10 or 24.99.")
     if problem := price_problem(compare, currency):
         errors.append(f"compare_at_price: {problem}")
-    v["compare_at_price"] = compare
+    elif problem := compare_at_problem(price, compare):
+        errors.append(f"compare_at_price: {problem}")
+    v["compare_at_price"] = None if compare is None else quantize(compare)
     for name in ("stock_quantity", "low_stock_threshold"):
         text = raw.get(name, "")
         try:

@@ -327,15 +327,19 @@ def demo() -> str:
                     price = (
                         Decimal(base) + Decimal(rng.choice([0, 2, 4, 6, 10, 15])) - Decimal("0.01")
                     )
-                    compare = (
-                        (price * Decimal("1.25")).quantize(Decimal("1")) - Decimal("0.01")
-                        if rng.random() < 0.2
-                        else None
-                    )
+                    on_sale = rng.random() < 0.2
                     for v_pos, options in enumerate(_variant_options(cslug, i, rng)):
                         stock = _stock(created_products, v_pos, rng)
                         sku = f"{cslug[:4].upper()}-{product.id:04d}-{v_pos + 1:02d}"
                         bump = Decimal(4) if options.get("size") == "XL" else Decimal(0)
+                        # From the variant's own price: a compare-at price is higher than the
+                        # price (an XL's $15.99 had the "was" $14.99 of the other sizes).
+                        compare = (
+                            ((price + bump) * Decimal("1.25")).quantize(Decimal("1"))
+                            - Decimal("0.01")
+                            if on_sale
+                            else None
+                        )
                         variant = Variant(
                             product_id=product.id,
                             sku=sku,

@@ -38,6 +38,10 @@ def test_demo_seed_is_idempotent_and_complete(app, runner):
     # every product's listed price is its lowest variant price
     for product in db.session.execute(select(Product)).scalars():
         assert product.price == min(v.price for v in product.variants)
+    # a compare-at ("was") price is above the price (a sock's XL was $15.99, "was" $14.99)
+    compared = db.session.execute(select(Variant.sku, Variant.price, Variant.compare_at_price)
+                                  .where(Variant.compare_at_price.is_not(None))).all()
+    assert compared and [row for row in compared if row[2] <= row[1]] == []
     assert_card_images_are_first_images()
 
 

@@ -70,6 +70,13 @@ def read_form(html: str) -> dict[str, str]:
     return dict(reader.fields)
 
 
+def variant_prefix(form: dict[str, str], sku: str) -> str:
+    """The field-name prefix ("variants-0-") of the product form's variant with this SKU."""
+    key = next(k for k, v in form.items() if k.startswith("variants-") and k.endswith("-sku")
+               and v == sku)
+    return key.removesuffix("sku")
+
+
 def login_staff(auth, role: str = "staff", email: str | None = None):
     from tests import factories as f
 

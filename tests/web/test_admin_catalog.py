@@ -12,14 +12,23 @@ import pytest
 from sqlalchemy import func, select
 
 from shop.extensions import db
-from shop.models import AuditLog, Category, Product, ProductImage, StockAdjustment, Variant
+from shop.models import (
+    AuditLog,
+    Category,
+    OrderLine,
+    Product,
+    ProductImage,
+    Review,
+    StockAdjustment,
+    Variant,
+)
 from shop.services import cart as carts
 from shop.services import checkout
 from shop.services.cart import CartOwner
 from shop.services.checkout import CheckoutRequest
 from tests import factories as f
 from tests.conftest import csrf_token
-from tests.web.admin_support import login_staff, read_form
+from tests.web.admin_support import login_staff, read_form, variant_prefix
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(200)
 JPEG = b"\xff\xd8\xff\xe0" + bytes(200)
@@ -44,12 +53,6 @@ def edit_url(product: Product) -> str:
 
 def edit_form(client, product: Product) -> dict[str, str]:
     return read_form(client.get(edit_url(product)).get_data(as_text=True))
-
-
-def variant_prefix(form: dict[str, str], sku: str) -> str:
-    key = next(k for k, v in form.items() if k.startswith("variants-") and k.endswith("-sku")
-               and v == sku)
-    return key.removesuffix("sku")
 
 
 def reload(model, pk):
@@ -517,3 +520,119 @@ def test_two_variants_of_a_product_with_the_same_options_are_refused(app, client
     form.update({medium + "options": "size=L", small + "options": "size=M",
                  "csrf_token": csrf_token(client, edit_url(shirt))})
     assert client.post(edit_url(shirt), data=form).status_code == 302
+
+
+def history(product_id: int) -> tuple:
+    """What deleting a product would take with it: its variants, their stock ledger, its
+    reviews and the variants its order lines point at."""
+    db.session.expire_all()
+    variants = sorted(db.session.execute(select(Variant.id).where(
+        Variant.product_id == product_id)).scalars())
+    return (variants, [ledger(v) for v in variants],
+            sorted(db.session.execute(select(Review.id).where(
+                Review.product_id == product_id)).scalars()),
+            sorted(db.session.execute(select(OrderLine.variant_id).where(
+                OrderLine.product_id == product_id)).scalars()))
+
+
+def test_a_product_that_was_ordered_is_deactivated_not_deleted(app, client, staff, shirt):
+    """Deleting a product with a pending order and an approved review said "Record was
+    successfully deleted.": its review and stock ledger went with it and the order's line
+    pointed at no variant, so the stock balance of what it sold could no longer be checked.
+    The delete, alone or in the list's bulk action, is refused with a message saying to
+    deactivate it, and changes nothing; a product never ordered is still deleted."""
+    small = next(v for v in shirt.variants if v.sku == "LIN-S")
+    sell(small.id, 2)
+    buyer = f.user("reviewer@example.com")
+    db.session.add(Review(product_id=shirt.id, user_id=buyer.id, rating=5, title="Lovely",
+                          status="approved"))
+    db.session.commit()
+    mistake_id = f.product("Typo Product", slug="typo-product", stock=3).id
+    before = history(shirt.id)
+    assert before[2] and before[3] == [small.id]
+
+    token = csrf_token(client, "/admin/product/")
+    response = client.post("/admin/product/delete/", data={"csrf_token": token,
+                                                            "id": shirt.id},
+                           follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert "cannot be deleted: it has 1 order line(s) and 1 review(s)" in html
+    assert "Deactivate it instead" in html and "successfully deleted" not in html
+    assert reload(Product, shirt.id) is not None and history(shirt.id) == before
+    assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
+
+    response = client.post("/admin/product/action/", data={
+        "csrf_token": token, "action": "delete", "rowid": [str(shirt.id), str(mistake_id)]},
+        follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert "Deactivate it instead" in html
+    assert reload(Product, shirt.id) is not None and history(shirt.id) == before
+    assert reload(Product, mistake_id) is None  # never ordered: deleted
+    deleted = db.session.execute(select(AuditLog.record_id).where(
+        AuditLog.action == "delete")).scalars().all()
+    assert deleted == [str(mistake_id)]
+
+
+def test_a_variant_that_was_ordered_cannot_be_removed_from_the_form(client, staff, shirt):
+    """Ticking "Delete" on a variant with order lines removed it with its stock ledger and
+    left its orders' lines pointing at nothing. It is refused next to its SKU and nothing is
+    saved; a variant never ordered is still removed."""
+    form = edit_form(client, shirt)
+    small, medium = variant_prefix(form, "LIN-S"), variant_prefix(form, "LIN-M")
+    medium_id = int(form[medium + "id"])
+    sell(medium_id, 1)
+    form.update({"csrf_token": csrf_token(client, edit_url(shirt)), "name": "Renamed",
+                 "del-" + medium.rstrip("-"): "y"})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), medium + "sku",
+                  "LIN-M cannot be removed: it has 1 order line(s).")
+    product = reload(Product, shirt.id)
+    assert product.name == "Linen Shirt"
+    assert sorted(v.sku for v in product.variants) == ["LIN-M", "LIN-S"]
+    assert ledger(medium_id) == [4]
+
+    del form["del-" + medium.rstrip("-")]
+    form.update({"csrf_token": csrf_token(client, edit_url(shirt)),
+                 "del-" + small.rstrip("-"): "y"})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert [v.sku for v in reload(Product, shirt.id).variants] == ["LIN-M"]
+
+
+@pytest.mark.parametrize("field,typed,message,fixed,stored", [
+    ("price", "1.999", "USD has 2 decimals: enter an amount such as 2.00.", "1.99", "1.99"),
+    ("compare_at_price", "39.999", "USD has 2 decimals: enter an amount such as 40.00.",
+     "39.9", "39.90"),
+    ("compare_at_price", "1.00", "A compare-at price must be higher than the price", "", None),
+    ("compare_at_price", "30.00", "A compare-at price must be higher than the price", "30.01",
+     "30.01"),
+])
+def test_a_price_that_cannot_be_shown_as_typed_is_refused_next_to_the_field(
+        client, staff, shirt, field, typed, message, fixed, stored):
+    """A price of 1.999 was saved as $2.00 without a word, and a compare-at ("was") price at
+    or below the price was kept (the shop showed "$5.56 Was $1.00"). Both are refused next to
+    the field, in the edit and the new product form, and nothing is saved. An amount in cents,
+    and a compare-at price above the price or empty, are saved."""
+    form = edit_form(client, shirt)
+    small = variant_prefix(form, "LIN-S")
+    variant_id = int(form[small + "id"])
+    form.update({small + field: typed, "name": "Renamed",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert beside(html, small + field, message)
+    assert f'value="{typed}"' in html  # what staff typed is kept
+    variant = reload(Variant, variant_id)
+    assert (variant.price, variant.compare_at_price) == (Decimal("30.00"), None)
+    assert reload(Product, shirt.id).name == "Linen Shirt"
+
+    data = new_product_data(client, **{"variants-0-price": "30.00", "variants-0-" + field: typed})
+    html = client.post("/admin/product/new/", data=data).get_data(as_text=True)
+    assert beside(html, "variants-0-" + field, message)
+    assert db.session.execute(select(func.count(Product.id))).scalar_one() == 1
+
+    form.update({small + field: fixed, "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert getattr(reload(Variant, variant_id), field) == (stored and Decimal(stored))
+    assert reload(Product, shirt.id).name == "Renamed"

@@ -299,3 +299,36 @@ def test_a_row_with_the_options_of_another_variant_of_its_product_is_refused(
         "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo lines, with "
         "commas.\",shirts,yes,LIN-M,size=S; colour=Sand,32.50,,0,3\n")
     assert check(client, swapped).status_code == 200
+
+
+def test_a_price_with_too_many_decimals_or_a_compare_at_not_above_it_is_named_in_the_dry_run(
+        client, staff, catalogue):
+    """The dry run marked a row priced 5.999 "Create" without a word (imported as 6.00), and
+    took a compare-at ("was") price at or below the price. Each is named on its row and
+    nothing is written; a price in cents with a higher or empty compare-at price is fine."""
+    content = (HEADER
+               + "new-thing,New Thing,,,yes,NEW-1,size=S,5.999,,1,\n"     # 2
+               + "new-thing,New Thing,,,yes,NEW-2,size=M,5.56,1.00,1,\n"  # 3
+               + "linen-shirt,Linen Shirt,,shirts,,LIN-S,,30.00,30,,\n"   # 4
+               + "formula-mug,=SUM(A1) Mug,,,,FM-1,,9.99,12.005,,\n")     # 5
+    before = state()
+    response = check(client, content)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    lines = dict((int(n), m) for n, m in re.findall(r"<li>Line (\d+)[^:]*: ([^<]+)</li>", html))
+    assert sorted(lines) == [2, 3, 4, 5]
+    assert "price: USD has 2 decimals: enter an amount such as 6.00." in lines[2]
+    assert "compare_at_price: A compare-at price must be higher than the price" in lines[3]
+    assert "compare_at_price: A compare-at price must be higher than the price" in lines[4]
+    assert "compare_at_price: USD has 2 decimals: enter an amount such as 12.01." in lines[5]
+    assert confirm(client, content).status_code == 422
+    assert state() == before
+
+    good = (HEADER + "new-thing,New Thing,,,yes,NEW-1,size=S,5.99,,1,\n"
+            + "new-thing,New Thing,,,yes,NEW-2,size=M,5.56,7.5,1,\n")
+    assert check(client, good).status_code == 200
+    assert confirm(client, good).status_code == 303
+    db.session.expire_all()
+    assert db.session.execute(select(Variant.sku, Variant.price, Variant.compare_at_price)
+                              .where(Variant.sku.like("NEW-%")).order_by(Variant.sku)).all() == [
+        ("NEW-1", Decimal("5.99"), None), ("NEW-2", Decimal("5.56"), Decimal("7.50"))]

@@ -21,7 +21,7 @@ from shop.services.money import to_minor_units
 from tests import factories as f
 from tests.conftest import csrf_token
 from tests.payments_helpers import buy, last_order, standin, stripe_settings
-from tests.web.admin_support import login_staff, read_form
+from tests.web.admin_support import login_staff, read_form, variant_prefix
 from tests.web.api_support import ApiClient
 
 __all__ = ["standin"]  # the fixture, imported for this module's tests
@@ -127,8 +127,7 @@ def test_admin_refuses_a_price_with_a_fraction_of_a_yen(client, auth, teapot):
     product = teapot.product
     url = f"/admin/product/edit/?id={product.id}"
     form = read_form(client.get(url).get_data(as_text=True))
-    price = next(k for k, v in form.items() if k.startswith("variants-") and k.endswith("-sku")
-                 and v == teapot.sku).removesuffix("sku") + "price"
+    price = variant_prefix(form, teapot.sku) + "price"
     assert form[price] == "999"  # shown in whole yen, as typed
     form.update({price: "12.50", "csrf_token": csrf_token(client, url)})
     html = client.post(url, data=form).get_data(as_text=True)
@@ -139,6 +138,24 @@ def test_admin_refuses_a_price_with_a_fraction_of_a_yen(client, auth, teapot):
     assert client.post(url, data=form).status_code == 302
     db.session.expire_all()
     assert db.session.get(Variant, teapot.id).price == Decimal(1200)
+
+
+def test_admin_saves_a_whole_yen_compare_at_price_only_above_the_price(client, auth, teapot):
+    """A compare-at price at or below the price was kept (the shop showed a "was" price
+    lower than the price); in yen too it must be higher, or empty."""
+    login_staff(auth)
+    url = f"/admin/product/edit/?id={teapot.product.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    compare = variant_prefix(form, teapot.sku) + "compare_at_price"
+    form.update({compare: "999", "csrf_token": csrf_token(client, url)})
+    html = client.post(url, data=form).get_data(as_text=True)
+    assert "A compare-at price must be higher than the price" in html
+    db.session.expire_all()
+    assert db.session.get(Variant, teapot.id).compare_at_price is None
+    form.update({compare: "1500", "csrf_token": csrf_token(client, url)})
+    assert client.post(url, data=form).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Variant, teapot.id).compare_at_price == Decimal(1500)
 
 
 def test_csv_import_refuses_a_price_with_a_fraction_of_a_yen(client, auth, teapot):
