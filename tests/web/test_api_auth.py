@@ -297,6 +297,30 @@ def test_api_requests_are_limited_per_token_and_per_address(make_app):
     assert elsewhere.status_code == 200
 
 
+NESTED_JSON = "[" * 1000 + "]" * 1000  # ~2 KB, deeper than a JSON parser recurses
+
+
+def test_deeply_nested_json_is_400_with_the_limits_on(make_app):
+    """The token endpoint's per-account limit read its key from the body with Flask's
+    get_json, whose RecursionError answered 500 internal_error; the other endpoints' parser
+    already answered 400."""
+    limited = make_app(**MOVING)
+    with limited.app_context():
+        user = f.user("nested@example.com", password="correct-horse-9")
+        token = api_tokens.create(user.id)[1]
+    api = ApiClient(limited.test_client(), token)
+    account = '{"email": "nested@example.com", "password": ' + NESTED_JSON + "}"
+    for path in ("/api/v1/auth/token", "/api/v1/auth/register", "/api/v1/cart/items"):
+        for body in (NESTED_JSON, account):
+            response = api.post(path, data=body, content_type="application/json")
+            assert response.status_code == 400, (path, response.get_json())
+            assert error_of(response)["code"] == "invalid_json"
+    # Refused before any password was checked: no failed login counted; the login works.
+    response = api.post("/api/v1/auth/token", json={
+        "email": "nested@example.com", "password": "correct-horse-9", "name": "app"})
+    assert response.status_code == 201, response.get_json()
+
+
 def test_limited_answers_say_their_limit_and_others_carry_no_limit_headers(make_app):
     """Flask-Limiter's headers come with the answers whose limit was checked (its hooks run
     only after a limit check), counting down; a catalogue page has none."""

@@ -279,7 +279,17 @@ def test_bad_signature_is_refused_and_changes_nothing(client, shop, standin, mug
     assert db.session.scalar(select(func.count(ProviderEvent.id))) == 0
 
 
+def test_without_keys_the_stripe_return_page_is_404_like_the_webhook(app):
+    """It answered 500: PaymentError "Card payments are not configured."."""
+    client = app.test_client()
+    assert client.get("/payments/stripe/return?session_id=abc").status_code == 404
+    assert client.get("/payments/stripe/return").status_code == 404
+    assert client.post(WEBHOOK, data="{}", headers={"Stripe-Signature": "t=1,v1=x"}
+                       ).status_code == 404
+
+
 @pytest.mark.parametrize("body", ["{}", "[]", '"evt"', "null", '{"id": "evt_1"}',
+                                  "[" * 1000 + "]" * 1000,  # json.loads: RecursionError
                                   '{"type": "checkout.session.completed"}',
                                   '{"id": 7, "type": "checkout.session.completed"}'])
 def test_a_signed_body_that_is_not_an_event_is_refused(client, shop, standin, body):

@@ -9,6 +9,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
 from ...extensions import csrf, db
+from ...http import InvalidJson, json_body
 from ...models import ApiToken, User
 from ...services import accounts, api_tokens
 from ...services.errors import AuthError, Forbidden
@@ -100,7 +101,11 @@ def login_failed(_response) -> bool:
 
 
 def login_account_key() -> str:
-    """The same key as the HTML login's per-account limit, read from the JSON body."""
-    data = request.get_json(silent=True)
+    """The same key as the HTML login's per-account limit, read from the JSON body. A body
+    that is not JSON keys on no account; the view then refuses it (400 invalid_json)."""
+    try:
+        data = json_body() if request.is_json else None
+    except InvalidJson:
+        data = None
     email = data.get("email") if isinstance(data, dict) else None
     return "login:" + accounts.normalise_email(email if isinstance(email, str) else "")

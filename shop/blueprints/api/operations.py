@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
-import pydantic_core
 from flask import Response, current_app, request
 
 from ...extensions import limiter
+from ...http import InvalidJson, json_body
 from . import bp
 from .auth import Level, api_limit, authenticate, rate_limit_key, state
 from .errors import ApiError
@@ -143,10 +143,10 @@ def parse_body(model: type[Body]) -> Body:
         raise ApiError(400, "invalid_json",
                        "Send a JSON body with the header Content-Type: application/json.")
     try:
-        data = pydantic_core.from_json(request.get_data(cache=True), allow_inf_nan=False)
-    except ValueError as exc:
+        data = json_body()
+    except InvalidJson as exc:
         raise ApiError(400, "invalid_json", "The body is not valid JSON.",
-                       {"reason": str(exc)}) from None
+                       {"reason": exc.reason}) from None
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:

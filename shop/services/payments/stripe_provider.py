@@ -514,8 +514,9 @@ def parse_event(payload: bytes, signature: str | None) -> Any:
         event = stripe.Webhook.construct_event(payload, signature, secret)
     except stripe.SignatureVerificationError as exc:
         raise WebhookRejected("Invalid signature.") from exc
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        # Not JSON, or JSON that is not an object (the library fails building an event).
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+        # Not JSON (RecursionError: nested too deeply for json.loads), or JSON that is not an
+        # object (the library fails building an event).
         raise WebhookRejected("The body is not a Stripe event.") from exc
     fields = _plain(event)
     if not all(isinstance(fields.get(name), str) and fields[name] for name in ("id", "type")):
