@@ -95,6 +95,33 @@ def test_product_list_rejects_bad_parameters(anonymous, catalog, query, field):
     assert field in error["details"].get("fields", {}) or error["details"].get("field") == field
 
 
+def test_empty_filter_parameters_count_as_absent_like_the_page(anonymous, client, catalog):
+    """A filter form's empty fields arrive as `min_price=&sort=&page=`: the page lists as if
+    they were absent, and so does the API (it answered 422)."""
+    empty = "q=&category=&min_price=&max_price=&in_stock=&sort=&page=&per_page="
+    response = anonymous.get(f"/api/v1/products?{empty}")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == anonymous.get("/api/v1/products").get_json()
+    assert response.get_json()["total"] == 3
+    assert client.get(f"/products?{empty}").status_code == 200
+    assert slugs(anonymous.get("/api/v1/products?min_price=13&max_price=&sort=price")) == [
+        "sold-out-tee", "linen-shirt"]
+
+
+@pytest.mark.parametrize("query,field", [("min_price=abc", "min_price"),
+                                         ("max_price=-5", "max_price"),
+                                         ("min_price=1e999", "min_price")])
+def test_a_bad_price_filter_has_the_pages_message(anonymous, client, catalog, query, field):
+    """Not a raw regular expression (`String should match pattern ...`): the words the
+    /products page puts beside its field."""
+    response = anonymous.get(f"/api/v1/products?{query}")
+    assert response.status_code == 422
+    message = error_of(response)["details"]["fields"][field]
+    assert message == "Enter a price such as 10 or 24.99."
+    page = client.get(f"/products?{query}").get_data(as_text=True)
+    assert f'<p id="{field}-error" class="field-error">{message}</p>' in page
+
+
 def test_product_by_slug_or_id(anonymous, catalog):
     by_slug = anonymous.get("/api/v1/products/linen-shirt")
     assert by_slug.status_code == 200 and set(by_slug.get_json()) == PRODUCT_KEYS

@@ -155,10 +155,12 @@ def parse_body(model: type[Body]) -> Body:
 
 
 def parse_query(model: type[Query]) -> Query:
-    """Query-string parameters as `model` (422 naming each bad one)."""
+    """Query-string parameters as `model` (422 naming each bad one). An empty parameter is
+    absent, as the pages read them: a form's empty field is sent as `min_price=`."""
     state()["fields"] = set(model.model_fields) | state().get("fields", set())
+    args = {name: value for name, value in request.args.items() if value != ""}
     try:
-        return model.model_validate(request.args.to_dict())
+        return model.model_validate(args)
     except pydantic.ValidationError as exc:
         raise ApiError(422, "validation_error", "Please correct the query parameters listed "
                        "in details.", {"fields": field_errors(exc)}) from None

@@ -71,8 +71,9 @@ def owner(user: User) -> CartOwner:
 @operation("/v1/products", "GET", summary="List products", tag=CATALOG, query=s.ProductQuery,
            response=s.ProductList, response_description="One page of active products.")
 def list_products(query: s.ProductQuery) -> s.ProductList:
-    """The same filters, sorting and pagination as the /products page. An unknown category
-    slug is 422."""
+    """The same filters, sorting and pagination as the /products page: an empty parameter
+    counts as absent, and a bad price has the page's message. An unknown category slug is
+    422."""
     args = {"q": query.q, "category": query.category, "min_price": query.min_price or "",
             "max_price": query.max_price or "", "in_stock": "true" if query.in_stock else "",
             "sort": query.sort, "page": str(query.page), "per_page": str(query.per_page)}

@@ -50,7 +50,8 @@ class Body(BaseModel):
 
 
 class Query(BaseModel):
-    """Query-string parameters: text converted to numbers and booleans; others ignored."""
+    """Query-string parameters: text converted to numbers and booleans; others ignored, and an
+    empty one (`?sort=`) counts as absent, as on the pages."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -136,8 +137,11 @@ class ProductQuery(Query):
     q: str = Field("", max_length=200, description="Search words.")
     category: str = Field("", max_length=120, description="A category slug; "
                                                           "includes its subcategories.")
-    min_price: MoneyInput | None = None
-    max_price: MoneyInput | None = None
+    # Checked by catalog.parse_filters, as on the page: the same rule and the same message.
+    min_price: str | None = Field(None, description="The lowest price, such as 10 or 24.99.",
+                                  examples=["10"])
+    max_price: str | None = Field(None, description="The highest price, such as 10 or 24.99.",
+                                  examples=["24.99"])
     in_stock: bool = False
     sort: Sort = "relevance"
     page: int = Field(1, ge=1, le=catalog.MAX_PAGE)
