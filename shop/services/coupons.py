@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Coupon, CouponUse, utcnow
-from .errors import CouponInvalid, CouponUsedUp
+from .errors import CouponInactive, CouponInvalid, CouponNotApplicable, CouponUsedUp
 from .money import format_money
 from .pricing import CouponTerms
 
@@ -59,6 +59,11 @@ def terms(coupon: Coupon) -> CouponTerms:
     return CouponTerms(code=coupon.code, kind=coupon.kind, value=Decimal(coupon.value))
 
 
+def unknown_code() -> CouponInvalid:
+    """The answer to a code that names no coupon."""
+    return CouponInvalid("That coupon code is not valid.", field="code", code="coupon_not_found")
+
+
 def validate(code: str | None, subtotal: Decimal, *, user_id: int | None = None,
              email: str | None = None, now: datetime | None = None,
              currency: str = "USD") -> Coupon:
@@ -69,17 +74,18 @@ def validate(code: str | None, subtotal: Decimal, *, user_id: int | None = None,
     """
     coupon = find(code)
     if coupon is None:
-        raise CouponInvalid("That coupon code is not valid.", field="code",
-                            code="coupon_not_found")
+        raise unknown_code()
     now = now or utcnow()
     if not coupon.active:
-        raise CouponInvalid("That coupon is no longer active.", field="code")
+        raise CouponInactive("That coupon is no longer active.", field="code")
     if coupon.starts_at and now < coupon.starts_at:
-        raise CouponInvalid("That coupon is not valid yet.", field="code")
+        raise CouponNotApplicable("That coupon is not valid yet.", field="code",
+                                  code="coupon_not_yet_valid")
     if coupon.ends_at and now >= coupon.ends_at:
-        raise CouponInvalid("That coupon has expired.", field="code", code="coupon_expired")
+        raise CouponNotApplicable("That coupon has expired.", field="code",
+                                  code="coupon_expired")
     if coupon.min_subtotal and subtotal < coupon.min_subtotal:
-        raise CouponInvalid(
+        raise CouponNotApplicable(
             "That coupon needs a subtotal of at least "
             f"{format_money(coupon.min_subtotal, currency)}.",
             field="code", code="coupon_minimum_not_met",

@@ -65,10 +65,24 @@ class InUse(ShopError):
 
 
 class CouponInvalid(ShopError):
-    """Unknown, inactive, expired, not yet valid, or below its minimum."""
+    """The code names no coupon the shop offers; the base of every coupon that does not apply."""
 
     code = "coupon_invalid"
     kind = "invalid"
+
+
+class CouponInactive(CouponInvalid):
+    """Switched off by staff. The pages say so; the API answers it as an unknown code
+    (`coupons.unknown_code`), so switching a coupon off does not reveal that it exists."""
+
+    code = "coupon_inactive"
+
+
+class CouponNotApplicable(CouponInvalid):
+    """A live coupon that a rule rules out now: not started yet, expired, or the subtotal is
+    below its minimum. The request was valid (SPEC section 7: 409)."""
+
+    kind = "conflict"
 
 
 class CouponUsedUp(ShopError):

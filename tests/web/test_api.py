@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
 from shop.extensions import db
-from shop.models import CartLine, Coupon
+from shop.models import CartLine, Coupon, utcnow
 from shop.services.money import format_money
 from tests import factories as f
 from tests.conftest import csrf_token
@@ -310,6 +311,37 @@ def test_coupons(shopper, other, catalog):
     removed = shopper.api.delete("/api/v1/cart/coupon").get_json()
     assert (removed["coupon"], removed["discount"], removed["total"]) == (None, "0.00", "64.80")
     assert other.api.delete("/api/v1/cart/coupon").status_code == 200  # no cart: nothing to do
+
+
+def test_a_coupon_a_rule_blocks_is_409_with_its_code(shopper, catalog):
+    """SPEC section 7: the coupon exists and the request is valid, a rule blocks it: 409 (it
+    was 422), with the code that says which rule."""
+    now = utcnow()
+    f.coupon("OLD", ends_at=now - timedelta(days=1))
+    f.coupon("SOON", starts_at=now + timedelta(days=1))
+    f.coupon("BIG", min_subtotal=Decimal("100.00"))
+    shopper.api.post("/api/v1/cart/items", json={"sku": "MUG"})
+    for code, expected in [("old", "coupon_expired"), ("soon", "coupon_not_yet_valid"),
+                           ("big", "coupon_minimum_not_met")]:
+        response = shopper.api.post("/api/v1/cart/coupon", json={"code": code})
+        assert response.status_code == 409, response.get_json()
+        error = error_of(response)
+        assert (error["code"], error["details"]["field"]) == (expected, "code")
+    assert error["details"]["min_subtotal"] == "100.00"
+    assert error["message"] == "That coupon needs a subtotal of at least $100.00."
+    assert shopper.api.get("/api/v1/cart").get_json()["coupon"] is None
+
+
+def test_an_inactive_coupon_answers_as_an_unknown_code(shopper, catalog):
+    """It answered 422 coupon_invalid "That coupon is no longer active.": that it exists."""
+    f.coupon("PAUSED", active=False)
+    shopper.api.post("/api/v1/cart/items", json={"sku": "MUG"})
+    unknown = shopper.api.post("/api/v1/cart/coupon", json={"code": "NOPE"})
+    inactive = shopper.api.post("/api/v1/cart/coupon", json={"code": "paused"})
+    assert unknown.status_code == inactive.status_code == 422
+    assert error_of(inactive) == error_of(unknown) == {
+        "code": "coupon_not_found", "message": "That coupon code is not valid.",
+        "details": {"field": "code"}}
 
 
 def test_shipping_estimate_parameter(shopper, catalog):

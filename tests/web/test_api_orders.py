@@ -3,13 +3,22 @@ status changes through the state machine."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from functools import partial
 
 import pytest
 from sqlalchemy import delete, func, select
 
 from shop.extensions import db
-from shop.models import AuditLog, IdempotencyRecord, Order, Payment, Variant, utcnow
+from shop.models import (
+    AuditLog,
+    Coupon,
+    IdempotencyRecord,
+    Order,
+    Payment,
+    Variant,
+    utcnow,
+)
 from shop.services import idempotency
 from shop.services.errors import IdempotencyConflict
 from tests import factories as f
@@ -138,6 +147,30 @@ def test_coupon_used_up_at_checkout_is_409(shopper, other, catalog):
     assert place(shopper).status_code == 201
     response = place(other)
     assert response.status_code == 409 and error_of(response)["code"] == "coupon_used_up"
+
+
+@pytest.mark.parametrize("change,status,code", [
+    ({"ends_at": utcnow() - timedelta(minutes=1)}, 409, "coupon_expired"),
+    ({"min_subtotal": Decimal("500.00")}, 409, "coupon_minimum_not_met"),
+    ({"active": False}, 422, "coupon_not_found"),
+])
+def test_a_cart_coupon_that_no_longer_applies_stops_the_order(shopper, catalog, change, status,
+                                                              code):
+    """Applied, then it expired, its minimum rose or staff switched it off: a rule blocks a
+    valid request (409, it was 422), and an inactive coupon answers as an unknown code."""
+    coupon = f.coupon("SAVE10")
+    fill(shopper)
+    assert shopper.api.post("/api/v1/cart/coupon", json={"code": "SAVE10"}).status_code == 200
+    for name, value in change.items():
+        setattr(db.session.get(Coupon, coupon.id), name, value)
+    db.session.commit()
+    response = place(shopper, key="coupon-order")
+    assert response.status_code == status, response.get_json()
+    assert error_of(response)["code"] == code
+    assert (count(Order), stock("SHIRT-M")) == (0, 5)
+    # Refused by a rule: the key is not used up; without the coupon the order goes through.
+    assert shopper.api.delete("/api/v1/cart/coupon").status_code == 200
+    assert place(shopper, key="coupon-order").status_code == 201
 
 
 # Idempotency-Key ----------------------------------------------------------------------------

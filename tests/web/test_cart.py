@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from markupsafe import escape
 
 from shop.extensions import db
-from shop.models import CartLine, Variant
+from shop.models import CartLine, Variant, utcnow
 from tests import factories as f
 from tests.conftest import csrf_token
 
@@ -411,6 +412,8 @@ def test_coupon_apply_and_remove(client, goods):
     [
         ({}, "That coupon code is not valid."),
         ({"active": False}, "That coupon is no longer active."),
+        ({"ends_at": utcnow() - timedelta(days=1)}, "That coupon has expired."),
+        ({"starts_at": utcnow() + timedelta(days=1)}, "That coupon is not valid yet."),
         ({"min_subtotal": "100.00"}, "That coupon needs a subtotal of at least $100.00."),
         ({"usage_limit": 0}, "That coupon has been used up."),
     ],

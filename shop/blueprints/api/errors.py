@@ -6,7 +6,8 @@ from typing import Any
 from flask import Response
 
 from ...http import error_response
-from ...services.errors import ShopError, ValidationError
+from ...services import coupons
+from ...services.errors import CouponInactive, ShopError, ValidationError
 from .auth import state
 
 # ShopError.kind -> status. not_found is 404 for what the URL names, 422 for what the body or
@@ -34,6 +35,8 @@ def api_error_response(exc: ApiError) -> Response:
 
 def shop_error_response(exc: ShopError) -> Response:
     """A domain error from a service, mapped by its kind."""
+    if isinstance(exc, CouponInactive):
+        exc = coupons.unknown_code()  # as if it did not exist: the API does not reveal it
     status = STATUS_FOR_KIND.get(exc.kind, 422)
     if status == 404 and exc.field and exc.field in state().get("fields", ()):
         status = 422

@@ -29,8 +29,10 @@ and track orders; staff can move orders through their states.
   defaults to 24, at most 100.
 * **Errors** answer `{"error": {"code", "message", "details"}}`: 400 malformed body, 401 no
   or bad token, 403 not allowed, 404 not found (or not yours), 409 a rule blocks it (out of
-  stock, coupon used up, transition not allowed), 422 invalid fields or unknown references
-  (SKU, variant, coupon, category), 429 rate limited.
+  stock, coupon expired, not started, below its minimum or used up, transition not
+  allowed), 422 invalid fields or unknown references (SKU, variant, coupon, category), 429
+  rate limited.
+* **Query parameters**: an empty one (`?sort=`) counts as absent.
 * **Rate limits**: per token, or per client address without one (429 with `Retry-After`).
 """
 TAGS = [

@@ -185,9 +185,11 @@ def delete_cart_item(user: User, line_id: int) -> s.CartOut:
 
 @operation("/v1/cart/coupon", "POST", summary="Apply a coupon", tag=CART, auth="user",
            body=s.CouponBody, response=s.CartOut, response_description="The updated cart.",
-           errors={409: "The coupon is used up (in total or for this customer).",
-                   422: "Unknown, expired or inactive coupon, or the cart is below its "
-                        "minimum; or a field is invalid."})
+           errors={409: "A rule blocks the coupon: it has expired or has not started yet, "
+                        "the cart is below its minimum, or it is used up (in total or for "
+                        "this customer).",
+                   422: "No such coupon (an inactive one answers the same), or a field is "
+                        "invalid."})
 def apply_coupon(user: User, body: s.CouponBody) -> s.CartOut:
     """Apply a coupon code (case-insensitive) to the cart."""
     cart_service.apply_coupon(owner(user), body.code)
@@ -209,11 +211,13 @@ def remove_coupon(user: User) -> s.CartOut:
            response_description="The order, with `payment_url` (Stripe's payment page, or "
                                 "null for manual payment).",
            headers=[IDEMPOTENCY_HEADER],
-           errors={409: "The cart is empty, an item is out of stock, the coupon is used up, "
-                        "the total differs from expected_total, or the same Idempotency-Key "
-                        "is still being processed.",
+           errors={409: "The cart is empty, an item is out of stock, a rule blocks the "
+                        "coupon (expired, not started, below its minimum, used up), the total "
+                        "differs from expected_total, or the same Idempotency-Key is still "
+                        "being processed.",
                    422: "A field is invalid (e.g. an unknown country), the payment method is "
-                        "not available, or the Idempotency-Key was used with another body."})
+                        "not available, the cart's coupon no longer exists (or is inactive), "
+                        "or the Idempotency-Key was used with another body."})
 def create_order(user: User, body: s.OrderBody) -> Response:
     """Check out the user's cart: the server prices it again, takes the stock and records the
     coupon use in one transaction. Send an `Idempotency-Key` to retry safely."""
