@@ -2,6 +2,7 @@
 "size=M; colour=Blue", stock changed only through the stock ledger, images checked by content."""
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from flask import current_app, g
@@ -62,6 +63,8 @@ class MoneyField(fields.StringField):
                           else Optional())
         super().__init__(label, validators, **kwargs)
 
+    typed: Decimal | None = None
+
     def _value(self) -> str:
         if self.raw_data:
             return self.raw_data[0]
@@ -77,6 +80,7 @@ class MoneyField(fields.StringField):
         if value is None:
             self.data = None
             raise ValueError("Enter an amount such as 10 or 24.99 (not negative).")
+        self.typed = value  # as typed, for checks that depend on other fields (a coupon's kind)
         self.data = quantize(value)
         # Checked as typed: "1.999" is refused, not saved as 2.00.
         if self.price and (problem := price_problem(value, current_app.config["CURRENCY"])):

@@ -302,7 +302,7 @@ class CouponView(ShopModelView):
         "kind": {"choices": [(k, COUPON_KIND_LABELS[k]) for k in COUPON_KINDS]},
         "value": {"label": "Value", "required": True,
                   "description": "Percent (e.g. 10) or an amount; ignored for free shipping."},
-        "min_subtotal": {"label": "Minimum subtotal"},
+        "min_subtotal": {"label": "Minimum subtotal", "price": True},
         "starts_at": {"label": "Starts (UTC)", "validators": [Optional()]},
         "ends_at": {"label": "Ends (UTC)", "validators": [Optional()]},
         "usage_limit": {"label": "Total use limit",
@@ -329,17 +329,20 @@ class CouponView(ShopModelView):
             # Codes are stored in capitals: "summer25" is SUMMER25's code (the database only
             # refused it at the INSERT, with a message that named no field).
             errors["code"] = f"The coupon {taken.code} already has this code."
+        # The value as typed: "10.999" was saved as 11.00 without a word.
+        typed = getattr(form.value, "typed", None)
+        if typed is None:
+            typed = model.value
         if model.kind not in COUPON_KINDS:
             errors["kind"] = "Choose a kind."
         elif model.kind == "percent" and not 0 < model.value <= 100:
             errors["value"] = "A percentage must be more than 0 and at most 100."
+        elif model.kind == "percent" and typed != model.value:
+            errors["value"] = "A percentage has at most 2 decimals, such as 12.5."
         elif model.kind == "fixed" and model.value <= 0:
             errors["value"] = "Enter an amount above zero."
-        elif model.kind == "fixed" and (problem := product_csv.price_problem(model.value,
-                                                                             currency)):
-            errors["value"] = problem  # no fraction of a yen off in JPY
-        if problem := product_csv.price_problem(model.min_subtotal, currency):
-            errors["min_subtotal"] = problem
+        elif model.kind == "fixed" and (problem := product_csv.price_problem(typed, currency)):
+            errors["value"] = problem  # no fraction of a cent, or of a yen in JPY
         if model.starts_at and model.ends_at and model.ends_at <= model.starts_at:
             errors["ends_at"] = "The end must be after the start."
         if model.usage_limit is not None and model.usage_limit < (model.times_used or 0):
