@@ -118,6 +118,45 @@ def test_invalid_order_bodies_are_422_and_change_nothing(shopper, catalog, chang
     assert count(Order) == 0 and stock("SHIRT-M") == 5
 
 
+@pytest.mark.parametrize("change,field,message", [
+    ({"expected_total": "12,50"}, "expected_total", "Enter an amount such as 10 or 24.99."),
+    ({"shipping_address": f.ADDRESS | {"country": "GBR"}}, "shipping_address.country",
+     "Enter a two-letter country code (ISO 3166-1), such as GB."),
+])
+def test_a_value_not_in_its_form_is_said_in_words_not_as_a_pattern(shopper, catalog, change,
+                                                                    field, message):
+    """Pydantic's message for these was the regular expression itself."""
+    fill(shopper)
+    response = place(shopper, ORDER_BODY | change)
+    assert response.status_code == 422
+    assert error_of(response)["details"]["fields"][field] == message
+
+
+def test_every_input_pattern_has_a_message_for_people():
+    from shop.blueprints.api import operations, schemas
+
+    patterns = set()
+    for model in vars(schemas).values():
+        if isinstance(model, type) and issubclass(model, (schemas.Body, schemas.Query)):
+            schema = model.model_json_schema()
+            patterns |= {value for value in _values(schema, "pattern")}
+    assert len(patterns) >= 2  # an amount, a country code, ...
+    assert patterns <= set(operations.PATTERN_MESSAGES), patterns - set(
+        operations.PATTERN_MESSAGES)
+
+
+def _values(tree, key):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            if k == key and isinstance(v, str):
+                yield v
+            else:
+                yield from _values(v, key)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _values(item, key)
+
+
 def test_missing_address_is_422(shopper, catalog):
     fill(shopper)
     response = place(shopper, {"shipping_method": "standard"})

@@ -120,6 +120,14 @@ def respond(result: Out | Response | None, status: int) -> Response:
     return response
 
 
+# What a value of each pattern in schemas.py looks like, said to a person.
+PATTERN_MESSAGES = {
+    r"^[0-9]{1,10}(\.[0-9]{1,2})?$": "Enter an amount such as 10 or 24.99.",
+    r"^[A-Z]{3}$": "Enter a currency code in capitals, such as USD.",
+    r"^[A-Za-z]{2}$": "Enter a two-letter country code (ISO 3166-1), such as GB.",
+}
+
+
 def field_errors(exc: pydantic.ValidationError) -> dict[str, str]:
     """Pydantic's errors as {"field.path": "message"}, like the services' ValidationError."""
     fields: dict[str, str] = {}
@@ -129,6 +137,10 @@ def field_errors(exc: pydantic.ValidationError) -> dict[str, str]:
             message = "Unknown field."
         elif error["type"] == "missing":
             message = "This field is required."
+        elif error["type"] == "string_pattern_mismatch":
+            # Pydantic's message is the regular expression itself.
+            message = PATTERN_MESSAGES.get(error.get("ctx", {}).get("pattern"),
+                                           "This value is not in the expected form.")
         else:
             message = error["msg"]
         fields.setdefault(name, message)
