@@ -361,7 +361,7 @@ def test_a_hung_replica_costs_one_page_the_timeout_and_the_primary_serves_meanwh
     relay = Relay(database_url)
     try:
         app = make_app(DATABASE_REPLICA_URL=relay.url, DATABASE_CONNECT_TIMEOUT=1,
-                       DATABASE_READ_TIMEOUT=1, DATABASE_REPLICA_RETRY_AFTER=2)
+                       DATABASE_READ_TIMEOUT=1, DATABASE_REPLICA_RETRY_AFTER=3)
         with app.app_context():
             f.product("Hung Lamp", slug="hung-lamp")
             db.session.commit()
@@ -382,7 +382,7 @@ def test_a_hung_replica_costs_one_page_the_timeout_and_the_primary_serves_meanwh
         assert relay.attempts == tried
         assert client.get("/cart").status_code == 200
         relay.restore()
-        time.sleep(2.1)
+        time.sleep(3.1)
         assert client.get("/products").status_code == 200
         assert client.get("/readyz").get_json()["checks"] == {"database": "ok", "replica": "ok"}
     finally:

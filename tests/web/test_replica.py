@@ -436,6 +436,9 @@ class BrokenReplica:
             self.relay.close()
 
 
+RETRY_AFTER = 2  # seconds: room for a loaded machine between the steps within an interval
+
+
 def test_a_failing_replica_costs_one_try_then_the_primary_serves_the_catalogue(
         two_databases, tmp_path):
     """A replica that cannot serve (refused, lost, timed out) no longer answers the catalogue
@@ -445,7 +448,7 @@ def test_a_failing_replica_costs_one_try_then_the_primary_serves_the_catalogue(
     next try after the interval reads it again."""
     broken = BrokenReplica(two_databases[1], tmp_path)
     shop = Shop(*two_databases, tmp_path, replica_path=broken.url,
-                DATABASE_REPLICA_RETRY_AFTER=1)
+                DATABASE_REPLICA_RETRY_AFTER=RETRY_AFTER)
     try:
         shop.ids = fill(shop)  # type: ignore[attr-defined]
         client = shop.client()
@@ -473,7 +476,7 @@ def test_a_failing_replica_costs_one_try_then_the_primary_serves_the_catalogue(
 
             # Still broken after the interval: one more try, answered from the primary.
             tries = broken.tries  # /readyz's own connection included
-            time.sleep(1.1)
+            time.sleep(RETRY_AFTER + 0.1)
             assert names(client.get("/products").get_data(as_text=True)) == \
                 {"Primary Lamp", "Desk Lamp"}
             assert client.get("/p/primary-lamp").status_code == 200
@@ -483,7 +486,7 @@ def test_a_failing_replica_costs_one_try_then_the_primary_serves_the_catalogue(
             broken.mend()
             assert names(client.get("/products").get_data(as_text=True)) == \
                 {"Primary Lamp", "Desk Lamp"}  # within the interval: the primary still
-            time.sleep(1.1)
+            time.sleep(RETRY_AFTER + 0.1)
             assert names(client.get("/products").get_data(as_text=True)) == \
                 {"Replica Lamp", "Desk Lamp"}
             assert client.get("/p/primary-lamp").status_code == 404
