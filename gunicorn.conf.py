@@ -17,16 +17,41 @@ from datetime import UTC, datetime
 
 from gunicorn import glogging
 
+
+def _setting(name: str, default: int, low: int) -> int:
+    """A whole number from the environment, at least `low`; anything else stops the start
+    with a line that names the variable (not a traceback, nor a worker count of 0)."""
+    raw = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise SystemExit(f"{name} must be a whole number of at least {low}, not {raw!r}")
+    return value
+
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:5000")
-workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() * 2)))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+workers = _setting("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() * 2), 1)
+threads = _setting("GUNICORN_THREADS", 1, 1)
 worker_class = "sync" if threads == 1 else "gthread"
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-# Recycle workers now and then so a slow leak can never take a host down.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "500"))
+timeout = _setting("GUNICORN_TIMEOUT", 30, 1)
+graceful_timeout = _setting("GUNICORN_GRACEFUL_TIMEOUT", 20, 0)
+keepalive = _setting("GUNICORN_KEEPALIVE", 5, 0)
+# Recycle workers now and then so a slow leak can never take a host down (0: never).
+max_requests = _setting("GUNICORN_MAX_REQUESTS", 5000, 0)
+max_requests_jitter = _setting("GUNICORN_MAX_REQUESTS_JITTER", 500, 0)
+# A write that keeps meeting row locks is given up after DATABASE_RETRY_BUDGET seconds with the
+# shop's 503 (services.database.retrying): past the worker timeout, gunicorn would kill the
+# worker first and the shopper would get the proxy's bare 502.
+_retry_budget = os.environ.get("DATABASE_RETRY_BUDGET", "").strip() or "25"
+try:
+    _budget_fits = float(_retry_budget) < timeout
+except ValueError:
+    _budget_fits = True  # the shop's own start refuses it, naming it
+if not _budget_fits:
+    raise SystemExit(f"DATABASE_RETRY_BUDGET ({_retry_budget} s) must be below GUNICORN_TIMEOUT "
+                     f"({timeout} s): raise the timeout or lower the budget")
 # Heartbeat files in memory: a busy disk must not make the master kill healthy workers.
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
     "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None)

@@ -79,3 +79,37 @@ def test_gunicorn_accesslog_goes_where_it_says_as_json_in_production(tmp_path, a
     assert any("GET /healthz?access-log-probe HTTP/1.1" in line["message"] for line in access)
     if accesslog == "file":
         assert '"gunicorn.access"' not in output
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be a whole number of at least 1, not '0'"),
+    ({"GUNICORN_TIMEOUT": "abc"}, "GUNICORN_TIMEOUT must be a whole number of at least 1"),
+    ({"GUNICORN_MAX_REQUESTS": "-5"}, "GUNICORN_MAX_REQUESTS must be a whole number of at least 0"),
+    ({"GUNICORN_TIMEOUT": "20"},
+     "DATABASE_RETRY_BUDGET (25 s) must be below GUNICORN_TIMEOUT (20 s)"),
+    ({"GUNICORN_TIMEOUT": "60", "DATABASE_RETRY_BUDGET": "90"}, "must be below GUNICORN_TIMEOUT"),
+])
+def test_a_setting_gunicorn_cannot_use_stops_the_start_naming_it(monkeypatch, tmp_path, env,
+                                                                  message):
+    """WEB_CONCURRENCY=abc was a traceback; a retry budget past the worker timeout let gunicorn
+    kill a worker mid-checkout (the proxy's bare 502) before the shop could answer its 503."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    for name in ("WEB_CONCURRENCY", "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS",
+                 "DATABASE_RETRY_BUDGET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert message in str(stopped.value)
+
+
+def test_the_default_settings_and_a_larger_timeout_start(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    for name in ("WEB_CONCURRENCY", "GUNICORN_TIMEOUT", "DATABASE_RETRY_BUDGET"):
+        monkeypatch.delenv(name, raising=False)
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["timeout"] == 30
+    monkeypatch.setenv("GUNICORN_TIMEOUT", "90")
+    monkeypatch.setenv("DATABASE_RETRY_BUDGET", "80")
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (settings["timeout"], settings["workers"] >= 1) == (90, True)
