@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, User
-from . import api_tokens, jobs, links, mail, reads
+from . import addresses, api_tokens, jobs, links, mail, reads
 from .database import write_transaction
 from .errors import AuthError, NotFound, ValidationError
 
@@ -119,8 +119,8 @@ def register(email: str, password: str, name: str = "", role: str = "customer") 
     problem = password_problem(password, email)
     if problem:
         errors["password"] = problem
-    if len(name) > 120:
-        errors["name"] = "Use at most 120 characters."
+    if problem := name_problem(name):
+        errors["name"] = problem
     if role not in ROLES:
         errors["role"] = "Unknown role."
     if "email" not in errors and find_by_email(email) is not None:
@@ -242,11 +242,21 @@ def clean_profile(name: str | None, email: str | None) -> tuple[str, str, dict[s
     email = normalise_email(email if isinstance(email, str) else "")
     name = " ".join((name if isinstance(name, str) else "").split())
     errors: dict[str, str] = {}
-    if len(name) > 120:
-        errors["name"] = "Use at most 120 characters."
+    if problem := name_problem(name):
+        errors["name"] = problem
     if not valid_email(email):
         errors["email"] = "Enter a valid email address."
     return name, email, errors
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with an account's name (spaces already collapsed), if anything: it is
+    printed on pages, mails and the back office."""
+    if len(name) > 120:
+        return "Use at most 120 characters."
+    if addresses.unprintable(name):
+        return "Your name has a character that cannot be shown; please type it again."
+    return None
 
 
 def email_taken(email: str, *, except_user_id: int | None = None) -> bool:

@@ -1,6 +1,7 @@
 """Postal addresses: validation shared by checkout, the account pages and the API."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from sqlalchemy import select, update
@@ -20,6 +21,31 @@ LABELS = {"name": "Full name", "line1": "Address line 1", "line2": "Address line
           "country": "Country", "phone": "Phone"}
 
 
+# Characters no address label can print: control characters (a NUL, an escape) and the
+# Unicode controls that reorder the text around them (a right-to-left override makes a
+# label, an email or the back office show something other than what is stored).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Postal codes: letters, digits, spaces and hyphens in every country, and the national form
+# where a shop's shoppers most often write one.
+_POSTAL_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]*\Z")
+_POSTAL_FORMS = {
+    "US": (re.compile(r"\d{5}(-\d{4})?\Z"), "a ZIP code such as 62701 or 62701-1234"),
+    "CA": (re.compile(r"[A-Za-z]\d[A-Za-z] ?\d[A-Za-z]\d\Z"), "a postal code such as K1A 0B1"),
+    "GB": (re.compile(r"[A-Za-z]{1,2}\d[A-Za-z\d]? ?\d[A-Za-z]{2}\Z"),
+           "a postcode such as N1 7AA"),
+    "DE": (re.compile(r"\d{5}\Z"), "five digits such as 10115"),
+    "FR": (re.compile(r"\d{5}\Z"), "five digits such as 75001"),
+    "JP": (re.compile(r"\d{3}-?\d{4}\Z"), "a postal code such as 100-0001"),
+}
+# A phone number: digits with the usual separators, an optional leading + and extension.
+_PHONE = re.compile(r"\+?[0-9 ().\-/]{5,30}((ext\.?|x) ?\d{1,6})?\Z", re.IGNORECASE)
+
+
+def unprintable(value: str) -> bool:
+    """Whether `value` holds a character no label or page can show as typed."""
+    return _UNPRINTABLE.search(value) is not None
+
+
 def clean(data: Mapping[str, object] | None, prefix: str = "") -> dict[str, str]:
     """A validated address dict; raise ValidationError naming each bad field."""
     data = data or {}
@@ -37,9 +63,23 @@ def clean(data: Mapping[str, object] | None, prefix: str = "") -> dict[str, str]
             errors[prefix + name] = f"Enter the {LABELS[name].lower()}."
         elif len(value) > LIMITS[name]:
             errors[prefix + name] = f"{LABELS[name]} is too long (at most {LIMITS[name]})."
+        elif unprintable(value):
+            errors[prefix + name] = (f"{LABELS[name]} has a character that cannot be printed "
+                                     "on a label; please type it again.")
         elif name == "country" and value not in COUNTRIES:
             errors[prefix + name] = "Choose a country (a two-letter ISO code such as US)."
+        elif name == "phone" and value and not _PHONE.match(value):
+            errors[prefix + name] = ("Enter a phone number with digits, such as "
+                                     "+1 217 555 0100, or leave it empty.")
+        elif name == "postal_code" and value and not _POSTAL_CHARS.match(value):
+            errors[prefix + name] = "A postal code has letters, digits, spaces and hyphens."
         out[name] = value
+    form = _POSTAL_FORMS.get(out.get("country", ""))
+    code = out.get("postal_code", "")
+    if form and code and prefix + "postal_code" not in errors and not form[0].match(code):
+        errors[prefix + "postal_code"] = f"Enter {form[1]}."
+    elif form and code and out.get("country") in ("CA", "GB"):
+        out["postal_code"] = code.upper()
     if errors:
         raise ValidationError(errors)
     return out

@@ -452,6 +452,7 @@ def test_add_edit_default_and_delete_addresses(client, customer):
 
     post(client, "/account/addresses/new", ADDRESS | {"name": "Charles Babbage",
                                                      "line1": "1 Difference Rd",
+                                                     "postal_code": "62701",
                                                      "country": "us", "is_default": "yes"},
          page="/account/addresses/new")
     listed = saved(customer.id)
@@ -480,6 +481,45 @@ def test_bad_address_keeps_input_and_changes_nothing(client, customer):
     assert "Enter the city." in html and "Choose a country" in html
     assert 'value="12 Analytical St"' in html
     assert saved(customer.id) == []
+
+
+@pytest.mark.parametrize("change,field,message", [
+    ({"country": "US", "postal_code": "!!!"}, "postal_code",
+     "A postal code has letters, digits, spaces and hyphens."),
+    ({"country": "US", "postal_code": "ABCDE"}, "postal_code",
+     "Enter a ZIP code such as 62701 or 62701-1234."),
+    ({"postal_code": "12345"}, "postal_code", "Enter a postcode such as N1 7AA."),  # GB
+    ({"phone": "abc"}, "phone", "Enter a phone number with digits"),
+    ({"name": "A\x00B"}, "name", "has a character that cannot be printed on a label"),
+    ({"city": "London\u202enodnoL"}, "city", "has a character that cannot be printed"),
+])
+def test_an_address_no_label_could_carry_is_refused_beside_the_field(client, customer, change,
+                                                                      field, message):
+    """Each of these was saved: a postal code or phone of any characters, a NUL byte, a
+    right-to-left override that makes the label and the back office show another text."""
+    response = post(client, "/account/addresses/new", ADDRESS | change)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert saved(customer.id) == []
+
+
+@pytest.mark.parametrize("change", [{"country": "US", "postal_code": "62701-1234"},
+                                    {"country": "CA", "postal_code": "k1a 0b1"},
+                                    {"country": "NL", "postal_code": "1012 AB"},
+                                    {"phone": "+44 (20) 7946-0000 ext. 12"}])
+def test_addresses_in_their_national_forms_are_kept(client, customer, change):
+    assert post(client, "/account/addresses/new", ADDRESS | change).status_code == 303
+    (address,) = saved(customer.id)
+    if change.get("country") == "CA":
+        assert address.postal_code == "K1A 0B1"
+
+
+def test_a_name_with_a_control_character_is_refused(client, customer):
+    response = post(client, "/account/profile", {"name": "Ada\x00King",
+                                                 "email": customer.email})
+    assert response.status_code == 422
+    assert "cannot be shown" in response.get_data(as_text=True)
+    assert user_named("customer@example.com").name != "Ada\x00King"
 
 
 def test_address_actions_with_htmx_answer_the_list(client, customer):
