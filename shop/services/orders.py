@@ -53,7 +53,10 @@ def new_number() -> str:
 
 
 def load(number: str) -> Order:
-    """An order with its lines, events, shipments and payments."""
+    """An order with its lines, events, shipments and payments. A number is one in any
+    capitals ("so-p9d6658r" as read out on the phone is SO-P9D6658R; numbers are made of
+    capitals and digits only)."""
+    number = (number or "").strip().upper()
     order = db.session.execute(
         select(Order).options(selectinload(Order.lines), selectinload(Order.events),
                               selectinload(Order.shipments), selectinload(Order.payments))

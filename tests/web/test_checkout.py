@@ -308,6 +308,8 @@ def test_customer_checkout_uses_account_email_and_saves_address(client, auth, la
     assert order.email == "shopper@example.com" and order.user_id is not None
     detail = client.get(f"/orders/{order.number}")  # the owner needs no token
     assert detail.status_code == 200
+    # A number as read out on the phone, in small letters: the same order (it was a 404).
+    assert client.get(f"/orders/{order.number.lower()}").status_code == 200
     from shop.models import Address
 
     assert db.session.execute(select(Address.line1)).scalar_one() == "12 Analytical St"
@@ -322,6 +324,9 @@ def test_orders_are_private(app, lamp):
     assert stranger.get(f"/orders/{number}").status_code == 404
     assert stranger.get(f"/orders/{number}?token=forged").status_code == 404
     assert stranger.get(response.headers["Location"]).status_code == 200  # the signed link
+    assert stranger.get(response.headers["Location"].replace(number, number.lower())
+                        ).status_code == 200
+    assert stranger.get(f"/orders/{number.lower()}").status_code == 404
 
 
 def test_staff_can_see_any_order(app, client, auth, lamp):
