@@ -9,6 +9,7 @@ from typing import Any
 from flask import flash
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_admin.contrib.sqla.validators import Unique
 from flask_admin.model.filters import (
     BaseFloatFilter,
@@ -16,6 +17,7 @@ from flask_admin.model.filters import (
     BaseIntFilter,
     BaseIntListFilter,
 )
+from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from wtforms.validators import ValidationError as FieldError
 
@@ -24,6 +26,7 @@ from ..models.base import MAX_ID
 from ..services import audit, cache
 from ..services.database import retrying, write_transaction
 from ..services.errors import ShopError, ValidationError
+from .forms import RelationSelectField
 from .security import StaffAccess, request_id, who
 
 log = logging.getLogger("shop.admin")
@@ -111,6 +114,11 @@ class ShopModelView(StaffAccess, ModelView):
             field = getattr(form_class, name)
             field.kwargs["validators"] = [v for v in field.kwargs.get("validators") or ()
                                           if not isinstance(v, Unique)]
+        for name in dir(form_class):
+            field = getattr(form_class, name)
+            if getattr(field, "field_class", None) is QuerySelectField:
+                field.field_class = RelationSelectField
+                field.kwargs.setdefault("missing_message", _missing_message(self.model, name))
         return form_class
 
     # Hooks for subclasses (inside the transaction) ----------------------------------------
@@ -143,6 +151,7 @@ class ShopModelView(StaffAccess, ModelView):
             self.start_write()
             with write_transaction():
                 model = self.build_new_instance()
+                _check_relations(form)
                 with db.session.no_autoflush:
                     form.populate_obj(model)
                     self.check(form, model, True)
@@ -171,6 +180,7 @@ class ShopModelView(StaffAccess, ModelView):
             with write_transaction():
                 # The transaction started afresh: `before` is what the database holds now.
                 before = self.snapshot(model)
+                _check_relations(form)
                 with db.session.no_autoflush:
                     form.populate_obj(model)
                     self.check(form, model, False)
@@ -260,6 +270,31 @@ class ReadOnlyModelView(ShopModelView):
     can_edit = False
     can_delete = False
     can_view_details = True
+
+
+def _missing_message(model: type, name: str) -> str:
+    """ "That category no longer exists; choose another." for a relation to Category."""
+    relationship = getattr(inspect(model).relationships, name, None)
+    noun = relationship.mapper.class_.__name__.lower() if relationship is not None else "choice"
+    return f"That {noun} no longer exists; choose another."
+
+
+def _check_relations(form: Any) -> None:
+    """Each related row a select chose still exists inside the write's transaction: one
+    deleted between the form's check and the write is refused beside its field, as when it
+    was gone before (RelationSelectField), instead of reaching the database."""
+    for field in form:
+        if not isinstance(field, RelationSelectField) or field.data is None:
+            continue
+        state = inspect(field.data)
+        mapper, key = state.mapper, state.identity  # read without loading the row again
+        if key is None:
+            continue
+        columns = mapper.primary_key
+        found = db.session.execute(select(*columns).where(
+            *(column == value for column, value in zip(columns, key, strict=True)))).first()
+        if found is None:
+            raise ValidationError({field.name: field.missing_message})
 
 
 def _find_field(form: Any, name: str):

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask import current_app, g
+from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_admin.form import BaseForm
 from markupsafe import Markup, escape
 from wtforms import fields
@@ -48,6 +49,29 @@ class FitsText:
     def __call__(self, form: Any, field: fields.Field) -> None:
         if isinstance(field.data, str) and len(field.data.encode("utf-8")) > MAX_TEXT_BYTES:
             raise FieldError(self.message)
+
+
+class RelationSelectField(QuerySelectField):
+    """Flask-Admin's select of a related row, refusing an id that names no row. Flask-Admin's
+    own field let it through as "none" when the relation is optional, so parent=99999 (or a
+    parent another staff member had just deleted) moved a category to the top of the tree and
+    category=99999 took a product out of its category. The empty choice still means none."""
+
+    def __init__(self, *args: Any, missing_message: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.missing_message = missing_message or "That choice no longer exists; choose another."
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if valuelist and self.allow_blank and valuelist[0] in ("", "__None"):
+            self.data = None
+            return
+        super().process_formdata(valuelist)
+
+    def pre_validate(self, form: Any) -> None:
+        self.data  # noqa: B018 -- matches the sent id against the choices
+        if self._formdata is not None:  # still unmatched: the id names no row
+            raise FieldError(self.missing_message)
+        super().pre_validate(form)
 
 
 class MoneyField(fields.StringField):

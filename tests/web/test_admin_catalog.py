@@ -9,7 +9,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from shop.extensions import db
 from shop.models import (
@@ -636,3 +636,104 @@ def test_a_price_that_cannot_be_shown_as_typed_is_refused_next_to_the_field(
     assert client.post(edit_url(shirt), data=form).status_code == 302
     assert getattr(reload(Variant, variant_id), field) == (stored and Decimal(stored))
     assert reload(Product, shirt.id).name == "Renamed"
+
+
+def audit_count() -> int:
+    return db.session.execute(select(func.count(AuditLog.id))).scalar_one()
+
+
+@pytest.mark.parametrize("bad", ["99999", "abc", str(10**25)])
+def test_a_parent_category_that_does_not_exist_is_refused_and_nothing_changes(
+        client, staff, bad):
+    home = f.category("Home", slug="home")
+    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
+    url = f"/admin/category/edit/?id={kitchen.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    assert form["parent"] == str(home.id)
+    form.update({"parent": bad, "name": "Cooking", "csrf_token": csrf_token(client, url)})
+    response = client.post(url, data=form)
+    assert response.status_code == 200
+    assert "That category no longer exists; choose another." in response.get_data(as_text=True)
+    category = reload(Category, kitchen.id)
+    assert (category.parent_id, category.name) == (home.id, "Kitchen")
+    assert audit_count() == 0
+
+
+def test_a_parent_deleted_while_the_form_was_open_is_refused(client, staff):
+    home = f.category("Home", slug="home")
+    garden = f.category("Garden", slug="garden")
+    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
+    url = f"/admin/category/edit/?id={kitchen.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"parent": str(garden.id), "csrf_token": csrf_token(client, url)})
+    db.session.delete(db.session.get(Category, garden.id))
+    db.session.commit()
+    response = client.post(url, data=form)
+    assert "That category no longer exists; choose another." in response.get_data(as_text=True)
+    assert reload(Category, kitchen.id).parent_id == home.id
+    assert audit_count() == 0
+
+
+@pytest.mark.parametrize("empty", ["__None", ""])
+def test_a_valid_parent_and_the_top_level_still_save(client, staff, empty):
+    home = f.category("Home", slug="home")
+    garden = f.category("Garden", slug="garden")
+    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
+    url = f"/admin/category/edit/?id={kitchen.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"parent": str(garden.id), "csrf_token": csrf_token(client, url)})
+    assert client.post(url, data=form).status_code == 302
+    assert reload(Category, kitchen.id).parent_id == garden.id
+    form.update({"parent": empty, "csrf_token": csrf_token(client, url)})
+    assert client.post(url, data=form).status_code == 302
+    assert reload(Category, kitchen.id).parent_id is None
+    assert audit_count() == 2
+
+
+def test_a_product_category_that_does_not_exist_is_refused_and_nothing_changes(
+        client, staff, shirt):
+    category_id = shirt.category_id
+    form = edit_form(client, shirt)
+    assert form["category"] == str(category_id)
+    form.update({"category": "99999", "name": "Renamed",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    assert "That category no longer exists; choose another." in response.get_data(as_text=True)
+    product = reload(Product, shirt.id)
+    assert (product.category_id, product.name) == (category_id, "Linen Shirt")
+    assert audit_count() == 0
+
+
+def test_a_product_moved_to_another_category_or_none_still_saves(client, staff, shirt):
+    other = f.category("Tops", slug="tops")
+    form = edit_form(client, shirt)
+    form.update({"category": str(other.id), "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert reload(Product, shirt.id).category_id == other.id
+    form = edit_form(client, shirt)
+    form.update({"category": "__None", "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert reload(Product, shirt.id).category_id is None
+
+
+def test_a_parent_deleted_during_the_save_is_refused(client, staff, monkeypatch):
+    from shop.admin.catalog import CategoryView
+
+    home = f.category("Home", slug="home")
+    garden = f.category("Garden", slug="garden")
+    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
+    garden_id = garden.id
+
+    def delete_garden(self):  # another staff member, after the form was checked
+        db.session.execute(delete(Category).where(Category.id == garden_id))
+        db.session.commit()
+
+    monkeypatch.setattr(CategoryView, "start_write", delete_garden)
+    url = f"/admin/category/edit/?id={kitchen.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"parent": str(garden_id), "csrf_token": csrf_token(client, url)})
+    response = client.post(url, data=form)
+    assert "That category no longer exists; choose another." in response.get_data(as_text=True)
+    assert reload(Category, kitchen.id).parent_id == home.id
+    assert audit_count() == 0
