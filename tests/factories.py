@@ -115,3 +115,59 @@ ADDRESS = {
     "country": "GB",
     "phone": "+44 20 7946 0000",
 }
+
+
+# Image files (built byte by byte: no imaging library is installed) ---------------------------
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return (struct.pack(">I", len(payload)) + kind + payload
+            + struct.pack(">I", zlib.crc32(kind + payload)))
+
+
+def png_bytes(width: int = 2, height: int = 2, pixels: bool = True) -> bytes:
+    """An RGB PNG. With pixels=False the IDAT holds one empty row only: enough for a header
+    claiming a huge size without building its pixels."""
+    import struct
+    import zlib
+
+    rows = (b"\x00" + b"\x80" * 3 * width) * height if pixels else b"\x00"
+    return (b"\x89PNG\r\n\x1a\n"
+            + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b""))
+
+
+def jpeg_bytes(width: int = 2, height: int = 2) -> bytes:
+    """A baseline JPEG's structure: SOI, APP0, SOF0 with the size, SOS, scan bytes, EOI."""
+    import struct
+
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof0 = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+    sos = b"\xff\xda" + struct.pack(">HB", 8, 1) + b"\x01\x00\x00\x3f\x00"
+    return b"\xff\xd8" + app0 + sof0 + sos + b"\x12\xff\x00\x34" + b"\xff\xd9"
+
+
+def gif_bytes(width: int = 1, height: int = 1) -> bytes:
+    """A one-colour GIF89a."""
+    import struct
+
+    return (b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00"
+            + b"\xff\xff\xff" + b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0)
+            + b"\x02\x02\x44\x01\x00" + b"\x3b")
+
+
+def webp_bytes(width: int = 1, height: int = 1, kind: str = "VP8L") -> bytes:
+    """The start of a WebP file of the given chunk kind (VP8, VP8L or VP8X) with this size."""
+    import struct
+
+    if kind == "VP8 ":
+        payload = b"\x30\x01\x00\x9d\x01\x2a" + struct.pack("<HH", width, height) + bytes(8)
+    elif kind == "VP8L":
+        payload = b"\x2f" + struct.pack("<I", (width - 1) | (height - 1) << 14) + bytes(5)
+    else:
+        payload = (b"\x00\x00\x00\x00" + (width - 1).to_bytes(3, "little")
+                   + (height - 1).to_bytes(3, "little"))
+    chunk = kind.encode() + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk

@@ -278,4 +278,5 @@ def slug_validators() -> list:
 def upload_description() -> str:
     limit = images.max_bytes()
     size = f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
-    return f"{images.ALLOWED}, at most {size}."
+    return (f"{images.ALLOWED}, at most {size} and {images.MAX_IMAGE_SIDE:,} pixels a side "
+            f"({images.MAX_IMAGE_PIXELS // 1_000_000} megapixels).")

@@ -30,8 +30,8 @@ from tests import factories as f
 from tests.conftest import csrf_token
 from tests.web.admin_support import login_staff, read_form, variant_prefix
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(200)
-JPEG = b"\xff\xd8\xff\xe0" + bytes(200)
+PNG = f.png_bytes(4, 3)
+JPEG = f.jpeg_bytes(4, 3)
 
 
 @pytest.fixture
@@ -211,6 +211,33 @@ def test_a_non_image_upload_is_refused(client, app, staff, content, name, messag
     assert message in response.get_data(as_text=True)
     assert db.session.execute(select(func.count(Product.id))).scalar_one() == 0
     assert db.session.execute(select(func.count(ProductImage.id))).scalar_one() == 0
+    upload_dir = Path(app.config["UPLOAD_DIR"])
+    assert not upload_dir.exists() or not any(upload_dir.iterdir())
+
+
+@pytest.mark.parametrize("content,message", [
+    (f.png_bytes(30000, 30000, pixels=False), "The image is 30,000 x 30,000 pixels: too large"),
+    (f.gif_bytes(10_001, 2), "The image is 10,001 x 2 pixels: too large"),
+    (f.png_bytes()[:30], "That image is incomplete"),
+    (f.png_bytes()[:-12], "That image is incomplete"),
+    (f.jpeg_bytes()[:-2], "That image is incomplete"),
+    (f.png_bytes()[:20], "That image is damaged"),
+    (f.png_bytes(0, 0, pixels=False), "That image is damaged"),
+], ids=["png-900-megapixels", "gif-too-wide", "png-cut-at-30-bytes", "png-without-iend",
+        "jpeg-without-eoi", "png-cut-in-ihdr", "png-0x0"])
+def test_an_image_too_large_to_show_or_cut_off_is_refused(client, app, staff, shirt, content,
+                                                          message):
+    form = edit_form(client, shirt)
+    form.update({"csrf_token": csrf_token(client, edit_url(shirt)),
+                 "images-1-upload": (BytesIO(content), "photo.png"),
+                 "images-1-alt": "Photo", "images-1-position": "1"})
+    response = client.post(edit_url(shirt), data=form, content_type="multipart/form-data")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert message in html
+    assert html.index(message) > html.index('name="images-1-upload"')  # beside its field
+    assert db.session.execute(select(func.count(ProductImage.id))).scalar_one() == 1
+    assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
     upload_dir = Path(app.config["UPLOAD_DIR"])
     assert not upload_dir.exists() or not any(upload_dir.iterdir())
 
