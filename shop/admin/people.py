@@ -8,6 +8,7 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_login import current_user
 from markupsafe import Markup
+from sqlalchemy import inspect
 from wtforms import fields
 from wtforms.validators import InputRequired, Length
 
@@ -16,7 +17,6 @@ from ..extensions import db
 from ..models import REVIEW_STATUSES, ROLES, Review, User
 from ..models.base import is_id
 from ..services import accounts, audit, reviews
-from ..services.database import write_transaction
 from ..services.errors import NotFound, ShopError, ValidationError
 from .base import ShopModelView
 from .security import is_admin, request_id, who
@@ -55,24 +55,16 @@ def _active_cell(view, context, model, name) -> Markup:
         active="0" if model.active else "1")
 
 
+MAY_NOT_MANAGE = ("Only an admin can change staff accounts, and nobody can deactivate their "
+                  "own account.")
+
+
 def set_active(user_id: int, active: bool) -> bool:
-    """Deactivate (or reactivate) an account, audited. Returns False when nothing changed.
-    A deactivated account cannot log in, and its sessions and API tokens stop working."""
-    with write_transaction():
-        user = db.session.get(User, user_id) if is_id(user_id) else None
-        if user is None:
-            raise NotFound("That account does not exist.")
-        if not may_manage(user):
-            raise ShopError("Only an admin can change staff accounts, and nobody can "
-                            "deactivate their own account.")
-        if user.active == active:
-            return False
-        before = audit.snapshot(user)
-        user.active = active
-        db.session.flush()
-        audit.record(who(), "activate" if active else "deactivate", "User", user.id,
-                     before=before, after=audit.snapshot(user), request_id=request_id())
-    return True
+    """Deactivate (or reactivate) an account, audited (accounts.set_active). Returns False
+    when nothing changed. A deactivated account cannot log in, and its sessions and API
+    tokens end for good: reactivating it does not bring them back."""
+    return accounts.set_active(user_id, active, may_change=may_manage, refusal=MAY_NOT_MANAGE,
+                               who=who(), request_id=request_id())
 
 
 class CustomerView(ShopModelView):
@@ -132,6 +124,8 @@ class CustomerView(ShopModelView):
             errors["role"] = "Choose a role."
         if errors:
             raise ValidationError(errors)
+        if True in inspect(model).attrs.active.history.deleted and not model.active:
+            accounts.end_all_sessions(model)  # deactivated by unticking "Active"
 
     @expose(f"/active/<{ID}:user_id>", methods=("POST",))
     def set_active(self, user_id: int):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
@@ -16,9 +17,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, User
-from . import addresses, api_tokens, jobs, links, mail, reads
+from ..models.base import is_id
+from . import addresses, api_tokens, audit, jobs, links, mail, reads
 from .database import write_transaction
-from .errors import AuthError, NotFound, ValidationError
+from .errors import AuthError, NotFound, ShopError, ValidationError
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 200
@@ -69,7 +71,7 @@ def hash_password(password: str) -> str:
 
 # The columns a request's user needs on every page (created_at and the addresses load from
 # the Session when something reads them).
-_SESSION_USER_SQL = ("SELECT id, email, password_hash, name, role, active "
+_SESSION_USER_SQL = ("SELECT id, email, password_hash, name, role, active, session_epoch "
                      "FROM users WHERE id = :id")
 
 
@@ -88,11 +90,11 @@ def session_user(user_id: int) -> User | None:
     found = reads.rows(_SESSION_USER_SQL, {"id": user_id})
     if not found:
         return None
-    uid, email, password_hash, name, role, active = found[0]
+    uid, email, password_hash, name, role, active, session_epoch = found[0]
     if not active:
         return None
     user = User(id=uid, email=email, password_hash=password_hash, name=name, role=role,
-                active=True)
+                active=True, session_epoch=session_epoch)
     make_transient_to_detached(user)  # clean, as if just loaded; the rest loads when read
     session.add(user)
     return user
@@ -154,9 +156,45 @@ def _reset_serializer() -> URLSafeTimedSerializer:
 
 
 def password_fingerprint(user: User) -> str:
-    """Changes whenever the password changes: a used reset link stops working (single use),
-    and sessions started before a password change end."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+    """Changes whenever the password changes or the account is deactivated (its
+    session_epoch): a used reset link stops working (single use), and sessions started
+    before a password change or a deactivation end, also once the account is reactivated."""
+    epoch = user.session_epoch or 0
+    key = user.password_hash if not epoch else f"{user.password_hash}:{epoch}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def end_all_sessions(user: User) -> None:
+    """End every session, remember-me cookie and API token of the account, as a password
+    change does, without changing the password. Only flushes (the caller's transaction)."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+    api_tokens.revoke_all(user.id)
+
+
+def set_active(user_id: int, active: bool, *, may_change: Callable[[User], bool],
+               refusal: str, who: audit.Who, request_id: str = "") -> bool:
+    """Deactivate or reactivate an account, audited; False when it already was so.
+    `may_change(user)` says whether the caller may (ShopError(refusal) when not).
+
+    A deactivated account cannot log in, and in the same transaction every session,
+    remember-me cookie and API token it had ends (end_all_sessions): reactivating it later
+    does not bring them back."""
+    with write_transaction():
+        user = db.session.get(User, user_id) if is_id(user_id) else None
+        if user is None:
+            raise NotFound("That account does not exist.")
+        if not may_change(user):
+            raise ShopError(refusal)
+        if user.active == active:
+            return False
+        before = audit.snapshot(user)
+        user.active = active
+        if not active:
+            end_all_sessions(user)
+        db.session.flush()
+        audit.record(who, "activate" if active else "deactivate", "User", user.id,
+                     before=before, after=audit.snapshot(user), request_id=request_id)
+    return True
 
 
 def _reset_fingerprint(user: User) -> str:

@@ -10,8 +10,10 @@ from sqlalchemy import func, select
 from shop.extensions import db
 from shop.models import AuditLog, Coupon, Product, Review
 from tests import factories as f
-from tests.conftest import csrf_token
+from tests.conftest import AuthActions, csrf_token
 from tests.web.admin_support import login_staff, read_form
+from tests.web.api_support import ApiClient, bearer, error_of
+from tests.web.test_api_auth import get_token
 
 
 @pytest.fixture
@@ -218,6 +220,55 @@ def test_customers_are_searchable_and_deactivated_in_bulk(client, staff):
     assert reload(type(staff), staff.id).active is True  # not oneself
     assert db.session.execute(select(func.count(AuditLog.id)).where(
         AuditLog.action == "deactivate")).scalar_one() == 2
+
+
+def test_a_deactivation_ends_sessions_and_tokens_for_good(app, client, staff):
+    """Deactivating blocked the customer only while inactive: once reactivated, the session
+    cookie and the API token from before worked again. Deactivation now ends them in its
+    transaction (accounts.set_active -> end_all_sessions), as a password change does."""
+    customer = f.user("customer@example.com")
+    browser = app.test_client()
+    AuthActions(browser).login()
+    assert browser.get("/account").status_code == 200
+    api = ApiClient(app.test_client())
+    token = get_token(api, "customer@example.com").get_json()["token"]
+    assert api.get("/api/v1/cart", headers=bearer(token)).status_code == 200
+
+    for active in ("0", "1"):
+        response = client.post(f"/admin/customer/active/{customer.id}", data={
+            "active": active, "csrf_token": csrf_token(client, "/admin/customer/")})
+        assert response.status_code == 303
+    assert reload(type(customer), customer.id).active is True
+
+    response = browser.get("/account")
+    assert response.status_code == 302 and "/account/login" in response.headers["Location"]
+    assert browser.get("/account").status_code == 302  # logged out, not only redirected once
+    response = api.get("/api/v1/cart", headers=bearer(token))
+    assert response.status_code == 401 and error_of(response)["code"] == "token_revoked"
+    # The account itself works again: a new log-in and a new token.
+    AuthActions(browser).login()
+    assert browser.get("/account").status_code == 200
+    fresh = get_token(api, "customer@example.com").get_json()["token"]
+    assert api.get("/api/v1/cart", headers=bearer(fresh)).status_code == 200
+
+
+def test_unticking_active_on_the_edit_form_also_ends_sessions_and_tokens(app, client, staff):
+    """The customer form's "Active" box deactivates too: the same end of sessions."""
+    customer = f.user("customer@example.com")
+    browser = app.test_client()
+    AuthActions(browser).login()
+    api = ApiClient(app.test_client())
+    token = get_token(api, "customer@example.com").get_json()["token"]
+    url = f"/admin/customer/edit/?id={customer.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    assert form.pop("active") == "y"
+    form["csrf_token"] = csrf_token(client, url)
+    assert client.post(url, data=form).status_code == 302
+    form.update({"active": "y", "csrf_token": csrf_token(client, url)})
+    assert client.post(url, data=form).status_code == 302
+    assert reload(type(customer), customer.id).active is True
+    assert browser.get("/account").status_code == 302
+    assert api.get("/api/v1/cart", headers=bearer(token)).status_code == 401
 
 
 def test_an_email_another_account_has_in_other_capitals_is_refused_next_to_the_field(

@@ -36,8 +36,9 @@ from ..shopper import GUEST_CART_KEY
 bp = Blueprint("account", __name__, url_prefix="/account")
 bp.after_request(personal)
 
-# The password a session (or a remember-me cookie) was started with, as a fingerprint: a
-# password change or reset ends every session and remember-me cookie started before it.
+# The password a session (or a remember-me cookie) was started with, as a fingerprint
+# (accounts.password_fingerprint): a password change or reset, or a deactivation, ends every
+# session and remember-me cookie started before it.
 SESSION_FP_KEY = "_pwfp"
 REMEMBER_FP_COOKIE = "shop_remember_fp"
 TOO_MANY_LOGINS = "Too many failed log-in attempts. Please wait a minute and try again."
@@ -124,7 +125,8 @@ def _loaded_from_cookie(_sender, user=None, **_extra) -> None:
 
 @bp.before_app_request
 def end_outdated_session():
-    """End a session (or remember-me cookie) started before the account's password changed."""
+    """End a session (or remember-me cookie) started before the account's password changed
+    or before it was deactivated."""
     if request.endpoint == "static":
         return None
     remember_cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
@@ -146,7 +148,8 @@ def end_outdated_session():
         valid = session.setdefault(SESSION_FP_KEY, fingerprint) == fingerprint
     if not valid:
         end_session()
-        flash("Your password was changed, so please log in again.", "info")
+        flash("Your session has ended (a password change or a deactivated account), so please "
+              "log in again.", "info")
     return None
 
 
