@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from flask import flash
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from wtforms.validators import ValidationError as FieldError
 
 from ..extensions import db
-from ..models.base import MAX_ID
+from ..models.base import MAX_ID, is_id
 from ..services import audit, cache
 from ..services.database import retrying, write_transaction
 from ..services.errors import ShopError, ValidationError
@@ -77,6 +78,22 @@ class FilterConverter(sqla_filters.FilterConverter):
     float_filters = tuple(_bounded(f) for f in sqla_filters.FilterConverter.float_filters)
 
 
+_RECORD_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def record_id(raw: object) -> int | None:
+    """A record id from a URL (?id=) or form, written as the back office writes it (digits
+    only, no sign, space, dot, exponent or leading zero), or None. Flask-Admin's own parsing
+    drops a dot ("1.5" named record 15) and int() takes " 15", "+15" and "1_5". An int (a
+    route's <int:...> argument) is taken as it is."""
+    if isinstance(raw, int):
+        return raw if is_id(raw) else None
+    if not isinstance(raw, str) or not _RECORD_ID.fullmatch(raw):
+        return None
+    number = int(raw)
+    return number if is_id(number) else None
+
+
 class ShopModelView(StaffAccess, ModelView):
     """Staff-only model view. Create, update and delete run inside `write_transaction` with an
     audit entry; `changes_catalog` views invalidate the catalogue cache after a write."""
@@ -107,6 +124,13 @@ class ShopModelView(StaffAccess, ModelView):
 
     def snapshot(self, model: Any) -> dict:
         return audit.snapshot(model, include=self.audit_include)
+
+    def get_one(self, id):
+        """The record with this id; None (Flask-Admin's "Record does not exist.") for an id
+        that is not one as the back office writes it (see record_id): on edit, details and
+        delete, GET and POST alike, ?id=1.5 opened or changed record 15."""
+        number = record_id(id)
+        return None if number is None else super().get_one(str(number))
 
     def scaffold_form(self):
         form_class = super().scaffold_form()

@@ -18,7 +18,7 @@ from ..models import REVIEW_STATUSES, ROLES, Review, User
 from ..models.base import is_id
 from ..services import accounts, audit, reviews
 from ..services.errors import NotFound, ShopError, ValidationError
-from .base import ShopModelView
+from .base import ShopModelView, record_id
 from .security import is_admin, request_id, who
 
 ROLE_LABELS = {"customer": "Customer", "staff": "Staff", "admin": "Admin"}
@@ -105,8 +105,8 @@ class CustomerView(ShopModelView):
     @expose("/edit/", methods=("GET", "POST"))
     def edit_view(self):
         # No id (or an empty one) is Flask-Admin's to answer: back to the list.
-        record_id = request.args.get("id")
-        target = self.get_one(record_id) if record_id else None
+        raw_id = request.args.get("id")
+        target = self.get_one(raw_id) if raw_id else None
         if target is not None and not may_manage(target):
             flash("Only an admin can change staff accounts, and your own account is changed "
                   "on your account page.", "error")
@@ -152,9 +152,12 @@ class CustomerView(ShopModelView):
     def _set_many(self, ids: list[str], active: bool) -> None:
         changed, refused = 0, 0
         for raw in ids:
+            number = record_id(raw)
             try:
-                changed += set_active(int(raw), active)
-            except (ShopError, ValueError):
+                if number is None:
+                    raise NotFound("That account does not exist.")
+                changed += set_active(number, active)
+            except ShopError:
                 refused += 1
         flash(f"{changed} account(s) {'reactivated' if active else 'deactivated'}."
               + (f" {refused} refused (staff accounts need an admin; not your own)."
@@ -238,10 +241,13 @@ class ReviewView(ShopModelView):
     def _decide_many(self, ids: list[str], decision: str) -> None:
         done = 0
         for raw in ids:
+            number = record_id(raw)
+            if number is None:
+                continue
             try:
-                self._decide(int(raw), decision)
+                self._decide(number, decision)
                 done += 1
-            except (ShopError, ValueError):
+            except ShopError:
                 continue
         flash(f"{done} review(s) {'published' if decision == 'approve' else 'rejected'}.",
               "success")

@@ -26,13 +26,12 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 from ..blueprints import ID
 from ..extensions import db
 from ..models import COUPON_KINDS, ORDER_STATUSES, Order, Payment
-from ..models.base import is_id
 from ..services import audit, coupons, orders, payments, product_csv
 from ..services.coupons import normalise_code
 from ..services.errors import InvalidTransition, NotFound, PaymentError, ShopError, ValidationError
 from ..services.orders import ACTION_LABELS, STATUS_LABELS, Actor
 from ..templating import money
-from .base import ReadOnlyModelView, ShopModelView
+from .base import ReadOnlyModelView, ShopModelView, record_id
 from .forms import FitsColumn, MoneyField
 from .security import request_id, who
 
@@ -105,12 +104,10 @@ class OrderView(ReadOnlyModelView):
 
     def get_one(self, id):
         """The order with its lines, events, payments and shipments; None for anything that is
-        not one order's id (a repeated ?id= arrives as a list, which Flask-Admin passes on)."""
-        try:
-            id = int(id)
-        except (TypeError, ValueError):
-            return None
-        if not is_id(id):
+        not one order's id as the back office writes it (base.record_id: not "1.5", " 15" or
+        "+15"; a repeated ?id= arrives as a list, which Flask-Admin passes on)."""
+        id = record_id(id)
+        if id is None:
             return None
         return db.session.execute(
             select(Order).options(selectinload(Order.lines), selectinload(Order.events),

@@ -764,3 +764,47 @@ def test_a_parent_deleted_during_the_save_is_refused(client, staff, monkeypatch)
     assert "That category no longer exists; choose another." in response.get_data(as_text=True)
     assert reload(Category, kitchen.id).parent_id == home.id
     assert audit_count() == 0
+
+
+ODD_IDS = ["1.5", "1e3", " 15", "15 ", "+15", "015", "1_5", "-1", "1,5", "15.", "１５"]
+
+
+@pytest.fixture
+def numbered(app):
+    """Products and categories with the ids an odd id could be mistaken for (1, 15, 1000)."""
+    for number in (1, 15, 1000):
+        db.session.add(Category(id=number, name=f"Category {number}", slug=f"category-{number}"))
+        db.session.add(Product(id=number, name=f"Product {number}", slug=f"product-{number}",
+                               description=f"Product {number}"))
+    db.session.commit()
+
+
+def _names(model) -> set[str]:
+    db.session.expire_all()
+    return set(db.session.execute(select(model.name)).scalars())
+
+
+@pytest.mark.parametrize("view,model", [("product", Product), ("category", Category)])
+@pytest.mark.parametrize("odd", ODD_IDS)
+def test_an_odd_id_opens_changes_or_deletes_no_record(client, staff, numbered, view, model,
+                                                      odd):
+    """Flask-Admin's id parsing drops a dot: ?id=1.5 opened record 15's edit form, and
+    saving it changed record 15 (" 15", "1e3" and others also found a record on some
+    database). An id that is not one as the back office writes it is now "Record does not
+    exist", on every view (ShopModelView.get_one), for GET and POST, edit and delete."""
+    names = _names(model)
+    for page in ("edit", "details"):
+        response = client.get(f"/admin/{view}/{page}/", query_string={"id": odd})
+        assert response.status_code == 302, (page, odd)
+        assert response.headers["Location"].endswith(f"/admin/{view}/")
+    real = f"/admin/{view}/edit/?id=15"
+    form = read_form(client.get(real).get_data(as_text=True))
+    form.update({"name": "Changed", "csrf_token": csrf_token(client, real)})
+    response = client.post(f"/admin/{view}/edit/", query_string={"id": odd}, data=form)
+    assert response.status_code == 302
+    response = client.post(f"/admin/{view}/delete/", data={
+        "csrf_token": csrf_token(client, f"/admin/{view}/"), "id": odd})
+    assert response.status_code == 302
+    assert "Record does not exist." in client.get(f"/admin/{view}/").get_data(as_text=True)
+    assert _names(model) == names  # nothing changed, nothing deleted
+    assert client.get(real).status_code == 200
