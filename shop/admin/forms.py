@@ -141,6 +141,20 @@ class SeenField(fields.HiddenField):
         return None
 
 
+STOCK_RANGE = f"Enter a whole number from 0 to {MAX_STOCK:,}."
+DAMAGED_FORM = ("This form's record of the stock it showed is damaged, so the change cannot "
+                "be worked out. Nothing was saved: reload the page and enter the count again.")
+
+
+def _seen_figure(raw: object) -> int | None:
+    """A hidden figure the form wrote (digits), or None when it was altered."""
+    text = str(raw if raw is not None else "")
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None
+
+
 class VariantForm(BaseForm):
     id = fields.HiddenField()
     sku = fields.StringField("SKU", [InputRequired("Enter the SKU."), Length(max=64),
@@ -153,14 +167,14 @@ class VariantForm(BaseForm):
                                   description="The former price, shown crossed out.")
     stock_quantity = LedgerIntegerField(
         "Stock on hand", [InputRequired("Enter the units on hand."),
-                          NumberRange(0, MAX_STOCK, "Enter a whole number from 0.")],
+                          NumberRange(0, MAX_STOCK, STOCK_RANGE)],
         default=0, description="Changes are recorded in the stock ledger.")
     stock_seen = SeenField()
     # Where the variant's stock ledger stood when the form was made (inventory.adjust).
     ledger_seen = SeenField()
     low_stock_threshold = fields.IntegerField(
         "Low-stock threshold", [InputRequired("Enter a threshold."),
-                                NumberRange(0, MAX_STOCK, "Enter a whole number from 0.")],
+                                NumberRange(0, MAX_STOCK, STOCK_RANGE)],
         default=5)
     position = fields.IntegerField("Position", [Optional(), FitsColumn()], default=0)
 
@@ -174,21 +188,27 @@ class VariantForm(BaseForm):
             self.ledger_seen.data = str(inventory.last_adjustment(variant_id)) \
                 if variant_id else "0"
 
+    def validate_stock_quantity(self, field: LedgerIntegerField) -> None:
+        """The change is worked out from the hidden figures the form showed: an altered one
+        ("abc" was read as 0, and an unchanged form added the whole count again) refuses the
+        save beside the stock field."""
+        if _seen_figure(self.stock_seen.data) is None or \
+                _seen_figure(self.ledger_seen.data) is None:
+            raise FieldError(DAMAGED_FORM)
+
     def validate_compare_at_price(self, field: MoneyField) -> None:
         if problem := catalog.compare_at_problem(self.price.data, field.data):
             raise FieldError(problem)
 
     def ledger_position(self) -> int | None:
         """The ledger_seen figure (None when the form did not send one)."""
-        raw = str(self.ledger_seen.data or "")
-        return int(raw) if raw.isdigit() and len(raw) < 19 else None
+        return _seen_figure(self.ledger_seen.data)
 
     def stock_delta(self) -> int:
         """Units staff added (+) or removed (-) compared with what the form showed."""
-        try:
-            seen = int(self.stock_seen.data or 0)
-        except (TypeError, ValueError):
-            seen = 0
+        seen = _seen_figure(self.stock_seen.data)
+        if seen is None:  # validate_stock_quantity refused the form already
+            raise ValidationError({self.stock_quantity.name: DAMAGED_FORM})
         return int(self.stock_quantity.data or 0) - seen
 
 

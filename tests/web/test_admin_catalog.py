@@ -26,6 +26,7 @@ from shop.services import cart as carts
 from shop.services import checkout
 from shop.services.cart import CartOwner
 from shop.services.checkout import CheckoutRequest
+from shop.services.product_csv import MAX_STOCK
 from tests import factories as f
 from tests.conftest import csrf_token
 from tests.web.admin_support import login_staff, read_form, variant_prefix
@@ -808,3 +809,39 @@ def test_an_odd_id_opens_changes_or_deletes_no_record(client, staff, numbered, v
     assert "Record does not exist." in client.get(f"/admin/{view}/").get_data(as_text=True)
     assert _names(model) == names  # nothing changed, nothing deleted
     assert client.get(real).status_code == 200
+
+
+@pytest.mark.parametrize("hidden,value", [
+    ("stock_seen", "abc"), ("stock_seen", "-5"), ("stock_seen", "10.0"), ("stock_seen", " 10"),
+    ("stock_seen", "1e1"), ("stock_seen", "１０"), ("ledger_seen", "abc"), ("ledger_seen", "-1"),
+])
+def test_an_altered_hidden_stock_figure_is_refused_and_nothing_is_saved(client, staff, shirt,
+                                                                      hidden, value):
+    """The form works the stock change out from the figure it showed: stock_seen=abc was read
+    as 0, so an unchanged form added the whole on-hand count (10 -> 20, ledger +10). An
+    altered figure now refuses the save beside the stock field."""
+    form = edit_form(client, shirt)
+    small = variant_prefix(form, "LIN-S")
+    variant_id = int(form[small + "id"])
+    form.update({small + hidden: value, "name": "Renamed",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), small + "stock_quantity",
+                  "Nothing was saved: reload the page and enter the count again.")
+    assert reload(Variant, variant_id).stock_quantity == 10 and ledger(variant_id) == [10]
+    assert reload(Product, shirt.id).name == "Linen Shirt"
+
+
+@pytest.mark.parametrize("field", ["stock_quantity", "low_stock_threshold"])
+def test_a_stock_figure_over_the_maximum_says_the_maximum(client, staff, shirt, field):
+    """"Enter a whole number from 0." did not say what was wrong with 2147483647."""
+    form = edit_form(client, shirt)
+    small = variant_prefix(form, "LIN-S")
+    form.update({small + field: "2147483647", "csrf_token": csrf_token(client, edit_url(shirt))})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), small + field,
+                  f"Enter a whole number from 0 to {MAX_STOCK:,}.")
+    assert f"{MAX_STOCK:,}" == "1,000,000"
+    assert reload(Variant, int(form[small + "id"])).stock_quantity == 10
