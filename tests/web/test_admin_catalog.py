@@ -56,6 +56,16 @@ def edit_form(client, product: Product) -> dict[str, str]:
     return read_form(client.get(edit_url(product)).get_data(as_text=True))
 
 
+def post_small_shirt(client, shirt: Product, variant: dict[str, str], **product: str):
+    """The shirt's edit form posted with `variant`'s fields of its LIN-S variant and
+    `product`'s own fields changed: (the answer, the variant's field prefix, its id)."""
+    form = edit_form(client, shirt)
+    small = variant_prefix(form, "LIN-S")
+    form.update({small + name: value for name, value in variant.items()} | product
+                | {"csrf_token": csrf_token(client, edit_url(shirt))})
+    return client.post(edit_url(shirt), data=form), small, int(form[small + "id"])
+
+
 def reload(model, pk):
     db.session.expire_all()
     return db.session.get(model, pk)
@@ -641,12 +651,8 @@ def test_a_price_that_cannot_be_shown_as_typed_is_refused_next_to_the_field(
     or below the price was kept (the shop showed "$5.56 Was $1.00"). Both are refused next to
     the field, in the edit and the new product form, and nothing is saved. An amount in cents,
     and a compare-at price above the price or empty, are saved."""
-    form = edit_form(client, shirt)
-    small = variant_prefix(form, "LIN-S")
-    variant_id = int(form[small + "id"])
-    form.update({small + field: typed, "name": "Renamed",
-                 "csrf_token": csrf_token(client, edit_url(shirt))})
-    response = client.post(edit_url(shirt), data=form)
+    response, small, variant_id = post_small_shirt(client, shirt, {field: typed},
+                                                   name="Renamed")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert beside(html, small + field, message)
@@ -660,8 +666,8 @@ def test_a_price_that_cannot_be_shown_as_typed_is_refused_next_to_the_field(
     assert beside(html, "variants-0-" + field, message)
     assert db.session.execute(select(func.count(Product.id))).scalar_one() == 1
 
-    form.update({small + field: fixed, "csrf_token": csrf_token(client, edit_url(shirt))})
-    assert client.post(edit_url(shirt), data=form).status_code == 302
+    saved, _, _ = post_small_shirt(client, shirt, {field: fixed}, name="Renamed")
+    assert saved.status_code == 302
     assert getattr(reload(Variant, variant_id), field) == (stored and Decimal(stored))
     assert reload(Product, shirt.id).name == "Renamed"
 
@@ -820,12 +826,8 @@ def test_an_altered_hidden_stock_figure_is_refused_and_nothing_is_saved(client, 
     """The form works the stock change out from the figure it showed: stock_seen=abc was read
     as 0, so an unchanged form added the whole on-hand count (10 -> 20, ledger +10). An
     altered figure now refuses the save beside the stock field."""
-    form = edit_form(client, shirt)
-    small = variant_prefix(form, "LIN-S")
-    variant_id = int(form[small + "id"])
-    form.update({small + hidden: value, "name": "Renamed",
-                 "csrf_token": csrf_token(client, edit_url(shirt))})
-    response = client.post(edit_url(shirt), data=form)
+    response, small, variant_id = post_small_shirt(client, shirt, {hidden: value},
+                                                   name="Renamed")
     assert response.status_code == 200
     assert beside(response.get_data(as_text=True), small + "stock_quantity",
                   "Nothing was saved: reload the page and enter the count again.")
@@ -836,12 +838,9 @@ def test_an_altered_hidden_stock_figure_is_refused_and_nothing_is_saved(client, 
 @pytest.mark.parametrize("field", ["stock_quantity", "low_stock_threshold"])
 def test_a_stock_figure_over_the_maximum_says_the_maximum(client, staff, shirt, field):
     """"Enter a whole number from 0." did not say what was wrong with 2147483647."""
-    form = edit_form(client, shirt)
-    small = variant_prefix(form, "LIN-S")
-    form.update({small + field: "2147483647", "csrf_token": csrf_token(client, edit_url(shirt))})
-    response = client.post(edit_url(shirt), data=form)
+    response, small, variant_id = post_small_shirt(client, shirt, {field: "2147483647"})
     assert response.status_code == 200
     assert beside(response.get_data(as_text=True), small + field,
                   f"Enter a whole number from 0 to {MAX_STOCK:,}.")
     assert f"{MAX_STOCK:,}" == "1,000,000"
-    assert reload(Variant, int(form[small + "id"])).stock_quantity == 10
+    assert reload(Variant, variant_id).stock_quantity == 10
