@@ -676,13 +676,20 @@ def audit_count() -> int:
     return db.session.execute(select(func.count(AuditLog.id))).scalar_one()
 
 
+def kitchen_form(client):
+    """Categories Home, Garden and Kitchen (under Home), and Kitchen's edit form as staff
+    see it: (home, garden, kitchen, its edit URL, the form's fields)."""
+    home = f.category("Home", slug="home")
+    garden = f.category("Garden", slug="garden")
+    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
+    url = f"/admin/category/edit/?id={kitchen.id}"
+    return home, garden, kitchen, url, read_form(client.get(url).get_data(as_text=True))
+
+
 @pytest.mark.parametrize("bad", ["99999", "abc", str(10**25)])
 def test_a_parent_category_that_does_not_exist_is_refused_and_nothing_changes(
         client, staff, bad):
-    home = f.category("Home", slug="home")
-    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
-    url = f"/admin/category/edit/?id={kitchen.id}"
-    form = read_form(client.get(url).get_data(as_text=True))
+    home, _, kitchen, url, form = kitchen_form(client)
     assert form["parent"] == str(home.id)
     form.update({"parent": bad, "name": "Cooking", "csrf_token": csrf_token(client, url)})
     response = client.post(url, data=form)
@@ -694,11 +701,7 @@ def test_a_parent_category_that_does_not_exist_is_refused_and_nothing_changes(
 
 
 def test_a_parent_deleted_while_the_form_was_open_is_refused(client, staff):
-    home = f.category("Home", slug="home")
-    garden = f.category("Garden", slug="garden")
-    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
-    url = f"/admin/category/edit/?id={kitchen.id}"
-    form = read_form(client.get(url).get_data(as_text=True))
+    home, garden, kitchen, url, form = kitchen_form(client)
     form.update({"parent": str(garden.id), "csrf_token": csrf_token(client, url)})
     db.session.delete(db.session.get(Category, garden.id))
     db.session.commit()
@@ -710,11 +713,7 @@ def test_a_parent_deleted_while_the_form_was_open_is_refused(client, staff):
 
 @pytest.mark.parametrize("empty", ["__None", ""])
 def test_a_valid_parent_and_the_top_level_still_save(client, staff, empty):
-    home = f.category("Home", slug="home")
-    garden = f.category("Garden", slug="garden")
-    kitchen = f.category("Kitchen", parent=home, slug="kitchen")
-    url = f"/admin/category/edit/?id={kitchen.id}"
-    form = read_form(client.get(url).get_data(as_text=True))
+    home, garden, kitchen, url, form = kitchen_form(client)
     form.update({"parent": str(garden.id), "csrf_token": csrf_token(client, url)})
     assert client.post(url, data=form).status_code == 302
     assert reload(Category, kitchen.id).parent_id == garden.id
