@@ -744,6 +744,63 @@ def test_staff_cancelling_or_marking_paid_closes_the_stripe_session(shop, standi
     assert_stock_invariant()
 
 
+def test_a_card_payment_for_an_order_paid_by_hand_is_refunded(shop, standin, mug, client):
+    """Staff marked a card order paid by hand (a bank transfer) while Stripe could not be
+    reached, so its session stayed open, and the shopper then paid it by card as well. The
+    card money pays nothing: it goes back, once however often it is reported, the history
+    says so, the shopper is told, and the order stays paid by hand with its stock sold."""
+    from tests.web.api_support import make_shopper
+
+    buy(client, mug.id, 2)
+    order = last_order()
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while closing the session
+    api = make_shopper(shop, role="staff").api
+    answer = api.patch(f"/api/v1/orders/{order.number}",
+                       json={"status": "paid", "note": "paid by bank transfer"})
+    assert answer.status_code == 200 and answer.get_json()["status"] == "paid"
+    session = standin.complete(order.payment.reference)
+    before = failures()
+
+    for _ in range(2):  # delivered, then redelivered under another event id
+        answer = post_event(client, standin, "checkout.session.completed", session)
+        assert answer.get_json()["outcome"] == "paid_elsewhere"
+    back = client.get(f"/payments/stripe/return?session_id={session['id']}")
+    [refund] = standin.refunds.values()
+    assert refund["payment_intent"] == session["payment_intent"]
+    assert failures() == before + 1
+    notes = [e.note for e in history(order.id) if refund["id"] in e.note]
+    assert len(notes) == 1 and "paid another way" in notes[0]
+    order = last_order()
+    assert order.status == "paid" and order.payment.provider_payment_id is None
+    page = client.get(local_path(back.headers["Location"])).get_data(as_text=True)
+    assert "already been paid another way" in page and "payment is confirmed" not in page
+    assert stock(mug.id) == 3
+    assert_stock_invariant()
+
+
+def test_the_return_page_of_a_cancelled_order_says_it_was_cancelled(shop, standin, mug,
+                                                                    client):
+    """The session expired and the order was cancelled: coming back (or reloading the return
+    page) must not say the payment is on its way."""
+    buy(client, mug.id, 2)
+    order = last_order()
+    expired = standin.expire(order.payment.reference)
+    assert post_event(client, standin, "checkout.session.expired",
+                      expired).get_json()["outcome"] == "cancelled"
+    back = client.get(f"/payments/stripe/return?session_id={expired['id']}")
+    page = client.get(local_path(back.headers["Location"])).get_data(as_text=True)
+    assert "cancelled because it was not paid in time" in page
+    assert "no need to pay again" not in page
+
+
+def test_a_signed_event_whose_object_id_is_not_text_is_ignored(client, standin):
+    for object_id in (5, ["a"], {"x": 1}, True):
+        payload, signature = standin.event("checkout.session.completed", {"id": object_id})
+        answer = client.post(WEBHOOK, data=payload, headers={
+            "Stripe-Signature": signature, "Content-Type": "application/json"})
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == "ignored"
+
+
 def test_staff_webhooks_and_the_return_page_racing_change_each_order_once(shop, standin, mug,
                                                                           client):
     """Run on MySQL for real row locks. A paid session: staff cancelling it races the webhook

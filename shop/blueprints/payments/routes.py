@@ -28,7 +28,11 @@ RETURN_MESSAGES = {
                           "number."),
     "late": ("error", "This order was cancelled before your payment arrived, so the payment "
                       "has been refunded to your card."),
+    "paid_elsewhere": ("error", "This order had already been paid another way, so this card "
+                                "payment has been refunded to your card."),
     "refunded": ("info", "This order's payment has been refunded to your card."),
+    "cancelled": ("error", "This order was cancelled because it was not paid in time. Its "
+                           "items are back in the shop if you would like to order again."),
 }
 # Orders whose payment went through: the return page can say so without asking Stripe again.
 PAID_STATUSES = ("paid", "processing", "shipped", "delivered")
@@ -57,8 +61,7 @@ def pay(number: str):
               "few days. There is nothing more to pay; this page will show it once it "
               "clears.", "info")
     elif order.status == "cancelled":
-        flash("This order was cancelled because it was not paid in time. Its items are back "
-              "in the shop if you would like to order again.", "error")
+        flash(RETURN_MESSAGES["cancelled"][1], "error")
     else:
         flash("We could not open the card payment page just now. Please try again in a "
               "moment.", "error")
@@ -91,6 +94,9 @@ def stripe_return():
     outcome = result.outcome
     if outcome == "already_paid" and result.order.status == "refunded":
         outcome = "refunded"
+    elif outcome == "unpaid" and result.order.status == "cancelled":
+        # Its session expired (or a delayed payment failed): nothing is on its way.
+        outcome = "cancelled"
     category, message = RETURN_MESSAGES[outcome]
     flash(message, category)
     return _order_page(result.order, orders.guest_link_token(result.order))

@@ -122,7 +122,8 @@ def _close_card_checkout(order_id: int) -> Order | None:
     try:
         outcome = stripe_provider.close_checkout(order)
     except (stripe.StripeError, stripe_provider.StripeUnavailable) as exc:
-        # Go ahead: a card payment that still arrives for a cancelled order is refunded.
+        # Go ahead: a card payment that still arrives for an order cancelled or paid by
+        # hand is refunded (stripe_provider._already_finished).
         log.warning("could not close the stripe session of order %s: %s", order.number, exc)
         return None
     if outcome in ("paid", "already_paid"):

@@ -65,7 +65,8 @@ class StripeUnavailable(PaymentError):
 class FinishResult:
     """What `finish_payment` found: `paid` (this call marked it paid), `already_paid`,
     `unpaid` (Stripe has not confirmed yet), `mismatch` (amount or currency differ),
-    `late` (paid after the order was cancelled: refunded), `unknown` (no such order)."""
+    `late` (paid after the order was cancelled: refunded), `paid_elsewhere` (paid after the
+    order had been paid another way, e.g. by hand: refunded), `unknown` (no such order)."""
 
     outcome: str
     order: Order | None = None
@@ -378,26 +379,48 @@ def finish_payment(session_or_id: str | Any) -> FinishResult:
 def _already_finished(order_id: int, payment_id: int, session_id: str,
                       intent: str | None) -> FinishResult:
     """The order had already moved on. Paid through this same payment: nothing to do. Paid by
-    another payment, or cancelled before the money arrived: give this money back."""
+    another payment (staff marked it paid by hand, say while Stripe could not be reached to
+    close the session), or cancelled before the money arrived: give this money back."""
     db.session.rollback()
     order = db.session.get(Order, order_id)
     payment = db.session.get(Payment, payment_id)
-    if order.status != "cancelled" and payment.provider_payment_id in (None, intent):
-        if payment.provider_payment_id is None:
-            with write_transaction():
-                db.session.execute(update(Payment).where(Payment.id == payment_id,
-                                                         Payment.provider_payment_id.is_(None))
-                                   .values(provider_payment_id=intent)
-                                   .execution_options(synchronize_session=False))
+    # A card payment always records its PaymentIntent with the `paid` transition, so an order
+    # that moved on without one was paid some other way: this money pays nothing.
+    if order.status != "cancelled" and (intent is None or payment.provider_payment_id == intent):
         return FinishResult("already_paid", db.session.get(Order, order_id))
-    metrics.payment_failed(PROVIDER)
     log.error("stripe session %s paid order %s which is %s: refunding %s", session_id,
               order.number, order.status, intent)
+    cancelled = order.status == "cancelled"
+    first = True  # counted once per payment, however often it is reported
     if intent:
         refunded = _give_back(order, intent, "late", "paid after the order was closed")
-        if order.status == "cancelled":
-            _record_late_refund(order.id, payment_id, intent, refunded)
-    return FinishResult("late", db.session.get(Order, order_id))
+        first = (_record_late_refund(order.id, payment_id, intent, refunded) if cancelled
+                 else _record_second_payment(order.id, intent, refunded))
+    if first:
+        metrics.payment_failed(PROVIDER)
+    return FinishResult("late" if cancelled else "paid_elsewhere",
+                        db.session.get(Order, order_id))
+
+
+def _record_second_payment(order_id: int, intent: str, refunded: str) -> bool:
+    """A card payment for an order already paid another way went back: the order's history
+    says so for the shopper and staff, once however often the payment is reported (True the
+    first time). The order's own payment and status stay as they are."""
+    note = (f"Card payment {intent} received after the order had been paid another way; "
+            f"refunded in full ({refunded})")
+
+    def run() -> bool:
+        with write_transaction():
+            status = db.session.execute(select(Order.status).where(Order.id == order_id)
+                                        .with_for_update()).scalar_one()
+            seen = db.session.execute(select(OrderEvent.id).where(
+                OrderEvent.order_id == order_id, OrderEvent.note == note)).first()
+            if seen is None:
+                db.session.add(OrderEvent(order_id=order_id, from_status=status,
+                                          to_status=status, actor=ACTOR.label, note=note))
+            return seen is None
+
+    return retrying(run)
 
 
 def _give_back(order: Order, intent: str, kind: str, reason: str) -> str:
@@ -454,12 +477,13 @@ def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) 
     retrying(run)
 
 
-def _record_late_refund(order_id: int, payment_id: int, intent: str, refunded: str) -> None:
+def _record_late_refund(order_id: int, payment_id: int, intent: str, refunded: str) -> bool:
     """A cancelled order's payment that came late and went back: the payment shows as
     refunded (the API's payment_status) with its PaymentIntent, and the order's history says
-    so for the shopper and staff. Once, however often the payment is reported."""
+    so for the shopper and staff. Once, however often the payment is reported (True the
+    first time)."""
 
-    def run() -> None:
+    def run() -> bool:
         with write_transaction():
             changed = db.session.execute(
                 update(Payment).where(Payment.id == payment_id,
@@ -472,8 +496,9 @@ def _record_late_refund(order_id: int, payment_id: int, intent: str, refunded: s
                     actor=ACTOR.label,
                     note=f"Card payment received after the order was cancelled; refunded in "
                          f"full ({refunded})"))
+            return changed == 1
 
-    retrying(run)
+    return retrying(run)
 
 
 def session_expired(session_id: str, note: str = "", *, expires_at: Any = None) -> str:
@@ -553,7 +578,7 @@ def handle_event(event: Any) -> str:
         object_id = obj["id"]
     except (KeyError, TypeError):
         obj, object_id = None, None
-    if not object_id:
+    if not object_id or not isinstance(object_id, str):  # Stripe's ids are text
         outcome = "ignored"
     elif event_type in FINISH_EVENTS:
         outcome = finish_payment(object_id).outcome
