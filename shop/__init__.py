@@ -1,6 +1,7 @@
 """The application factory: config, extensions, blueprints, admin, filters, errors."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,8 @@ def register_database(app: Flask) -> None:
                      render_as_batch=True, compare_type=True)
     from . import models  # noqa: F401  (register the tables)
     from .extensions import RoutingSession
+
+    _end_sessions_safely(app)
     from .services import catalog_state, database, search
 
     catalog_state.install(RoutingSession)
@@ -119,6 +122,31 @@ def register_database(app: Flask) -> None:
         replica = app.config.get("DATABASE_REPLICA_URL")
         if replica:
             database.configure_replica(app, replica)
+
+
+def _end_sessions_safely(app: Flask) -> None:
+    """Flask-SQLAlchemy ends each request's session after the answer is made (a ROLLBACK).
+    A database that stops answering just then (host frozen, packets dropped) made that
+    ROLLBACK fail after the read timeout, outside every error handler: the client got
+    gunicorn's bare 500 for a request the shop had answered (and logged and counted as
+    answered). The answer stands: the failure is logged, the session is dropped, and its
+    connection, which SQLAlchemy invalidates on such an error, is not used again."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    log = logging.getLogger("shop.database")
+
+    def end_session(_error: BaseException | None) -> None:
+        try:
+            db.session.remove()
+        except SQLAlchemyError as exc:
+            log.warning("could not end the request's database session: %s", exc)
+            db.session.registry.clear()
+
+    funcs = app.teardown_appcontext_funcs
+    funcs[:] = [end_session if getattr(f, "__func__", None) is type(db)._teardown_session
+                else f for f in funcs]
+    if end_session not in funcs:
+        raise RuntimeError("Flask-SQLAlchemy's session teardown was not found")
 
 
 def register_extensions(app: Flask) -> None:

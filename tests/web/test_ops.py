@@ -389,6 +389,70 @@ def test_a_hung_replica_costs_one_page_the_timeout_and_the_primary_serves_meanwh
         relay.close()
 
 
+def _reads_then(app, then) -> None:
+    """A route of this test app that reads the database, calls `then()`, and answers."""
+    def view():
+        count = db.session.execute(select(func.count(Variant.id))).scalar_one()
+        then()
+        return {"variants": count}
+
+    app.add_url_rule("/test-read-then", "test_read_then", view)
+
+
+def test_a_session_that_cannot_end_after_the_answer_keeps_the_answer(make_app, monkeypatch):
+    """The request's session ends (a ROLLBACK) after its answer is made. Should that fail (the
+    database stopped answering just then), the client still gets the answer the shop made,
+    not the server's bare 500, and the next request gets a session of its own."""
+    from sqlalchemy.orm import Session
+
+    app = make_app()
+    close = Session.close
+    failing = []
+
+    def flaky_close(session):
+        if failing:
+            failing.clear()
+            close(session)
+            raise OperationalError("ROLLBACK", {}, Exception("Lost connection (timed out)"))
+        close(session)
+
+    monkeypatch.setattr(Session, "close", flaky_close)
+    _reads_then(app, lambda: failing.append(True))
+    client = app.test_client()
+    with ShopLog("shop.database") as log:
+        answer = client.get("/test-read-then")
+    assert answer.status_code == 200 and answer.get_json() == {"variants": 0}
+    assert any("could not end the request's database session" in line for line in log.lines())
+    assert client.get("/test-read-then").get_json() == {"variants": 0}
+    assert client.get("/api/v1/products").status_code == 200
+
+
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL): SQLite has no "
+                                          "server that can hang")
+def test_a_database_that_hangs_after_the_answer_does_not_turn_it_into_a_500(make_app,
+                                                                            database_url):
+    """The database stops answering after the view read it and made its answer: the ROLLBACK
+    that ends the request waits out the read timeout and fails. The client gets the answer
+    (it was a 500 from gunicorn, counted and logged as a 200), and once the database is back
+    the shop serves again without using the broken connection."""
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    relay = Relay(database_url)
+    try:
+        app = make_app(SQLALCHEMY_DATABASE_URI=relay.url, DATABASE_CONNECT_TIMEOUT=1,
+                       DATABASE_READ_TIMEOUT=1)
+        _reads_then(app, relay.black_hole)
+        client = app.test_client()
+        answer, seconds = _timed(lambda: client.get("/test-read-then"), limit=20)
+        assert answer.status_code == 200 and answer.get_json() == {"variants": 0}
+        assert seconds < 5, seconds
+        relay.restore()
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/api/v1/products").status_code == 200
+    finally:
+        relay.close()
+
+
 @pytest.mark.mysql_only
 @pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL): SQLite has no "
                                           "read timeout")
