@@ -16,7 +16,7 @@ from ..blueprints import ID
 from ..extensions import db
 from ..models import REVIEW_STATUSES, ROLES, Review, User
 from ..models.base import is_id
-from ..services import accounts, audit, reviews
+from ..services import accounts, audit, coupons, reviews
 from ..services.errors import NotFound, ShopError, ValidationError
 from .base import ShopModelView, record_id
 from .security import is_admin, request_id, who
@@ -126,6 +126,10 @@ class CustomerView(ShopModelView):
             raise ValidationError(errors)
         if True in inspect(model).attrs.active.history.deleted and not model.active:
             accounts.end_all_sessions(model)  # deactivated by unticking "Active"
+
+    def before_write(self, form, model, is_created: bool) -> None:
+        # The uses a guest made with this email now count as the account's (person_uses).
+        coupons.link_account(model.id, model.email)
 
     @expose(f"/active/<{ID}:user_id>", methods=("POST",))
     def set_active(self, user_id: int):

@@ -4,7 +4,15 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -54,7 +62,9 @@ class CouponUse(db.Model):
     """
 
     __tablename__ = "coupon_uses"
-    __table_args__ = (UniqueConstraint("coupon_id", "customer_key", "use_number"),)
+    __table_args__ = (UniqueConstraint("coupon_id", "customer_key", "use_number"),
+                      # a person's uses under an email (coupons.person_uses)
+                      Index("ix_coupon_uses_coupon_email", "coupon_id", "email"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     coupon_id: Mapped[int] = mapped_column(ForeignKey("coupons.id", ondelete="CASCADE"))

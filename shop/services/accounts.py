@@ -18,7 +18,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..extensions import db
 from ..models import ROLES, User
 from ..models.base import is_id
-from . import addresses, api_tokens, audit, jobs, links, mail, reads
+from . import addresses, api_tokens, audit, coupons, jobs, links, mail, reads
 from .database import write_transaction
 from .errors import AuthError, NotFound, ShopError, ValidationError
 
@@ -135,6 +135,7 @@ def register(email: str, password: str, name: str = "", role: str = "customer") 
             db.session.add(user)
             db.session.flush()
             user_id = user.id
+            coupons.link_account(user_id, email)
     except IntegrityError as exc:
         raise ValidationError({"email": "An account with this email already exists."}) from exc
     return db.session.get(User, user_id)
@@ -322,7 +323,9 @@ def update_profile(user_id: int, name: str, email: str, current_password: str) -
         with write_transaction():
             user = db.session.get(User, user_id)
             user.name = name
-            user.email = email
+            if user.email != email:
+                user.email = email
+                coupons.link_account(user_id, email)
     except IntegrityError as exc:
         raise ValidationError({"email": EMAIL_TAKEN}) from exc
     return db.session.get(User, user_id)

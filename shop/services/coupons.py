@@ -4,11 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Coupon, CouponUse, utcnow
+from ..models import Coupon, CouponUse, User, utcnow
 from .errors import CouponInactive, CouponInvalid, CouponNotApplicable, CouponUsedUp
 from .money import format_money
 from .pricing import CouponTerms
@@ -24,28 +24,54 @@ def normalise_email(email: str | None) -> str:
 
 def customer_key(user_id: int | None, email: str | None) -> str:
     """The key a use is recorded under: the account id for customers, the normalised email
-    for guests (a person's limit counts both: counted_keys)."""
+    for guests (a person's limit counts both and more: person_uses)."""
     return f"user:{user_id}" if user_id else f"email:{normalise_email(email)}"
 
 
-def counted_keys(user_id: int | None, email: str | None) -> list[str]:
-    """The customer keys whose uses count against one person's per-customer limit: their own
-    (customer_key), and the other side of the same person. A guest whose email is an
-    account's is that customer; a customer's uses made as a guest with the order's email
-    count too. Without this, a customer could log out and use a once-per-customer coupon
-    again as a guest with the same email."""
-    keys = [customer_key(user_id, email)]
+def person_uses(user_id: int | None, email: str | None):
+    """The condition on coupon_uses that picks one person's uses, for a per-customer limit.
+
+    A person is an account and every email it has gone by, or a guest's email and the account
+    that has (or had) it. Their uses are those recorded under the account (its key or its id:
+    changing the account's email does not reset them) and under the email (as a guest, or by
+    an account while it had that email), and one step further: the other uses of an account
+    that used the coupon under this email, and the uses under any email this account used it
+    with. Guest uses under an email are tied to the account that takes that email
+    (`link_account`), so registering with it, or moving to it, and then changing the
+    account's email does not reset them either.
+    """
     normalised = normalise_email(email)
-    if user_id:
-        if normalised:
-            keys.append(f"email:{normalised}")
-    elif normalised:
+    if not user_id and normalised:
         from .accounts import find_by_email
 
         account = find_by_email(normalised)
-        if account is not None:
-            keys.append(f"user:{account.id}")
-    return keys
+        user_id = account.id if account is not None else None
+    conditions = []
+    if user_id:
+        conditions += [CouponUse.customer_key == f"user:{user_id}", CouponUse.user_id == user_id,
+                       CouponUse.email.in_(select(CouponUse.email).where(
+                           CouponUse.user_id == user_id).scalar_subquery()),
+                       # the account's email now, when the caller named none (the cart)
+                       CouponUse.email == select(User.email).where(User.id == user_id)
+                       .scalar_subquery()]
+    if normalised:
+        conditions += [CouponUse.customer_key == f"email:{normalised}",
+                       CouponUse.email == normalised,
+                       CouponUse.user_id.in_(select(CouponUse.user_id).where(
+                           CouponUse.email == normalised, CouponUse.user_id.is_not(None))
+                           .scalar_subquery())]
+    return or_(*conditions) if conditions else false()
+
+
+def link_account(user_id: int, email: str) -> None:
+    """An account takes an email (registering, or changing to it): the uses made as a guest
+    with that email become the account's, so they still count once it changes its email.
+    Only flushes: part of the caller's transaction."""
+    normalised = normalise_email(email)
+    if normalised:
+        db.session.execute(update(CouponUse).where(CouponUse.user_id.is_(None),
+                                                   CouponUse.email == normalised)
+                           .values(user_id=user_id).execution_options(synchronize_session=False))
 
 
 def find(code: str | None) -> Coupon | None:
@@ -94,8 +120,7 @@ def validate(code: str | None, subtotal: Decimal, *, user_id: int | None = None,
         raise CouponUsedUp("That coupon has been used up.", field="code")
     if coupon.per_customer_limit is not None and (user_id or email):
         used = db.session.execute(select(func.count(CouponUse.id)).where(
-            CouponUse.coupon_id == coupon.id,
-            CouponUse.customer_key.in_(counted_keys(user_id, email)))).scalar_one()
+            CouponUse.coupon_id == coupon.id, person_uses(user_id, email))).scalar_one()
         if used >= coupon.per_customer_limit:
             raise CouponUsedUp("You have already used that coupon as many times as it allows.",
                                field="code", code="coupon_customer_limit")
@@ -122,14 +147,12 @@ def record_use(coupon: Coupon, order_id: int, user_id: int | None, email: str) -
         select(CouponUse.use_number).where(CouponUse.coupon_id == coupon.id,
                                            CouponUse.customer_key == key)
         .with_for_update()).scalars().all()
-    # The same person's uses under their other key (counted_keys), seen whole: every
-    # checkout with this coupon waits for the row lock the UPDATE above took.
-    linked = [k for k in counted_keys(user_id, email) if k != key]
-    elsewhere = db.session.execute(select(func.count(CouponUse.id)).where(
-        CouponUse.coupon_id == coupon.id, CouponUse.customer_key.in_(linked))).scalar_one() \
-        if linked and coupon.per_customer_limit is not None else 0
-    if coupon.per_customer_limit is not None and \
-            len(used) + elsewhere >= coupon.per_customer_limit:
+    # All the same person's uses (person_uses), seen whole: every checkout with this coupon
+    # waits for the row lock the UPDATE above took.
+    counted = db.session.execute(select(func.count(CouponUse.id)).where(
+        CouponUse.coupon_id == coupon.id, person_uses(user_id, email))).scalar_one() \
+        if coupon.per_customer_limit is not None else 0
+    if coupon.per_customer_limit is not None and counted >= coupon.per_customer_limit:
         raise CouponUsedUp("You have already used that coupon as many times as it allows.",
                            field="code", code="coupon_customer_limit")
     try:

@@ -351,6 +351,34 @@ def test_a_per_customer_limit_follows_the_person_between_account_and_guest(app):
         "ada@example.com", "bob@example.com", "cy@example.com"]
 
 
+def test_a_per_customer_limit_survives_the_account_changing_its_email(app):
+    """Uses were linked across account and guest through the account's current email only:
+    a customer who used a once-per-customer coupon changed their email and used it again as
+    a guest with the old one; a guest who used it registered with that email, changed it,
+    and used it again as the account. Both are now one person's uses."""
+    from shop.services import accounts
+
+    f.coupon("ONCE", "fixed", "5", per_customer_limit=1)
+    variant = f.variant_of(f.product("Pen", price="10.00", stock=100))
+    ada = f.user("ada@example.com")
+    checkout.place_order(customer_cart(ada.id, variant.id, "ONCE"), request("ada@example.com"))
+    accounts.update_profile(ada.id, "Ada", "ada.new@example.com", f.PASSWORD)
+    with pytest.raises(CouponUsedUp):
+        checkout.place_order(guest_cart(variant.id, coupon="ONCE"), request("ada@example.com"))
+    with pytest.raises(CouponUsedUp):  # her new email too, as a guest
+        coupons.validate("ONCE", Decimal("10"), email="ada.new@example.com")
+
+    checkout.place_order(guest_cart(variant.id, coupon="ONCE"), request("bob@example.com"))
+    bob = accounts.register("Bob@Example.com", "a-long-enough-password", "Bob")
+    accounts.update_profile(bob.id, "Bob", "bob.new@example.com", "a-long-enough-password")
+    with pytest.raises(CouponUsedUp):  # at the cart, where no email is given
+        customer_cart(bob.id, variant.id, "ONCE")
+    with pytest.raises(CouponUsedUp):
+        coupons.validate("ONCE", Decimal("10"), user_id=bob.id, email="bob.new@example.com")
+    checkout.place_order(guest_cart(variant.id, coupon="ONCE"), request("cy@example.com"))
+    assert db.session.execute(select(func.count(CouponUse.id))).scalar_one() == 3
+
+
 def test_per_customer_limit_under_concurrency_for_an_account(app):
     """One customer racing from several sessions: the account id counts, not the email."""
     coupon = f.coupon("TWICE", "percent", "10", per_customer_limit=2)

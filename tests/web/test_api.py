@@ -313,6 +313,25 @@ def test_coupons(shopper, other, catalog):
     assert other.api.delete("/api/v1/cart/coupon").status_code == 200  # no cart: nothing to do
 
 
+def test_the_cart_refuses_a_coupon_its_owner_used_as_a_guest(app, catalog):
+    """A once-per-customer coupon used in a guest order with this account's email: the cart
+    showed it applied, with its discount, and only placing the order refused it (the cart
+    knew the account but not its email). Now the cart refuses it at once, and the cart view
+    prices without it."""
+    from shop.models import CouponUse
+
+    coupon = f.coupon("ONCE", "fixed", "5", per_customer_limit=1)
+    shopper = api_support.make_shopper(app, email="buyer@example.com")
+    db.session.add(CouponUse(coupon_id=coupon.id, customer_key="email:buyer@example.com",
+                             use_number=1, email="buyer@example.com"))
+    db.session.commit()
+    shopper.api.post("/api/v1/cart/items", json={"sku": "SHIRT-M", "quantity": 1})
+    refused = shopper.api.post("/api/v1/cart/coupon", json={"code": "ONCE"})
+    assert refused.status_code == 409 and error_of(refused)["code"] == "coupon_customer_limit"
+    cart = shopper.api.get("/api/v1/cart").get_json()
+    assert (cart["coupon"], cart["discount"]) == (None, "0.00")
+
+
 def test_a_coupon_a_rule_blocks_is_409_with_its_code(shopper, catalog):
     """SPEC section 7: the coupon exists and the request is valid, a rule blocks it: 409 (it
     was 422), with the code that says which rule."""
