@@ -66,10 +66,15 @@ def _env_rate_limit(name: str, default: str) -> str:
     limits off (RATELIMIT_ENABLED)."""
     raw = os.environ.get(name, default).strip()
     try:
-        parse_many(raw)
+        parsed = parse_many(raw)
     except ValueError:
+        parsed = None
+    if not parsed:
         raise RuntimeError(f"{name} must be a rate limit such as {default!r} (several separated "
-                           f"by ';'), not {raw!r}") from None
+                           f"by ';'), not {raw!r}")
+    if any(limit.amount < 1 for limit in parsed):
+        # "0 per minute" refuses every request: the API (or logins) switched off, not limited.
+        raise RuntimeError(f"{name} must allow at least 1 request in its period, not {raw!r}")
     return raw
 
 

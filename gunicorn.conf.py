@@ -1,8 +1,8 @@
 """Gunicorn settings, read from the environment (see docs/DEPLOY.md).
 
-Only the standard library and gunicorn are imported here: the master process must not import
-the shop (or prometheus_client) before PROMETHEUS_MULTIPROC_DIR is set, and workers load the
-app after fork.
+Only the standard library and gunicorn are imported here (and config.py read once, in a
+private copy, to check it): the master process must not import the shop (or prometheus_client)
+before PROMETHEUS_MULTIPROC_DIR is set, and workers load the app after fork.
 """
 import glob
 import importlib.util
@@ -52,6 +52,23 @@ except ValueError:
 if not _budget_fits:
     raise SystemExit(f"DATABASE_RETRY_BUDGET ({_retry_budget} s) must be below GUNICORN_TIMEOUT "
                      f"({timeout} s): raise the timeout or lower the budget")
+
+
+def _check_shop_settings() -> None:
+    """The shop's own settings (config.py) read once here, in a private copy of the module: a
+    value it refuses stops the start with its one line, rather than a traceback from every
+    worker as each loads the app and gives up."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.py")
+    spec = importlib.util.spec_from_file_location("_shop_settings_check", path)
+    if spec is None or spec.loader is None:
+        return
+    try:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+_check_shop_settings()
 # Heartbeat files in memory: a busy disk must not make the master kill healthy workers.
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
     "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None)

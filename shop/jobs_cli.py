@@ -64,5 +64,9 @@ def init_app(app: Flask) -> None:
             with current_app.test_request_context("/", base_url=base_url):
                 count = expire_unpaid_orders()
         else:
+            if not current_app.config.get("SERVER_NAME"):
+                click.echo("SHOP_BASE_URL is not set: the mail this sends (order cancelled, "
+                           "paid) quotes the order number instead of linking to the order. "
+                           "Set it to the shop's public address.", err=True)
             count = expire_unpaid_orders()
         click.echo(f"Cancelled {count} unpaid order{'s' if count != 1 else ''}.")

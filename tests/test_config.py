@@ -50,6 +50,13 @@ def test_a_rate_limit_flask_limiter_cannot_read_stops_the_start(name, value):
              f"{name} must be a rate limit such as")
 
 
+@pytest.mark.parametrize("name", LIMITS)
+def test_a_rate_limit_of_nothing_stops_the_start(name):
+    """`0 per minute` passed the check and refused every request: 429 to the whole API."""
+    _refused({"SHOP_ENV": "production", "SECRET_KEY": GOOD_KEY, name: "5/second; 0 per minute"},
+             f"{name} must allow at least 1 request in its period, not '5/second; 0 per minute'")
+
+
 def test_a_rate_limit_in_other_words_names_the_variable():
     _refused({"SHOP_RATELIMIT_API": "600 a minute"},
              "SHOP_RATELIMIT_API must be a rate limit such as '600 per minute' (several "

@@ -9,10 +9,11 @@ from ..models import Order, Variant
 from . import links, mail, orders
 
 
-def _order_url(order: Order) -> str:
-    """The order's signed link (on SHOP_BASE_URL when it is set: services.links)."""
-    return links.public_url("orders.detail", number=order.number,
-                            token=orders.guest_link_token(order))
+def _order_url(order: Order) -> str | None:
+    """The order's signed link (on SHOP_BASE_URL when it is set: services.links); None when
+    the shop's address is unknown (the mail then quotes the order number instead)."""
+    return links.public_url_or_none("orders.detail", number=order.number,
+                                    token=orders.guest_link_token(order))
 
 
 def order_confirmation(order_id: int) -> None:
@@ -60,7 +61,8 @@ def refund_failed(order_id: int, what: str) -> None:
     if order is None:
         return
     status = orders.STATUS_LABELS.get(order.status, order.status)
-    admin_url = links.public_url("order.details_view", id=order.id)
+    admin_url = (links.public_url_or_none("order.details_view", id=order.id)
+                 or f"the back office's Orders, order {order.number}")
     mail.send(current_app.config["STAFF_ALERT_EMAIL"],
               f"Refund failed: order {order.number} needs action",
               f"A refund for order {order.number} ({status}, customer {order.email}) did not "

@@ -168,3 +168,19 @@ def test_prometheus_scrapes_the_worker_where_the_worker_serves_and_cron_counts_i
     assert len(cron) == 2
     assert all(f"PROMETHEUS_MULTIPROC_DIR={env['PROMETHEUS_MULTIPROC_DIR']} " in line
                for line in cron)
+
+
+def test_every_setting_the_shop_reads_is_documented_in_one_readable_table():
+    """A setting read from the environment but named in no doc cannot be found by whoever
+    runs the shop (SHOP_CACHE_KEY_PREFIX and SHOP_REMEMBER_DAYS were); and a paragraph left
+    inside the README's table ended it there, so the rows after it showed as loose text."""
+    config = (ROOT / "config.py").read_text()
+    read = set(re.findall(r"\"((?:SHOP|DATABASE|REDIS|STRIPE|MAIL)_[A-Z0-9_]+)\"", config))
+    read -= {"SHOP_TEST_RATELIMIT"}  # the test suite's own switch
+    readme, deploy = (ROOT / "README.md").read_text(), DEPLOY.read_text()
+    assert read and not {name for name in read if f"`{name}`" not in deploy}
+    assert not {name for name in read if f"`{name}`" not in readme}
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    block = section[section.index(rows[0]):section.index(rows[-1]) + len(rows[-1])]
+    assert block.splitlines() == rows, "the configuration table is broken by other lines"

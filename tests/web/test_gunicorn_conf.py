@@ -88,6 +88,9 @@ def test_gunicorn_accesslog_goes_where_it_says_as_json_in_production(tmp_path, a
     ({"GUNICORN_TIMEOUT": "20"},
      "DATABASE_RETRY_BUDGET (25 s) must be below GUNICORN_TIMEOUT (20 s)"),
     ({"GUNICORN_TIMEOUT": "60", "DATABASE_RETRY_BUDGET": "90"}, "must be below GUNICORN_TIMEOUT"),
+    # The shop's own settings: one line from the master, not a traceback from every worker.
+    ({"SHOP_RATELIMIT_API": "banana"}, "SHOP_RATELIMIT_API must be a rate limit such as"),
+    ({"SHOP_TAX_RATE": "8"}, "SHOP_TAX_RATE must be a number from 0 to below 1"),
 ])
 def test_a_setting_gunicorn_cannot_use_stops_the_start_naming_it(monkeypatch, tmp_path, env,
                                                                   message):

@@ -510,6 +510,39 @@ def test_unpaid_order_releases_stock_after_the_timeout(client, shop, standin, mu
     assert_stock_invariant()
 
 
+def test_the_expiry_sweep_without_the_shops_address_still_mails_the_customer(make_app,
+                                                                               standin):
+    """cron's `expire-orders` without SHOP_BASE_URL has no address to link to: the status mail
+    failed (no request to build a link on) and was lost while the command said it had done
+    its work. The mail now goes out quoting the order number, and the command says what to
+    set. A one-minute timeout is said in the singular."""
+    shop = make_app(**stripe_settings(standin, SERVER_NAME=None, BASE_URL=None,
+                                      UNPAID_ORDER_TIMEOUT_MINUTES=1))
+    with shop.app_context():
+        _sweep_without_an_address(shop, standin)
+
+
+def _sweep_without_an_address(shop, standin) -> None:
+    runner, client = shop.test_cli_runner(), shop.test_client()
+    mug = f.variant_of(f.product("Mug", price="12.00", stock=5, slug="mug"))
+    buy(client, mug.id, 2, email="sweep@example.com")
+    order = last_order()
+    backdate(order, timedelta(minutes=5))
+    result = runner.invoke(args=["expire-orders"])
+    assert result.exit_code == 0 and "Cancelled 1 unpaid order." in result.output
+    assert "SHOP_BASE_URL is not set" in result.output
+    assert last_order().status == "cancelled"
+    assert "Not paid within 1 minute; stock released" == history(order.id)[-1].note
+    outbox = Path(shop.config["OUTBOX_DIR"])
+    mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+             for p in sorted(outbox.glob("*.eml"))]
+    [cancelled] = [m for m in mails if m["Subject"] == f"Order {order.number}: Cancelled"]
+    assert cancelled["To"] == "sweep@example.com"
+    text = cancelled.get_body(("plain",)).get_content()
+    assert f"Quote your order number, {order.number}" in text and "http" not in text
+    assert order.number in cancelled.get_body(("html",)).get_content()
+
+
 def test_payment_made_just_before_the_timeout_is_kept(client, shop, standin, mug):
     buy(client, mug.id)
     order = last_order()

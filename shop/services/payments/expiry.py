@@ -46,10 +46,11 @@ def expire_order(order_id: int) -> bool:
             log.info("order %s has a payment still processing at its deadline; it waits for "
                      "Stripe's verdict", order.number)
         return False
-    minutes = stripe_provider.payment_timeout().total_seconds() // 60
+    minutes = int(stripe_provider.payment_timeout().total_seconds() // 60)
     try:
         orders.transition(order_id, "cancelled", ACTOR,
-                          f"Not paid within {minutes:.0f} minutes; stock released")
+                          f"Not paid within {minutes} minute{'' if minutes == 1 else 's'}; "
+                          "stock released")
     except InvalidTransition:
         return False
     log.info("unpaid order %s cancelled after its payment deadline", order.number)
