@@ -345,7 +345,7 @@ def init_app(app: Flask) -> None:
         g.request_id = incoming if incoming and REQUEST_ID.match(incoming) \
             else os.urandom(16).hex()
         g.started = time.perf_counter()
-        if req.path == "/admin" or req.path.startswith("/admin/"):
+        if _in_admin(req.path):
             # Room for one image of MAX_UPLOAD_BYTES plus the form around it: the admin checks
             # each file against MAX_UPLOAD_BYTES and answers beside the field.
             req.max_content_length = (current_app.config["MAX_UPLOAD_BYTES"]
@@ -412,9 +412,16 @@ def init_app(app: Flask) -> None:
     def http_error(error: HTTPException):
         status = error.code or 500
         if status == 413:
-            limit = (request.max_content_length or 0) / (1024 * 1024)
-            message = (f"The request is too large. The limit is {limit:g} MB; "
-                       f"please send a smaller file or less data.")
+            if _in_admin(request.path):
+                # Staff meet it uploading: the limit they can use is the image's (the body's
+                # is that plus room for the form around it).
+                image = current_app.config["MAX_UPLOAD_BYTES"] / (1024 * 1024)
+                message = (f"The upload is too large. An image may be at most {image:g} MB; "
+                           f"please send a smaller file.")
+            else:
+                limit = (request.max_content_length or 0) / (1024 * 1024)
+                message = (f"The request is too large. The limit is {limit:g} MB; "
+                           f"please send a smaller file or less data.")
         elif status == 429:
             # A limit with its own message (log in, reset, register) says what to do.
             limit = getattr(error, "limit", None)
@@ -449,6 +456,10 @@ def init_app(app: Flask) -> None:
         current_app.logger.exception("unhandled error")
         return _error(500, "Something went wrong on our side. "
                            "It has been logged; please try again.")
+
+
+def _in_admin(path: str) -> bool:
+    return path == "/admin" or path.startswith("/admin/")
 
 
 def _read_chunked_body(req) -> None:

@@ -347,6 +347,13 @@ def product_cards(cards: list[catalog.ProductCard]) -> Markup:
     return Markup("".join(out))
 
 
+def shipping_label(method: str | None) -> str:
+    """A shipping method as the shopper chose it ("Standard (3-5 business days)")."""
+    from .services.pricing import SHIPPING_LABELS
+
+    return SHIPPING_LABELS.get(method or "", method or "")
+
+
 def country_name(code: str | None) -> str:
     """An address's country for people: "United Kingdom" for GB (the code if unknown)."""
     from .services.countries import COUNTRIES
@@ -360,6 +367,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["image_url"] = image_url
     app.jinja_env.filters["stars"] = stars
     app.jinja_env.filters["country"] = country_name
+    app.jinja_env.filters["shipping_label"] = shipping_label
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
     app.jinja_env.globals.update(

@@ -66,6 +66,11 @@ def test_guest_checkout_end_to_end(client, lamp, outbox):
     assert order.email == "guest@example.com" and order.total == order.subtotal + order.tax
     assert db.session.get(Variant, lamp.id).stock_quantity == 1
     assert "(0)" in client.get("/").get_data(as_text=True)  # cart emptied
+    # The shipping method as the shopper chose it, not the shop's key for it.
+    assert "Shipping: Standard (3-5 business days)" in confirmation
+    assert "(standard)" not in confirmation
+    [mail] = outbox.glob("*.eml")
+    assert "Shipping, Standard (3-5 business days):" in mail.read_text()
 
 
 def test_missing_fields_are_named_and_kept(client, lamp):
