@@ -111,16 +111,29 @@ def find_by_email(email: str) -> User | None:
     return user if user is not None and normalise_email(user.email) == email else None
 
 
-def register(email: str, password: str, name: str = "", role: str = "customer") -> User:
-    """Create an account; ValidationError lists every problem (including a taken email)."""
+PASSWORDS_DIFFER = "The two passwords do not match."
+
+
+def _password_errors(password: str, email: str, confirm: str | None) -> dict[str, str]:
+    """What is wrong with a new password, and with its repeat when the form asks for one."""
+    errors: dict[str, str] = {}
+    if problem := password_problem(password, email):
+        errors["password"] = problem
+    if confirm is not None and confirm != password:
+        errors["password_confirm"] = PASSWORDS_DIFFER
+    return errors
+
+
+def register(email: str, password: str, name: str = "", role: str = "customer", *,
+             confirm: str | None = None) -> User:
+    """Create an account; ValidationError lists every problem (including a taken email, and a
+    repeat of the password that differs when the form asks for one: `confirm`)."""
     email = normalise_email(email if isinstance(email, str) else "")
     name = " ".join((name if isinstance(name, str) else "").split())
     errors: dict[str, str] = {}
     if not valid_email(email):
         errors["email"] = "Enter a valid email address."
-    problem = password_problem(password, email)
-    if problem:
-        errors["password"] = problem
+    errors.update(_password_errors(password, email, confirm))
     if problem := name_problem(name):
         errors["name"] = problem
     if role not in ROLES:
@@ -249,27 +262,32 @@ def send_password_reset(email: str, base_url: str) -> None:
               render_template("mail/password_reset.html", **context))
 
 
-def set_password(user_id: int, password: str) -> None:
+def set_password(user_id: int, password: str, *, confirm: str | None = None,
+                 errors: dict[str, str] | None = None) -> None:
     """A new password (reset or change). Like the sessions started with the old one (ended by
     the web layer's fingerprint), the account's API tokens stop working: whoever had the old
-    password may have made some."""
+    password may have made some. ValidationError names every problem at once: the password,
+    its repeat (`confirm`), and the caller's own (`errors`)."""
     user = db.session.get(User, user_id)
     if user is None:
         raise NotFound("That account does not exist.")
-    problem = password_problem(password, user.email)
-    if problem:
-        raise ValidationError({"password": problem})
+    errors = {**(errors or {}), **_password_errors(password, user.email, confirm)}
+    if errors:
+        raise ValidationError(errors)
     with write_transaction():
         user = db.session.get(User, user_id)
         user.password_hash = hash_password(password)
         api_tokens.revoke_all(user_id)
 
 
-def change_password(user_id: int, current: str, new: str) -> None:
+def change_password(user_id: int, current: str, new: str, *,
+                    confirm: str | None = None) -> None:
     user = db.session.get(User, user_id)
-    if user is None or not check_password_hash(user.password_hash, current or ""):
-        raise ValidationError({"current_password": "Your current password is not right."})
-    set_password(user_id, new)
+    if user is None:
+        raise NotFound("That account does not exist.")
+    wrong = not check_password_hash(user.password_hash, current or "")
+    set_password(user_id, new, confirm=confirm, errors={
+        "current_password": "Your current password is not right."} if wrong else None)
 
 
 EMAIL_TAKEN = "Another account uses that email."

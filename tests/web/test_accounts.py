@@ -384,6 +384,37 @@ def test_a_reset_link_stops_working_once_the_email_changes(client, auth, custome
     assert auth.login(email="ada@new.example").status_code == 303
 
 
+def test_every_problem_of_a_password_form_is_said_at_once(client, auth, outbox):
+    """A repeat of the password that differed hid every other problem: the shopper fixed it,
+    sent the form again, and only then heard that the email and the password were wrong too.
+    Registration, the reset link and the password change now name them all at once, beside
+    their fields, and change nothing."""
+    def says_all(response, *messages):
+        html = response.get_data(as_text=True)
+        assert response.status_code == 422
+        assert all(message in html for message in messages), messages
+
+    says_all(post(client, "/account/register", {
+        "email": "bad@", "password": "x", "password_confirm": "y"}),
+        "Enter a valid email address.", "Use at least 10 characters.",
+        "The two passwords do not match.")
+    assert user_named("bad@") is None
+
+    f.user("customer@example.com", name="Ada")
+    post(client, "/account/password/forgot", {"email": "customer@example.com"})
+    link = reset_link(outbox)
+    says_all(post(client, link, {"password": "short", "password_confirm": "other"}),
+             "Use at least 10 characters.", "The two passwords do not match.")
+
+    assert auth.login().status_code == 303
+    says_all(post(client, "/account/password", {
+        "current_password": "wrong-password-1", "password": "weak", "password_confirm": "nope"}),
+        "Your current password is not right.", "Use at least 10 characters.",
+        "The two passwords do not match.")
+    auth.logout()
+    assert auth.login(password=f.PASSWORD).status_code == 303
+
+
 def test_change_password(client, auth, customer):
     response = post(client, "/account/password", {
         "current_password": "wrong-password-1", "password": NEW_PASSWORD,

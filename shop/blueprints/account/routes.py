@@ -218,13 +218,10 @@ def register():
     errors: dict[str, str] = {}
     form = {"email": request.form.get("email", ""), "name": request.form.get("name", "")}
     if request.method == "POST":
-        password = request.form.get("password", "")
-        if password != request.form.get("password_confirm", ""):
-            errors["password_confirm"] = "The two passwords do not match."
         try:
-            if errors:
-                raise ValidationError({})
-            user = accounts.register(form["email"], password, form["name"])
+            user = accounts.register(form["email"], request.form.get("password", ""),
+                                     form["name"],
+                                     confirm=request.form.get("password_confirm", ""))
         except ValidationError as exc:
             errors.update(exc.errors)
         else:
@@ -285,17 +282,14 @@ def reset_password(token: str):
             "account/reset_invalid.html", message=exc.message), 400))
     errors: dict[str, str] = {}
     if request.method == "POST":
-        password = request.form.get("password", "")
-        if password != request.form.get("password_confirm", ""):
-            errors["password_confirm"] = "The two passwords do not match."
+        try:
+            accounts.set_password(user.id, request.form.get("password", ""),
+                                  confirm=request.form.get("password_confirm", ""))
+        except ValidationError as exc:
+            errors.update(exc.errors)
         else:
-            try:
-                accounts.set_password(user.id, password)
-            except ValidationError as exc:
-                errors.update(exc.errors)
-            else:
-                flash("Your password is changed. Log in with your new password.", "success")
-                return redirect(url_for("account.login"), 303)
+            flash("Your password is changed. Log in with your new password.", "success")
+            return redirect(url_for("account.login"), 303)
     return _private(make_response(render_template(
         "account/reset.html", token=token, email=user.email, errors=errors),
         422 if errors else 200))
@@ -344,20 +338,17 @@ def change_password():
     """Change the password: the current one, then the new one twice."""
     errors: dict[str, str] = {}
     if request.method == "POST":
-        new = request.form.get("password", "")
-        if new != request.form.get("password_confirm", ""):
-            errors["password_confirm"] = "The two passwords do not match."
+        try:
+            accounts.change_password(current_user.id, request.form.get("current_password", ""),
+                                     request.form.get("password", ""),
+                                     confirm=request.form.get("password_confirm", ""))
+        except ValidationError as exc:
+            errors = exc.errors
+            g.login_failed = "current_password" in errors
         else:
-            try:
-                accounts.change_password(current_user.id,
-                                         request.form.get("current_password", ""), new)
-            except ValidationError as exc:
-                errors = exc.errors
-                g.login_failed = "current_password" in errors
-            else:
-                _refresh_fingerprint()
-                flash("Your password is changed. Your other devices are logged out.", "success")
-                return redirect(url_for("account.index"), 303)
+            _refresh_fingerprint()
+            flash("Your password is changed. Your other devices are logged out.", "success")
+            return redirect(url_for("account.index"), 303)
     return render_template("account/password.html", errors=errors), (422 if errors else 200)
 
 
