@@ -294,7 +294,13 @@ def test_sold_out_between_review_and_order(client, lamp):
     db.session.commit()
     response, *_ = place(client, form)
     assert response.headers["Location"].endswith("/cart")
-    assert "Only 1 of Desk Lamp left" in client.get("/cart").get_data(as_text=True)
+    html = client.get("/cart").get_data(as_text=True)
+    assert "Your order was not placed" in html
+    # The line's problem is shown beside it and in the summary, and read out once.
+    problem = re.search(r"Only 1 of Desk Lamp left[^<]*", html).group(0)
+    assert html.count(problem) == 2
+    alerts = re.findall(r'role="alert"[^>]*>(.*?)</(?:div|p)>', html, flags=re.S)
+    assert sum(problem in alert for alert in alerts) == 1, alerts
     assert db.session.get(Variant, lamp.id).stock_quantity == 1
 
 

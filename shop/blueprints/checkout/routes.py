@@ -180,7 +180,13 @@ def place():
     except CartChanged as exc:
         flash(exc.message, "error")
         return redirect(url_for("checkout.review"), 303)
-    except (OutOfStock, CartEmpty, CouponInvalid, CouponUsedUp) as exc:
+    except OutOfStock:
+        # The cart says which line and what is left, beside it and in its summary: the
+        # notice says only what happened, so nothing is read out three times.
+        flash("Your order was not placed: something in your cart has sold out meanwhile. "
+              "Please check your cart below.", "error")
+        return redirect(url_for("cart.show"), 303)
+    except (CartEmpty, CouponInvalid, CouponUsedUp) as exc:
         flash(exc.message, "error")
         return redirect(url_for("cart.show"), 303)
     except ValidationError as exc:
