@@ -7,11 +7,13 @@ import math
 import re
 from typing import Any
 
-from flask import flash
+from flask import flash, redirect, request
+from flask_admin.babel import gettext
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_admin.contrib.sqla.validators import Unique
+from flask_admin.helpers import get_redirect_target
 from flask_admin.model.filters import (
     BaseFloatFilter,
     BaseFloatListFilter,
@@ -79,6 +81,7 @@ class FilterConverter(sqla_filters.FilterConverter):
 
 
 _RECORD_ID = re.compile(r"[1-9][0-9]{0,18}")
+_WELL_FORMED_ID = re.compile(r"[1-9][0-9]*")
 
 
 def record_id(raw: object) -> int | None:
@@ -131,6 +134,16 @@ class ShopModelView(StaffAccess, ModelView):
         delete, GET and POST alike, ?id=1.5 opened or changed record 15."""
         number = record_id(id)
         return None if number is None else super().get_one(str(number))
+
+    def handle_action(self, return_view=None):
+        """A bulk action (the list's "Delete", a view's own) on rows named by ids written as
+        the back office writes them: one that is not (a crafted "15abc", which MySQL reads as
+        15) stops the whole action, with Flask-Admin's "Record does not exist.". A well-formed
+        id of no record (too large to be one, or deleted meanwhile) just matches nothing."""
+        if not all(_WELL_FORMED_ID.fullmatch(raw) for raw in request.form.getlist("rowid")):
+            flash(gettext("Record does not exist."), "error")
+            return redirect(get_redirect_target() or self.get_url(".index_view"))
+        return super().handle_action(return_view)
 
     def scaffold_form(self):
         form_class = super().scaffold_form()

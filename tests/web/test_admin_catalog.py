@@ -812,6 +812,12 @@ def test_an_odd_id_opens_changes_or_deletes_no_record(client, staff, numbered, v
         "csrf_token": csrf_token(client, f"/admin/{view}/"), "id": odd})
     assert response.status_code == 302
     assert "Record does not exist." in client.get(f"/admin/{view}/").get_data(as_text=True)
+    # The list's bulk "Delete" too: no row is touched when one id is not an id.
+    response = client.post(f"/admin/{view}/action/", data={
+        "csrf_token": csrf_token(client, f"/admin/{view}/"), "action": "delete",
+        "rowid": [odd, "14"]})
+    assert response.status_code == 302
+    assert "Record does not exist." in client.get(f"/admin/{view}/").get_data(as_text=True)
     assert _names(model) == names  # nothing changed, nothing deleted
     assert client.get(real).status_code == 200
 
