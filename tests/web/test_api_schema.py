@@ -3,8 +3,11 @@ operation (a bounded number each) and checks that no answer is a 5xx and that ev
 matches the document. Also the document's coverage of SPEC section 7 and the /api/docs page."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 
+import pydantic
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -103,6 +106,46 @@ def test_document_covers_spec_section_7(client):
     assert per_page["schema"]["default"] == 24 and per_page["schema"]["maximum"] == 100
     body = doc["components"]["schemas"]["CartItemBody"]
     assert body["additionalProperties"] is False
+
+
+# Pydantic's names for constraints (Field's and StringConstraints' arguments) that are not
+# JSON Schema's: one left in the document is a bound no client or validator reads.
+JSON_SCHEMA_WORDS = {"default", "title", "description", "examples", "deprecated", "pattern",
+                     "discriminator"}
+PYDANTIC_WORDS = (set(inspect.signature(pydantic.Field).parameters)
+                  | {f.name for f in dataclasses.fields(pydantic.StringConstraints)}
+                  ) - JSON_SCHEMA_WORDS
+
+
+def _pydantic_words(node, where="$"):
+    """Where the document uses a pydantic argument name as a keyword (property names, which
+    are the API's own field names, excepted)."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                for name, schema_ in value.items():
+                    found += _pydantic_words(schema_, f"{where}.properties.{name}")
+                continue
+            if key in PYDANTIC_WORDS:
+                found.append(f"{where}.{key}")
+            found += _pydantic_words(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            found += _pydantic_words(item, f"{where}[{index}]")
+    return found
+
+
+def test_the_document_says_every_bound_in_json_schema_words(client):
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert {"ge", "le", "gt", "lt", "min_length", "max_length", "multiple_of"} <= PYDANTIC_WORDS
+    assert _pydantic_words(doc) == []
+    schemas = doc["components"]["schemas"]
+    quantity = {"type": "integer", "minimum": 1, "maximum": 99}
+    assert quantity.items() <= schemas["CartItemBody"]["properties"]["quantity"].items()
+    assert quantity.items() <= schemas["CartLineBody"]["properties"]["quantity"].items()
+    variant_id = schemas["CartItemBody"]["properties"]["variant_id"]["anyOf"][0]
+    assert variant_id == {"type": "integer", "minimum": 1, "maximum": 2147483647}
 
 
 def test_docs_page_works_offline(client):

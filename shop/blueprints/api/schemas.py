@@ -26,8 +26,13 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-# An integer in a request body (the document says "integer", so 79.0 must pass too).
-JsonInt = Annotated[int, BeforeValidator(_whole_number)]
+# Integers in a request body. The document says "integer", so 79.0 must pass too (the
+# before-validator). The bounds come first: pydantic then sets them on the integer's own schema,
+# which the document shows as JSON Schema's `minimum`/`maximum`. Set after the validator
+# (`Field(ge=...)` on the annotated type), they were copied into the document as pydantic's
+# `ge`/`le`, which no client or validator reads.
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY), BeforeValidator(_whole_number)]
+VariantId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_whole_number)]
 
 Money = Annotated[str, Field(
     pattern=r"^[0-9]+(\.[0-9]{2})?$", examples=["12.50", "1081"],
@@ -35,7 +40,6 @@ Money = Annotated[str, Field(
                 "none in a zero-decimal currency such as JPY (\"1081\").")]
 MoneyInput = Annotated[str, Field(pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$", examples=["49.90"])]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
-Quantity = Annotated[JsonInt, Field(ge=1, le=MAX_QUANTITY)]
 ShippingMethod = Literal[pricing.SHIPPING_METHODS]  # type: ignore[valid-type]
 PaymentMethod = Literal[PAYMENT_METHODS]  # type: ignore[valid-type]
 OrderStatus = Literal[ORDER_STATUSES]  # type: ignore[valid-type]
@@ -79,7 +83,7 @@ class TokenBody(Body):
 class CartItemBody(Body):
     """Give `variant_id` or `sku` (not both)."""
 
-    variant_id: JsonInt | None = Field(None, ge=1, le=MAX_ID)
+    variant_id: VariantId | None = None
     sku: str | None = Field(None, min_length=1, max_length=64)
     quantity: Quantity = 1
 
