@@ -3,7 +3,7 @@ notes, CSV export) and coupons (with their use counts). An order's status change
 the state machine."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from flask import (
     Response,
@@ -48,21 +48,6 @@ def status_badge(status: str) -> Markup:
 def _order_number(view, context, model, name) -> Markup:
     return Markup('<a href="{}">{}</a>').format(
         url_for(".details_view", id=model.id), model.number)
-
-
-def _parse_day(text: str | None) -> datetime | None:
-    try:
-        return datetime.strptime((text or "").strip(), "%Y-%m-%d")
-    except ValueError:
-        return None
-
-
-def _day_after(day: datetime | None) -> datetime | None:
-    """The start of the day after `day`: the end of an inclusive date range (none after
-    9999-12-31, the last day there is: no end)."""
-    if day is None or day.date() == date.max:
-        return None
-    return day + timedelta(days=1)
 
 
 class RefundFailedFilter(BaseSQLAFilter):
@@ -237,22 +222,14 @@ class OrderView(ReadOnlyModelView):
         A filter that cannot be read is said so on the order list, and nothing is exported
         (it exported every order, as if the filter had not been given)."""
         args = request.args
-        status = args.get("status") or None
-        since, until = _parse_day(args.get("since")), _parse_day(args.get("until"))
-        problems = []
-        if status not in (None, *ORDER_STATUSES):
-            problems.append(f"There is no order status \"{status[:40]}\".")
-        for name, label, day in (("since", "Placed from", since), ("until", "to", until)):
-            if (args.get(name) or "").strip() and day is None:
-                problems.append(f"{label}: enter a date as YYYY-MM-DD.")
-        if since and until and until < since:
-            problems.append("The end date is before the start date.")
-        if problems:
-            flash("Nothing exported. " + " ".join(problems), "error")
+        try:
+            filters = orders.parse_filters(args.get("status"), args.get("since"),
+                                           args.get("until"))
+        except ValidationError as exc:
+            flash("Nothing exported. " + " ".join(exc.errors.values()), "error")
             return redirect(url_for(".index_view"), 303)
         response = Response(stream_with_context(product_csv.export_orders(
-            status=status, since=since, until=_day_after(until),
-            email=request.args.get("email") or None)), mimetype="text/csv")
+            filters, email=args.get("email") or None)), mimetype="text/csv")
         response.headers["Content-Disposition"] = (
             f'attachment; filename="orders-{datetime.now().date().isoformat()}.csv"')
         return response

@@ -3,14 +3,24 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Order, OrderEvent, OrderLine, OrderNote, Payment, Shipment, utcnow
+from ..models import (
+    ORDER_STATUSES,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderNote,
+    Payment,
+    Shipment,
+    utcnow,
+)
 from . import audit, coupons, inventory
 from .database import retrying, write_transaction
 from .errors import InvalidTransition, NotFound, ValidationError
@@ -71,7 +81,7 @@ def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
     """Move an order to `to_status` if the state machine allows it from its current status,
     recording the event; cancelling or refunding releases its stock (and a cancelled order's
     coupon use) exactly once. Concurrent calls cannot both succeed from the same status."""
-    if to_status not in TRANSITIONS:
+    if to_status not in ORDER_STATUSES:
         raise ValidationError({"status": f"Unknown status {to_status!r}."})
     carrier = (carrier or "").strip()
     tracking_number = (tracking_number or "").strip()
@@ -206,14 +216,77 @@ def viewable(order: Order, user_id: int | None, is_staff: bool, token: str | Non
             or check_guest_token(order.number, token))
 
 
+@dataclass(frozen=True)
+class OrderFilters:
+    """Which orders a list or an export shows: one status, and the UTC days they were placed
+    on (`since` the start of the first day, `until` the start of the day after the last)."""
+
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found = []
+        if self.status:
+            found.append(Order.status == self.status)
+        if self.since:
+            found.append(Order.created_at >= self.since)
+        if self.until:
+            found.append(Order.created_at < self.until)
+        return found
+
+
+def _day(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        return None
+
+
+def parse_filters(status: str | None = None, since: str | None = None,
+                  until: str | None = None) -> OrderFilters:
+    """Filters as typed (empty is absent): a status, and days as YYYY-MM-DD, both inclusive.
+    One that cannot be read raises ValidationError naming it, rather than listing every order
+    as if it had not been given."""
+    status, since, until = ((value or "").strip() or None for value in (status, since, until))
+    errors = {}
+    if status is not None and status not in ORDER_STATUSES:
+        errors["status"] = f"There is no order status \"{status[:40]}\"."
+    first = _day(since) if since else None
+    last = _day(until) if until else None
+    if since and first is None:
+        errors["since"] = "Enter the start date as YYYY-MM-DD."
+    if until and last is None:
+        errors["until"] = "Enter the end date as YYYY-MM-DD."
+    if first and last and last < first:
+        errors["until"] = "The end date is before the start date."
+    if errors:
+        raise ValidationError(errors)
+    # The day after the last is the end; there is none after 9999-12-31 (no end then).
+    end = last + timedelta(days=1) if last and last.date() != date.max else None
+    return OrderFilters(status, first, end)
+
+
 def for_user(user_id: int, page: int = 1, per_page: int = 20, *,
              full: bool = False) -> tuple[list[Order], int]:
-    """A customer's orders, newest first, with the total count; `full` also loads events,
-    shipments and payments (the API shows whole orders)."""
-    from sqlalchemy import func
+    """A user's own orders (the account page's history), newest first, with the total count;
+    `full` also loads events, shipments and payments (the API shows whole orders)."""
+    return _page([Order.user_id == user_id], page, per_page, full)
 
-    total = db.session.execute(select(func.count(Order.id))
-                               .where(Order.user_id == user_id)).scalar_one()
+
+def listed_for(user_id: int, is_staff: bool, filters: OrderFilters, page: int = 1,
+               per_page: int = 20) -> tuple[list[Order], int]:
+    """The orders a user may list, filtered, newest first, whole: staff and admins every
+    order (a warehouse system finds the paid orders to ship), a customer only their own."""
+    conditions = filters.conditions()
+    if not is_staff:
+        conditions.append(Order.user_id == user_id)
+    return _page(conditions, page, per_page, full=True)
+
+
+def _page(conditions: list[ColumnElement[bool]], page: int, per_page: int,
+          full: bool) -> tuple[list[Order], int]:
+    total = db.session.execute(select(func.count(Order.id)).where(*conditions)).scalar_one()
     if (page - 1) * per_page >= total:
         # Past the last page: nothing to read (and no offset a database refuses to bind).
         return [], total
@@ -222,7 +295,7 @@ def for_user(user_id: int, page: int = 1, per_page: int = 20, *,
         loads += [selectinload(Order.events), selectinload(Order.shipments),
                   selectinload(Order.payments)]
     orders = list(db.session.execute(
-        select(Order).options(*loads).where(Order.user_id == user_id)
+        select(Order).options(*loads).where(*conditions)
         .order_by(Order.created_at.desc(), Order.id.desc())
         .limit(per_page).offset((page - 1) * per_page)).scalars())
     return orders, total

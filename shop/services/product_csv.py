@@ -44,6 +44,7 @@ from .catalog import (
 )
 from .database import retrying, write_transaction
 from .money import fits_unit, parse_amount, quantize
+from .orders import OrderFilters
 
 PRODUCT_COLUMNS = ("product_slug", "product_name", "description", "category_slug", "active",
                    "sku", "options", "price", "compare_at_price", "stock_quantity",
@@ -169,20 +170,15 @@ def export_products() -> Iterator[str]:
     return _csv_lines(rows())
 
 
-def export_orders(*, status: str | None = None, since: datetime | None = None,
-                  until: datetime | None = None, email: str | None = None) -> Iterator[str]:
-    """Orders as CSV text, newest first, optionally filtered by status, time and email;
-    amounts in each order's currency's unit ("1511" yen, "24.99" dollars)."""
+def export_orders(filters: OrderFilters = OrderFilters(), *,
+                  email: str | None = None) -> Iterator[str]:
+    """Orders as CSV text, newest first, optionally filtered by status, days (the filters of
+    the API's order list) and email; amounts in each order's currency's unit ("1511" yen,
+    "24.99" dollars)."""
     def rows() -> Iterator[list[Any]]:
         yield list(ORDER_COLUMNS)
         stmt = select(Order).options(selectinload(Order.lines), selectinload(Order.payments),
-                                     selectinload(Order.shipments))
-        if status:
-            stmt = stmt.where(Order.status == status)
-        if since:
-            stmt = stmt.where(Order.created_at >= since)
-        if until:
-            stmt = stmt.where(Order.created_at < until)
+                                     selectinload(Order.shipments)).where(*filters.conditions())
         if email:
             stmt = stmt.where(Order.email.contains(email.strip().lower(), autoescape=True))
         last_id = None

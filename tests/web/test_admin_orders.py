@@ -400,9 +400,9 @@ def test_orders_export_as_csv_with_filters(client, staff, mug):
 
 @pytest.mark.parametrize("query,message", [
     ("status=bogus", 'There is no order status "bogus".'),
-    ("since=abc", "Placed from: enter a date as YYYY-MM-DD."),
-    ("since=2026-13-45", "Placed from: enter a date as YYYY-MM-DD."),
-    ("status=paid&until=yesterday", "to: enter a date as YYYY-MM-DD."),
+    ("since=abc", "Enter the start date as YYYY-MM-DD."),
+    ("since=2026-13-45", "Enter the start date as YYYY-MM-DD."),
+    ("status=paid&until=yesterday", "Enter the end date as YYYY-MM-DD."),
     ("since=2026-05-02&until=2026-05-01", "The end date is before the start date."),
 ])
 def test_an_order_export_with_a_filter_it_cannot_read_says_so_and_exports_nothing(

@@ -2,12 +2,12 @@
 status changes through the state machine."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from shop.extensions import db
 from shop.models import (
@@ -371,6 +371,80 @@ def test_order_history_is_paginated_and_private(shopper, other, catalog):
     assert sorted(listed) == sorted(numbers) and theirs not in listed
     assert shopper.api.get("/api/v1/orders?per_page=500").status_code == 422
     assert anonymous_status(shopper, "/api/v1/orders") == 401
+
+
+def numbers_listed(who, query: str = "") -> list[str]:
+    response = who.api.get(f"/api/v1/orders?per_page=100{query}")
+    assert response.status_code == 200, response.get_json()
+    return [o["number"] for o in response.get_json()["items"]]
+
+
+def test_staff_list_every_order_newest_first_and_by_status(shopper, other, staff, catalog):
+    """A warehouse system with a staff token finds the orders to ship (it saw only the staff
+    user's own orders)."""
+    numbers = []
+    for who in (shopper, other, shopper, staff):
+        fill(who, "MUG", 1)
+        numbers.append(place(who).get_json()["number"])
+    paid = numbers[1]
+    assert staff.api.patch(f"/api/v1/orders/{paid}", json={"status": "paid"}).status_code == 200
+    assert numbers_listed(staff) == numbers[::-1]
+    page = staff.api.get("/api/v1/orders?per_page=3&page=2").get_json()
+    assert (page["page"], page["per_page"], page["total"], page["pages"]) == (2, 3, 4, 2)
+    assert [o["number"] for o in page["items"]] == [numbers[0]]
+    assert set(page["items"][0]) == ORDER_KEYS
+    assert numbers_listed(staff, "&status=paid") == [paid]
+    assert numbers_listed(staff, "&status=pending") == [numbers[3], numbers[2], numbers[0]]
+    assert numbers_listed(staff, "&status=shipped") == []
+    assert numbers_listed(staff, "&status=") == numbers[::-1]  # empty counts as absent
+
+
+def test_customers_list_only_their_own_orders_and_may_filter_them(shopper, other, staff,
+                                                                  catalog):
+    fill(shopper, "MUG", 1)
+    first = place(shopper).get_json()["number"]
+    fill(shopper, "MUG", 1)
+    second = place(shopper).get_json()["number"]
+    fill(other, "MUG", 1)
+    theirs = place(other).get_json()["number"]
+    for number in (second, theirs):
+        staff.api.patch(f"/api/v1/orders/{number}", json={"status": "paid"})
+    assert numbers_listed(shopper) == [second, first]
+    assert numbers_listed(shopper, "&status=paid") == [second]
+    assert numbers_listed(other) == [theirs]
+    assert numbers_listed(other, "&status=pending") == []
+
+
+def test_orders_are_listed_by_the_days_they_were_placed_on(shopper, staff, catalog):
+    placed = {}
+    for day in ("2026-03-01", "2026-03-02", "2026-03-03"):
+        fill(shopper, "MUG", 1)
+        number = place(shopper).get_json()["number"]
+        db.session.execute(update(Order).where(Order.number == number)
+                           .values(created_at=datetime.fromisoformat(f"{day} 23:59:59")))
+        db.session.commit()
+        placed[day] = number
+    first, second, third = placed.values()
+    assert numbers_listed(staff, "&since=2026-03-02") == [third, second]
+    assert numbers_listed(staff, "&until=2026-03-02") == [second, first]  # the whole last day
+    assert numbers_listed(staff, "&since=2026-03-02&until=2026-03-02") == [second]
+    assert numbers_listed(shopper, "&since=2026-03-03&until=9999-12-31") == [third]
+
+
+@pytest.mark.parametrize("query,field", [
+    ("status=bogus", "status"), ("status=PAID", "status"), ("since=abc", "since"),
+    ("until=2026-13-45", "until"), ("since=2026-05-02&until=2026-05-01", "until"),
+])
+def test_an_order_filter_that_cannot_be_read_is_422(shopper, staff, catalog, query, field):
+    """An unknown status listed every order, as if it had not been given."""
+    fill(shopper, "MUG", 1)
+    place(shopper)
+    for who in (staff, shopper):
+        response = who.api.get(f"/api/v1/orders?{query}")
+        assert response.status_code == 422, query
+        error = error_of(response)
+        assert error["code"] == "validation_error"
+        assert list(error["details"]["fields"]) == [field]
 
 
 def anonymous_status(who, path: str) -> int:

@@ -106,6 +106,11 @@ def test_document_covers_spec_section_7(client):
     assert per_page["schema"]["default"] == 24 and per_page["schema"]["maximum"] == 100
     body = doc["components"]["schemas"]["CartItemBody"]
     assert body["additionalProperties"] is False
+    history = {p["name"]: p["schema"]
+               for p in doc["paths"]["/api/v1/orders"]["get"]["parameters"]}
+    assert set(history) == {"page", "per_page", "status", "since", "until"}
+    assert history["status"]["enum"][:2] == ["pending", "paid"]
+    assert history["since"]["format"] == history["until"]["format"] == "date"
 
 
 # Pydantic's names for constraints (Field's and StringConstraints' arguments) that are not

@@ -266,11 +266,16 @@ def _place(user: User, body: s.OrderBody, key: str | None) -> s.PlacedOrderOut:
     return serializers.placed_order(order, payments.checkout_url(order))
 
 
-@operation("/v1/orders", "GET", summary="Your orders", tag=ORDERS, auth="user",
-           query=s.PageQuery, response=s.OrderList, response_description="Newest first.")
-def list_orders(user: User, query: s.PageQuery) -> s.OrderList:
-    """The user's orders, newest first, paginated."""
-    items, total = orders.for_user(user.id, query.page, query.per_page, full=True)
+@operation("/v1/orders", "GET", summary="List orders", tag=ORDERS, auth="user",
+           query=s.OrderQuery, response=s.OrderList, response_description="Newest first.")
+def list_orders(user: User, query: s.OrderQuery) -> s.OrderList:
+    """Orders, newest first, paginated: a staff or admin token lists every order of the shop
+    (e.g. `?status=paid` for the orders to ship), a customer's only their own. Filter by
+    `status` and by the UTC days they were placed on (`since`, `until`, both inclusive); an
+    unknown status or a date that is not YYYY-MM-DD is 422."""
+    filters = orders.parse_filters(query.status, query.since, query.until)
+    items, total = orders.listed_for(user.id, user.is_staff, filters, query.page,
+                                     query.per_page)
     return serializers.order_list(items, query.page, query.per_page, total)
 
 

@@ -157,6 +157,19 @@ class PageQuery(Query):
     per_page: int = Field(24, ge=1, le=catalog.MAX_PER_PAGE)
 
 
+class OrderQuery(PageQuery):
+    status: OrderStatus | None = Field(None, description="Only orders in this status.")
+    # Read by orders.parse_filters, as the back office's order export reads them.
+    since: str | None = Field(None, examples=["2026-12-01"],
+                              json_schema_extra={"format": "date"},
+                              description="Only orders placed on this UTC day or later "
+                                          "(YYYY-MM-DD).")
+    until: str | None = Field(None, examples=["2026-12-31"],
+                              json_schema_extra={"format": "date"},
+                              description="Only orders placed on this UTC day or earlier "
+                                          "(YYYY-MM-DD).")
+
+
 class CartQuery(Query):
     shipping_method: ShippingMethod = Field("standard", description="For the shipping estimate.")
 
