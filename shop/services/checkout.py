@@ -38,6 +38,10 @@ class CheckoutRequest:
     # What the shopper reviewed: a different total now means the cart or prices changed.
     expected_total: Decimal | None = None
     idempotency_key: str | None = None
+    # How the caller's input names the address fields, for the errors: the checkout form's
+    # `postal_code` and `billing_postal_code`, the API body's `shipping_address.postal_code`.
+    shipping_prefix: str = ""
+    billing_prefix: str = "billing_"
 
 
 def payment_methods() -> tuple[str, ...]:
@@ -61,12 +65,12 @@ def validate(req: CheckoutRequest) -> tuple[str, dict[str, str], dict[str, str] 
         errors["payment_method"] = "Choose an available payment method."
     shipping = billing = None
     try:
-        shipping = addresses.clean(req.shipping_address)
+        shipping = addresses.clean(req.shipping_address, prefix=req.shipping_prefix)
     except ValidationError as exc:
         errors.update(exc.errors)
     if req.billing_address:
         try:
-            billing = addresses.clean(req.billing_address, prefix="billing_")
+            billing = addresses.clean(req.billing_address, prefix=req.billing_prefix)
         except ValidationError as exc:
             errors.update(exc.errors)
     if errors:

@@ -99,8 +99,8 @@ def test_order_with_coupon_and_express(shopper, catalog):
 
 
 @pytest.mark.parametrize("change,field", [
-    ({"shipping_address": f.ADDRESS | {"country": "XX"}}, "country"),
-    ({"shipping_address": f.ADDRESS | {"city": "  "}}, "city"),
+    ({"shipping_address": f.ADDRESS | {"country": "XX"}}, "shipping_address.country"),
+    ({"shipping_address": f.ADDRESS | {"city": "  "}}, "shipping_address.city"),
     ({"shipping_address": {k: v for k, v in f.ADDRESS.items() if k != "city"}},
      "shipping_address.city"),
     ({"shipping_address": f.ADDRESS | {"postal_code": 12345}}, "shipping_address.postal_code"),
@@ -115,6 +115,20 @@ def test_invalid_order_bodies_are_422_and_change_nothing(shopper, catalog, chang
     response = place(shopper, ORDER_BODY | change)
     assert response.status_code == 422, response.get_json()
     assert field in error_of(response)["details"]["fields"]
+    assert count(Order) == 0 and stock("SHIRT-M") == 5
+
+
+def test_an_address_field_is_named_by_its_place_in_the_body(shopper, catalog):
+    """They were named `postal_code` and `billing_postal_code`, unlike every other field of a
+    422 (`shipping_address.city` when missing, `quantity`, ...)."""
+    fill(shopper)
+    response = place(shopper, ORDER_BODY | {
+        "shipping_address": f.ADDRESS | {"postal_code": "!!!"},
+        "billing_address": f.ADDRESS | {"country": "US", "postal_code": "N1 7AA"}})
+    assert response.status_code == 422
+    assert error_of(response)["details"]["fields"] == {
+        "shipping_address.postal_code": "A postal code has letters, digits, spaces and hyphens.",
+        "billing_address.postal_code": "Enter a ZIP code such as 62701 or 62701-1234."}
     assert count(Order) == 0 and stock("SHIRT-M") == 5
 
 

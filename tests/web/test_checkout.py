@@ -85,6 +85,19 @@ def test_missing_fields_are_named_and_kept(client, lamp):
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
 
 
+def test_a_postal_code_refused_is_said_beside_its_field(client, lamp):
+    """The checkout shares the address rules with the API, which names the field
+    `shipping_address.postal_code`; the page's field is still `postal_code`."""
+    fill_cart(client, lamp.id)
+    response = review(client, postal_code="!!!")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert ('<p id="postal_code-error" class="field-error">A postal code has letters, digits, '
+            'spaces and hyphens.</p>') in html
+    assert 'aria-describedby="postal_code-error" aria-invalid="true"' in html
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+
+
 def test_a_country_left_unchosen_stays_unchosen(client, lamp):
     """The form sent back with "Enter the country." shows no country chosen, as the shopper
     left it, not the United States the first visit preselects."""

@@ -260,7 +260,8 @@ def _place(user: User, body: s.OrderBody, key: str | None) -> s.PlacedOrderOut:
         billing_address=body.billing_address.model_dump() if body.billing_address else None,
         shipping_method=body.shipping_method, payment_method=body.payment_method,
         expected_total=Decimal(body.expected_total) if body.expected_total else None,
-        idempotency_key=f"api:{user.id}:{key}" if key else None)
+        idempotency_key=f"api:{user.id}:{key}" if key else None,
+        shipping_prefix="shipping_address.", billing_prefix="billing_address.")
     placed = checkout.place_order(owner(user), checkout_request)
     order = orders.load(placed.number)
     return serializers.placed_order(order, payments.checkout_url(order))
