@@ -47,12 +47,23 @@ def create_app(overrides: dict[str, Any] | None = None, env: str | None = None) 
     register_database(app)
     register_extensions(app)
     register_http(app)
+    _warn_of_sqlite_in_production(app)  # after register_http: logged as JSON in production
     register_blueprints(app)
     register_admin(app)
     register_templates(app)
     register_commands(app)
     drop_idle_limit_check(app)
     return app
+
+
+def _warn_of_sqlite_in_production(app: Flask) -> None:
+    """SQLite in production is allowed (one host, one disk), but never by accident: a
+    DATABASE_URL that did not reach the process (an unquoted URL in an env file) would
+    otherwise go unnoticed."""
+    url: str = app.config["SQLALCHEMY_DATABASE_URI"]
+    if app.config["SHOP_ENV"] == "production" and url.startswith("sqlite"):
+        app.logger.warning("SHOP_ENV=production on SQLite (%s): fine for one host; set "
+                           "DATABASE_URL for MySQL and several hosts (docs/DEPLOY.md)", url)
 
 
 MIN_SECRET_KEY_LENGTH = 32
@@ -79,11 +90,6 @@ def _check_config(app: Flask) -> None:
         raise RuntimeError("SHOP_CURRENCY must be an ISO 4217 code in capitals, e.g. USD, not "
                            f"{app.config.get('CURRENCY')!r}")
     url: str = app.config["SQLALCHEMY_DATABASE_URI"]
-    if app.config["SHOP_ENV"] == "production" and url.startswith("sqlite"):
-        # Allowed (one host, one disk), but never by accident: a DATABASE_URL that did not
-        # reach the process (an unquoted URL in an env file) would otherwise go unnoticed.
-        app.logger.warning("SHOP_ENV=production on SQLite (%s): fine for one host; set "
-                           "DATABASE_URL for MySQL and several hosts (docs/DEPLOY.md)", url)
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if url.startswith("mysql"):
         # Each statement sees what is committed: fewer gap locks, no stale snapshot in a checkout.

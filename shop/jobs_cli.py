@@ -3,8 +3,21 @@ runs delayed jobs such as expiring unpaid orders) and `flask --app wsgi expire-o
 same expiry as a sweep, for cron, needed when the shop runs without Redis)."""
 from __future__ import annotations
 
+import logging
+from urllib.parse import urlsplit
+
 import click
 from flask import Flask, current_app
+
+log = logging.getLogger("shop.jobs")
+
+
+def _where(url: str) -> str:
+    """Where a Redis URL points, without its password: host:port/db, or the socket's path."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
 
 
 def init_app(app: Flask) -> None:
@@ -23,11 +36,18 @@ def init_app(app: Flask) -> None:
                no_scheduler: bool, metrics_bind: str | None) -> None:
         """Run background jobs from Redis (REDIS_URL) until stopped (SIGTERM: finish the
         current job, then exit)."""
+        from redis.exceptions import RedisError
+
         from .services import metrics, metrics_files
         from .worker import make_worker
 
-        rq_worker = make_worker(current_app._get_current_object(), simple=simple,
-                                queue_names=list(queue_names) or None)
+        try:
+            rq_worker = make_worker(current_app._get_current_object(), simple=simple,
+                                    queue_names=list(queue_names) or None)
+        except RedisError as exc:  # RQ names the worker in Redis as it is made
+            raise click.ClickException(
+                f"Redis at REDIS_URL ({_where(current_app.config['REDIS_URL'])}) does not "
+                f"answer: {exc} Start Redis or correct REDIS_URL.") from None
         if rq_worker is None:
             raise click.ClickException(
                 "REDIS_URL is not set: jobs run inline in the web process and no worker is "
@@ -47,9 +67,10 @@ def init_app(app: Flask) -> None:
             server = metrics.serve(bind, current_app.config.get("METRICS_TOKEN"))
             host, port = server.server_address[:2]
             host = f"[{host}]" if ":" in host else host
-            click.echo(f"Metrics on http://{host}:{port}/metrics.")
-        click.echo(f"Worker on {', '.join(q.name for q in rq_worker.queues)}"
-                   f"{' (burst)' if burst else ''}.")
+            log.info("Metrics on http://%s:%s/metrics.", host, port)
+        # Through the shop's logger: in production every line on stderr is one JSON object.
+        log.info("Worker on %s%s.", ", ".join(q.name for q in rq_worker.queues),
+                 " (burst)" if burst else "")
         rq_worker.work(burst=burst, with_scheduler=not no_scheduler)
 
     @app.cli.command("expire-orders")

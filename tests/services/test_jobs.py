@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import logging
 import os
 import re
@@ -33,6 +34,7 @@ from tests.payments_helpers import (
     stock,
     stripe_settings,
 )
+from tests.relay import Relay
 
 __all__ = ["standin"]  # the fixture, imported for this module's tests
 STAFF = Actor(None, "staff@test")
@@ -375,6 +377,80 @@ def test_stopping_the_worker_lets_the_running_job_finish(redis_app, database_url
             worker.kill()
             worker.wait()
     assert job.get_status(refresh=True) == "finished", (job.exc_info, log.read_text())
+
+
+def test_a_worker_whose_redis_does_not_answer_says_so_in_one_line(make_app):
+    """It was a raw traceback of redis' ConnectionError."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    app = make_app(REDIS_URL=f"redis://:secret-pw@127.0.0.1:{closed}/3")
+    result = app.test_cli_runner().invoke(args=["worker", "--burst"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: Redis at REDIS_URL (127.0.0.1:{closed}/3) does not answer")
+    assert "secret-pw" not in line
+
+
+@pytest.mark.slow
+def test_in_production_the_worker_writes_json_and_its_scheduler_outlives_a_redis_blip(
+        redis_app, database_url, tmp_path):
+    """docs/DEPLOY.md: in production every line is one JSON object on stderr. The banner was
+    plain text; and when Redis dropped its connections for a moment, RQ's scheduler process
+    died with a plain-text traceback, and delayed jobs (the expiry of unpaid orders) waited
+    for the worker's next maintenance pass, up to 10 minutes later."""
+    relay = Relay(redis_app.config["REDIS_URL"])
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_REPLICA_URL")}
+    env.update({"SHOP_ENV": "production", "SECRET_KEY": "k" * 64,
+                "DATABASE_URL": database_url, "REDIS_URL": relay.url,
+                "SHOP_JOBS_QUEUE": redis_app.config["JOBS_QUEUE"],
+                "SHOP_OUTBOX_DIR": str(tmp_path / "outbox"), "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1"})
+    root = Path(__file__).resolve().parents[2]
+    log = tmp_path / "worker.log"
+
+    def wait_for(pattern: str, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while not re.search(pattern, log.read_text()):
+            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
+            time.sleep(0.05)
+
+    with log.open("wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
+                                  cwd=root, env=env, stdout=out, stderr=out)
+    try:
+        wait_for(r"Scheduler for .* started")
+        # The worker itself lives through a cut only while it waits for jobs (RQ retries
+        # that; it quits on an error anywhere else): it waits once it has cleaned up.
+        wait_for(r"cleaning registries")
+        time.sleep(1)
+        relay.cut()  # a second or two: each round of the scheduler (every 1 s) meets it
+        time.sleep(2.5)
+        relay.restore()
+        job = jobs.queue().enqueue_in(timedelta(seconds=1), time.sleep, 0)
+        deadline = time.monotonic() + 20
+        while job.get_status(refresh=True) != "finished" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert job.get_status(refresh=True) == "finished", log.read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        relay.close()
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not JSON: {line!r}\n" + "\n".join(lines)) from None
+    messages = [record["message"] for record in records]
+    assert f"Worker on {redis_app.config['JOBS_QUEUE']}." in messages
+    assert any(m.startswith("Scheduler could not reach Redis") for m in messages)
+    assert not any("raised an exception" in message for message in messages)
 
 
 def test_flask_worker_command_without_redis_explains(make_app):
