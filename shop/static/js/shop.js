@@ -14,9 +14,93 @@
       }
     }
   });
-  // htmx does not swap error responses: tell the shopper instead of doing nothing.
-  document.addEventListener("htmx:responseError", function () {
+
+  // Messages for an answer that carries none of the shop's own (a proxy's error page).
+  var FALLBACK = {
+    400: "Your form expired or was sent from elsewhere. Please reload the page and try again.",
+    413: "The request is too large; please send less data.",
+    429: "Too many requests. Please wait a moment and try again."
+  };
+  var GENERIC = "Something went wrong. Please try again.";
+  var OFFLINE = "The shop could not be reached. Check your connection and try again.";
+
+  // A message over the page (base.html's #toasts, where the shopper is), read out by the live
+  // region. One that asks for a reload stays until the page changes; others fade.
+  function tell(message, stay) {
+    var toasts = document.getElementById("toasts");
+    if (toasts) {
+      var p = document.createElement("p");
+      p.className = "flash flash-error" + (stay ? " toast-stays" : "");
+      p.textContent = message;
+      toasts.replaceChildren(p);
+    }
     var live = document.getElementById("live");
-    if (live) { live.textContent = "Something went wrong. Please try again."; }
+    if (live) { live.textContent = message; }
+  }
+
+  // The shop's error page says what went wrong (errors/error.html's .error-message): show
+  // that. DOMParser's document runs no script and loads nothing.
+  function errorMessage(xhr) {
+    var type = xhr.getResponseHeader("Content-Type") || "";
+    if (type.indexOf("text/html") === 0 && xhr.responseText) {
+      var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+      var found = doc.querySelector(".error-message");
+      if (found && found.textContent.trim()) { return found.textContent.trim(); }
+    }
+    return FALLBACK[xhr.status] || GENERIC;
+  }
+
+  // The fields a request sent, whose values then show a state the shop has (a cart line's
+  // quantity, the shipping estimate, a product's option): a form's fields, a radio's group.
+  function fieldsOf(elt) {
+    var list = elt.elements ? elt.elements : (elt.form && elt.name ? elt.form.elements[elt.name] : null);
+    var all = list ? (list.length === undefined ? [list] : Array.prototype.slice.call(list)) : [elt];
+    return all.filter(function (f) {
+      return /^(INPUT|SELECT|TEXTAREA)$/.test(f.tagName) && !/^(hidden|submit|button)$/.test(f.type);
+    });
+  }
+
+  // data-shows-saved: these fields show what the shop saved. A request that succeeded makes
+  // their values the saved ones; one that failed puts the saved ones back, so the page never
+  // shows a quantity or an option the shop did not take.
+  function savedFields(elt) {
+    var holder = elt && elt.closest ? elt.closest("[data-shows-saved]") : null;
+    return holder ? fieldsOf(holder) : [];
+  }
+
+  function keep(fields) {
+    fields.forEach(function (f) {
+      if (f.type === "checkbox" || f.type === "radio") { f.defaultChecked = f.checked; }
+      else if (f.options) { Array.prototype.forEach.call(f.options, function (o) { o.defaultSelected = o.selected; }); }
+      else { f.defaultValue = f.value; }
+    });
+  }
+
+  function restore(fields) {
+    fields.forEach(function (f) {
+      if (f.type === "checkbox" || f.type === "radio") { f.checked = f.defaultChecked; }
+      else if (f.options) { Array.prototype.forEach.call(f.options, function (o) { o.selected = o.defaultSelected; }); }
+      else { f.value = f.defaultValue; }
+    });
+  }
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.successful) {
+      keep(savedFields(event.detail.elt));
+      // The shopper is doing things again: a message that asked them to reload is stale.
+      var stays = document.querySelector("#toasts .toast-stays");
+      if (stays) { stays.remove(); }
+    }
+  });
+  // htmx does not swap error answers: say what happened instead of doing nothing.
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    restore(savedFields(event.detail.elt));
+    tell(errorMessage(xhr), xhr.status === 400);
+  });
+  // No answer at all (offline, the connection dropped).
+  document.addEventListener("htmx:sendError", function (event) {
+    restore(savedFields(event.detail.elt));
+    tell(OFFLINE, false);
   });
 })();

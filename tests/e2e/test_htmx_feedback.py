@@ -1,0 +1,90 @@
+"""What the shopper sees and hears after an htmx action in a real browser: an answer htmx does
+not swap (an error, or none at all) is shown and announced and leaves no unsaved state on the
+page; the listing's filters send one request per change."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .flows import (
+    assert_same_page,
+    cart_count,
+    mark_page,
+    money,
+    open_variant_product,
+    ready,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def _cart_with_one_item(page: Page, shop) -> None:
+    open_variant_product(page, shop)
+    ready(page)
+    page.get_by_role("button", name="Add to cart").click()
+    expect(page.locator("#cart-link")).to_have_text("Cart (1)")
+    page.goto(shop("/cart"))
+    mark_page(page)
+
+
+def test_an_error_answer_to_a_cart_action_is_shown_and_the_quantity_put_back(shop, page):
+    _cart_with_one_item(page, shop)
+    quantity = page.get_by_role("spinbutton", name=re.compile("^Quantity"))
+    line_total = page.locator(".cart-line .line-total").inner_text()
+    toast = page.locator("#toasts .flash-error")
+    live = page.locator("#live")
+
+    # A body over the shop's limit (413): the shop's own words, on screen and read out.
+    page.evaluate("document.getElementById('coupon-code').value = 'x'.repeat(5 * 1024 * 1024)")
+    page.get_by_role("button", name="Apply", exact=True).click()
+    expect(toast).to_be_visible()
+    expect(toast).to_contain_text("The request is too large")
+    expect(live).to_contain_text("The request is too large")
+    expect(page.locator("#coupon-box")).not_to_contain_text("applied")
+
+    # A server error (500) and no answer at all: the field shows the saved quantity again.
+    for failure, said in [(lambda route: route.fulfill(status=500, body="boom",
+                                                       content_type="text/plain"),
+                           "Something went wrong. Please try again."),
+                          (lambda route: route.abort(),
+                           "The shop could not be reached. Check your connection")]:
+        page.route("**/cart/lines/*/update", failure)
+        quantity.fill("3")
+        page.get_by_role("button", name="Update", exact=True).click()
+        expect(toast).to_contain_text(said)
+        expect(live).to_contain_text(said)
+        expect(quantity).to_have_value("1")
+        page.unroute("**/cart/lines/*/update")
+    assert page.locator(".cart-line .line-total").inner_text() == line_total
+
+    # The session ended meanwhile (as after logging in from another tab): the form's token is
+    # stale (400). The shopper is asked to reload, and the message stays until then.
+    page.context.clear_cookies()
+    quantity.fill("2")
+    page.get_by_role("button", name="Update", exact=True).click()
+    expect(toast).to_have_text("Your form expired or was sent from elsewhere. "
+                               "Please reload the page and try again.")
+    expect(live).to_contain_text("Please reload the page")
+    expect(quantity).to_have_value("1")
+    assert cart_count(page) == 1
+    assert money(page.locator(".cart-line .line-total").inner_text()) == money(line_total)
+    page.wait_for_timeout(9000)  # longer than a notice that fades
+    expect(toast).to_be_visible()
+    assert_same_page(page)
+
+
+def test_an_option_the_shop_could_not_show_is_unchosen_again(shop, page):
+    open_variant_product(page, shop)
+    mark_page(page)
+    options = page.get_by_role("group", name="Choose an option").get_by_role("radio")
+    chosen = page.locator("input[name=variant_id]:checked").get_attribute("id")
+    other = next(options.nth(i) for i in range(options.count())
+                 if options.nth(i).is_enabled() and options.nth(i).get_attribute("id") != chosen)
+    page.route(re.compile(r"/p/[^?]+\?variant="), lambda route: route.abort())
+    other.click()
+    expect(page.locator("#toasts .flash-error")).to_contain_text("could not be reached")
+    expect(page.locator(f"#{chosen}")).to_be_checked()
+    expect(other).not_to_be_checked()
+    assert_same_page(page)
