@@ -88,3 +88,28 @@ def test_an_option_the_shop_could_not_show_is_unchosen_again(shop, page):
     expect(page.locator(f"#{chosen}")).to_be_checked()
     expect(other).not_to_be_checked()
     assert_same_page(page)
+
+
+def test_enter_in_a_filter_field_sends_one_request_and_one_history_entry(shop, page):
+    page.goto(shop("/products"))
+    mark_page(page)
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url)
+            if "/products?" in request.url else None)
+    start = page.url
+    for label, typed, wanted in [("Search", "mug", "q=mug"), ("Min", "10", "min_price=10")]:
+        sent.clear()
+        entries = page.evaluate("history.length")
+        page.get_by_label(label, exact=True).fill(typed)
+        page.get_by_label(label, exact=True).press("Enter")
+        expect(page).to_have_url(re.compile(wanted))
+        expect(page.locator("#live")).to_contain_text("products found")
+        page.wait_for_timeout(500)  # a second request would be on its way by now
+        assert len(sent) == 1 and wanted in sent[0], sent
+        assert page.evaluate("history.length") == entries + 1
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"q=mug"))
+    expect(page).not_to_have_url(re.compile(r"min_price=10"))
+    page.go_back()
+    expect(page).to_have_url(start)
+    assert_same_page(page)
