@@ -113,3 +113,50 @@ def test_enter_in_a_filter_field_sends_one_request_and_one_history_entry(shop, p
     page.go_back()
     expect(page).to_have_url(start)
     assert_same_page(page)
+
+
+LONG_EMAIL = "christopher.montgomery45c.{}@outlook-mail-example.com"
+LONG_WORD = "Donaudampfschifffahrtselektrizitaetenhauptbetriebswerk"
+
+
+def _too_wide(page: Page) -> list[int] | None:
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+    return widths if widths[0] > widths[1] else None
+
+
+def test_long_text_the_shopper_typed_wraps_at_phone_width(shop, new_context):
+    """WCAG 1.4.10 with what shoppers really type: a long email address, a pasted link."""
+    import uuid
+
+    from .flows import choose_variant_and_add, fill_checkout, place_order, register
+
+    email = LONG_EMAIL.format(uuid.uuid4().hex[:8])
+    page = new_context(viewport={"width": 375, "height": 740}).new_page()
+    too_wide = {}
+    for query in (LONG_WORD, "https://example.com/some/pasted/link/to/a-product-page"):
+        page.goto(shop(f"/products?q={query}"))
+        too_wide[f"search {query}"] = _too_wide(page)
+        ready(page)
+        page.get_by_label("Search", exact=True).fill(query + "s")
+        page.get_by_label("Search", exact=True).press("Enter")
+        expect(page.locator("#listing-title")).to_contain_text(query + "s")
+        too_wide[f"search {query} (htmx)"] = _too_wide(page)
+
+    open_variant_product(page, shop)
+    choose_variant_and_add(page)
+    page.goto(shop("/cart"))
+    fill_checkout(page, email)
+    too_wide["review"] = _too_wide(page)
+    place_order(page)
+    too_wide["order"] = _too_wide(page)
+
+    page.goto(shop("/account/password/forgot"))
+    page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name=re.compile("link", re.I)).click()
+    expect(page.locator(".flash")).to_contain_text(email)
+    too_wide["forgot password sent"] = _too_wide(page)
+
+    register(page, shop, email)
+    too_wide["account"] = _too_wide(page)
+    too_wide = {name: widths for name, widths in too_wide.items() if widths}
+    assert not too_wide, f"wider than the phone (scroll width, window width): {too_wide}"
