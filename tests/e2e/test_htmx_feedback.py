@@ -160,3 +160,21 @@ def test_long_text_the_shopper_typed_wraps_at_phone_width(shop, new_context):
     too_wide["account"] = _too_wide(page)
     too_wide = {name: widths for name, widths in too_wide.items() if widths}
     assert not too_wide, f"wider than the phone (scroll width, window width): {too_wide}"
+
+
+def test_a_price_filter_is_marked_invalid_exactly_while_its_message_shows(shop, page):
+    page.goto(shop("/products?min_price=abc"))
+    mark_page(page)
+    low, high = page.get_by_label("Min", exact=True), page.get_by_label("Max", exact=True)
+    expect(low).to_have_attribute("aria-invalid", "true")
+    low.fill("5")
+    low.press("Tab")
+    expect(page.locator("#min_price-error")).to_have_text("")
+    expect(page).to_have_url(re.compile(r"min_price=5"))
+    expect(low).not_to_have_attribute("aria-invalid", re.compile(".*"))
+    high.fill("x")
+    high.press("Tab")
+    expect(page.locator("#max_price-error")).to_have_text("Enter a price such as 10 or 24.99.")
+    expect(high).to_have_attribute("aria-invalid", "true")
+    expect(low).not_to_have_attribute("aria-invalid", re.compile(".*"))
+    assert_same_page(page)

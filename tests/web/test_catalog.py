@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -303,6 +304,17 @@ def test_bad_parameters_get_a_clear_page(client, catalog, query, field_message):
     html = response.get_data(as_text=True)
     assert field_message in html
     assert "Traceback" not in html
+
+
+@pytest.mark.parametrize("query,field_id", [
+    ("min_price=abc", "f-min"), ("max_price=-5", "f-max"), ("sort=cheapest", "f-sort"),
+    ("in_stock=maybe", "f-stock"), ("category=nope", "f-category"),
+])
+def test_a_refused_filter_field_is_marked_invalid_and_only_it(client, catalog, query, field_id):
+    """Every filter field with a message is aria-invalid, as shop.js marks them after htmx."""
+    html = client.get(f"/products?{query}").get_data(as_text=True)
+    invalid = re.findall(r'<(?:input|select) id="([^"]+)"[^>]*aria-invalid="true"', html)
+    assert invalid == [field_id]
 
 
 def test_control_characters_in_a_search_are_not_echoed(client, catalog):

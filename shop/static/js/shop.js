@@ -98,6 +98,16 @@
     restore(savedFields(event.detail.elt));
     tell(errorMessage(xhr), xhr.status === 400);
   });
+  // A filter's message is swapped in out of band (catalog/_grid_response.html), its field is
+  // not: mark the field invalid exactly when its message says something, as the page has it.
+  document.addEventListener("htmx:afterSettle", function () {
+    document.querySelectorAll("form.filters [aria-describedby]").forEach(function (field) {
+      var message = document.getElementById(field.getAttribute("aria-describedby"));
+      if (!message || !/^(INPUT|SELECT|TEXTAREA)$/.test(field.tagName)) { return; }
+      if (message.textContent.trim()) { field.setAttribute("aria-invalid", "true"); }
+      else { field.removeAttribute("aria-invalid"); }
+    });
+  });
   // No answer at all (offline, the connection dropped).
   document.addEventListener("htmx:sendError", function (event) {
     restore(savedFields(event.detail.elt));
