@@ -4,6 +4,7 @@ page; the listing's filters send one request per change."""
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -177,4 +178,85 @@ def test_a_price_filter_is_marked_invalid_exactly_while_its_message_shows(shop, 
     expect(page.locator("#max_price-error")).to_have_text("Enter a price such as 10 or 24.99.")
     expect(high).to_have_attribute("aria-invalid", "true")
     expect(low).not_to_have_attribute("aria-invalid", re.compile(".*"))
+    assert_same_page(page)
+
+
+FOCUSED = """() => { const el = document.activeElement;
+  return el && el !== document.body ? (el.id || el.closest('[id]')?.id || el.tagName) + ' '
+         + (el.innerText || el.value || '').trim() : 'BODY'; }"""
+
+
+def _focused(page: Page) -> str:
+    return page.evaluate(FOCUSED)
+
+
+def test_focus_lands_on_purpose_after_cart_and_listing_swaps(shop, page):
+    page.goto(shop("/products?category=mugs"))
+    ready(page)
+    cards = page.locator(".card").filter(has=page.get_by_role(
+        "button", name=re.compile(r"^Add to cart: ")))
+    names = [cards.nth(i).locator(".card-title a").inner_text().strip() for i in range(2)]
+    for i, name in enumerate(names):
+        cards.nth(i).get_by_role("button", name=f"Add to cart: {name}").click()
+        expect(page.locator("#cart-link")).to_have_text(f"Cart ({i + 1})")
+    page.goto(shop("/cart"))
+    mark_page(page)
+
+    page.get_by_label("Coupon code").fill("WELCOME10")
+    page.get_by_label("Coupon code").press("Enter")
+    expect(page.locator("#coupon-box")).to_contain_text("WELCOME10 applied")
+    expect(page.get_by_role("button", name="Remove coupon WELCOME10")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Coupon code")).to_be_focused()
+
+    first_remove = page.get_by_role("button", name=f"Remove {names[0]}")
+    first_remove.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".cart-line")).to_have_count(1)
+    expect(page.locator(".cart-line").get_by_role("link", name=names[1])).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("spinbutton", name=f"Quantity of {names[1]}")).to_be_focused()
+    page.get_by_role("button", name=f"Remove {names[1]}").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#cart-main")).to_contain_text("Your cart is empty.")
+    assert _focused(page) != "BODY"
+
+    page.goto(shop("/products"))
+    mark_page(page)
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Next").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"page=2"))
+    expect(page.locator("#results-heading")).to_be_focused()
+    assert_same_page(page)
+
+
+def test_focus_lands_on_purpose_after_account_and_review_swaps(shop, page):
+    from .flows import ADDRESS, buy_variant_product, register, unique_email
+
+    register(page, shop, unique_email("focus"))
+    number, bought = buy_variant_product(page, shop, email=None, save_address=True)
+    with sqlite3.connect(shop.log.parent / "shop.db") as db:  # paid: the buyer may review
+        db.execute("UPDATE orders SET status = 'paid' WHERE number = ?", (number,))
+    page.goto(shop("/account/addresses/new"))
+    page.get_by_label("Full name").fill("Charles Babbage")
+    page.get_by_label("Address line 1").fill("1 Difference Lane")
+    page.get_by_label("City").fill(ADDRESS["city"])
+    page.get_by_label("Postal code").fill(ADDRESS["postal_code"])
+    page.get_by_label("Country").select_option("US")
+    page.get_by_role("button", name="Save address").click()
+    expect(page.get_by_role("button", name=re.compile("^Make default"))).to_have_count(1)
+    mark_page(page)
+    page.get_by_role("button", name=re.compile("^Make default")).focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#live")).not_to_be_empty()
+    expect(page.locator("#addresses-heading")).to_be_focused()
+
+    page.goto(bought.url)
+    mark_page(page)
+    page.get_by_label("4 stars").check()
+    page.get_by_label("Title").fill("Sturdy and soft")
+    page.get_by_role("button", name="Submit review").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#review-form")).not_to_contain_text("Your rating")
+    expect(page.locator("#review-form")).to_be_focused()
     assert_same_page(page)

@@ -98,6 +98,47 @@
     restore(savedFields(event.detail.elt));
     tell(errorMessage(xhr), xhr.status === 400);
   });
+  // Focus stays where the shopper is. htmx keeps it on a control the swap replaced by one
+  // with the same id; when the focused control is gone (a coupon applied or removed, a cart
+  // line removed, a page of results, an address made default, a review sent), it goes on
+  // purpose: to the new part's [data-focus-here] or first control (or the part itself), or,
+  // when the part itself went away, to the next one (or the one before), else to main.
+  var FOCUSABLE = "a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), " +
+                  "select:not([disabled]), textarea:not([disabled])";
+  var lostFocus = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    var active = document.activeElement;
+    lostFocus = null;
+    if (target && target.id && active && active !== document.body && target.contains(active)) {
+      lostFocus = {id: target.id,
+                   near: [target.nextElementSibling, target.previousElementSibling]};
+    }
+  });
+  function focusInside(part) {
+    var here = part.querySelector("[data-focus-here]") || part.querySelector(FOCUSABLE);
+    if (!here) {
+      here = part;
+      if (!here.hasAttribute("tabindex")) { here.setAttribute("tabindex", "-1"); }
+    }
+    here.focus();
+  }
+  function placeFocus() {
+    var lost = lostFocus;
+    lostFocus = null;
+    var active = document.activeElement;
+    if (!lost || (active && active !== document.body && document.body.contains(active))) { return; }
+    var part = document.getElementById(lost.id);
+    if (part) { focusInside(part); return; }
+    var near = lost.near.filter(function (el) { return el && document.body.contains(el); })[0];
+    var main = document.getElementById("main");
+    if (near) { focusInside(near); } else if (main) { main.focus(); }
+  }
+  // A part swapped away entirely settles nothing in the page; the end of its request comes
+  // after the swap too.
+  document.addEventListener("htmx:afterRequest", placeFocus);
+  document.addEventListener("htmx:afterSettle", placeFocus);
+
   // A filter's message is swapped in out of band (catalog/_grid_response.html), its field is
   // not: mark the field invalid exactly when its message says something, as the page has it.
   document.addEventListener("htmx:afterSettle", function () {
