@@ -260,3 +260,23 @@ def test_focus_lands_on_purpose_after_account_and_review_swaps(shop, page):
     expect(page.locator("#review-form")).not_to_contain_text("Your rating")
     expect(page.locator("#review-form")).to_be_focused()
     assert_same_page(page)
+
+
+def test_a_new_shipping_estimate_and_a_page_of_results_are_announced(shop, page):
+    _cart_with_one_item(page, shop)
+    live = page.locator("#live")
+    shipping = page.locator("#cart-totals dt:text-is('Shipping') + dd")
+    page.get_by_label("Shipping estimate").select_option("express")
+    expect(live).to_contain_text("Shipping estimate: Express (1-2 business days), ")
+    total = page.locator("#cart-totals .grand-total dd").inner_text()
+    expect(live).to_contain_text(f"Total {total}.")
+    assert shipping.inner_text().lower() in live.inner_text().lower()  # $15.00, or free
+    page.get_by_label("Shipping estimate").select_option("standard")
+    expect(live).to_contain_text("Standard (3-5 business days)")
+    expect(page.get_by_label("Shipping estimate")).to_have_value("standard")
+
+    page.goto(shop("/products"))
+    mark_page(page)
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Next").click()
+    expect(live).to_have_text(re.compile(r"^\d+ products found, page 2 of \d+$"))
+    assert_same_page(page)

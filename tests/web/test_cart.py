@@ -543,6 +543,25 @@ def test_an_htmx_line_change_updates_the_carts_problems_and_its_coupon(client, g
                      r'<p class="coupon-applied">Coupon <strong>OVER40</strong> cannot be used: '
                      r'That coupon needs a subtotal of at least \$40.00.</p>', html)
     assert "Discount" not in html
+    # ... and the live region says so too, not only the quantity.
+    assert re.search(r'<div id="live"[^>]*>Quantity of Mug updated to 1\. Coupon OVER40 cannot '
+                     r'be used: That coupon needs a subtotal of at least \$40\.00\.</div>', html)
+
+
+def test_another_shipping_estimate_answers_htmx_with_the_totals_and_says_them(client, goods):
+    add(client, goods["mug"].id, "2")
+    response = client.get("/cart?shipping=express", headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert html.lstrip().startswith('<div id="cart-totals" class="totals">')
+    assert "HX-Request" in response.headers["Vary"]
+    totals = re.search(r'<div id="cart-totals".*?</dl>', html, re.S).group()
+    assert "$15.00" in totals  # express shipping
+    live = re.search(r'<div id="live"[^>]*data-hx-swap-oob="innerHTML">([^<]*)</div>', html)
+    assert live and live.group(1) == ("Shipping estimate: Express (1-2 business days), $15.00. "
+                                      "Total $42.12.")  # tax on goods and shipping
+    page = client.get("/cart?shipping=express").get_data(as_text=True)  # without JavaScript
+    assert "<html" in page and re.search(r'<option value="express" selected>', page)
 
 
 def test_a_price_changed_since_it_was_added_is_said_once(client, app):

@@ -335,6 +335,18 @@ def test_htmx_gets_the_grid_fragment_only(client, catalog):
     assert "<html" in full and names(full) == names(html)
 
 
+def test_an_htmx_page_of_results_says_which_page_it_is(client, catalog):
+    def said(query: str) -> str:
+        html = client.get(f"/products?{query}", headers={"HX-Request": "true"}).get_data(
+            as_text=True)
+        return re.search(r'<div id="live"[^>]*>([^<]*)</div>', html).group(1)
+
+    one_page = said("per_page=100")  # one page: no page number
+    total = int(re.fullmatch(r"(\d+) products found", one_page).group(1))
+    assert total > 2
+    assert said("per_page=1&page=2") == f"{total} products found, page 2 of {total}"
+
+
 def test_htmx_history_restore_gets_the_full_page(client, catalog):
     html = client.get(
         "/products", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}

@@ -30,14 +30,24 @@ def _cart_view():
 
 @bp.get("")
 def show():
-    """The cart: lines, quantities, coupon, totals and a shipping estimate."""
+    """The cart: lines, quantities, coupon, totals and a shipping estimate. htmx asks for the
+    totals of another shipping estimate: the totals and what they now say, to announce."""
+    if is_htmx():
+        return vary(make_response(render_template(
+            "cart/_estimate_response.html", cart=_cart_view(),
+            shipping_label=pricing.SHIPPING_LABELS[_shipping_method()])))
     return _cart_page(200)
 
 
 def _fragments(view, announcement: str, *, line=None, line_id: int | None = None,
                coupon_error: str | None = None, line_error: str | None = None,
                coupon_form: bool = False):
-    """The htmx answer: the changed line (or nothing when removed), totals, count, message."""
+    """The htmx answer: the changed line (or nothing when removed), totals, count, message.
+    A line change can take the subtotal under the coupon's minimum: the message says so, as
+    the coupon box (sent out of band) does."""
+    if not coupon_form and view.coupon_code and view.coupon_message:
+        announcement = (f"{announcement} Coupon {view.coupon_code} cannot be used: "
+                        f"{view.coupon_message}")
     page = render_template("cart/_response.html", cart=view, line=line, line_id=line_id,
                            announcement=announcement, coupon_error=coupon_error,
                            line_error=line_error, coupon_form=coupon_form,
