@@ -173,6 +173,8 @@ def log_access(method: str, path: str, status: int, seconds: float,
 
 
 _ACCESS = logging.getLogger("shop.access")
+# Paths whose rest is a secret (the password reset link's token), logged without it.
+SECRET_PATH = "/account/password/reset/"
 
 
 def _direct_access_handler() -> logging.StreamHandler | None:
@@ -377,7 +379,11 @@ def init_app(app: Flask) -> None:
         status = response.status_code
         metrics.observe_request(method, endpoint or "unmatched", status, seconds)
         if endpoint != "static":
-            log_access(method, req.path, status, seconds, req.remote_addr, request_id)
+            path = req.path
+            if path.startswith(SECRET_PATH):
+                # A reset link's token is a key to the account until it is used: never logged.
+                path = SECRET_PATH + "<token>"
+            log_access(method, path, status, seconds, req.remote_addr, request_id)
         return response
 
     @app.teardown_request

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 import time
 import unicodedata
@@ -302,6 +303,23 @@ def test_reset_link_works_once(client, auth, outbox):
                                     "password_confirm": "another-Pass-99"})
     assert reuse.status_code == 400
     assert auth.login(password="another-Pass-99").status_code == 401
+
+
+def test_a_reset_links_token_is_never_written_to_the_log(client, auth, outbox):
+    """The access log wrote every opened reset link whole, and the token in it worked until
+    used: whoever could read the logs could take the account over."""
+    from tests.logs import ShopLog
+
+    f.user("customer@example.com", name="Ada")
+    post(client, "/account/password/forgot", {"email": "customer@example.com"})
+    link = reset_link(outbox)
+    token = link.rsplit("/", 1)[1]
+    with ShopLog("shop.access") as log:
+        assert client.get(link).status_code == 200
+        post(client, link, {"password": "short", "password_confirm": "short"})
+    lines = log.lines(logging.INFO)
+    assert any("/account/password/reset/<token>" in line for line in lines), lines
+    assert not any(token in str(vars(record)) for record in log.records)
 
 
 def test_reset_link_expires(client, auth, outbox, monkeypatch):
