@@ -1,10 +1,10 @@
 """Unbound Flask extensions; the app factory binds them (cookiecutter-flask style)."""
+import ipaddress
 import logging
 
 from flask import current_app, request, session
 from flask_caching import Cache
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_login.config import COOKIE_NAME
 from flask_migrate import Migrate
@@ -14,7 +14,8 @@ from sqlalchemy import MetaData
 
 from .services.routing import RoutingSession
 
-__all__ = ["RoutingSession", "cache", "csrf", "db", "limiter", "login_manager", "migrate"]
+__all__ = ["RoutingSession", "cache", "client_address", "csrf", "db", "limiter",
+           "login_manager", "migrate"]
 
 # Deterministic constraint names, so Alembic migrations are the same on SQLite and MySQL.
 NAMING = {
@@ -86,4 +87,20 @@ class ShopLimiter(Limiter):
         super().init_app(app)
 
 
-limiter = ShopLimiter(key_func=get_remote_address, default_limits=[])
+def client_address() -> str:
+    """The client a per-address rate limit counts: its IPv4 address, or the /64 network of
+    an IPv6 one. One IPv6 host holds a whole /64 and can take a new address for every request,
+    so counting each address alone let one client make as many tries as it liked."""
+    address = request.remote_addr or "127.0.0.1"
+    if ":" not in address:
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+
+
+limiter = ShopLimiter(key_func=client_address, default_limits=[])

@@ -162,6 +162,32 @@ def test_the_limit_counts_per_account_and_per_address(limited, clock):
     assert login(attacker, email="other@example.com", password="wrong-guess").status_code == 429
 
 
+def test_one_ipv6_network_is_one_client_for_the_per_address_limits(limited, clock):
+    """One IPv6 host holds a whole /64 and can use a new address for every request: counted
+    address by address, it guessed at as many accounts as it liked. Its /64 is now one
+    client; another /64 is not held up, and an IPv4 address written as IPv6 is that
+    address."""
+    app = limited()
+    with app.app_context():
+        for n in range(12):
+            f.user(f"victim{n}@example.com")
+
+    def from_address(address: str):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        return client
+
+    answers = [login(from_address(f"2001:db8:1:1::{n + 1:x}"), email=f"victim{n}@example.com",
+                     password="wrong-guess").status_code for n in range(12)]
+    assert answers == [401] * 10 + [429] * 2
+    assert login(from_address("2001:db8:1:2::1"), email="victim0@example.com",
+                 password="wrong-guess").status_code == 401
+    for n in range(10):
+        login(from_address("10.1.2.3"), email=f"victim{n}@example.com", password="wrong-guess")
+    assert login(from_address("::ffff:10.1.2.3"), email="victim11@example.com",
+                 password="wrong-guess").status_code == 429
+
+
 def test_successful_logins_do_not_count(limited, clock):
     app = limited(RATELIMIT_LOGIN="3 per minute")
     for _ in range(6):

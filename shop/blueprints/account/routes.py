@@ -17,12 +17,11 @@ from flask import (
     session,
     url_for,
 )
-from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_login.signals import user_loaded_from_cookie
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from ...extensions import limiter
+from ...extensions import client_address, limiter
 from ...http import personal
 from ...services import accounts, addresses, orders, reviews
 from ...services import cart as cart_service
@@ -65,7 +64,7 @@ def _login_account_key() -> str:
 
 def _current_user_key() -> str:
     """Password re-entry on account pages: counted per account."""
-    return "reauth:" + (current_user.get_id() or get_remote_address())
+    return "reauth:" + (current_user.get_id() or client_address())
 
 
 def _reset_limit() -> str:
@@ -184,7 +183,7 @@ def _refresh_fingerprint() -> None:
 # --- log in, register, log out ---
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.shared_limit(_login_limit, LOGIN_ADDRESS_SCOPE, key_func=get_remote_address,
+@limiter.shared_limit(_login_limit, LOGIN_ADDRESS_SCOPE, key_func=client_address,
                       methods=["POST"], deduct_when=_failed, error_message=TOO_MANY_LOGINS)
 @limiter.shared_limit(_login_limit, LOGIN_ACCOUNT_SCOPE, key_func=_login_account_key,
                       methods=["POST"], deduct_when=_failed, error_message=TOO_MANY_LOGINS)
@@ -243,7 +242,7 @@ def logout():
 # --- password reset by email ---
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
-@limiter.limit(_reset_limit, key_func=get_remote_address, methods=["POST"],
+@limiter.limit(_reset_limit, key_func=client_address, methods=["POST"],
                error_message=TOO_MANY_RESETS)
 @limiter.limit(_reset_limit, key_func=_reset_email_key, methods=["POST"],
                error_message=TOO_MANY_RESETS)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from flask import current_app, request
-from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
-from ...extensions import csrf, db
+from ...extensions import client_address, csrf, db
 from ...http import InvalidJson, json_body
 from ...models import ApiToken, User
 from ...services import accounts, api_tokens
@@ -80,7 +79,7 @@ def rate_limit_key() -> str:
     token = bearer_token()
     if token is not None:
         return "api:token:" + token.token_hash
-    return "api:addr:" + (get_remote_address() or "")
+    return "api:addr:" + (client_address() or "")
 
 
 def api_limit() -> str:

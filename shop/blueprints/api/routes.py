@@ -5,11 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flask import Response, current_app, request
-from flask_limiter.util import get_remote_address
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
-from ...extensions import limiter
+from ...extensions import client_address, limiter
 from ...http import current_request_id
 from ...models import User
 from ...services import (
@@ -50,13 +49,13 @@ IDEMPOTENCY_HEADER = {
 # The same buckets as the HTML login (its shared scopes, same keys) and registration (its
 # endpoint's scope): failing or registering on one door counts on the other.
 LOGIN_LIMITS = (
-    limiter.shared_limit(login_limit, scope=LOGIN_ADDRESS_SCOPE, key_func=get_remote_address,
+    limiter.shared_limit(login_limit, scope=LOGIN_ADDRESS_SCOPE, key_func=client_address,
                          deduct_when=login_failed, override_defaults=False),
     limiter.shared_limit(login_limit, scope=LOGIN_ACCOUNT_SCOPE, key_func=login_account_key,
                          deduct_when=login_failed, override_defaults=False),
 )
 REGISTER_LIMITS = (
-    limiter.shared_limit(register_limit, scope=REGISTER_SCOPE, key_func=get_remote_address,
+    limiter.shared_limit(register_limit, scope=REGISTER_SCOPE, key_func=client_address,
                          override_defaults=False),
 )
 
