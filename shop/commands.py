@@ -43,12 +43,14 @@ def init_app(app: Flask) -> None:
 
     @app.cli.command("cleanup")
     def cleanup() -> None:
-        """Delete old idempotency records and abandoned guest carts (run daily from cron)."""
+        """Delete old idempotency records, abandoned guest carts and the record of logins
+        ended whose cookies have expired (run daily from cron)."""
         from .services import maintenance
 
         purged = maintenance.purge_stale()
-        click.echo(f"Deleted {purged.idempotency_records} idempotency records and "
-                   f"{purged.guest_carts} abandoned guest carts.")
+        click.echo(f"Deleted {purged.idempotency_records} idempotency records, "
+                   f"{purged.guest_carts} abandoned guest carts and {purged.ended_logins} "
+                   f"ended logins.")
 
     @app.cli.command("refresh-catalog")
     def refresh_catalog() -> None:

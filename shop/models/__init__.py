@@ -13,7 +13,7 @@ from .catalog import (
     Variant,
 )
 from .coupon import COUPON_KINDS, Coupon, CouponUse
-from .customer import ADDRESS_FIELDS, ROLES, Address, ApiToken, User
+from .customer import ADDRESS_FIELDS, ROLES, Address, ApiToken, EndedLogin, User
 from .order import (
     ORDER_STATUSES,
     IdempotencyRecord,
@@ -29,8 +29,8 @@ from .review import REVIEW_STATUSES, Review
 __all__ = [
     "ADDRESS_FIELDS", "COUPON_KINDS", "ORDER_STATUSES", "PAYMENT_STATUSES", "REVIEW_STATUSES",
     "ROLES", "Address", "ApiToken", "AuditLog", "Cart", "CartLine", "CatalogState", "Category",
-    "Coupon",
-    "CouponUse", "IdempotencyRecord", "Order", "OrderEvent", "OrderLine", "OrderNote", "Payment",
+    "Coupon", "CouponUse", "EndedLogin", "IdempotencyRecord", "Order", "OrderEvent", "OrderLine",
+    "OrderNote", "Payment",
     "Product", "ProductImage", "ProviderEvent", "Review", "SearchPosting", "SearchTerm", "Shipment",
     "StockAdjustment", "User", "Variant", "utcnow",
 ]

@@ -96,3 +96,15 @@ class ApiToken(db.Model):
     last_used_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship()
+
+
+class EndedLogin(db.Model):
+    """A login its owner ended with "Log out": its session and remember-me cookies, which
+    live in the browser (signed, no state here), are refused from then on wherever a copy
+    of them turns up. Kept until the longest such cookie would have expired anyway."""
+
+    __tablename__ = "ended_logins"
+
+    login_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

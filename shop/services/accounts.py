@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import unicodedata
 from collections.abc import Callable
+from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
@@ -16,7 +18,7 @@ from sqlalchemy.orm.util import identity_key
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from ..models import ROLES, User
+from ..models import ROLES, EndedLogin, User, utcnow
 from ..models.base import is_id
 from . import addresses, api_tokens, audit, coupons, jobs, links, mail, reads
 from .database import write_transaction
@@ -176,6 +178,28 @@ def password_fingerprint(user: User) -> str:
     epoch = user.session_epoch or 0
     key = user.password_hash if not epoch else f"{user.password_hash}:{epoch}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def new_login_id() -> str:
+    """The id of one login, carried by its session and remember-me cookies (end_login)."""
+    return secrets.token_hex(16)
+
+
+def end_login(login_id: str, user_id: int) -> None:
+    """"Log out": this login's cookies are refused from now on wherever a copy of them turns
+    up (they are signed cookies, kept in browsers only), until the longest of them would
+    have expired anyway (then `maintenance.purge_stale` forgets it)."""
+    config = current_app.config
+    lifetime = max(config["PERMANENT_SESSION_LIFETIME"], config["REMEMBER_COOKIE_DURATION"])
+    with write_transaction():
+        if db.session.get(EndedLogin, login_id) is None:
+            db.session.add(EndedLogin(login_id=login_id, user_id=user_id,
+                                      expires_at=utcnow() + lifetime + timedelta(days=1)))
+
+
+def login_ended(login_id: str) -> bool:
+    return db.session.execute(select(EndedLogin.login_id).where(
+        EndedLogin.login_id == login_id)).first() is not None
 
 
 def end_all_sessions(user: User) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select, text
 
 from ..extensions import db
-from ..models import Cart, CartLine, IdempotencyRecord, utcnow
+from ..models import Cart, CartLine, EndedLogin, IdempotencyRecord, utcnow
 from . import cache, catalog_state, postings, search
 from .database import write_transaction
 
@@ -19,11 +19,13 @@ GUEST_CART_DAYS = 30
 class Purged:
     idempotency_records: int
     guest_carts: int
+    ended_logins: int = 0
 
 
 def purge_stale() -> Purged:
-    """Delete idempotency records older than two days (clients retry within minutes) and guest
-    carts untouched for 30 days (their cookie is long gone). Customers' carts are kept."""
+    """Delete idempotency records older than two days (clients retry within minutes), guest
+    carts untouched for 30 days (their cookie is long gone; customers' carts are kept), and
+    the record of logins ended whose cookies have expired."""
     now = utcnow()
     with write_transaction():
         records = db.session.execute(
@@ -38,7 +40,11 @@ def purge_stale() -> Purged:
                                .execution_options(synchronize_session=False))
             db.session.execute(delete(Cart).where(Cart.id.in_(cart_ids))
                                .execution_options(synchronize_session=False))
-    return Purged(records, len(cart_ids))
+    with write_transaction():
+        # Logins ended by "Log out" whose cookies have all expired by now.
+        ended = db.session.execute(delete(EndedLogin).where(EndedLogin.expires_at < now)
+                                   .execution_options(synchronize_session=False)).rowcount
+    return Purged(records, len(cart_ids), ended)
 
 
 REFRESH_BATCH = 2000

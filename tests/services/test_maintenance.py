@@ -25,7 +25,8 @@ def test_cleanup_deletes_only_stale_records_and_guest_carts(app, runner):
     db.session.commit()
     result = runner.invoke(args=["cleanup"])
     assert result.exit_code == 0, result.output
-    assert "Deleted 1 idempotency records and 1 abandoned guest carts." in result.output
+    assert ("Deleted 1 idempotency records, 1 abandoned guest carts and 0 ended logins."
+            in result.output)
     assert [r.key for r in db.session.query(IdempotencyRecord)] == ["new"]
     assert {c.token for c in db.session.query(Cart)} == {"new-guest", None}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from itsdangerous.timed import TimestampSigner
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from shop.extensions import db
 from shop.models import Address, User, Variant
@@ -214,6 +214,50 @@ def test_logout_is_post_only_and_forgets_remember_me(client):
     assert response.status_code == 303
     assert client.get("/account").status_code == 302
     assert client.get_cookie("remember_token", domain="shop.test") is None
+
+
+def test_logging_out_ends_the_login_for_copies_of_its_cookies_too(app, client, runner):
+    """Sessions and remember-me cookies live in the browser only: "Log out" deleted them there,
+    and a copy (a shared computer, a stolen cookie) went on working for 30 days. Logging out
+    now ends that login wherever its cookies turn up; the account's other logins go on, and
+    `cleanup` forgets ended logins once their cookies would have expired."""
+    from datetime import timedelta
+
+    from shop.models import EndedLogin, utcnow
+
+    f.user("customer@example.com")
+
+    def log_in(remember: str = "yes"):
+        browser = app.test_client()
+        post(browser, "/account/login", {"email": "customer@example.com",
+                                         "password": f.PASSWORD, "remember": remember})
+        assert browser.get("/account").status_code == 200
+        return browser
+
+    def copy_of(browser, names):
+        copy = app.test_client()
+        for name in names:
+            copy.set_cookie(name, browser.get_cookie(name, domain="shop.test").value,
+                            domain="shop.test")
+        return copy
+
+    remembered, other = log_in(), log_in("no")
+    session_copy = copy_of(remembered, ["session"])
+    remember_copy = copy_of(remembered, ["remember_token", "shop_remember_fp"])
+    assert session_copy.get("/account").status_code == 200
+    assert remember_copy.get("/account").status_code == 200
+
+    assert post(remembered, "/account/logout", {}, page="/").status_code == 303
+    for copy in (session_copy, remember_copy, copy_of(remembered, ["session"])):
+        assert copy.get("/account").status_code == 302
+    # A restored remember-me session (remember_copy made one before) ends too.
+    assert other.get("/account").status_code == 200  # another login of the account
+    assert db.session.execute(select(func.count()).select_from(EndedLogin)).scalar_one() == 1
+
+    db.session.execute(update(EndedLogin).values(expires_at=utcnow() - timedelta(days=1)))
+    db.session.commit()
+    assert runner.invoke(args=["cleanup"]).exit_code == 0
+    assert db.session.execute(select(func.count()).select_from(EndedLogin)).scalar_one() == 0
 
 
 def test_guest_cart_merges_on_login(client, auth):

@@ -39,6 +39,7 @@ bp.after_request(personal)
 # (accounts.password_fingerprint): a password change or reset, or a deactivation, ends every
 # session and remember-me cookie started before it.
 SESSION_FP_KEY = "_pwfp"
+LOGIN_ID_KEY = "_login"
 REMEMBER_FP_COOKIE = "shop_remember_fp"
 TOO_MANY_LOGINS = "Too many failed log-in attempts. Please wait a minute and try again."
 TOO_MANY_RESETS = ("Too many password reset requests. Please wait a while and try again; "
@@ -95,8 +96,9 @@ def start_session(user, remember: bool | None = None) -> None:
     login_user(user, remember=remember)
     fingerprint = accounts.password_fingerprint(user)
     session[SESSION_FP_KEY] = fingerprint
+    session[LOGIN_ID_KEY] = login_id = accounts.new_login_id()
     if remember:
-        g.remember_fp = _fp_serializer().dumps([user.id, fingerprint])
+        g.remember_fp = _fp_serializer().dumps([user.id, fingerprint, login_id])
     elif current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
         # Someone else's remember-me cookie must not outlive this session.
         session["_remember"] = "clear"
@@ -110,8 +112,12 @@ def start_session(user, remember: bool | None = None) -> None:
                                     for name, quantity in changed) + ".", "info")
 
 
-def end_session() -> None:
-    """Log out: forget the session and the remember-me cookies."""
+def end_session(*, logging_out: bool = False) -> None:
+    """Forget the session and the remember-me cookies. Logging out also ends the login for
+    good (accounts.end_login): a copy of its cookies no longer works anywhere."""
+    login_id = session.get(LOGIN_ID_KEY)
+    if logging_out and login_id and current_user.is_authenticated:
+        accounts.end_login(login_id, current_user.id)
     session.clear()
     logout_user()  # after clear(): it marks the remember-me cookie for deletion
     g.remember_fp = ""
@@ -139,9 +145,13 @@ def end_outdated_session():
             remembered = _fp_serializer().loads(request.cookies.get(REMEMBER_FP_COOKIE, ""))
         except BadSignature:
             remembered = None
-        valid = remembered == [current_user.id, fingerprint]
+        # [id, fingerprint, login id]; cookies from before logins had ids: [id, fingerprint].
+        valid = isinstance(remembered, list) and remembered[:2] == [current_user.id,
+                                                                   fingerprint]
         if valid:
             session[SESSION_FP_KEY] = fingerprint
+            if len(remembered) > 2:
+                session[LOGIN_ID_KEY] = remembered[2]
     else:
         # A session started elsewhere (none of ours lacks it) adopts the current password.
         valid = session.setdefault(SESSION_FP_KEY, fingerprint) == fingerprint
@@ -149,6 +159,9 @@ def end_outdated_session():
         end_session()
         flash("Your session has ended (a password change or a deactivated account), so please "
               "log in again.", "info")
+    elif (login_id := session.get(LOGIN_ID_KEY)) and accounts.login_ended(login_id):
+        end_session()  # logged out elsewhere: these cookies are a copy
+        flash("You were logged out, so please log in again.", "info")
     return None
 
 
@@ -177,7 +190,8 @@ def _refresh_fingerprint() -> None:
     fingerprint = accounts.password_fingerprint(user)
     session[SESSION_FP_KEY] = fingerprint
     if REMEMBER_FP_COOKIE in request.cookies:
-        g.remember_fp = _fp_serializer().dumps([user.id, fingerprint])
+        g.remember_fp = _fp_serializer().dumps(
+            [user.id, fingerprint, session.get(LOGIN_ID_KEY) or accounts.new_login_id()])
 
 
 # --- log in, register, log out ---
@@ -233,8 +247,9 @@ def register():
 
 @bp.post("/logout")
 def logout():
-    """Log out (POST only, so a link elsewhere cannot log you out)."""
-    end_session()
+    """Log out (POST only, so a link elsewhere cannot log you out): this login ends for
+    good, so a copy of its cookies (a shared computer, a stolen cookie) stops working too."""
+    end_session(logging_out=True)
     flash("You are logged out.", "info")
     return redirect(url_for("catalog.home"), 303)
 
