@@ -61,7 +61,7 @@ class ProductView(ShopModelView):
                          "variants": lambda v, c, m, n: str(len(m.variants)),
                          "stock": _total_stock}
     column_sortable_list = ("name", "slug", ("category", "category.name"), "price", "created_at")
-    column_searchable_list = ("name", "slug")
+    column_searchable_list = ("name", "slug", "variants.sku")
     column_filters = ("active", "category.name", "price", "created_at")
     column_default_sort = ("created_at", True)
     form_columns = ("name", "slug", "category", "description", "active")

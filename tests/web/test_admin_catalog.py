@@ -849,3 +849,15 @@ def test_a_stock_figure_over_the_maximum_says_the_maximum(client, staff, shirt, 
                   f"Enter a whole number from 0 to {MAX_STOCK:,}.")
     assert f"{MAX_STOCK:,}" == "1,000,000"
     assert reload(Variant, variant_id).stock_quantity == 10
+
+
+def test_the_product_list_finds_a_product_by_a_variants_sku(client, staff, shirt):
+    """Staff holding a parcel or a supplier's invoice know the SKU, not the product's name:
+    the list's search found products by name and slug only."""
+    f.product("Cotton Tee", slug="cotton-tee", variants=[
+        {"sku": "TEE-S", "options": {"size": "S"}, "price": "12.00", "stock": 3}])
+    html = client.get("/admin/product/", query_string={"search": "lin-m"}).get_data(
+        as_text=True)
+    assert "Linen Shirt" in html and "Cotton Tee" not in html
+    both = client.get("/admin/product/", query_string={"search": "-s"}).get_data(as_text=True)
+    assert both.count("Linen Shirt") == 1 and "Cotton Tee" in both  # once, though two match
