@@ -50,6 +50,11 @@ def _order_number(view, context, model, name) -> Markup:
         url_for(".details_view", id=model.id), model.number)
 
 
+# The fields an order's page (admin/order_detail.html) shows a problem beside: a transition's
+# carrier and tracking number, a staff note's body.
+PLACED_FIELDS = ("carrier", "tracking_number", "body")
+
+
 class RefundFailedFilter(BaseSQLAFilter):
     """Orders with a card refund that failed after it was made and that staff have not
     settled yet ("Refund failed: action needed")."""
@@ -212,7 +217,10 @@ class OrderView(ReadOnlyModelView):
                             status: int):
         db.session.rollback()
         order = self.get_one(order_id)
-        flash(message, "error")
+        # A problem with no field of the transition's form to stand beside (a crafted status)
+        # is the message itself: "correct the highlighted fields" would highlight nothing.
+        unplaced = [text for name, text in errors.items() if name not in PLACED_FIELDS]
+        flash(" ".join(unplaced) if unplaced else message, "error")
         return self.render(self.details_template, model=order, return_url=url_for(".index_view"),
                            action_errors={to_status: errors}, action_values=request.form), status
 

@@ -153,7 +153,11 @@ def test_an_invalid_transition_is_refused_and_changes_nothing(client, staff, mug
 def test_an_unknown_status_is_refused(client, staff, mug):
     order = place(f.variant_of(mug).id)
     before = state(order.id)
-    assert act(client, order, "teleported").status_code == 422
+    refused = act(client, order, "teleported")
+    assert refused.status_code == 422
+    # Said in words: "correct the highlighted fields" highlighted nothing.
+    html = refused.get_data(as_text=True)
+    assert "Unknown status" in html and "highlighted" not in html
     assert state(order.id) == before
 
 
