@@ -15,6 +15,8 @@ Import rules (also shown on the import page):
   (new records get 0 / 5 / yes). A stock figure sets the on-hand count; the difference is
   recorded in the stock ledger.
 - Nothing is deleted: products and variants missing from the file are left as they are.
+- Line ends inside a cell do not count: CR LF and CR are read as LF, and a description that
+  differs from the stored one only in its line ends is unchanged.
 """
 from __future__ import annotations
 
@@ -112,8 +114,14 @@ def _cell(value: Any) -> str:
     return text
 
 
+def one_line_end(text: str) -> str:
+    """Line breaks as LF: a browser sends a textarea's back as CRLF and Excel on Windows saves
+    CRLF, so "a\r\nb" and "a\nb" are the same text to the import (read and compared)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _uncell(text: str | None) -> str:
-    text = (text or "").strip()
+    text = one_line_end(text or "").strip()
     if len(text) > 1 and text[0] == "'" and text[1] in "=+-@":
         return text[1:]
     return text
@@ -489,7 +497,7 @@ def _plan(rows: list[RowResult]) -> None:
             continue
         if is_first:
             current = {"product_name": product.name.strip(),
-                       "description": (product.description or "").strip(),
+                       "description": one_line_end(product.description or "").strip(),
                        "category_slug": product.category.slug if product.category else None,
                        "active": product.active}
             for name in PRODUCT_FIELDS:

@@ -110,6 +110,33 @@ def test_round_trip_export_then_import_changes_nothing(client, staff, catalogue)
     assert summary == {"rows": 4, "created": 0, "updated": 0, "unchanged": 4}
 
 
+def crlf(text: str) -> str:
+    """Every line break as CR LF, as a browser submits a textarea and Excel on Windows saves."""
+    return re.sub(r"\r\n|\r|\n", "\r\n", text)
+
+
+def test_round_trip_with_windows_line_ends_changes_nothing(client, staff, catalogue):
+    """The checked file comes back in a textarea, whose line breaks the browser sends as CRLF:
+    the import rewrote every multi-line description although the dry run said 0 to update.
+    A file saved with CRLF line ends showed the same false updates in the dry run."""
+    before = state()
+    exported = client.get("/admin/product/export.csv").get_data().decode("utf-8-sig")
+    assert "linen.\nTwo lines" in exported  # a description with a line break
+    html = check(client, crlf(exported)).get_data(as_text=True)
+    assert "4 rows: 0 to create, 0 to update, 4 unchanged." in html
+    response = confirm(client, crlf(hidden_content(html)))
+    assert response.status_code == 303
+    assert state() == before
+    entries = db.session.execute(select(AuditLog.action, AuditLog.model)).all()
+    assert [tuple(e) for e in entries] == [("import", "Product")]
+    # A description stored with CRLF (a textarea of the product form) is unchanged too.
+    shirt = db.session.execute(select(Product).where(Product.slug == "linen-shirt")).scalar_one()
+    shirt.description = crlf(shirt.description)
+    db.session.commit()
+    html = check(client, exported).get_data(as_text=True)
+    assert "4 rows: 0 to create, 0 to update, 4 unchanged." in html
+
+
 def test_import_creates_and_updates_with_stock_through_the_ledger(client, staff, catalogue):
     content = (HEADER
                + "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo lines, with "
