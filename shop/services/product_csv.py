@@ -15,6 +15,8 @@ Import rules (also shown on the import page):
   (new records get 0 / 5 / yes). A stock figure sets the on-hand count; the difference is
   recorded in the stock ledger.
 - Nothing is deleted: products and variants missing from the file are left as they are.
+- The file is strict CSV: a quote left open, a line break in a cell other than the
+  description, or a row with more cells than the header is refused, naming the line.
 - Line ends inside a cell do not count: CR LF and CR are read as LF, and a description that
   differs from the stored one only in its line ends is unchanged.
 """
@@ -378,8 +380,10 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
 def _read(text: str) -> tuple[list[RowResult], list[str]]:
     """Parse the CSV text into rows with their field-level errors."""
     rows: list[RowResult] = []
+    # Strict: a stray quote is an error, not a cell that swallows the rows after it.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    last_line = 0
     try:
-        reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, None)
         if header is None or not any(h.strip() for h in header):
             return [], ["The file is empty: it needs a header row and at least one product."]
@@ -408,16 +412,34 @@ def _read(text: str) -> tuple[list[RowResult], list[str]]:
             raw = {columns[i]: _uncell(cells[i]) if i < len(cells) else ""
                    for i in range(len(columns)) if columns[i]}
             values, errors = _clean_row(raw)
+            for name, cell in raw.items():
+                if name != "description" and "\n" in cell:
+                    errors.append(f"{name}: this cell has a line break; check for a quote "
+                                  f"left open on line {line}.")
             if len(cells) > len(columns):
                 errors.insert(0, f"This row has {len(cells)} cells; the header has "
                                  f"{len(columns)}.")
             rows.append(RowResult(line=line, product_slug=values.get("product_slug", ""),
                                   sku=values.get("sku", ""), errors=errors, values=values))
     except csv.Error as exc:
-        return rows, [f"The file is not valid CSV ({exc})."]
+        return rows, [_csv_problem(exc, last_line + 1, reader.line_num)]
     if not rows:
         return [], ["The file has a header but no product rows."]
     return rows, []
+
+
+def _csv_problem(exc: csv.Error, first: int, reached: int) -> str:
+    """What is wrong where, for a row the csv module cannot read: it starts on line `first`
+    and reading stopped on line `reached`."""
+    where = f"Line {first}" if reached <= first else f"Line {first} (read up to line {reached})"
+    if "end of data" in str(exc):
+        return (f"{where}: a quote opens a cell that is never closed, so the cell runs to the "
+                "end of the file. Close it, or write a quote inside a cell as two (\"\").")
+    if "expected after" in str(exc):
+        return (f"{where}: a quote that is not closed where its cell ends; a quoted cell "
+                "ends with a quote followed by a comma or the end of the line. Put quotes "
+                "around the whole cell and write a quote inside it as two (\"\").")
+    return f"{where}: this is not valid CSV ({exc})."
 
 
 def _chunks(items: list, size: int = BATCH) -> Iterator[list]:

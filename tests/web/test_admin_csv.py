@@ -212,6 +212,39 @@ def test_unreadable_files_are_refused(client, staff, catalogue, content, message
     assert state() == before
 
 
+UNCLOSED = (HEADER
+            + 'qa,Qa,"Unclosed desc,,yes,QA-1,,5.00,,,\r\n'      # line 2: the quote never closes
+            + "qb,Qb,ok,,yes,QB-1,,6.00,,,\r\n")
+
+
+@pytest.mark.parametrize("content,message", [
+    # The stray quote swallowed lines 3 and 4 into line 2's description, and line 2 was
+    # imported with line 4's SKU and price.
+    (UNCLOSED + 'qc,Qc,"Quoted",,yes,QC-1,,7.00,,,\r\n',
+     "Line 2 (read up to line 4): a quote that is not closed where its cell ends"),
+    (UNCLOSED, "Line 2 (read up to line 3): a quote opens a cell that is never closed"),
+    (HEADER + 'qa,"Qa\nqb",ok,,yes,QA-1,,5.00,,,\n',
+     "Line 2 (SKU QA-1): product_name: this cell has a line break; check for a quote left "
+     "open on line 2."),
+    (HEADER + "qa,Qa,ok,,yes,QA-1,,5.00,,,,extra\n",
+     "Line 2 (SKU QA-1): This row has 12 cells; the header has 11."),
+])
+def test_a_malformed_file_is_refused_naming_the_line(client, staff, catalogue, content,
+                                                      message):
+    before = state()
+    response = check(client, content)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert message in html
+    assert 'name="content"' not in html
+    assert state() == before
+    response = confirm(client, content)  # posted straight to the import step
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert state() == before
+    assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
+
+
 def test_a_missing_file_is_refused_next_to_the_field(client, staff):
     token = csrf_token(client, "/admin/product/import")
     response = client.post("/admin/product/import", data={"csrf_token": token},
