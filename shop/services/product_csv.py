@@ -14,6 +14,9 @@ Import rules (also shown on the import page):
 - Blank `stock_quantity` / `low_stock_threshold` / `active` leave an existing value alone
   (new records get 0 / 5 / yes). A stock figure sets the on-hand count; the difference is
   recorded in the stock ledger.
+- A column left out of the file leaves every existing value of it alone (new records get it
+  blank); a blank cell in a column that is there clears description, category, options and
+  compare-at price. A new price must stay below a compare-at price the file leaves alone.
 - Nothing is deleted: products and variants missing from the file are left as they are.
 - The file is strict CSV: a quote left open, a line break in a cell other than the
   description, or a row with more cells than the header is refused, naming the line.
@@ -322,11 +325,14 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     elif len(name) > 160:
         errors.append("product_name: at most 160 characters.")
     v["product_name"] = name
-    v["description"] = raw.get("description", "")
-    if len(v["description"].encode("utf-8")) > MAX_TEXT_BYTES:
-        errors.append(f"description: at most {MAX_TEXT_BYTES:,} bytes (a letter with an accent "
-                      "takes two, most other scripts three).")
-    v["category_slug"] = raw.get("category_slug", "") or None
+    # A column left out of the file keeps the current value: its key stays out of `v`.
+    if "description" in raw:
+        v["description"] = raw["description"]
+        if len(v["description"].encode("utf-8")) > MAX_TEXT_BYTES:
+            errors.append(f"description: at most {MAX_TEXT_BYTES:,} bytes (a letter with an "
+                          "accent takes two, most other scripts three).")
+    if "category_slug" in raw:
+        v["category_slug"] = raw["category_slug"] or None
     active = raw.get("active", "")
     try:
         v["active"] = _parse_bool(active) if active else None
@@ -343,10 +349,11 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         return v, errors
     if len(sku) > 64 or not SKU.match(sku):
         errors.append("sku: use letters, digits, '.', '_', '/' and '-' (at most 64 characters).")
-    try:
-        v["options"] = parse_options(raw.get("options"))
-    except ValueError as exc:
-        errors.append(f"options: {exc}")
+    if "options" in raw:
+        try:
+            v["options"] = parse_options(raw["options"])
+        except ValueError as exc:
+            errors.append(f"options: {exc}")
     # Read as typed, so that a price with more decimals than the currency has is refused
     # rather than rounded ("5.999" was imported as 6.00).
     price_raw = raw.get("price", "")
@@ -359,15 +366,17 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     if problem := price_problem(price, currency):
         errors.append(f"price: {problem}")
     v["price"] = None if price is None else quantize(price)
-    compare_raw = raw.get("compare_at_price", "")
-    compare = parse_amount(compare_raw)
-    if compare_raw and compare is None:
-        errors.append(f"compare_at_price: \"{compare_raw}\" is not a price such as 10 or 24.99.")
-    if problem := price_problem(compare, currency):
-        errors.append(f"compare_at_price: {problem}")
-    elif problem := compare_at_problem(price, compare):
-        errors.append(f"compare_at_price: {problem}")
-    v["compare_at_price"] = None if compare is None else quantize(compare)
+    if "compare_at_price" in raw:
+        compare_raw = raw["compare_at_price"]
+        compare = parse_amount(compare_raw)
+        if compare_raw and compare is None:
+            errors.append(f"compare_at_price: \"{compare_raw}\" is not a price such as 10 or "
+                          "24.99.")
+        if problem := price_problem(compare, currency):
+            errors.append(f"compare_at_price: {problem}")
+        elif problem := compare_at_problem(price, compare):
+            errors.append(f"compare_at_price: {problem}")
+        v["compare_at_price"] = None if compare is None else quantize(compare)
     for name in ("stock_quantity", "low_stock_threshold"):
         text = raw.get(name, "")
         try:
@@ -471,6 +480,7 @@ def _plan(rows: list[RowResult]) -> None:
         known_categories.update(db.session.execute(
             select(Category.slug).where(Category.slug.in_(chunk))).scalars())
 
+    currency = current_app.config["CURRENCY"]
     first_of_product: dict[str, RowResult] = {}
     first_of_sku: dict[str, RowResult] = {}
     for row in rows:
@@ -496,6 +506,13 @@ def _plan(rows: list[RowResult]) -> None:
             if existing is not None and existing.product.slug != row.product_slug:
                 row.errors.append(f"sku: \"{row.sku}\" belongs to the product "
                                   f"\"{existing.product.slug}\".")
+            elif existing is not None and "compare_at_price" not in v and compare_at_problem(
+                    v.get("price"), existing.compare_at_price):
+                row.errors.append(
+                    f"price: {money.to_string(existing.compare_at_price, currency)} is this "
+                    "variant's compare-at price, which the file leaves as it is; a price at "
+                    "or above it needs a compare_at_price column (higher, or blank to "
+                    "clear it).")
 
     _check_options(rows, products)
 
@@ -523,9 +540,9 @@ def _plan(rows: list[RowResult]) -> None:
                        "category_slug": product.category.slug if product.category else None,
                        "active": product.active}
             for name in PRODUCT_FIELDS:
-                if name == "active" and v["active"] is None:
-                    continue
-                if v.get(name) != current[name]:
+                if name not in v or (name == "active" and v["active"] is None):
+                    continue  # a column left out, or a blank active: kept
+                if v[name] != current[name]:
                     row.changes.append(name)
         if row.sku:
             variant = variants.get(sku_key(row.sku))
@@ -538,7 +555,9 @@ def _plan(rows: list[RowResult]) -> None:
                              "stock_quantity": variant.stock_quantity,
                              "low_stock_threshold": variant.low_stock_threshold}
                 for name, value in current_v.items():
-                    new = v.get(name)
+                    if name not in v:
+                        continue  # a column left out: kept
+                    new = v[name]
                     if name in ("stock_quantity", "low_stock_threshold") and new is None:
                         continue
                     if new != value:
@@ -560,10 +579,18 @@ def _check_options(rows: list[RowResult], products: dict[str, Product]) -> None:
         for variant in product.variants:
             variants.setdefault(slug, {})[sku_key(variant.sku)] = (
                 options_key(variant.options), None, variant.sku)
+    in_shop = {(slug, key) for slug, by_sku in variants.items() for key in by_sku}
     for row in rows:
-        if row.sku and row.product_slug and "options" in row.values:
-            variants.setdefault(row.product_slug, {})[sku_key(row.sku)] = (
-                options_key(row.values["options"]), row, row.sku)
+        if not (row.sku and row.product_slug):
+            continue
+        if "options" in row.values:
+            options = row.values["options"]
+        elif (row.product_slug, sku_key(row.sku)) not in in_shop:
+            options = {}  # a new variant, from a file without an options column
+        else:
+            continue  # an existing variant keeps its options
+        variants.setdefault(row.product_slug, {})[sku_key(row.sku)] = (
+            options_key(options), row, row.sku)
     for by_sku in variants.values():
         first: dict[tuple, tuple[RowResult | None, str]] = {}
         for key, row, sku in by_sku.values():
@@ -643,9 +670,12 @@ def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
                 db.session.add(product)
                 products[row.product_slug] = product
             product.name = v["product_name"]
-            product.description = v["description"]
-            product.category_id = categories.get(v["category_slug"]) if v["category_slug"] \
-                else None
+            # A column left out of the file keeps the value (a new product's is blank).
+            if "description" in v or product.description is None:
+                product.description = v.get("description", "")
+            if "category_slug" in v:
+                product.category_id = (categories.get(v["category_slug"])
+                                       if v["category_slug"] else None)
             if v["active"] is not None:
                 product.active = v["active"]
             db.session.flush()
@@ -664,9 +694,11 @@ def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
             variant = Variant(product_id=product.id, sku=row.sku, stock_quantity=0,
                               low_stock_threshold=5, position=position + 1)
             db.session.add(variant)
-        variant.options = v["options"]
+        if "options" in v or variant.options is None:
+            variant.options = v.get("options", {})
         variant.price = v["price"]
-        variant.compare_at_price = v["compare_at_price"]
+        if "compare_at_price" in v:
+            variant.compare_at_price = v["compare_at_price"]
         if v["low_stock_threshold"] is not None:
             variant.low_stock_threshold = v["low_stock_threshold"]
         db.session.flush()

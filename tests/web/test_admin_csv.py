@@ -162,6 +162,55 @@ def test_import_creates_and_updates_with_stock_through_the_ledger(client, staff,
                        ("import", "Product")}
 
 
+def test_a_column_left_out_of_the_file_keeps_its_values(client, staff, catalogue):
+    """A price-only file (the required columns alone) erased the description, category,
+    options and compare-at price it did not mention; only a blank cell in a column that is
+    there clears a value."""
+    content = ("product_slug,product_name,sku,price\n"
+               "linen-shirt,Linen Shirt,LIN-S,31.00\n"
+               "linen-shirt,Linen Shirt,LIN-L,34.00\n"
+               "oak-board,Oak Board,OAK-1,45\n")
+    html = check(client, content).get_data(as_text=True)
+    assert "3 rows: 2 to create, 1 to update, 0 unchanged." in html
+    details = dict(re.findall(r"<tr[^>]*><td>\d+</td><td>[^<]*</td><td>([^<]*)</td>\s*"
+                              r"<td>[^<]*</td>\s*<td>([^<]*)</td>", html))
+    assert details["LIN-S"] == "price"  # the dry run says what the import does
+    assert confirm(client, hidden_content(html)).status_code == 303
+    db.session.expire_all()
+    shirt = db.session.execute(select(Product).where(Product.slug == "linen-shirt")).scalar_one()
+    assert shirt.description == 'Breathable, "washed" linen.\nTwo lines, with commas.'
+    assert shirt.category.slug == "shirts"
+    variants = {v.sku: (v.options, v.price, v.compare_at_price) for v in shirt.variants}
+    assert variants == {
+        "LIN-S": ({"size": "S", "colour": "Sand"}, Decimal("31.00"), Decimal("39.00")),
+        "LIN-M": ({"size": "M", "colour": "Sand"}, Decimal("32.50"), None),
+        "LIN-L": ({}, Decimal("34.00"), None)}
+    board = db.session.execute(select(Product).where(Product.slug == "oak-board")).scalar_one()
+    assert (board.description, board.category) == ("", None)
+
+    # A blank cell in a column that is there still clears the value.
+    content = ("product_slug,product_name,description,category_slug,sku,options,price,"
+               "compare_at_price\nlinen-shirt,Linen Shirt,,,LIN-L,,34.00,\n")
+    html = check(client, content).get_data(as_text=True)
+    assert "1 rows: 0 to create, 1 to update, 0 unchanged." in html
+    assert "description, category_slug" in html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    db.session.expire_all()
+    shirt = db.session.execute(select(Product).where(Product.slug == "linen-shirt")).scalar_one()
+    assert (shirt.description, shirt.category) == ("", None)
+
+
+def test_a_price_at_or_above_the_compare_at_price_the_file_keeps_is_refused(
+        client, staff, catalogue):
+    before = state()
+    content = "product_slug,product_name,sku,price\nlinen-shirt,Linen Shirt,LIN-S,39.00\n"
+    response = check(client, content)
+    assert response.status_code == 422
+    assert ("Line 2 (SKU LIN-S): price: 39.00 is this variant&#39;s compare-at price"
+            in response.get_data(as_text=True))
+    assert state() == before
+
+
 BAD = (HEADER
        + "linen-shirt,Linen Shirt,x,shirts,yes,LIN-S,size=S,30.00,,10,5\n"          # line 2: ok
        + "new-thing,New Thing,,nowhere,yes,NEW-1,,12.00,,1,\n"                       # 3: category
