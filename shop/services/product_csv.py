@@ -20,6 +20,7 @@ Import rules (also shown on the import page):
 - Nothing is deleted: products and variants missing from the file are left as they are.
 - The file is strict CSV: a quote left open, a line break in a cell other than the
   description, or a row with more cells than the header is refused, naming the line.
+- Columns are separated by commas; a header with ';' or tabs is refused with that message.
 - Line ends inside a cell do not count: CR LF and CR are read as LF, and a description that
   differs from the stored one only in its line ends is unchanged.
 """
@@ -396,6 +397,13 @@ def _read(text: str) -> tuple[list[RowResult], list[str]]:
         header = next(reader, None)
         if header is None or not any(h.strip() for h in header):
             return [], ["The file is empty: it needs a header row and at least one product."]
+        # Excel saves "CSV" with semicolons in many locales; a tab-separated export is
+        # common too. Read with commas, such a header is one long unknown column.
+        for separator, name in ((";", "semicolons (;)"), ("\t", "tabs")):
+            if any(separator in h for h in header):
+                return [], [f"The file separates its columns with {name}: the import needs "
+                            "commas. Save it as \"CSV UTF-8 (Comma delimited)\" and try "
+                            "again."]
         columns = [h.strip().lower() for h in header]
         problems = []
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]

@@ -252,6 +252,12 @@ def test_bad_rows_are_each_named_and_nothing_is_written(client, staff, catalogue
     (b"product_slug,product_name,sku,price,colour\n", "Unknown column(s): colour"),
     (HEADER.encode(), "no product rows"),
     ("\xff\xfe not utf-8".encode("latin-1"), "not UTF-8"),
+    # Excel's "CSV" in many locales: the message listed the right columns as both missing
+    # and unknown and never said that the separator must be a comma.
+    (b"product_slug;product_name;sku;price\r\nsemi-prod;Semi Prod;SEMI-1;5.00\r\n",
+     "The file separates its columns with semicolons (;): the import needs commas."),
+    (b"product_slug\tproduct_name\tsku\tprice\nsemi-prod\tSemi Prod\tSEMI-1\t5.00\n",
+     "The file separates its columns with tabs: the import needs commas."),
 ])
 def test_unreadable_files_are_refused(client, staff, catalogue, content, message):
     before = state()
