@@ -406,8 +406,13 @@ def _record_second_payment(order_id: int, intent: str, refunded: str) -> bool:
     """A card payment for an order already paid another way went back: the order's history
     says so for the shopper and staff, once however often the payment is reported (True the
     first time). The order's own payment and status stay as they are."""
-    note = (f"Card payment {intent} received after the order had been paid another way; "
-            f"refunded in full ({refunded})")
+    return _note_once(order_id, f"Card payment {intent} received after the order had been "
+                                f"paid another way; refunded in full ({refunded})")
+
+
+def _note_once(order_id: int, note: str) -> bool:
+    """Add `note` to the order's history unless it is there already (a payment reported
+    again); True when it was added. The order's status does not change."""
 
     def run() -> bool:
         with write_transaction():
@@ -460,21 +465,9 @@ def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) 
     currency = str(session.get("currency") or order.currency).upper()
     amount = (format_money(from_minor_units(paid, currency), currency)
               if isinstance(paid, int) and not isinstance(paid, bool) else "an amount")
-    note = (f"Card payment of {amount} did not match the order's total of "
-            f"{format_money(order.total, order.currency)}; refunded in full ({refunded})")
-    order_id = order.id
-
-    def run() -> None:
-        with write_transaction():
-            status = db.session.execute(select(Order.status).where(Order.id == order_id)
-                                        .with_for_update()).scalar_one()
-            seen = db.session.execute(select(OrderEvent.id).where(
-                OrderEvent.order_id == order_id, OrderEvent.note == note)).first()
-            if seen is None:
-                db.session.add(OrderEvent(order_id=order_id, from_status=status,
-                                          to_status=status, actor=ACTOR.label, note=note))
-
-    retrying(run)
+    _note_once(order.id, f"Card payment of {amount} did not match the order's total of "
+                         f"{format_money(order.total, order.currency)}; refunded in full "
+                         f"({refunded})")
 
 
 def _record_late_refund(order_id: int, payment_id: int, intent: str, refunded: str) -> bool:
