@@ -198,8 +198,9 @@ def end_login(login_id: str, user_id: int) -> None:
 
 
 def login_ended(login_id: str) -> bool:
-    return db.session.execute(select(EndedLogin.login_id).where(
-        EndedLogin.login_id == login_id)).first() is not None
+    """Whether this login was ended by "Log out" (a plain read: a logged-in customer's
+    catalogue page begins no transaction for it)."""
+    return bool(reads.rows("SELECT 1 FROM ended_logins WHERE login_id = :id", {"id": login_id}))
 
 
 def end_all_sessions(user: User) -> None:
