@@ -201,6 +201,10 @@ def test_focus_lands_on_purpose_after_cart_and_listing_swaps(shop, page):
         expect(page.locator("#cart-link")).to_have_text(f"Cart ({i + 1})")
     page.goto(shop("/cart"))
     mark_page(page)
+    # htmx wires up swapped-in content when it settles (20 ms later by default): focus must not
+    # land on a control before then, or a quick Enter posts the form without htmx. A longer
+    # settle makes that window wide enough to hit every time.
+    page.evaluate("htmx.config.defaultSettleDelay = 400")
 
     page.get_by_label("Coupon code").fill("WELCOME10")
     page.get_by_label("Coupon code").press("Enter")
@@ -219,7 +223,9 @@ def test_focus_lands_on_purpose_after_cart_and_listing_swaps(shop, page):
     page.get_by_role("button", name=f"Remove {names[1]}").focus()
     page.keyboard.press("Enter")
     expect(page.locator("#cart-main")).to_contain_text("Your cart is empty.")
+    expect(page.locator("#cart-main .htmx-settling")).to_have_count(0)
     assert _focused(page) != "BODY"
+    assert_same_page(page)
 
     page.goto(shop("/products"))
     mark_page(page)

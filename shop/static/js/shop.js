@@ -134,9 +134,15 @@
     var main = document.getElementById("main");
     if (near) { focusInside(near); } else if (main) { main.focus(); }
   }
-  // A part swapped away entirely settles nothing in the page; the end of its request comes
-  // after the swap too.
-  document.addEventListener("htmx:afterRequest", placeFocus);
+  // htmx wires up new content when it settles: focus waits for that, or a quick Enter on the
+  // new control would post its form without htmx. A part swapped away entirely settles
+  // nothing in the page; the end of its request (after the swap) places focus then.
+  document.addEventListener("htmx:afterRequest", function () {
+    var active = document.activeElement;
+    var lost = !active || active === document.body || !document.body.contains(active);
+    if (lostFocus && lost && document.getElementById(lostFocus.id)) { return; }
+    placeFocus();
+  });
   document.addEventListener("htmx:afterSettle", placeFocus);
 
   // A filter's message is swapped in out of band (catalog/_grid_response.html), its field is
