@@ -33,7 +33,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("paths", nargs="*")
     args = parser.parse_args()
-    os.environ.update(SHOP_ENV="production", DATABASE_URL=args.database_url)
+    os.environ.update(SHOP_ENV="production", DATABASE_URL=args.database_url,
+                      SHOP_BASE_URL="https://shop.example.com")
     os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 32)
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="shop-metrics-"))
     sys.path.insert(0, str(ROOT))

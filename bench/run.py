@@ -138,6 +138,7 @@ def base_env(database_url: str, redis_url: str | None = None, prefix: str = "") 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DATABASE_", "REDIS_", "SHOP_", "GUNICORN_", "PROMETHEUS_"))}
     env.update({"DATABASE_URL": database_url, "SHOP_ENV": "production",
+                "SHOP_BASE_URL": "https://shop.example.com",
                 "SECRET_KEY": "bench-" + secrets.token_hex(16), "PYTHONDONTWRITEBYTECODE": "1",
                 # Mail (order confirmations, low-stock alerts) is written to files without a
                 # mail server: into the scratch directory, not the project's instance/.

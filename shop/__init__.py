@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -83,6 +84,19 @@ def _check_config(app: Flask) -> None:
     if production and len(key) < MIN_SECRET_KEY_LENGTH:
         raise RuntimeError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters when "
                            f"SHOP_ENV=production, not {len(key)}; make one with {MAKE_SECRET_KEY}")
+    base_url = app.config.get("BASE_URL")
+    if base_url:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+                or parts.fragment:
+            raise RuntimeError("SHOP_BASE_URL must be the shop's public address, such as "
+                               f"https://shop.example.com, not {base_url!r}")
+    elif production:
+        # Links in mail (password resets above all) would otherwise be built on whatever Host
+        # header a request brought: reset-link poisoning.
+        raise RuntimeError("SHOP_BASE_URL must be set when SHOP_ENV=production: the shop's "
+                           "public address, such as https://shop.example.com, on which every "
+                           "link in mail is built (never on a request's Host header)")
     from .services.money import ISO_4217
 
     if app.config.get("CURRENCY") not in ISO_4217:

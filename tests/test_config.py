@@ -21,7 +21,8 @@ def _start(env: dict[str, str], expression: str = "'started'") -> tuple[int, str
     environment once, at import): the exit code, repr(expression) on `app`, and stderr."""
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("SHOP_", "SECRET_KEY", "MAIL_", "DATABASE_", "REDIS_"))}
-    base.update({"SHOP_ENV": "development", "DATABASE_URL": "sqlite://"})
+    base.update({"SHOP_ENV": "development", "DATABASE_URL": "sqlite://",
+                 "SHOP_BASE_URL": "https://shop.example.com"})
     result = subprocess.run(
         [sys.executable, "-c",
          f"from shop import create_app; app = create_app(); print(repr({expression}))"],
@@ -112,7 +113,8 @@ def test_development_runs_without_a_secret_key(key):
 
 
 def test_a_short_or_empty_key_given_to_create_app_is_refused(tmp_path):
-    base = {"SQLALCHEMY_DATABASE_URI": "sqlite://", "REDIS_URL": None}
+    base = {"SQLALCHEMY_DATABASE_URI": "sqlite://", "REDIS_URL": None,
+            "BASE_URL": "https://shop.example.com"}
     with pytest.raises(RuntimeError, match="at least 32 characters"):
         create_app({**base, "SECRET_KEY": "k" * 31}, env="production")
     with pytest.raises(RuntimeError, match="SECRET_KEY must be set"):
@@ -197,3 +199,33 @@ def test_whole_numbers_in_range_are_taken():
                                  "'UNPAID_ORDER_TIMEOUT_MINUTES', 'CATALOG_CACHE_SECONDS', "
                                  "'READ_YOUR_WRITES_SECONDS', 'PROXY_HOPS', 'MAIL_PORT')]")
     assert (code, out) == (0, "[1, 15, 0, 0, 1, 465]"), err
+
+
+# SHOP_BASE_URL: links in mail are built on it; without it a password reset link would be
+# built on whatever Host header the request for it brought (reset-link poisoning).
+
+def test_production_refuses_to_start_without_the_shops_public_address():
+    for value in ("", None):
+        env = {"SHOP_ENV": "production", "SECRET_KEY": GOOD_KEY}
+        env["SHOP_BASE_URL"] = value if value is not None else ""
+        _refused(env, "SHOP_BASE_URL must be set when SHOP_ENV=production: the shop's public "
+                      "address, such as https://shop.example.com")
+
+
+@pytest.mark.parametrize("value", ["shop.example.com", "ftp://shop.example.com",
+                                   "https://", "https://shop.example.com/?a=1",
+                                   "https://shop.example.com/#top"])
+def test_a_base_url_that_is_no_web_address_stops_the_start(value):
+    for env in ("production", "development"):
+        _refused({"SHOP_ENV": env, "SECRET_KEY": GOOD_KEY, "SHOP_BASE_URL": value},
+                 f"SHOP_BASE_URL must be the shop's public address, such as "
+                 f"https://shop.example.com, not {value!r}")
+
+
+def test_development_runs_without_a_base_url_and_production_takes_one():
+    code, out, err = _start({"SHOP_BASE_URL": ""}, "app.config['BASE_URL']")
+    assert (code, out) == (0, "None"), err
+    code, out, err = _start({"SHOP_ENV": "production", "SECRET_KEY": GOOD_KEY,
+                             "SHOP_BASE_URL": "https://shop.example.com/store"},
+                            "app.config['BASE_URL']")
+    assert (code, out) == (0, "'https://shop.example.com/store'"), err

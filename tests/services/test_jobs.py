@@ -403,6 +403,7 @@ def test_in_production_the_worker_writes_json_and_its_scheduler_outlives_a_redis
     env = {k: v for k, v in os.environ.items()
            if k not in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_REPLICA_URL")}
     env.update({"SHOP_ENV": "production", "SECRET_KEY": "k" * 64,
+                "SHOP_BASE_URL": "https://shop.example.com",
                 "DATABASE_URL": database_url, "REDIS_URL": relay.url,
                 "SHOP_JOBS_QUEUE": redis_app.config["JOBS_QUEUE"],
                 "SHOP_OUTBOX_DIR": str(tmp_path / "outbox"), "PYTHONUNBUFFERED": "1",

@@ -18,6 +18,7 @@ def gunicorn_logger(monkeypatch, tmp_path, accesslog: str | None, logfile: str |
     """The logger gunicorn makes from gunicorn.conf.py in production (`logfile`: what
     --access-logfile gives on the command line)."""
     monkeypatch.setenv("SHOP_ENV", "production")
+    monkeypatch.setenv("SHOP_BASE_URL", "https://shop.example.com")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     if accesslog is None:
         monkeypatch.delenv("GUNICORN_ACCESSLOG", raising=False)
@@ -63,6 +64,7 @@ def test_gunicorn_accesslog_goes_where_it_says_as_json_in_production(tmp_path, a
 
     target = str(tmp_path / "access.log") if accesslog == "file" else "-"
     server = Gunicorn(tmp_path, {"SHOP_ENV": "production", "SECRET_KEY": "s" * 32,
+                                 "SHOP_BASE_URL": "https://shop.example.com",
                                  "WEB_CONCURRENCY": "1", "GUNICORN_ACCESSLOG": target,
                                  "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
                                  "DATABASE_URL": migrated_sqlite(tmp_path)})

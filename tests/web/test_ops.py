@@ -769,6 +769,7 @@ def production_logs(database_url, tmp_path):
 
     def factory(**overrides):
         config = {"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": uuid.uuid4().hex,
+                  "BASE_URL": "https://shop.example.com",
                   "REDIS_URL": None, "STRIPE_SECRET_KEY": None, "RATELIMIT_ENABLED": False,
                   "OUTBOX_DIR": str(tmp_path / "outbox"), "UPLOAD_DIR": str(tmp_path / "up")}
         config.update(overrides)
@@ -1015,7 +1016,8 @@ def test_production_on_sqlite_says_so_at_start(tmp_path, capfd):
 
     capfd.readouterr()
     create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'prod.db'}",
-                "SECRET_KEY": "x" * 32, "REDIS_URL": None}, env="production")
+                "SECRET_KEY": "x" * 32, "REDIS_URL": None,
+                "BASE_URL": "https://shop.example.com"}, env="production")
     (line,) = capfd.readouterr().err.splitlines()
     record = json.loads(line)
     assert record["level"] == "WARNING"

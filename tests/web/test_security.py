@@ -575,7 +575,8 @@ def test_session_cookie_is_httponly_and_lax(client):
 
 def test_production_sends_hsts_and_secure_cookies(app, database_url, tmp_path):
     prod = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": uuid.uuid4().hex,
-                       "SERVER_NAME": "shop.test", "REDIS_URL": None,
+                       "SERVER_NAME": "shop.test", "BASE_URL": "https://shop.test",
+                       "REDIS_URL": None,
                        "OUTBOX_DIR": str(tmp_path / "outbox")}, env="production")
     try:
         client = prod.test_client()
