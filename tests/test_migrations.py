@@ -267,3 +267,37 @@ def test_a_payment_is_found_by_its_payment_intent_through_an_index(app):
 
     indexes = inspect(db.engine).get_indexes("payments")
     assert any(ix["column_names"][:2] == ["provider", "provider_payment_id"] for ix in indexes)
+
+
+def test_orders_get_their_ship_to_name_on_upgrade(tmp_path):
+    """Migration 0019 copies the shipping address's name of the orders placed before into
+    orders.ship_to_name (the back office searches it), on SQLite and on MySQL."""
+    import json
+    import os
+
+    from shop import create_app
+    from tests.conftest import MYSQL_URL, _mysql_database_url
+
+    if MYSQL_URL:
+        url = _mysql_database_url(MYSQL_URL, f"shop_mig_{os.environ.get('SHOP_TEST_DB_TAG', '')}"
+                                  f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+    else:
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": url}, env="testing")
+    with fresh.app_context():
+        upgrade(revision="0018")
+        with db.engine.begin() as connection:
+            for number, address in (("SH-1", {"name": "Zoë Ångström", "city": "Oslo"}),
+                                    ("SH-2", {"name": "x" * 150}), ("SH-3", {"city": "Nowhere"})):
+                connection.execute(text(
+                    "INSERT INTO orders (number, email, status, currency, subtotal, discount, "
+                    "shipping, tax, total, shipping_method, payment_method, shipping_address, "
+                    "billing_address, stock_released, created_at, updated_at) VALUES (:n, "
+                    "'a@example.com', 'pending', 'USD', 1, 0, 0, 0, 1, 'standard', 'card', :a, "
+                    ":a, 0, '2026-01-01', '2026-01-01')"), {"n": number, "a": json.dumps(address)})
+        upgrade()
+        with db.engine.connect() as connection:
+            names = dict(connection.execute(text("SELECT number, ship_to_name FROM orders")).all())
+        assert names == {"SH-1": "Zoë Ångström", "SH-2": "x" * 120, "SH-3": ""}
+        downgrade(revision="base")
+        db.engine.dispose()

@@ -73,15 +73,16 @@ class OrderView(ReadOnlyModelView):
 
     list_template = "admin/order_list.html"
     details_template = "admin/order_detail.html"
-    column_list = ("number", "created_at", "email", "status", "total", "payment_method",
-                   "shipping_method")
+    column_list = ("number", "created_at", "email", "ship_to_name", "status", "total",
+                   "payment_method", "shipping_method")
     column_labels = {"created_at": "Placed", "payment_method": "Payment",
-                     "shipping_method": "Shipping", "number": "Order"}
+                     "shipping_method": "Shipping", "number": "Order",
+                     "ship_to_name": "Ship to"}
     column_formatters = {"number": _order_number,
                          "status": lambda v, c, m, n: status_badge(m.status),
                          "total": lambda v, c, m, n: money(m.total, m.currency)}
     column_sortable_list = ("number", "created_at", "email", "status", "total")
-    column_searchable_list = ("number", "email")
+    column_searchable_list = ("number", "email", "ship_to_name")
     column_filters = (
         FilterEqual(Order.status, "Status",
                     options=[(s, STATUS_LABELS[s]) for s in ORDER_STATUSES]),

@@ -38,6 +38,7 @@ class Order(db.Model):
         Index("ix_orders_created", "created_at"),
         Index("ix_orders_user_created", "user_id", "created_at"),
         Index("ix_orders_email", "email"),
+        Index("ix_orders_ship_to_name", "ship_to_name"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -55,6 +56,8 @@ class Order(db.Model):
     shipping_method: Mapped[str] = mapped_column(String(16))
     payment_method: Mapped[str] = mapped_column(String(16))
     shipping_address: Mapped[dict] = mapped_column(JSON)
+    # The shipping address's name, as a column: staff find an order by the customer's name.
+    ship_to_name: Mapped[str] = mapped_column(String(120), default="", server_default="")
     billing_address: Mapped[dict] = mapped_column(JSON)
     # "web:<token>" or "api:<user>:<key>": a second submission finds the first order.
     idempotency_key: Mapped[str | None] = mapped_column(IDEMPOTENCY_KEY, unique=True)

@@ -189,6 +189,7 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
         "shipping": quote.shipping, "tax": quote.tax, "total": quote.total,
         "coupon_code": coupon.code if coupon else None, "shipping_method": req.shipping_method,
         "payment_method": req.payment_method, "shipping_address": shipping_address,
+        "ship_to_name": str(shipping_address.get("name") or "")[:120],
         "billing_address": billing_address or shipping_address,
         "idempotency_key": req.idempotency_key}).inserted_primary_key[0]
 

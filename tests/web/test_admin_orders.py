@@ -417,3 +417,19 @@ def test_an_order_export_with_a_filter_it_cannot_read_says_so_and_exports_nothin
     assert response.status_code == 303 and response.headers["Location"].endswith("/admin/order/")
     html = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Nothing exported." in html and escape(message) in html
+
+
+def test_staff_find_an_order_by_the_name_it_ships_to(client, staff, mug):
+    """A customer on the phone gives their name, not an order number: the list searches the
+    shipping address's name (a column of its own, orders.ship_to_name) and shows it."""
+    owner = CartOwner(token=CartOwner.new_guest_token())
+    carts.add_item(owner, 1, variant_id=f.variant_of(mug).id)
+    babbage = checkout.place_order(owner, CheckoutRequest(
+        email="cb@example.com", shipping_address={**f.ADDRESS, "name": "Charles Babbage"}))
+    other = place(f.variant_of(mug).id, email="someone@example.com")
+    assert babbage.ship_to_name == "Charles Babbage"
+    html = client.get("/admin/order/?search=babbage").get_data(as_text=True)
+    assert babbage.number in html and other.number not in html
+    assert "Charles Babbage" in html
+    html = client.get("/admin/order/").get_data(as_text=True)
+    assert "Ship to" in html and escape(f.ADDRESS["name"]) in html
