@@ -14,6 +14,19 @@ def _diff(connection):
     return compare_metadata(context, db.metadata)
 
 
+def _fresh_database_url(tmp_path) -> str:
+    """An empty database of this run's kind: a fresh MySQL database (dropped and made again)
+    with TEST_DATABASE_URL, else a SQLite file."""
+    import os
+
+    from tests.conftest import MYSQL_URL, _mysql_database_url
+
+    if MYSQL_URL:
+        return _mysql_database_url(MYSQL_URL, f"shop_mig_{os.environ.get('SHOP_TEST_DB_TAG', '')}"
+                                   f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+    return f"sqlite:///{tmp_path / 'fresh.db'}"
+
+
 def test_models_match_migrations(app):
     """The session database was built by `flask db upgrade`; the models must agree with it."""
     with db.engine.connect() as connection:
@@ -167,16 +180,9 @@ def test_emails_are_composed_on_upgrade(tmp_path):
 def test_upgrade_from_empty_and_downgrade(tmp_path):
     """A brand-new database (its own SQLite file, or a fresh MySQL database) migrates up and
     all the way down again."""
-    import os
-
-    from tests.conftest import MYSQL_URL, _mysql_database_url
-
-    if MYSQL_URL:
-        url = _mysql_database_url(MYSQL_URL, f"shop_mig_{os.environ.get('SHOP_TEST_DB_TAG', '')}"
-                                  f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
-    else:
-        url = f"sqlite:///{tmp_path / 'fresh.db'}"
     from shop import create_app
+
+    url = _fresh_database_url(tmp_path)
 
     fresh = create_app({"SQLALCHEMY_DATABASE_URI": url}, env="testing")
     with fresh.app_context():
@@ -273,16 +279,10 @@ def test_orders_get_their_ship_to_name_on_upgrade(tmp_path):
     """Migration 0019 copies the shipping address's name of the orders placed before into
     orders.ship_to_name (the back office searches it), on SQLite and on MySQL."""
     import json
-    import os
 
     from shop import create_app
-    from tests.conftest import MYSQL_URL, _mysql_database_url
 
-    if MYSQL_URL:
-        url = _mysql_database_url(MYSQL_URL, f"shop_mig_{os.environ.get('SHOP_TEST_DB_TAG', '')}"
-                                  f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
-    else:
-        url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = _fresh_database_url(tmp_path)
     fresh = create_app({"SQLALCHEMY_DATABASE_URI": url}, env="testing")
     with fresh.app_context():
         upgrade(revision="0018")
