@@ -38,6 +38,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import insert, select
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..models import Category, Order, Product, StockAdjustment, Variant
@@ -737,6 +738,7 @@ def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
     # read locked (until the transaction ends): a checkout taking units meanwhile waits,
     # instead of being taken off the staff's count too.
     ledger: list[dict] = []
+    by_id = {variant.id: variant for variant, _ in written if variant.id is not None}
     for chunk in _chunks(sorted(counted)):
         on_hand = dict(db.session.execute(
             select(Variant.id, Variant.stock_quantity).where(Variant.id.in_(chunk))
@@ -746,9 +748,10 @@ def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
             if delta:
                 ledger.append({"variant_id": variant_id, "delta": delta,
                                "reason": "stock count (CSV import)"})
-    by_id = {variant.id: variant for variant, _ in written if variant.id is not None}
-    for variant_id, quantity in counted.items():
-        by_id[variant_id].stock_quantity = quantity
+            # What the locked row holds now (a sale may have come after the plan read it),
+            # so that the count is written whenever it differs from that.
+            set_committed_value(by_id[variant_id], "stock_quantity", on_hand[variant_id])
+            by_id[variant_id].stock_quantity = counted[variant_id]
     db.session.flush()
     for variant, before in written:
         if before is None and variant.stock_quantity:

@@ -507,3 +507,34 @@ def test_a_file_over_the_row_limit_is_refused_with_what_to_do(client, staff, cat
     assert 'name="content"' not in html  # nothing to confirm
     assert confirm(client, _big_file(MAX_ROWS + 1, "10.00", 1)).status_code == 422
     assert state() == before
+
+
+def test_a_sale_between_the_check_and_the_write_does_not_skew_the_stock_count(
+        app, catalogue, monkeypatch):
+    """The import reads the variants, then locks their rows to set the counts. A sale in
+    between (here: 2 units of LIN-S taken after the plan read 10 on hand) must not leave the
+    ledger saying one thing and the shelf another: the count the file gives (10) is what is on
+    hand afterwards, and the ledger records the 2 units found. (The row changes the price too:
+    a row the check found unchanged is not written at all.)"""
+    from sqlalchemy import update
+
+    from shop.services import audit, product_csv
+
+    plan = product_csv._plan
+
+    def plan_then_sell(rows):
+        plan(rows)
+        db.session.execute(update(Variant).where(Variant.sku == "LIN-S")
+                           .values(stock_quantity=Variant.stock_quantity - 2)
+                           .execution_options(synchronize_session=False))
+
+    monkeypatch.setattr(product_csv, "_plan", plan_then_sell)
+    content = (HEADER + "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo "
+               "lines, with commas.\",shirts,yes,LIN-S,size=S; colour=Sand,31.00,39.00,10,5\n")
+    report = product_csv.apply(content, audit.Who(user_id=None, email="staff@example.com"))
+    assert report.written
+    db.session.expire_all()
+    small = db.session.execute(select(Variant).where(Variant.sku == "LIN-S")).scalar_one()
+    deltas = db.session.execute(select(StockAdjustment.delta).where(
+        StockAdjustment.variant_id == small.id).order_by(StockAdjustment.id)).scalars().all()
+    assert (small.stock_quantity, deltas) == (10, [10, 2])
