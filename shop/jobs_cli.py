@@ -71,7 +71,19 @@ def init_app(app: Flask) -> None:
         # Through the shop's logger: in production every line on stderr is one JSON object.
         log.info("Worker on %s%s.", ", ".join(q.name for q in rq_worker.queues),
                  " (burst)" if burst else "")
-        rq_worker.work(burst=burst, with_scheduler=not no_scheduler)
+        where = _where(current_app.config["REDIS_URL"])
+        try:
+            rq_worker.work(burst=burst, with_scheduler=not no_scheduler)
+        except RedisError as exc:  # RQ's own clean-up needs Redis too, and failed
+            log.error("The worker lost Redis at REDIS_URL (%s): %s; it stops here, for its "
+                      "supervisor to start it again.", where, exc)
+            raise SystemExit(1) from None
+        # RQ 2.12 notes a SIGTERM or SIGINT there (recheck on an RQ upgrade).
+        if not burst and rq_worker._shutdown_requested_date is None:
+            # RQ quit on an error it has logged (Redis gone while a job ran, say).
+            log.error("The worker lost Redis at REDIS_URL (%s) or met the error logged above; "
+                      "it stops here, for its supervisor to start it again.", where)
+            raise SystemExit(1)
 
     @app.cli.command("expire-orders")
     def expire_orders() -> None:

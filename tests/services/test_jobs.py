@@ -454,6 +454,54 @@ def test_in_production_the_worker_writes_json_and_its_scheduler_outlives_a_redis
     assert not any("raised an exception" in message for message in messages)
 
 
+@pytest.mark.slow
+def test_a_worker_that_loses_redis_mid_job_says_so_in_one_line_and_fails(
+        redis_app, database_url, tmp_path):
+    """An error from Redis outside the wait for jobs (here: Redis gone while a job runs) ends
+    the worker, for its supervisor to start again (docs/DEPLOY.md, Restart=always). It used to
+    end with a plain-text traceback among the JSON lines of production, after RQ had said it
+    was quitting."""
+    relay = Relay(redis_app.config["REDIS_URL"])
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_REPLICA_URL")}
+    env.update({"SHOP_ENV": "production", "SECRET_KEY": "k" * 64,
+                "SHOP_BASE_URL": "https://shop.example.com",
+                "DATABASE_URL": database_url, "REDIS_URL": relay.url,
+                "SHOP_JOBS_QUEUE": redis_app.config["JOBS_QUEUE"],
+                "SHOP_OUTBOX_DIR": str(tmp_path / "outbox"), "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1"})
+    root = Path(__file__).resolve().parents[2]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker",
+                                   "--no-scheduler"],
+                                  cwd=root, env=env, stdout=out, stderr=out)
+    try:
+        job = jobs.queue().enqueue(time.sleep, 3)
+        deadline = time.monotonic() + 30
+        while job.get_status(refresh=True) != "started":
+            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
+            time.sleep(0.05)
+        relay.cut()  # and it stays cut
+        assert worker.wait(timeout=60) == 1, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        relay.close()
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not JSON: {line!r}\n" + "\n".join(lines)) from None
+    last = records[-1]
+    assert last["level"] == "ERROR" and last["message"].startswith(
+        "The worker lost Redis at REDIS_URL (127.0.0.1:"), last
+    assert "it stops here, for its supervisor to start it again" in last["message"]
+
+
 def test_flask_worker_command_without_redis_explains(make_app):
     result = make_app().test_cli_runner().invoke(args=["worker", "--burst"])
     assert result.exit_code == 1 and "REDIS_URL is not set" in result.output
