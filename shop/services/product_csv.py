@@ -37,6 +37,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -649,7 +650,13 @@ def apply(content: bytes | str, who: audit.Who, request_id: str = "") -> ImportR
             report.written = True
             return report
 
-    report = retrying(run)
+    try:
+        report = retrying(run)
+    except IntegrityError:
+        # Another import wrote a product or SKU this one creates first (the same file
+        # confirmed twice at once): checked again, against what that one wrote.
+        db.session.rollback()
+        report = retrying(run)
     if report.written and (report.counts["create"] or report.counts["update"]):
         cache.catalog_changed()
     return report

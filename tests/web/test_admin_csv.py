@@ -538,3 +538,31 @@ def test_a_sale_between_the_check_and_the_write_does_not_skew_the_stock_count(
     deltas = db.session.execute(select(StockAdjustment.delta).where(
         StockAdjustment.variant_id == small.id).order_by(StockAdjustment.id)).scalars().all()
     assert (small.stock_quantity, deltas) == (10, [10, 2])
+
+
+def test_the_same_new_product_imported_three_times_at_once_is_written_once_without_an_error(
+        app, catalogue):
+    """Confirms of one file at the same moment (a double click) all checked it before any
+    wrote: a later one's new product then met the first one's in the unique index, and staff
+    got the error page (found with 3 concurrent confirms on MySQL). Now it checks again against
+    what the first wrote. SQLite takes its write lock before the check: there the imports
+    cannot overlap at all."""
+    from shop.services import audit, product_csv
+    from tests.concurrency import raised, run_concurrently
+    from tests.conftest import MYSQL_URL
+
+    if not MYSQL_URL:
+        pytest.skip("needs TEST_DATABASE_URL (MySQL): SQLite has one writer at a time")
+    who = audit.Who(user_id=None, email="staff@example.com")
+    for attempt in range(4):
+        slug = f"oak-board-{attempt}"
+        content = HEADER + f"{slug},Oak Board,A board.,home,yes,OAK-{attempt},,45,,7,\n"
+        results = run_concurrently(app, [lambda c=content: product_csv.apply(c, who)] * 3)
+        assert raised(results) == [], results
+        assert all(report.written for report in results)
+        db.session.expire_all()
+        board = db.session.execute(select(Product).where(Product.slug == slug)).scalar_one()
+        assert [(v.sku, v.stock_quantity) for v in board.variants] == [(f"OAK-{attempt}", 7)]
+        deltas = db.session.execute(select(StockAdjustment.delta).where(
+            StockAdjustment.variant_id == board.variants[0].id)).scalars().all()
+        assert deltas == [7]
