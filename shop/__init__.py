@@ -48,7 +48,7 @@ def create_app(overrides: dict[str, Any] | None = None, env: str | None = None) 
     register_database(app)
     register_extensions(app)
     register_http(app)
-    _warn_of_sqlite_in_production(app)  # after register_http: logged as JSON in production
+    _warn_of_a_setup_for_one_host(app)  # after register_http: logged as JSON in production
     register_blueprints(app)
     register_admin(app)
     register_templates(app)
@@ -57,14 +57,21 @@ def create_app(overrides: dict[str, Any] | None = None, env: str | None = None) 
     return app
 
 
-def _warn_of_sqlite_in_production(app: Flask) -> None:
+def _warn_of_a_setup_for_one_host(app: Flask) -> None:
     """SQLite in production is allowed (one host, one disk), but never by accident: a
     DATABASE_URL that did not reach the process (an unquoted URL in an env file) would
-    otherwise go unnoticed."""
+    otherwise go unnoticed. Nor is MySQL without Redis, whose workers would each keep their
+    own rate-limit counts."""
     url: str = app.config["SQLALCHEMY_DATABASE_URI"]
     if app.config["SHOP_ENV"] == "production" and url.startswith("sqlite"):
         app.logger.warning("SHOP_ENV=production on SQLite (%s): fine for one host; set "
                            "DATABASE_URL for MySQL and several hosts (docs/DEPLOY.md)", url)
+    elif app.config["SHOP_ENV"] == "production" and not app.config.get("REDIS_URL"):
+        # The file the embedded setup shares its rate-limit counts in serves one host only.
+        app.logger.warning("SHOP_ENV=production without REDIS_URL: each process counts its own "
+                           "rate limits (4 workers allow 4 times each limit), catalogue pages "
+                           "are not cached and jobs run inside requests; set REDIS_URL "
+                           "(docs/DEPLOY.md)")
 
 
 MIN_SECRET_KEY_LENGTH = 32

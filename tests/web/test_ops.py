@@ -1022,3 +1022,26 @@ def test_production_on_sqlite_says_so_at_start(tmp_path, capfd):
     record = json.loads(line)
     assert record["level"] == "WARNING"
     assert record["message"].startswith("SHOP_ENV=production on SQLite")
+
+
+def test_production_on_mysql_without_redis_says_what_that_costs_at_start(tmp_path, capfd):
+    """Without Redis a MySQL shop's workers each count their own rate limits (SPEC 9's ten
+    failed logins a minute became ten per worker) with no word at start; the shop now says so
+    in one JSON line, as it does for SQLite."""
+    import json
+
+    from shop import create_app
+
+    capfd.readouterr()
+    create_app({"SQLALCHEMY_DATABASE_URI": "mysql+pymysql://shop@127.0.0.1:1/shop",
+                "SECRET_KEY": "x" * 32, "REDIS_URL": None,
+                "BASE_URL": "https://shop.example.com"}, env="production")
+    (line,) = capfd.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "WARNING"
+    assert record["message"].startswith("SHOP_ENV=production without REDIS_URL: each process "
+                                        "counts its own rate limits")
+    create_app({"SQLALCHEMY_DATABASE_URI": "mysql+pymysql://shop@127.0.0.1:1/shop",
+                "SECRET_KEY": "x" * 32, "REDIS_URL": "redis://127.0.0.1:1/0",
+                "BASE_URL": "https://shop.example.com"}, env="production")
+    assert "REDIS_URL" not in capfd.readouterr().err
