@@ -28,6 +28,25 @@ def _env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None =
     return value
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    """Yes or no from the environment: 1/0, true/false, yes/no, on/off (any capitals); unset
+    or empty is the default. Anything else stops the shop at start: `MAIL_USE_TLS=true` was
+    read as "no", which sent the SMTP password without encryption."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in TRUE_WORDS:
+        return True
+    if raw in FALSE_WORDS:
+        return False
+    raise RuntimeError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), "
+                       f"not {os.environ.get(name)!r}")
+
+
 def _env_seconds(name: str, default: str) -> float:
     """A positive number of seconds from the environment (a bad value stops the shop at start)."""
     raw = os.environ.get(name, default).strip()
@@ -145,7 +164,7 @@ class Config:
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "shop@example.com")
-    MAIL_USE_TLS = os.environ.get("MAIL_USE_TLS", "1") == "1"
+    MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", True)
     STAFF_ALERT_EMAIL = os.environ.get("SHOP_STAFF_ALERT_EMAIL", "staff@example.com")
 
     # Rate limits (SPEC section 9), each overridable; RATELIMIT_ENABLED only off in testing.

@@ -229,3 +229,18 @@ def test_development_runs_without_a_base_url_and_production_takes_one():
                              "SHOP_BASE_URL": "https://shop.example.com/store"},
                             "app.config['BASE_URL']")
     assert (code, out) == (0, "'https://shop.example.com/store'"), err
+
+
+# MAIL_USE_TLS: only "1" meant yes, so MAIL_USE_TLS=true sent the SMTP password in the clear.
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("Yes", True),
+                                            ("on", True), ("0", False), ("false", False),
+                                            ("NO", False), ("off", False), ("", True)])
+def test_mail_use_tls_takes_the_usual_words_for_yes_and_no(value, expected):
+    code, out, err = _start({"MAIL_USE_TLS": value}, "app.config['MAIL_USE_TLS']")
+    assert (code, out) == (0, repr(expected)), err
+
+
+def test_mail_use_tls_that_is_neither_stops_the_start():
+    _refused({"MAIL_USE_TLS": "starttls"},
+             "MAIL_USE_TLS must be 1 or 0 (or true/false, yes/no, on/off), not 'starttls'")

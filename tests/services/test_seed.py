@@ -43,6 +43,33 @@ def test_demo_seed_is_idempotent_and_complete(app, runner):
                                   .where(Variant.compare_at_price.is_not(None))).all()
     assert compared and [row for row in compared if row[2] <= row[1]] == []
     assert_card_images_are_first_images()
+    assert_api_examples_name_demo_records()
+
+
+def assert_api_examples_name_demo_records() -> None:
+    """docs/API.md's examples run against `make run`'s demo data: the product slugs, SKUs,
+    variant ids, categories and coupon they name exist there (they named a "linen-shirt" and
+    a "SHIRT-M" that did not)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "API.md").read_text()
+    slugs = set(re.findall(r"/api/v1/products/([a-z0-9-]+)", doc))
+    skus = set(re.findall(r'"sku": "([^"]+)"', doc))
+    variant_ids = {int(v) for v in re.findall(r'"variant_id": (\d+)', doc)}
+    categories = set(re.findall(r"/api/v1/products\?category=([a-z0-9-]+)", doc))
+    codes = set(re.findall(r'"code": "([A-Z0-9]+)"', doc))
+    assert slugs and skus and variant_ids and categories and codes
+    assert set(db.session.execute(select(Product.slug).where(Product.slug.in_(slugs)))
+               .scalars()) == slugs
+    assert set(db.session.execute(select(Variant.sku).where(Variant.sku.in_(skus)))
+               .scalars()) == skus
+    assert set(db.session.execute(select(Variant.id).where(Variant.id.in_(variant_ids)))
+               .scalars()) == variant_ids
+    assert set(db.session.execute(select(Category.slug).where(Category.slug.in_(categories)))
+               .scalars()) == categories
+    assert set(db.session.execute(select(Coupon.code).where(Coupon.code.in_(codes)))
+               .scalars()) == codes
 
 
 def assert_card_images_are_first_images() -> None:

@@ -486,7 +486,13 @@ def test_staff_moves_an_order_through_the_state_machine(shopper, staff, catalog)
     assert paid.get_json()["status"] == "paid" and paid.get_json()["payment_status"] == "succeeded"
     no_tracking = staff.api.patch(path, json={"status": "shipped"})
     assert no_tracking.status_code == 422
-    assert set(error_of(no_tracking)["details"]["fields"]) == {"carrier", "tracking_number"}
+    # Named by their path in the body, as every field inside an object (docs/API.md).
+    assert set(error_of(no_tracking)["details"]["fields"]) == {"tracking.carrier",
+                                                               "tracking.tracking_number"}
+    blank = staff.api.patch(path, json={"status": "shipped", "tracking": {
+        "carrier": " ", "tracking_number": "RM1"}})
+    assert blank.status_code == 422
+    assert error_of(blank)["details"]["fields"] == {"tracking.carrier": "Enter the carrier."}
     shipped = staff.api.patch(path, json={"status": "shipped", "tracking": {
         "carrier": "Royal Mail", "tracking_number": "RM123456789GB"}}).get_json()
     assert shipped["shipment"] == {"carrier": "Royal Mail", "tracking_number": "RM123456789GB"}

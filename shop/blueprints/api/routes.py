@@ -294,6 +294,9 @@ def get_order(user: User, number: str) -> s.OrderOut:
     return serializers.order(_visible_order(user, number))
 
 
+TRACKING_FIELDS = {"carrier": "tracking.carrier", "tracking_number": "tracking.tracking_number"}
+
+
 @operation("/v1/orders/<number>", "PATCH", summary="Change an order's status (staff)",
            tag=ORDERS, auth="staff", body=s.OrderPatchBody, response=s.OrderOut,
            response_description="The order after the change.",
@@ -307,9 +310,13 @@ def update_order(user: User, number: str, body: s.OrderPatchBody) -> s.OrderOut:
         raise ValidationError({"tracking": "Tracking goes with the status shipped."})
     tracking = body.tracking
     before = {"status": order.status}
-    payments.change_status(order.id, body.status, Actor(user_id=user.id, label=user.email),
-                           body.note, carrier=tracking.carrier if tracking else None,
-                           tracking_number=tracking.tracking_number if tracking else None)
+    try:
+        payments.change_status(order.id, body.status, Actor(user_id=user.id, label=user.email),
+                               body.note, carrier=tracking.carrier if tracking else None,
+                               tracking_number=tracking.tracking_number if tracking else None)
+    except ValidationError as exc:  # named as the body has them: tracking.carrier
+        raise ValidationError({TRACKING_FIELDS.get(name, name): message
+                               for name, message in exc.errors.items()}) from None
     # A staff write, so it goes in the audit log like the back office's transitions.
     after = {"status": body.status} | ({"note": body.note} if body.note else {})
     if tracking is not None:
