@@ -435,7 +435,14 @@ def test_in_production_the_worker_writes_json_and_its_scheduler_outlives_a_redis
             time.sleep(0.1)
         assert job.get_status(refresh=True) == "finished", log.read_text()
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=30) == 0, log.read_text()
+        # Once (1 run in 5 of the whole suite, under its load) the worker was still running
+        # 30 s after SIGTERM; not seen since in 11 runs of this test alone, idle or loaded. A
+        # minute, and the worker's own lines if it is still not done, to tell why next time.
+        try:
+            code = worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            code = "still running 60 s after SIGTERM"
+        assert code == 0, log.read_text()
     finally:
         if worker.poll() is None:
             worker.kill()
