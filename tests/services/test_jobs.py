@@ -392,6 +392,31 @@ def test_a_worker_whose_redis_does_not_answer_says_so_in_one_line(make_app):
     assert "secret-pw" not in line
 
 
+def production_worker_env(app, database_url: str, redis_url: str, tmp_path: Path) -> dict:
+    """The environment of `flask --app wsgi worker` in production, on `redis_url`."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_REPLICA_URL")}
+    env.update({"SHOP_ENV": "production", "SECRET_KEY": "k" * 64,
+                "SHOP_BASE_URL": "https://shop.example.com",
+                "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                "SHOP_JOBS_QUEUE": app.config["JOBS_QUEUE"],
+                "SHOP_OUTBOX_DIR": str(tmp_path / "outbox"), "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1"})
+    return env
+
+
+def json_lines(log: Path) -> list[dict]:
+    """Every line of a production log, each one JSON object (fails naming a line that is not)."""
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not JSON: {line!r}\n" + "\n".join(lines)) from None
+    return records
+
+
 @pytest.mark.slow
 def test_in_production_the_worker_writes_json_and_its_scheduler_outlives_a_redis_blip(
         redis_app, database_url, tmp_path):
@@ -400,14 +425,7 @@ def test_in_production_the_worker_writes_json_and_its_scheduler_outlives_a_redis
     died with a plain-text traceback, and delayed jobs (the expiry of unpaid orders) waited
     for the worker's next maintenance pass, up to 10 minutes later."""
     relay = Relay(redis_app.config["REDIS_URL"])
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_REPLICA_URL")}
-    env.update({"SHOP_ENV": "production", "SECRET_KEY": "k" * 64,
-                "SHOP_BASE_URL": "https://shop.example.com",
-                "DATABASE_URL": database_url, "REDIS_URL": relay.url,
-                "SHOP_JOBS_QUEUE": redis_app.config["JOBS_QUEUE"],
-                "SHOP_OUTBOX_DIR": str(tmp_path / "outbox"), "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1"})
+    env = production_worker_env(redis_app, database_url, relay.url, tmp_path)
     root = Path(__file__).resolve().parents[2]
     log = tmp_path / "worker.log"
 
@@ -448,13 +466,7 @@ def test_in_production_the_worker_writes_json_and_its_scheduler_outlives_a_redis
             worker.kill()
             worker.wait()
         relay.close()
-    lines = [line for line in log.read_text().splitlines() if line.strip()]
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            raise AssertionError(f"not JSON: {line!r}\n" + "\n".join(lines)) from None
+    records = json_lines(log)
     messages = [record["message"] for record in records]
     assert f"Worker on {redis_app.config['JOBS_QUEUE']}." in messages
     assert any(m.startswith("Scheduler could not reach Redis") for m in messages)
@@ -469,14 +481,7 @@ def test_a_worker_that_loses_redis_mid_job_says_so_in_one_line_and_fails(
     end with a plain-text traceback among the JSON lines of production, after RQ had said it
     was quitting."""
     relay = Relay(redis_app.config["REDIS_URL"])
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_REPLICA_URL")}
-    env.update({"SHOP_ENV": "production", "SECRET_KEY": "k" * 64,
-                "SHOP_BASE_URL": "https://shop.example.com",
-                "DATABASE_URL": database_url, "REDIS_URL": relay.url,
-                "SHOP_JOBS_QUEUE": redis_app.config["JOBS_QUEUE"],
-                "SHOP_OUTBOX_DIR": str(tmp_path / "outbox"), "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1"})
+    env = production_worker_env(redis_app, database_url, relay.url, tmp_path)
     root = Path(__file__).resolve().parents[2]
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
@@ -496,13 +501,7 @@ def test_a_worker_that_loses_redis_mid_job_says_so_in_one_line_and_fails(
             worker.kill()
             worker.wait()
         relay.close()
-    lines = [line for line in log.read_text().splitlines() if line.strip()]
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            raise AssertionError(f"not JSON: {line!r}\n" + "\n".join(lines)) from None
+    records = json_lines(log)
     last = records[-1]
     assert last["level"] == "ERROR" and last["message"].startswith(
         "The worker lost Redis at REDIS_URL (127.0.0.1:"), last
