@@ -18,7 +18,8 @@ class Relay:
       dropped, as when the server's host freezes or a firewall or a network partition drops
       packets (clients wait for their timeouts); `attempts` counts the connections that sent
       something meanwhile (each a client's try);
-    - `restore()`: traffic is passed on again.
+    - `restore()`: traffic is passed on again;
+    - `sent`: every byte the clients sent to the server so far.
 
     `url` is the server's URL with the relay in its place."""
 
@@ -38,7 +39,14 @@ class Relay:
         self._tried: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
+        self._sent = bytearray()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def sent(self) -> bytes:
+        """What the clients sent to the server so far (all connections, as it came)."""
+        with self._lock:
+            return bytes(self._sent)
 
     @property
     def attempts(self) -> int:
@@ -83,14 +91,18 @@ class Relay:
             with self._lock:
                 self._open += [near, far]
             for source, sink in ((near, far), (far, near)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+                threading.Thread(target=self._pump, args=(source, sink, source is near),
+                                 daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         try:
             while data := source.recv(65536):
                 if self._silent:
                     self._tried.add(source)
                     continue
+                if from_client:
+                    with self._lock:
+                        self._sent += data
                 sink.sendall(data)
         except OSError:
             pass

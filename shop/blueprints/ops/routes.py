@@ -111,7 +111,10 @@ def _check_redis() -> str:
         if url not in clients:
             from redis import Redis
 
-            clients[url] = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+            from ...services.redis_clients import no_maintenance_notifications
+
+            clients[url] = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2,
+                                          **no_maintenance_notifications())
         clients[url].ping()
         return "ok"
     except Exception as exc:
