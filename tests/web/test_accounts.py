@@ -260,6 +260,46 @@ def test_logging_out_ends_the_login_for_copies_of_its_cookies_too(app, client, r
     assert db.session.execute(select(func.count()).select_from(EndedLogin)).scalar_one() == 0
 
 
+def test_a_kept_remember_me_cookie_ends_on_the_server_when_its_time_is_up(
+        app, client, runner, monkeypatch):
+    """Flask-Login's remember-me cookie carries no date: a copy kept past its lifetime (and
+    past `cleanup` forgetting its logout) logged the account in again (a security audit:
+    logged out, purged, replayed a month later: 200 on /account). Its companion cookie now
+    carries the time it was written, and is refused after REMEMBER_COOKIE_DURATION."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    import itsdangerous.timed
+
+    from shop.models import EndedLogin, utcnow
+
+    f.user("customer@example.com")
+    post(client, "/account/login", {"email": "customer@example.com", "password": f.PASSWORD,
+                                    "remember": "yes"})
+
+    def copy():
+        browser = app.test_client()
+        for name in ("remember_token", "shop_remember_fp"):
+            browser.set_cookie(name, client.get_cookie(name, domain="shop.test").value,
+                               domain="shop.test")
+        return browser
+
+    kept, fresh = copy(), copy()
+    lifetime = app.config["REMEMBER_COOKIE_DURATION"]
+    real = itsdangerous.timed.time.time
+    later = SimpleNamespace(time=lambda: real() + (lifetime - timedelta(days=1)).total_seconds())
+    monkeypatch.setattr(itsdangerous.timed, "time", later)
+    assert fresh.get("/account").status_code == 200  # within its lifetime: logged in
+    assert post(client, "/account/logout", {}, page="/").status_code == 303
+    db.session.execute(update(EndedLogin).values(expires_at=utcnow() - timedelta(days=1)))
+    db.session.commit()
+    assert runner.invoke(args=["cleanup"]).exit_code == 0  # the logout is forgotten
+    after = SimpleNamespace(time=lambda: real() + (lifetime + timedelta(days=1)).total_seconds())
+    monkeypatch.setattr(itsdangerous.timed, "time", after)
+    assert kept.get("/account").status_code == 302
+    assert kept.get_cookie("shop_remember_fp", domain="shop.test") is None  # and forgotten
+
+
 def test_guest_cart_merges_on_login(client, auth):
     user = f.user("customer@example.com")
     mug = f.variant_of(f.product("Mug", slug="mug"))

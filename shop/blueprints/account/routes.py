@@ -19,7 +19,7 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_login.signals import user_loaded_from_cookie
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ...extensions import client_address, limiter
 from ...http import personal
@@ -78,8 +78,13 @@ def _reset_email_key() -> str:
 
 # --- sessions ---
 
-def _fp_serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="remember-password")
+def _fp_serializer() -> URLSafeTimedSerializer:
+    """The remember-me cookie's companion: [user id, password fingerprint, login id], signed
+    with the time it was written. Flask-Login's own remember cookie carries no date, so this
+    one is what ends a remember-me login after REMEMBER_COOKIE_DURATION on the server, not
+    only in the browser: a kept copy of both cookies (a shared computer, a stolen cookie) was
+    good again once `cleanup` had forgotten its logout, a month later."""
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="remember-login")
 
 
 def _remember_duration() -> timedelta:
@@ -142,16 +147,16 @@ def end_outdated_session():
     fingerprint = accounts.password_fingerprint(current_user)
     if g.get("from_remember_cookie"):
         try:
-            remembered = _fp_serializer().loads(request.cookies.get(REMEMBER_FP_COOKIE, ""))
-        except BadSignature:
+            remembered = _fp_serializer().loads(
+                request.cookies.get(REMEMBER_FP_COOKIE, ""),
+                max_age=int(_remember_duration().total_seconds()))
+        except BadSignature:  # altered, expired, or of the undated form of before
             remembered = None
-        # [id, fingerprint, login id]; cookies from before logins had ids: [id, fingerprint].
-        valid = isinstance(remembered, list) and remembered[:2] == [current_user.id,
-                                                                   fingerprint]
+        valid = isinstance(remembered, list) and len(remembered) == 3 \
+            and remembered[:2] == [current_user.id, fingerprint]
         if valid:
             session[SESSION_FP_KEY] = fingerprint
-            if len(remembered) > 2:
-                session[LOGIN_ID_KEY] = remembered[2]
+            session[LOGIN_ID_KEY] = remembered[2]
     else:
         # A session started elsewhere (none of ours lacks it) adopts the current password.
         valid = session.setdefault(SESSION_FP_KEY, fingerprint) == fingerprint
