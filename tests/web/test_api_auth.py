@@ -38,9 +38,13 @@ def test_register_then_get_a_token(anonymous):
     assert set(body) == {"id", "email", "name", "role"}
     assert (body["email"], body["name"], body["role"]) == (
         "new.person@example.com", "New Person", "customer")
+    assert response.headers["Cache-Control"] == "private, no-store"
     token = get_token(anonymous, "new.person@example.com", "a-long-pass-42", name="My app")
     assert token.status_code == 201
     assert set(token.get_json()) == {"token", "expires_at", "id", "name"}
+    # The answer holds the token's secret: never kept by a cache (RFC 6749 5.1; found by
+    # a security audit: it had no Cache-Control at all).
+    assert token.headers["Cache-Control"] == "private, no-store"
     cart = anonymous.get("/api/v1/cart", headers=bearer(token.get_json()["token"]))
     assert cart.status_code == 200
 

@@ -22,8 +22,10 @@ def answer_preflight() -> Response | None:
 
 @bp.after_request
 def api_headers(response: Response) -> Response:
-    """CORS headers; answers for a user (token or cookie) are never stored by caches."""
-    if auth.state().get("user") is not None or "Authorization" in request.headers:
+    """CORS headers; answers for a user (token or cookie), and to any request that is not a
+    read (a new token's secret, a registration), are never stored by caches."""
+    if auth.state().get("user") is not None or "Authorization" in request.headers \
+            or request.method not in ("GET", "HEAD", "OPTIONS"):
         response.headers["Cache-Control"] = "private, no-store"
         response.vary.add("Authorization")
     return cors.add_headers(response)
