@@ -177,6 +177,9 @@ class Config:
     # Request bodies: a few MB for pages and the API, more for admin image uploads.
     MAX_CONTENT_LENGTH = _env_int("SHOP_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1)
     MAX_UPLOAD_BYTES = _env_int("SHOP_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
+    # An order export is written inside one request (the workers' 30 s): more orders than
+    # this are refused with a message to narrow the filters, never cut off.
+    ORDER_EXPORT_MAX_ROWS = _env_int("SHOP_ORDER_EXPORT_MAX_ROWS", 50_000, minimum=1)
     UPLOAD_DIR = os.environ.get("SHOP_UPLOAD_DIR") or str(INSTANCE_DIR / "uploads")
     OUTBOX_DIR = os.environ.get("SHOP_OUTBOX_DIR") or str(INSTANCE_DIR / "outbox")
 

@@ -237,8 +237,18 @@ class OrderView(ReadOnlyModelView):
         except ValidationError as exc:
             flash("Nothing exported. " + " ".join(exc.errors.values()), "error")
             return redirect(url_for(".index_view"), 303)
+        email = args.get("email") or None
+        count, most = product_csv.count_orders(filters, email=email), \
+            current_app.config["ORDER_EXPORT_MAX_ROWS"]
+        if count > most:
+            # Written inside the request: more would be cut off by the workers' timeout,
+            # leaving a file that looks whole.
+            flash(f"Nothing exported: {count:,} orders match, and one export holds at most "
+                  f"{most:,}. Choose a status or fewer days (from, to) and export in parts.",
+                  "error")
+            return redirect(url_for(".index_view"), 303)
         response = Response(stream_with_context(product_csv.export_orders(
-            filters, email=args.get("email") or None)), mimetype="text/csv")
+            filters, email=email)), mimetype="text/csv")
         response.headers["Content-Disposition"] = (
             f'attachment; filename="orders-{datetime.now().date().isoformat()}.csv"')
         return response
