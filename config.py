@@ -173,6 +173,9 @@ class Config:
     RATELIMIT_REGISTER = _env_rate_limit("SHOP_RATELIMIT_REGISTER", "50 per hour")
     RATELIMIT_PASSWORD_RESET = _env_rate_limit("SHOP_RATELIMIT_PASSWORD_RESET", "10 per hour")
     RATELIMIT_API = _env_rate_limit("SHOP_RATELIMIT_API", "600 per minute")
+    # Orders placed from one client address, pages and API together (only placed orders
+    # count): an unpaid order holds its stock and mails whatever address it was given.
+    RATELIMIT_ORDERS = _env_rate_limit("SHOP_RATELIMIT_ORDERS", "30 per hour")
 
     # Request bodies: a few MB for pages and the API, more for admin image uploads.
     MAX_CONTENT_LENGTH = _env_int("SHOP_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1)

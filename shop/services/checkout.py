@@ -284,9 +284,13 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
 
 def _after_commit(order: Order, low_stock: list[int]) -> None:
     """Work that follows a new order but must not undo it: mail, alerts, metrics."""
+    from flask import g, has_request_context
+
     from . import metrics
 
     metrics.order_placed()
+    if has_request_context():
+        g.order_placed = True  # counts towards the orders rate limit (blueprints/limits.py)
     jobs.enqueue(notifications.order_confirmation, order.id)
     if low_stock:
         jobs.enqueue(notifications.low_stock_alert, low_stock)

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import limits.storage.memory
 import pytest
+from sqlalchemy import func, select
 
 from shop import create_app
 from shop.extensions import db
-from shop.models import Address, User
+from shop.models import Address, Order, User
 from shop.services import addresses, limit_store
 from tests import factories as f
 from tests.conftest import CSRF, csrf_token
@@ -635,3 +636,53 @@ def test_order_mail_links_use_the_base_url_not_the_host_header(make_app, tmp_pat
     html = message.get_body(("html",)).get_content()
     assert "evil.example" not in text and "evil.example" not in html
     assert re.search(r"https://shop\.example\.com/orders/SO-[A-Z0-9]+\?token=", text)
+
+
+def test_orders_placed_from_one_address_are_limited_on_the_pages_and_the_api(limited, clock):
+    """A security audit placed 21 unpaid guest orders in a second from one client: each held
+    its stock until staff acted (bank transfer) and mailed the attacker's text to any
+    address. Orders placed from one client address are now limited (SHOP_RATELIMIT_ORDERS),
+    the checkout page and POST /api/v1/orders in one bucket; an attempt that places nothing
+    does not count, another address is not held back, and the limit passes with time."""
+    from tests.web.api_support import make_shopper
+    from tests.web.test_checkout import fill_cart, place, review
+
+    app = limited(RATELIMIT_ORDERS="2 per hour")
+    with app.app_context():
+        lamp = f.variant_of(f.product("Lamp", price="10.00", stock=50, slug="lamp"))
+        lamp_id, sku = lamp.id, lamp.sku
+        buyer = make_shopper(app, email="api-buyer@example.com")
+
+    def order(client):
+        fill_cart(client, lamp_id)
+        assert review(client).status_code == 303
+        return place(client)[0]
+
+    def placed() -> int:
+        with app.app_context():
+            return db.session.execute(select(func.count()).select_from(Order)).scalar_one()
+
+    client = app.test_client()
+    empty = client.post("/checkout/place", data={"csrf_token": csrf_token(client, "/products"),
+                                                 "token": "nothing-reviewed"})
+    assert empty.status_code == 303  # nothing placed: not counted
+    answers = [order(client) for _ in range(3)]
+    assert [r.status_code for r in answers] == [303, 303, 429]
+    assert all("/orders/" in r.headers["Location"] for r in answers[:2])
+    assert "You have placed several orders in a short time" in answers[2].get_data(as_text=True)
+    assert int(answers[2].headers["Retry-After"]) > 0
+    assert placed() == 2
+    # The API from the same address shares the bucket: refused in the JSON envelope.
+    assert buyer.api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}
+                          ).status_code == 200
+    refused = buyer.api.post("/api/v1/orders", json={
+        "email": "api-buyer@example.com", "shipping_address": {
+            "name": "Ada Lovelace", "line1": "12 Analytical St", "city": "London",
+            "postal_code": "N1 7AA", "country": "GB"}, "payment_method": "manual"})
+    assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "rate_limited"
+    assert placed() == 2
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.0.0.9"
+    assert order(elsewhere).status_code == 303 and placed() == 3
+    clock.advance(3601)
+    assert order(client).status_code == 303 and placed() == 4

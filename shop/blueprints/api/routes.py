@@ -25,7 +25,14 @@ from ...services import cart as cart_service
 from ...services.cart import CartOwner
 from ...services.errors import AuthError, NotFound, ShopError, ValidationError
 from ...services.orders import Actor
-from ..limits import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE, REGISTER_SCOPE
+from ..limits import (
+    LOGIN_ACCOUNT_SCOPE,
+    LOGIN_ADDRESS_SCOPE,
+    ORDERS_SCOPE,
+    REGISTER_SCOPE,
+    order_placed,
+    orders_limit,
+)
 from . import schemas as s
 from . import serializers
 from .auth import bearer_token, login_account_key, login_failed, login_limit, register_limit, state
@@ -57,6 +64,11 @@ LOGIN_LIMITS = (
 REGISTER_LIMITS = (
     limiter.shared_limit(register_limit, scope=REGISTER_SCOPE, key_func=client_address,
                          override_defaults=False),
+)
+# The checkout page's bucket: orders placed from one address, through either door.
+ORDER_LIMITS = (
+    limiter.shared_limit(orders_limit, scope=ORDERS_SCOPE, key_func=client_address,
+                         deduct_when=order_placed, override_defaults=False),
 )
 
 
@@ -216,7 +228,10 @@ def remove_coupon(user: User) -> s.CartOut:
                         "being processed.",
                    422: "A field is invalid (e.g. an unknown country), the payment method is "
                         "not available, the cart's coupon no longer exists (or is inactive), "
-                        "or the Idempotency-Key was used with another body."})
+                        "or the Idempotency-Key was used with another body.",
+                   429: "Too many orders placed from this address lately "
+                        "(SHOP_RATELIMIT_ORDERS, shared with the checkout page)."},
+           limits=ORDER_LIMITS)
 def create_order(user: User, body: s.OrderBody) -> Response:
     """Check out the user's cart: the server prices it again, takes the stock and records the
     coupon use in one transaction. Send an `Idempotency-Key` to retry safely."""

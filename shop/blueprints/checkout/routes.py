@@ -17,6 +17,7 @@ from flask import (
 )
 from flask_login import current_user
 
+from ...extensions import client_address, limiter
 from ...http import personal
 from ...models import ADDRESS_FIELDS
 from ...services import addresses, checkout, orders, payments, pricing
@@ -32,6 +33,7 @@ from ...services.errors import (
     ValidationError,
 )
 from ..htmx import is_htmx, vary
+from ..limits import ORDERS_SCOPE, TOO_MANY_ORDERS, order_placed, orders_limit
 from ..shopper import cart_owner
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
@@ -157,6 +159,8 @@ def review():
 
 
 @bp.post("/place")
+@limiter.shared_limit(orders_limit, scope=ORDERS_SCOPE, key_func=client_address,
+                      deduct_when=order_placed, error_message=TOO_MANY_ORDERS)
 def place():
     """Place the order. A second click or a retry finds the first order."""
     details = _details()
