@@ -20,7 +20,7 @@ from flask_admin.model.filters import (
     BaseIntFilter,
     BaseIntListFilter,
 )
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, or_, select
 from sqlalchemy.exc import IntegrityError
 from wtforms.validators import ValidationError as FieldError
 
@@ -118,6 +118,24 @@ class ShopModelView(StaffAccess, ModelView):
 
     def __init__(self, model: type, **kwargs: Any) -> None:
         super().__init__(model, db, **kwargs)
+
+    # Search --------------------------------------------------------------------------------
+
+    def exact_search(self, search: str) -> list | None:
+        """Conditions finding the one thing `search` names in full (an order number, an email,
+        a request id) through an index; None: Flask-Admin's search, each word anywhere in any
+        searchable column. That one reads every row (no index helps "contains"): on 300,000
+        orders a pasted order number took 1.7 s, twice (the count and the page)."""
+        return None
+
+    def _apply_search(self, query, count_query, joins, count_joins, search):
+        exact = self.exact_search(search.strip())
+        if exact is None:
+            return super()._apply_search(query, count_query, joins, count_joins, search)
+        condition = or_(*exact)
+        return (query.filter(condition),
+                count_query.filter(condition) if count_query is not None else None,
+                joins, count_joins)
 
     # Names ---------------------------------------------------------------------------------
 

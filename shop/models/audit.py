@@ -15,6 +15,9 @@ class AuditLog(db.Model):
     __table_args__ = (
         Index("ix_audit_log_created", "created_at"),
         Index("ix_audit_log_model_record", "model", "record_id"),
+        # A record's entries by its id alone (the list's filter) and a request's entries.
+        Index("ix_audit_log_record_id", "record_id"),
+        Index("ix_audit_log_request_id", "request_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -463,3 +463,43 @@ def test_staff_find_an_order_by_the_name_it_ships_to(client, staff, mug):
     assert "Charles Babbage" in html
     html = client.get("/admin/order/").get_data(as_text=True)
     assert "Ship to" in html and escape(f.ADDRESS["name"]) in html
+
+
+def test_a_pasted_order_number_email_or_request_id_is_found_by_index(app, client, staff, mug):
+    """The list's search looks for each word anywhere in every searchable column, which no
+    index can serve: on 300,000 orders a pasted order number took 1.7 s (a scale audit), the
+    audit log's request id 1.5 s. An order number in any capitals, a whole email address and a
+    request id as the shop makes them are now found by equality (their indexes); other words
+    are searched as before."""
+    from sqlalchemy import event
+
+    from shop.models import AuditLog
+
+    variant = f.variant_of(mug)
+    first = place(variant.id, 1, "one@example.com")
+    second = place(variant.id, 1, "someone@example.com")
+    statements: list[str] = []
+
+    def seen(*args) -> None:
+        statements.append(args[2])
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        by_number = client.get(f"/admin/order/?search={first.number.lower()}")
+        by_email = client.get("/admin/order/?search=One%40Example.com")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    for response in (by_number, by_email):
+        html = response.get_data(as_text=True)
+        assert first.number in html and second.number not in html
+    searches = [sql for sql in statements if "FROM orders" in sql and "WHERE" in sql]
+    assert searches and not any("LIKE" in sql.upper() for sql in searches), searches
+    words = client.get("/admin/order/?search=one%40").get_data(as_text=True)
+    assert first.number in words and second.number in words  # a part: anywhere, as before
+
+    request_id = "0123456789abcdef0123456789abcdef"
+    db.session.add(AuditLog(action="update", model="Product", record_id="1",
+                            request_id=request_id, actor_email="staff@example.com"))
+    db.session.commit()
+    listing = client.get(f"/admin/audit/?search={request_id.upper()}").get_data(as_text=True)
+    assert request_id in listing
