@@ -10,6 +10,7 @@ from flask_admin import expose
 from flask_admin.model.form import InlineFormAdmin
 from markupsafe import Markup
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 from wtforms.validators import Length
 
 from ..extensions import db
@@ -64,6 +65,11 @@ class ProductView(ShopModelView):
     column_searchable_list = ("name", "slug", "variants.sku")
     column_filters = ("active", "category.name", "price", "created_at")
     column_default_sort = ("created_at", True)
+
+    def get_query(self):
+        """The list shows each product's variants and units on hand: the page's variants in
+        one query, not one query per row (52 queries a page)."""
+        return super().get_query().options(selectinload(Product.variants))
     form_columns = ("name", "slug", "category", "description", "active")
     form_args = {
         "name": name_args("Enter the product's name.", 160),
