@@ -176,6 +176,8 @@ class Config:
     # Orders placed from one client address, pages and API together (only placed orders
     # count): an unpaid order holds its stock and mails whatever address it was given.
     RATELIMIT_ORDERS = _env_rate_limit("SHOP_RATELIMIT_ORDERS", "30 per hour")
+    # Coupon codes refused for one client address, cart page and API together: guessing.
+    RATELIMIT_COUPONS = _env_rate_limit("SHOP_RATELIMIT_COUPONS", "20 per hour")
 
     # Request bodies: a few MB for pages and the API, more for admin image uploads.
     MAX_CONTENT_LENGTH = _env_int("SHOP_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1)

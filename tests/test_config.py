@@ -39,7 +39,7 @@ def _refused(env: dict[str, str], message: str) -> None:
 # Rate limits (SPEC 9: switchable off only in the testing configuration).
 
 LIMITS = ["SHOP_RATELIMIT_LOGIN", "SHOP_RATELIMIT_REGISTER", "SHOP_RATELIMIT_PASSWORD_RESET",
-          "SHOP_RATELIMIT_API", "SHOP_RATELIMIT_ORDERS"]
+          "SHOP_RATELIMIT_API", "SHOP_RATELIMIT_ORDERS", "SHOP_RATELIMIT_COUPONS"]
 
 
 @pytest.mark.parametrize("name", LIMITS)

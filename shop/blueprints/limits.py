@@ -23,3 +23,22 @@ def order_placed(_response) -> bool:
     from flask import g
 
     return bool(g.get("order_placed"))
+
+
+# Coupon codes refused (unknown, expired, used up...), on the cart page and the API together.
+COUPONS_SCOPE = "coupons-refused"
+TOO_MANY_COUPONS = ("Too many coupon codes tried that did not work. Please wait a while and "
+                    "try again, or check the code you were given.")
+
+
+def coupons_limit() -> str:
+    from flask import current_app
+
+    return current_app.config["RATELIMIT_COUPONS"]
+
+
+def coupon_refused(_response) -> bool:
+    """Only a refused code counts towards the coupons limit (guessing), not one applied."""
+    from flask import g
+
+    return bool(g.get("coupon_refused"))

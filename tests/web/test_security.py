@@ -686,3 +686,41 @@ def test_orders_placed_from_one_address_are_limited_on_the_pages_and_the_api(lim
     assert order(elsewhere).status_code == 303 and placed() == 3
     clock.advance(3601)
     assert order(client).status_code == 303 and placed() == 4
+
+
+def test_coupon_codes_refused_for_one_address_are_limited_on_the_cart_and_the_api(limited,
+                                                                                  clock):
+    """A security audit tried 150 codes in 1.3 s on the cart page, nothing stopping it.
+    Codes refused for one client address are now limited (SHOP_RATELIMIT_COUPONS), the cart
+    page and the API in one bucket; a code that works does not count."""
+    from tests.web.api_support import make_shopper
+    from tests.web.test_checkout import fill_cart
+
+    app = limited(RATELIMIT_COUPONS="3 per hour")
+    with app.app_context():
+        lamp = f.variant_of(f.product("Lamp", price="40.00", stock=50, slug="lamp"))
+        lamp_id, sku = lamp.id, lamp.sku
+        f.coupon("SAVE10")
+        buyer = make_shopper(app, email="api-buyer@example.com")
+    client = app.test_client()
+    fill_cart(client, lamp_id)
+
+    def apply(code: str):
+        return client.post("/cart/coupon", data={"code": code,
+                                                 "csrf_token": csrf_token(client, "/cart")})
+
+    assert apply("SAVE10").status_code == 303  # applied: not counted
+    assert [apply(f"GUESS{n}").status_code for n in range(4)] == [422, 422, 422, 429]
+    blocked = apply("SAVE10")
+    assert blocked.status_code == 429 and "Too many coupon codes tried" in blocked.get_data(
+        as_text=True)
+    assert buyer.api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}
+                          ).status_code == 200
+    assert buyer.api.post("/api/v1/cart/coupon", json={"code": "GUESS9"}).status_code == 429
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.0.0.9"
+    fill_cart(elsewhere, lamp_id)
+    assert elsewhere.post("/cart/coupon", data={
+        "code": "GUESS1", "csrf_token": csrf_token(elsewhere, "/cart")}).status_code == 422
+    clock.advance(3601)
+    assert apply("SAVE10").status_code == 303

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
@@ -26,10 +26,13 @@ from ...services.cart import CartOwner
 from ...services.errors import AuthError, NotFound, ShopError, ValidationError
 from ...services.orders import Actor
 from ..limits import (
+    COUPONS_SCOPE,
     LOGIN_ACCOUNT_SCOPE,
     LOGIN_ADDRESS_SCOPE,
     ORDERS_SCOPE,
     REGISTER_SCOPE,
+    coupon_refused,
+    coupons_limit,
     order_placed,
     orders_limit,
 )
@@ -64,6 +67,11 @@ LOGIN_LIMITS = (
 REGISTER_LIMITS = (
     limiter.shared_limit(register_limit, scope=REGISTER_SCOPE, key_func=client_address,
                          override_defaults=False),
+)
+# The cart page's bucket: coupon codes refused for one address, through either door.
+COUPON_LIMITS = (
+    limiter.shared_limit(coupons_limit, scope=COUPONS_SCOPE, key_func=client_address,
+                         deduct_when=coupon_refused, override_defaults=False),
 )
 # The checkout page's bucket: orders placed from one address, through either door.
 ORDER_LIMITS = (
@@ -200,10 +208,17 @@ def delete_cart_item(user: User, line_id: int) -> s.CartOut:
                         "the cart is below its minimum, or it is used up (in total or for "
                         "this customer).",
                    422: "No such coupon (an inactive one answers the same), or a field is "
-                        "invalid."})
+                        "invalid.",
+                   429: "Too many coupon codes refused for this address lately "
+                        "(SHOP_RATELIMIT_COUPONS, shared with the cart page)."},
+           limits=COUPON_LIMITS)
 def apply_coupon(user: User, body: s.CouponBody) -> s.CartOut:
     """Apply a coupon code (case-insensitive) to the cart."""
-    cart_service.apply_coupon(owner(user), body.code)
+    try:
+        cart_service.apply_coupon(owner(user), body.code)
+    except ShopError:
+        g.coupon_refused = True  # counts towards the coupons limit (guessing)
+        raise
     return _cart(user)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, make_response, redirect, render_template, request, url_for
 
+from ...extensions import client_address, limiter
 from ...http import personal
 from ...services import cart as cart_service
 from ...services import pricing
@@ -13,6 +14,7 @@ from ...services.errors import OutOfStock, ShopError
 from .. import ID
 from ..catalog.routes import product_page
 from ..htmx import is_htmx, safe_next, vary
+from ..limits import COUPONS_SCOPE, TOO_MANY_COUPONS, coupon_refused, coupons_limit
 from ..shopper import cart_owner
 
 bp = Blueprint("cart", __name__, url_prefix="/cart")
@@ -127,6 +129,8 @@ def remove_line(line_id: int):
 
 
 @bp.post("/coupon")
+@limiter.shared_limit(coupons_limit, scope=COUPONS_SCOPE, key_func=client_address,
+                      deduct_when=coupon_refused, error_message=TOO_MANY_COUPONS)
 def apply_coupon():
     """Apply a coupon code."""
     owner = cart_owner(create=True)
@@ -134,6 +138,7 @@ def apply_coupon():
     try:
         applied = cart_service.apply_coupon(owner, code)
     except ShopError as exc:
+        g.coupon_refused = True
         message = _message(exc)
         if is_htmx():
             return _fragments(_cart_view(), message, coupon_error=message, coupon_form=True)
