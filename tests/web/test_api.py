@@ -455,3 +455,19 @@ def test_a_sku_in_other_capitals_is_the_same_variant(shopper, catalog):
     assert [(i["sku"], i["quantity"]) for i in response.get_json()["items"]] == [("SHIRT-M", 2)]
     missing = shopper.api.post("/api/v1/cart/items", json={"sku": "shirt-xl"})
     assert missing.status_code == 422 and error_of(missing)["code"] == "not_found"
+
+
+def test_absolute_links_are_on_the_shops_address_not_the_requests_host(make_app):
+    """A client chooses the Host header: with SHOP_BASE_URL set, /api/v1/products answered
+    `Host: evil.example` with product and image links on http://evil.example (a security
+    audit). Links in API answers are on the shop's public address, as links in mail are."""
+    app = make_app(BASE_URL="https://shop.example.com")
+    with app.app_context():
+        f.product("Linen Shirt", slug="linen-shirt")
+    client = app.test_client()
+    body = client.get("/api/v1/products", headers={"Host": "evil.example"}).get_json()
+    shirt = body["items"][0]
+    assert shirt["url"] == "https://shop.example.com/p/linen-shirt"
+    assert shirt["images"][0]["url"].startswith("https://shop.example.com/static/")
+    single = client.get("/api/v1/products/linen-shirt", headers={"Host": "evil.example"})
+    assert "evil.example" not in single.get_data(as_text=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from decimal import Decimal
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
-from flask import current_app, request, url_for
+from flask import current_app, request
 
 from ...models import Order, User
+from ...services import links
 from ...services.cart import CartView
 from ...services.catalog import CategoryNode, CategoryTree, ProductDetail
 from ...services.money import to_string
@@ -35,6 +36,13 @@ def options(values: dict | None) -> dict[str, str]:
 
 
 def absolute(path: str) -> str:
+    """A path of this site as an absolute URL: on SHOP_BASE_URL's address when it is set, not
+    on the request's Host header (which a client chooses: an API answer is read by apps and
+    may be kept by caches; found by a security audit), else on the request's."""
+    base = current_app.config.get("BASE_URL")
+    if base:
+        parts = urlsplit(base)
+        return urljoin(f"{parts.scheme or 'https'}://{parts.netloc}/", path)
     return urljoin(request.host_url, path)
 
 
@@ -50,7 +58,7 @@ def product(item: ProductDetail, tree: CategoryTree) -> s.ProductOut:
     code = currency()
     return s.ProductOut(
         id=item.id, slug=item.slug, name=item.name, description=item.description,
-        url=url_for("catalog.product", slug=item.slug, _external=True),
+        url=links.public_url("catalog.product", slug=item.slug),
         category=s.CategoryRef(slug=node.slug, name=node.name) if node else None,
         images=[s.Image(url=absolute(image_url(image.path)), alt=image.alt or item.name)
                 for image in item.images],
