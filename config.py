@@ -185,6 +185,8 @@ class Config:
     # An order export is written inside one request (the workers' 30 s): more orders than
     # this are refused with a message to narrow the filters, never cut off.
     ORDER_EXPORT_MAX_ROWS = _env_int("SHOP_ORDER_EXPORT_MAX_ROWS", 50_000, minimum=1)
+    # The same for the product export (a row a variant): refused above it, never cut off.
+    PRODUCT_EXPORT_MAX_ROWS = _env_int("SHOP_PRODUCT_EXPORT_MAX_ROWS", 200_000, minimum=1)
     UPLOAD_DIR = os.environ.get("SHOP_UPLOAD_DIR") or str(INSTANCE_DIR / "uploads")
     OUTBOX_DIR = os.environ.get("SHOP_OUTBOX_DIR") or str(INSTANCE_DIR / "outbox")
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import Response, flash, g, redirect, request, stream_with_context, url_for
+from flask import (
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_admin import expose
 from flask_admin.model.form import InlineFormAdmin
 from markupsafe import Markup
@@ -194,6 +203,16 @@ class ProductView(ShopModelView):
     @expose("/export.csv")
     def export_csv(self):
         """Every product and variant as CSV (the import's format)."""
+        rows, most = product_csv.count_product_rows(), \
+            current_app.config["PRODUCT_EXPORT_MAX_ROWS"]
+        if rows > most:
+            # Written inside the request: more would be cut off by the workers' timeout,
+            # leaving a file that looks whole.
+            flash(f"Nothing exported: the catalogue has {rows:,} rows (one a variant), and one "
+                  f"export holds at most {most:,} (SHOP_PRODUCT_EXPORT_MAX_ROWS). Read a "
+                  f"catalogue this size through the API (/api/v1/products), or raise the "
+                  f"limit together with the workers' timeout.", "error")
+            return redirect(url_for(".index_view"), 303)
         response = Response(stream_with_context(product_csv.export_products()),
                             mimetype="text/csv")
         response.headers["Content-Disposition"] = (

@@ -163,6 +163,14 @@ def _csv_lines(rows: Iterable[Iterable[Any]]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
+def count_product_rows() -> int:
+    """The rows export_products writes: one a variant, one for a product without any."""
+    products_t, variants_t = Product.__table__, Variant.__table__
+    return db.session.execute(
+        select(func.count()).select_from(products_t.outerjoin(
+            variants_t, variants_t.c.product_id == products_t.c.id))).scalar_one()
+
+
 def export_products() -> Iterator[str]:
     """Every product and variant as CSV text, in chunks (products by id, variants by position)."""
     currency = current_app.config["CURRENCY"]

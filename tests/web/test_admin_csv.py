@@ -566,3 +566,19 @@ def test_the_same_new_product_imported_three_times_at_once_is_written_once_witho
         deltas = db.session.execute(select(StockAdjustment.delta).where(
             StockAdjustment.variant_id == board.variants[0].id)).scalars().all()
         assert deltas == [7]
+
+
+def test_a_catalogue_larger_than_one_export_is_refused_not_cut_off(app, client, staff,
+                                                                    catalogue):
+    """The export is written inside one request: a catalogue larger than the workers' timeout
+    allows would end in a file cut short that looks whole (as the order export did, found by
+    a scale audit). Above PRODUCT_EXPORT_MAX_ROWS it is refused, saying why and what to do."""
+    app.config["PRODUCT_EXPORT_MAX_ROWS"] = 3  # the catalogue has 4 rows
+    response = client.get("/admin/product/export.csv")
+    assert response.status_code == 303 and response.headers["Location"].endswith(
+        "/admin/product/")
+    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Nothing exported: the catalogue has 4 rows (one a variant)" in html
+    app.config["PRODUCT_EXPORT_MAX_ROWS"] = 4
+    response = client.get("/admin/product/export.csv")
+    assert response.status_code == 200 and response.data.count(b"\r\n") == 5
