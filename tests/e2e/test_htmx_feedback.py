@@ -286,3 +286,31 @@ def test_a_new_shipping_estimate_and_a_page_of_results_are_announced(shop, page)
     page.get_by_role("navigation", name="Pages").get_by_role("link", name="Next").click()
     expect(live).to_have_text(re.compile(r"^\d+ products found, page 2 of \d+$"))
     assert_same_page(page)
+
+
+def test_add_to_cart_right_after_choosing_an_option_is_announced_last(shop, page):
+    """Choosing an option asks the shop for its price and stock; "Add to cart" pressed before
+    that answer came back ran alongside it, and the option's answer, arriving last, replaced
+    "added to your cart" in the live region (and once failed CI). The add now waits for the
+    option's answer (hx-sync on the form): the summary shows the option, then the add is said."""
+    open_variant_product(page, shop)
+    ready(page)
+    mark_page(page)
+    options = page.get_by_role("group", name="Choose an option").get_by_role("radio")
+    chosen = page.locator("input[name=variant_id]:checked").get_attribute("id")
+    other = next(options.nth(i) for i in range(options.count())
+                 if options.nth(i).is_enabled() and options.nth(i).get_attribute("id") != chosen)
+
+    def slowly(route) -> None:
+        page.wait_for_timeout(600)  # the option's answer comes after the add's
+        route.continue_()
+
+    page.route(re.compile(r"/p/[^?]+\?variant="), slowly)
+    before = cart_count(page)
+    other.check()
+    page.get_by_role("button", name="Add to cart").click()
+    expect(page.locator("#cart-link")).to_have_text(re.compile(rf"\({before + 1}\)"))
+    expect(page.locator("#live")).to_contain_text("to your cart")
+    page.wait_for_timeout(900)  # had the option's answer come last, it would show by now
+    expect(page.locator("#live")).to_contain_text("to your cart")
+    assert_same_page(page)
