@@ -81,9 +81,23 @@ def validate(req: CheckoutRequest) -> tuple[str, dict[str, str], dict[str, str] 
     return email, shipping, billing
 
 
+@dataclass(frozen=True)
+class Placement:
+    """What a checkout came to: the order, and whether this request placed it (False: a
+    repeated request answered with the order its idempotency key placed first). Only a new
+    order counts towards the orders rate limit (blueprints/limits.py)."""
+    order: Order
+    new: bool
+
+
 def place_order(owner: CartOwner, req: CheckoutRequest) -> Order:
     """Turn the owner's cart into an order. A repeated request with the same idempotency key
     returns the first order; nothing is taken twice."""
+    return place(owner, req).order
+
+
+def place(owner: CartOwner, req: CheckoutRequest) -> Placement:
+    """place_order, telling a new order from the first one a repeated request finds."""
     email, shipping_address, billing_address = validate(req)
 
     def attempt() -> _Placed:
@@ -104,14 +118,14 @@ def place_order(owner: CartOwner, req: CheckoutRequest) -> Order:
         existing = _by_key(req.idempotency_key)
         if existing is None:
             raise
-        return existing
+        return Placement(existing, new=False)
     # The answer and the confirmation mail read the order and its lines: made from what was
     # written, as a query would load them, and put in the session as loaded (the mail job
     # finds them there). Reading them back cost about a sixth of placing an order.
     order = _as_loaded(placed)
     db.session.add(order)
     _after_commit(order, placed.low_stock)
-    return order
+    return Placement(order, new=True)
 
 
 def _by_key(key: str | None) -> Order | None:
@@ -284,13 +298,9 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
 
 def _after_commit(order: Order, low_stock: list[int]) -> None:
     """Work that follows a new order but must not undo it: mail, alerts, metrics."""
-    from flask import g, has_request_context
-
     from . import metrics
 
     metrics.order_placed()
-    if has_request_context():
-        g.order_placed = True  # counts towards the orders rate limit (blueprints/limits.py)
     jobs.enqueue(notifications.order_confirmation, order.id)
     if low_stock:
         jobs.enqueue(notifications.low_stock_alert, low_stock)

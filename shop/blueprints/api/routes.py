@@ -291,8 +291,9 @@ def _place(user: User, body: s.OrderBody, key: str | None) -> s.PlacedOrderOut:
         expected_total=Decimal(body.expected_total) if body.expected_total else None,
         idempotency_key=f"api:{user.id}:{key}" if key else None,
         shipping_prefix="shipping_address.", billing_prefix="billing_address.")
-    placed = checkout.place_order(owner(user), checkout_request)
-    order = orders.load(placed.number)
+    placement = checkout.place(owner(user), checkout_request)
+    g.order_placed = placement.new  # counts towards the orders limit (limits.order_placed)
+    order = orders.load(placement.order.number)
     return serializers.placed_order(order, payments.checkout_url(order))
 
 

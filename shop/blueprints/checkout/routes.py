@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from flask import (
     Blueprint,
     flash,
+    g,
     make_response,
     redirect,
     render_template,
@@ -180,7 +181,7 @@ def place():
     if expected is not None and not expected.is_finite():
         expected = None  # "NaN", "Infinity": no amount ("sNaN" even fails a comparison)
     try:
-        order = checkout.place_order(cart_owner(), _request(details, expected))
+        placement = checkout.place(cart_owner(), _request(details, expected))
     except CartChanged as exc:
         flash(exc.message, "error")
         return redirect(url_for("checkout.review"), 303)
@@ -197,6 +198,8 @@ def place():
         # A detail the rules now refuse (card payment since switched off, an address that
         # no longer passes): the details form, the message beside the field.
         return _refused(details, exc.errors, whole=True)
+    g.order_placed = placement.new  # counts towards the orders limit (limits.order_placed)
+    order = placement.order
     if details.get("save_address") and current_user.is_authenticated \
             and not details.get("saved_address_id"):
         try:
