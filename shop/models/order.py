@@ -27,6 +27,7 @@ ORDER_STATUSES = ("pending", "paid", "processing", "shipped", "delivered", "canc
 
 # Idempotency keys are compared byte for byte: MySQL's usual collations would take keys that
 # differ in case ("Order-A", "order-a") for one key and replay the first order for the second.
+RESPONSE_BODY = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 IDEMPOTENCY_KEY = String(200).with_variant(mysql.VARCHAR(200, collation="utf8mb4_bin"),
                                            "mysql", "mariadb")
 
@@ -175,5 +176,7 @@ class IdempotencyRecord(db.Model):
     # "running" while the first request is being served, then "done".
     state: Mapped[str] = mapped_column(String(16), default="running")
     response_status: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[str | None] = mapped_column(Text)
+    # The whole JSON answer (an order of many lines with non-ASCII names, escaped, is past
+    # MySQL's TEXT of 64 KB): MEDIUMTEXT, 16 MB.
+    response_body: Mapped[str | None] = mapped_column(RESPONSE_BODY)
     created_at: Mapped[datetime] = created_column()

@@ -243,6 +243,47 @@ def test_same_key_and_body_replays_the_first_answer(shopper, catalog):
     assert stock("SHIRT-M") == 3
 
 
+def test_an_answer_past_64_kb_is_kept_for_replays(app, shopper, catalog):
+    """An API audit placed an order of many lines with long non-ASCII names with a key: its
+    answer (each such letter written as \\uXXXX) was past MySQL's TEXT of 64 KB, so keeping it
+    failed after the order was placed; the client got a 500 and its retries never the order
+    (migration 0021: MEDIUMTEXT). On MySQL this fails on the old schema."""
+    with app.app_context():
+        skus = [f.variant_of(f.product(f"Teapot {n:02} " + "茶" * 150, price="9.00",
+                                       stock=5)).sku for n in range(80)]
+    for sku in skus:
+        fill(shopper, sku, 1)
+    first = place(shopper, key="big-order")
+    assert first.status_code == 201, first.get_json()
+    assert len(first.get_data()) > 65_535
+    again = place(shopper, key="big-order")
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+    with app.app_context():
+        assert count(Order) == 1
+
+
+def test_an_answer_that_cannot_be_kept_still_reaches_the_client(app, shopper, catalog,
+                                                                monkeypatch):
+    """The order is placed whatever happens to the copy kept for replays: the client gets
+    its 201, and a retry with the key answers with the same order, placing nothing (a 500
+    and then 409s on the old code)."""
+    fill(shopper)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database refused the answer")
+
+    monkeypatch.setattr(idempotency, "finish", broken)
+    first = place(shopper, key="unkept")
+    assert first.status_code == 201, first.get_json()
+    monkeypatch.undo()
+    again = place(shopper, key="unkept")
+    assert again.status_code == 201, again.get_json()
+    assert again.get_json()["number"] == first.get_json()["number"]
+    with app.app_context():
+        assert count(Order) == 1 and stock("SHIRT-M") == 3
+
+
 def test_same_key_with_another_body_is_422(shopper, catalog):
     fill(shopper)
     assert place(shopper, key="order-2").status_code == 201

@@ -279,7 +279,17 @@ def create_order(user: User, body: s.OrderBody) -> Response:
         except Exception:
             current_app.logger.exception("could not release an Idempotency-Key after an error")
         raise
-    idempotency.finish(scope, key, response.status_code, response.get_data(as_text=True))
+    try:
+        idempotency.finish(scope, key, response.status_code, response.get_data(as_text=True))
+    except Exception:
+        # The order is placed: its answer goes out whatever happens to the copy kept for
+        # replays. Without the copy the claim is released: a retry with the key finds the
+        # order by the key it carries and answers with it, placing nothing.
+        current_app.logger.exception("could not keep the answer to an Idempotency-Key")
+        try:
+            idempotency.release(scope, key)
+        except Exception:
+            current_app.logger.exception("could not release an Idempotency-Key after an error")
     return response
 
 
