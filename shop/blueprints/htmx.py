@@ -18,6 +18,13 @@ def is_htmx() -> bool:
             and h.get("HX-History-Restore-Request") != "true")
 
 
+def is_history_restore() -> bool:
+    """htmx asking for a page to put back in place when the shopper goes Back to it: it only
+    uses an answer of 2xx or 3xx (another status leaves the page the shopper left on screen,
+    under the address of the one asked for)."""
+    return request.headers.get("HX-History-Restore-Request") == "true"
+
+
 def vary(response: Response) -> Response:
     """Caches must keep the page and the fragment apart."""
     response.vary.add("HX-Request")

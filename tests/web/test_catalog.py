@@ -354,6 +354,36 @@ def test_htmx_history_restore_gets_the_full_page(client, catalog):
     assert "<html" in html
 
 
+def test_going_back_to_a_refused_or_missing_page_puts_it_back(client, catalog):
+    """htmx puts back a page on Back only from a 2xx answer: a page audit went Back to
+    `min_price=-1` and kept seeing the page it left, under the refused page's address (the
+    full page answered 400, as it must without JavaScript). Fails on the old code."""
+    restore = {"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    refused = client.get("/products?min_price=-1", headers=restore)
+    assert refused.status_code == 200
+    html = refused.get_data(as_text=True)
+    assert "<html" in html and 'value="-1"' in html
+    assert "Enter a price such as 10 or 24.99." in html
+    missing = client.get("/products?page=99", headers=restore)
+    assert missing.status_code == 200 and "There is no page 99." in missing.get_data(as_text=True)
+    # Without htmx (JavaScript off) they keep their statuses.
+    assert client.get("/products?min_price=-1").status_code == 400
+    assert client.get("/products?page=99").status_code == 404
+
+
+def test_a_category_pages_grid_answer_sends_no_message_for_a_field_it_lacks(client, catalog):
+    """A category's page has no category field: the grid's answer sent a message for it all
+    the same, and htmx logged an error on every filter change there (oobErrorNoTarget)."""
+    fragment = client.get("/c/clothing?sort=price", headers={"HX-Request": "true"}
+                          ).get_data(as_text=True)
+    page = client.get("/c/clothing").get_data(as_text=True)
+    assert 'id="category-error"' not in fragment and 'id="category-error"' not in page
+    assert 'id="sort-error"' in fragment and 'id="sort-error"' in page
+    listing = client.get("/products?sort=price", headers={"HX-Request": "true"}
+                         ).get_data(as_text=True)
+    assert 'id="category-error"' in listing
+
+
 def test_filters_form_works_without_javascript(client, catalog):
     html = client.get("/products").get_data(as_text=True)
     assert '<form class="filters" action="/products" method="get"' in html

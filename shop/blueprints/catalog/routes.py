@@ -16,7 +16,7 @@ from werkzeug.utils import safe_join
 from ...services import catalog, search
 from ...services.errors import NotFound
 from ...templating import Fields, use_link_args
-from ..htmx import is_htmx, render_block, vary
+from ..htmx import is_history_restore, is_htmx, render_block, vary
 from . import page_cache
 
 bp = Blueprint("catalog", __name__)
@@ -90,7 +90,9 @@ def _listing(template: str, *, slug: str | None = None, search_box: bool = False
     if is_htmx():
         response = make_response(render_template("catalog/_grid_response.html", **context))
     else:
-        response = make_response(render_template(template, **context), status)
+        # Going Back to a refused page: htmx puts back only a 2xx answer (see htmx.py).
+        response = make_response(render_template(template, **context),
+                                 200 if is_history_restore() else status)
     return vary(response)
 
 
