@@ -208,7 +208,9 @@ class ProductDetail:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_PRICE_DIGITS = re.compile(r"\.\d{3}")  # a third decimal or more
+# A price as people write one: digits, at most two decimals. Decimal also reads "1e3",
+# "1_000" and other scripts' digits ("١٠"), which no shopper types as a price.
+_PRICE = re.compile(r"(?:\d+(?:\.\d{0,2})?|\.\d{1,2})", re.ASCII)
 
 
 def parse_filters(args: Mapping[str, str], *, default_per_page: int = 24
@@ -228,7 +230,7 @@ def parse_filters(args: Mapping[str, str], *, default_per_page: int = 24
         if raw not in (None, ""):
             value = parse_money(raw)
             # More than cents ("10.999") was rounded without a word, where the API refuses it.
-            if value is None or _PRICE_DIGITS.search(str(raw).strip()):
+            if value is None or not _PRICE.fullmatch(str(raw).strip()):
                 errors[name] = "Enter a price such as 10 or 24.99."
             else:
                 setattr(f, name, value)

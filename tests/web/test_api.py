@@ -111,7 +111,10 @@ def test_empty_filter_parameters_count_as_absent_like_the_page(anonymous, client
 
 @pytest.mark.parametrize("query,field", [("min_price=abc", "min_price"),
                                          ("max_price=-5", "max_price"),
-                                         ("min_price=1e999", "min_price")])
+                                         ("min_price=1e999", "min_price"),
+                                         ("min_price=1e3", "min_price"),
+                                         ("min_price=1_000", "min_price"),
+                                         ("max_price=%D9%A1%D9%A0", "max_price")])
 def test_a_bad_price_filter_has_the_pages_message(anonymous, client, catalog, query, field):
     """Not a raw regular expression (`String should match pattern ...`): the words the
     /products page puts beside its field."""
