@@ -50,6 +50,8 @@ class CartLineView:
     stock_quantity: int
     max_quantity: int
     problem: str | None = None
+    # Units that can be ordered now: none of a product no longer sold, whatever its stock.
+    available: int = 0
     # The unit price the shopper last saw, when the price is no longer that (None otherwise).
     price_was: Decimal | None = None
 
@@ -358,6 +360,7 @@ def _line_view(line_id: int, quantity: int, variant_id: int, sku: str, options: 
         unit_price=unit, quantity=quantity,
         line_total=pricing.line_total(price, quantity, currency),
         stock_quantity=stock, max_quantity=max(1, min(top, stock)), problem=problem,
+        available=max(0, stock) if active else 0,
         price_was=seen if seen is not None and seen != unit else None)
 
 

@@ -229,7 +229,7 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
     for line in lines:
         if line.problem:
             raise OutOfStock(line.problem, details={"sku": line.sku,
-                                                    "available": line.stock_quantity})
+                                                    "available": line.available})
     rules = pricing.PricingRules.from_config()
     raw = [(line.unit_price, line.quantity) for line in lines]
     coupon = None

@@ -192,6 +192,34 @@ def test_rules_that_block_an_order_are_409(shopper, catalog):
     assert count(Order) == 0
 
 
+def test_a_line_no_longer_sold_is_409_with_nothing_available(shopper, catalog):
+    """An API audit: a product hidden after it was put in the cart answered out_of_stock with
+    `available` its whole stock, so a client lowering the quantity to it, as documented,
+    could never order. Nothing of it can be ordered: `available` is 0 (fails on the old
+    code). A line short of stock still says how many are left."""
+    fill(shopper, "SHIRT-M", 1)
+    catalog["shirt"].active = False
+    db.session.commit()
+    hidden = place(shopper)
+    assert hidden.status_code == 409
+    error = error_of(hidden)
+    assert error["code"] == "out_of_stock" and "no longer sold" in error["message"]
+    assert error["details"] == {"sku": "SHIRT-M", "available": 0}
+    catalog["shirt"].active = True
+    db.session.execute(Variant.__table__.update().where(Variant.sku == "SHIRT-M")
+                       .values(stock_quantity=0))
+    db.session.commit()
+    assert error_of(place(shopper))["details"] == {"sku": "SHIRT-M", "available": 0}
+    fill(shopper, "MUG", 3)
+    db.session.execute(Variant.__table__.update().where(Variant.sku == "SHIRT-M")
+                       .values(stock_quantity=5))
+    db.session.execute(Variant.__table__.update().where(Variant.sku == "MUG")
+                       .values(stock_quantity=2))
+    db.session.commit()
+    assert error_of(place(shopper))["details"] == {"sku": "MUG", "available": 2}
+    assert count(Order) == 0
+
+
 def test_coupon_used_up_at_checkout_is_409(shopper, other, catalog):
     f.coupon("ONLYONE", "fixed", "5", usage_limit=1)
     for who in (shopper, other):
