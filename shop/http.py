@@ -489,7 +489,15 @@ def _read_chunked_body(req) -> None:
 def _error(status: int, message: str, code: str | None = None,
            offline: bool = False) -> Response:
     if wants_json():
-        return error_response(status, message, code=code)
+        response = error_response(status, message, code=code)
+        if request.blueprint is None:
+            # No API route matched (an unknown URL, a method it does not take): the API's own
+            # hooks do not run, so its CORS headers are added here, or a browser on an
+            # allowed origin could not read the envelope.
+            from .blueprints.api import cors
+
+            cors.add_headers(response)
+        return response
     if offline and "_login_user" not in g:
         # Flask-Login's context processor would load the logged-in user from the database for
         # the page; the offline page shows no one's name, so the request goes on as anonymous.

@@ -421,3 +421,23 @@ def test_cors_allows_configured_origins(make_app):
     refused = api.request("OPTIONS", "/api/v1/cart", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_cors_headers_are_on_the_apis_unknown_urls_and_refused_methods(make_app):
+    """An API audit: a 405 (PUT /api/v1/cart) or an unknown URL under /api/v1 carried no CORS
+    headers (no API route matched, so the API's hooks did not run): a browser app on an
+    allowed origin saw a network error instead of the envelope. Fails on the old code."""
+    allowed = make_app(CORS_ORIGINS=["https://app.example"])
+    api = ApiClient(allowed.test_client())
+    origin = {"Origin": "https://app.example"}
+    for response, status in ((api.request("PUT", "/api/v1/cart", headers=origin), 405),
+                             (api.get("/api/v1/nope", headers=origin), 404)):
+        assert response.status_code == status
+        assert response.get_json()["error"]["code"] in ("method_not_allowed", "not_found")
+        assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert "Origin" in response.headers["Vary"]
+    stranger = api.get("/api/v1/nope", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+    # The shop's own pages are no API: no CORS headers on their 404.
+    page = allowed.test_client().get("/nope", headers=origin)
+    assert page.status_code == 404 and "Access-Control-Allow-Origin" not in page.headers
