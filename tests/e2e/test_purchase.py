@@ -44,3 +44,28 @@ def test_back_button_returns_to_the_previous_filter(shop, page):
     page.go_forward()
     expect(page).to_have_url(re.compile(r"category=mugs"))
     expect(page.get_by_label("Category")).to_have_value("mugs")
+
+
+def test_back_to_a_refused_filter_puts_that_page_back(shop, page):
+    """A pages audit: Back to a listing address whose filter was refused (min_price=-1) kept
+    the page the shopper left on screen under the refused page's address (htmx puts back only
+    a 2xx answer, and the full page answers 400). Now the refused page comes back, its
+    message beside the field. Fails on the old code."""
+    page.goto(shop("/products"))
+    ready(page)
+    heading = page.locator("#results-heading")
+    everything = heading.inner_text()
+    low = page.get_by_label("Min", exact=True)
+    low.fill("-1")
+    low.press("Tab")
+    expect(page.locator("#min_price-error")).to_have_text("Enter a price such as 10 or 24.99.")
+    expect(page).to_have_url(re.compile(r"min_price=-1"))
+    page.get_by_label("Category").select_option("mugs")
+    expect(page).to_have_url(re.compile(r"category=mugs"))
+    expect(heading).not_to_have_text(everything)
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"min_price=-1"))
+    expect(page.get_by_label("Category")).to_have_value("")
+    expect(heading).to_have_text(everything)
+    expect(page.locator("#min_price-error")).to_have_text("Enter a price such as 10 or 24.99.")
+    expect(low).to_have_value("-1")
