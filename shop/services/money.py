@@ -1,6 +1,7 @@
 """Money: Decimal from form to column to JSON string. Rounding lives here and only here."""
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
@@ -54,13 +55,21 @@ def fits_unit(amount: Decimal, currency: str | None) -> bool:
     return Decimal(amount) == quantize(amount, currency)
 
 
+# Digits and a decimal point, as people write an amount. Decimal also reads "1e3", "1_5" and
+# other scripts' digits ("١٠"): a typo there became another price without a word.
+_PLAIN_AMOUNT = re.compile(r"\d+(?:\.\d*)?|\.\d+", re.ASCII)
+
+
 def parse_amount(text: str | None) -> Decimal | None:
     """An amount as typed ("1.999" stays 1.999), or None when it is not one: for checks
     (`fits_unit`) that must see the digits before anything rounds them."""
     if text is None or not str(text).strip():
         return None
+    typed = str(text).strip()
+    if not _PLAIN_AMOUNT.fullmatch(typed):
+        return None
     try:
-        value = Decimal(str(text).strip())
+        value = Decimal(typed)
     except InvalidOperation:
         return None
     if not value.is_finite() or value < 0 or value > Decimal("9999999999.99"):

@@ -246,6 +246,20 @@ def test_bad_rows_are_each_named_and_nothing_is_written(client, staff, catalogue
     assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
 
 
+def test_a_price_written_as_no_one_writes_one_is_refused(client, staff, catalogue):
+    """An admin audit imported 1_5 as 15.00 (and 1e3 would have been 1,000.00): the preview
+    said only "Update price". Fails on the old code."""
+    before = state()
+    response = check(client, HEADER
+                     + "linen-shirt,Linen Shirt,x,shirts,yes,LIN-S,size=S,1_5,,10,5\n"
+                     + "linen-shirt,Linen Shirt,x,shirts,yes,LIN-M,size=M,1e3,,10,5\n")
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Line 2 (SKU LIN-S): price: &#34;1_5&#34; is not a price such as 10" in html
+    assert "Line 3 (SKU LIN-M): price: &#34;1e3&#34; is not a price such as 10" in html
+    assert state() == before
+
+
 @pytest.mark.parametrize("content,message", [
     (b"", "The file is empty"),
     (b"sku,prise\nA,1\n", "Missing column(s): product_slug, product_name, price"),

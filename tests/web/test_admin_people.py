@@ -65,6 +65,7 @@ def test_create_a_coupon_stores_the_code_in_capitals_and_is_audited(client, staf
     ({"kind": "fixed", "value": "10.999"}, "USD has 2 decimals: enter an amount such as 11.00."),
     ({"min_subtotal": "49.995"}, "USD has 2 decimals: enter an amount such as 50.00."),
     ({"value": "12.345"}, "A percentage has at most 2 decimals, such as 12.5."),
+    ({"kind": "fixed", "value": "1e3"}, "Enter an amount such as 10 or 24.99"),
 ])
 def test_bad_coupons_are_refused_next_to_the_field(client, staff, fields, message):
     response = client.post("/admin/coupon/new/", data=coupon_data(client, **fields))
