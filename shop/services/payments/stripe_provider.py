@@ -349,11 +349,11 @@ def finish_payment(session_or_id: str | Any) -> FinishResult:
     expected = to_minor_units(order.total, order.currency)
     if session.get("amount_total") != expected or \
             (session.get("currency") or "").upper() != order.currency.upper():
-        metrics.payment_failed(PROVIDER)
         log.error("stripe session %s charged %s %s, order %s is %s %s: refunding it",
                   session_id, session.get("amount_total"), session.get("currency"),
                   order.number, expected, order.currency)
-        _refund_mismatch(order, _intent_id(session), session)
+        if _refund_mismatch(order, _intent_id(session), session):
+            metrics.payment_failed(PROVIDER)  # once a payment, however often it is reported
         return FinishResult("mismatch", db.session.get(Order, order.id))
     intent = _intent_id(session)
 
@@ -451,23 +451,24 @@ def _give_back(order: Order, intent: str, kind: str, reason: str) -> str:
     return f"Stripe refund {refund.id}"
 
 
-def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) -> None:
+def _refund_mismatch(order: Order, intent: str | None, session: dict[str, Any]) -> bool:
     """A session paid with another amount or currency than its order's: the money does not
     pay the order, so it goes back at once (the shopper is not left charged while the order
     waits and then expires), and the order's history says so, once, however often the
     session is reported. The order stays pending: it can still be paid, or it expires.
     Raises StripeUnavailable when Stripe cannot be reached (the webhook then answers 503 and
-    Stripe delivers it again)."""
+    Stripe delivers it again). True the first time this payment is reported (without a
+    PaymentIntent there is nothing to refund or to tell apart: True)."""
     if not intent:
-        return
+        return True
     refunded = _give_back(order, intent, "mismatch", "amount or currency did not match the order")
     paid = session.get("amount_total")
     currency = str(session.get("currency") or order.currency).upper()
     amount = (format_money(from_minor_units(paid, currency), currency)
               if isinstance(paid, int) and not isinstance(paid, bool) else "an amount")
-    _note_once(order.id, f"Card payment of {amount} did not match the order's total of "
-                         f"{format_money(order.total, order.currency)}; refunded in full "
-                         f"({refunded})")
+    return _note_once(order.id, f"Card payment of {amount} did not match the order's total of "
+                                f"{format_money(order.total, order.currency)}; refunded in full "
+                                f"({refunded})")
 
 
 def _record_late_refund(order_id: int, payment_id: int, intent: str, refunded: str) -> bool:
