@@ -84,6 +84,7 @@ class ShopScheduler(rq_scheduler.RQScheduler):
         # RQ's start, forking _run_scheduler instead of rq.scheduler.run.
         self._status = self.Status.STARTED
         self._connection = None  # a Redis connection cannot cross the fork
+        self.worker_pid = os.getpid()  # the scheduler ends with this process
         self._process = rq_scheduler.ForkProcess(target=_run_scheduler, args=(self,),
                                                  name="Scheduler")
         self._process.start()
@@ -93,11 +94,31 @@ class ShopScheduler(rq_scheduler.RQScheduler):
 def _run_scheduler(scheduler: ShopScheduler) -> None:
     """RQ's run, which logs a crash with its traceback and raises it again; the exit status
     says it failed, and multiprocessing prints nothing (it prints an exception's traceback,
-    not a SystemExit with a number)."""
+    not a SystemExit with a number). The scheduler ends with the worker that forked it, even
+    one killed outright (SIGKILL, a supervisor that stops only the main process): left
+    behind, it kept the scheduler's lock and the worker's metrics port."""
+    from .services import metrics
+
+    _end_with_parent()
+    if os.getppid() != scheduler.worker_pid:  # the worker died before the line above
+        sys.exit(0)
+    metrics.close_inherited_servers()
     try:
         rq_scheduler.run(scheduler)
     except Exception:
         sys.exit(1)
+
+
+def _end_with_parent() -> None:
+    """Ask Linux for SIGTERM when the parent process ends (prctl PR_SET_PDEATHSIG): the
+    scheduler stops as on the worker's own SIGTERM. Elsewhere, nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class ShopJobs:

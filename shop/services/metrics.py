@@ -190,7 +190,20 @@ def serve(bind: str, token: str | None):
 
     server = make_server(host, int(port), app, server_class=Server, handler_class=QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    _SERVERS.append(server)
     return server
+
+
+_SERVERS: list = []  # what serve() started in this process
+
+
+def close_inherited_servers() -> None:
+    """In a process forked from one that serves /metrics (the worker's scheduler): close the
+    listening socket it inherited. It serves nothing here (the thread did not cross the
+    fork), but kept open it outlived a killed worker, so scrapes hung and the worker could
+    not be started again on its port."""
+    while _SERVERS:
+        _SERVERS.pop().socket.close()
 
 
 def _fold_own_files() -> None:

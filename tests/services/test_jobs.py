@@ -475,6 +475,74 @@ def test_in_production_the_worker_writes_json_and_its_scheduler_outlives_a_redis
 
 
 @pytest.mark.slow
+def test_the_scheduler_ends_with_a_killed_worker_and_frees_its_metrics_port(
+        redis_app, database_url, tmp_path):
+    """An ops audit killed the worker outright (SIGKILL): its scheduler process lived on,
+    holding the worker's metrics port (scrapes hung) and the scheduler's lock, and the worker
+    could not be started again ("Address already in use") until someone killed it by hand.
+    Fails on the old code."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = production_worker_env(redis_app, database_url, redis_app.config["REDIS_URL"],
+                                tmp_path)
+    env.update({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+                "SHOP_WORKER_METRICS_BIND": f"127.0.0.1:{port}",
+                "SHOP_METRICS_TOKEN": "scrape-secret"})
+    (tmp_path / "metrics").mkdir()
+    root = Path(__file__).resolve().parents[2]
+    log = tmp_path / "worker.log"
+
+    def start() -> subprocess.Popen:
+        with log.open("ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
+                                    cwd=root, env=env, stdout=out, stderr=out)
+
+    def wait_for(pattern: str, process: subprocess.Popen, nth: int = 1) -> re.Match:
+        deadline = time.monotonic() + 60
+        while True:
+            found = list(re.finditer(pattern, log.read_text()))
+            if len(found) >= nth:
+                return found[nth - 1]
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+            time.sleep(0.05)
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie has ended (its parent, the killed worker, reaps nothing now).
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+    worker = start()
+    again = None
+    try:
+        pid = int(wait_for(r"Scheduler for .* started with PID (\d+)", worker)[1])
+        wait_for(r"Metrics on http://127\.0\.0\.1:\d+/metrics", worker)
+        worker.kill()
+        worker.wait()
+        deadline = time.monotonic() + 15
+        while not gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gone(pid), f"the scheduler {pid} outlived the worker"
+        again = start()
+        wait_for(r"Metrics on http://127\.0\.0\.1:\d+/metrics", again, nth=2)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET /metrics HTTP/1.0\r\nAuthorization: Bearer scrape-secret\r\n\r\n")
+            conn.settimeout(10)
+            assert conn.recv(64).startswith(b"HTTP/1.0 200")
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=60) == 0, log.read_text()
+    finally:
+        for process in (worker, again):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.slow
 def test_a_worker_that_loses_redis_mid_job_says_so_in_one_line_and_fails(
         redis_app, database_url, tmp_path):
     """An error from Redis outside the wait for jobs (here: Redis gone while a job runs) ends
