@@ -1,13 +1,15 @@
 """The order state machine: every status change of every order goes through `transition`."""
 from __future__ import annotations
 
+import base64
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
@@ -271,31 +273,91 @@ def for_user(user_id: int, page: int = 1, per_page: int = 20, *,
              full: bool = False) -> tuple[list[Order], int]:
     """A user's own orders (the account page's history), newest first, with the total count;
     `full` also loads events, shipments and payments (the API shows whole orders)."""
-    return _page([Order.user_id == user_id], page, per_page, full)
+    listed = _page([Order.user_id == user_id], page, per_page, full)
+    return listed.orders, listed.total
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a list of orders, newest first, goes on from: after the order placed at
+    `created_at` with this `id` (orders placed in the same second follow their ids). Read by
+    an index range at any depth, where a page number walks every order before it."""
+
+    created_at: datetime
+    id: int
+
+    def encode(self) -> str:
+        raw = f"{self.created_at:%Y%m%d%H%M%S%f}.{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Position:
+        """A cursor this shop gave (Position.encode); anything else is a ValidationError."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+            moment, _, number = raw.partition(".")
+            if not (_CURSOR.fullmatch(moment) and number.isdigit() and number.isascii()):
+                raise ValueError(raw)
+            return cls(datetime.strptime(moment, "%Y%m%d%H%M%S%f"), int(number))
+        except ValueError:
+            raise ValidationError({"cursor": "That cursor is not one this shop gave: pass "
+                                             "next_cursor from a list as it came."}) from None
+
+    def after(self) -> ColumnElement[bool]:
+        return or_(Order.created_at < self.created_at,
+                   and_(Order.created_at == self.created_at, Order.id < self.id))
+
+
+_CURSOR = re.compile(r"[0-9]{20}")
+
+
+@dataclass
+class Listed:
+    """A page of orders, the number of orders in the whole list, and where the next page
+    starts (None on the last one)."""
+
+    orders: list[Order]
+    total: int
+    next: Position | None
 
 
 def listed_for(user_id: int, is_staff: bool, filters: OrderFilters, page: int = 1,
-               per_page: int = 20) -> tuple[list[Order], int]:
+               per_page: int = 20, after: Position | None = None) -> Listed:
     """The orders a user may list, filtered, newest first, whole: staff and admins every
-    order (a warehouse system finds the paid orders to ship), a customer only their own."""
+    order (a warehouse system finds the paid orders to ship), a customer only their own.
+    `after`: the page that follows that position, instead of page number `page`."""
     conditions = filters.conditions()
     if not is_staff:
         conditions.append(Order.user_id == user_id)
-    return _page(conditions, page, per_page, full=True)
+    return _page(conditions, page, per_page, full=True, after=after)
 
 
 def _page(conditions: list[ColumnElement[bool]], page: int, per_page: int,
-          full: bool) -> tuple[list[Order], int]:
+          full: bool, after: Position | None = None) -> Listed:
     total = db.session.execute(select(func.count(Order.id)).where(*conditions)).scalar_one()
-    if (page - 1) * per_page >= total:
-        # Past the last page: nothing to read (and no offset a database refuses to bind).
-        return [], total
+    offset = 0
+    if after is not None:
+        conditions = [*conditions, after.after()]
+    else:
+        offset = (page - 1) * per_page
+        if offset >= total:
+            # Past the last page: nothing to read (and no offset a database refuses to bind).
+            return Listed([], total, None)
     loads = [selectinload(Order.lines)]
     if full:
         loads += [selectinload(Order.events), selectinload(Order.shipments),
                   selectinload(Order.payments)]
-    orders = list(db.session.execute(
-        select(Order).options(*loads).where(*conditions)
+    # One more than the page says whether another page follows.
+    found = list(db.session.execute(
+        select(Order.id, Order.created_at).where(*conditions)
         .order_by(Order.created_at.desc(), Order.id.desc())
-        .limit(per_page).offset((page - 1) * per_page)).scalars())
-    return orders, total
+        .limit(per_page + 1).offset(offset)))
+    following = None
+    if len(found) > per_page:
+        found = found[:per_page]
+        following = Position(found[-1].created_at, found[-1].id)
+    if not found:
+        return Listed([], total, None)
+    by_id = {order.id: order for order in db.session.execute(
+        select(Order).options(*loads).where(Order.id.in_([row.id for row in found]))).scalars()}
+    return Listed([by_id[row.id] for row in found], total, following)

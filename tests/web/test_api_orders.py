@@ -446,7 +446,7 @@ def test_order_history_is_paginated_and_private(shopper, other, catalog):
     fill(other, "MUG", 1)
     theirs = place(other).get_json()["number"]
     page = shopper.api.get("/api/v1/orders?per_page=2").get_json()
-    assert set(page) == {"items", "page", "per_page", "total", "pages"}
+    assert set(page) == {"items", "page", "per_page", "total", "pages", "next_cursor"}
     assert (page["page"], page["per_page"], page["total"], page["pages"]) == (1, 2, 3, 2)
     assert set(page["items"][0]) == ORDER_KEYS
     rest = shopper.api.get("/api/v1/orders?per_page=2&page=2").get_json()
@@ -454,6 +454,68 @@ def test_order_history_is_paginated_and_private(shopper, other, catalog):
     assert sorted(listed) == sorted(numbers) and theirs not in listed
     assert shopper.api.get("/api/v1/orders?per_page=500").status_code == 422
     assert anonymous_status(shopper, "/api/v1/orders") == 401
+
+
+def test_a_list_is_read_to_its_end_by_cursor(shopper, other, staff, catalog):
+    """Deep pages by number walk every order before them; next_cursor reads the page after
+    the last one seen, whatever its depth. Orders placed in the same second (MySQL keeps
+    whole seconds) follow their ids."""
+    numbers, mine = [], []
+    for who in (shopper, other, shopper, shopper, other, shopper, shopper):
+        fill(who, "MUG", 1)
+        numbers.append(place(who).get_json()["number"])
+        if who is shopper:
+            mine.append(numbers[-1])
+    db.session.execute(update(Order).values(created_at=datetime(2026, 3, 1, 12, 0, 0)))
+    db.session.commit()  # every order in one second: the ids decide
+
+    def read_all(who, query: str = "") -> tuple[list[str], list[dict]]:
+        seen, pages = [], []
+        page = who.api.get(f"/api/v1/orders?per_page=2{query}").get_json()
+        while True:
+            pages.append(page)
+            seen += [o["number"] for o in page["items"]]
+            if page["next_cursor"] is None:
+                return seen, pages
+            response = who.api.get(f"/api/v1/orders?per_page=2{query}"
+                                   f"&cursor={page['next_cursor']}")
+            assert response.status_code == 200, response.get_json()
+            page = response.get_json()
+
+    seen, pages = read_all(staff)
+    assert seen == numbers[::-1]
+    assert [len(p["items"]) for p in pages] == [2, 2, 2, 1]
+    assert {p["total"] for p in pages} == {7}
+    seen, pages = read_all(shopper)
+    assert seen == mine[::-1] and len(pages) == 3  # only their own, as the pages show them
+    staff.api.patch(f"/api/v1/orders/{numbers[2]}", json={"status": "paid"})
+    assert read_all(staff, "&status=pending")[0] == [n for n in numbers[::-1]
+                                                     if n != numbers[2]]
+    # A page read by number also says where the next one starts; the last one, nowhere.
+    second = staff.api.get("/api/v1/orders?per_page=2&page=2").get_json()
+    after = staff.api.get(f"/api/v1/orders?per_page=2&cursor={second['next_cursor']}")
+    assert [o["number"] for o in after.get_json()["items"]] == numbers[::-1][4:6]
+    assert staff.api.get("/api/v1/orders?per_page=2&page=4").get_json()["next_cursor"] is None
+    # An order placed while a client reads neither repeats one nor is missed in the rest.
+    first = staff.api.get("/api/v1/orders?per_page=2").get_json()
+    fill(other, "MUG", 1)
+    place(other)
+    rest = staff.api.get(f"/api/v1/orders?per_page=5&cursor={first['next_cursor']}").get_json()
+    assert [o["number"] for o in rest["items"]] == numbers[::-1][2:]
+
+
+@pytest.mark.parametrize("query", [
+    "cursor=bogus", "cursor=MjAyNjAzMDExMjAwMDAwMDAwMDA", "cursor=" + "A" * 101,
+    "cursor=MjAyNjAzMDExMjAwMDAwMDAwMDAwLjE&page=2", "cursor=%E2%82%AC",
+])
+def test_a_cursor_the_shop_did_not_give_is_422(shopper, staff, catalog, query):
+    fill(shopper, "MUG", 1)
+    place(shopper)
+    response = staff.api.get(f"/api/v1/orders?{query}")
+    assert response.status_code == 422, query
+    error = error_of(response)
+    assert error["code"] == "validation_error"
+    assert list(error["details"]["fields"]) == ["cursor"]
 
 
 def numbers_listed(who, query: str = "") -> list[str]:

@@ -108,8 +108,10 @@ def test_document_covers_spec_section_7(client):
     assert body["additionalProperties"] is False
     history = {p["name"]: p["schema"]
                for p in doc["paths"]["/api/v1/orders"]["get"]["parameters"]}
-    assert set(history) == {"page", "per_page", "status", "since", "until"}
+    assert set(history) == {"page", "per_page", "status", "since", "until", "cursor"}
     assert history["status"]["enum"][:2] == ["pending", "paid"]
+    order_list = doc["components"]["schemas"]["OrderList"]
+    assert "next_cursor" in order_list["required"]
     assert history["since"]["format"] == history["until"]["format"] == "date"
 
 

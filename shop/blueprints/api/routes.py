@@ -313,11 +313,18 @@ def list_orders(user: User, query: s.OrderQuery) -> s.OrderList:
     """Orders, newest first, paginated: a staff or admin token lists every order of the shop
     (e.g. `?status=paid` for the orders to ship), a customer's only their own. Filter by
     `status` and by the UTC days they were placed on (`since`, `until`, both inclusive); an
-    unknown status or a date that is not YYYY-MM-DD is 422."""
+    unknown status or a date that is not YYYY-MM-DD is 422. To read a long list to its end,
+    follow `next_cursor` (`?cursor=...`): each page costs the same at any depth, and an order
+    placed meanwhile neither repeats nor shifts one."""
     filters = orders.parse_filters(query.status, query.since, query.until)
-    items, total = orders.listed_for(user.id, user.is_staff, filters, query.page,
-                                     query.per_page)
-    return serializers.order_list(items, query.page, query.per_page, total)
+    after = None
+    if query.cursor:
+        if query.page != 1:
+            raise ValidationError({"cursor": "Give either page or cursor, not both."})
+        after = orders.Position.decode(query.cursor)
+    listed = orders.listed_for(user.id, user.is_staff, filters, query.page, query.per_page,
+                               after=after)
+    return serializers.order_list(listed, query.page, query.per_page)
 
 
 def _visible_order(user: User, number: str):

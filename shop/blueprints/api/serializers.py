@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlsplit
 from flask import current_app, request
 
 from ...models import Order, User
-from ...services import links
+from ...services import links, orders
 from ...services.cart import CartView
 from ...services.catalog import CategoryNode, CategoryTree, ProductDetail
 from ...services.money import to_string
@@ -148,8 +148,10 @@ def placed_order(item: Order, payment_url: str | None) -> s.PlacedOrderOut:
     return s.PlacedOrderOut(**order_fields(item), payment_url=payment_url)
 
 
-def order_list(items: list[Order], page: int, per_page: int, total: int) -> s.OrderList:
-    return s.OrderList(items=[order(o) for o in items], **paging(page, per_page, total))
+def order_list(listed: orders.Listed, page: int, per_page: int) -> s.OrderList:
+    return s.OrderList(items=[order(o) for o in listed.orders],
+                       next_cursor=listed.next.encode() if listed.next else None,
+                       **paging(page, per_page, listed.total))
 
 
 def token(record, raw: str) -> s.TokenOut:
