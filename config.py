@@ -144,6 +144,8 @@ class Config:
     SHIPPING_EXPRESS = _env_decimal("SHOP_SHIPPING_EXPRESS", "15.00")
     # Empty: no free shipping, whatever the order's size.
     FREE_SHIPPING_OVER = _env_decimal("SHOP_FREE_SHIPPING_OVER", "50.00", optional=True)
+    # The coupon the home page offers new shoppers, while it can be used (empty: none).
+    WELCOME_COUPON = os.environ.get("SHOP_WELCOME_COUPON", "WELCOME10").strip()
     MAX_LINE_QUANTITY = 99
     PER_PAGE = 24
 

@@ -53,10 +53,12 @@ class ImageInline(InlineFormAdmin):
 
 
 def _product_name(view, context, model, name) -> Markup:
+    if not model.active:
+        # Not in the shop: its page is the shop's 404, so no link to it.
+        return Markup('{} <span class="badge badge-secondary">inactive</span>').format(
+            model.name)
     link = url_for("catalog.product", slug=model.slug)
-    state = "" if model.active else ' <span class="badge badge-secondary">inactive</span>'
-    return Markup('{} <a class="small" href="{}">view in shop</a>{}').format(
-        model.name, link, Markup(state))
+    return Markup('{} <a class="small" href="{}">view in shop</a>').format(model.name, link)
 
 
 def _total_stock(view, context, model, name) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 
 from flask import (
     Response,
@@ -308,8 +309,9 @@ class CouponView(ShopModelView):
         "code": {"validators": [InputRequired("Enter a code."), Length(max=40)],
                  "description": "Shoppers type it in any case; it is stored in capitals."},
         "kind": {"choices": [(k, COUPON_KIND_LABELS[k]) for k in COUPON_KINDS]},
-        "value": {"label": "Value", "required": True,
-                  "description": "Percent (e.g. 10) or an amount; ignored for free shipping."},
+        "value": {"label": "Value",
+                  "description": "Percent (e.g. 10) or an amount; leave empty for free "
+                                 "shipping."},
         "min_subtotal": {"label": "Minimum subtotal", "price": True},
         "starts_at": {"label": "Starts (UTC)", "validators": [Optional()]},
         "ends_at": {"label": "Ends (UTC)", "validators": [Optional()]},
@@ -324,6 +326,9 @@ class CouponView(ShopModelView):
                                "description": "Empty: unlimited."},
     }
     checked_unique = ("code",)
+    # The home page offers the welcome coupon while it can be used (coupons.offer): a cached
+    # home page must not keep offering one staff have just switched off.
+    changes_catalog = True
     integrity_message = "That code is already used by another coupon."
     delete_integrity_message = "This coupon is still referenced, so it cannot be deleted."
 
@@ -341,8 +346,13 @@ class CouponView(ShopModelView):
         typed = getattr(form.value, "typed", None)
         if typed is None:
             typed = model.value
+        if model.kind == "free_shipping" and model.value is None:
+            model.value = Decimal("0")  # a free-shipping coupon has no value of its own
         if model.kind not in COUPON_KINDS:
             errors["kind"] = "Choose a kind."
+        elif model.value is None:
+            errors["value"] = ("Enter a percentage such as 10." if model.kind == "percent"
+                               else "Enter an amount such as 24.99.")
         elif model.kind == "percent" and not 0 < model.value <= 100:
             errors["value"] = "A percentage must be more than 0 and at most 100."
         elif model.kind == "percent" and typed != model.value:

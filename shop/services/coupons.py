@@ -1,6 +1,7 @@
 """Coupons: validity, minimums, and total and per-customer limits that hold under concurrency."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import Coupon, CouponUse, User, utcnow
 from .errors import CouponInactive, CouponInvalid, CouponNotApplicable, CouponUsedUp
+from . import reads
 from .money import format_money
 from .pricing import CouponTerms
 
@@ -79,6 +81,44 @@ def find(code: str | None) -> Coupon | None:
     if not code:
         return None
     return db.session.execute(select(Coupon).where(Coupon.code == code)).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A coupon as the shop advertises it: "WELCOME10" for "10% off"."""
+
+    code: str
+    what: str
+
+
+def offer(code: str | None, currency: str, now: datetime | None = None) -> Offer | None:
+    """The coupon `code` described for an advert, while anyone may still use it: it exists,
+    is active, has started, has not ended and is not used up (None otherwise, so a page never
+    offers a code that checkout refuses). Its minimum subtotal is part of the offer. A plain
+    read (reads.rows), as the catalogue's: the home page opens no ORM session."""
+    code = normalise_code(code)
+    if not code:
+        return None
+    moment = f"{now or utcnow():%Y-%m-%d %H:%M:%S.%f}"  # compares as stored, on both databases
+    found = reads.rows(
+        "SELECT code, kind, value, min_subtotal FROM coupons WHERE code = :code "
+        "AND active = :active AND (starts_at IS NULL OR starts_at <= :now) "
+        "AND (ends_at IS NULL OR ends_at > :now) "
+        "AND (usage_limit IS NULL OR times_used < usage_limit)",
+        {"code": code, "active": True, "now": moment})
+    if not found:
+        return None
+    code, kind, value, min_subtotal = found[0]
+    value, min_subtotal = reads.money(value), reads.money(min_subtotal)
+    if kind == "percent":
+        what = f"{value.normalize():f}% off"
+    elif kind == "fixed":
+        what = f"{format_money(value, currency)} off"
+    else:
+        what = "free shipping"
+    if min_subtotal:
+        what += f" on orders from {format_money(min_subtotal, currency)}"
+    return Offer(code, what)
 
 
 def terms(coupon: Coupon) -> CouponTerms:

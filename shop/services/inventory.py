@@ -30,7 +30,8 @@ def reserve(variant_id: int, quantity: int) -> None:
         raise OutOfStock(
             f"Only {left} of {row.sku if row else 'this item'} left." if left
             else f"{row.sku if row else 'This item'} is out of stock.",
-            details={"variant_id": variant_id, "requested": quantity, "available": left})
+            details={"sku": row.sku if row else None, "variant_id": variant_id,
+                     "requested": quantity, "available": left})
 
 
 @cache

@@ -88,12 +88,25 @@ def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
     carrier = (carrier or "").strip()
     tracking_number = (tracking_number or "").strip()
     if to_status == "shipped" and (not carrier or not tracking_number):
+        # A move the state machine refuses is said first: asking for tracking to ship an
+        # unpaid order only leads to a second refusal.
+        current = db.session.execute(select(Order.status).where(Order.id == order_id)).scalar()
+        if current is not None and to_status not in allowed(current):
+            raise _not_allowed(current, to_status)
         errors = {}
         if not carrier:
             errors["carrier"] = "Enter the carrier."
         if not tracking_number:
             errors["tracking_number"] = "Enter the tracking number."
         raise ValidationError(errors)
+    # Kept whole or refused: cut to fit, the shipment said another number than staff typed
+    # (and than the audit log recorded).
+    too_long = {name: f"At most {limit} characters."
+                for name, value, limit in (("carrier", carrier, CARRIER_MAX),
+                                           ("tracking_number", tracking_number, TRACKING_MAX))
+                if len(value) > limit}
+    if too_long:
+        raise ValidationError(too_long)
 
     def run() -> int:
         with write_transaction():
@@ -105,6 +118,16 @@ def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
     return db.session.get(Order, order_id)
 
 
+CARRIER_MAX, TRACKING_MAX = 80, 120  # the shipments table's columns
+
+
+def _not_allowed(current: str, to_status: str) -> InvalidTransition:
+    return InvalidTransition(
+        f"This order is {STATUS_LABELS[current].lower()}; it cannot become "
+        f"{STATUS_LABELS[to_status].lower()}.",
+        details={"from": current, "to": to_status, "allowed": list(allowed(current))})
+
+
 def apply_transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
                      carrier: str = "", tracking_number: str = "") -> str:
     """The transition inside the caller's transaction; returns the previous status."""
@@ -112,10 +135,7 @@ def apply_transition(order_id: int, to_status: str, actor: Actor, note: str = ""
     if current is None:
         raise NotFound("That order does not exist.")
     if to_status not in allowed(current):
-        raise InvalidTransition(
-            f"This order is {STATUS_LABELS[current].lower()}; it cannot become "
-            f"{STATUS_LABELS[to_status].lower()}.",
-            details={"from": current, "to": to_status, "allowed": list(allowed(current))})
+        raise _not_allowed(current, to_status)
     values: dict = {"status": to_status, "updated_at": utcnow()}
     if to_status == "paid":
         values["paid_at"] = utcnow()
@@ -128,8 +148,8 @@ def apply_transition(order_id: int, to_status: str, actor: Actor, note: str = ""
     db.session.add(OrderEvent(order_id=order_id, from_status=current, to_status=to_status,
                               actor_id=actor.user_id, actor=actor.label, note=note[:2000]))
     if to_status == "shipped":
-        db.session.add(Shipment(order_id=order_id, carrier=carrier[:80],
-                                tracking_number=tracking_number[:120]))
+        db.session.add(Shipment(order_id=order_id, carrier=carrier,
+                                tracking_number=tracking_number))
     if to_status == "paid":
         db.session.execute(update(Payment).where(Payment.order_id == order_id,
                                                  Payment.status == "pending")

@@ -759,13 +759,18 @@ def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
         product_before[row.product_slug] = (audit.snapshot(product) if product is not None
                                             else None)
         if product is None:
-            product = Product(slug=row.product_slug, active=True)
+            product = Product(slug=row.product_slug, active=True, description="")
             db.session.add(product)
             products[row.product_slug] = product
-        product.name = v["product_name"]
+        # Each field written only when it differs as the plan compares it (names trimmed,
+        # line ends as one): a description typed in the back office keeps its CRLFs when
+        # another row of its product changed, as Check file said ("Update price" alone).
+        if (product.name or "").strip() != v["product_name"]:
+            product.name = v["product_name"]
         # A column left out of the file keeps the value (a new product's is blank).
-        if "description" in v or product.description is None:
-            product.description = v.get("description", "")
+        if "description" in v and (one_line_end(product.description or "").strip()
+                                   != v["description"]):
+            product.description = v["description"]
         if "category_slug" in v:
             product.category_id = (categories.get(v["category_slug"])
                                    if v["category_slug"] else None)

@@ -150,3 +150,32 @@ def test_status_quick_filter_lists_only_that_status(staff_page):
     statuses = page.locator("td.col-status").all_inner_texts()
     assert statuses and {s.strip() for s in statuses} == {"Delivered"}
     assert not problems, problems
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_the_back_office_without_javascript(admin_shop, new_context, width):
+    """Bootstrap's menus need a script to open: without JavaScript, Products, Coupons and
+    Customers could only be reached by typing their address, and on a phone the menu button
+    did nothing. The menus now open on focus (and are shown on a phone); what only a script
+    can do is not offered, and an inline list says how to add a row. The order page fits a
+    phone (its history table scrolled the whole page sideways)."""
+    shop, sales = admin_shop
+    page = new_context(java_script_enabled=False,
+                       viewport={"width": width, "height": 800}).new_page()
+    staff_login(page, shop)
+    if width > 400:
+        expect(page.get_by_role("link", name="Products", exact=True)).to_be_hidden()
+        page.get_by_role("link", name="Catalogue").focus()
+    expect(page.get_by_role("link", name="Products", exact=True)).to_be_visible()
+    page.get_by_role("link", name="Products", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/admin/product/$"))
+    expect(page.get_by_role("link", name="With selected")).to_be_hidden()
+    expect(page.locator("input.action-checkbox").first).to_be_hidden()
+    page.locator("a.icon[title='Edit Record']").first.click()
+    expect(page.get_by_text("Adding another variant here needs JavaScript")).to_be_visible()
+    expect(page.get_by_role("button", name="Add Variant")).to_be_hidden()
+    for path in ("/admin/", "/admin/order/",
+                 f"/admin/order/details/?id={sales.first('shipped')}"):
+        page.goto(shop(path))
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+        assert widths[0] <= widths[1], (path, widths)

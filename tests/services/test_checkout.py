@@ -182,7 +182,9 @@ def test_the_refusal_names_the_item_that_ran_out_not_one_taken_before_it(app, mo
     with pytest.raises(OutOfStock) as refused:
         checkout.place_order(owner, request())
     assert b.sku in refused.value.message and a.sku not in refused.value.message
-    assert refused.value.details == {"variant_id": b.id, "requested": 2, "available": 1}
+    # Named by its SKU, as docs/API.md says and as the check before taking stock names it.
+    assert refused.value.details == {"sku": b.sku, "variant_id": b.id, "requested": 2,
+                                     "available": 1}
     db.session.rollback()
     assert db.session.get(Variant, a.id).stock_quantity == 3
     assert db.session.get(Variant, b.id).stock_quantity == 1

@@ -888,3 +888,27 @@ def test_the_product_list_reads_the_pages_variants_in_one_query(client, staff):
     for n in range(2, 12):
         f.product(f"Lamp {n}", stock=3)
     assert queries() == few
+
+
+def test_searching_products_by_sku_counts_and_pages_products(client, staff):
+    """A search by SKU joined the variants: a product with three matching variants was three
+    rows, so "List (48)" and three pages showed 8 products, one of them on two pages."""
+    for n in range(22):
+        f.product(f"Tee {n:02}", slug=f"tee-{n}", variants=[
+            {"sku": f"T-SH-{n}-{size}", "options": {"size": size}, "price": "20.00", "stock": 3}
+            for size in ("S", "M", "L")])
+    f.product("Mug", slug="mug", variants=[{"sku": "MUG-1", "price": "9.00", "stock": 3}])
+
+    def listed(query: str) -> tuple[str, list[str]]:
+        html = client.get(f"/admin/product/?{query}").get_data(as_text=True)
+        count = re.search(r"List \((\d+)\)", html).group(1)
+        names = re.findall(r'<td class="col-name">\s*([^<]+?)\s*<a', html)
+        return count, names
+
+    count, first = listed("search=T-SH&page_size=20")
+    assert count == "22" and len(first) == 20
+    second = listed("search=T-SH&page_size=20&page=1")[1]
+    assert len(second) == 2 and sorted(first + second) == [f"Tee {n:02}" for n in range(22)]
+    assert listed("search=tee m&page_size=50") == listed("search=tee&page_size=50")  # any column
+    assert listed("search=MUG-1")[0] == "1"
+    assert listed("search=t-sh-2-l") == ("1", ["Tee 02"])

@@ -137,6 +137,31 @@ def test_round_trip_with_windows_line_ends_changes_nothing(client, staff, catalo
     assert "4 rows: 0 to create, 0 to update, 4 unchanged." in html
 
 
+def test_a_price_change_leaves_the_products_other_fields_as_they_were(client, staff,
+                                                                        catalogue):
+    """Check file said "Update price" alone, but the import wrote every field of the row's
+    product: a description typed in the back office (CRLF) came back with LF line ends and
+    the audit log recorded a description change."""
+    shirt = db.session.execute(select(Product).where(Product.slug == "linen-shirt")).scalar_one()
+    shirt.description = crlf(shirt.description)
+    db.session.commit()
+    stored = shirt.description
+    exported = client.get("/admin/product/export.csv").get_data().decode("utf-8-sig")
+    changed = exported.replace(",30.00,", ",31.00,", 1)
+    assert changed != exported
+    html = check(client, changed).get_data(as_text=True)
+    assert "4 rows: 0 to create, 1 to update, 3 unchanged." in html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    db.session.expire_all()
+    shirt = db.session.execute(select(Product).where(Product.slug == "linen-shirt")).scalar_one()
+    assert shirt.description == stored and "\r\n" in stored
+    assert db.session.execute(select(Variant.price).where(Variant.sku == "LIN-S")
+                              ).scalar_one() == Decimal("31.00")
+    for before, after in db.session.execute(select(AuditLog.before, AuditLog.after).where(
+            AuditLog.model == "Product", AuditLog.action == "update")):
+        assert before.get("description") == after.get("description")
+
+
 def test_import_creates_and_updates_with_stock_through_the_ledger(client, staff, catalogue):
     content = (HEADER
                + "linen-shirt,Linen Shirt,\"Breathable, \"\"washed\"\" linen.\nTwo lines, with "

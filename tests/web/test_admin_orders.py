@@ -174,6 +174,24 @@ def test_shipping_needs_carrier_and_tracking_number_next_to_the_fields(client, s
     assert state(order.id) == before
 
 
+def test_a_carrier_or_tracking_number_too_long_is_refused_not_cut(client, staff, mug):
+    """A form sent without the page's maxlength: the shipment kept the first 80 and 120
+    characters while the audit log recorded what was typed."""
+    order = place(f.variant_of(mug).id)
+    act(client, order, "paid")
+    before = state(order.id)
+    response = act(client, order, "shipped", carrier="C" * 81, tracking_number="T" * 121)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert 'id="carrier-error">At most 80 characters.' in html
+    assert 'id="tracking-error">At most 120 characters.' in html
+    assert state(order.id) == before
+    assert act(client, order, "shipped", carrier="C" * 80, tracking_number="T" * 120
+               ).status_code == 303
+    shipment = db.session.execute(select(Shipment)).scalar_one()
+    assert (shipment.carrier, shipment.tracking_number) == ("C" * 80, "T" * 120)
+
+
 @pytest.mark.parametrize("path", [["cancelled"], ["paid", "refunded"],
                                   ["paid", "processing", "shipped", "refunded"]])
 def test_cancel_and_refund_release_stock_exactly_once(client, staff, mug, path):

@@ -66,12 +66,24 @@ def test_create_a_coupon_stores_the_code_in_capitals_and_is_audited(client, staf
     ({"min_subtotal": "49.995"}, "USD has 2 decimals: enter an amount such as 50.00."),
     ({"value": "12.345"}, "A percentage has at most 2 decimals, such as 12.5."),
     ({"kind": "fixed", "value": "1e3"}, "Enter an amount such as 10 or 24.99"),
+    ({"value": ""}, "Enter a percentage such as 10."),
+    ({"kind": "fixed", "value": ""}, "Enter an amount such as 24.99."),
 ])
 def test_bad_coupons_are_refused_next_to_the_field(client, staff, fields, message):
     response = client.post("/admin/coupon/new/", data=coupon_data(client, **fields))
     assert response.status_code == 200
     assert message in response.get_data(as_text=True)
     assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
+
+
+def test_a_free_shipping_coupon_needs_no_value(client, staff):
+    """Its value is "ignored for free shipping", as the form says: leaving it empty was
+    refused ("Enter an amount such as 24.99.")."""
+    response = client.post("/admin/coupon/new/", data=coupon_data(
+        client, code="SHIPFREE", kind="free_shipping", value=""))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    coupon = db.session.execute(select(Coupon)).scalar_one()
+    assert (coupon.code, coupon.kind, coupon.value) == ("SHIPFREE", "free_shipping", 0)
 
 
 def beside(html: str, field: str, message: str) -> bool:

@@ -659,6 +659,8 @@ def test_cancel_releases_stock_once(shopper, staff, catalog):
 
 @pytest.mark.parametrize("payload,status", [
     ({"status": "delivered"}, 409), ({"status": "lost"}, 422), ({}, 422),
+    # A pending order cannot ship at all: said first (it asked for tracking, then refused).
+    ({"status": "shipped"}, 409),
     ({"status": "paid", "tracking": {"carrier": "X", "tracking_number": "1"}}, 422),
     ({"status": "paid", "priority": 1}, 422), ({"status": 3}, 422),
 ])

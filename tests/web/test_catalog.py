@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from tests import factories as f
+from tests.conftest import csrf_token
 
 
 @pytest.fixture
@@ -739,3 +740,62 @@ def test_an_htmx_search_updates_the_heading_and_the_title(client, catalog):
     assert re.search(heading + r'[^>]*>All products</h1>', everything)
     category = client.get("/c/clothing?q=shirt", headers={"HX-Request": "true"})
     assert "<h1" not in category.get_data(as_text=True)  # a category's heading stays
+
+
+def test_the_home_page_offers_the_welcome_coupon_only_while_it_can_be_used(client, catalog):
+    """The home page said "Use code WELCOME10 for 10% off" whatever had become of it: once
+    staff switched it off, changed it or it was used up, checkout refused the code it
+    advertised. SHOP_WELCOME_COUPON names it; its terms are the coupon's own."""
+    from datetime import timedelta
+
+    from shop.extensions import db
+    from shop.models import utcnow
+
+    def hint() -> str | None:
+        found = re.search(r'<p class="hint">(.*?)</p>', client.get("/").get_data(as_text=True))
+        return re.sub(r"<[^>]+>", "", found.group(1)) if found else None
+
+    assert hint() is None  # no such coupon
+    coupon = f.coupon("WELCOME10", value="10")
+    assert hint() == "New here? Use code WELCOME10 for 10% off."
+    coupon.value, coupon.min_subtotal = Decimal("12.50"), Decimal("30")
+    db.session.commit()
+    assert hint() == "New here? Use code WELCOME10 for 12.5% off on orders from $30.00."
+    for change, back in (("active", True), ("ends_at", None), ("starts_at", None),
+                         ("usage_limit", None)):
+        setattr(coupon, change, {"active": False, "ends_at": utcnow(),
+                                 "starts_at": utcnow() + timedelta(days=1),
+                                 "usage_limit": 0}[change])
+        if change == "usage_limit":
+            coupon.usage_limit, coupon.times_used = 3, 3
+        db.session.commit()
+        assert hint() is None, change
+        setattr(coupon, change, back)
+        db.session.commit()
+    coupon.kind, coupon.value = "fixed", Decimal("5")
+    db.session.commit()
+    assert hint() == "New here? Use code WELCOME10 for $5.00 off on orders from $30.00."
+
+
+@pytest.mark.parametrize("over,home,checkout", [
+    ("50.00", "Free standard shipping on orders from $50.00.", "$5.00, free from $50.00"),
+    ("", None, "Standard (3-5 business days) · $5.00</label>"),
+    ("0", "Free standard shipping on every order.", "Standard (3-5 business days) · free<"),
+])
+def test_free_shipping_is_promised_as_configured(make_app, over, home, checkout):
+    """An empty SHOP_FREE_SHIPPING_OVER (no free shipping) printed "Free standard shipping on
+    orders over ." on the home page and "free over " at checkout."""
+    app = make_app(FREE_SHIPPING_OVER=over or None)
+    with app.app_context():
+        client = app.test_client()
+        variant = f.variant_of(f.product("Mug", price="12.00", stock=5, slug="mug"))
+        page = client.get("/").get_data(as_text=True)
+        if home is None:
+            assert "Free standard shipping" not in page and "orders over" not in page
+        else:
+            assert home in page
+        client.post("/cart/add", data={"variant_id": variant.id, "quantity": 1,
+                                       "csrf_token": csrf_token(client)})
+        form = client.get("/checkout").get_data(as_text=True)
+        assert checkout in form, form[form.find("Shipping method"):][:600]
+        assert "free over" not in form

@@ -1178,6 +1178,37 @@ def test_stripes_webhook_racing_the_back_office_refund_refunds_once(client, shop
     assert_stock_invariant()
 
 
+def test_two_staff_refunding_at_once_refund_once_and_the_second_is_told(client, shop, standin,
+                                                                       mug, monkeypatch):
+    """A double click on "Refund" (or two staff at once): Stripe makes one refund (one
+    idempotency key per order) and the order is refunded once; the request that came second
+    is refused like a second refund of a manual order (409), not told it refunded too (its
+    audit entry said so, twice)."""
+    order = paid_order(client, standin, mug.id, 2)
+    other = Actor(None, "colleague@test")
+    results: list[str] = []
+
+    transition = stripe_provider.orders.transition
+
+    def colleague_first(*args, **kwargs):
+        """Between this request's refund on Stripe and its transition, the colleague's
+        request runs whole (its refund on Stripe is the same one: the same key)."""
+        monkeypatch.setattr(stripe_provider.orders, "transition", transition)
+        with shop.app_context():
+            results.append(payments.change_status(order.id, "refunded", other).status)
+        return transition(*args, **kwargs)
+
+    monkeypatch.setattr(stripe_provider.orders, "transition", colleague_first)
+    with pytest.raises(InvalidTransition) as refused:
+        payments.change_status(order.id, "refunded", STAFF)
+    assert results == ["refunded"] and "colleague@test" in refused.value.message
+    assert refused.value.details["from"] == "refunded"
+    events = [e for e in history(order.id) if e.to_status == "refunded"]
+    assert [e.actor for e in events] == ["colleague@test"]
+    assert stock(mug.id) == 5 and refund_mails(shop) == 1 and len(standin.refunds) == 1
+    assert_stock_invariant()
+
+
 @pytest.mark.parametrize("currency,price,part,shown", [
     ("KWD", "12.50", 1250, "1.25 KWD of 12.50 KWD"),  # fils: thousandths
     ("JPY", "1200.50", 500, "¥500 of ¥1,201"),  # whole yen (1200.50 is ordered as 1201)

@@ -13,7 +13,7 @@ from flask import (
 )
 from werkzeug.utils import safe_join
 
-from ...services import catalog, search
+from ...services import catalog, coupons, pricing, search
 from ...services.errors import NotFound
 from ...templating import Fields, use_link_args
 from ..htmx import is_history_restore, is_htmx, render_block, vary
@@ -39,7 +39,10 @@ def home():
         lambda tree: catalog.list_products(
             catalog.ProductFilters(sort="newest", per_page=8), tree, with_total=False),
         lambda page: page.tree_revision)
-    return render_template("catalog/home.html", tree=_use_tree(tree), newest=newest.items)
+    config = current_app.config
+    return render_template("catalog/home.html", tree=_use_tree(tree), newest=newest.items,
+                           offer=coupons.offer(config["WELCOME_COUPON"], config["CURRENCY"]),
+                           rules=pricing.PricingRules.from_config())
 
 
 def _listing(template: str, *, slug: str | None = None, search_box: bool = False):

@@ -625,14 +625,27 @@ def refund(order: Order, actor: Actor, note: str = "") -> Order:
         changed = orders.transition(order.id, "refunded", actor,
                                     f"{note} ({text})" if note else text)
     except InvalidTransition:
-        # Stripe's charge.refunded for this very refund was faster: the webhook has already
-        # moved the order to refunded (and mailed the customer). The refund is done.
         db.session.rollback()
         current = db.session.get(Order, order.id)
         if current is None or current.status != "refunded":
             raise
-        log.info("order %s was refunded by stripe's webhook first (%s)", order.number, text)
-        return current
+        by = db.session.execute(
+            select(OrderEvent.actor_id, OrderEvent.actor).where(
+                OrderEvent.order_id == order.id, OrderEvent.to_status == "refunded")
+            .order_by(OrderEvent.id.desc()).limit(1)).first()
+        if by is not None and by.actor_id is None and by.actor == ACTOR.label:
+            # Stripe's charge.refunded for this very refund was faster: the webhook has
+            # already moved the order to refunded (and mailed the customer). This request's
+            # refund is done.
+            log.info("order %s was refunded by stripe's webhook first (%s)", order.number, text)
+            return current
+        # Someone else's request refunded it at the same moment (a double click, two staff):
+        # Stripe made one refund (one idempotency key per order); this request made none.
+        raise InvalidTransition(
+            f"This order has just been refunded by {by.actor if by else 'someone else'}; "
+            f"it cannot be refunded again.",
+            details={"from": "refunded", "to": "refunded",
+                     "allowed": list(orders.allowed("refunded"))}) from None
     return _refunded(changed)
 
 
