@@ -204,7 +204,9 @@ class Config:
     WORKER_METRICS_BIND = os.environ.get("SHOP_WORKER_METRICS_BIND") or None
     PROXY_HOPS = _env_int("SHOP_PROXY_HOPS", 0)
     API_TOKEN_DAYS = _env_int("SHOP_API_TOKEN_DAYS", 30, minimum=1)
-    CORS_ORIGINS = [o for o in os.environ.get("SHOP_CORS_ORIGINS", "").split(",") if o]
+    # "https://a.example, https://b.example": spaces after the commas are not part of an origin.
+    CORS_ORIGINS = [o.strip() for o in os.environ.get("SHOP_CORS_ORIGINS", "").split(",")
+                    if o.strip()]
     PASSWORD_RESET_HOURS = 2
 
     SESSION_COOKIE_HTTPONLY = True

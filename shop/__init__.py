@@ -69,7 +69,7 @@ def _warn_of_a_setup_for_one_host(app: Flask) -> None:
     elif app.config["SHOP_ENV"] == "production" and not app.config.get("REDIS_URL"):
         # The file the embedded setup shares its rate-limit counts in serves one host only.
         app.logger.warning("SHOP_ENV=production without REDIS_URL: each process counts its own "
-                           "rate limits (4 workers allow 4 times each limit), catalogue pages "
+                           "rate limits (n processes allow n times each limit), catalogue pages "
                            "are not cached and jobs run inside requests; set REDIS_URL "
                            "(docs/DEPLOY.md)")
 

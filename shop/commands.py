@@ -27,10 +27,13 @@ def init_app(app: Flask) -> None:
 
     @app.cli.command("create-admin")
     @click.argument("email")
-    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
-    @click.option("--role", type=click.Choice(["admin", "staff"]), default="admin")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+                  help="The account's password (asked for when not given).")
+    @click.option("--role", type=click.Choice(["admin", "staff"]), default="admin",
+                  show_default=True, help="admin also manages staff accounts and roles.")
     def create_admin(email: str, password: str, role: str) -> None:
-        """Create (or promote) a staff account."""
+        """Create a staff account, or make the account with this email staff: an existing
+        account (a customer's too) gets this password and role, and is reactivated."""
         from .services import accounts
         from .services.errors import ValidationError
 
@@ -56,9 +59,19 @@ def init_app(app: Flask) -> None:
     def refresh_catalog() -> None:
         """After hand-written SQL changes to products or categories: recount, re-index the
         search terms and postings, move the cache version (docs/DEPLOY.md)."""
+        from flask import current_app
+
         from .services import maintenance
 
-        count = maintenance.refresh_catalog()
+        try:
+            count = maintenance.refresh_catalog()
+        except maintenance.CacheNotInvalidated as exc:
+            raise click.ClickException(
+                f"Catalogue state and the search terms of {exc.products} products written "
+                f"again, with every term's postings; but Redis at REDIS_URL did not answer, so "
+                f"the page cache still holds the old catalogue (for up to "
+                f"{current_app.config.get('CATALOG_CACHE_SECONDS')} s). Run this again once "
+                f"Redis answers.") from None
         click.echo(f"Catalogue state, cache version and the search terms of {count} products "
                    f"written again, with every term's postings.")
 

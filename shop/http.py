@@ -455,7 +455,18 @@ def init_app(app: Flask) -> None:
         response = _error(503, "The shop cannot reach its database or cache right now. "
                                "Please try again in a moment.", offline=True)
         response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
+        g.unavailable = True
         return response
+
+    def keep_unavailable_retry_after(response: Response) -> Response:
+        """The 503's own Retry-After: Flask-Limiter's hook sets its window's reset (up to a
+        minute) over it on every rate-limited route. Run after every other hook."""
+        if response.status_code == 503 and g.get("unavailable"):
+            response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
+        return response
+
+    # Flask runs a list's hooks last to first: the first one runs after the limiter's.
+    app.after_request_funcs.setdefault(None, []).insert(0, keep_unavailable_retry_after)
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

@@ -42,12 +42,14 @@ def init_app(app: Flask) -> None:
         from .worker import make_worker
 
         try:
+            _ping(current_app.config)
             rq_worker = make_worker(current_app._get_current_object(), simple=simple,
                                     queue_names=list(queue_names) or None)
         except RedisError as exc:  # RQ names the worker in Redis as it is made
+            reason = str(exc).rstrip(".")
             raise click.ClickException(
                 f"Redis at REDIS_URL ({_where(current_app.config['REDIS_URL'])}) does not "
-                f"answer: {exc} Start Redis or correct REDIS_URL.") from None
+                f"answer: {reason}. Start Redis or correct REDIS_URL.") from None
         if rq_worker is None:
             raise click.ClickException(
                 "REDIS_URL is not set: jobs run inline in the web process and no worker is "
@@ -64,7 +66,13 @@ def init_app(app: Flask) -> None:
             # left behind goes into the archive: counted once, however often this restarts.
             metrics_files.fold_gone(path)
         if bind:
-            server = metrics.serve(bind, current_app.config.get("METRICS_TOKEN"))
+            try:
+                server = metrics.serve(bind, current_app.config.get("METRICS_TOKEN"))
+            except (ValueError, OSError) as exc:  # "garbage", a port taken, a wrong host
+                source = "--metrics-bind" if metrics_bind else "SHOP_WORKER_METRICS_BIND"
+                raise click.ClickException(
+                    f"{source} ({bind!r}) cannot be served: {exc}. Give ADDRESS:PORT of a "
+                    f"free port, e.g. 127.0.0.1:9101.") from None
             host, port = server.server_address[:2]
             host = f"[{host}]" if ":" in host else host
             log.info("Metrics on http://%s:%s/metrics.", host, port)
@@ -84,6 +92,20 @@ def init_app(app: Flask) -> None:
             log.error("The worker lost Redis at REDIS_URL (%s) or met the error logged above; "
                       "it stops here, for its supervisor to start it again.", where)
             raise SystemExit(1)
+
+    def _ping(config) -> None:
+        """Ask Redis once, waiting at most 5 s: a Redis that accepts connections but never
+        answers kept the worker's start silent for 7 minutes (RQ's own read timeout) before
+        it said so."""
+        url = config.get("REDIS_URL")
+        if url:
+            from .services.redis_clients import client
+
+            connection = client(url, config, socket_timeout=5.0, socket_connect_timeout=5.0)
+            try:
+                connection.ping()
+            finally:
+                connection.close()
 
     @app.cli.command("expire-orders")
     def expire_orders() -> None:

@@ -206,9 +206,11 @@ def make_worker(app: Flask, *, simple: bool = False, queue_names: list[str] | No
         if conn is None:
             return None
         names = queue_names or [jobs.queue_name()]
+    from .services.redis_clients import WORKER_TTL
+
     cls = ShopSimpleWorker if simple else ShopWorker
     worker = cls([ShopQueue(name, connection=conn) for name in names], connection=conn,
-                 queue_class=ShopQueue)
+                 queue_class=ShopQueue, worker_ttl=WORKER_TTL)
     worker.flask_app = app
     worker._shop_parent_pid = os.getpid()
     return worker

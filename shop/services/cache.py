@@ -194,11 +194,13 @@ class VersionWatch:
                 pass
 
 
-def catalog_changed() -> None:
-    """Invalidate every cached catalogue page and fragment at once (all workers, all hosts)."""
+def catalog_changed() -> bool:
+    """Invalidate every cached catalogue page and fragment at once (all workers, all hosts).
+    False when Redis could not be reached: this process then owes the invalidation (made when
+    it next reads the version), which a command about to exit never makes."""
     store = backend()
     if store is None:
-        return
+        return True
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         # Asked even while this process leaves Redis alone after a timeout (redis_clients):
@@ -211,6 +213,8 @@ def catalog_changed() -> None:
         log.error("could not invalidate the catalogue cache (done when redis is back)",
                   exc_info=True)
         current_app.logger.error("catalogue cache invalidation failed")
+        return False
+    return True
 
 
 def _move_version(app: Flask, store: Any) -> None:

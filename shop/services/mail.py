@@ -15,7 +15,7 @@ from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from flask import current_app
+from flask import current_app, has_request_context
 
 # Bodies that are not plain ASCII go out as quoted-printable UTF-8: readable, and safe on any
 # mail server (no 8BITMIME needed).
@@ -93,12 +93,20 @@ def as_bytes(msg: Message) -> bytes:
     return out.getvalue()
 
 
+SMTP_TIMEOUT, SMTP_TIMEOUT_IN_REQUEST = 20, 5  # seconds
+
+
 def send(to: str, subject: str, text: str, html: str | None = None) -> str:
     """Send one message (text, and HTML when given); returns its Message-ID."""
     cfg = current_app.config
     msg = build(cfg["MAIL_DEFAULT_SENDER"], to, subject, text, html)
     if cfg.get("MAIL_SERVER"):
-        with smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=20) as smtp:
+        # Sent inline in a request (no Redis worker, or Redis away), a mail server that does
+        # not answer must not hold the shopper past gunicorn's timeout: an order with its
+        # confirmation and a low-stock alert waited twice 20 s, and gunicorn killed the
+        # worker (a 502 for an order that was placed). A worker's job may wait longer.
+        timeout = SMTP_TIMEOUT_IN_REQUEST if has_request_context() else SMTP_TIMEOUT
+        with smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=timeout) as smtp:
             if cfg.get("MAIL_USE_TLS"):
                 smtp.starttls()
             if cfg.get("MAIL_USERNAME"):

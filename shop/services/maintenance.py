@@ -81,5 +81,15 @@ def refresh_catalog() -> int:
         db.session.execute(text("DELETE FROM search_terms WHERE product_id NOT IN "
                                 "(SELECT id FROM products)"))
         postings.rebuild(db.session.connection())
-    cache.catalog_changed()
+    if not cache.catalog_changed():
+        raise CacheNotInvalidated(done)
     return done
+
+
+class CacheNotInvalidated(Exception):
+    """The catalogue was worked out again but the page cache's version could not be moved
+    (Redis did not answer): cached pages may show the old catalogue until they expire."""
+
+    def __init__(self, products: int) -> None:
+        super().__init__(products)
+        self.products = products

@@ -150,11 +150,20 @@ def client_options(config: Mapping[str, Any], url: str | None = None,
     return options
 
 
+# The RQ worker's TTL in Redis, which also sets how long it blocks waiting for a job (15 s
+# less) and the read timeout RQ gives its connection (10 s more than that). RQ's default of
+# 420 s let a connection that had silently stopped answering (a failover, a lost host, a
+# dropped route) hold the worker, alive and quiet, for 7 minutes while jobs waited.
+WORKER_TTL = 60
+
+
 def worker_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """redis-py keyword arguments for the RQ worker's connection: a short connect timeout, no
-    read timeout of ours (RQ sets one longer than its blocking dequeue)."""
+    read timeout of ours (RQ sets one longer than its blocking dequeue, see WORKER_TTL), and
+    TCP keepalive so a peer that has gone away is noticed on an idle connection too."""
     return {"socket_connect_timeout":
             max(config.get("REDIS_CONNECT_TIMEOUT", DEFAULT_TIMEOUT), 5.0),
+            "socket_keepalive": True,
             **no_maintenance_notifications()}
 
 

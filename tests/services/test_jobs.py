@@ -392,6 +392,36 @@ def test_a_worker_whose_redis_does_not_answer_says_so_in_one_line(make_app):
     assert "secret-pw" not in line
 
 
+def test_a_worker_whose_redis_accepts_but_never_answers_says_so_within_seconds(make_app):
+    """A Redis that accepts connections and never answers (hung, or a firewall dropping its
+    packets) kept the worker's start silent for 7 minutes, RQ's read timeout."""
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        app = make_app(REDIS_URL=f"redis://127.0.0.1:{port}/3")
+        started = time.monotonic()
+        result = app.test_cli_runner().invoke(args=["worker", "--burst"])
+        took = time.monotonic() - started
+    assert result.exit_code == 1 and took < 15, (took, result.output)
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: Redis at REDIS_URL (127.0.0.1:{port}/3) does not answer")
+    assert line.endswith(". Start Redis or correct REDIS_URL.")
+
+
+def test_a_workers_connection_gives_up_on_a_silent_redis_within_a_minute(redis_app):
+    """RQ's default worker TTL gave the connection a read timeout of 415 s: a connection cut
+    without a word (a failover, a lost host) held the worker, alive and quiet, for 7 minutes
+    while jobs waited. Its blocking wait for a job is now 45 s and any read gives up after
+    55 s; TCP keepalive notices a peer gone while idle."""
+    worker = make_worker(redis_app, simple=True)
+    options = worker.connection.connection_pool.connection_kwargs
+    assert worker.dequeue_timeout == 45 and options["socket_timeout"] == 55
+    assert options["socket_keepalive"] is True
+
+
 def production_worker_env(app, database_url: str, redis_url: str, tmp_path: Path) -> dict:
     """The environment of `flask --app wsgi worker` in production, on `redis_url`."""
     env = {k: v for k, v in os.environ.items()
@@ -662,3 +692,40 @@ def test_no_redis_connection_of_the_shop_asks_for_maintenance_notifications(make
         assert b"MAINT_NOTIFICATIONS" not in sent
     finally:
         relay.close()
+
+
+def test_mail_sent_inline_in_a_request_gives_up_on_a_silent_mail_server_in_seconds(make_app):
+    """Without a worker the confirmation and a low-stock alert are sent inside the order's
+    request: a mail server that accepted and never answered held it twice 20 s, and gunicorn
+    killed the worker at 30 s (a 502 for an order that had been placed). In a request each
+    mail now waits 5 s at most; a worker's job still waits 20."""
+    import time
+
+    from shop.services import mail
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=silent.getsockname()[1])
+        with app.test_request_context("/"):
+            started = time.monotonic()
+            with pytest.raises(OSError):  # socket.timeout / TimeoutError
+                mail.send("a@example.com", "Hello", "Hi")
+            took = time.monotonic() - started
+    assert mail.SMTP_TIMEOUT_IN_REQUEST <= took < mail.SMTP_TIMEOUT_IN_REQUEST + 3, took
+
+
+@pytest.mark.parametrize("bind", ["garbage", "127.0.0.1:notaport", "taken"])
+def test_a_metrics_address_the_worker_cannot_serve_stops_it_in_one_line(redis_app, bind):
+    """SHOP_WORKER_METRICS_BIND=garbage was a ValueError traceback from int(), a port in use
+    an OSError traceback; neither named the setting."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        if bind == "taken":
+            bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        redis_app.config["WORKER_METRICS_BIND"] = bind
+        result = redis_app.test_cli_runner().invoke(args=["worker", "--burst", "--simple"])
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: SHOP_WORKER_METRICS_BIND ({bind!r}) cannot be served")

@@ -61,3 +61,19 @@ def test_refresh_catalog_catches_up_with_changes_made_by_hand_in_sql(app, runner
     assert "No products found" in client.get("/products?q=kettle").get_data(as_text=True)
     listing = client.get("/products").get_data(as_text=True)
     assert "1 product" in listing and "Kitchen" in listing
+
+
+def test_refresh_catalog_says_so_when_redis_could_not_be_told(make_app):
+    """With Redis out of reach it logged that the invalidation would be "done when redis is
+    back", then said everything was written again and exited 0; the command's process ends
+    there, so it never was: cached pages kept the old catalogue."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{closed}/3", CATALOG_CACHE_SECONDS=30)
+    result = app.test_cli_runner().invoke(args=["refresh-catalog"])
+    assert result.exit_code == 1, result.output
+    assert "Redis at REDIS_URL did not answer" in result.output
+    assert "up to 30 s" in result.output and "Run this again" in result.output

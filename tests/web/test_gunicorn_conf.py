@@ -118,3 +118,11 @@ def test_the_default_settings_and_a_larger_timeout_start(monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_RETRY_BUDGET", "80")
     settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert (settings["timeout"], settings["workers"] >= 1) == (90, True)
+
+
+def test_cors_origins_written_with_spaces_after_the_commas_are_each_allowed(monkeypatch):
+    """"https://a.example, https://b.example" allowed only a: b's preflight got no
+    Access-Control-Allow-Origin, and nothing said why."""
+    monkeypatch.setenv("SHOP_CORS_ORIGINS", " https://a.example,  https://b.example ,,")
+    settings = runpy.run_path(str(ROOT / "config.py"))
+    assert settings["Config"].CORS_ORIGINS == ["https://a.example", "https://b.example"]

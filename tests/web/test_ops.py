@@ -273,6 +273,18 @@ def test_pages_and_the_api_answer_503_while_the_database_is_down(make_app):
     assert_unavailable(client.get("/products"), json_=False)
 
 
+def test_an_api_503_keeps_its_retry_after_under_rate_limits(make_app):
+    """Flask-Limiter put its window's reset (up to a minute) in Retry-After over the 503's
+    5 s on every rate-limited API route; API.md tells clients to wait what it says."""
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    client = make_app(
+        SQLALCHEMY_DATABASE_URI=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/shop",
+        RATELIMIT_ENABLED=True).test_client()
+    for _ in range(2):
+        assert_unavailable(client.get("/api/v1/products"), json_=True)
+        assert_unavailable(client.get("/products"), json_=False)
+
+
 def test_readyz_reports_redis_ok_when_it_answers(make_app):
     url = redis_url()
     if url is None:
