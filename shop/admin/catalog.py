@@ -16,10 +16,14 @@ from flask import (
     url_for,
 )
 from flask_admin import expose
+from flask_admin.contrib.sqla.fields import InlineModelFormList
+from flask_admin.contrib.sqla.form import InlineModelConverter
 from flask_admin.model.form import InlineFormAdmin
 from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
+from wtforms.fields import FileField
+from wtforms.utils import unset_value
 from wtforms.validators import Length
 
 from ..extensions import db
@@ -30,6 +34,59 @@ from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView
 from .forms import FitsColumn, FitsText, ImageForm, VariantForm, name_args, slug_validators
 from .security import request_id, who
+
+
+class ShopInlineList(InlineModelFormList):
+    """A product's variants or images. Without JavaScript the form cannot add a row (the
+    "Add" button is scripted): each list also renders one blank row inside <noscript>
+    (blank_entry), and a new row sent blank is left out (not refused), so a form saved without
+    filling it in saves as before."""
+
+    def process(self, formdata, data=unset_value, extra_filters=None):
+        super().process(formdata, data, extra_filters)
+        if formdata:
+            self.entries = [entry for entry in self.entries if not _left_blank(entry)]
+
+    def blank_entry(self):
+        """A new row after the others, as the script would add it, unattached to the list."""
+        index = self.last_index + 1
+        field = self.meta.bind_field(self._form, self.unbound_field, {
+            "name": f"{self.name}{self._separator}{index}",
+            "id": f"{self.id}{self._separator}{index}", "_meta": self.meta,
+            "translations": self._translations})
+        field.index, field.short_name = index, str(index)
+        field.process(None)
+        for sub in field.form:
+            # A blank row may be left blank: the browser must not refuse the form for its
+            # empty SKU or price (the server checks a row that was filled in).
+            sub.flags.required = False
+        return field
+
+
+def _left_blank(entry) -> bool:
+    """A new row (no id) whose every field is as a blank row shows it: nothing typed, no file
+    chosen, the numbers at their defaults. The hidden figures a row carries do not count."""
+    form = entry.form
+    if str(form.id.data or "").strip():
+        return False
+    for field in form:
+        if field.name.endswith(("-id", "-stock_seen", "-ledger_seen", "-path", "csrf_token")):
+            continue
+        if isinstance(field, FileField):
+            data = field.data
+            if data is not None and getattr(data, "filename", None):
+                return False
+            continue
+        raw = (field.raw_data or [""])[0]
+        raw = raw.strip() if isinstance(raw, str) else raw
+        if raw not in ("", None) and raw != str(field.default if field.default is not None
+                                                 else ""):
+            return False
+    return True
+
+
+class ShopInlineConverter(InlineModelConverter):
+    inline_field_list_type = ShopInlineList
 
 
 class VariantInline(InlineFormAdmin):
@@ -91,6 +148,7 @@ class ProductView(ShopModelView):
         "images": {"label": "Image"},
     }
     inline_models = (VariantInline(Variant), ImageInline(ProductImage))
+    inline_model_form_converter = ShopInlineConverter
     audit_include = ("variants", "images")
     changes_catalog = True
     integrity_message = "That slug or one of the SKUs is already used by another product."
