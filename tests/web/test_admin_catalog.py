@@ -912,3 +912,38 @@ def test_searching_products_by_sku_counts_and_pages_products(client, staff):
     assert listed("search=tee m&page_size=50") == listed("search=tee&page_size=50")  # any column
     assert listed("search=MUG-1")[0] == "1"
     assert listed("search=t-sh-2-l") == ("1", ["Tee 02"])
+
+
+def test_the_blank_rows_for_a_browser_without_javascript_add_when_filled_in(client, staff,
+                                                                            shirt):
+    """The "Add Variant" and "Add Image" buttons need a script: the form also holds one blank
+    row of each (in <noscript>). Sent as it is, nothing is added and nothing is refused; a
+    filled-in row adds a variant, a chosen file an image."""
+    html = client.get(edit_url(shirt)).get_data(as_text=True)
+    blank = html[html.index("<noscript>", html.index('id="variants-button"')):]
+    assert 'name="variants-2-sku"' in blank and " required" not in blank[:blank.index(
+        "</noscript>")]
+    form = edit_form(client, shirt) | {"csrf_token": csrf_token(client, edit_url(shirt))}
+    assert form["variants-2-sku"] == "" and form["variants-2-low_stock_threshold"] == "5"
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    assert len(reload(Product, shirt.id).variants) == 2
+    form = edit_form(client, shirt) | {"csrf_token": csrf_token(client, edit_url(shirt)),
+                                       "variants-2-sku": "LIN-L", "variants-2-price": "34.00",
+                                       "variants-2-options": "size=L",
+                                       "variants-2-stock_quantity": "6",
+                                       "images-0-upload": (BytesIO(PNG), "linen.png"),
+                                       "images-0-alt": "Linen, folded"}
+    response = client.post(edit_url(shirt), data=form, content_type="multipart/form-data")
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    product = reload(Product, shirt.id)
+    large = next(v for v in product.variants if v.sku == "LIN-L")
+    assert (large.price, large.stock_quantity, large.options) == (Decimal("34.00"), 6,
+                                                                  {"size": "L"})
+    assert [image.alt for image in product.images] == ["Linen, folded"]
+    # A row begun but not finished is refused beside its field, as with the script's rows.
+    form = edit_form(client, shirt) | {"csrf_token": csrf_token(client, edit_url(shirt)),
+                                       "variants-3-stock_quantity": "2"}
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200 and "Enter the SKU." in response.get_data(as_text=True)
+    assert len(reload(Product, shirt.id).variants) == 3
