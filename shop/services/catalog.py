@@ -39,6 +39,9 @@ SORT_LABELS = {"relevance": "Relevance", "newest": "Newest", "price": "Price: lo
                "-price": "Price: high to low", "name": "Name: A to Z", "-name": "Name: Z to A"}
 MAX_PER_PAGE = 100
 MAX_PAGE = 100_000
+# A search's words are read to this length (the search boxes' maxlength): longer text typed
+# in a box made URLs past what the server takes (gunicorn's 414 page).
+MAX_QUERY = 200
 # A product is sold through its variants (one default variant when it has no options).
 NO_VARIANT = ("A product needs at least one variant. To stop selling it, make it inactive "
               "instead.")
@@ -223,7 +226,7 @@ def parse_filters(args: Mapping[str, str], *, default_per_page: int = 24
     f = ProductFilters(per_page=default_per_page)
     # Control characters (a NUL in a pasted or crafted URL) are no part of a search: they
     # were echoed into the page's heading and search box.
-    f.q = _CONTROL.sub(" ", args.get("q") or "").strip()[:200]
+    f.q = _CONTROL.sub(" ", args.get("q") or "").strip()[:MAX_QUERY]
     f.category = (args.get("category") or "").strip()[:120]
     for name in ("min_price", "max_price"):
         raw = args.get(name)

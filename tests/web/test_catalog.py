@@ -799,3 +799,13 @@ def test_free_shipping_is_promised_as_configured(make_app, over, home, checkout)
         form = client.get("/checkout").get_data(as_text=True)
         assert checkout in form, form[form.find("Shipping method"):][:600]
         assert "free over" not in form
+
+
+def test_the_search_boxes_take_no_more_than_a_search_reads(client, catalog):
+    """The server reads 200 characters of a search; the boxes took any length, and a long
+    paste made a URL past gunicorn's limit (its bare 414 page)."""
+    from shop.services.catalog import MAX_QUERY
+
+    html = client.get("/products").get_data(as_text=True)
+    boxes = re.findall(r'<input id="(?:site-search|f-q)"[^>]*>', html)
+    assert len(boxes) == 2 and all(f'maxlength="{MAX_QUERY}"' in box for box in boxes)
