@@ -260,11 +260,13 @@ def _positive_int(raw: str | None, default: int, maximum: int, name: str,
                   errors: dict[str, str]) -> int:
     if raw in (None, ""):
         return default
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
+    text = str(raw).strip()
+    # ASCII digits only, as the prices take them: int() also read "２" and "٢" as 2, and "1_0"
+    # as 10.
+    if not (text.isascii() and text.isdigit()):
         errors[name] = f"{name} must be a whole number from 1 to {maximum}."
         return default
+    value = int(text)
     if not 1 <= value <= maximum:
         errors[name] = f"{name} must be a whole number from 1 to {maximum}."
         return default
@@ -602,6 +604,13 @@ def _product_rows(sql: str, json_sql: str, params: dict[str, Any]) -> list[Any]:
     return rows
 
 
+def _lf(text: str | None) -> str:
+    """A description with its line breaks as LF: a browser sends a textarea's as CRLF, which
+    the back office stored as sent, and the product page (paragraphs at blank lines) and the
+    API then ran a description's paragraphs together."""
+    return (text or "").replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _details(rows: list[Any]) -> dict[int, ProductDetail]:
     """ProductDetails by id from rows of _PRODUCT_COLUMNS sorted by _product_order (a product
     without its own row, say deleted meanwhile, is left out)."""
@@ -618,7 +627,7 @@ def _details(rows: list[Any]) -> dict[int, ProductDetail]:
                 low_stock_threshold=r[16] or 0))
         else:
             images.setdefault(r[1], []).append(ImageView(r[17], r[18] or ""))
-    return {r[1]: ProductDetail(id=r[1], slug=r[2], name=r[3], description=r[4] or "",
+    return {r[1]: ProductDetail(id=r[1], slug=r[2], name=r[3], description=_lf(r[4]),
                                 category_id=r[5], active=bool(r[6]),
                                 price=_money(r[7]) or Decimal("0.00"),
                                 rating_average=_money(r[8]), rating_count=r[9] or 0,

@@ -469,3 +469,17 @@ def test_the_kept_version_is_safe_to_share_between_threads(cached_app):
     finally:
         watch.close()
         conn.delete(key)
+
+
+@pytest.mark.parametrize("url,status", [("/products?page=777", 404),
+                                        ("/c/shirts?min_price=abc", 400)])
+def test_a_history_restore_answer_is_not_given_to_the_next_plain_request(cached_app, shirt,
+                                                                         url, status):
+    """htmx going Back to a refused page gets 200 (it puts back nothing else); that answer was
+    stored under the plain page's key, and every plain request for the URL then got 200 and
+    X-Cache: hit in place of its 404 or 400."""
+    restore = {"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    assert shopper(cached_app).get(url, headers=restore).status_code == 200
+    for _ in range(3):
+        plain = shopper(cached_app).get(url)
+        assert plain.status_code == status and plain.headers.get("X-Cache") is None

@@ -79,7 +79,7 @@ def offer(response: Response) -> Response:
     if (ENVIRON_KEY in request.environ and request.method == "GET"
             and response.status_code == 200 and not current_user.is_authenticated
             and set(session.keys()) <= ANONYMOUS_KEYS and session.get("_fresh") is not True
-            and not g.get("cart_count")):
+            and not g.get("cart_count") and not g.get("not_for_the_cache")):
         request.environ[STORE_KEY] = (request.endpoint or "", g.get("csrf_token"))
     return response
 

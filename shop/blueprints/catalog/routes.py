@@ -7,9 +7,11 @@ from flask import (
     current_app,
     g,
     make_response,
+    redirect,
     render_template,
     request,
     send_from_directory,
+    url_for,
 )
 from werkzeug.utils import safe_join
 
@@ -93,9 +95,12 @@ def _listing(template: str, *, slug: str | None = None, search_box: bool = False
     if is_htmx():
         response = make_response(render_template("catalog/_grid_response.html", **context))
     else:
-        # Going Back to a refused page: htmx puts back only a 2xx answer (see htmx.py).
-        response = make_response(render_template(template, **context),
-                                 200 if is_history_restore() else status)
+        # Going Back to a refused page: htmx puts back only a 2xx answer (see htmx.py). That
+        # 200 is for htmx alone: the page cache must not give it to the next plain request.
+        if status != 200 and is_history_restore():
+            g.not_for_the_cache = True
+            status = 200
+        response = make_response(render_template(template, **context), status)
     return vary(response)
 
 
@@ -144,6 +149,11 @@ def product_page(slug: str, selected: int | None, status: int = 200, **context):
                                                lambda item: item.tree_revision)
     except NotFound:
         abort(404, description="That product does not exist or is no longer sold.")
+    if item.slug != slug and status == 200 and request.method == "GET":
+        # MySQL's collation also finds /p/ITEM-1 and "/p/item-1 ": one address per product.
+        query = request.query_string.decode("latin-1")
+        return redirect(url_for("catalog.product", slug=item.slug)
+                        + (f"?{query}" if query else ""), 301)
     _use_tree(tree)
     node = tree.by_id.get(item.category_id) if item.category_id else None
     crumbs = (tree.ancestors(node) + [node]) if node else []
