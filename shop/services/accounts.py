@@ -39,6 +39,14 @@ def normalise_email(email: str | None) -> str:
     return unicodedata.normalize("NFC", (email or "").strip().lower())
 
 
+def limit_key(scope: str, email: str | None) -> str:
+    """The rate-limit key of an email address as it was typed (normalised): a digest, so a
+    key is short whatever was sent. The address itself made the key: one 4 MB "email" on the
+    login or reset form was a 4 MB key in the shared Redis, kept for an hour."""
+    digest = hashlib.sha256(normalise_email(email).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{scope}:{digest[:32]}"
+
+
 def valid_email(email: str) -> bool:
     """A syntactically valid address (no DNS look-up: the shop may run offline)."""
     if not email or len(email) > 254:

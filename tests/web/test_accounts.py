@@ -699,3 +699,33 @@ def test_order_history_pages(client, customer):
     assert "Page 1 of 2" in first and first.count('href="/orders/SO-') == 20
     second = client.get("/account/orders?page=2").get_data(as_text=True)
     assert second.count('href="/orders/SO-') == 1
+
+
+def test_a_form_sent_after_the_session_ended_comes_back_to_its_page_after_logging_in(client):
+    """A password changed on another device ends this session: "Make default" (a POST-only
+    address) then sent the shopper to log in with next= that address, which answered 405
+    once logged in; with htmx, the login page was swapped into the account page."""
+    from urllib.parse import parse_qs, urlsplit
+
+    token = csrf_token(client, "/account/login")
+    here = f"http://{client.application.config.get('SERVER_NAME') or 'localhost'}"
+    for headers, form in (({"Referer": f"{here}/account/addresses"}, False),
+                          ({"Referer": "https://elsewhere.example/x"}, False),
+                          ({"HX-Request": "true", "Referer": f"{here}/account/addresses"},
+                           True)):
+        response = client.post("/account/addresses/5/default", data={"csrf_token": token},
+                               headers=headers)
+        if form:
+            assert response.status_code == 204 and "Location" not in response.headers
+            target = response.headers["HX-Redirect"]
+        else:
+            assert response.status_code == 302
+            target = response.headers["Location"]
+        assert urlsplit(target).path == "/account/login"
+        back = parse_qs(urlsplit(target).query)["next"][0]
+        assert back == ("/account" if "elsewhere" in headers["Referer"]
+                        else "/account/addresses")
+    # A page asked for by GET still comes back to itself, query and all.
+    response = client.get("/account/orders?page=2")
+    assert parse_qs(urlsplit(response.headers["Location"]).query)["next"] == [
+        "/account/orders?page=2"]

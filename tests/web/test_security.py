@@ -724,3 +724,27 @@ def test_coupon_codes_refused_for_one_address_are_limited_on_the_cart_and_the_ap
         "code": "GUESS1", "csrf_token": csrf_token(elsewhere, "/cart")}).status_code == 422
     clock.advance(3601)
     assert apply("SAVE10").status_code == 303
+
+
+def test_an_email_of_any_length_makes_a_short_rate_limit_key(limited, clock):
+    """The per-email limits keyed on the address as sent: one 3 MB "email" posted to the
+    reset form was a 3 MB key in the shared Redis for an hour (the login form's and the API's
+    token request's for a minute), so a few requests could fill it. Keys are now digests; the
+    same address in other capitals is still the same key."""
+    from shop.extensions import limiter
+    from shop.services import accounts
+
+    app = limited()
+    client = app.test_client()
+    huge = "b" * 300_000 + "@example.com"
+    forgot = client.post("/account/password/forgot",
+                         data={"email": huge, "csrf_token": csrf_token(client)})
+    assert forgot.status_code == 422
+    assert login(client, email=huge).status_code in (401, 422)
+    api = client.post("/api/v1/auth/token", json={"email": huge, "password": "x" * 12})
+    assert api.status_code in (401, 422)
+    store = limiter._storage._db()  # the SQLite shop's own limit store (limit_store)
+    keys = [row[0] for row in store.execute("SELECT key FROM limits UNION SELECT key FROM hits")]
+    assert keys and max(len(key) for key in keys) < 200, max(len(key) for key in keys)
+    assert accounts.limit_key("login", " Ada@Example.com") == accounts.limit_key(
+        "login", "ada@example.com")

@@ -60,7 +60,7 @@ def _login_limit() -> str:
 
 
 def _login_account_key() -> str:
-    return "login:" + accounts.normalise_email(request.form.get("email", ""))
+    return accounts.limit_key("login", request.form.get("email", ""))
 
 
 def _current_user_key() -> str:
@@ -73,7 +73,7 @@ def _reset_limit() -> str:
 
 
 def _reset_email_key() -> str:
-    return "reset:" + accounts.normalise_email(request.form.get("email", ""))
+    return accounts.limit_key("reset", request.form.get("email", ""))
 
 
 # --- sessions ---

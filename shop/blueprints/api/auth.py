@@ -107,4 +107,4 @@ def login_account_key() -> str:
     except InvalidJson:
         data = None
     email = data.get("email") if isinstance(data, dict) else None
-    return "login:" + accounts.normalise_email(email if isinstance(email, str) else "")
+    return accounts.limit_key("login", email if isinstance(email, str) else "")
