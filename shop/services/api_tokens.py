@@ -10,8 +10,9 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import ApiToken, User, utcnow
+from .addresses import unprintable
 from .database import write_transaction
-from .errors import AuthError, NotFound
+from .errors import AuthError, NotFound, ValidationError
 
 PREFIX = "shp_"
 # A user may hold this many live tokens; a new one beyond it retires the oldest.
@@ -27,12 +28,18 @@ def hash_token(raw: str) -> str:
 
 def create(user_id: int, name: str = "") -> tuple[ApiToken, str]:
     """A new token for the user; returns the record and the token itself (shown only once)."""
+    label = " ".join((name or "").split())[:120]
+    if unprintable(label):
+        # Shown on the account page: a NUL made the page invalid HTML, a right-to-left
+        # override made it say something else.
+        raise ValidationError({"name": "The name has a character that cannot be shown; "
+                                       "please type it again."})
     raw = PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     expires = now + timedelta(days=int(current_app.config["API_TOKEN_DAYS"]))
     with write_transaction():
         token = ApiToken(user_id=user_id, token_hash=hash_token(raw),
-                         name=" ".join((name or "").split())[:120], created_at=now,
+                         name=label, created_at=now,
                          expires_at=expires)
         db.session.add(token)
         db.session.flush()

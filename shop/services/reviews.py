@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import Order, OrderLine, Product, Review
 from . import cache, reads
+from .addresses import unprintable
 from .database import write_transaction
 from .errors import Forbidden, NotFound, ValidationError
 from .paging import Paged
@@ -116,6 +117,11 @@ def can_review(user_id: int | None, product_id: int) -> tuple[bool, str | None]:
     return True, None
 
 
+# A control character or a direction override, shown to every shopper: a NUL made the product
+# page invalid HTML, a right-to-left override made the review say something else.
+UNPRINTABLE_MESSAGE = "This has a character that cannot be shown; please type it again."
+
+
 def _clean(rating: object, title: object, body: object) -> tuple[int, str, str]:
     errors: dict[str, str] = {}
     value = None
@@ -134,10 +140,14 @@ def _clean(rating: object, title: object, body: object) -> tuple[int, str, str]:
         errors["title"] = "Give your review a title."
     elif len(title_text) > TITLE_MAX:
         errors["title"] = f"Keep the title to {TITLE_MAX} characters or fewer."
+    elif unprintable(title_text):
+        errors["title"] = UNPRINTABLE_MESSAGE
     if body is not None and not isinstance(body, str):
         errors["body"] = "The review must be text."
     elif len(body_text) > BODY_MAX:
         errors["body"] = f"Keep the review to {BODY_MAX} characters or fewer."
+    elif unprintable(body_text.replace("\n", " ").replace("\t", " ")):
+        errors["body"] = UNPRINTABLE_MESSAGE
     if errors:
         raise ValidationError(errors)
     return value, title_text, body_text

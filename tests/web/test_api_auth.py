@@ -441,3 +441,11 @@ def test_cors_headers_are_on_the_apis_unknown_urls_and_refused_methods(make_app)
     # The shop's own pages are no API: no CORS headers on their 404.
     page = allowed.test_client().get("/nope", headers=origin)
     assert page.status_code == 404 and "Access-Control-Allow-Origin" not in page.headers
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "app \u202eevil", "bell\x07"])
+def test_a_token_name_with_a_character_that_cannot_be_shown_is_422(anonymous, shopper, name):
+    """The account page lists tokens by name: a NUL or a direction override went into it raw."""
+    response = get_token(anonymous, shopper.user.email, name=name)
+    assert response.status_code == 422
+    assert list(response.get_json()["error"]["details"]["fields"]) == ["name"]

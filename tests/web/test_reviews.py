@@ -125,6 +125,24 @@ def test_a_rating_that_is_no_whole_number_is_refused_next_to_the_field(client, b
     assert review_count() == 0
 
 
+@pytest.mark.parametrize("field,value", [
+    ("title", "t\x00itle"), ("title", "evil \u202eesrever"), ("body", "a\x07bell"),
+    ("body", "\u202egnol"),
+])
+def test_a_review_with_a_character_that_cannot_be_shown_is_refused(client, buyer, field, value):
+    """NUL, BEL and direction overrides were kept and shown raw on the product page (invalid
+    HTML; a right-to-left override makes a review say something else), as names and
+    addresses refuse them. Line breaks in the body stay."""
+    form = {"rating": "4", "title": "Fine", "body": "Line one\r\nLine two"} | {field: value}
+    response = submit(client, form)
+    assert response.status_code == 422
+    assert "cannot be shown" in response.get_data(as_text=True)
+    assert review_count() == 0
+    assert submit(client, {"rating": "4", "title": "Fine",
+                           "body": "Line one\r\nLine two\tend"}).status_code in (200, 303)
+    assert review_count() == 1
+
+
 def test_htmx_submission_answers_the_form_slot(client, buyer):
     response = submit(client, {"rating": "9", "title": ""}, headers=HX)
     html = response.get_data(as_text=True)

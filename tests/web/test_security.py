@@ -748,3 +748,28 @@ def test_an_email_of_any_length_makes_a_short_rate_limit_key(limited, clock):
     assert keys and max(len(key) for key in keys) < 200, max(len(key) for key in keys)
     assert accounts.limit_key("login", " Ada@Example.com") == accounts.limit_key(
         "login", "ada@example.com")
+
+
+def test_password_re_entry_on_account_pages_shares_the_accounts_login_limit(limited, clock):
+    """SECURITY.md says the login limit is the same on pages that re-ask the password: the
+    profile and password pages each had a bucket of their own, apart from the login page's,
+    so someone holding a session had 20 guesses a minute there besides the login page's 10.
+    Now each failure anywhere counts in the account's one bucket."""
+    app = limited()
+    client = app.test_client()
+    assert login(client).status_code == 303
+    statuses = []
+    for n in range(5):
+        for path, form in (("/account/profile", {"name": "Ada", "email": "ada@new.example"}),
+                           ("/account/password", {"password": "new-Password-1",
+                                                  "confirm": "new-Password-1"})):
+            statuses.append(client.post(path, data={
+                **form, "current_password": f"wrong-guess-{n}",
+                "csrf_token": csrf_token(client, path)}).status_code)
+    assert statuses == [422] * 10
+    # The account's bucket is full: the login page refuses it too (another browser).
+    assert login(app.test_client(), password="wrong-guess-x").status_code == 429
+    assert client.post("/account/password", data={
+        "password": "new-Password-1", "confirm": "new-Password-1",
+        "current_password": "wrong-again", "csrf_token": csrf_token(client, "/account/password")
+    }).status_code == 429

@@ -64,8 +64,11 @@ def _login_account_key() -> str:
 
 
 def _current_user_key() -> str:
-    """Password re-entry on account pages: counted per account."""
-    return "reauth:" + (current_user.get_id() or client_address())
+    """Password re-entry on account pages: counted in the account's login bucket, so the
+    profile page, the password page and the login page (and the API's token request) share
+    one limit; each page had a bucket of its own (20 guesses a minute more for someone
+    holding a session)."""
+    return accounts.limit_key("login", current_user.email)
 
 
 def _reset_limit() -> str:
@@ -328,8 +331,8 @@ def index():
 
 @bp.route("/profile", methods=["GET", "POST"])
 @login_required
-@limiter.limit(_login_limit, key_func=_current_user_key, methods=["POST"],
-               deduct_when=_failed, error_message=TOO_MANY_LOGINS)
+@limiter.shared_limit(_login_limit, LOGIN_ACCOUNT_SCOPE, key_func=_current_user_key,
+                      methods=["POST"], deduct_when=_failed, error_message=TOO_MANY_LOGINS)
 def profile():
     """Change name and email (a new email needs the current password)."""
     form = {"name": request.form.get("name", current_user.name or ""),
@@ -351,8 +354,8 @@ def profile():
 
 @bp.route("/password", methods=["GET", "POST"])
 @login_required
-@limiter.limit(_login_limit, key_func=_current_user_key, methods=["POST"],
-               deduct_when=_failed, error_message=TOO_MANY_LOGINS)
+@limiter.shared_limit(_login_limit, LOGIN_ACCOUNT_SCOPE, key_func=_current_user_key,
+                      methods=["POST"], deduct_when=_failed, error_message=TOO_MANY_LOGINS)
 def change_password():
     """Change the password: the current one, then the new one twice."""
     errors: dict[str, str] = {}
