@@ -195,16 +195,17 @@ def _variant_for(variant_id: int | None = None, sku: str | None = None) -> Varia
     return variant
 
 
-def _check_stock(variant: Variant, quantity: int, in_cart: int = 0) -> None:
+def _check_stock(variant: Variant, quantity: int, in_cart: int = 0, *,
+                 adding: bool = True) -> None:
     """Refuse a line of `quantity` units beyond the stock; `in_cart`: units of it the cart
-    already holds (an add), which the message names, or the shopper reads "Only 3 left" and
-    is refused 1."""
+    already holds, in the details, and named by the message of an add (`adding`), or the
+    shopper reads "Only 3 left" and is refused 1."""
     if quantity > variant.stock_quantity:
         if variant.stock_quantity <= 0:
             raise OutOfStock("Sorry, that item is out of stock.", field="quantity",
                              details={"available": 0, "sku": variant.sku})
         message = f"Only {variant.stock_quantity} left in stock."
-        if in_cart:
+        if in_cart and adding:
             message += f" Your cart already has {in_cart}."
         raise OutOfStock(message, field="quantity",
                          details={"available": variant.stock_quantity, "sku": variant.sku,
@@ -287,7 +288,8 @@ def update_line(owner: CartOwner, line_id: int, quantity: object, *,
             db.session.delete(line)
             return None
         variant = db.session.get(Variant, line.variant_id)
-        _check_stock(variant, qty)
+        # details.in_cart: the units the line holds (it said 0 for a line of 30).
+        _check_stock(variant, qty, line.quantity, adding=False)
         line.quantity = qty
         db.session.flush()
         line_id = line.id

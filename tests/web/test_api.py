@@ -256,6 +256,9 @@ def test_change_and_remove_lines(shopper, catalog):
     assert response.get_json()["items"][0]["quantity"] == 5
     response = shopper.api.patch(f"/api/v1/cart/items/{line['id']}", json={"quantity": 41})
     assert response.status_code == 409
+    # The units the line holds (it said 0), and a message for a change, not an add.
+    refused = error_of(response)
+    assert refused["details"]["in_cart"] == 5 and "already has" not in refused["message"]
     response = shopper.api.patch(f"/api/v1/cart/items/{line['id']}", json={"quantity": 0})
     assert response.status_code == 422
     response = shopper.api.patch(f"/api/v1/cart/items/{line['id']}", json={"qty": 3})

@@ -506,12 +506,19 @@ def test_a_list_is_read_to_its_end_by_cursor(shopper, other, staff, catalog):
 
 @pytest.mark.parametrize("query", [
     "cursor=bogus", "cursor=MjAyNjAzMDExMjAwMDAwMDAwMDA", "cursor=" + "A" * 101,
-    "cursor=MjAyNjAzMDExMjAwMDAwMDAwMDAwLjE&page=2", "cursor=%E2%82%AC",
+    "cursor=%E2%82%AC",
+    # Well formed but made up (the form of an unsigned cursor): it was read as a position.
+    "cursor=MjAyNjEyMDcwNzMxMDQwMDAwMDAuOTk5OTk5",
+    "cursor=WyIyMDI2MTIwNzA3MzEwNDAwMDAwMCIsIDVd.forged-signature",
+    "page=2&cursor={real}",
 ])
 def test_a_cursor_the_shop_did_not_give_is_422(shopper, staff, catalog, query):
-    fill(shopper, "MUG", 1)
-    place(shopper)
-    response = staff.api.get(f"/api/v1/orders?{query}")
+    for _ in range(3):
+        fill(shopper, "MUG", 1)
+        place(shopper)
+    real = staff.api.get("/api/v1/orders?per_page=1").get_json()["next_cursor"]
+    assert staff.api.get(f"/api/v1/orders?per_page=1&cursor={real}").status_code == 200
+    response = staff.api.get(f"/api/v1/orders?{query.format(real=real)}")
     assert response.status_code == 422, query
     error = error_of(response)
     assert error["code"] == "validation_error"
@@ -578,6 +585,7 @@ def test_orders_are_listed_by_the_days_they_were_placed_on(shopper, staff, catal
 
 @pytest.mark.parametrize("query,field", [
     ("status=bogus", "status"), ("status=PAID", "status"), ("since=abc", "since"),
+    ("since=2026-1-7", "since"), ("until=2026-12-7", "until"), ("since=２０２６-01-01", "since"),
     ("until=2026-13-45", "until"), ("since=2026-05-02&until=2026-05-01", "until"),
 ])
 def test_an_order_filter_that_cannot_be_read_is_422(shopper, staff, catalog, query, field):
