@@ -729,3 +729,15 @@ def test_a_form_sent_after_the_session_ended_comes_back_to_its_page_after_loggin
     response = client.get("/account/orders?page=2")
     assert parse_qs(urlsplit(response.headers["Location"]).query)["next"] == [
         "/account/orders?page=2"]
+
+
+def test_pages_a_logged_in_customer_sees_are_kept_from_shared_caches(client, auth, customer):
+    """Catalogue pages carry the customer's header and form token, and the review form is
+    theirs alone: they had no Cache-Control (only Vary: Cookie)."""
+    f.product("Stoneware Mug", slug="stoneware-mug")
+    anonymous = client.application.test_client().get("/products")
+    assert "Cache-Control" not in anonymous.headers  # the same page for every visitor
+    for path in ("/", "/products", "/p/stoneware-mug"):
+        assert client.get(path).headers["Cache-Control"] == "private, no-cache", path
+    assert client.get("/p/stoneware-mug/reviews/new").headers["Cache-Control"] == \
+        "private, no-store"

@@ -81,6 +81,11 @@ def offer(response: Response) -> Response:
             and set(session.keys()) <= ANONYMOUS_KEYS and session.get("_fresh") is not True
             and not g.get("cart_count") and not g.get("not_for_the_cache")):
         request.environ[STORE_KEY] = (request.endpoint or "", g.get("csrf_token"))
+    elif ((current_user.is_authenticated or g.get("cart_count"))
+          and "Cache-Control" not in response.headers):
+        # A page with a shopper's own header (name, cart count) and form token: never in a
+        # shared cache, asked again rather than shown from the browser's after logging out.
+        response.headers["Cache-Control"] = "private, no-cache"
     return response
 
 

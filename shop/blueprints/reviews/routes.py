@@ -17,10 +17,18 @@ from flask_login import current_user, login_required
 from ...models import Product
 from ...services import catalog, reviews
 from ...services.errors import Forbidden, NotFound, ValidationError
+from ...http import personal
 from ..htmx import is_htmx, vary
 from ..shopper import current_user_id
 
 bp = Blueprint("reviews", __name__)
+
+
+@bp.after_request
+def _personal_when_logged_in(response):
+    """The review form and its answers are one customer's (their purchase, their form
+    token): no shared cache stores them. The public list of a product's reviews is not."""
+    return personal(response) if current_user.is_authenticated else response
 
 
 def _product(slug: str) -> Product:
