@@ -97,6 +97,17 @@ def _env_rate_limit(name: str, default: str) -> str:
     return raw
 
 
+def _env_database_url(name: str, default: str | None) -> str | None:
+    """A database URL the shop has a driver for: `mysql://` (no driver named) made
+    SQLAlchemy import MySQLdb, which is not installed, and every command then failed with
+    "No such command" after an ImportError."""
+    raw = (os.environ.get(name) or "").strip() or default
+    if raw and raw.split(":", 1)[0] in ("mysql", "mariadb"):
+        raise RuntimeError(f"{name} must name the driver: mysql+pymysql://... (not "
+                           f"{raw.split(':', 1)[0]}://...)")
+    return raw
+
+
 class Config:
     """Settings shared by every environment; each can be overridden by an env variable."""
 
@@ -104,9 +115,9 @@ class Config:
     SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
     # Empty is unset: the development key, which production refuses (shop._check_config).
     SECRET_KEY = os.environ.get("SECRET_KEY") or DEV_SECRET_KEY
-    SQLALCHEMY_DATABASE_URI = os.environ.get(
+    SQLALCHEMY_DATABASE_URI = _env_database_url(
         "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}")
-    DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL") or None
+    DATABASE_REPLICA_URL = _env_database_url("DATABASE_REPLICA_URL", None)
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     # Connections idle for a while are pinged before use (services.database), not every one.
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_recycle": 280}

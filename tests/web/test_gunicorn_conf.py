@@ -93,6 +93,10 @@ def test_gunicorn_accesslog_goes_where_it_says_as_json_in_production(tmp_path, a
     # The shop's own settings: one line from the master, not a traceback from every worker.
     ({"SHOP_RATELIMIT_API": "banana"}, "SHOP_RATELIMIT_API must be a rate limit such as"),
     ({"SHOP_TAX_RATE": "8"}, "SHOP_TAX_RATE must be a number from 0 to below 1"),
+    # No driver named: SQLAlchemy looked for MySQLdb, and every command was "No such command".
+    ({"DATABASE_URL": "mysql://shop@db/shop"}, "DATABASE_URL must name the driver"),
+    ({"DATABASE_REPLICA_URL": "mariadb://shop@replica/shop"},
+     "DATABASE_REPLICA_URL must name the driver"),
 ])
 def test_a_setting_gunicorn_cannot_use_stops_the_start_naming_it(monkeypatch, tmp_path, env,
                                                                   message):
