@@ -9,9 +9,8 @@ from typing import Any
 
 from flask import flash, redirect, request
 from flask_admin.babel import gettext
-from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla import ModelView, tools
 from flask_admin.contrib.sqla import filters as sqla_filters
-from flask_admin.contrib.sqla import tools
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_admin.contrib.sqla.validators import Unique
 from flask_admin.helpers import get_redirect_target

@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Coupon, CouponUse, User, utcnow
-from .errors import CouponInactive, CouponInvalid, CouponNotApplicable, CouponUsedUp
 from . import reads
+from .errors import CouponInactive, CouponInvalid, CouponNotApplicable, CouponUsedUp
 from .money import format_money
 from .pricing import CouponTerms
 

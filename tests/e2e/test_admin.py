@@ -8,10 +8,11 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.factories import png_bytes
+
 from . import flows
 from .admin_flows import Sales, admin_ready, seed_sales, staff_login, watch_console
 from .server import Shop, serve
-from tests.factories import png_bytes
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from ...http import personal
 from ...models import Product
 from ...services import catalog, reviews
 from ...services.errors import Forbidden, NotFound, ValidationError
-from ...http import personal
 from ..htmx import is_htmx, vary
 from ..shopper import current_user_id
 
