@@ -856,3 +856,17 @@ def test_the_grid_announces_one_product_in_the_singular(client, app):
     html = client.get("/products?q=linen", headers={"HX-Request": "true"}).get_data(
         as_text=True)
     assert "1 product found" in html and "1 products found" not in html
+
+
+def test_a_search_changed_in_the_filters_is_put_in_the_header_box_too(client, catalog):
+    """With htmx the header's search box kept the old search after the filter form's changed
+    it. The grid's answer puts the header's box back, the same input as the full page's."""
+    full = client.get("/products?q=linen").get_data(as_text=True)
+    (header,) = re.findall(r'<input id="site-search"[^>]*>', full)
+    grid = client.get("/products?q=linen", headers={"HX-Request": "true"}).get_data(
+        as_text=True)
+    (swapped,) = re.findall(r'<input id="site-search"[^>]*>', grid)
+    assert 'value="linen"' in header
+    assert swapped == header.replace(">", ' data-hx-swap-oob="true">')
+    category = client.get("/c/shirts", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'id="site-search"' not in category
