@@ -232,32 +232,6 @@ def register_extensions(app: Flask) -> None:
     from .models import User
     from .services import accounts
 
-    @login_manager.unauthorized_handler
-    def unauthorized():
-        """To the login page, and back afterwards. A form sent after the session ended
-        elsewhere (a password changed on another device) comes back to the page it was sent
-        from, not to its POST-only address (which answered 405 after logging in); and htmx is
-        told to load the login page whole (it put the login page inside the account page)."""
-        from flask import current_app, flash, redirect, request, url_for
-
-        from .blueprints.htmx import is_htmx, safe_next
-
-        flash(login_manager.login_message, login_manager.login_message_category)
-        if request.method in ("GET", "HEAD"):
-            back = request.full_path.rstrip("?")
-        else:
-            referrer = urlsplit(request.referrer or "")
-            same_site = referrer.netloc in ("", request.host)
-            back = referrer.path + (f"?{referrer.query}" if referrer.query else "")
-            back = back if same_site and back else url_for("account.index")
-        target = url_for(login_manager.login_view,
-                         next=safe_next(back, url_for("account.index")))
-        if is_htmx():
-            response = current_app.response_class(status=204)
-            response.headers["HX-Redirect"] = target
-            return response
-        return redirect(target)
-
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
         return accounts.session_user(int(user_id)) if user_id.isdigit() else None

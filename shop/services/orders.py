@@ -352,10 +352,16 @@ class Listed:
 
 
 def listed_for(user_id: int, is_staff: bool, filters: OrderFilters, page: int = 1,
-               per_page: int = 20, after: Position | None = None) -> Listed:
+               per_page: int = 20, cursor: str | None = None) -> Listed:
     """The orders a user may list, filtered, newest first, whole: staff and admins every
     order (a warehouse system finds the paid orders to ship), a customer only their own.
-    `after`: the page that follows that position, instead of page number `page`."""
+    `cursor` (a Listed.next as encoded): the page that follows it, instead of page number
+    `page`; both, or a cursor the shop did not give, is a ValidationError."""
+    after = None
+    if cursor:
+        if page != 1:
+            raise ValidationError({"cursor": "Give either page or cursor, not both."})
+        after = Position.decode(cursor)
     conditions = filters.conditions()
     if not is_staff:
         conditions.append(Order.user_id == user_id)

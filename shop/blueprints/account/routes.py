@@ -3,6 +3,7 @@ order history. Views are thin: the rules live in shop.services.accounts / addres
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -21,7 +22,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from flask_login.signals import user_loaded_from_cookie
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from ...extensions import client_address, limiter
+from ...extensions import client_address, limiter, login_manager
 from ...http import personal
 from ...services import accounts, addresses, orders, reviews
 from ...services import cart as cart_service
@@ -34,6 +35,31 @@ from ..shopper import GUEST_CART_KEY
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 bp.after_request(personal)
+
+
+def unauthorized():
+    """Flask-Login's answer to a page that needs a login: to the login page, and back
+    afterwards. A form sent after the session ended elsewhere (a password changed on another
+    device) comes back to the page it was sent from, not to its POST-only address (which
+    answered 405 after logging in); and htmx is told to load the login page whole (it put the
+    login page inside the account page)."""
+    flash(login_manager.login_message, login_manager.login_message_category)
+    if request.method in ("GET", "HEAD"):
+        back = request.full_path.rstrip("?")
+    else:
+        referrer = urlsplit(request.referrer or "")
+        same_site = referrer.netloc in ("", request.host)
+        back = referrer.path + (f"?{referrer.query}" if referrer.query else "")
+        back = back if same_site and back else url_for("account.index")
+    target = url_for(login_manager.login_view, next=safe_next(back, url_for("account.index")))
+    if is_htmx():
+        response = current_app.response_class(status=204)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+bp.record_once(lambda state: login_manager.unauthorized_handler(unauthorized))
 
 # The password a session (or a remember-me cookie) was started with, as a fingerprint
 # (accounts.password_fingerprint): a password change or reset, or a deactivation, ends every

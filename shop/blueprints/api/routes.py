@@ -317,13 +317,8 @@ def list_orders(user: User, query: s.OrderQuery) -> s.OrderList:
     follow `next_cursor` (`?cursor=...`): each page costs the same at any depth, and an order
     placed meanwhile neither repeats nor shifts one."""
     filters = orders.parse_filters(query.status, query.since, query.until)
-    after = None
-    if query.cursor:
-        if query.page != 1:
-            raise ValidationError({"cursor": "Give either page or cursor, not both."})
-        after = orders.Position.decode(query.cursor)
     listed = orders.listed_for(user.id, user.is_staff, filters, query.page, query.per_page,
-                               after=after)
+                               cursor=query.cursor)
     return serializers.order_list(listed, query.page, query.per_page)
 
 
