@@ -347,6 +347,44 @@ def test_events_for_unknown_orders_and_out_of_order_events_answer_200(client, sh
     assert last_order().status == "paid" and stock(mug.id) == 4
 
 
+def test_a_session_naming_an_order_id_of_its_own_is_not_the_shops(client, shop, standin, mug):
+    """Webhooks cover the whole Stripe account. A session another tool made on it (or another
+    shop: a staging copy) with an order_id of its own in its metadata was taken for that
+    order of this shop: the shop refunded the foreign payment as a "mismatch", or marked its
+    own pending order paid by it. A session is the shop's when its metadata names both the
+    order's id and its number, as the shop writes them. Fails on the old code."""
+    buy(client, mug.id)
+    order = last_order()
+    for metadata in ({"order_id": str(order.id)},
+                     {"order_id": str(order.id), "order_number": "SO-OTHERSHP"},
+                     {"order_id": "9" * 30, "order_number": order.number}):
+        foreign = standin._create_session({
+            "mode": "payment", "success_url": "https://x.test", "metadata": metadata,
+            "line_items": [{"quantity": 1, "price_data": {
+                "currency": "usd", "unit_amount": int(order.total * 100)}}]})
+        foreign = standin.complete(foreign["id"])
+        answer = post_event(client, standin, "checkout.session.completed", foreign)
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == "unknown", metadata
+        # Refunded on Stripe's Dashboard: not the shop's refund either.
+        standin.dashboard_refund(foreign["payment_intent"], 100)
+        refunded = standin.charge(foreign["payment_intent"])
+        answer = post_event(client, standin, "charge.refunded", refunded)
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == "unknown", metadata
+        failed = {"id": f"re_{metadata['order_id'][:8]}", "object": "refund",
+                  "status": "failed", "payment_intent": None, "metadata": metadata}
+        answer = post_event(client, standin, "refund.failed", failed)
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == "unknown", metadata
+    assert [r["amount"] for r in standin.refunds.values()] == [100, 100, 100]  # Dashboard's
+    placed = last_order()
+    assert placed.status == "pending" and placed.payment.provider_payment_id is None
+    assert stock(mug.id) == 4
+    assert not [e for e in placed.events if "did not match" in (e.note or "")]
+    # The shop's own session is still paid.
+    session = standin.complete(order.payment.reference)
+    assert post_event(client, standin, "checkout.session.completed",
+                      session).get_json()["outcome"] == "paid"
+
+
 def test_return_page_trusts_stripe_not_the_browser(client, shop, standin, mug):
     buy(client, mug.id)
     order = last_order()

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
 from ...models import Order, OrderEvent, Payment, ProviderEvent, utcnow
+from ...models.base import is_id
 from .. import jobs, links, metrics, notifications, orders
 from ..database import retrying, write_transaction
 from ..errors import InvalidTransition, PaymentError
@@ -311,13 +312,26 @@ def _find(session: dict[str, Any]) -> tuple[Order | None, Payment | None]:
         Payment.provider == PROVIDER, Payment.reference == session["id"])).scalar_one_or_none()
     if payment is not None:
         return db.session.get(Order, payment.order_id), payment
-    raw = (session.get("metadata") or {}).get("order_id", "")
-    if not str(raw).isdigit():
-        return None, None
-    order = db.session.get(Order, int(raw))
-    if order is None or order.payment_method != PROVIDER:
+    order = _order_named(session.get("metadata"))
+    if order is None:
         return None, None
     return order, stripe_payment(order.id)
+
+
+def _order_named(metadata: Any) -> Order | None:
+    """The card order a Stripe object's metadata names by both its id and its number, as the
+    shop writes them. Webhooks cover the whole Stripe account: another tool on it, or another
+    shop (a staging copy), may name an order_id of its own, and the shop refunded such a
+    foreign payment (a "mismatch") or marked its own unrelated order paid by it."""
+    metadata = metadata if isinstance(metadata, dict) else {}
+    raw = str(metadata.get("order_id", ""))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and is_id(int(raw))):
+        return None
+    order = db.session.get(Order, int(raw))
+    if order is None or order.payment_method != PROVIDER or \
+            metadata.get("order_number") != order.number:
+        return None
+    return order
 
 
 def _intent_id(session: dict[str, Any]) -> str | None:
@@ -834,15 +848,8 @@ def _payment_from_metadata(refund: dict[str, Any]) -> Payment | None:
     """The payment of the order a refund the shop made names in its metadata: the automatic
     refund of a payment that did not match its order has a PaymentIntent the shop never
     recorded. The order's number must match too."""
-    metadata = refund.get("metadata") or {}
-    raw = str(metadata.get("order_id", ""))
-    if not raw.isdigit():
-        return None
-    order = db.session.get(Order, int(raw))
-    if order is None or order.payment_method != PROVIDER or \
-            metadata.get("order_number") != order.number:
-        return None
-    return stripe_payment(order.id)
+    order = _order_named(refund.get("metadata"))
+    return stripe_payment(order.id) if order is not None else None
 
 
 def _record_refund_failure(order_id: int, payment_id: int, refund_id: str, note: str,
