@@ -1,7 +1,11 @@
 """Who is shopping: the logged-in customer, or the guest named by the signed session cookie."""
 from __future__ import annotations
 
-from flask import session
+import base64
+import hashlib
+import hmac
+
+from flask import current_app, session
 from flask_login import current_user
 
 from ..services.cart import CartOwner
@@ -15,9 +19,24 @@ def cart_owner(create: bool = False) -> CartOwner:
         return CartOwner(user_id=current_user.id)
     token = session.get(GUEST_CART_KEY)
     if token is None and create:
-        token = CartOwner.new_guest_token()
-        session[GUEST_CART_KEY] = token
+        token = session[GUEST_CART_KEY] = _new_guest_token()
     return CartOwner(token=token)
+
+
+def _new_guest_token() -> str:
+    """A new guest's cart token, derived from the session's CSRF secret (every form post,
+    htmx's too, carries that session): the first adds a new guest sends at once (two quick
+    clicks on the listing) name the same cart. Each made a cart of its own before, the last
+    answer's cookie won, and an item the shop had said it added was gone. The secret is new
+    after a login or logout (the session is cleared), and so is the cart then."""
+    field = current_app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token"
+    secret = session.get(field)
+    if not isinstance(secret, str) or not secret:
+        return CartOwner.new_guest_token()
+    key = current_app.config["SECRET_KEY"]
+    key = key.encode() if isinstance(key, str) else key
+    digest = hmac.new(key, b"guest-cart:" + secret.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode()
 
 
 def current_user_id() -> int | None:

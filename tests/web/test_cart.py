@@ -85,6 +85,28 @@ def test_an_add_says_what_it_added_though_the_line_is_taken_at_once(client, good
     assert "Added Mug to your cart." in client.get("/cart").get_data(as_text=True)
 
 
+def test_a_new_guests_first_adds_sent_at_once_land_in_one_cart(app, goods):
+    """Two quick clicks on the listing send two adds with the same new session: each made a
+    cart of its own, both answered "Added ...", and the cookie of the answer that came last
+    named a cart holding one item (5 runs in 5 in an audit). Both adds now name the same
+    cart, whichever answer's cookie the browser keeps. Fails on the old code."""
+    first = app.test_client()
+    token = csrf_token(first, "/products")  # the session: a CSRF secret, no cart yet
+    second = app.test_client()
+    second.set_cookie("session", first.get_cookie("session", domain="shop.test").value,
+                      domain="shop.test")
+    assert add(first, goods["mug"].id, "1", headers=HX, token=token).status_code == 200
+    assert add(second, goods["tee"].id, "1", headers=HX, token=token).status_code == 200
+    for browser in (first, second):  # whichever answer came last
+        html = browser.get("/cart").get_data(as_text=True)
+        assert 'Cart <span class="cart-count">(2)</span>' in html
+        assert "Mug" in html and "Tee" in html
+    other = app.test_client()  # another guest still has a cart of their own
+    add(other, goods["mug"].id, "1")
+    assert 'Cart <span class="cart-count">(1)</span>' in other.get("/cart").get_data(
+        as_text=True)
+
+
 @pytest.mark.parametrize("quantity", ["0", "-1", "abc", "100", "", "1.5", "99999999999999999999",
                                       "\u00b2", "9" * 5000])
 def test_bad_quantity_is_refused_and_changes_nothing(client, goods, quantity):
