@@ -108,6 +108,19 @@ def _single_key(model: type):
     return keys[0] if len(keys) == 1 else None
 
 
+def _tie_breakers(model: type, sorted_by: Any, key: Any) -> list:
+    """The columns that follow `sorted_by` in the shortest index of the model's table that
+    starts with it, then the primary key `key`."""
+    table = model.__table__
+    name = getattr(sorted_by, "name", None)
+    if getattr(sorted_by, "table", None) is table and name in table.c:
+        for index in sorted(table.indexes, key=lambda index: len(index.columns)):
+            columns = list(index.columns)
+            if columns[0] is table.c[name]:
+                return [c for c in columns[1:] if c is not key] + [key]
+    return [key]
+
+
 class ShopModelView(StaffAccess, ModelView):
     """Staff-only model view. Create, update and delete run inside `write_transaction` with an
     audit entry; `changes_catalog` views invalidate the catalogue cache after a write."""
@@ -349,17 +362,22 @@ class ShopModelView(StaffAccess, ModelView):
     # Lists -----------------------------------------------------------------------------------
 
     def _apply_sorting(self, query, joins, sort_column, sort_desc):
-        """Flask-Admin's sorting, then the primary key in the same direction: rows with the
-        same value (orders placed in the same second) keep one order from page to page, so
-        none shows on two pages and none on neither, and an index on the sorted column (which
-        holds the key too) gives the rows in order."""
+        """Flask-Admin's sorting, then what makes it total, in the same direction: the rest
+        of the index that starts with the sorted column, then the primary key. Rows with the
+        same value (orders placed in the same second, a status) keep one order from page to
+        page, so none shows on two pages and none on neither, and that index still gives the
+        rows in order (the key alone made MySQL sort every order by status: 67 -> 527 ms)."""
         query, joins = super()._apply_sorting(query, joins, sort_column, sort_desc)
         key = _single_key(self.model)
-        if key is not None:
-            if sort_column is None:  # the default sort's direction (the first column's)
-                order = list(self._get_default_order())
-                sort_desc = order[0][2] if order else False
-            query = query.order_by(key.desc() if sort_desc else key)
+        if key is None:
+            return query, joins
+        if sort_column is not None:
+            field = self._sortable_columns.get(sort_column)
+        else:  # the default sort's first column and direction
+            order = list(self._get_default_order())
+            field, sort_desc = (order[0][0], order[0][2]) if order else (None, False)
+        for column in _tie_breakers(self.model, getattr(field, "expression", None), key):
+            query = query.order_by(column.desc() if sort_desc else column)
         return query, joins
 
     def get_list(self, page, sort_column, sort_desc, search, filters, execute=True,

@@ -564,6 +564,9 @@ def test_list_pages_hold_every_order_once_and_a_deep_page_skips_no_rows_by_offse
     # (SQLite says OFFSET 0, MySQL nothing).
     assert len([sql for sql in with_offset if "orders.email" not in sql]) == 3
     assert len([sql for sql in with_offset if "orders.email" in sql]) <= 1
+    # By status: in the order of the (status, created_at) index, then the key.
+    assert any("ORDER BY orders.status DESC, orders.created_at DESC, orders.id DESC" in sql
+               for sql in statements)
     assert by_status.status_code == 200
     assert re.findall(r">(SO-[A-Z0-9]{8})</a>", by_status.get_data(as_text=True)) \
         == expected[40:]  # all pending: the key, in the sort's direction, decides
