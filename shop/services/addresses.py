@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..models import ADDRESS_FIELDS, Address
+from ..models import ADDRESS_FIELDS, Address, User
 from ..models.base import is_id
 from .countries import COUNTRIES
-from .database import write_transaction
+from .database import retrying, write_transaction
 from .errors import NotFound, ValidationError
 
 REQUIRED = ("name", "line1", "city", "postal_code", "country")
@@ -105,22 +105,33 @@ def save(user_id: int, data: Mapping[str, object], address_id: int | None = None
          make_default: bool = False) -> Address:
     """Create or edit a saved address; the first one becomes the default."""
     values = clean(data)
-    with write_transaction():
-        if address_id is None:
-            address = Address(user_id=user_id, **values)
-            db.session.add(address)
-        else:
-            address = get_owned(user_id, address_id)
-            for key, value in values.items():
-                setattr(address, key, value)
-        has_default = db.session.execute(select(Address.id).where(
-            Address.user_id == user_id, Address.is_default.is_(True))).first()
-        if make_default or not has_default:
+
+    def attempt() -> int:
+        with write_transaction():
+            _lock_book(user_id)
+            if address_id is None:
+                address = Address(user_id=user_id, **values)
+                db.session.add(address)
+            else:
+                address = get_owned(user_id, address_id)
+                for key, value in values.items():
+                    setattr(address, key, value)
+            has_default = db.session.execute(select(Address.id).where(
+                Address.user_id == user_id, Address.is_default.is_(True))).first()
+            if make_default or not has_default:
+                db.session.flush()
+                _set_default(user_id, address.id)
             db.session.flush()
-            _set_default(user_id, address.id)
-        db.session.flush()
-        saved_id = address.id
-    return db.session.get(Address, saved_id)
+            return address.id
+
+    return db.session.get(Address, retrying(attempt))
+
+
+def _lock_book(user_id: int) -> None:
+    """Take the account's row lock: one change to its address book at a time. Two tabs
+    saving addresses at once deadlocked on MySQL (a 503, and the address lost), or each
+    made its own address the default under READ COMMITTED (two defaults)."""
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 def _set_default(user_id: int, address_id: int) -> None:
@@ -130,20 +141,28 @@ def _set_default(user_id: int, address_id: int) -> None:
 
 
 def make_default(user_id: int, address_id: int) -> None:
-    with write_transaction():
-        get_owned(user_id, address_id)
-        _set_default(user_id, address_id)
+    def attempt() -> None:
+        with write_transaction():
+            _lock_book(user_id)
+            get_owned(user_id, address_id)
+            _set_default(user_id, address_id)
+
+    retrying(attempt)
 
 
 def delete(user_id: int, address_id: int) -> None:
     """Delete a saved address; another becomes the default if it was."""
-    with write_transaction():
-        address = get_owned(user_id, address_id)
-        was_default = address.is_default
-        db.session.delete(address)
-        db.session.flush()
-        if was_default:
-            other = db.session.execute(select(Address.id).where(Address.user_id == user_id)
-                                       .order_by(Address.id)).scalar()
-            if other:
-                _set_default(user_id, other)
+    def attempt() -> None:
+        with write_transaction():
+            _lock_book(user_id)
+            address = get_owned(user_id, address_id)
+            was_default = address.is_default
+            db.session.delete(address)
+            db.session.flush()
+            if was_default:
+                other = db.session.execute(select(Address.id).where(Address.user_id == user_id)
+                                           .order_by(Address.id)).scalar()
+                if other:
+                    _set_default(user_id, other)
+
+    retrying(attempt)

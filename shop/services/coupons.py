@@ -195,6 +195,14 @@ def record_use(coupon: Coupon, order_id: int, user_id: int | None, email: str) -
     if coupon.per_customer_limit is not None and counted >= coupon.per_customer_limit:
         raise CouponUsedUp("You have already used that coupon as many times as it allows.",
                            field="code", code="coupon_customer_limit")
+    if not user_id:
+        # A guest under an account's email: the use is that account's too (as `link_account`
+        # makes it when an account takes the email later), so changing the account's email
+        # does not give the coupon back.
+        from .accounts import find_by_email
+
+        account = find_by_email(normalise_email(email))
+        user_id = account.id if account is not None else None
     try:
         with db.session.begin_nested():
             db.session.add(CouponUse(coupon_id=coupon.id, customer_key=key,

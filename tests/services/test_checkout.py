@@ -384,6 +384,26 @@ def test_a_per_customer_limit_survives_the_account_changing_its_email(app):
     assert db.session.execute(select(func.count(CouponUse.id))).scalar_one() == 3
 
 
+def test_a_guest_use_under_an_accounts_email_stays_that_accounts_use(app):
+    """A guest checked out with a once-per-customer coupon under the email of an existing
+    account (its owner, not logged in): the use was recorded under the email alone, and once
+    the account changed its email it used the coupon again. The use now names the account
+    that has the email, as a guest's uses do once an account takes it. Fails on the old
+    code."""
+    from shop.services import accounts
+
+    f.coupon("ONCE", "fixed", "5", per_customer_limit=1)
+    variant = f.variant_of(f.product("Pen", price="10.00", stock=100))
+    ada = f.user("ada@example.com")
+    checkout.place_order(guest_cart(variant.id, coupon="ONCE"), request("Ada@Example.com"))
+    accounts.update_profile(ada.id, "Ada", "ada.new@example.com", f.PASSWORD)
+    with pytest.raises(CouponUsedUp):
+        customer_cart(ada.id, variant.id, "ONCE")
+    with pytest.raises(CouponUsedUp):
+        coupons.validate("ONCE", Decimal("10"), user_id=ada.id, email="ada.new@example.com")
+    assert db.session.execute(select(CouponUse.user_id)).scalars().all() == [ada.id]
+
+
 def test_per_customer_limit_under_concurrency_for_an_account(app):
     """One customer racing from several sessions: the account id counts, not the email."""
     coupon = f.coupon("TWICE", "percent", "10", per_customer_limit=2)
