@@ -128,6 +128,12 @@ def place(owner: CartOwner, req: CheckoutRequest) -> Placement:
     return Placement(order, new=True)
 
 
+def placed_with_key(key: str) -> bool:
+    """An order carries this idempotency key (a repeat of it places nothing)."""
+    return db.session.execute(
+        select(Order.id).where(Order.idempotency_key == key)).first() is not None
+
+
 def _by_key(key: str | None) -> Order | None:
     if not key:
         return None

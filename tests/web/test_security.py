@@ -688,6 +688,39 @@ def test_orders_placed_from_one_address_are_limited_on_the_pages_and_the_api(lim
     assert order(client).status_code == 303 and placed() == 4
 
 
+def test_an_order_repeated_with_its_idempotency_key_answers_though_the_limit_is_used_up(
+        limited):
+    """A client whose answer to POST /api/v1/orders was lost repeats it with the same
+    Idempotency-Key, as API.md says to: once that order had used up the address's orders
+    limit, the repeat got 429 for up to an hour, though its order was placed. A repeat of a
+    placed order places nothing, and now answers with that order; a new order is still
+    refused. Fails on the old code."""
+    from tests.web.api_support import make_shopper
+
+    app = limited(RATELIMIT_ORDERS="1 per hour")
+    with app.app_context():
+        lamp = f.variant_of(f.product("Lamp", price="10.00", stock=50, slug="lamp"))
+        sku = lamp.sku
+        buyer = make_shopper(app, email="api-buyer@example.com")
+    body = {"shipping_address": {"name": "Ada Lovelace", "line1": "12 Analytical St",
+                                 "city": "London", "postal_code": "N1 7AA", "country": "GB"},
+            "payment_method": "manual"}
+    assert buyer.api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}
+                          ).status_code == 200
+    first = buyer.api.post("/api/v1/orders", json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 201
+    again = buyer.api.post("/api/v1/orders", json=body, headers={"Idempotency-Key": "k-1"})
+    assert again.status_code == 201, again.get_json()
+    assert again.get_json()["number"] == first.get_json()["number"]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert buyer.api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}
+                          ).status_code == 200
+    other = buyer.api.post("/api/v1/orders", json=body, headers={"Idempotency-Key": "k-2"})
+    assert other.status_code == 429
+    with app.app_context():
+        assert db.session.execute(select(func.count()).select_from(Order)).scalar_one() == 1
+
+
 def test_coupon_codes_refused_for_one_address_are_limited_on_the_cart_and_the_api(limited,
                                                                                   clock):
     """A security audit tried 150 codes in 1.3 s on the cart page, nothing stopping it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flask import Response, current_app, g, request
+from flask_login import current_user
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
@@ -73,10 +74,25 @@ COUPON_LIMITS = (
     limiter.shared_limit(coupons_limit, scope=COUPONS_SCOPE, key_func=client_address,
                          deduct_when=coupon_refused, override_defaults=False),
 )
+def _retrying_a_placed_order() -> bool:
+    """The request repeats an order this user placed with its Idempotency-Key: its answer is
+    the first one again, placing nothing, so no orders limit stands in the way. A client
+    whose answer was lost (what the key is for) got 429 once the address's limit was used
+    up, with the order placed."""
+    key = request.headers.get("Idempotency-Key")
+    if not key or len(key) > 100:
+        return False
+    token = bearer_token()
+    user_id = token.user_id if token is not None else (
+        current_user.id if current_user.is_authenticated else None)
+    return user_id is not None and checkout.placed_with_key(f"api:{user_id}:{key}")
+
+
 # The checkout page's bucket: orders placed from one address, through either door.
 ORDER_LIMITS = (
     limiter.shared_limit(orders_limit, scope=ORDERS_SCOPE, key_func=client_address,
-                         deduct_when=order_placed, override_defaults=False),
+                         deduct_when=order_placed, exempt_when=_retrying_a_placed_order,
+                         override_defaults=False),
 )
 
 
