@@ -106,6 +106,17 @@ def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
                 if len(value) > limit}
     if too_long:
         raise ValidationError(too_long)
+    from .addresses import unprintable
+
+    # A NUL made the customer's order page invalid HTML, and a direction override made the
+    # carrier or the note read otherwise there and in the mail.
+    unshowable = {name: "Remove the control or direction characters: they cannot be shown."
+                  for name, value in (("carrier", carrier), ("tracking_number", tracking_number),
+                                      ("note", (note or "").replace("\r\n", "\n")
+                                       .replace("\n", " ").replace("\t", " ")))
+                  if unprintable(value)}
+    if unshowable:
+        raise ValidationError(unshowable)
 
     def run() -> int:
         with write_transaction():
@@ -141,9 +152,16 @@ def apply_transition(order_id: int, to_status: str, actor: Actor, note: str = ""
     result = db.session.execute(update(Order).where(Order.id == order_id,
                                                     Order.status == current)
                                 .values(**values).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # someone else moved it first
+    if result.rowcount != 1:  # someone else moved it first: said as from where it is now
+        now = db.session.execute(select(Order.status).where(Order.id == order_id)).scalar()
+        if now is not None and now != current:
+            raise _not_allowed(now, to_status) if to_status not in allowed(now) else \
+                InvalidTransition("The order changed while you were working on it; reload it.",
+                                  details={"from": now, "to": to_status,
+                                           "allowed": list(allowed(now))})
         raise InvalidTransition("The order changed while you were working on it; reload it.",
-                                details={"from": current, "to": to_status})
+                                details={"from": current, "to": to_status,
+                                         "allowed": list(allowed(current))})
     db.session.add(OrderEvent(order_id=order_id, from_status=current, to_status=to_status,
                               actor_id=actor.user_id, actor=actor.label, note=note[:2000]))
     if to_status == "shipped":

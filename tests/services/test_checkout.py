@@ -484,6 +484,11 @@ def test_cancel_releases_stock_and_coupon_exactly_once(app):
     )
     assert results.count("cancelled") == 1, results
     assert sum(isinstance(r, InvalidTransition) for r in results) == 4, results
+    # Each refusal says where the order is now and what it may become (API.md: details.allowed);
+    # one that lost the race said "pending" and listed nothing.
+    for refusal in (r for r in results if isinstance(r, InvalidTransition)):
+        assert refusal.details["from"] == "cancelled" and refusal.details["allowed"] == [], \
+            refusal.details
     assert db.session.get(Variant, variant_id).stock_quantity == 5
     assert db.session.execute(select(Coupon.times_used)).scalar_one() == 0
     assert_stock_invariant()

@@ -653,6 +653,29 @@ def test_staff_moves_an_order_through_the_state_machine(shopper, staff, catalog)
     assert error_of(back)["details"]["allowed"] == ["delivered", "refunded"]
 
 
+def test_a_note_or_tracking_with_control_or_direction_characters_is_refused(shopper, staff,
+                                                                            catalog):
+    """A NUL in a staff note reached the customer's order page (invalid HTML), and a
+    right-to-left override in the carrier made the "Shipped" mail read otherwise. Refused
+    beside the field, nothing changed, as addresses, names and reviews are. Fails on the old
+    code."""
+    fill(shopper)
+    number = place(shopper).get_json()["number"]
+    path = f"/api/v1/orders/{number}"
+    note = staff.api.patch(path, json={"status": "paid", "note": "ok\u0000\u202eevil"})
+    assert note.status_code == 422 and list(error_of(note)["details"]["fields"]) == ["note"]
+    assert shopper.api.get(path).get_json()["status"] == "pending"
+    lines = staff.api.patch(path, json={"status": "paid", "note": "Paid.\r\nBank transfer"})
+    assert lines.status_code == 200  # line breaks are fine
+    for tracking, field in (({"carrier": "DHL\u202e", "tracking_number": "RM1"}, "carrier"),
+                            ({"carrier": "DHL", "tracking_number": "RM1\u0007"},
+                             "tracking_number")):
+        refused = staff.api.patch(path, json={"status": "shipped", "tracking": tracking})
+        assert refused.status_code == 422
+        assert list(error_of(refused)["details"]["fields"]) == [f"tracking.{field}"]
+    assert shopper.api.get(path).get_json()["status"] == "paid"
+
+
 def test_cancel_releases_stock_once(shopper, staff, catalog):
     fill(shopper)
     number = place(shopper).get_json()["number"]
