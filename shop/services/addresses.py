@@ -85,6 +85,17 @@ def clean(data: Mapping[str, object] | None, prefix: str = "") -> dict[str, str]
     return out
 
 
+def typed_other(typed: Mapping[str, str], saved: Mapping[str, str]) -> bool:
+    """Whether a form's address fields name an address other than `saved`: blank ones (the
+    new address's fields left empty; the country list always sends a choice) name none."""
+    def shown(value: object) -> str:
+        return " ".join(str(value or "").split())
+
+    if not any(shown(typed.get(name)) for name in ADDRESS_FIELDS if name != "country"):
+        return False
+    return any(shown(typed.get(name)) != shown(saved.get(name)) for name in ADDRESS_FIELDS)
+
+
 def for_user(user_id: int) -> list[Address]:
     return list(db.session.execute(select(Address).where(Address.user_id == user_id)
                                    .order_by(Address.is_default.desc(), Address.id)).scalars())

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shop.extensions import db
-from shop.models import Order, Variant
+from shop.models import ADDRESS_FIELDS, Address, Order, Variant
 from tests import factories as f
 from tests.conftest import csrf_token
 
@@ -231,8 +231,6 @@ def test_the_details_form_with_htmx(client, lamp):
 def test_a_saved_address_refused_is_offered_as_a_new_one(client, auth, lamp):
     """A saved address the rules refuse comes back as the new address to correct (chosen
     again, it would be refused again)."""
-    from shop.models import Address
-
     user = f.user("shopper@example.com")
     auth.login("shopper@example.com")
     fill_cart(client, lamp.id)
@@ -240,13 +238,79 @@ def test_a_saved_address_refused_is_offered_as_a_new_one(client, auth, lamp):
                       postal_code="75001", country="ZZ", is_default=True)
     db.session.add(address)
     db.session.commit()
-    response = review(client, saved_address_id=str(address.id))
+    blank = {name: "" for name in ADDRESS_FIELDS} | {"country": "US"}  # the page's fields
+    response = review(client, saved_address_id=str(address.id), **blank)
     html = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "Choose a country (a two-letter ISO code such as US)." in html
     assert f'id="saved-{address.id}" name="saved_address_id" value="{address.id}">' in html
     assert 'id="saved-new" name="saved_address_id" value="" checked' in html
     assert 'value="1 Old Rd"' in html
+
+
+def _saved_address(user):
+    address = Address(user_id=user.id, name="Ada", line1="1 Main St", city="Springfield",
+                      postal_code="62701", country="US", is_default=True)
+    db.session.add(address)
+    db.session.commit()
+    return address
+
+
+def test_a_saved_address_is_chosen_not_copied_into_the_new_address_fields(client, auth, lamp):
+    """The details form filled the new address's fields with the default saved address, and
+    "Review order" with that address chosen ignored the fields: edits to them (which read as
+    edits to the address the page showed) were silently dropped. Now the fields are left
+    empty for a new address (also on "Change details" back from the review); fields typed
+    with a saved address still chosen are the address ordered (the page has no script to
+    switch the choice); left empty, the saved address is. Fails on the old code."""
+    user = f.user("shopper@example.com")
+    auth.login("shopper@example.com")
+    fill_cart(client, lamp.id)
+    address = _saved_address(user)
+    page = client.get("/checkout").get_data(as_text=True)
+    assert f'id="saved-{address.id}" name="saved_address_id" value="{address.id}" checked' in page
+    assert 'value="1 Main St"' not in page and 'value="Springfield"' not in page
+    assert '<input id="line1" name="line1" type="text" value=""' in page
+
+    # The shopper types another address over the (empty) fields, the saved one still chosen.
+    typed = {"name": "Ada", "line1": "9 Elm Ave", "line2": "", "city": "Shelbyville",
+             "region": "", "postal_code": "62565", "country": "US", "phone": ""}
+    assert review(client, saved_address_id=str(address.id), **typed).status_code == 303
+    shown = client.get("/checkout/review").get_data(as_text=True)
+    assert "9 Elm Ave" in shown and "Shelbyville" in shown and "1 Main St" not in shown
+    # "Change details": the typed address is in the fields, "A new address" chosen.
+    back = client.get("/checkout").get_data(as_text=True)
+    assert 'value="9 Elm Ave"' in back
+    assert 'id="saved-new" name="saved_address_id" value="" checked' in back
+    response, *_ = place(client)
+    assert response.status_code == 303
+    order = db.session.execute(select(Order)).scalar_one()
+    assert order.shipping_address["line1"] == "9 Elm Ave"
+    assert order.shipping_address["city"] == "Shelbyville"
+
+
+def test_a_saved_address_chosen_with_the_fields_left_empty_is_ordered(client, auth, lamp):
+    """The saved address chosen and the new address's fields left as the page shows them
+    (empty; the country list always sends a choice): the saved address is reviewed, and
+    "Change details" shows it chosen with the fields still empty."""
+    user = f.user("shopper@example.com")
+    auth.login("shopper@example.com")
+    fill_cart(client, lamp.id)
+    address = _saved_address(user)
+    blank = {name: "" for name in ADDRESS_FIELDS} | {"country": "US"}
+    assert review(client, saved_address_id=str(address.id), **blank).status_code == 303
+    assert "1 Main St" in client.get("/checkout/review").get_data(as_text=True)
+    back = client.get("/checkout").get_data(as_text=True)
+    assert f'value="{address.id}" checked' in back and 'value="1 Main St"' not in back
+    # The saved address as it is, typed again: still the saved one (not saved twice).
+    same = address.as_dict()
+    assert review(client, saved_address_id=str(address.id), save_address="yes",
+                  **same).status_code == 303
+    response, *_ = place(client)
+    assert response.status_code == 303
+    assert db.session.execute(select(func.count(Address.id))).scalar_one() == 1
+    order = db.session.execute(select(Order)).scalar_one()
+    assert order.shipping_address["line1"] == "1 Main St"
 
 
 def test_double_submit_creates_one_order(client, lamp):

@@ -70,6 +70,7 @@ def start():
         details.setdefault("email", current_user.email)
         default = next((a for a in addresses.for_user(current_user.id) if a.is_default), None)
         if default and not details.get("address"):
+            # Chosen, not copied into the new address's fields (left empty for one).
             details["address"] = default.as_dict()
             details["saved_address_id"] = default.id
     context = _form_context(details)
@@ -90,15 +91,23 @@ def submit_details():
         "payment_method": form.get("payment_method", "manual"),
         "save_address": form.get("save_address") == "yes",
     }
+    typed = {name: form.get(name, "") for name in ADDRESS_FIELDS}
     saved_id = form.get("saved_address_id", type=int) if current_user.is_authenticated else None
     if saved_id:
         try:
-            details["address"] = addresses.get_owned(current_user.id, saved_id).as_dict()
-            details["saved_address_id"] = saved_id
+            saved = addresses.get_owned(current_user.id, saved_id).as_dict()
         except ShopError:
             saved_id = None
+        else:
+            # An address typed with a saved one still chosen (no script switches the choice
+            # when the shopper types) is the one the shopper means: the order uses it.
+            if addresses.typed_other(typed, saved):
+                saved_id = None
+            else:
+                details["address"] = saved
+                details["saved_address_id"] = saved_id
     if not saved_id:
-        details["address"] = {name: form.get(name, "") for name in ADDRESS_FIELDS}
+        details["address"] = typed
     try:
         # The review shows the address the order is placed for and mailed to.
         details["email"], _, _ = checkout.validate(_request(details))
