@@ -114,15 +114,19 @@ def get_owned(user_id: int, address_id: int) -> Address:
 
 def save(user_id: int, data: Mapping[str, object], address_id: int | None = None,
          make_default: bool = False) -> Address:
-    """Create or edit a saved address; the first one becomes the default."""
+    """Create or edit a saved address; the first one becomes the default. An address the
+    account already has, saved again (checkout's "Save this address", the account's form sent
+    twice), is that one: no copy is added."""
     values = clean(data)
 
     def attempt() -> int:
         with write_transaction():
             _lock_book(user_id)
             if address_id is None:
-                address = Address(user_id=user_id, **values)
-                db.session.add(address)
+                address = next((a for a in for_user(user_id) if a.as_dict() == values), None)
+                if address is None:
+                    address = Address(user_id=user_id, **values)
+                    db.session.add(address)
             else:
                 address = get_owned(user_id, address_id)
                 for key, value in values.items():

@@ -655,6 +655,20 @@ def test_a_name_with_a_control_character_is_refused(client, customer):
     assert user_named("customer@example.com").name != "Ada\x00King"
 
 
+def test_an_address_the_account_has_is_not_saved_twice(client, customer):
+    """The address form sent twice (or an address the account has, saved again) added an
+    identical copy; it is now the address already saved, made default when asked."""
+    assert post(client, "/account/addresses/new", ADDRESS).status_code == 303
+    assert post(client, "/account/addresses/new", ADDRESS | {"line1": "2 Engine Lane"}
+                ).status_code == 303
+    again = post(client, "/account/addresses/new",
+                 ADDRESS | {"line1": " 2  Engine Lane ", "is_default": "yes"})
+    assert again.status_code == 303
+    kept = saved(customer.id)
+    assert sorted(a.line1 for a in kept) == ["12 Analytical St", "2 Engine Lane"]
+    assert [a.line1 for a in kept if a.is_default] == ["2 Engine Lane"]
+
+
 def test_address_actions_with_htmx_answer_the_list(client, customer):
     one = addresses.save(customer.id, ADDRESS)
     two = addresses.save(customer.id, ADDRESS | {"line1": "2 Engine Lane"})

@@ -403,6 +403,33 @@ def test_customer_checkout_uses_account_email_and_saves_address(client, auth, la
     assert db.session.execute(select(Address.line1)).scalar_one() == "12 Analytical St"
 
 
+def test_place_order_sent_twice_saves_the_new_address_once(client, auth, lamp):
+    """"Place order" posted twice from the same page (a double click without JavaScript:
+    both carry the checkout's session) placed one order but saved the shopper's new address
+    twice. The address is saved with the order placed, and saving one the account already
+    has adds no copy. Fails on the old code."""
+    f.user("shopper@example.com")
+    auth.login("shopper@example.com")
+    fill_cart(client, lamp.id)
+    review(client, save_address="yes")
+    form = reviewed(client)
+    with client.session_transaction() as session:
+        before = dict(session)
+    first, *_ = place(client, form)
+    with client.session_transaction() as session:
+        session.update(before)  # the second click's request left with the first's cookie
+    second, *_ = place(client, form)
+    assert first.headers["Location"] == second.headers["Location"]
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+    assert db.session.execute(select(Address.line1)).scalars().all() == ["12 Analytical St"]
+    # Another order to the same address, saved again: still one copy.
+    fill_cart(client, lamp.id)
+    review(client, save_address="yes")
+    assert place(client)[0].status_code == 303
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 2
+    assert db.session.execute(select(func.count(Address.id))).scalar_one() == 1
+
+
 def test_orders_are_private(app, lamp):
     buyer, stranger = app.test_client(), app.test_client()
     fill_cart(buyer, lamp.id)

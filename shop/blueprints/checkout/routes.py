@@ -209,7 +209,8 @@ def place():
         return _refused(details, exc.errors, whole=True)
     g.order_placed = placement.new  # counts towards the orders limit (limits.order_placed)
     order = placement.order
-    if details.get("save_address") and current_user.is_authenticated \
+    # Saved with the order this request placed: a repeated "Place order" saves nothing again.
+    if placement.new and details.get("save_address") and current_user.is_authenticated \
             and not details.get("saved_address_id"):
         try:
             addresses.save(current_user.id, details["address"])
