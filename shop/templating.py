@@ -361,7 +361,24 @@ def country_name(code: str | None) -> str:
     return COUNTRIES.get(code or "", code or "")
 
 
+# Control characters no page may hold (HTML forbids C0 and C1 controls other than tab, line
+# feed and carriage return; the Nu checker: "Forbidden code point U+0007", "Saw U+0000").
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def shown(value: object) -> object:
+    """Every text a template writes out (the environment's `finalize`), with a control
+    character replaced by U+FFFD: a refused form shows again what was typed (an email, an
+    address, a review) and says which field "has a character that cannot be shown", and the
+    page stays valid HTML. Markup is left as it is: a macro's was made of values this
+    already saw, and reading the pages' large prebuilt parts again would cost every page."""
+    if type(value) is str and _UNSHOWABLE.search(value) is not None:
+        return _UNSHOWABLE.sub("\ufffd", value)
+    return value
+
+
 def init_app(app: Flask) -> None:
+    app.jinja_env.finalize = shown
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["datetime"] = datetime_utc
     app.jinja_env.filters["image_url"] = image_url

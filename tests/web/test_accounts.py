@@ -669,6 +669,40 @@ def test_an_address_the_account_has_is_not_saved_twice(client, customer):
     assert [a.line1 for a in kept if a.is_default] == ["2 Engine Lane"]
 
 
+CONTROLS = "\x00\x07\x1b\x7f\x85"
+
+
+def unshowable(html: str) -> set[str]:
+    """The control characters HTML forbids that a page holds (tab, LF and CR are allowed)."""
+    return {c for c in html if (ord(c) < 32 and c not in "\t\n\r") or 0x7f <= ord(c) <= 0x9f}
+
+
+@pytest.mark.parametrize("path,data,status,logged_in", [
+    ("/account/register", {"name": f"Ada{CONTROLS}", "email": f"ada{CONTROLS}@example.com",
+                           "password": "correct-horse-9", "password_confirm": "correct-horse-9"},
+     422, False),
+    ("/account/login", {"email": f"ada{CONTROLS}@example.com", "password": "wrong"}, 401, False),
+    ("/account/password/forgot", {"email": f"ada{CONTROLS}@example.com"}, 422, False),
+    ("/account/profile", {"name": f"Ada{CONTROLS}", "email": f"ada{CONTROLS}@example.com"},
+     422, True),
+    ("/account/addresses/new", ADDRESS | {"line1": f"1{CONTROLS} Road", "city": f"X{CONTROLS}"},
+     422, True),
+])
+def test_a_refused_account_form_shows_no_control_character(client, auth, path, data, status,
+                                                           logged_in):
+    """A form refused for a control character (or, logging in, refused at all) showed it
+    again as typed in the field's value: invalid HTML (Nu: "Saw U+0000", "Forbidden code
+    point U+0007"). The page shows U+FFFD in its place. Fails on the old code."""
+    if logged_in:
+        f.user("customer@example.com", name="Ada Lovelace")
+        auth.login()
+    response = post(client, path, data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == status
+    assert unshowable(html) == set()
+    assert "\ufffd" * len(CONTROLS) in html
+
+
 def test_address_actions_with_htmx_answer_the_list(client, customer):
     one = addresses.save(customer.id, ADDRESS)
     two = addresses.save(customer.id, ADDRESS | {"line1": "2 Engine Lane"})

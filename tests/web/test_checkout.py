@@ -29,10 +29,10 @@ def fill_cart(client, variant_id, quantity=1):
                                    "csrf_token": token})
 
 
-def review(client, **changes):
+def review(client, headers=None, **changes):
     data = dict(FORM, **changes)
     data["csrf_token"] = csrf_token(client, "/checkout")
-    return client.post("/checkout", data=data)
+    return client.post("/checkout", data=data, headers=headers or {})
 
 
 def reviewed(client):
@@ -246,6 +246,27 @@ def test_a_saved_address_refused_is_offered_as_a_new_one(client, auth, lamp):
     assert f'id="saved-{address.id}" name="saved_address_id" value="{address.id}">' in html
     assert 'id="saved-new" name="saved_address_id" value="" checked' in html
     assert 'value="1 Old Rd"' in html
+
+
+def unshowable(html: str) -> set[str]:
+    """The control characters HTML forbids that a page holds (tab, LF and CR are allowed)."""
+    return {c for c in html if (ord(c) < 32 and c not in "\t\n\r") or 0x7f <= ord(c) <= 0x9f}
+
+
+@pytest.mark.parametrize("headers", [{}, HX])
+def test_refused_details_show_no_control_character(client, lamp, headers):
+    """Details refused for a control character (in the email, the address) showed it again
+    as typed in the fields' values: invalid HTML (Nu: "Saw U+0000", "Forbidden code point
+    U+0007"). The form shows U+FFFD in its place. Fails on the old code."""
+    fill_cart(client, lamp.id)
+    controls = "\x00\x07\x1b\x7f\x9f"
+    response = review(client, headers=headers, email=f"ada{controls}@example.com",
+                      line1=f"12{controls} Analytical St", city=f"Lon{controls}don")
+    html = response.get_data(as_text=True)
+    assert response.status_code == (200 if headers else 422)
+    assert "cannot be" in html
+    assert unshowable(html) == set()
+    assert 'value="Lon\ufffd\ufffd\ufffd\ufffd\ufffddon"' in html
 
 
 def _saved_address(user):

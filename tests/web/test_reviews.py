@@ -142,6 +142,30 @@ def test_a_review_with_a_character_that_cannot_be_shown_is_refused(client, buyer
                            "body": "Line one\r\nLine two\tend"}).status_code in (200, 303)
     assert review_count() == 1
 
+CONTROLS = "\x00\x07\x0b\x1b\x7f\x85\x9f"
+
+
+def unshowable(html: str) -> set[str]:
+    """The control characters HTML forbids that a page holds (tab, LF and CR are allowed)."""
+    return {c for c in html if (ord(c) < 32 and c not in "\t\n\r") or 0x7f <= ord(c) <= 0x9f}
+
+
+@pytest.mark.parametrize("headers", [{}, HX])
+def test_a_refused_review_shows_no_control_character(client, buyer, headers):
+    """The review form refused for a control character showed it again as typed, in the
+    title's value and the body's <textarea>: invalid HTML (Nu: "Forbidden code point
+    U+0007", "Saw U+0000"). It shows U+FFFD in its place; line breaks and tabs stay. Fails
+    on the old code."""
+    response = submit(client, {"rating": "4", "title": f"Fi{CONTROLS}ne",
+                               "body": f"Line one\r\nLine{CONTROLS}\ttwo"}, headers)
+    html = response.get_data(as_text=True)
+    assert response.status_code == (422 if not headers else 200)
+    assert "cannot be shown" in html
+    assert unshowable(html) == set()
+    assert 'value="Fi\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ufffdne"' in html
+    assert "Line\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ttwo</textarea>" in html
+    assert review_count() == 0
+
 
 def test_htmx_submission_answers_the_form_slot(client, buyer):
     response = submit(client, {"rating": "9", "title": ""}, headers=HX)
