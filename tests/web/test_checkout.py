@@ -402,6 +402,25 @@ def test_sold_out_between_review_and_order(client, lamp):
     assert db.session.get(Variant, lamp.id).stock_quantity == 1
 
 
+def test_a_product_no_longer_sold_between_review_and_order(client, lamp):
+    """A product deactivated after the review was reported as "something in your cart has
+    sold out meanwhile" while its line said it "is no longer sold". The notice now says only
+    that something can no longer be ordered as it is; the line says why. Fails on the old
+    code."""
+    fill_cart(client, lamp.id)
+    review(client)
+    form = reviewed(client)
+    db.session.get(Variant, lamp.id).product.active = False
+    db.session.commit()
+    response, *_ = place(client, form)
+    assert response.headers["Location"].endswith("/cart")
+    html = client.get("/cart").get_data(as_text=True)
+    assert ("Your order was not placed: something in your cart can no longer be ordered as "
+            "it is.") in html
+    assert "sold out" not in html and "Desk Lamp is no longer sold; please remove it." in html
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+
+
 def test_empty_cart_cannot_check_out(client, app):
     response = client.get("/checkout")
     assert response.status_code == 303 and response.headers["Location"].endswith("/cart")

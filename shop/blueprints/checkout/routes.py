@@ -195,10 +195,11 @@ def place():
         flash(exc.message, "error")
         return redirect(url_for("checkout.review"), 303)
     except OutOfStock:
-        # The cart says which line and what is left, beside it and in its summary: the
-        # notice says only what happened, so nothing is read out three times.
-        flash("Your order was not placed: something in your cart has sold out meanwhile. "
-              "Please check your cart below.", "error")
+        # The cart says which line and why (sold out, fewer left, no longer sold), beside
+        # it and in its summary: the notice says only that an order was stopped, in words
+        # true for every reason, so nothing is read out three times or contradicted.
+        flash("Your order was not placed: something in your cart can no longer be ordered "
+              "as it is. Please check your cart below.", "error")
         return redirect(url_for("cart.show"), 303)
     except (CartEmpty, CouponInvalid, CouponUsedUp) as exc:
         flash(exc.message, "error")
