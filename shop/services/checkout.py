@@ -2,8 +2,9 @@
 snapshot lines, first event and payment, empty the cart: one transaction, idempotent."""
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,7 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..extensions import db
 from ..models import Order, OrderEvent, OrderLine, Payment, Variant, utcnow
 from . import addresses, coupons, inventory, jobs, notifications, pricing
-from .cart import CartOwner, clear, find_cart, load_lines
+from .cart import CartLineView, CartOwner, clear, find_cart, load_lines
 from .database import retrying, write_transaction
 from .errors import CartChanged, CartEmpty, OutOfStock, ShopError, ValidationError
 from .money import card_minimum, format_money
@@ -40,11 +41,25 @@ class CheckoutRequest:
     billing_address: Mapping[str, object] | None = None
     # What the shopper reviewed: a different total now means the cart or prices changed.
     expected_total: Decimal | None = None
+    # The reviewed cart's fingerprint (cart_fingerprint): another one now means the cart
+    # changed, even to the same total (a size swapped at the same price in another tab).
+    expected_cart: str | None = None
     idempotency_key: str | None = None
     # How the caller's input names the address fields, for the errors: the checkout form's
     # `postal_code` and `billing_postal_code`, the API body's `shipping_address.postal_code`.
     shipping_prefix: str = ""
     billing_prefix: str = "billing_"
+
+
+def cart_fingerprint(lines: Iterable[CartLineView], coupon_code: str | None,
+                     shipping_method: str) -> str:
+    """The cart as the shopper reviews it, in 32 characters: each line's variant, quantity
+    and unit price, the coupon and the shipping method. The review's "Place order" carries
+    it, and place() refuses a cart that no longer matches it, as it refuses another total."""
+    parts = sorted(f"{line.variant_id}x{line.quantity}@{line.unit_price}" for line in lines)
+    text = "|".join([*parts, f"coupon={(coupon_code or '').upper()}",
+                     f"shipping={shipping_method}"])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def payment_methods() -> tuple[str, ...]:
@@ -245,7 +260,10 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
                                   email=email, currency=current_app.config["CURRENCY"])
     quote = pricing.quote(raw, coupons.terms(coupon) if coupon else None, req.shipping_method,
                           rules)
-    if req.expected_total is not None and quote.total != req.expected_total:
+    if (req.expected_total is not None and quote.total != req.expected_total) or (
+            req.expected_cart is not None
+            and cart_fingerprint(lines, cart.coupon_code, req.shipping_method)
+            != req.expected_cart):
         raise CartChanged("Your cart or its prices changed since you reviewed it. "
                           "Please check the new total and place the order again.",
                           details={"expected_total": str(req.expected_total),

@@ -105,6 +105,35 @@ def test_cart_changed_since_review_is_refused(app):
     assert db.session.get(Variant, variant.id).stock_quantity == 5
 
 
+def test_a_cart_of_the_same_total_but_other_lines_than_reviewed_is_refused(app):
+    """The reviewed cart's fingerprint (lines, quantities, unit prices, coupon, shipping)
+    tells a changed cart of the same total (another size at the same price, the quantities
+    moved between two lines of one price); it does not change with the lines' order."""
+    tee = f.product("Tee", price="20.00", stock=5, variants=[
+        {"options": {"size": "S"}, "sku": "TEE-S"}, {"options": {"size": "M"}, "sku": "TEE-M"}])
+    small, medium = tee.variants
+    owner = guest_cart(small.id, 2)
+    carts.add_item(owner, 1, variant_id=medium.id)
+    view = carts.view(owner)
+    reviewed = checkout.cart_fingerprint(view.lines, view.coupon_code, "standard")
+    assert reviewed == checkout.cart_fingerprint(view.lines[::-1], "", "standard")
+    assert reviewed != checkout.cart_fingerprint(view.lines, "SAVE10", "standard")
+    assert reviewed != checkout.cart_fingerprint(view.lines, None, "express")
+    line = {line.variant_id: line.id for line in view.lines}
+    carts.update_line(owner, line[small.id], 1)
+    carts.update_line(owner, line[medium.id], 2)
+    assert carts.view(owner).quote.total == view.quote.total
+    with pytest.raises(CartChanged):
+        checkout.place_order(owner, request(expected_total=view.quote.total,
+                                            expected_cart=reviewed))
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+    again = carts.view(owner)
+    order = checkout.place_order(owner, request(
+        expected_total=again.quote.total,
+        expected_cart=checkout.cart_fingerprint(again.lines, again.coupon_code, "standard")))
+    assert sorted((x.sku, x.quantity) for x in order.lines) == [("TEE-M", 2), ("TEE-S", 1)]
+
+
 def test_bad_details_change_nothing(app):
     variant = f.variant_of(f.product("Cup", stock=3))
     owner = guest_cart(variant.id, 1)

@@ -142,11 +142,13 @@ def _refused(details: dict, errors: dict[str, str], *, whole: bool = False):
     return vary(response)
 
 
-def _request(details: dict, expected_total: Decimal | None = None) -> checkout.CheckoutRequest:
+def _request(details: dict, expected_total: Decimal | None = None,
+             expected_cart: str | None = None) -> checkout.CheckoutRequest:
     return checkout.CheckoutRequest(
         email=details.get("email", ""), shipping_address=details.get("address") or {},
         shipping_method=details.get("shipping_method", "standard"),
         payment_method=details.get("payment_method", "manual"), expected_total=expected_total,
+        expected_cart=expected_cart,
         idempotency_key=f"web:{details['token']}" if details.get("token") else None)
 
 
@@ -156,14 +158,16 @@ def review():
     details = _details()
     if not details.get("token"):
         return redirect(url_for("checkout.start"), 303)
-    view = cart_service.view(cart_owner(), details.get("shipping_method", "standard"),
-                             email=details.get("email"))
+    shipping_method = details.get("shipping_method", "standard")
+    view = cart_service.view(cart_owner(), shipping_method, email=details.get("email"))
     if view.is_empty:
         flash("Your cart is empty.", "info")
         return redirect(url_for("cart.show"), 303)
     page = render_template("checkout/review.html", cart=view, details=details,
                            countries=COUNTRIES, shipping_labels=pricing.SHIPPING_LABELS,
-                           payment_labels=checkout.PAYMENT_LABELS)
+                           payment_labels=checkout.PAYMENT_LABELS,
+                           reviewed_cart=checkout.cart_fingerprint(
+                               view.lines, view.coupon_code, shipping_method))
     cart_service.mark_prices_seen(view)  # the review tells the changes: once
     return page
 
@@ -189,8 +193,11 @@ def place():
         expected = None
     if expected is not None and not expected.is_finite():
         expected = None  # "NaN", "Infinity": no amount ("sNaN" even fails a comparison)
+    # The cart as reviewed (a fingerprint): absent, as from a page older than it, the total
+    # alone is compared.
+    reviewed_cart = request.form.get("reviewed_cart") or None
     try:
-        placement = checkout.place(cart_owner(), _request(details, expected))
+        placement = checkout.place(cart_owner(), _request(details, expected, reviewed_cart))
     except CartChanged as exc:
         flash(exc.message, "error")
         return redirect(url_for("checkout.review"), 303)
