@@ -1247,6 +1247,55 @@ def test_two_staff_refunding_at_once_refund_once_and_the_second_is_told(client, 
     assert_stock_invariant()
 
 
+def test_refunding_an_order_already_refunded_on_stripe_refunds_it(client, shop, standin, mug):
+    """Refunded in full in Stripe's Dashboard, its charge.refunded never delivered: staff's
+    "Refund" (the admin's button, the API's PATCH) was refused with 409 every time (Stripe
+    answers charge_already_refunded, and the order's idempotency key replays that answer),
+    and the order stayed paid, keeping its stock. The money is back, so the order becomes
+    refunded: stock released once, the history says so, the customer gets the usual mail.
+    A Stripe message ending with a period is not followed by a second one. Fails on the old
+    code."""
+    from tests.conftest import AuthActions
+    from tests.web.api_support import make_shopper
+
+    f.user("staff@example.com", role="staff")
+    staff = shop.test_client()
+    AuthActions(staff).login("staff@example.com")
+    order = paid_order(client, standin, mug.id, 2)
+    standin.dashboard_refund(order.payment.provider_payment_id)
+    detail = f"/admin/order/details/?id={order.id}"
+
+    standin.fail_next[:] = [(402, "Your balance is too low.")]
+    refused = staff.post(f"/admin/order/transition/{order.id}", data={
+        "csrf_token": csrf_token(staff, detail), "to_status": "refunded"})
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 409 and "Your balance is too low. Nothing" in text
+    assert last_order().status == "paid"
+
+    done = staff.post(f"/admin/order/transition/{order.id}", data={
+        "csrf_token": csrf_token(staff, detail), "to_status": "refunded"})
+    assert done.status_code == 303, done.get_data(as_text=True)
+    order = last_order()
+    assert order.status == "refunded" and order.payment.status == "refunded"
+    assert stock(mug.id) == 5 and refund_mails(shop) == 1
+    [event] = [e for e in history(order.id) if e.to_status == "refunded"]
+    assert event.actor == "staff@example.com" and "already refunded in full on Stripe" in event.note
+    assert len(standin.refunds) == 1  # the Dashboard's; the shop made none
+    late = post_event(client, standin, "charge.refunded",
+                      standin.charge(order.payment.provider_payment_id))
+    assert late.get_json()["outcome"] == "already_refunded"
+    assert stock(mug.id) == 5 and refund_mails(shop) == 1
+
+    by_api = paid_order(client, standin, mug.id)
+    standin.dashboard_refund(by_api.payment.provider_payment_id)
+    api = make_shopper(shop, role="staff").api
+    answer = api.patch(f"/api/v1/orders/{by_api.number}", json={"status": "refunded"})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["status"] == "refunded"
+    assert stock(mug.id) == 5 and refund_mails(shop) == 2 and len(standin.refunds) == 2
+    assert_stock_invariant()
+
+
 @pytest.mark.parametrize("currency,price,part,shown", [
     ("KWD", "12.50", 1250, "1.25 KWD of 12.50 KWD"),  # fils: thousandths
     ("JPY", "1200.50", 500, "¥500 of ¥1,201"),  # whole yen (1200.50 is ordered as 1201)

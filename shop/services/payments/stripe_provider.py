@@ -608,8 +608,10 @@ def handle_event(event: Any) -> str:
 
 def refund(order: Order, actor: Actor, note: str = "") -> Order:
     """Refund the card payment in full on Stripe (one refund per order, whatever the retries),
-    then move the order to `refunded`, which gives its stock back once. An order paid
-    otherwise (staff marked it paid) gets a recorded refund."""
+    then move the order to `refunded`, which gives its stock back once. A payment Stripe
+    reports already refunded in full (on the Dashboard, its charge.refunded not delivered) is
+    refunded: the order moves to `refunded` the same way. An order paid otherwise (staff
+    marked it paid) gets a recorded refund."""
     if "refunded" not in orders.allowed(order.status):
         raise InvalidTransition(
             f"This order is {orders.STATUS_LABELS[order.status].lower()}; it cannot be refunded.",
@@ -625,16 +627,21 @@ def refund(order: Order, actor: Actor, note: str = "") -> Order:
             params={"payment_intent": intent, "reason": "requested_by_customer",
                     "metadata": {"order_number": order.number, "order_id": str(order.id)}},
             options={"idempotency_key": f"order-{order.id}-refund"})
+    except stripe.InvalidRequestError as exc:
+        if exc.code != "charge_already_refunded":
+            raise _refund_refused(order, exc) from exc
+        # Refunded in full outside the shop (the Dashboard) and its charge.refunded not
+        # delivered: the money is back, and asking again can never succeed (the same
+        # idempotency key replays this answer). The order is refunded now.
+        log.warning("stripe payment %s of order %s was refunded already", intent, order.number)
+        result = None
     except stripe.StripeError as exc:
-        metrics.payment_failed(PROVIDER)
-        log.error("stripe refund for order %s failed: %s", order.number, exc)
-        raise PaymentError("Stripe did not accept the refund: "
-                           f"{exc.user_message or 'payment service unavailable'}. "
-                           "Nothing was changed; please try again.") from exc
-    if result.status in ("failed", "canceled"):
+        raise _refund_refused(order, exc) from exc
+    if result is not None and result.status in ("failed", "canceled"):
         metrics.payment_failed(PROVIDER)
         raise PaymentError(f"Stripe refused the refund ({result.status}). Nothing was changed.")
-    text = f"Stripe refund {result.id}"
+    text = (f"Stripe refund {result.id}" if result is not None
+            else f"card payment {intent} already refunded in full on Stripe")
     try:
         changed = orders.transition(order.id, "refunded", actor,
                                     f"{note} ({text})" if note else text)
@@ -661,6 +668,15 @@ def refund(order: Order, actor: Actor, note: str = "") -> Order:
             details={"from": "refunded", "to": "refunded",
                      "allowed": list(orders.allowed("refunded"))}) from None
     return _refunded(changed)
+
+
+def _refund_refused(order: Order, exc: stripe.StripeError) -> PaymentError:
+    """Stripe refused or could not take the refund: counted, logged, and said to staff."""
+    metrics.payment_failed(PROVIDER)
+    log.error("stripe refund for order %s failed: %s", order.number, exc)
+    why = (exc.user_message or "").strip().rstrip(".") or "payment service unavailable"
+    return PaymentError(f"Stripe did not accept the refund: {why}. "
+                        "Nothing was changed; please try again.")
 
 
 def _refunded(order: Order) -> Order:
