@@ -8,7 +8,7 @@ from sqlalchemy import DateTime, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from .base import created_column, money_column, utcnow
+from .base import Money, created_column, money_column, utcnow
 
 PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded", "cancelled")
 
@@ -38,6 +38,11 @@ class Payment(db.Model):
     # closed): staff must pay the customer back another way, then clear it ("Mark refund
     # settled"). What failed, for the admin's order page; the history has every detail.
     refund_failure: Mapped[str | None] = mapped_column(String(500))
+    # The highest running total Stripe reported refunded (charge.refunded's amount_refunded)
+    # while the order kept its status, less refunds that failed since: a report arriving
+    # late with a smaller total is not recorded again (Stripe's events come in any order).
+    refunded_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"),
+                                                     server_default="0")
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -1155,6 +1155,47 @@ def test_a_partial_refund_on_stripe_is_recorded_and_keeps_the_status(client, sho
     assert_stock_invariant()
 
 
+def test_partial_refunds_reported_out_of_order_never_lower_the_total(client, shop, standin,
+                                                                       mug):
+    """Stripe does not promise to deliver events in order. Two partial refunds whose
+    charge.refunded came the wrong way round were both recorded (they were told apart only by
+    their note's text): the history said "$20.00 ... so far", then "$10.00 ... so far", and the
+    customer's second mail said $10.00 in all so far. An older, smaller running total is now
+    ignored (no note, no mail). A refund that failed meanwhile no longer counts, so the next
+    refund is still told. Fails on the old code."""
+    order = paid_order(client, standin, mug.id, 2)
+    intent = order.payment.provider_payment_id
+    first = standin.dashboard_refund(intent, 1000)
+    second = standin.dashboard_refund(intent, 1000)
+    assert (first["amount_refunded"], second["amount_refunded"]) == (1000, 2000)
+
+    for charge, outcome in ((second, "partial"), (first, "already_recorded")):
+        response = post_event(client, standin, "charge.refunded", charge)
+        assert response.status_code == 200 and response.get_json()["outcome"] == outcome
+    notes = [e.note for e in history(order.id) if "partly refunded" in e.note]
+    assert len(notes) == 1 and "$20.00 of " in notes[0]
+    [told] = partial_refund_mails(shop)
+    assert "$20.00 in all so far" in told
+
+    # The second refund fails (the card was closed): Stripe's total goes back to $10.00, and
+    # a new refund of $5.00 makes it $15.00, which the customer is told.
+    second_refund = list(standin.refunds)[-1]
+    failed = post_event(client, standin, "refund.failed", standin.fail_refund(second_refund))
+    assert failed.get_json()["outcome"] == "refund_failed"
+    third = standin.dashboard_refund(intent, 500)
+    assert third["amount_refunded"] == 1500
+    assert post_event(client, standin, "charge.refunded",
+                      third).get_json()["outcome"] == "partial"
+    assert post_event(client, standin, "charge.refunded",
+                      first).get_json()["outcome"] == "already_recorded"
+    notes = [e.note for e in history(order.id) if "partly refunded" in e.note]
+    assert len(notes) == 2 and "$15.00 of " in notes[1]
+    told = partial_refund_mails(shop)  # in no particular order: sent in the same second
+    assert sorted("$15.00 in all so far" in m for m in told) == [False, True]
+    assert not any("$10.00 in all so far" in m for m in told)
+    assert last_order().status == "paid" and stock(mug.id) == 3
+
+
 def test_a_refund_of_a_payment_the_shop_does_not_know_answers_200(client, shop, standin, mug):
     """A charge refunded on the same Stripe account that is not one of the shop's payments
     (another integration, a payment link), or an event without a PaymentIntent or without a

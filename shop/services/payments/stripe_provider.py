@@ -12,6 +12,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import stripe
@@ -754,7 +755,8 @@ def charge_refunded(charge: dict[str, Any]) -> str:
         return "ignored"
     currency = str(charge.get("currency") or payment.currency).upper()
     full = charge.get("refunded") is True or refunded >= amount
-    money = format_money(from_minor_units(refunded, currency), currency)
+    total = from_minor_units(refunded, currency)
+    money = format_money(total, currency)
     if full:
         note = f"Card payment refunded in full on Stripe: {money} (Stripe charge {charge_id})"
     else:
@@ -774,17 +776,22 @@ def charge_refunded(charge: dict[str, Any]) -> str:
             continue
         log.info("order %s refunded in full on stripe (charge %s)", order.number, charge_id)
         return "refunded"
-    outcome = _record_refund(payment.order_id, payment.id, note, full=full)
+    outcome = _record_refund(payment.order_id, payment.id, note, total, full=full)
     if outcome == "partial":
-        # Once for each new running total (the same total again is "already_recorded").
+        # Once for each higher running total (the same total again, or an older smaller one
+        # delivered late, is "already_recorded").
         jobs.enqueue(notifications.partial_refund, payment.order_id, refunded, currency)
     return outcome
 
 
-def _record_refund(order_id: int, payment_id: int, note: str, *, full: bool) -> str:
+def _record_refund(order_id: int, payment_id: int, note: str, total: Decimal, *,
+                   full: bool) -> str:
     """A refund the order's status does not change: a partial one, or a full one for an order
     the state machine cannot refund (pending, cancelled). It goes into the order's history
-    once, however often Stripe reports it; a full one also shows on the payment."""
+    once, however often Stripe reports it; a full one also shows on the payment. `total` is
+    the running total refunded the report carries: one at or below the highest recorded
+    for the payment is an older report that came late (Stripe's events come in any order),
+    and is not recorded, so the total told never goes down."""
 
     def run() -> str:
         with write_transaction():
@@ -795,17 +802,18 @@ def _record_refund(order_id: int, payment_id: int, note: str, *, full: bool) -> 
                 changed = db.session.execute(
                     update(Payment).where(Payment.id == payment_id,
                                           Payment.status != "refunded")
-                    .values(status="refunded", updated_at=utcnow())
+                    .values(status="refunded", refunded_amount=total, updated_at=utcnow())
                     .execution_options(synchronize_session=False)).rowcount
                 if changed != 1:
                     return "already_recorded"
             else:
-                paid = db.session.execute(select(Payment.status)
-                                          .where(Payment.id == payment_id)).scalar_one()
-                noted = db.session.execute(select(OrderEvent.id).where(
-                    OrderEvent.order_id == order_id, OrderEvent.note == note)).first()
-                if paid == "refunded" or noted is not None:
+                paid = db.session.execute(select(Payment.status, Payment.refunded_amount)
+                                          .where(Payment.id == payment_id)).one()
+                if paid.status == "refunded" or total <= paid.refunded_amount:
                     return "already_recorded"
+                db.session.execute(update(Payment).where(Payment.id == payment_id)
+                                   .values(refunded_amount=total, updated_at=utcnow())
+                                   .execution_options(synchronize_session=False))
             db.session.add(OrderEvent(order_id=order_id, from_status=status, to_status=status,
                                       actor=ACTOR.label, note=note[:2000]))
             return "recorded" if full else "partial"
@@ -851,7 +859,12 @@ def refund_failed(refund: dict[str, Any]) -> str:
                   else "Stripe gave no reason")
     what = f"{money} could not be returned to the card ({why}; Stripe refund {refund_id})"
     note = f"{REFUND_FAILED}: {what}. The customer will be refunded another way."
-    outcome = _record_refund_failure(payment.order_id, payment.id, refund_id, note, what)
+    # A failed refund of this payment no longer counts in Stripe's running total refunded.
+    undone = (from_minor_units(amount, currency)
+              if amount is not None and intent and intent == payment.provider_payment_id
+              else Decimal("0"))
+    outcome = _record_refund_failure(payment.order_id, payment.id, refund_id, note, what,
+                                     undone)
     if outcome == "refund_failed":
         metrics.payment_failed(PROVIDER)
         log.error("stripe refund %s of order %s failed (%s): staff must refund it another way",
@@ -869,9 +882,10 @@ def _payment_from_metadata(refund: dict[str, Any]) -> Payment | None:
 
 
 def _record_refund_failure(order_id: int, payment_id: int, refund_id: str, note: str,
-                           what: str) -> str:
+                           what: str, undone: Decimal) -> str:
     """Record a failed refund once: the history entry (found again by the refund's id) and
-    the payment's flag for staff."""
+    the payment's flag for staff. `undone` comes off the payment's recorded running total
+    refunded, as Stripe takes it off the Charge's: a later, smaller total is then told."""
 
     def run() -> str:
         with write_transaction():
@@ -885,8 +899,12 @@ def _record_refund_failure(order_id: int, payment_id: int, refund_id: str, note:
             ).first()
             if seen is not None:
                 return "already_recorded"
+            refunded = db.session.execute(select(Payment.refunded_amount)
+                                          .where(Payment.id == payment_id)).scalar_one()
             db.session.execute(update(Payment).where(Payment.id == payment_id)
-                               .values(refund_failure=what[:500], updated_at=utcnow())
+                               .values(refund_failure=what[:500],
+                                       refunded_amount=max(refunded - undone, Decimal("0")),
+                                       updated_at=utcnow())
                                .execution_options(synchronize_session=False))
             db.session.add(OrderEvent(order_id=order_id, from_status=status, to_status=status,
                                       actor=ACTOR.label, note=note[:2000]))
