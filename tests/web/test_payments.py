@@ -436,6 +436,46 @@ def test_a_payment_that_does_not_match_the_order_is_refunded_once(client, shop, 
     assert failures() == before + 1
 
 
+def test_pay_now_after_a_payment_that_did_not_match_opens_a_new_page(client, shop, standin,
+                                                                     mug):
+    """A payment that did not match its order was refunded and the order stayed pending, but
+    "Pay now" could never work again: the completed session was finished again (a mismatch
+    again) and no new one was opened, so the shopper read "We could not open the card
+    payment page just now" on every click until the order expired. A new Checkout Session
+    now takes its place, as for a session that ended before the order's deadline. Fails on
+    the old code."""
+    from shop.services.orders import guest_link_token
+
+    buy(client, mug.id)
+    order = last_order()
+    reference = order.payment.reference
+    session = standin.complete(reference)
+    standin.sessions[reference]["amount_total"] = session["amount_total"] - 100
+    assert client.get(f"/payments/stripe/return?session_id={reference}").status_code == 303
+    assert last_order().status == "pending" and len(standin.refunds) == 1
+    token = guest_link_token(order)
+    page = client.get(f"/orders/{order.number}?token={token}").get_data(as_text=True)
+    assert "Pay now" in page
+
+    pay = f"/payments/{order.number}/pay?token={token}"
+    answer = client.get(pay)
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    url = answer.headers["Location"]
+    renewed = last_order().payment.reference
+    assert renewed != reference and url == standin.sessions[renewed]["url"]
+    assert client.get(pay).headers["Location"] == url  # open: reused, not another
+    assert len(standin.created_sessions()) == 2
+
+    back = pay_on_stripe(url)
+    assert client.get(local_path(back)).status_code == 303
+    assert last_order().status == "paid" and stock(mug.id) == 4
+    # The mismatched session reported again refunds nothing more.
+    again = post_event(client, standin, "checkout.session.completed", standin.sessions[reference])
+    assert again.get_json()["outcome"] == "mismatch" and len(standin.refunds) == 1
+    assert last_order().status == "paid"
+    assert_stock_invariant()
+
+
 def test_the_return_page_tells_the_truth_after_the_webhook_came_first(client, shop, standin,
                                                                        mug):
     """The webhook finished the payment before the shopper came back: the return page says

@@ -190,13 +190,17 @@ def pay_link(order: Order) -> tuple[str | None, str | None]:
 
 def _resume(order: Order, payment: Payment) -> tuple[str | None, str | None]:
     """The stored session: still open (reuse it), completed (finish it: paid, or a delayed
-    payment still processing), expired before the order's deadline (Stripe ends sessions
-    after 24 hours: open another), or expired (cancel)."""
+    payment still processing; paid with an amount that did not match, which was refunded:
+    open another), expired before the order's deadline (Stripe ends sessions after 24
+    hours: open another), or expired (cancel)."""
     session = client().v1.checkout.sessions.retrieve(payment.reference)
     if session.status == "open":
         return session.url, None
     if session.status == "complete":
         outcome = finish_payment(session.id).outcome
+        if outcome == "mismatch":
+            # That money went back and the order still waits for a payment that matches it.
+            return _create_session(order, payment, replacing=session.id), None
         return None, "processing" if outcome == "unpaid" else None
     if _ended_before_deadline(order, session.expires_at):
         return _create_session(order, payment, replacing=session.id), None
