@@ -32,8 +32,11 @@ def order_status_changed(order_id: int) -> None:
     order = db.session.get(Order, order_id)
     if order is None:
         return
+    # A card order that staff marked paid by hand has no card payment to refund to.
+    paid_by_card = any(p.provider == "stripe" and p.provider_payment_id for p in order.payments)
     context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"],
-               "status_label": orders.STATUS_LABELS.get(order.status, order.status)}
+               "status_label": orders.STATUS_LABELS.get(order.status, order.status),
+               "paid_by_card": paid_by_card}
     mail.send(order.email, f"Order {order.number}: {context['status_label']}",
               render_template("mail/order_status.txt", **context),
               render_template("mail/order_status.html", **context))

@@ -1091,6 +1091,39 @@ def history(order_id: int) -> list[OrderEvent]:
                                    .order_by(OrderEvent.id)).scalars())
 
 
+def refund_mail_bodies(shop, number: str) -> list[tuple[str, str]]:
+    """The plain and HTML text of each "Refunded" status mail about order `number`."""
+    outbox = Path(shop.config["OUTBOX_DIR"])
+    mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+             for p in sorted(outbox.glob("*.eml"))]
+    return [(m.get_body(("plain",)).get_content(), m.get_body(("html",)).get_content())
+            for m in mails if m["Subject"] == f"Order {number}: Refunded"]
+
+
+def test_the_refund_mail_speaks_of_the_card_only_when_a_card_paid(client, shop, standin, mug):
+    """A card order that staff marked paid by hand (a bank transfer) and then refunded: no
+    card payment was made (the history says "Refund recorded (no card payment on file)"),
+    yet the customer's mail said "We have refunded $X to your card; it can take a few days
+    to appear on your statement". It now says what it says for a manual order; a refund of
+    a real card payment still speaks of the card. Fails on the old code."""
+    buy(client, mug.id)
+    by_hand = last_order()
+    payments.change_status(by_hand.id, "paid", STAFF, "Bank transfer received")
+    payments.change_status(by_hand.id, "refunded", STAFF)
+    assert any(e.note == "Refund recorded (no card payment on file)"
+               for e in history(by_hand.id))
+    total = format_money(by_hand.total, "USD")
+    [(text, html)] = refund_mail_bodies(shop, by_hand.number)
+    for body in (text, html):
+        assert f"We have refunded {total}." in body and "card" not in body
+
+    by_card = paid_order(client, standin, mug.id)
+    payments.change_status(by_card.id, "refunded", STAFF)
+    [(text, html)] = refund_mail_bodies(shop, by_card.number)
+    for body in (text, html):
+        assert f"We have refunded {total} to your card; it can take a few days" in body
+
+
 def test_a_refund_made_in_the_stripe_dashboard_refunds_the_order_once(client, shop, standin,
                                                                       mug):
     """Refunded in full outside the shop: the order becomes refunded through the state machine
