@@ -533,6 +533,26 @@ def test_checkout_survives_stripe_being_down(client, shop, standin, mug):
     assert again.headers["Location"].startswith(standin.base_url + "/pay/cs_test_")
 
 
+def test_placing_while_stripe_is_down_says_the_payment_page_could_not_open(client, shop,
+                                                                            standin, mug):
+    """Stripe out of reach at "Place order": the shopper landed on the order page with no
+    word of it, only "We are waiting for your card payment to be confirmed" though nothing
+    was paid. The page now says the card payment page could not be opened and that "Pay
+    now" on it tries again, and offers it. Fails on the old code."""
+    standin.fail_next[:] = [(500, "boom")] * 3
+    response = buy(client, mug.id)
+    order = last_order()
+    landing = local_path(response.headers["Location"])
+    assert response.status_code == 303 and landing.startswith(f"/orders/{order.number}")
+    html = client.get(landing).get_data(as_text=True)
+    assert "could not open the card payment page" in html and "Pay now" in html
+    assert f"/payments/{order.number}/pay" in html
+    assert order.status == "pending" and order.payment.reference is None
+    # Said once; "Pay now" stays on the page.
+    again = client.get(landing).get_data(as_text=True)
+    assert "could not open" not in again and "Pay now" in again
+
+
 def test_refund_releases_stock_once_and_refunds_on_stripe(client, shop, standin, mug):
     buy(client, mug.id, 2)
     order = last_order()

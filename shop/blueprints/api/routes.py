@@ -251,7 +251,8 @@ def remove_coupon(user: User) -> s.CartOut:
 @operation("/v1/orders", "POST", summary="Place an order from the cart", tag=ORDERS,
            auth="user", body=s.OrderBody, status=201, response=s.PlacedOrderOut,
            response_description="The order, with `payment_url` (Stripe's payment page, or "
-                                "null for manual payment).",
+                                "null for manual payment or while Stripe cannot be "
+                                "reached).",
            headers=[IDEMPOTENCY_HEADER],
            errors={409: "The cart is empty, an item is out of stock, a rule blocks the "
                         "coupon (expired, not started, below its minimum, used up), the total "

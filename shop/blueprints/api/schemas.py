@@ -342,7 +342,9 @@ class OrderOut(Out):
 
 class PlacedOrderOut(OrderOut):
     payment_url: str | None = Field(
-        description="Where the customer pays (Stripe's page); null for manual payment.")
+        description="Where the customer pays (Stripe's page); null for manual payment, or "
+                    "when Stripe could not be reached just then (the customer pays from the "
+                    "order's page on the shop, \"Pay now\").")
 
 
 class OrderList(Page):

@@ -240,10 +240,14 @@ def _order_for_token(token: str):
 
 
 def _to_order(order):
-    """After placing: pay on Stripe's page, or see the confirmation."""
+    """After placing: pay on Stripe's page, or see the confirmation (which says so when
+    Stripe's page could not be opened: its "Pay now" tries again)."""
     if order.payment_method == "stripe" and order.status == "pending":
-        url = payments.checkout_url(order)
+        url, why = payments.pay_link(order)
         if url:
             return redirect(url, 303)
+        if why == "unavailable":
+            flash("Your order is placed, but we could not open the card payment page just "
+                  "now. Please use \"Pay now\" on this page to try again in a moment.", "error")
     return redirect(url_for("orders.detail", number=order.number,
                             token=orders.guest_link_token(order)), 303)
