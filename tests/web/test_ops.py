@@ -285,6 +285,25 @@ def test_an_api_503_keeps_its_retry_after_under_rate_limits(make_app):
         assert_unavailable(client.get("/products"), json_=False)
 
 
+def test_an_api_token_during_a_database_outage_gets_503_not_401(make_app):
+    """With Redis on (the rate limits' memory fallback), a request with a bearer token while
+    the database was out of reach was answered 401 "Authentication required": the token's
+    lookup failed inside the rate limit's key, Flask-Limiter took that for its own storage
+    failing, and the request went on as if no token had been sent. A client then drops a
+    good token. It is the outage's 503 now, and the limits stay in Redis. Fails on the old
+    code."""
+    url = redis_url()
+    if url is None:
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    make_app()  # the fixture empties tables through its first app: a healthy one
+    client = make_app(
+        SQLALCHEMY_DATABASE_URI=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/shop",
+        REDIS_URL=url, RATELIMIT_ENABLED=True).test_client()
+    for path in ("/api/v1/cart", "/api/v1/orders"):
+        assert_unavailable(client.get(path, headers={"Authorization": "Bearer shp_" + "a" * 43}),
+                           json_=True)
+
+
 def test_readyz_reports_redis_ok_when_it_answers(make_app):
     url = redis_url()
     if url is None:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from flask import current_app, request
 from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
 
 from ...extensions import client_address, csrf, db
 from ...http import InvalidJson, json_body
@@ -32,18 +33,22 @@ def bearer_token() -> ApiToken | None:
     """
     current = state()
     if "bearer" not in current:
-        current["bearer"], current["bearer_error"] = None, None
+        token, error = None, None
         header = request.headers.get("Authorization", "")
         if header:
             scheme, _, raw = header.partition(" ")
             if scheme.lower() != "bearer" or not raw.strip():
-                current["bearer_error"] = AuthError(
+                error = AuthError(
                     "Send the token as `Authorization: Bearer <token>`.", code="invalid_token")
             else:
                 try:
-                    current["bearer"] = api_tokens.verify(raw.strip())
+                    token = api_tokens.verify(raw.strip())
                 except AuthError as exc:
-                    current["bearer_error"] = exc
+                    error = exc
+        # Remembered only once it is known: a database that failed the lookup (an outage)
+        # left "no token" behind, and the request was answered 401 "Authentication required"
+        # (a client then drops a good token) instead of the 503 the outage is.
+        current["bearer"], current["bearer_error"] = token, error
     return current["bearer"]
 
 
@@ -75,8 +80,15 @@ def authenticate(level: Level) -> User | None:
 
 
 def rate_limit_key() -> str:
-    """SPEC section 9: per token (its hash, never the token), else per client address."""
-    token = bearer_token()
+    """SPEC section 9: per token (its hash, never the token), else per client address. With
+    the database out of reach the token cannot be looked up: per address, and the request
+    itself then meets the outage (503). Raised here, Flask-Limiter took it for its storage
+    failing and counted in memory."""
+    try:
+        token = bearer_token()
+    except SQLAlchemyError:
+        db.session.rollback()
+        token = None
     if token is not None:
         return "api:token:" + token.token_hash
     return "api:addr:" + (client_address() or "")
