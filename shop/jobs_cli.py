@@ -111,8 +111,18 @@ def init_app(app: Flask) -> None:
     def expire_orders() -> None:
         """Cancel unpaid Stripe orders older than UNPAID_ORDER_TIMEOUT_MINUTES, releasing their
         stock (safe to run as often as you like, e.g. every 5 minutes from cron)."""
-        from .services.payments.expiry import expire_unpaid_orders
+        from .services.payments import stripe_provider
+        from .services.payments.expiry import expire_unpaid_orders, unpaid_past_deadline
 
+        if not stripe_provider.enabled() and unpaid_past_deadline():
+            # Run without the shop's environment (a cron line that did not load it): the
+            # orders' Checkout Sessions would stay open, payable after their stock was given
+            # back.
+            raise click.ClickException(
+                "STRIPE_SECRET_KEY is not set, but unpaid card orders are due to expire: "
+                "their Stripe Checkout Sessions could not be closed and could still be paid. "
+                "Nothing was cancelled. Run this with the shop's environment "
+                "(set -a; . /etc/shop/shop.env; set +a; see docs/DEPLOY.md).")
         base_url = current_app.config.get("BASE_URL")
         if base_url and not current_app.config.get("SERVER_NAME"):
             # Mail sent inline for the cancelled orders links to the shop's public address.

@@ -646,6 +646,22 @@ def _sweep_without_an_address(shop, standin) -> None:
     assert order.number in cancelled.get_body(("html",)).get_content()
 
 
+def test_the_expiry_sweep_without_the_stripe_key_cancels_nothing_and_says_why(client, shop,
+                                                                             standin, mug):
+    """The cron line of PAYMENTS.md ran the sweep without the shop's environment: with the
+    database found but no STRIPE_SECRET_KEY it cancelled the order and gave its stock back
+    while its Checkout Session stayed open, payable. It now cancels nothing and says what is
+    missing (exit 1, so cron mails it). Fails on the old code."""
+    buy(client, mug.id)
+    order = last_order()
+    backdate(order, timedelta(hours=2))
+    shop.config["STRIPE_SECRET_KEY"] = None
+    result = shop.test_cli_runner().invoke(args=["expire-orders"])
+    assert result.exit_code == 1 and "STRIPE_SECRET_KEY is not set" in result.output
+    assert last_order().status == "pending" and stock(mug.id) == 4
+    assert standin.sessions[order.payment.reference]["status"] == "open"
+
+
 def test_payment_made_just_before_the_timeout_is_kept(client, shop, standin, mug):
     buy(client, mug.id)
     order = last_order()

@@ -58,12 +58,17 @@ def expire_order(order_id: int) -> bool:
     return True
 
 
-def expire_unpaid_orders() -> int:
-    """Cancel every pending Stripe order past its deadline; returns how many were cancelled."""
+def unpaid_past_deadline() -> list[int]:
+    """The pending Stripe orders past their deadline, oldest first."""
     cutoff = utcnow() - stripe_provider.payment_timeout()
-    ids = list(db.session.execute(
+    return list(db.session.execute(
         select(Order.id).where(Order.status == "pending", Order.payment_method == "stripe",
                                Order.created_at <= cutoff).order_by(Order.id)).scalars())
+
+
+def expire_unpaid_orders() -> int:
+    """Cancel every pending Stripe order past its deadline; returns how many were cancelled."""
+    ids = unpaid_past_deadline()
     cancelled = 0
     for order_id in ids:
         try:
