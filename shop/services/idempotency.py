@@ -24,7 +24,12 @@ from ..models import IdempotencyRecord, utcnow
 from .database import retrying, write_transaction
 from .errors import IdempotencyConflict, IdempotencyMismatch
 
-STALE_AFTER = timedelta(minutes=2)
+# Just past the longest a request lives (gunicorn's 30 s timeout, GUNICORN_TIMEOUT): a claim
+# older than that belongs to a request that is gone, killed, or whose release met a database
+# outage. At 2 minutes, a client retrying after that outage's 503 was told 409 "in progress"
+# for 2 minutes. A request still running past it (a raised timeout) cannot place its order
+# twice: the order carries its key, which is unique.
+STALE_AFTER = timedelta(seconds=40)
 
 
 @dataclass(frozen=True)
