@@ -70,9 +70,11 @@ def catalog_version() -> int:
 
 
 _WATCH_KEY = "shop.catalog_version_watch"
-# Set in a process whose catalogue change could not move the version (Redis unavailable): the
-# pages cached before the change would otherwise be served until they expire once Redis is
-# back. The process moves the version before it next reads it (`current_version`).
+# Set in a process whose catalogue change could not move the version (Redis unavailable):
+# "change"; or that met Redis unavailable, when another process may have saved a change:
+# "outage". The pages cached before the change would otherwise be served until they expire
+# once Redis is back. The process moves the version before it next reads it
+# (`current_version`).
 _OWED_KEY = "shop.catalog_invalidation_owed"
 
 
@@ -80,19 +82,30 @@ def current_version(app: Flask, store: Any) -> int:
     """The catalogue version as Redis has it now, from the worker's tracked copy when it has
     one (see the module docstring); raises when Redis does not answer. An invalidation this
     process owes (`catalog_changed` failed) is made first."""
-    if app.extensions.get(_OWED_KEY):
-        _move_version(app, store)
-        app.extensions.pop(_OWED_KEY, None)
-        log.info("catalogue cache invalidated: the change made while redis was unavailable")
-    watch = app.extensions.get(_WATCH_KEY)
-    if watch is None or watch.pid != os.getpid():
-        watch = app.extensions[_WATCH_KEY] = VersionWatch(
-            app.config["REDIS_URL"], app.config.get("CACHE_KEY_PREFIX", "") + VERSION_KEY,
-            app.config, breaker(app))
-    value = watch.get()
-    if value is None:  # not tracked: ask
-        return int(store.get(VERSION_KEY) or 0)
-    return value
+    try:
+        owed = app.extensions.get(_OWED_KEY)
+        if owed:
+            _move_version(app, store)
+            app.extensions.pop(_OWED_KEY, None)
+            log.info("catalogue cache invalidated: %s", "the change made while redis was "
+                     "unavailable" if owed == "change" else "redis was unavailable here, and "
+                     "another process may have saved a change meanwhile")
+        watch = app.extensions.get(_WATCH_KEY)
+        if watch is None or watch.pid != os.getpid():
+            watch = app.extensions[_WATCH_KEY] = VersionWatch(
+                app.config["REDIS_URL"], app.config.get("CACHE_KEY_PREFIX", "") + VERSION_KEY,
+                app.config, breaker(app))
+        value = watch.get()
+        if value is None:  # not tracked: ask
+            return int(store.get(VERSION_KEY) or 0)
+        return value
+    except Exception:
+        # A change saved meanwhile by another process could not move the version either,
+        # and that process owes it in its own memory: until it next served a catalogue page
+        # (never, if it exited), this one served the pages cached before the change. So
+        # this one moves the version too once Redis answers.
+        app.extensions.setdefault(_OWED_KEY, "outage")
+        raise
 
 
 class VersionWatch:
@@ -209,7 +222,7 @@ def catalog_changed() -> bool:
             _move_version(app, store)
     except Exception:
         # Owed: made by this process before it next reads the version, when Redis is back.
-        app.extensions[_OWED_KEY] = True
+        app.extensions[_OWED_KEY] = "change"
         log.error("could not invalidate the catalogue cache (done when redis is back)",
                   exc_info=True)
         current_app.logger.error("catalogue cache invalidation failed")

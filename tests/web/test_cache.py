@@ -156,6 +156,46 @@ def test_a_staff_change_made_while_redis_is_unavailable_shows_once_it_is_back(ma
             conn.delete(key)
 
 
+def test_a_change_saved_on_one_worker_while_redis_was_down_shows_on_every_worker(make_app):
+    """The owed invalidation lived only in the memory of the worker that saved: once Redis
+    was back, another worker served the pages cached before the change until the saving
+    worker next served a catalogue page (up to the cache's lifetime on a quiet host, for
+    good if it exited first; an ops audit saw it with 3 workers). A worker that met Redis
+    unavailable now moves the version itself when Redis answers again: it cannot know
+    whether a change was saved elsewhere meanwhile. Fails on the old code."""
+    from tests.relay import Relay
+
+    conn = _redis()
+    prefix = f"shop-test-cache:{uuid.uuid4().hex}:"
+    relay = Relay(REDIS_URL)
+    try:
+        settings = {"REDIS_URL": relay.url, "CACHE_KEY_PREFIX": prefix,
+                    "REDIS_RETRY_AFTER": 0.2}
+        saving = make_app(**settings)
+        serving = make_app(**settings)
+        with saving.app_context():
+            category = f.category("Shirts", slug="shirts")
+            shirt = f.product("Linen Shirt", category=category, slug="linen-shirt",
+                              price="30.00", stock=50)
+        with serving.app_context():
+            get(shopper(serving), "/p/linen-shirt")
+            assert get(shopper(serving), "/p/linen-shirt").headers["X-Cache"] == "hit"
+        relay.cut()
+        with serving.app_context():  # a shopper meets the outage on this worker
+            assert "$30.00" in get(shopper(serving), "/p/linen-shirt").get_data(as_text=True)
+        with saving.app_context():
+            staff_sets_the_price(saving, shirt, "24.50")
+        relay.restore()
+        time.sleep(0.3)  # the worker asks Redis again
+        with serving.app_context():  # the saving worker serves nothing meanwhile
+            html = get(shopper(serving), "/p/linen-shirt").get_data(as_text=True)
+            assert "$24.50" in html and "$30.00" not in html
+    finally:
+        relay.close()
+        for key in conn.scan_iter(match=prefix + "*", count=500):
+            conn.delete(key)
+
+
 def test_a_change_made_on_another_worker_is_seen_at_once(cached_app, shirt, make_app):
     """Two workers share Redis; each keeps copies of pages in memory. A price changed through
     one is shown by the other on its next page."""
