@@ -151,8 +151,12 @@ def test_missing_or_hidden_product_is_404(anonymous, catalog, key):
 
 
 def test_categories_are_a_tree(anonymous, catalog):
+    """On one page, in the shape of every list (SPEC 7: {items, page, per_page, total,
+    pages}); it was {items} alone, which a client paging through lists read as broken."""
     body = anonymous.get("/api/v1/categories").get_json()
     assert [c["slug"] for c in body["items"]] == ["clothing", "home"]
+    assert {k: body[k] for k in ("page", "per_page", "total", "pages")} == {
+        "page": 1, "per_page": 2, "total": 2, "pages": 1}
     clothing = body["items"][0]
     assert set(clothing) == {"id", "slug", "name", "description", "children"}
     assert [c["slug"] for c in clothing["children"]] == ["shirts"]

@@ -138,7 +138,9 @@ def get_product(key: str) -> s.ProductOut:
 def list_categories() -> s.CategoryTree:
     """Every category as a tree, in the shop's order."""
     tree = catalog.category_tree()
-    return s.CategoryTree(items=[serializers.category(node) for node in tree.roots])
+    items = [serializers.category(node) for node in tree.roots]
+    return s.CategoryTree(items=items, page=1, per_page=max(1, len(items)), total=len(items),
+                          pages=1)
 
 
 # Authentication -----------------------------------------------------------------------------

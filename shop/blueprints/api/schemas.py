@@ -241,7 +241,10 @@ class CategoryOut(Out):
     children: list[CategoryOut]
 
 
-class CategoryTree(Out):
+class CategoryTree(Page):
+    """The whole tree on one page (`total`: the top-level categories), in the shape of every
+    list, so a client that pages through lists reads it as it reads the others."""
+
     items: list[CategoryOut]
 
 
