@@ -168,7 +168,6 @@ class OrderView(ReadOnlyModelView):
         note = request.form.get("note", "").strip()
         carrier = request.form.get("carrier", "")
         tracking = request.form.get("tracking_number", "")
-        before = {"status": order.status}
         staff = who()
         try:
             payments.change_status(order_id, to_status, Actor(staff.user_id, staff.email), note,
@@ -179,13 +178,8 @@ class OrderView(ReadOnlyModelView):
             return self._detail_with_errors(order_id, to_status, {}, exc.message, 409)
         except (NotFound, ShopError) as exc:
             return self._detail_with_errors(order_id, to_status, {}, exc.message, 400)
-        after = {"status": to_status}
-        if note:
-            after["note"] = note
-        if to_status == "shipped":
-            after.update(carrier=carrier.strip(), tracking_number=tracking.strip())
-        audit.log(staff, "transition", "Order", order_id, before=before, after=after,
-                  request_id=request_id())
+        audit.log_transition(staff, order_id, to_status, note=note, carrier=carrier,
+                             tracking_number=tracking, request_id=request_id())
         flash(f"Order {order.number}: {STATUS_LABELS.get(to_status, to_status).lower()}.",
               "success")
         return redirect(url_for(".details_view", id=order_id), 303)

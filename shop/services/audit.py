@@ -108,3 +108,32 @@ def log(who: Who, action: str, model: str, record_id: object, *,
     with write_transaction():
         record(who, action, model, record_id, before=before, after=after,
                request_id=request_id)
+
+
+def log_transition(who: Who, order_id: int, to_status: str, *, note: str = "",
+                   carrier: str | None = None, tracking_number: str | None = None,
+                   request_id: str = "") -> bool:
+    """The audit entry of a staff status change (back office and API), read from the order's
+    history: from the status the order really left, and only when this staff member's
+    change is the one that happened. Read before the change, a ship and a refund racing
+    logged paid -> refunded for an order that went shipped -> refunded; and a card payment
+    that beat "Mark paid" was logged as the staff's pending -> paid. False when there is
+    nothing of theirs to record."""
+    from sqlalchemy import select
+
+    from ..models import OrderEvent
+
+    event = db.session.execute(
+        select(OrderEvent).where(OrderEvent.order_id == order_id)
+        .order_by(OrderEvent.id.desc()).limit(1)).scalar_one_or_none()
+    if event is None or event.actor_id != who.user_id or event.to_status != to_status:
+        return False
+    after: dict[str, Any] = {"status": to_status}
+    if note:
+        after["note"] = note
+    if to_status == "shipped":
+        after.update(carrier=(carrier or "").strip(),
+                     tracking_number=(tracking_number or "").strip())
+    log(who, "transition", "Order", order_id, before={"status": event.from_status},
+        after=after, request_id=request_id)
+    return True

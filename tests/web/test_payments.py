@@ -896,6 +896,34 @@ def test_staff_cancelling_or_marking_paid_closes_the_stripe_session(shop, standi
     assert_stock_invariant()
 
 
+def test_a_card_payment_that_beats_mark_paid_is_not_logged_as_the_staffs(shop, standin, mug,
+                                                                         client):
+    """Staff pressed "Mark paid" on a card order the shopper had just paid on Stripe (the
+    webhook on its way): the order was paid by the card, its history says so, but the audit
+    log recorded the staff member moving it pending -> paid. The entry is now read from the
+    history: nothing of the staff's to record here, and a change that was theirs is logged
+    from the status the order really left. Fails on the old code."""
+    from shop.models import AuditLog
+    from tests.web.api_support import make_shopper
+
+    api = make_shopper(shop, role="staff").api
+    buy(client, mug.id, 1, email="quick@example.com")
+    quick = last_order()
+    standin.complete(quick.payment.reference)
+    answer = api.patch(f"/api/v1/orders/{quick.number}", json={"status": "paid"})
+    assert answer.status_code == 200 and answer.get_json()["status"] == "paid"
+    assert history(quick.id)[-1].actor == "stripe"
+    entries = db.session.execute(select(AuditLog).where(AuditLog.action == "transition")
+                                 ).scalars().all()
+    assert entries == []
+    shipped = api.patch(f"/api/v1/orders/{quick.number}", json={
+        "status": "shipped", "tracking": {"carrier": "DHL", "tracking_number": "1"}})
+    assert shipped.status_code == 200
+    [entry] = db.session.execute(select(AuditLog).where(AuditLog.action == "transition")
+                                 ).scalars().all()
+    assert (entry.before, entry.after["status"]) == ({"status": "paid"}, "shipped")
+
+
 def test_a_card_payment_for_an_order_paid_by_hand_is_refunded(shop, standin, mug, client):
     """Staff marked a card order paid by hand (a bank transfer) while Stripe could not be
     reached, so its session stayed open, and the shopper then paid it by card as well. The

@@ -374,7 +374,6 @@ def update_order(user: User, number: str, body: s.OrderPatchBody) -> s.OrderOut:
     if body.tracking is not None and body.status != "shipped":
         raise ValidationError({"tracking": "Tracking goes with the status shipped."})
     tracking = body.tracking
-    before = {"status": order.status}
     try:
         payments.change_status(order.id, body.status, Actor(user_id=user.id, label=user.email),
                                body.note, carrier=tracking.carrier if tracking else None,
@@ -383,11 +382,11 @@ def update_order(user: User, number: str, body: s.OrderPatchBody) -> s.OrderOut:
         raise ValidationError({TRACKING_FIELDS.get(name, name): message
                                for name, message in exc.errors.items()}) from None
     # A staff write, so it goes in the audit log like the back office's transitions.
-    after = {"status": body.status} | ({"note": body.note} if body.note else {})
-    if tracking is not None:
-        after |= {"carrier": tracking.carrier, "tracking_number": tracking.tracking_number}
-    audit.log(audit.Who(user.id, user.email), "transition", "Order", order.id, before=before,
-              after=after, request_id=current_request_id())
+    audit.log_transition(audit.Who(user.id, user.email), order.id, body.status,
+                         note=body.note or "",
+                         carrier=tracking.carrier if tracking else None,
+                         tracking_number=tracking.tracking_number if tracking else None,
+                         request_id=current_request_id())
     return serializers.order(orders.load(number))
 
 
