@@ -825,6 +825,42 @@ def test_json_api_pays_and_refunds_through_the_same_services(shop, standin, mug,
     assert_stock_invariant()
 
 
+def test_an_api_client_gets_the_payment_link_again_when_stripe_was_down(shop, standin, mug):
+    """Stripe out of reach when POST /api/v1/orders placed a card order: payment_url was null
+    and the API had no way to ask for it later (the shop's "Pay now" was on its pages only).
+    POST /api/v1/orders/<number>/payment is that "Pay now": Stripe's page, 503 while Stripe
+    is still out of reach, 409 once nothing is left to pay; another customer's order is 404."""
+    from tests.web.api_support import make_shopper
+
+    shopper = make_shopper(shop)
+    stranger = make_shopper(shop, email="stranger@example.com")
+    assert shopper.api.post("/api/v1/cart/items", json={"sku": mug.sku, "quantity": 1}
+                            ).status_code == 200
+    standin.fail_next[:] = [(500, "boom")] * 3
+    placed = shopper.api.post("/api/v1/orders", json={
+        "shipping_address": f.ADDRESS, "payment_method": "stripe"})
+    assert placed.status_code == 201 and placed.get_json()["payment_url"] is None
+    number = placed.get_json()["number"]
+    path = f"/api/v1/orders/{number}/payment"
+    standin.fail_next[:] = [(500, "boom")] * 3
+    down = shopper.api.post(path)
+    assert down.status_code == 503 and error_code(down) == "payment_unavailable"
+    link = shopper.api.post(path)
+    assert link.status_code == 200, link.get_json()
+    order = last_order()
+    assert link.get_json()["payment_url"] == standin.sessions[order.payment.reference]["url"]
+    assert shopper.api.post(path).get_json() == link.get_json()  # the same open page
+    assert stranger.api.post(path).status_code == 404
+    standin.complete(order.payment.reference)
+    paid = shopper.api.post(path)  # paid meanwhile: finished, nothing left to pay
+    assert paid.status_code == 409 and error_code(paid) == "nothing_to_pay"
+    assert last_order().status == "paid"
+
+
+def error_code(response) -> str:
+    return response.get_json()["error"]["code"]
+
+
 def test_back_office_refund_button_refunds_on_stripe(shop, standin, mug, client):
     from tests.conftest import AuthActions
 

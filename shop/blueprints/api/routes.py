@@ -356,6 +356,39 @@ def get_order(user: User, number: str) -> s.OrderOut:
     return serializers.order(_visible_order(user, number))
 
 
+@operation("/v1/orders/<number>/payment", "POST", summary="Get the link to pay an order",
+           tag=ORDERS, auth="user", response=s.PaymentLinkOut,
+           response_description="Where the customer pays.",
+           errors={409: "Nothing is left to pay: the order is not a pending card order "
+                        "(`nothing_to_pay`; also once it was paid or cancelled meanwhile), or "
+                        "the customer's bank is still processing a payment "
+                        "(`payment_processing`).",
+                   503: "Stripe could not be reached just now (`payment_unavailable`): try "
+                        "again in a moment."})
+def pay_order(user: User, number: str) -> s.PaymentLinkOut:
+    """The shop's "Pay now" for a pending card order: its open Stripe page, or a new one when
+    the last has ended (e.g. `payment_url` was null when the order was placed because Stripe
+    could not be reached, or the link was lost). The customer's own orders; staff may ask
+    for any, to send the link on."""
+    order = _visible_order(user, number)
+    if order.status != "pending" or order.payment_method != "stripe":
+        raise ApiError(409, "nothing_to_pay", "This order has nothing left to pay.",
+                       {"status": order.status, "payment_method": order.payment_method})
+    url, why = payments.pay_link(order)
+    if url:
+        return s.PaymentLinkOut(payment_url=url)
+    order = orders.load(number)
+    if order.status == "pending" and why == "unavailable":
+        raise ApiError(503, "payment_unavailable", "Stripe could not be reached just now; "
+                       "try again in a moment.")
+    if order.status == "pending" and why == "processing":
+        raise ApiError(409, "payment_processing", "A payment is on its way: the customer's "
+                       "bank is still processing it. There is nothing more to pay.")
+    # Paid or cancelled meanwhile (its history says which), or card payments switched off.
+    raise ApiError(409, "nothing_to_pay", "This order has nothing left to pay by card.",
+                   {"status": order.status, "payment_method": order.payment_method})
+
+
 TRACKING_FIELDS = {"carrier": "tracking.carrier", "tracking_number": "tracking.tracking_number"}
 
 

@@ -346,8 +346,13 @@ class OrderOut(Out):
 class PlacedOrderOut(OrderOut):
     payment_url: str | None = Field(
         description="Where the customer pays (Stripe's page); null for manual payment, or "
-                    "when Stripe could not be reached just then (the customer pays from the "
-                    "order's page on the shop, \"Pay now\").")
+                    "when Stripe could not be reached just then (ask for it again with POST "
+                    "/api/v1/orders/{number}/payment).")
+
+
+class PaymentLinkOut(Out):
+    payment_url: str = Field(description="Stripe's hosted page where the customer pays: the "
+                                         "order's open Checkout Session, or a new one.")
 
 
 class OrderList(Page):
