@@ -18,6 +18,7 @@ from ..models.base import is_id
 from . import coupons, pricing, reads
 from .database import retrying, write_transaction
 from .errors import CouponInvalid, CouponUsedUp, NotFound, OutOfStock, ValidationError
+from .money import MAX_AMOUNT, format_money, unit
 from .pricing import Quote
 
 
@@ -419,7 +420,24 @@ def view(owner: CartOwner, shipping_method: str = "standard", *,
             message = exc.message
     quote = pricing.quote(raw, terms, shipping_method, rules)
     problems = [line.problem for line in lines if line.problem]
+    if too_large := size_problem(lines, quote, rules.currency):
+        problems.append(too_large)
     return CartView(cart_id, lines, quote, coupon_code, message, problems)
+
+
+def size_problem(lines: list[CartLineView], quote: Quote, currency: str) -> str | None:
+    """Why the cart cannot become one order: a line's or the order's total beyond what an
+    order keeps (money.MAX_AMOUNT). Checkout refused it with a 500 on MySQL (out of range),
+    after SQLite had stored it. None when it fits."""
+    top = format_money(MAX_AMOUNT - MAX_AMOUNT % unit(currency), currency)  # not rounded up
+    for line in lines:
+        if line.line_total > MAX_AMOUNT:
+            return (f"The total for {line.name} is more than one order can hold ({top}); "
+                    "please lower the quantity.")
+    if max(quote.subtotal, quote.shipping, quote.tax, quote.total) > MAX_AMOUNT:
+        return (f"This order's total would be more than one order can hold ({top}); please "
+                "order fewer items at once.")
+    return None
 
 
 def mark_prices_seen(view: CartView) -> None:

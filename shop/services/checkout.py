@@ -20,9 +20,16 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..extensions import db
 from ..models import Order, OrderEvent, OrderLine, Payment, Variant, utcnow
 from . import addresses, coupons, inventory, jobs, notifications, pricing
-from .cart import CartLineView, CartOwner, clear, find_cart, load_lines
+from .cart import CartLineView, CartOwner, clear, find_cart, load_lines, size_problem
 from .database import retrying, write_transaction
-from .errors import CartChanged, CartEmpty, OutOfStock, ShopError, ValidationError
+from .errors import (
+    CartChanged,
+    CartEmpty,
+    OrderTooLarge,
+    OutOfStock,
+    ShopError,
+    ValidationError,
+)
 from .money import card_minimum, format_money
 from .orders import new_number
 
@@ -270,6 +277,8 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
                                    "total": str(quote.total)})
 
     currency = current_app.config["CURRENCY"]
+    if problem := size_problem(lines, quote, currency):
+        raise OrderTooLarge(problem)
     if req.payment_method == "stripe" and quote.total < card_minimum(currency):
         # Stripe refuses to charge less (a coupon covering the whole cart): the order would
         # wait for a payment page that cannot open, then expire.

@@ -104,6 +104,13 @@ class CartChanged(ShopError):
     kind = "conflict"
 
 
+class OrderTooLarge(ShopError):
+    """A cart whose line or order total is more than an order can hold (money.MAX_AMOUNT)."""
+
+    code = "order_too_large"
+    kind = "invalid"
+
+
 class InvalidTransition(ShopError):
     code = "invalid_transition"
     kind = "conflict"

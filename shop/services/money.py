@@ -7,6 +7,12 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 CENT = Decimal("0.01")
 WHOLE = Decimal("1")
 ZERO = Decimal("0.00")
+# The largest amount the order columns hold (Numeric(12, 2): a line total, an order's total).
+MAX_AMOUNT = Decimal("9999999999.99")
+# The largest price the shop sells at, in the admin form, the CSV import and any API that sets
+# one: what a cart line's seen_price (Numeric(10, 2)) holds. A larger one was saved, then every
+# add to a cart failed on MySQL (out of range) with a 500.
+MAX_PRICE = Decimal("99999999.99")
 # Currencies whose minor unit is not the cent: Stripe's zero-decimal currencies (amounts in
 # whole units) and its three-decimal ones (amounts in thousandths, the last digit 0).
 ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
@@ -72,7 +78,7 @@ def parse_amount(text: str | None) -> Decimal | None:
         value = Decimal(typed)
     except InvalidOperation:
         return None
-    if not value.is_finite() or value < 0 or value > Decimal("9999999999.99"):
+    if not value.is_finite() or value < 0 or value > MAX_AMOUNT:
         return None
     return value
 

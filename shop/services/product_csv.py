@@ -360,11 +360,16 @@ def _parse_bool(raw: str) -> bool | None:
 
 
 def price_problem(value: Decimal | None, currency: str) -> str | None:
-    """Why a price staff entered cannot be kept in the shop's currency: more decimals than
+    """Why a price staff entered cannot be kept: more decimals than
     the currency has (a fraction of a yen in JPY, of a cent in USD). `value` is the amount
     as typed (money.parse_amount): rounded, the shop would show and charge another amount
-    than staff entered."""
-    if value is None or fits_unit(value, currency):
+    than staff entered; or more than the shop's ceiling (money.MAX_PRICE), which carts and
+    orders could not hold."""
+    if value is None:
+        return None
+    if value > money.MAX_PRICE:
+        return f"Enter an amount of at most {money.MAX_PRICE:,}."
+    if fits_unit(value, currency):
         return None
     if money.unit(currency) == money.WHOLE:
         return (f"{currency.upper()} has no decimals: enter a whole amount such as "

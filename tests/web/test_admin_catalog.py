@@ -641,6 +641,12 @@ def test_a_variant_that_was_ordered_cannot_be_removed_from_the_form(client, staf
     ("price", "1.999", "USD has 2 decimals: enter an amount such as 2.00.", "1.99", "1.99"),
     ("compare_at_price", "39.999", "USD has 2 decimals: enter an amount such as 40.00.",
      "39.9", "39.90"),
+    # More than a cart line keeps (Numeric(10, 2)): saved, then every add to a cart was a
+    # 500 on MySQL.
+    ("price", "9999999999.99", "Enter an amount of at most 99,999,999.99.", "99999999.99",
+     "99999999.99"),
+    ("compare_at_price", "100000000", "Enter an amount of at most 99,999,999.99.",
+     "99999999.99", "99999999.99"),
     ("compare_at_price", "1.00", "A compare-at price must be higher than the price", "", None),
     ("compare_at_price", "30.00", "A compare-at price must be higher than the price", "30.01",
      "30.01"),

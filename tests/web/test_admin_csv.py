@@ -285,6 +285,28 @@ def test_a_price_written_as_no_one_writes_one_is_refused(client, staff, catalogu
     assert state() == before
 
 
+def test_a_price_above_the_shops_ceiling_is_refused_naming_it(client, staff, catalogue):
+    """A price of 9,999,999,999.99 was imported; a cart line keeps at most 99,999,999.99
+    (Numeric(10, 2)), so every add of it to a cart was a 500 on MySQL. Each row says the
+    limit and nothing is written; the limit itself is imported. Fails on the old code."""
+    before = state()
+    content = (HEADER + "linen-shirt,Linen Shirt,x,shirts,yes,LIN-S,size=S,9999999999.99,,10,5\n"
+               + "linen-shirt,Linen Shirt,x,shirts,yes,LIN-M,size=M,5,100000000,10,5\n")
+    response = check(client, content)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Line 2 (SKU LIN-S): price: Enter an amount of at most 99,999,999.99." in html
+    assert ("Line 3 (SKU LIN-M): compare_at_price: Enter an amount of at most 99,999,999.99."
+            in html)
+    assert confirm(client, content).status_code == 422
+    assert state() == before
+    top = HEADER + "linen-shirt,Linen Shirt,x,shirts,yes,LIN-S,size=S,99999999.99,,10,5\n"
+    assert confirm(client, top).status_code == 303
+    db.session.expire_all()
+    assert db.session.execute(select(Variant.price).where(Variant.sku == "LIN-S")
+                              ).scalar_one() == Decimal("99999999.99")
+
+
 @pytest.mark.parametrize("content,message", [
     (b"", "The file is empty"),
     (b"sku,prise\nA,1\n", "Missing column(s): product_slug, product_name, price"),

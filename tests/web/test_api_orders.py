@@ -716,3 +716,22 @@ def test_only_staff_may_patch(shopper, other, staff, catalog):
     assert staff.api.patch("/api/v1/orders/SO-NOTREAL", json={"status": "paid"}
                            ).status_code == 404
     assert shopper.api.get(path).get_json()["status"] == "pending"
+
+
+def test_a_cart_whose_total_an_order_cannot_hold_is_refused_not_a_500(app, shopper):
+    """99 units at 99,999,999.99 (the most the back office takes) came, with tax, to more than
+    an order's total column holds (Numeric(12, 2), 9,999,999,999.99): MySQL refused the
+    INSERT with a 500 (SQLite stored it). Checkout now refuses it with 422 order_too_large,
+    naming the limit; nothing is placed and no stock is taken. Fails on the old code."""
+    f.product("Gold Bar", slug="gold-bar", variants=[
+        {"options": {}, "price": "99999999.99", "stock": 200, "sku": "GOLD"}])
+    line_id = fill(shopper, "GOLD", 99)["items"][0]["id"]
+    response = place(shopper)
+    assert response.status_code == 422, response.get_json()
+    error = error_of(response)
+    assert error["code"] == "order_too_large" and "$9,999,999,999.99" in error["message"]
+    assert count(Order) == 0 and count(Payment) == 0 and stock("GOLD") == 200
+    # A quantity that fits is placed.
+    assert shopper.api.patch(f"/api/v1/cart/items/{line_id}",
+                             json={"quantity": 90}).status_code == 200
+    assert place(shopper).status_code == 201

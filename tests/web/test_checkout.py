@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -559,3 +560,25 @@ def test_the_review_names_the_email_the_order_is_placed_for(client, lamp, outbox
     assert "Confirmation to <strong>ada@example.com</strong>" in page
     place(client)
     assert db.session.execute(select(Order.email)).scalar_one() == "ada@example.com"
+
+
+def test_a_cart_whose_total_an_order_cannot_hold_is_refused_on_the_cart_page(client, app):
+    """99 units at 99,999,999.99 came, with tax, to more than an order's total column holds:
+    placing it was a 500 on MySQL. The cart and the review say so (the review offers no
+    "Place order"), and an order sent anyway (the price raised after the review) goes back to
+    the cart with the message; nothing is placed. Fails on the old code."""
+    gold = f.variant_of(f.product("Gold Bar", price="1.00", stock=200, slug="gold-bar"))
+    fill_cart(client, gold.id, 99)
+    review(client)
+    form = reviewed(client)
+    db.session.get(Variant, gold.id).price = Decimal("99999999.99")
+    db.session.commit()
+    message = "more than one order can hold ($9,999,999,999.99)"
+    assert message in client.get("/cart").get_data(as_text=True)
+    page = client.get("/checkout/review").get_data(as_text=True)
+    assert message in page and 'name="expected_total"' not in page
+    response, *_ = place(client, dict(form, expected_total=""))
+    assert response.status_code == 303 and response.headers["Location"].endswith("/cart")
+    assert message in client.get("/cart").get_data(as_text=True)
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+    assert db.session.get(Variant, gold.id).stock_quantity == 200

@@ -29,6 +29,7 @@ from ...services.errors import (
     CartEmpty,
     CouponInvalid,
     CouponUsedUp,
+    OrderTooLarge,
     OutOfStock,
     ShopError,
     ValidationError,
@@ -208,7 +209,7 @@ def place():
         flash("Your order was not placed: something in your cart can no longer be ordered "
               "as it is. Please check your cart below.", "error")
         return redirect(url_for("cart.show"), 303)
-    except (CartEmpty, CouponInvalid, CouponUsedUp) as exc:
+    except (CartEmpty, CouponInvalid, CouponUsedUp, OrderTooLarge) as exc:
         flash(exc.message, "error")
         return redirect(url_for("cart.show"), 303)
     except ValidationError as exc:
