@@ -418,6 +418,10 @@ def init_app(app: Flask) -> None:
     def http_error(error: HTTPException):
         status = error.code or 500
         if status == 413:
+            answer = current_app.extensions.get(TOO_LARGE_ANSWERS, {}).get(request.endpoint)
+            page = answer() if answer is not None and not wants_json() else None
+            if page is not None:
+                return make_response(page, 413)
             if _in_admin(request.path):
                 # Staff meet it uploading: the limit they can use is the image's (the body's
                 # is that plus room for the form around it).
@@ -473,6 +477,17 @@ def init_app(app: Flask) -> None:
         current_app.logger.exception("unhandled error")
         return _error(500, "Something went wrong on our side. "
                            "It has been logged; please try again.")
+
+
+# Endpoints that answer a body over the limit with a page of their own (the CSV import: its
+# page, naming the file's limit), by endpoint name: app.extensions[TOO_LARGE_ANSWERS].
+TOO_LARGE_ANSWERS = "shop.too_large_answers"
+
+
+def answer_too_large(app: Flask, endpoint: str, answer: Any) -> None:
+    """Let `endpoint` answer a 413 itself: `answer()` returns the page (sent with 413), or
+    None for the plain error page."""
+    app.extensions.setdefault(TOO_LARGE_ANSWERS, {})[endpoint] = answer
 
 
 def _in_admin(path: str) -> bool:

@@ -7,6 +7,7 @@ from flask_admin import Admin
 from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
 
+from ..http import answer_too_large
 from ..models import AuditLog, Category, Coupon, Order, Product, Review, User, Variant
 from . import security
 from .audit_log import AuditLogView
@@ -27,8 +28,9 @@ def init_admin(app: Flask) -> Admin:
                               fluid=True),
         csp_nonce_generator=security.csp_nonce)
     security.install(app, URL)
-    admin.add_view(ProductView(Product, name="Products", category="Catalogue",
-                               endpoint="product"))
+    products = ProductView(Product, name="Products", category="Catalogue", endpoint="product")
+    admin.add_view(products)
+    answer_too_large(app, "product.import_csv", products.import_too_large)
     admin.add_view(CategoryView(Category, name="Categories", category="Catalogue",
                                 endpoint="category"))
     admin.add_view(LowStockView(Variant, name="Low stock", category="Catalogue",

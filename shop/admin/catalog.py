@@ -296,16 +296,30 @@ class ProductView(ShopModelView):
                                columns=product_csv.PRODUCT_COLUMNS, error=None), 422
         upload = request.files.get("file")
         if upload is None or not upload.filename:
-            return self.render("admin/product_import.html", report=None, content=None,
-                               columns=product_csv.PRODUCT_COLUMNS,
-                               error="Choose a CSV file to import."), 422
-        content = upload.read()
+            return self._import_error("Choose a CSV file to import."), 422
+        limit = product_csv.max_file_bytes()
+        content = upload.read(limit + 1)
+        if len(content) > limit:
+            return self._import_error(product_csv.too_large_message()), 413
         report = product_csv.preview(content)
         text, _ = product_csv.decode(content)
         status = 200 if report.ok else 422
         return self.render("admin/product_import.html", report=report,
                            content=text if report.ok else None,
                            columns=product_csv.PRODUCT_COLUMNS, error=None), status
+
+
+    def _import_error(self, message: str) -> str:
+        return self.render("admin/product_import.html", report=None, content=None,
+                           columns=product_csv.PRODUCT_COLUMNS, error=message)
+
+    def import_too_large(self) -> str | None:
+        """The import page for a body over the limit (shop.http answers 413 with it): the
+        message names the CSV file's limit, not an image's. None for someone not staff (the
+        plain error page)."""
+        if not self.is_accessible():
+            return None
+        return self._import_error(product_csv.too_large_message())
 
 
 class CategoryView(ShopModelView):

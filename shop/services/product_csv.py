@@ -90,6 +90,19 @@ EXPORT_BATCH = 2000  # orders a batch of the order export (three more queries ea
 BOM = "\ufeff"
 
 
+def max_file_bytes() -> int:
+    """The largest CSV file the import takes: the back office's upload limit
+    (SHOP_MAX_UPLOAD_BYTES), which the confirm step's form carries back in the same body."""
+    return int(current_app.config["MAX_UPLOAD_BYTES"])
+
+
+def too_large_message() -> str:
+    limit = max_file_bytes()
+    size = f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
+    return (f"The file is too large: a CSV file may be at most {size} ({MAX_ROWS:,} rows). "
+            "Split it into smaller files and import each.")
+
+
 # Options ("size=M; colour=Blue") -------------------------------------------------------------
 
 def format_options(options: dict | None) -> str:

@@ -7,6 +7,7 @@ import io
 import re
 from decimal import Decimal
 from io import BytesIO
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import func, select
@@ -64,6 +65,39 @@ def check(client, content: bytes | str, name: str = "products.csv"):
 def confirm(client, content: str):
     token = csrf_token(client, "/admin/product/import")
     return client.post("/admin/product/import", data={"csrf_token": token, "content": content})
+
+
+def test_a_checked_file_is_confirmed_as_multipart_and_too_large_names_the_csv_limit(
+        client, app, staff):
+    """The confirm form had no enctype, so the browser URL-encoded the file's text: 6 MB of
+    Japanese became 17.9 MB and a file that had passed "Check file" was refused with 413
+    "An image may be at most 10 MB". The confirm is now multipart (the size of the file), and
+    a body over the limit on the import URL answers the import page naming the CSV limit.
+    Fails on the old code."""
+    app.config.update(MAX_UPLOAD_BYTES=20 * 1024, MAX_CONTENT_LENGTH=4096)  # body: 24 KB
+    content = HEADER + "".join(f"jp-{n},商品 {n},{'麻のシャツ、洗いざらし。' * 5},,yes,JP-{n},,"
+                               f"10,,1,\n" for n in range(85))
+    size = len(content.encode())
+    assert 16 * 1024 < size < 20 * 1024 and len(urlencode({"content": content})) > 24 * 1024
+    html = check(client, content).get_data(as_text=True)
+    assert re.search(r'<form method="post" action="/admin/product/import" '
+                     r'enctype="multipart/form-data" class="mb-3">', html)
+    limit = "a CSV file may be at most 20 KB (10,000 rows)"
+    refused = confirm(client, hidden_content(html))  # URL-encoded, as the old form sent it
+    assert refused.status_code == 413
+    page = refused.get_data(as_text=True)
+    assert limit in page and "An image may be" not in page and 'id="import-file"' in page
+    token = csrf_token(client, "/admin/product/import")
+    response = client.post("/admin/product/import", data={
+        "csrf_token": token, "content": hidden_content(html)}, content_type="multipart/form-data")
+    assert response.status_code == 303
+    assert db.session.execute(select(func.count(Variant.id))).scalar_one() == 85
+    # A file over the limit: refused beside the file field, on the import page.
+    for too_big in (content + "x" * (21 * 1024 - size), content * 2):
+        response = check(client, too_big)
+        assert response.status_code == 413
+        page = response.get_data(as_text=True)
+        assert limit in page and 'id="import-file-error"' in page
 
 
 def hidden_content(html: str) -> str:
