@@ -81,8 +81,11 @@ MAX_STOCK = 1_000_000
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 # A spreadsheet runs a cell starting with one of these as a formula: exported with a leading
-# apostrophe, which the import removes again.
+# apostrophe, which the import removes again. A cell that starts with an apostrophe of its own
+# gets one more, or the import would take its apostrophe for the export's ("'=x" came back as
+# "=x"). ESCAPED is the whole set: the export escapes exactly what the import undoes.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+ESCAPED = (*FORMULA_START, "'")
 TRUE = {"yes", "true", "1", "y"}
 FALSE = {"no", "false", "0", "n"}
 BATCH = 500
@@ -142,7 +145,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     text = str(value)
-    if text.startswith(FORMULA_START):
+    if text.startswith(ESCAPED):
         return "'" + text
     return text
 
@@ -154,10 +157,13 @@ def one_line_end(text: str) -> str:
 
 
 def _uncell(text: str | None) -> str:
-    text = one_line_end(text or "").strip()
-    if len(text) > 1 and text[0] == "'" and text[1] in "=+-@":
-        return text[1:]
-    return text
+    """A cell as the import reads it: trimmed, line ends as LF, without the apostrophe the
+    export put before a cell starting with one of ESCAPED (undone before the line ends are
+    read: "'\r\n..." was a description starting with a line break)."""
+    text = (text or "").strip()
+    if len(text) > 1 and text[0] == "'" and text.startswith(ESCAPED, 1):
+        text = text[1:]
+    return one_line_end(text).strip()
 
 
 def _csv_lines(rows: Iterable[Iterable[Any]]) -> Iterator[str]:

@@ -144,6 +144,37 @@ def test_round_trip_export_then_import_changes_nothing(client, staff, catalogue)
     assert summary == {"rows": 4, "created": 0, "updated": 0, "unchanged": 4}
 
 
+def test_round_trip_of_cells_the_export_escapes_changes_nothing(client, staff, catalogue):
+    """The export put an apostrophe before a cell starting with a tab or a line break, which
+    the import kept (only one before = + - @ was removed): a description starting with a tab
+    or CR LF came back "'..." and was reported changed. A name starting with '= lost its own
+    apostrophe. The export now escapes exactly what the import undoes, an apostrophe too, so
+    export -> import changes nothing. Fails on the old code."""
+    f.product("Tabbed Lamp", slug="tabbed-lamp", description="\tA lamp.\nWith a tab.")
+    f.product("Broken Lamp", slug="broken-lamp", description="\r\nA lamp after a break.")
+    f.product("'=Quoted Lamp", slug="quoted-lamp", description="'=1+1 is two")
+    f.product("'Apostrophe Lamp", slug="apostrophe-lamp", description="-- dashes")
+    before = state()
+    exported = client.get("/admin/product/export.csv").get_data()
+    rows = {r["product_slug"]: r for r in csv.DictReader(io.StringIO(exported.decode("utf-8-sig")))}
+    assert rows["quoted-lamp"]["product_name"] == "''=Quoted Lamp"
+    assert rows["tabbed-lamp"]["description"] == "'\tA lamp.\nWith a tab."
+    html = check(client, exported).get_data(as_text=True)
+    assert "8 rows: 0 to create, 0 to update, 8 unchanged." in html, html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    assert state() == before
+    assert db.session.execute(select(Product.name).where(Product.slug == "quoted-lamp")
+                              ).scalar_one() == "'=Quoted Lamp"
+    # A file whose cell starts with an apostrophe before one of them imports without it.
+    changed = (HEADER + "quoted-lamp,'=Quoted Lamp,x,,yes,,,,,,\n"
+               + "apostrophe-lamp,''Apostrophe Lamp,y,,yes,,,,,,\n")
+    assert confirm(client, changed).status_code == 303
+    db.session.expire_all()
+    assert sorted(db.session.execute(select(Product.name).where(
+        Product.slug.in_(["quoted-lamp", "apostrophe-lamp"]))).scalars()) == [
+        "'Apostrophe Lamp", "=Quoted Lamp"]
+
+
 def crlf(text: str) -> str:
     """Every line break as CR LF, as a browser submits a textarea and Excel on Windows saves."""
     return re.sub(r"\r\n|\r|\n", "\r\n", text)
