@@ -109,6 +109,13 @@ class ImageInline(InlineFormAdmin):
         return ImageForm
 
 
+def line_ends_as_lf(value: Any) -> Any:
+    """A description as the shop keeps it (catalog.one_line_end): the browser sends the
+    textarea's line breaks as CRLF, so saving an untouched form rewrote the text and logged
+    "Changed: description"."""
+    return catalog.one_line_end(value) if isinstance(value, str) else value
+
+
 def _product_name(view, context, model, name) -> Markup:
     if not model.active:
         # Not in the shop: its page is the shop's 404, so no link to it.
@@ -143,7 +150,7 @@ class ProductView(ShopModelView):
         "name": name_args("Enter the product's name.", 160),
         "slug": {"validators": slug_validators(),
                  "description": "The product's address in the shop: /p/<slug>."},
-        "description": {"validators": [FitsText()]},
+        "description": {"validators": [FitsText()], "filters": [line_ends_as_lf]},
         "variants": {"min_entries": 1, "label": "Variant"},
         "images": {"label": "Image"},
     }
@@ -335,7 +342,7 @@ class CategoryView(ShopModelView):
         "slug": {"validators": slug_validators()[:1] + [Length(max=120)] + slug_validators()[2:],
                  "description": "The category's address in the shop: /c/<slug>."},
         "parent": {"label": "Inside (parent category)"},
-        "description": {"validators": [FitsText()]},
+        "description": {"validators": [FitsText()], "filters": [line_ends_as_lf]},
         "position": {"validators": [FitsColumn()]},
     }
     changes_catalog = True

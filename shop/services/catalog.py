@@ -604,10 +604,12 @@ def _product_rows(sql: str, json_sql: str, params: dict[str, Any]) -> list[Any]:
     return rows
 
 
-def _lf(text: str | None) -> str:
-    """A description with its line breaks as LF: a browser sends a textarea's as CRLF, which
-    the back office stored as sent, and the product page (paragraphs at blank lines) and the
-    API then ran a description's paragraphs together."""
+def one_line_end(text: str | None) -> str:
+    """Text with its line breaks as LF: a browser sends a textarea's as CRLF and Excel on
+    Windows saves CRLF. The back office stores descriptions so (a save of an untouched form
+    rewrote them and logged a change), the CSV import reads and compares cells so, and the
+    product page (paragraphs at blank lines) and the API read them so (a description stored
+    with CRLF ran its paragraphs together)."""
     return (text or "").replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -627,7 +629,7 @@ def _details(rows: list[Any]) -> dict[int, ProductDetail]:
                 low_stock_threshold=r[16] or 0))
         else:
             images.setdefault(r[1], []).append(ImageView(r[17], r[18] or ""))
-    return {r[1]: ProductDetail(id=r[1], slug=r[2], name=r[3], description=_lf(r[4]),
+    return {r[1]: ProductDetail(id=r[1], slug=r[2], name=r[3], description=one_line_end(r[4]),
                                 category_id=r[5], active=bool(r[6]),
                                 price=_money(r[7]) or Decimal("0.00"),
                                 rating_average=_money(r[8]), rating_count=r[9] or 0,

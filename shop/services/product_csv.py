@@ -56,6 +56,7 @@ from ..models.base import MAX_TEXT_BYTES
 from . import audit, cache, money
 from .catalog import (
     compare_at_problem,
+    one_line_end,
     options_key,
     refresh_product_prices,
     sku_key,
@@ -148,12 +149,6 @@ def _cell(value: Any) -> str:
     if text.startswith(ESCAPED):
         return "'" + text
     return text
-
-
-def one_line_end(text: str) -> str:
-    """Line breaks as LF: a browser sends a textarea's back as CRLF and Excel on Windows saves
-    CRLF, so "a\r\nb" and "a\nb" are the same text to the import (read and compared)."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _uncell(text: str | None) -> str:

@@ -54,7 +54,8 @@ class _FormReader(HTMLParser):
         if tag == "form" and self._in_form:
             self._in_form, self._done = False, True
         elif tag == "textarea" and self._textarea is not None:
-            text = "".join(self._text)
+            # As a browser reads the page: CR LF as LF, and the first line break dropped.
+            text = "".join(self._text).replace("\r\n", "\n").replace("\r", "\n")
             self.fields.append((self._textarea, text[1:] if text.startswith("\n") else text))
             self._textarea = None
         elif tag == "select" and self._select:

@@ -138,6 +138,35 @@ def test_audit_log_records_an_edit_with_before_and_after(client, staff, shirt):
         "/admin/audit/?flt0_request_id_equals=other").get_data(as_text=True)
 
 
+def test_saving_an_untouched_description_with_crlf_changes_and_logs_nothing(client, staff,
+                                                                           shirt):
+    """A browser sends a textarea's line breaks as CR LF: saving a product or a category
+    without touching it rewrote its description (LF -> CR LF) and logged "update, Changed:
+    description". The back office now keeps line breaks as LF (catalog.one_line_end), so
+    nothing changes and nothing is logged; a description typed with CR LF is stored with LF.
+    Fails on the old code."""
+    text = "Washed linen.\n\nTwo paragraphs,\nthree lines."
+    shirt.description = text
+    category = shirt.category
+    category.description = text
+    db.session.commit()
+    for url in (edit_url(shirt), f"/admin/category/edit/?id={category.id}"):
+        form = read_form(client.get(url).get_data(as_text=True))
+        assert form["description"] == text
+        form.update({"description": text.replace("\n", "\r\n"),
+                     "csrf_token": csrf_token(client, url)})
+        assert client.post(url, data=form).status_code == 302
+    assert reload(Product, shirt.id).description == text
+    assert reload(Category, category.id).description == text
+    assert audit_count() == 0
+    form = edit_form(client, shirt)
+    form.update({"description": "New.\r\nText.\rEnd.",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert reload(Product, shirt.id).description == "New.\nText.\nEnd."
+    assert audit_count() == 1
+
+
 def test_stock_edit_adds_what_staff_typed_to_sales_made_meanwhile(client, staff, shirt):
     form = edit_form(client, shirt)  # shows 10 on hand
     small = variant_prefix(form, "LIN-S")
