@@ -15,12 +15,14 @@ from wtforms.validators import ValidationError as FieldError
 
 from ..models.base import MAX_ID, MAX_TEXT_BYTES
 from ..services import catalog, images, inventory
+from ..services.addresses import unprintable
 from ..services.errors import ValidationError
 from ..services.money import parse_amount, quantize
 from ..services.product_csv import (
     MAX_STOCK,
     SKU,
     SLUG,
+    UNPRINTABLE,
     format_options,
     parse_options,
     price_problem,
@@ -48,6 +50,18 @@ class FitsText:
 
     def __call__(self, form: Any, field: fields.Field) -> None:
         if isinstance(field.data, str) and len(field.data.encode("utf-8")) > MAX_TEXT_BYTES:
+            raise FieldError(self.message)
+
+
+class Printable:
+    """Text a page can show as typed (addresses.unprintable, the shop's rule for reviews and
+    names): a NUL, control or text-direction character is refused beside its field. A category
+    name with a NUL was shown in every page's navigation (invalid HTML)."""
+
+    message = UNPRINTABLE
+
+    def __call__(self, form: Any, field: fields.Field) -> None:
+        if isinstance(field.data, str) and unprintable(field.data):
             raise FieldError(self.message)
 
 
@@ -260,7 +274,7 @@ class ImageForm(BaseForm):
     id = fields.HiddenField()
     path = CurrentImageField("Current image")
     upload = ImageFileField("Image file")
-    alt = fields.StringField("Alt text", [Length(max=255)],
+    alt = fields.StringField("Alt text", [Length(max=255), Printable()],
                              description="What the image shows, for people who cannot see it.")
     position = fields.IntegerField("Position", [Optional(), FitsColumn()], default=0)
 
@@ -286,7 +300,7 @@ def name_args(message: str, max_length: int) -> dict[str, Any]:
     only looks at what was sent, so "   " passed and the shop showed a product without a
     name)."""
     return {"filters": [strip_text], "validators": [DataRequired(message),
-                                                     Length(max=max_length)]}
+                                                     Length(max=max_length), Printable()]}
 
 
 def slug_validators() -> list:

@@ -35,7 +35,7 @@ from ..services.errors import InvalidTransition, NotFound, PaymentError, ShopErr
 from ..services.orders import ACTION_LABELS, STATUS_LABELS, Actor
 from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView, record_id
-from .forms import FitsColumn, MoneyField
+from .forms import FitsColumn, MoneyField, Printable
 from .security import request_id, who
 
 # What staff paste into the order search: an order number or a whole email address, found by
@@ -300,7 +300,7 @@ class CouponView(ShopModelView):
     form_overrides = {"value": MoneyField, "min_subtotal": MoneyField,
                       "kind": fields.SelectField}
     form_args = {
-        "code": {"validators": [InputRequired("Enter a code."), Length(max=40)],
+        "code": {"validators": [InputRequired("Enter a code."), Length(max=40), Printable()],
                  "description": "Shoppers type it in any case; it is stored in capitals."},
         "kind": {"choices": [(k, COUPON_KIND_LABELS[k]) for k in COUPON_KINDS]},
         "value": {"label": "Value",

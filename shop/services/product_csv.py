@@ -54,6 +54,7 @@ from ..models import (
 )
 from ..models.base import MAX_TEXT_BYTES
 from . import audit, cache, money
+from .addresses import unprintable
 from .catalog import (
     compare_at_problem,
     one_line_end,
@@ -107,6 +108,12 @@ def too_large_message() -> str:
             "Split it into smaller files and import each.")
 
 
+# A name, option or alt text holding a NUL, a control or a text-direction character (the
+# rule of addresses.unprintable, as for reviews and account names): refused where it is typed.
+UNPRINTABLE = ("This has a character that cannot be shown (a control or text-direction "
+               "character); please type it again.")
+
+
 # Options ("size=M; colour=Blue") -------------------------------------------------------------
 
 def format_options(options: dict | None) -> str:
@@ -117,6 +124,8 @@ def format_options(options: dict | None) -> str:
 def parse_options(text: str | None) -> dict[str, str]:
     """Read "size=M; colour=Blue"; raises ValueError with a message staff can act on."""
     options: dict[str, str] = {}
+    if unprintable(text or ""):
+        raise ValueError(UNPRINTABLE)
     for part in (text or "").split(";"):
         part = part.strip()
         if not part:
@@ -418,6 +427,8 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         errors.append("product_name: enter the product's name.")
     elif len(name) > 160:
         errors.append("product_name: at most 160 characters.")
+    elif unprintable(name.replace("\n", " ")):  # a line break has a message of its own
+        errors.append(f"product_name: {UNPRINTABLE}")
     v["product_name"] = name
     # A column left out of the file keeps the current value: its key stays out of `v`.
     if "description" in raw:
@@ -445,7 +456,8 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         errors.append("sku: use letters, digits, '.', '_', '/' and '-' (at most 64 characters).")
     if "options" in raw:
         try:
-            v["options"] = parse_options(raw["options"])
+            # A line break has a message of its own (_read).
+            v["options"] = parse_options(raw["options"].replace("\n", " "))
         except ValueError as exc:
             errors.append(f"options: {exc}")
     # Read as typed, so that a price with more decimals than the currency has is refused

@@ -411,6 +411,33 @@ def test_a_name_of_spaces_only_is_refused_next_to_the_field(client, staff, shirt
                               ).scalar_one() == "Oak Board"
 
 
+@pytest.mark.parametrize("bad", ["Linen\x00Shirt", "Linen\x1bShirt", "Linen \u202eShirt",
+                                 "Linen\x85Shirt"])
+def test_a_control_or_text_direction_character_is_refused_beside_its_field(client, staff,
+                                                                           shirt, bad):
+    """The back office took a NUL, control or text-direction override character the shop
+    refuses elsewhere (addresses.unprintable): a category name with a NUL was shown in every
+    page's navigation (invalid HTML). A product or category name, a variant's options and an
+    image's alt text with one are refused beside the field, and nothing is saved. Fails on
+    the old code."""
+    message = "This has a character that cannot be shown"
+    form = edit_form(client, shirt)
+    small = variant_prefix(form, "LIN-S")
+    alt = next(k for k in form if k.startswith("images-") and k.endswith("-alt"))
+    for field, value in (("name", bad), (small + "options", f"size={bad}"), (alt, bad)):
+        sent = dict(form, **{field: value, "csrf_token": csrf_token(client, edit_url(shirt))})
+        html = client.post(edit_url(shirt), data=sent).get_data(as_text=True)
+        assert beside(html, field, message), field
+    assert audit_count() == 0
+    assert reload(Product, shirt.id).name == "Linen Shirt"
+    category = shirt.category
+    url = f"/admin/category/edit/?id={category.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"name": bad, "csrf_token": csrf_token(client, url)})
+    assert beside(client.post(url, data=form).get_data(as_text=True), "name", message)
+    assert reload(Category, category.id).name == "Shirts" and audit_count() == 0
+
+
 def test_a_product_keeps_at_least_one_variant(app, client, staff, shirt):
     """Ticking "delete" on every variant saved a product with none: the shop listed it at
     $0.00 with nothing to buy. It is refused next to the variants; deleting one of two is

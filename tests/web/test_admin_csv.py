@@ -350,6 +350,23 @@ def test_a_price_written_as_no_one_writes_one_is_refused(client, staff, catalogu
     assert state() == before
 
 
+def test_a_control_or_text_direction_character_is_refused_on_its_line(client, staff,
+                                                                       catalogue):
+    """The import took names and options with a NUL, control or text-direction override
+    character the shop refuses elsewhere (addresses.unprintable). Each is named on its line
+    and nothing is written. Fails on the old code."""
+    before = state()
+    content = (HEADER + "linen-shirt,Linen\x00Shirt,x,shirts,yes,LIN-S,size=S,30,,10,5\n"
+               + "new-lamp,New Lamp,,,yes,LAMP-1,colour=\u202eRed,5,,1,\n")
+    response = check(client, content)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Line 2 (SKU LIN-S): product_name: This has a character that cannot be shown" in html
+    assert "Line 3 (SKU LAMP-1): options: This has a character that cannot be shown" in html
+    assert confirm(client, content).status_code == 422
+    assert state() == before
+
+
 def test_a_price_above_the_shops_ceiling_is_refused_naming_it(client, staff, catalogue):
     """A price of 9,999,999,999.99 was imported; a cart line keeps at most 99,999,999.99
     (Numeric(10, 2)), so every add of it to a cart was a 500 on MySQL. Each row says the

@@ -43,6 +43,16 @@ def coupon_data(client, **fields) -> dict:
     return data
 
 
+def test_a_coupon_code_with_a_control_character_is_refused(client, staff):
+    """A coupon code took a NUL or a text-direction override (addresses.unprintable, refused
+    in the shop's other text): it is refused beside the field. Fails on the old code."""
+    for bad in ("SUMMER\x0025", "SUMMER\u202e25"):
+        response = client.post("/admin/coupon/new/", data=coupon_data(client, code=bad))
+        assert response.status_code == 200
+        assert "This has a character that cannot be shown" in response.get_data(as_text=True)
+    assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
+
+
 def test_create_a_coupon_stores_the_code_in_capitals_and_is_audited(client, staff):
     response = client.post("/admin/coupon/new/", data=coupon_data(client))
     assert response.status_code == 302, response.get_data(as_text=True)
