@@ -16,7 +16,7 @@ from flask import (
     url_for,
 )
 from flask_admin import expose
-from flask_admin.contrib.sqla.fields import InlineModelFormList
+from flask_admin.contrib.sqla.fields import InlineModelFormList, get_obj_pk
 from flask_admin.contrib.sqla.form import InlineModelConverter
 from flask_admin.model.form import InlineFormAdmin
 from markupsafe import Markup
@@ -46,6 +46,29 @@ class ShopInlineList(InlineModelFormList):
         super().process(formdata, data, extra_filters)
         if formdata:
             self.entries = [entry for entry in self.entries if not _left_blank(entry)]
+
+    def populate_obj(self, obj, name):
+        """Rows are matched to the product's own records by the id each row carries. A row
+        whose id is not one of them (another staff member removed the record meanwhile, or an
+        altered form named another product's variant) was made a new record by Flask-Admin:
+        an image without a file (refused by the database with the slug/SKU message), or a
+        variant whose SKU check had counted the other product's variant as its own. Such a
+        row is refused beside it (the inline view's gone_field and gone_message); one ticked
+        for deletion is gone already and is left out."""
+        own = {get_obj_pk(record, self._pk) for record in getattr(obj, name, None) or []}
+        view = self.inline_view
+        kept, errors = [], {}
+        for entry in self.entries:
+            posted = str(entry.form.id.data or "").strip()
+            if posted and posted not in own:
+                if not self.should_delete(entry):
+                    errors[entry.form[view.gone_field].name] = view.gone_message
+                continue
+            kept.append(entry)
+        if errors:
+            raise ValidationError(errors)
+        self.entries = kept
+        super().populate_obj(obj, name)
 
     def blank_entry(self):
         """A new row after the others, as the script would add it, unattached to the list."""
@@ -93,6 +116,9 @@ class VariantInline(InlineFormAdmin):
     """A product's variants; stock changes are collected and applied through the ledger."""
 
     form_label = "Variant"
+    gone_field = "sku"
+    gone_message = ("This variant is not one of this product's (another staff member may have "
+                    "removed it meanwhile): nothing was saved. Reload the page.")
 
     def get_form(self):
         return VariantForm
@@ -104,6 +130,9 @@ class VariantInline(InlineFormAdmin):
 
 class ImageInline(InlineFormAdmin):
     form_label = "Image"
+    gone_field = "alt"
+    gone_message = ("This image is not one of this product's (another staff member may have "
+                    "removed it meanwhile): nothing was saved. Reload the page.")
 
     def get_form(self):
         return ImageForm
@@ -167,7 +196,7 @@ class ProductView(ShopModelView):
         if not any(variant not in db.session.deleted for variant in model.variants):
             raise ValidationError({"variants": catalog.NO_VARIANT})
         self.check_removed_variants(form, model)
-        self.check_skus(form)
+        self.check_skus(form, model)
 
     def check_removed_variants(self, form, model) -> None:
         """A variant ticked for deletion that has been ordered stays (catalog.ordered_variants):
@@ -193,15 +222,16 @@ class ProductView(ShopModelView):
         the list's bulk delete, which deletes through delete_model one product at a time)."""
         catalog.ensure_deletable(model)
 
-    def check_skus(self, form) -> None:
+    def check_skus(self, form, model) -> None:
         """A SKU names one variant of the whole shop, whatever its capitals: refused next to
         the variant's field when another variant of the form or of another product has it
         (SQLite took "lin-s" beside "LIN-S"; MySQL refused it only at the INSERT, with a
         message over the page that named no field). And each variant has options of its own
         (catalog.options_key)."""
         inline = form.variants
-        own_ids = {int(entry.form.id.data) for entry in inline.entries
-                   if str(entry.form.id.data or "").isdigit()}
+        # The product's own variants, never ids the form names: an extra row naming another
+        # product's variant made that variant's SKU count as this product's.
+        own_ids = {variant.id for variant in model.variants if variant.id is not None}
         kept = [entry.form for entry in inline.entries if not inline.should_delete(entry)]
         errors: dict[str, str] = {}
         first: dict[str, str] = {}

@@ -495,6 +495,30 @@ def test_a_sku_taken_in_other_capitals_is_refused_next_to_its_field(client, staf
     assert sorted(db.session.execute(select(Variant.sku)).scalars()) == ["LIN-S", "lin-m"]
 
 
+def test_a_row_naming_another_products_variant_is_refused(client, staff, shirt):
+    """The SKU check took every variant id the form sent as the product's own: an extra row
+    variants-8-id=<another product's variant> with that variant's SKU in other capitals was
+    saved on SQLite, leaving two SKUs equal but for capitals. The product's own variants
+    come from the database; a row naming another's is refused beside it and nothing is
+    saved. Fails on the old code."""
+    oak = f.variant_of(f.product("Oak Board", slug="oak-board", variants=[
+        {"sku": "OAK-1", "options": {}, "price": "12.00", "stock": 3}]))
+    form = edit_form(client, shirt)
+    form.update({"variants-8-id": str(oak.id), "variants-8-sku": "oak-1",
+                 "variants-8-options": "size=XL", "variants-8-price": "40.00",
+                 "variants-8-stock_quantity": "0", "variants-8-stock_seen": "0",
+                 "variants-8-ledger_seen": "0", "variants-8-low_stock_threshold": "1",
+                 "csrf_token": csrf_token(client, edit_url(shirt))})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    row = re.search(r'id="(variants-\d+-sku)"[^>]*value="oak-1"', html).group(1)
+    assert beside(html, row, "This variant is not one of this product&#39;s")
+    assert sorted(db.session.execute(select(Variant.sku)).scalars()) == [
+        "LIN-M", "LIN-S", "OAK-1"]
+    assert audit_count() == 0
+
+
 def test_a_description_too_long_for_its_column_is_refused_next_to_the_field(client, staff):
     """A TEXT column holds 65,535 bytes on MySQL, which refused a longer description at the
     INSERT: staff saw only "Something went wrong" (SQLite stored it). The field now says so;
