@@ -131,8 +131,8 @@ class VariantInline(InlineFormAdmin):
 class ImageInline(InlineFormAdmin):
     form_label = "Image"
     gone_field = "alt"
-    gone_message = ("This image is not one of this product's (another staff member may have "
-                    "removed it meanwhile): nothing was saved. Reload the page.")
+    gone_message = ("This image was removed meanwhile (by another staff member, or it is not "
+                    "this product's): nothing was saved. Reload the page.")
 
     def get_form(self):
         return ImageForm

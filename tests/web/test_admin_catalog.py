@@ -519,6 +519,30 @@ def test_a_row_naming_another_products_variant_is_refused(client, staff, shirt):
     assert audit_count() == 0
 
 
+def test_an_image_removed_while_the_form_was_open_is_said_so(client, staff, shirt):
+    """Another staff member deleted an image while the product's form was open: saving the
+    form said "That slug or one of the SKUs is already used by another product." (Flask-Admin
+    made the missing row anew, without a file, and the database refused it). The row now says
+    the image was removed meanwhile, and nothing is saved; with the row ticked for deletion
+    the form saves. Fails on the old code."""
+    form = edit_form(client, shirt)
+    row = next(k for k in form if k.startswith("images-") and k.endswith("-id")).removesuffix(
+        "-id")
+    db.session.execute(delete(ProductImage).where(ProductImage.id == int(form[row + "-id"])))
+    db.session.commit()
+    form.update({"name": "Linen Shirt, Washed", "csrf_token": csrf_token(client, edit_url(shirt))})
+    response = client.post(edit_url(shirt), data=form)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert beside(html, row + "-alt", "This image was removed meanwhile")
+    assert "already used by another product" not in html
+    assert reload(Product, shirt.id).name == "Linen Shirt" and audit_count() == 0
+    form.update({"del-" + row: "y", "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    product = reload(Product, shirt.id)
+    assert product.name == "Linen Shirt, Washed" and product.images == []
+
+
 def test_a_description_too_long_for_its_column_is_refused_next_to_the_field(client, staff):
     """A TEXT column holds 65,535 bytes on MySQL, which refused a longer description at the
     INSERT: staff saw only "Something went wrong" (SQLite stored it). The field now says so;
