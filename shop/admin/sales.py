@@ -27,7 +27,7 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from ..blueprints import ID
 from ..extensions import db
-from ..models import COUPON_KINDS, ORDER_STATUSES, Order, Payment
+from ..models import COUPON_KINDS, ORDER_STATUSES, Coupon, Order, Payment
 from ..services import audit, coupons, orders, payments, product_csv
 from ..services.accounts import normalise_email
 from ..services.coupons import normalise_code
@@ -357,8 +357,15 @@ class CouponView(ShopModelView):
             errors["value"] = problem  # no fraction of a cent, or of a yen in JPY
         if model.starts_at and model.ends_at and model.ends_at <= model.starts_at:
             errors["ends_at"] = "The end must be after the start."
-        if model.usage_limit is not None and model.usage_limit < (model.times_used or 0):
-            errors["usage_limit"] = (f"It has been used {model.times_used} times already; "
+        used = model.times_used or 0
+        if model.usage_limit is not None and not is_created and model.id is not None:
+            # Read locked: a checkout using the coupon now holds its row and counts one more
+            # use on commit. Read plainly, the count was the one before it, and the save then
+            # met the database's own check (a "something went wrong" page and a traceback).
+            used = db.session.execute(select(Coupon.times_used).where(Coupon.id == model.id)
+                                      .with_for_update()).scalar_one()
+        if model.usage_limit is not None and model.usage_limit < used:
+            errors["usage_limit"] = (f"It has been used {used} times already; "
                                      "the limit cannot be lower.")
         if errors:
             raise ValidationError(errors)

@@ -80,7 +80,10 @@ ORDER_COLUMNS = ("number", "created_at", "status", "email", "customer_id", "item
 # MySQL on a slow shared machine (bench/csv_import.py), 20,000 came too close.
 MAX_ROWS = 10_000
 MAX_STOCK = 1_000_000
-SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Lower-case words of letters and digits joined by single hyphens, not digits alone: "/p/7" and
+# GET /api/v1/products/7 read digits as a product's id, so a product with the slug "7" was
+# found as another product, and could not be found by its slug at all.
+SLUG = re.compile(r"^(?![0-9]+$)[a-z0-9]+(?:-[a-z0-9]+)*$")
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 # A spreadsheet runs a cell starting with one of these as a formula: exported with a leading
 # apostrophe, which the import removes again. A cell that starts with an apostrophe of its own
@@ -419,8 +422,8 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     if not slug:
         errors.append("product_slug: enter the product's slug.")
     elif len(slug) > 160 or not SLUG.match(slug):
-        errors.append("product_slug: use lower-case letters, digits and single hyphens "
-                      "(at most 160 characters).")
+        errors.append("product_slug: use lower-case letters, digits and single hyphens, "
+                      "not digits alone (at most 160 characters).")
     v["product_slug"] = slug
     name = raw.get("product_name", "")
     if not name:

@@ -194,6 +194,20 @@ def test_stock_cannot_go_below_zero_and_nothing_is_saved(client, staff, shirt):
     assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
 
 
+def test_a_slug_of_digits_alone_is_refused(client, staff, shirt):
+    """A product saved with the slug "7" was another product at /p/7 and at
+    GET /api/v1/products/7 (digits are read as an id first), and could not be found by its
+    slug at all. Fails on the old code."""
+    form = edit_form(client, shirt)
+    form.update({"slug": "7", "csrf_token": csrf_token(client, edit_url(shirt))})
+    html = client.post(edit_url(shirt), data=form).get_data(as_text=True)
+    assert "not digits alone" in html
+    assert reload(Product, shirt.id).slug == "linen-shirt"
+    form.update({"slug": "2026-edition", "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert reload(Product, shirt.id).slug == "2026-edition"
+
+
 def test_bad_values_are_refused_next_to_the_field(client, staff, shirt):
     form = edit_form(client, shirt)
     small = variant_prefix(form, "LIN-S")

@@ -350,6 +350,17 @@ def test_a_price_written_as_no_one_writes_one_is_refused(client, staff, catalogu
     assert state() == before
 
 
+def test_a_slug_of_digits_alone_is_refused_on_its_line(client, staff, catalogue):
+    """/p/7 and GET /api/v1/products/7 read digits as an id: a product imported with the
+    slug "7" was another product there. Fails on the old code."""
+    before = state()
+    response = check(client, HEADER + "7,Lucky Lamp,,,yes,LAMP-7,,5,,1,\n")
+    assert response.status_code == 422
+    assert "Line 2 (SKU LAMP-7): product_slug: use lower-case letters, digits and single " \
+           "hyphens, not digits alone" in response.get_data(as_text=True)
+    assert state() == before
+
+
 def test_a_control_or_text_direction_character_is_refused_on_its_line(client, staff,
                                                                        catalogue):
     """The import took names and options with a NUL, control or text-direction override

@@ -154,6 +154,51 @@ def test_a_limit_below_the_uses_is_refused(client, staff):
     assert reload(Coupon, coupon.id).usage_limit == 10
 
 
+@pytest.mark.mysql_only
+def test_a_limit_lowered_while_a_checkout_uses_the_coupon_is_refused_beside_the_field(
+        app, client, staff):
+    """Staff lowered a coupon's limit to its count of uses while a checkout was using it:
+    the form read the count before that checkout's use, the save waited for its row lock and
+    then met the database's check on the new count (MariaDB 4025): "Something went wrong"
+    and a traceback in the log. The count is read locked now: after the checkout, and the
+    field says so. Fails on the old code."""
+    import threading
+    import time
+
+    from sqlalchemy import update
+
+    from shop.services.database import write_transaction
+
+    coupon = f.coupon("BUSY", usage_limit=10)
+    coupon.times_used = 5
+    db.session.commit()
+    coupon_id = coupon.id
+    url = f"/admin/coupon/edit/?id={coupon_id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"usage_limit": "5", "csrf_token": csrf_token(client, url)})
+    locked = threading.Event()
+
+    def checkout_using_it() -> None:
+        with app.app_context():
+            with write_transaction():
+                db.session.execute(update(Coupon).where(Coupon.id == coupon_id)
+                                   .values(times_used=Coupon.times_used + 1))
+                locked.set()
+                time.sleep(1.0)  # the staff's save comes meanwhile
+            db.session.remove()
+
+    thread = threading.Thread(target=checkout_using_it)
+    thread.start()
+    assert locked.wait(10)
+    response = client.post(url, data=form)
+    thread.join(10)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "It has been used 6 times already" in html
+    assert "Something went wrong" not in html
+    assert (reload(Coupon, coupon_id).usage_limit, reload(Coupon, coupon_id).times_used) \
+        == (10, 6)
+
+
 @pytest.fixture
 def reviewed(app):
     mug = f.product("Stoneware Mug", slug="mug")
