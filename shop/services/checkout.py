@@ -30,7 +30,7 @@ from .errors import (
     ShopError,
     ValidationError,
 )
-from .money import card_minimum, format_money
+from .money import card_maximum, card_minimum, format_money
 from .orders import new_number
 
 log = logging.getLogger("shop.checkout")
@@ -284,6 +284,13 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
         # wait for a payment page that cannot open, then expire.
         raise ValidationError({"payment_method": (
             f"A card payment must be at least {format_money(card_minimum(currency), currency)}"
+            f"; this order's total is {format_money(quote.total, currency)}. "
+            f"Choose another way to pay.")})
+    if req.payment_method == "stripe" and quote.total > card_maximum(currency):
+        # Nor more: the order would hold its stock for a payment page Stripe refuses to open
+        # (reported as Stripe out of reach at every "Pay now"), until it expired.
+        raise ValidationError({"payment_method": (
+            f"A card payment can be at most {format_money(card_maximum(currency), currency)}"
             f"; this order's total is {format_money(quote.total, currency)}. "
             f"Choose another way to pay.")})
     write = _statements()

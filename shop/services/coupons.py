@@ -12,7 +12,7 @@ from ..extensions import db
 from ..models import Coupon, CouponUse, User, utcnow
 from . import reads
 from .errors import CouponInactive, CouponInvalid, CouponNotApplicable, CouponUsedUp
-from .money import format_money
+from .money import format_money, to_string
 from .pricing import CouponTerms
 
 
@@ -155,7 +155,7 @@ def validate(code: str | None, subtotal: Decimal, *, user_id: int | None = None,
             "That coupon needs a subtotal of at least "
             f"{format_money(coupon.min_subtotal, currency)}.",
             field="code", code="coupon_minimum_not_met",
-            details={"min_subtotal": str(coupon.min_subtotal)})
+            details={"min_subtotal": to_string(coupon.min_subtotal, currency)})
     if coupon.usage_limit is not None and coupon.times_used >= coupon.usage_limit:
         raise CouponUsedUp("That coupon has been used up.", field="code")
     if coupon.per_customer_limit is not None and (user_id or email):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 WHOLE = Decimal("1")
@@ -42,6 +42,17 @@ CARD_MINIMUM = {"USD": "0.50", "EUR": "0.50", "GBP": "0.30", "CAD": "0.50", "AUD
 def card_minimum(currency: str) -> Decimal:
     """The smallest total a card payment (Stripe) can charge in `currency`."""
     return Decimal(CARD_MINIMUM.get(currency.upper(), "0.50"))
+
+
+# Stripe's amounts have at most eight digits in the currency's minor unit ($999,999.99,
+# ¥99,999,999).
+CARD_MAXIMUM_MINOR = 99_999_999
+
+
+def card_maximum(currency: str) -> Decimal:
+    """The largest total a card payment (Stripe) can charge in `currency`."""
+    return (Decimal(CARD_MAXIMUM_MINOR) / _minor_per_unit(currency)).quantize(
+        unit(currency), rounding=ROUND_DOWN)
 
 
 def unit(currency: str | None) -> Decimal:

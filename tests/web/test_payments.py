@@ -1153,6 +1153,30 @@ def test_the_api_refuses_card_payment_under_the_minimum_and_places_nothing(shop,
     assert placed.get_json()["total"] == "0.00"
 
 
+def test_a_total_over_stripes_maximum_cannot_be_paid_by_card(shop, standin):
+    """Stripe charges at most eight digits of the currency's minor unit ($999,999.99): a card
+    order above it was placed, held its stock, and every "Pay now" said Stripe could not be
+    reached, until it expired. Refused at placing, as a total under the minimum is, and
+    nothing placed. Fails on the old code."""
+    from shop.services.money import card_maximum
+    from tests.web.api_support import make_shopper
+
+    assert card_maximum("USD") == Decimal("999999.99")
+    assert card_maximum("JPY") == Decimal("99999999")
+    safe = f.variant_of(f.product("Safe", price="999999.00", stock=5, slug="safe"))
+    shopper = make_shopper(shop)
+    assert shopper.api.post("/api/v1/cart/items", json={"sku": safe.sku}).status_code == 200
+    body = {"shipping_address": f.ADDRESS, "payment_method": "stripe"}
+    refused = shopper.api.post("/api/v1/orders", json=body)
+    assert refused.status_code == 422, refused.get_json()
+    assert "at most $999,999.99" in refused.get_json()["error"]["details"]["fields"][
+        "payment_method"]
+    assert db.session.scalar(select(func.count(Order.id))) == 0
+    assert standin.sessions == {} and stock(safe.id) == 5
+    placed = shopper.api.post("/api/v1/orders", json=dict(body, payment_method="manual"))
+    assert placed.status_code == 201, placed.get_json()
+
+
 # -- Refunds made on Stripe (the Dashboard, the API): the charge.refunded webhook ----------------
 
 def paid_order(client, standin, variant_id: int, quantity: int = 1) -> Order:

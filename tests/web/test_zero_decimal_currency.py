@@ -96,6 +96,11 @@ def test_the_api_cart_and_order_are_whole_numbers(app, teapot):
     api = ApiClient(app.test_client(), token)
     assert api.post("/api/v1/cart/items", json={"sku": teapot.sku, "quantity": 1}
                     ).status_code in (200, 201)
+    # A coupon's minimum, in the refusal's details, in whole yen too (was "5000.00").
+    f.coupon("BIGSPEND", kind="fixed", value="300", min_subtotal="5000")
+    below = api.post("/api/v1/cart/coupon", json={"code": "BIGSPEND"})
+    assert below.status_code == 409
+    assert below.get_json()["error"]["details"]["min_subtotal"] == "5000"
     assert api.post("/api/v1/cart/coupon", json={"code": "SAVE10"}).status_code == 200
     cart = api.get("/api/v1/cart").get_json()
     assert (cart["currency"], cart["items"][0]["unit_price"], cart["discount"], cart["total"]) \
