@@ -98,6 +98,27 @@ def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
         if not tracking_number:
             errors["tracking_number"] = "Enter the tracking number."
         raise ValidationError(errors)
+    check_details(note, carrier, tracking_number)
+
+    def run() -> int:
+        with write_transaction():
+            apply_transition(order_id, to_status, actor, note, carrier=carrier,
+                             tracking_number=tracking_number)
+        return order_id
+
+    retrying(run)
+    return db.session.get(Order, order_id)
+
+
+CARRIER_MAX, TRACKING_MAX = 80, 120  # the shipments table's columns
+
+
+def check_details(note: str | None = "", carrier: str | None = None,
+                  tracking_number: str | None = None) -> None:
+    """Refuse (ValidationError) a status change's note, carrier or tracking number that the
+    shop cannot keep as typed. Called before anything changes: a refund checked it only
+    after Stripe had given the money back."""
+    carrier, tracking_number = (carrier or "").strip(), (tracking_number or "").strip()
     # Kept whole or refused: cut to fit, the shipment said another number than staff typed
     # (and than the audit log recorded).
     too_long = {name: f"At most {limit} characters."
@@ -117,18 +138,6 @@ def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
                   if unprintable(value)}
     if unshowable:
         raise ValidationError(unshowable)
-
-    def run() -> int:
-        with write_transaction():
-            apply_transition(order_id, to_status, actor, note, carrier=carrier,
-                             tracking_number=tracking_number)
-        return order_id
-
-    retrying(run)
-    return db.session.get(Order, order_id)
-
-
-CARRIER_MAX, TRACKING_MAX = 80, 120  # the shipments table's columns
 
 
 def _not_allowed(current: str, to_status: str) -> InvalidTransition:

@@ -1153,6 +1153,25 @@ def test_the_api_refuses_card_payment_under_the_minimum_and_places_nothing(shop,
     assert placed.get_json()["total"] == "0.00"
 
 
+def test_a_refund_with_a_note_the_shop_refuses_gives_no_money_back(client, shop, standin,
+                                                                   mug):
+    """A staff refund whose note held a direction override: Stripe refunded the money, then
+    the note was refused (422 "correct the field") and the order stayed paid with its stock
+    held, as if nothing had happened. The note is checked before anything moves. Fails on
+    the old code."""
+    from tests.web.api_support import make_shopper
+
+    order = paid_order(client, standin, mug.id)
+    staff = make_shopper(shop, role="staff")
+    path = f"/api/v1/orders/{order.number}"
+    refused = staff.api.patch(path, json={"status": "refunded", "note": "Asked \u202eback"})
+    assert refused.status_code == 422
+    assert list(refused.get_json()["error"]["details"]["fields"]) == ["note"]
+    assert standin.refunds == {} and last_order().status == "paid"
+    refunded = staff.api.patch(path, json={"status": "refunded", "note": "Asked back"})
+    assert refunded.status_code == 200 and len(standin.refunds) == 1
+
+
 def test_a_total_over_stripes_maximum_cannot_be_paid_by_card(shop, standin):
     """Stripe charges at most eight digits of the currency's minor unit ($999,999.99): a card
     order above it was placed, held its stock, and every "Pay now" said Stripe could not be

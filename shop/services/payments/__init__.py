@@ -62,7 +62,9 @@ def refund(order_id: int, actor: Actor, note: str = "") -> Order:
 def change_status(order_id: int, to_status: str, actor: Actor, note: str = "", *,
                   carrier: str | None = None, tracking_number: str | None = None) -> Order:
     """The one entry point for staff (admin and API) status changes: refunds go through the
-    payment provider, everything else straight to the state machine."""
+    payment provider, everything else straight to the state machine. The note and the
+    tracking are checked first: nothing, not a refund at Stripe, happens for a refused one."""
+    orders.check_details(note, carrier, tracking_number)
     if to_status == "refunded":
         return refund(order_id, actor, note)
     if to_status in ("paid", "cancelled"):
