@@ -355,6 +355,12 @@ class ShopModelView(StaffAccess, ModelView):
         a negative page is the first, and one past any row (MAX_ID) an empty page, as for any
         page past the end (SQLite refused the offset of ?page=10**25 with a 500)."""
         args = super()._get_list_extra_args()
+        if args.search:
+            # Written back into the search box: a control character made the page invalid
+            # HTML (nothing holds one to be found).
+            from ..templating import shown
+
+            args.search = shown(args.search)
         if args.page:
             args.page = min(max(args.page, 0), MAX_ID // max(self.page_size_options))
         return args

@@ -195,6 +195,12 @@ class ProductView(ShopModelView):
         nothing to buy (variants ticked for deletion are in the session's deleted set)."""
         if not any(variant not in db.session.deleted for variant in model.variants):
             raise ValidationError({"variants": catalog.NO_VARIANT})
+        if (model.slug or "").isdigit():
+            stored = None if is_created else db.session.execute(
+                select(Product.slug).where(Product.id == model.id)).scalar()
+            if stored != model.slug:  # a product that has such a slug already keeps it
+                raise ValidationError({"slug": "A slug of digits alone would be read as a "
+                                               "product's id (/p/7): add a letter or a word."})
         self.check_removed_variants(form, model)
         self.check_skus(form, model)
 

@@ -305,8 +305,8 @@ def name_args(message: str, max_length: int) -> dict[str, Any]:
 
 def slug_validators() -> list:
     return [InputRequired("Enter a slug."), Length(max=160),
-            Regexp(SLUG, message="Use lower-case letters, digits and single hyphens, not "
-                                 "digits alone, e.g. blue-linen-shirt.")]
+            Regexp(SLUG, message="Use lower-case letters, digits and single hyphens, "
+                                 "e.g. blue-linen-shirt.")]
 
 
 def upload_description() -> str:

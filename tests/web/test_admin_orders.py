@@ -570,3 +570,10 @@ def test_list_pages_hold_every_order_once_and_a_deep_page_skips_no_rows_by_offse
     assert by_status.status_code == 200
     assert re.findall(r">(SO-[A-Z0-9]{8})</a>", by_status.get_data(as_text=True)) \
         == expected[40:]  # all pending: the key, in the sort's direction, decides
+
+
+def test_a_search_with_a_control_character_is_written_back_without_it(client, staff):
+    """The list's search box wrote back what was searched for as typed: a control character
+    made the back office page invalid HTML. Fails on the old code."""
+    html = client.get("/admin/order/?search=ab%01cd").get_data(as_text=True)
+    assert "\x01" not in html and "ab\ufffdcd" in html

@@ -870,3 +870,15 @@ def test_a_search_changed_in_the_filters_is_put_in_the_header_box_too(client, ca
     assert swapped == header.replace(">", ' data-hx-swap-oob="true">')
     category = client.get("/c/shirts", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert 'id="site-search"' not in category
+
+
+@pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}])
+def test_a_refused_price_filter_shows_no_control_character(client, headers):
+    """A price filter typed with a control character is refused beside its field and written
+    back as typed: the raw character made the page invalid HTML (Nu: "Forbidden code point").
+    It is written as U+FFFD. Fails on the old code."""
+    response = client.get("/products?min_price=1%01&max_price=%07", headers=headers)
+    html = response.get_data(as_text=True)
+    assert "\x01" not in html and "\x07" not in html
+    if not headers:  # the grid's htmx answer has no filter form
+        assert 'value="1\ufffd"' in html
