@@ -208,6 +208,28 @@ def test_registration_is_rate_limited(limited, clock):
     assert "Too many new accounts" in statuses[-1].get_data(as_text=True)
 
 
+def test_the_profile_form_tells_taken_emails_within_the_registration_limit(limited, clock):
+    """Changing one's email to another account's answers "Another account uses that email":
+    a logged-in user could ask it of any number of emails (70 in a row in an audit), where
+    registering, which tells the same, is limited per address (SECURITY.md). Each such
+    answer now counts in the registration's bucket; a change that is saved does not. Fails
+    on the old code."""
+    app = limited(RATELIMIT_REGISTER="3 per hour")
+    client = app.test_client()
+    assert login(client).status_code == 303
+    from tests.factories import PASSWORD
+
+    def change(email: str):
+        token = csrf_token(client, "/account/profile")
+        return client.post("/account/profile", data={
+            "name": "Cy", "email": email, "current_password": PASSWORD, "csrf_token": token})
+
+    assert change("customer@example.com").status_code == 303  # its own: saved, not counted
+    answers = [change("other@example.com").status_code for _ in range(4)]
+    assert answers == [422, 422, 422, 429]
+    assert "Too many new accounts" in change("other@example.com").get_data(as_text=True)
+
+
 def test_password_reset_is_rate_limited_per_client_and_per_email(limited, clock, tmp_path):
     app = limited(RATELIMIT_PASSWORD_RESET="3 per hour")
     client = app.test_client()

@@ -30,7 +30,7 @@ from ...services.countries import COUNTRIES
 from ...services.errors import AuthError, NotFound, ValidationError
 from .. import ID
 from ..htmx import is_htmx, safe_next, vary
-from ..limits import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE
+from ..limits import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE, REGISTER_SCOPE
 from ..shopper import GUEST_CART_KEY
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -355,10 +355,20 @@ def index():
                            reviewable=reviews.reviewable_products(current_user.id))
 
 
+def _email_taken(_response) -> bool:
+    return bool(g.get("email_taken"))
+
+
 @bp.route("/profile", methods=["GET", "POST"])
 @login_required
 @limiter.shared_limit(_login_limit, LOGIN_ACCOUNT_SCOPE, key_func=_current_user_key,
                       methods=["POST"], deduct_when=_failed, error_message=TOO_MANY_LOGINS)
+# "Another account uses that email" tells whether an email has an account, as registering
+# does: counted in the registration's bucket for the address (SHOP_RATELIMIT_REGISTER), so
+# the profile form is no unlimited way to find out which emails have accounts.
+@limiter.shared_limit(lambda: current_app.config["RATELIMIT_REGISTER"], REGISTER_SCOPE,
+                      key_func=client_address, methods=["POST"], deduct_when=_email_taken,
+                      error_message=TOO_MANY_REGISTRATIONS)
 def profile():
     """Change name and email (a new email needs the current password)."""
     form = {"name": request.form.get("name", current_user.name or ""),
@@ -371,6 +381,7 @@ def profile():
         except ValidationError as exc:
             errors = exc.errors
             g.login_failed = "current_password" in errors
+            g.email_taken = errors.get("email") == accounts.EMAIL_TAKEN
         else:
             flash("Your profile is saved.", "success")
             return redirect(url_for("account.index"), 303)
