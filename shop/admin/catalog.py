@@ -178,7 +178,7 @@ class ProductView(ShopModelView):
     form_args = {
         "name": name_args("Enter the product's name.", 160),
         "slug": {"validators": slug_validators(),
-                 "description": "The product's address in the shop: /p/<slug>."},
+                 "description": "The product's address in the shop: /p/&lt;slug&gt;."},
         "description": {"validators": [FitsText()], "filters": [line_ends_as_lf]},
         "variants": {"min_entries": 1, "label": "Variant"},
         "images": {"label": "Image"},
@@ -376,7 +376,7 @@ class CategoryView(ShopModelView):
     form_args = {
         "name": name_args("Enter the category's name.", 120),
         "slug": {"validators": slug_validators()[:1] + [Length(max=120)] + slug_validators()[2:],
-                 "description": "The category's address in the shop: /c/<slug>."},
+                 "description": "The category's address in the shop: /c/&lt;slug&gt;."},
         "parent": {"label": "Inside (parent category)"},
         "description": {"validators": [FitsText()], "filters": [line_ends_as_lf]},
         "position": {"validators": [FitsColumn()]},

@@ -60,7 +60,7 @@ def _order_number(view, context, model, name) -> Markup:
 
 # The fields an order's page (admin/order_detail.html) shows a problem beside: a transition's
 # carrier and tracking number, a staff note's body.
-PLACED_FIELDS = ("carrier", "tracking_number", "body")
+PLACED_FIELDS = ("carrier", "tracking_number", "note", "body")
 
 
 class RefundFailedFilter(BaseSQLAFilter):

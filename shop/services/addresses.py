@@ -87,11 +87,13 @@ def clean(data: Mapping[str, object] | None, prefix: str = "") -> dict[str, str]
 
 def typed_other(typed: Mapping[str, str], saved: Mapping[str, str]) -> bool:
     """Whether a form's address fields name an address other than `saved`: blank ones (the
-    new address's fields left empty; the country list always sends a choice) name none."""
+    new address's fields left empty; the country list always sends a choice) name none, nor
+    does a phone number or a second line alone (typed, the saved address was set aside and
+    the form refused for a name, a street and a city the shopper had not meant to give)."""
     def shown(value: object) -> str:
         return " ".join(str(value or "").split())
 
-    if not any(shown(typed.get(name)) for name in ADDRESS_FIELDS if name != "country"):
+    if not any(shown(typed.get(name)) for name in ("name", "line1", "city", "postal_code")):
         return False
     return any(shown(typed.get(name)) != shown(saved.get(name)) for name in ADDRESS_FIELDS)
 

@@ -202,6 +202,13 @@ def add_staff_note(order_id: int, actor: Actor, body: str, *, request_id: str = 
     body = (body or "").replace("\r\n", "\n").strip()
     if not body:
         raise ValidationError({"body": "Write a note first."}, "Write a note first.")
+    from .addresses import unprintable
+
+    if unprintable(body.replace("\n", " ").replace("\t", " ")):
+        # A NUL made the order's back office page invalid HTML, an override made the note
+        # read otherwise for other staff.
+        message = "Remove the control or direction characters: they cannot be shown."
+        raise ValidationError({"body": message}, message)
     if len(body) > NOTE_MAX_LENGTH:
         message = (f"A note is at most {NOTE_MAX_LENGTH} characters; "
                    f"this one has {len(body)}.")

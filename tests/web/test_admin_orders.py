@@ -577,3 +577,20 @@ def test_a_search_with_a_control_character_is_written_back_without_it(client, st
     made the back office page invalid HTML. Fails on the old code."""
     html = client.get("/admin/order/?search=ab%01cd").get_data(as_text=True)
     assert "\x01" not in html and "ab\ufffdcd" in html
+
+
+def test_a_refused_note_is_shown_beside_its_field_and_written_back_cleaned(client, staff, mug):
+    """A status change's note refused for a control character was said only in a flash over
+    the page (not which field) and written back raw (invalid HTML); a staff note with a NUL
+    was saved, and the order's page then held it. Fails on the old code."""
+    order = place(f.variant_of(mug).id)
+    detail = f"/admin/order/details/?id={order.id}"
+    refused = client.post(f"/admin/order/transition/{order.id}", data={
+        "csrf_token": csrf_token(client, detail), "to_status": "paid", "note": "Paid \x07 x"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "\x07" not in html
+    assert 'id="note-error-paid"' in html and "Paid \ufffd x" in html
+    assert db.session.get(Order, order.id).status == "pending"
+    note = add_note(client, order, "Call \x00 back")
+    assert note.status_code == 422 and "\x00" not in note.get_data(as_text=True)
+    assert stored_notes(order.id) == []

@@ -326,6 +326,11 @@ def test_a_saved_address_chosen_with_the_fields_left_empty_is_ordered(client, au
     assert "1 Main St" in client.get("/checkout/review").get_data(as_text=True)
     back = client.get("/checkout").get_data(as_text=True)
     assert f'value="{address.id}" checked' in back and 'value="1 Main St"' not in back
+    # A phone number or a second line alone is no other address: the saved one is reviewed
+    # (the form was refused for a name, a street and a city, the saved address set aside).
+    assert review(client, saved_address_id=str(address.id),
+                  **(blank | {"phone": "555-1234"})).status_code == 303
+    assert "1 Main St" in client.get("/checkout/review").get_data(as_text=True)
     # The saved address as it is, typed again: still the saved one (not saved twice).
     same = address.as_dict()
     assert review(client, saved_address_id=str(address.id), save_address="yes",
