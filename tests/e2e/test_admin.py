@@ -203,3 +203,26 @@ def test_the_back_office_without_javascript(admin_shop, new_context, width):
         page.goto(shop(path))
         widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
         assert widths[0] <= widths[1], (path, widths)
+
+
+def test_back_office_screens_have_no_serious_or_critical_axe_violations(admin_shop,
+                                                                         new_context):
+    """The shop's pages had this bar, the back office not: every page lacked its language
+    (Flask-Admin's bare <html>), muted help text and SKUs were below 4.5:1, the list rows'
+    checkboxes had a title and no label, and links in text were told by colour alone (a UX
+    audit). Fails on the old code."""
+    from .test_accessibility import axe_problems
+
+    shop, sales = admin_shop
+    page = new_context(bypass_csp=True).new_page()  # axe is injected into the page
+    staff_login(page, shop)
+    problems = {}
+    for path in ["/admin/", "/admin/product/", "/admin/product/new/", "/admin/order/",
+                 f"/admin/order/details/?id={sales.first('shipped')}", "/admin/low-stock/",
+                 "/admin/coupon/", "/admin/customer/"]:
+        page.goto(shop(path))
+        admin_ready(page)
+        if found := axe_problems(page):
+            problems[path] = found
+    assert not problems, "axe-core found serious or critical violations:\n" + "\n".join(
+        f"- {where}:\n    " + "\n    ".join(lines) for where, lines in problems.items())
