@@ -19,20 +19,28 @@ def cart_owner(create: bool = False) -> CartOwner:
         return CartOwner(user_id=current_user.id)
     token = session.get(GUEST_CART_KEY)
     if token is None and create:
-        token = session[GUEST_CART_KEY] = _new_guest_token()
+        token = session[GUEST_CART_KEY] = derived_guest_token() or CartOwner.new_guest_token()
     return CartOwner(token=token)
 
 
-def _new_guest_token() -> str:
+def guest_token() -> str | None:
+    """The guest cart this session names, or would name once it adds (a first add sent in
+    another tab at this moment, whose cookie this request has not seen): what a login merges
+    into the account's cart."""
+    return session.get(GUEST_CART_KEY) or derived_guest_token()
+
+
+def derived_guest_token() -> str | None:
     """A new guest's cart token, derived from the session's CSRF secret (every form post,
     htmx's too, carries that session): the first adds a new guest sends at once (two quick
     clicks on the listing) name the same cart. Each made a cart of its own before, the last
     answer's cookie won, and an item the shop had said it added was gone. The secret is new
-    after a login or logout (the session is cleared), and so is the cart then."""
+    after a login or logout (the session is cleared), and so is the cart then. None for a
+    session without a secret."""
     field = current_app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token"
     secret = session.get(field)
     if not isinstance(secret, str) or not secret:
-        return CartOwner.new_guest_token()
+        return None
     key = current_app.config["SECRET_KEY"]
     key = key.encode() if isinstance(key, str) else key
     digest = hmac.new(key, b"guest-cart:" + secret.encode(), hashlib.sha256).digest()

@@ -123,10 +123,14 @@ def log_transition(who: Who, order_id: int, to_status: str, *, note: str = "",
 
     from ..models import OrderEvent
 
+    # This staff member's move to that status (an order reaches each status once): not the
+    # newest event, which another change made at once after it would have hidden.
     event = db.session.execute(
-        select(OrderEvent).where(OrderEvent.order_id == order_id)
+        select(OrderEvent).where(OrderEvent.order_id == order_id,
+                                 OrderEvent.to_status == to_status,
+                                 OrderEvent.actor_id == who.user_id)
         .order_by(OrderEvent.id.desc()).limit(1)).scalar_one_or_none()
-    if event is None or event.actor_id != who.user_id or event.to_status != to_status:
+    if event is None or event.from_status == event.to_status:
         return False
     after: dict[str, Any] = {"status": to_status}
     if note:

@@ -594,3 +594,28 @@ def test_a_refused_note_is_shown_beside_its_field_and_written_back_cleaned(clien
     note = add_note(client, order, "Call \x00 back")
     assert note.status_code == 422 and "\x00" not in note.get_data(as_text=True)
     assert stored_notes(order.id) == []
+
+
+def test_a_staff_change_followed_at_once_by_another_is_still_logged(app, mug):
+    """The audit entry of a status change was read from the order's newest event after the
+    change committed: a second change landing in between (another staff member, at once)
+    hid the first, which was never logged. It is read from this staff member's move to that
+    status. Fails on the old code."""
+    from shop.services import audit, payments
+
+    order = place(f.variant_of(mug).id)
+    first = f.user("first@example.com", role="staff")
+    second = f.user("second@example.com", role="admin")
+    payments.change_status(order.id, "paid", orders.Actor(second.id, second.email))
+    payments.change_status(order.id, "processing", orders.Actor(first.id, first.email))
+    # The second staff member's refund commits before the first one's entry is written.
+    payments.change_status(order.id, "refunded", orders.Actor(second.id, second.email))
+    assert audit.log_transition(audit.Who(first.id, first.email), order.id, "processing")
+    assert audit.log_transition(audit.Who(second.id, second.email), order.id, "refunded")
+    entries = [(e.actor_email, e.before, e.after["status"]) for e in db.session.execute(
+        select(AuditLog).where(AuditLog.action == "transition").order_by(AuditLog.id)
+    ).scalars()]
+    assert entries == [("first@example.com", {"status": "paid"}, "processing"),
+                       ("second@example.com", {"status": "processing"}, "refunded")]
+    # Nothing of theirs to record: no entry.
+    assert not audit.log_transition(audit.Who(first.id, first.email), order.id, "shipped")

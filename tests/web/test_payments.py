@@ -857,6 +857,27 @@ def test_an_api_client_gets_the_payment_link_again_when_stripe_was_down(shop, st
     assert last_order().status == "paid"
 
 
+def test_a_payment_page_opened_as_staff_cancel_is_not_kept_payable(client, shop, standin, mug):
+    """"Pay now" racing a staff cancel: the new Checkout Session was stored for an order the
+    cancel had just closed, its page payable; the shopper paid a cancelled order (charged,
+    then refunded). The session is stored under the order's row lock only while the order is
+    pending; otherwise it is expired at Stripe and no link is given. Fails on the old code."""
+    from shop.services.payments import stripe_provider
+
+    standin.fail_next[:] = [(500, "boom")] * 3  # placed with no session: Stripe was down
+    buy(client, mug.id)
+    order = last_order()
+    assert order.payment.reference is None
+    payment = order.payment
+    # "Pay now" has read the order (pending); the cancel commits before it stores.
+    db.session.execute(update(Order).where(Order.id == order.id).values(status="cancelled"))
+    db.session.commit()
+    assert stripe_provider._create_session(order, payment) is None
+    [session] = standin.sessions.values()
+    assert session["status"] == "expired"
+    assert db.session.get(Order, order.id).payment.reference is None
+
+
 def error_code(response) -> str:
     return response.get_json()["error"]["code"]
 

@@ -31,7 +31,7 @@ from ...services.errors import AuthError, NotFound, ValidationError
 from .. import ID
 from ..htmx import is_htmx, safe_next, vary
 from ..limits import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE, REGISTER_SCOPE
-from ..shopper import GUEST_CART_KEY
+from ..shopper import guest_token as guest_cart_token
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 bp.after_request(personal)
@@ -125,7 +125,7 @@ def start_session(user, remember: bool | None = None) -> None:
     """Log a user in on a fresh session (no fixation), keeping the guest's cart."""
     if remember is None:
         remember = request.form.get("remember") == "yes"
-    guest_token = session.get(GUEST_CART_KEY)
+    guest_token = guest_cart_token()  # also a first add's, sent in another tab meanwhile
     session.clear()
     login_user(user, remember=remember)
     fingerprint = accounts.password_fingerprint(user)

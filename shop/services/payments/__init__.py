@@ -67,7 +67,9 @@ def change_status(order_id: int, to_status: str, actor: Actor, note: str = "", *
     orders.check_details(note, carrier, tracking_number)
     if to_status == "refunded":
         return refund(order_id, actor, note)
+    seen = None
     if to_status in ("paid", "cancelled"):
+        seen = _card_reference(order_id)
         paid = _close_card_checkout(order_id)
         if paid is not None:
             if to_status == "cancelled":
@@ -78,8 +80,34 @@ def change_status(order_id: int, to_status: str, actor: Actor, note: str = "", *
             return paid
     order = orders.transition(order_id, to_status, actor, note, carrier=carrier,
                               tracking_number=tracking_number)
+    if to_status in ("paid", "cancelled"):
+        _close_late_session(order, seen)
     _notify(order)
     return order
+
+
+def _card_reference(order_id: int) -> str | None:
+    """The order's Stripe Checkout Session as stored now (None: none, or no card payment)."""
+    return db.session.execute(select(Payment.reference).where(
+        Payment.order_id == order_id, Payment.provider == "stripe")).scalar()
+
+
+def _close_late_session(order: Order, seen: str | None) -> None:
+    """A session stored while staff closed the order's card checkout ("Pay now" at that
+    moment) is closed too: it would be payable for a cancelled order, or a second payment of
+    one paid by hand."""
+    if order.payment_method != "stripe":
+        return
+    reference = _card_reference(order.id)
+    if reference is None or reference == seen:
+        return
+    from . import stripe_provider
+
+    try:
+        stripe_provider.close_checkout(order)
+    except (stripe.StripeError, stripe_provider.StripeUnavailable) as exc:
+        # A payment that still arrives is refunded (stripe_provider._already_finished).
+        log.warning("could not close the stripe session of order %s: %s", order.number, exc)
 
 
 def settle_refund_failure(order_id: int, actor: Actor, note: str = "") -> Order:

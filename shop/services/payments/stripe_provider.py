@@ -242,6 +242,13 @@ def _create_session(order: Order, payment: Payment, replacing: str | None = None
 
     def store() -> int:
         with write_transaction():
+            # The order's row lock: staff cancelling it (or marking it paid) at this moment
+            # either went first (then this session is not kept: it would be payable for a
+            # cancelled order) or finds this session to close (payments.change_status).
+            status = db.session.execute(select(Order.status).where(Order.id == order.id)
+                                        .with_for_update()).scalar()
+            if status != "pending":
+                return -1
             return db.session.execute(
                 update(Payment).where(Payment.id == payment.id,
                                       Payment.reference.is_(None) if replacing is None
@@ -249,7 +256,11 @@ def _create_session(order: Order, payment: Payment, replacing: str | None = None
                 .values(reference=session.id, checkout_url=session.url, updated_at=utcnow())
                 .execution_options(synchronize_session=False)).rowcount
 
-    if retrying(store) == 1:
+    stored_rows = retrying(store)
+    if stored_rows == -1:
+        _expire_quietly(session.id)
+        return None
+    if stored_rows == 1:
         log.info("stripe session %s for order %s", session.id, order.number)
         return session.url
     # A simultaneous request stored its session first: keep that one, retire ours.
