@@ -205,6 +205,10 @@ class Config:
 
     # Cache (Redis only; without Redis the catalog is rendered for every request).
     CATALOG_CACHE_SECONDS = _env_int("SHOP_CATALOG_CACHE_SECONDS", 30)
+    # Anonymous shoppers' catalogue pages are rendered by their views without Flask's request
+    # hooks (blueprints/catalog/page_cache.py: the lean path); off: every page takes the full
+    # request cycle. The pages are the same either way (tests/web/test_lean_path.py).
+    CATALOG_LEAN_PATH = _env_bool("SHOP_CATALOG_LEAN_PATH", True)
     # Redis keys of the cache start with this (several shops or runs can share one Redis).
     CACHE_KEY_PREFIX = os.environ.get("SHOP_CACHE_KEY_PREFIX", "shop:cache:")
     READ_YOUR_WRITES_SECONDS = _env_int("SHOP_READ_YOUR_WRITES_SECONDS", 5)

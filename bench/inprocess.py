@@ -61,7 +61,8 @@ def main() -> int:
                 env["wsgi.input"] = io.BytesIO(b"")
                 body = app(env, start_response)
                 b"".join(body)
-                body.close()
+                if hasattr(body, "close"):  # a WSGI iterable may have close() (PEP 3333)
+                    body.close()
 
         run(200)
         server = _server_pid(args.database_url)

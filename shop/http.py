@@ -370,7 +370,7 @@ def init_app(app: Flask) -> None:
         context = g._get_current_object()  # type: ignore[attr-defined]
         request_id = getattr(context, "request_id", "")
         response.headers["X-Request-ID"] = request_id
-        _security_headers(response, getattr(context, "csp", None))
+        security_headers(response, getattr(context, "csp", None))
         method = req.method
         if routing.wrote() or method not in ("GET", "HEAD", "OPTIONS"):
             _remember_write(response)
@@ -551,7 +551,7 @@ SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "
 HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 
 
-def _security_headers(response: Response, csp: str | None = None) -> None:
+def security_headers(response: Response, csp: str | None = None) -> None:
     """The security headers every answer carries, unless the view set its own."""
     headers = response.headers
     present = {key.lower() for key, _ in headers.items()}
