@@ -1,6 +1,7 @@
 """Coupons: validity, minimums, and total and per-customer limits that hold under concurrency."""
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,7 +18,9 @@ from .pricing import CouponTerms
 
 
 def normalise_code(code: str | None) -> str:
-    return (code or "").strip().upper()
+    """A code as stored: trimmed, upper case, composed (NFC: "É" typed as E and a combining
+    accent is the same code; codes are compared byte for byte, migration 0023)."""
+    return unicodedata.normalize("NFC", (code or "").strip()).upper()
 
 
 def normalise_email(email: str | None) -> str:

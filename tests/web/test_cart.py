@@ -449,6 +449,25 @@ def test_coupon_apply_and_remove(client, goods):
     assert "Discount" not in client.get("/cart").get_data(as_text=True)
 
 
+def test_a_coupon_code_is_accent_sensitive_on_every_database(client, goods):
+    """MySQL's usual collation ignores accents: WÉLCOME10 found WELCOME10 there (SQLite
+    refused it), and the two codes could not both exist (migration 0023)."""
+    f.coupon("WELCOME10", "percent", "10")
+    add(client, goods["mug"].id, "2")
+    token = csrf_token(client, "/cart")
+    html = client.post("/cart/coupon", data={"code": "wélcome10", "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert "That coupon code is not valid." in html
+    f.coupon("WÉLCOME10", "percent", "20")  # not the same code: both exist
+    html = client.post("/cart/coupon", data={"code": "wélcome10", "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert "Coupon <strong>WÉLCOME10</strong> applied." in html and "−$4.80" in html
+    decomposed = "we\u0301lcome10"  # É typed as E and a combining accent: the same code
+    html = client.post("/cart/coupon", data={"code": decomposed, "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert "Coupon <strong>WÉLCOME10</strong> applied." in html
+
+
 @pytest.mark.parametrize(
     "setup,message",
     [
