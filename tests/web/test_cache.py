@@ -85,6 +85,34 @@ def test_second_anonymous_visit_is_a_cache_hit(cached_app, shirt):
         "X-Request-ID"] == "trace-1"
 
 
+def test_only_a_pages_own_address_is_stored_so_made_up_values_cannot_fill_the_cache(
+        cached_app, shirt):
+    """The names of the catalogue's arguments were checked, not their values: `/?sort=<n>`,
+    `/p/<slug>?variant=<n>` or `/products?in_stock=<n>` each stored a page of its own.
+    Another spelling of a page is rendered (the same page) and not stored; the addresses
+    the pages' own links and filter form use are."""
+    conn = _redis()
+    prefix = cached_app.config["CACHE_KEY_PREFIX"]
+
+    def stored() -> int:
+        return sum(1 for _ in conn.scan_iter(match=prefix + "page:*", count=500))
+
+    variant = f.variant_of(shirt).id
+    for url in ("/", "/products", "/products?page=1&sort=relevance", "/c/shirts?sort=price",
+                "/products?q=&category=&min_price=&max_price=&sort=name",
+                "/p/linen-shirt", f"/p/linen-shirt?variant={variant}"):
+        get(shopper(cached_app), url)
+        assert get(shopper(cached_app), url).headers["X-Cache"] == "hit", url
+    before = stored()
+    for n in range(5):
+        for url in (f"/?sort={n}", f"/p/linen-shirt?variant={900 + n}", f"/p/linen-shirt?q={n}",
+                    f"/products?in_stock={n}", f"/products?page={'0' * (n + 1)}1",
+                    f"/c/shirts?category=x{n}", f"/products?sort=name&sort=-name{n}"):
+            assert shopper(cached_app).get(url).status_code in (200, 400), url
+            assert shopper(cached_app).get(url).headers.get("X-Cache") is None, url
+    assert stored() == before
+
+
 def test_next_anonymous_page_after_a_staff_price_change_shows_the_new_price(cached_app, shirt):
     for url in ("/products", "/c/shirts", "/p/linen-shirt", "/"):
         get(shopper(cached_app), url)

@@ -71,9 +71,9 @@ def rendered(monkeypatch):
     render = page_cache.PageCache._render
 
     def recording(self, environ, version):
-        entry = render(self, environ, version)
+        entry, storable = render(self, environ, version)
         results.append(entry)
-        return entry
+        return entry, storable
 
     monkeypatch.setattr(page_cache.PageCache, "_render", recording)
     return results

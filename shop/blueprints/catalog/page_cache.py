@@ -77,6 +77,11 @@ def install(app: Flask) -> None:
         app.wsgi_app = PageCache(app, inner)  # type: ignore[method-assign]
 
 
+def not_for_the_cache() -> None:
+    """This request's page is served but never stored (a view's call)."""
+    g.not_for_the_cache = True
+
+
 def offer(response: Response) -> Response:
     """After a catalogue view: mark the response for storing when it is the same for every
     anonymous shopper (the middleware stores it once it has left Flask)."""
@@ -124,7 +129,7 @@ class PageCache:
         if secret_token is False:
             return self.wsgi_app(environ, start_response)
         if store is None:
-            entry = self._render(environ, 0)
+            entry, _ = self._render(environ, 0)
             if entry is None:
                 return self.wsgi_app(environ, start_response)
             return self._hit(environ, start_response, entry, secret_token, started, None)
@@ -149,9 +154,10 @@ class PageCache:
         if _fresh(entry, version, seconds):
             return self._hit(environ, start_response, entry, secret_token, started, "hit")
         if lean:
-            entry = self._render(environ, version)
+            entry, storable = self._render(environ, version)
             if entry is not None:
-                self._store(store, key, entry, _request_id(environ))
+                if storable:
+                    self._store(store, key, entry, _request_id(environ))
                 return self._hit(environ, start_response, entry, secret_token, started, None)
         environ[ENVIRON_KEY] = (key, version)
         if self.flask_app.extensions.get(routing.REPLICA_KEY) is not None:
@@ -208,12 +214,13 @@ class PageCache:
         self._sessions[cookie] = (serializer, signed_at.timestamp() + max_age, answer)
         return answer
 
-    def _render(self, environ: dict, version: int) -> tuple | None:
+    def _render(self, environ: dict, version: int) -> tuple[tuple | None, bool]:
         """The lean path: the page of an anonymous shopper's catalogue GET, rendered by its
         view in a request context of its own without Flask's request hooks, as an entry of
         this cache (for `version`) that _hit then serves as it serves a stored page (the
-        per-shopper token, session cookie, request id, access line and metrics); None when
-        the full request cycle must answer instead.
+        per-shopper token, session cookie, request id, access line and metrics), and whether
+        it may be stored (not a page the view keeps out of the cache: `not_for_the_cache`);
+        None when the full request cycle must answer instead.
 
         Why: the hooks and Flask's dispatch cost a catalogue page about a fifth of its time,
         and for such a request they do nothing a stored page does not already get from _hit
@@ -225,7 +232,7 @@ class PageCache:
         personal, a cart in the header. tests/web/test_lean_path.py holds both paths to the
         same bytes and headers."""
         if environ.get("CONTENT_LENGTH") or environ.get("HTTP_TRANSFER_ENCODING"):
-            return None  # a GET with a body: the full cycle's size check answers it
+            return None, False  # a GET with a body: the full cycle's size check answers it
         app = self.flask_app
         # An app context of its own, even inside another's (the tests' client): what the
         # view leaves in `g` (the placeholder token) must not reach the full cycle's page.
@@ -237,7 +244,7 @@ class PageCache:
             req = context.request
             endpoint = req.endpoint
             if req.routing_exception is not None or endpoint not in LEAN_ENDPOINTS:
-                return None
+                return None, False
             g.request_id = _request_id(environ)
             routing.begin_request(False)
             setattr(g, app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token",
@@ -247,19 +254,19 @@ class PageCache:
                     app.ensure_sync(app.view_functions[endpoint])(**req.view_args))
             except Exception:
                 db.session.rollback()
-                return None
+                return None, False
             if (response.status_code != 200 or current_user.is_authenticated
                     or session.modified or not set(session.keys()) <= ANONYMOUS_KEYS
                     or session.get("_fresh") is True or g.get("cart_count")
-                    or g.get("not_for_the_cache") or routing.wrote()):
-                return None
+                    or routing.wrote()):
+                return None, False
             response.vary.add("Cookie")  # what the full cycle's session adds: it was read
             security_headers(response, g.get("csp"))
             body = response.get_data()
             headers = [(k, v) for k, v in response.headers.items()
                        if k.lower() not in PER_REQUEST_HEADERS]
-            return (version, time.time(), endpoint, response.status, headers, body,
-                    PLACEHOLDER in body)
+            return ((version, time.time(), endpoint, response.status, headers, body,
+                     PLACEHOLDER in body), not g.get("not_for_the_cache"))
         finally:
             try:
                 context.pop()
@@ -353,7 +360,9 @@ def _request_id(environ: dict) -> str:
 
 def _known_arguments(query: str) -> bool:
     """Only the catalogue's own query arguments: a URL with made-up ones (tracking tags,
-    cache-busting noise) is rendered, not stored, so it cannot fill the cache."""
+    cache-busting noise) is rendered by the app, not stored, so it cannot fill the cache (nor
+    can made-up values of these: the views keep out of the cache any query that is not
+    their page's own address, not_for_the_cache)."""
     return not query or all(part.split("=", 1)[0] in QUERY_ARGUMENTS
                             for part in query.split("&") if part)
 

@@ -42,9 +42,28 @@ def home():
             catalog.ProductFilters(sort="newest", per_page=8), tree, with_total=False),
         lambda page: page.tree_revision)
     config = current_app.config
+    if request.query_string:  # the home page reads no argument: kept once, without them
+        page_cache.not_for_the_cache()
     return render_template("catalog/home.html", tree=_use_tree(tree), newest=newest.items,
                            offer=coupons.offer(config["WELCOME_COUPON"], config["CURRENCY"]),
                            rules=pricing.PricingRules.from_config())
+
+
+def _canonical(args: dict[str, str], default_per_page: int) -> bool:
+    """Whether the request's query says what `args` says (each argument once; an empty value,
+    the first page, the default sort or page size written out or left out alike): the
+    address of the page its own links and filter form use. Any other spelling (`in_stock=1`,
+    a value the page ignores or refused) is rendered, not kept in the page cache: made-up
+    values would otherwise fill it."""
+    given = request.args
+    if sum(1 for _ in given.items(multi=True)) != len(given):
+        return False
+    raw = {key: value for key, value in given.items() if value != ""}
+    for key, default in (("sort", "relevance"), ("page", "1"),
+                         ("per_page", str(default_per_page))):
+        if raw.get(key) == default:
+            del raw[key]
+    return raw == args
 
 
 def _listing(template: str, *, slug: str | None = None, search_box: bool = False):
@@ -76,8 +95,11 @@ def _listing(template: str, *, slug: str | None = None, search_box: bool = False
     except NotFound:
         abort(404, description="That category does not exist.")
     _use_tree(tree)
-    use_link_args(catalog.listing_args(filters, default_per_page=per_page,
-                                       category_in_path=node is not None))
+    link_args = catalog.listing_args(filters, default_per_page=per_page,
+                                     category_in_path=node is not None)
+    use_link_args(link_args)
+    if not _canonical(link_args, per_page):
+        page_cache.not_for_the_cache()
     status = 200
     if page.total and filters.page > page.pages:
         status = 404
@@ -98,7 +120,7 @@ def _listing(template: str, *, slug: str | None = None, search_box: bool = False
         # Going Back to a refused page: htmx puts back only a 2xx answer (see htmx.py). That
         # 200 is for htmx alone: the page cache must not give it to the next plain request.
         if status != 200 and is_history_restore():
-            g.not_for_the_cache = True
+            page_cache.not_for_the_cache()
             status = 200
         response = make_response(render_template(template, **context), status)
     return vary(response)
@@ -157,9 +179,14 @@ def product_page(slug: str, selected: int | None, status: int = 200, **context):
     _use_tree(tree)
     node = tree.by_id.get(item.category_id) if item.category_id else None
     crumbs = (tree.ancestors(node) + [node]) if node else []
+    chosen = item.chosen(selected)
+    if request.query_string and request.query_string.decode("latin-1") != (
+            f"variant={chosen.id}" if chosen is not None and chosen.id == selected else ""):
+        # Only ?variant=<one of its ids> changes the page: any other query is rendered, not
+        # kept in the page cache (made-up values would otherwise fill it).
+        page_cache.not_for_the_cache()
     return make_response(render_template("catalog/product.html", product=item, crumbs=crumbs,
-                                         selected=item.chosen(selected), tree=tree,
-                                         **context), status)
+                                         selected=chosen, tree=tree, **context), status)
 
 
 @bp.get("/media/<path:filename>")
