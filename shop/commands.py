@@ -2,10 +2,44 @@
 (jobs: shop/jobs_cli.py)."""
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import click
-from flask import Flask
+from flask import Flask, current_app
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from .services import seed as seed_service
+
+# What a database says when the shop's tables are not there: SQLite's words, MySQL's 1146.
+_NO_TABLE = ("no such table", "(1146,")
+
+
+def database_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command that meets an unreachable database, or one without the shop's tables, says so
+    in one line and exits 1, where it printed a traceback of a hundred lines (into the cron
+    mail every five minutes of an outage)."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DBAPIError as exc:
+            try:
+                where = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]) \
+                    .render_as_string(hide_password=True)
+            except Exception:
+                where = "DATABASE_URL"
+            text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+            if any(mark in text for mark in _NO_TABLE):
+                raise click.ClickException(
+                    f"The database at {where} does not have the shop's tables yet ({text}): "
+                    f"run `flask --app wsgi db upgrade` first.") from None
+            raise click.ClickException(
+                f"The database at {where} did not answer: {text}. Nothing was done; run "
+                f"this again once it answers.") from None
+    return run
 
 
 def init_app(app: Flask) -> None:
@@ -14,8 +48,9 @@ def init_app(app: Flask) -> None:
     jobs_cli.init_app(app)
 
     @app.cli.command("seed")
-    @click.option("--products", type=int, default=None,
+    @click.option("--products", type=click.IntRange(min=1), default=None,
                   help="Add N generated products (a large catalogue for benchmarks).")
+    @database_errors
     def seed(products: int | None) -> None:
         """Load the demo catalogue (idempotent); with --products N, add N more products."""
         if products:
@@ -31,6 +66,7 @@ def init_app(app: Flask) -> None:
                   help="The account's password (asked for when not given).")
     @click.option("--role", type=click.Choice(["admin", "staff"]), default="admin",
                   show_default=True, help="admin also manages staff accounts and roles.")
+    @database_errors
     def create_admin(email: str, password: str, role: str) -> None:
         """Create a staff account, or make the account with this email staff: an existing
         account (a customer's too) gets this password and role, and is reactivated."""
@@ -45,6 +81,7 @@ def init_app(app: Flask) -> None:
         click.echo(f"{user.email} is now {user.role}.")
 
     @app.cli.command("cleanup")
+    @database_errors
     def cleanup() -> None:
         """Delete old idempotency records, abandoned guest carts and the record of logins
         ended whose cookies have expired (run daily from cron)."""
@@ -56,11 +93,10 @@ def init_app(app: Flask) -> None:
                    f"ended logins.")
 
     @app.cli.command("refresh-catalog")
+    @database_errors
     def refresh_catalog() -> None:
         """After hand-written SQL changes to products or categories: recount, re-index the
         search terms and postings, move the cache version (docs/DEPLOY.md)."""
-        from flask import current_app
-
         from .services import maintenance
 
         try:
@@ -76,6 +112,7 @@ def init_app(app: Flask) -> None:
                    f"written again, with every term's postings.")
 
     @app.cli.command("seed-if-empty")
+    @database_errors
     def seed_if_empty() -> None:
         """Load the demo catalogue only when the shop has no products (used by `make run`)."""
         if seed_service.is_empty():

@@ -21,6 +21,8 @@ def _where(url: str) -> str:
 
 
 def init_app(app: Flask) -> None:
+    from .commands import database_errors
+
     @app.cli.command("worker")
     @click.option("--burst", is_flag=True, help="Run the jobs waiting now, then stop.")
     @click.option("--queue", "queue_names", multiple=True,
@@ -108,6 +110,7 @@ def init_app(app: Flask) -> None:
                 connection.close()
 
     @app.cli.command("expire-orders")
+    @database_errors
     def expire_orders() -> None:
         """Cancel unpaid Stripe orders older than UNPAID_ORDER_TIMEOUT_MINUTES, releasing their
         stock (safe to run as often as you like, e.g. every 5 minutes from cron)."""
