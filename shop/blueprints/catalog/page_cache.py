@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable
 from flask import Flask, g, request, session
 from flask_login import current_user
 from itsdangerous import BadSignature
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response
 
@@ -129,7 +130,10 @@ class PageCache:
         if secret_token is False:
             return self.wsgi_app(environ, start_response)
         if store is None:
-            entry, _ = self._render(environ, 0)
+            try:
+                entry, _ = self._render(environ, 0)
+            except _Answered as answered:
+                return answered.response(environ, start_response)
             if entry is None:
                 return self.wsgi_app(environ, start_response)
             return self._hit(environ, start_response, entry, secret_token, started, None)
@@ -154,7 +158,10 @@ class PageCache:
         if _fresh(entry, version, seconds):
             return self._hit(environ, start_response, entry, secret_token, started, "hit")
         if lean:
-            entry, storable = self._render(environ, version)
+            try:
+                entry, storable = self._render(environ, version)
+            except _Answered as answered:
+                return answered.response(environ, start_response)
             if entry is not None:
                 if storable:
                     self._store(store, key, entry, _request_id(environ))
@@ -228,8 +235,9 @@ class PageCache:
         a new visitor's, which _hit writes). The view runs as it does in the full cycle, with
         `csrf_token()` giving the placeholder _hit replaces. Anything else goes to the full
         cycle, which renders it again: a status other than 200 (a 404, a refused filter, a
-        redirect), an exception (its error page), a session the view changed or found
-        personal, a cart in the header. tests/web/test_lean_path.py holds both paths to the
+        redirect), a session the view changed or found personal, a cart in the header.
+        Another exception (the database out of reach) gets the full cycle's error answer at
+        once (_Answered), not a second wait. tests/web/test_lean_path.py holds both paths to the
         same bytes and headers."""
         if environ.get("CONTENT_LENGTH") or environ.get("HTTP_TRANSFER_ENCODING"):
             return None, False  # a GET with a body: the full cycle's size check answers it
@@ -249,12 +257,21 @@ class PageCache:
             routing.begin_request(False)
             setattr(g, app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token",
                     PLACEHOLDER.decode())
+            g.started = time.perf_counter()
             try:
                 response = app.make_response(
                     app.ensure_sync(app.view_functions[endpoint])(**req.view_args))
-            except Exception:
+            except HTTPException:  # a 404 page: the full cycle renders it
                 db.session.rollback()
                 return None, False
+            except Exception as error:
+                # The database out of reach, say: answered here as the full cycle answers it
+                # (its error handler and after-request hooks; no hook before the view does
+                # anything for this request), not asked again (another wait for a timeout).
+                db.session.rollback()
+                g.pop(app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token", None)
+                raise _Answered(app.finalize_request(app.handle_user_exception(error))) \
+                    from None
             if (response.status_code != 200 or current_user.is_authenticated
                     or session.modified or not set(session.keys()) <= ANONYMOUS_KEYS
                     or session.get("_fresh") is True or g.get("cart_count")
@@ -345,6 +362,14 @@ class PageCache:
         app = self.flask_app
         data = b'{"csrf_token":%s}' % json.dumps(secret).encode()
         return [("Set-Cookie", app.session_interface.cookie(app, data))]  # type: ignore[attr-defined]
+
+
+class _Answered(Exception):
+    """The lean path's view failed and the full cycle's error answer was made for it."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
 
 
 def _request_id(environ: dict) -> str:
