@@ -15,6 +15,12 @@ SHIPPING_LABELS = {"standard": "Standard (3-5 business days)",
                    "express": "Express (1-2 business days)"}
 
 
+def known_shipping_method(value: str | None) -> str:
+    """The method a link or form names (the cart's estimate, the checkout's first choice):
+    one the shop has, else standard. A choice to start from, never a reason to refuse a page."""
+    return value if value in SHIPPING_METHODS else "standard"
+
+
 @dataclass(frozen=True)
 class PricingRules:
     """The shop's configured rates; tests pass their own."""

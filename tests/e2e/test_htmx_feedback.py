@@ -10,8 +10,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .flows import (
+    apply_coupon,
     assert_same_page,
     cart_count,
+    change_quantity,
+    choose_variant_and_add,
     mark_page,
     money,
     open_variant_product,
@@ -286,6 +289,41 @@ def test_a_new_shipping_estimate_and_a_page_of_results_are_announced(shop, page)
     page.get_by_role("navigation", name="Pages").get_by_role("link", name="Next").click()
     expect(live).to_have_text(re.compile(r"^\d+ products found, page 2 of \d+$"))
     assert_same_page(page)
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_the_shipping_estimate_chosen_is_kept_by_cart_actions_and_checkout(shop, new_context,
+                                                                            js):
+    """Express chosen as the cart's estimate: with htmx, a quantity change or a coupon
+    applied or removed answered totals with standard shipping while the choice read Express;
+    without JavaScript, each went back to a cart set to Standard; and the checkout started
+    with Standard. The estimate now holds through them all, and the checkout starts with it."""
+    page = new_context(java_script_enabled=js).new_page()
+    open_variant_product(page, shop, js=js)
+    choose_variant_and_add(page, js=js)
+    page.goto(shop("/cart"))
+    estimate = page.get_by_label("Shipping estimate")
+    shipping = page.locator("#cart-totals dt:text-is('Shipping') + dd")
+    standard = shipping.inner_text()
+    estimate.select_option("express")
+    if not js:
+        page.get_by_role("button", name="Update estimate").click()
+    expect(shipping).not_to_have_text(standard)
+    express = shipping.inner_text()
+
+    def still_express() -> None:
+        expect(estimate).to_have_value("express")
+        expect(shipping).to_have_text(express)
+
+    change_quantity(page, 2, js=js)
+    still_express()
+    apply_coupon(page, js=js)
+    still_express()
+    page.get_by_role("button", name="Remove coupon WELCOME10").click()
+    expect(page.locator("#cart-totals .discount")).to_have_count(0)
+    still_express()
+    page.get_by_role("link", name="Checkout", exact=True).click()
+    expect(page.get_by_label(re.compile(r"^Express"))).to_be_checked()
 
 
 def test_add_to_cart_right_after_choosing_an_option_is_announced_last(shop, page):

@@ -625,6 +625,97 @@ def test_another_shipping_estimate_answers_htmx_with_the_totals_and_says_them(cl
     assert "<html" in page and re.search(r'<option value="express" selected>', page)
 
 
+def _shipping_shown(html: str) -> str:
+    return re.search(r"<dt>Shipping</dt><dd>([^<]*)</dd>", html).group(1)
+
+
+def _form_tags(html: str) -> dict[str, str]:
+    """The cart's line and coupon forms' opening tags, by the path they post to."""
+    return {m.group(1): m.group(0) for m in re.finditer(
+        r'<form[^>]*action="(/cart/(?:lines/\d+/(?:update|remove)|coupon(?:/remove)?))'
+        r'[^"]*"[^>]*>', html)}
+
+
+def test_the_shipping_estimate_chosen_is_kept_by_every_cart_action(client, goods):
+    """Express chosen in the cart's estimate: a quantity change, a coupon applied or removed,
+    a line removed answered with standard shipping ("Free" over $50) while the choice still
+    read Express (htmx sent no estimate), and without JavaScript the redirect back to the
+    cart dropped ?shipping=. The forms now send the estimate chosen, with and without htmx."""
+    f.coupon("TENOFF")
+    add(client, goods["mug"].id, "3")
+    add(client, goods["tee"].id, "1")
+    page = client.get("/cart?shipping=express").get_data(as_text=True)
+    assert _shipping_shown(page) == "$15.00"
+    assert "Free" == _shipping_shown(client.get("/cart").get_data(as_text=True))  # $56: free
+    forms = _form_tags(page)
+    assert len(forms) == 5  # two lines' update and remove, the coupon's apply
+    for path, tag in forms.items():
+        # With htmx the choice on screen goes with the post ...
+        assert 'data-hx-include="#shipping-method"' in tag, path
+        assert f'data-hx-post="{path}"' in tag, path
+        # ... and without it the page's own choice does.
+        assert f'action="{path}?shipping=express"' in tag, path
+    mug, tee = (db.session.query(CartLine).filter_by(variant_id=goods[name].id).one().id
+                for name in ("mug", "tee"))
+
+    # htmx: the included select sends shipping=express in the body.
+    token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+    hx = HX | {"X-CSRFToken": token}
+    for path, data in ((f"/cart/lines/{mug}/update", {"quantity": "2"}),
+                       ("/cart/coupon", {"code": "tenoff"}),
+                       ("/cart/coupon/remove", {})):
+        html = client.post(path, data={**data, "shipping": "express"}, headers=hx
+                           ).get_data(as_text=True)
+        assert _shipping_shown(html) == "$15.00", path
+        assert 'href="/checkout?shipping=express"' in html, path
+        for tag in _form_tags(html).values():  # the forms swapped in keep it too
+            assert "?shipping=express" in tag and "#shipping-method" in tag
+
+    # Without JavaScript: every action goes back to the cart with the estimate chosen.
+    for path, data in ((f"/cart/lines/{mug}/update", {"quantity": "3"}),
+                       ("/cart/coupon", {"code": "tenoff"}),
+                       ("/cart/coupon", {"code": "NO-SUCH"}),
+                       ("/cart/coupon/remove", {}),
+                       (f"/cart/lines/{mug}/update", {"quantity": "abc"}),
+                       (f"/cart/lines/{tee}/remove", {})):
+        response = client.post(f"{path}?shipping=express", data={**data, "csrf_token": token})
+        if response.status_code == 422:  # refused: the cart page again, as chosen
+            html = response.get_data(as_text=True)
+        else:
+            assert response.status_code == 303, path
+            assert response.headers["Location"] == "/cart?shipping=express", path
+            html = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert '<option value="express" selected>' in html, path
+        assert _shipping_shown(html) == "$15.00", path
+        assert all("?shipping=express" in tag for tag in _form_tags(html).values()), path
+    # An unknown method is the standard one; standard needs no word in the address.
+    response = client.post(f"/cart/lines/{mug}/update?shipping=drone",
+                           data={"quantity": "4", "csrf_token": token})
+    assert response.headers["Location"] == "/cart"
+    html = client.post(f"/cart/lines/{mug}/update", data={"quantity": "5", "shipping": "drone"},
+                       headers=hx).get_data(as_text=True)
+    assert _shipping_shown(html) == "Free" and 'href="/checkout?shipping=standard"' in html
+
+
+def test_checkout_preselects_the_shipping_estimate_chosen_in_the_cart(client, goods):
+    """/checkout chose Standard whatever the cart's estimate was: the cart's Checkout link
+    says the method chosen, and the details form starts with it (a method the shop does not
+    have: Standard)."""
+    add(client, goods["mug"].id, "1")
+    page = client.get("/cart?shipping=express").get_data(as_text=True)
+    link = re.search(r'<a class="button[^"]*" href="(/checkout[^"]*)">Checkout</a>', page)
+    assert link and link.group(1) == "/checkout?shipping=express"
+    html = client.get(link.group(1)).get_data(as_text=True)
+    assert re.search(r'<input type="radio" id="ship-express" [^>]*checked>', html)
+    assert not re.search(r'<input type="radio" id="ship-standard" [^>]*checked>', html)
+    assert "$15.00" in html  # the order summary is priced with it
+    for path in ("/checkout?shipping=drone", "/checkout?shipping=standard", "/checkout"):
+        html = client.get(path).get_data(as_text=True)
+        assert re.search(r'<input type="radio" id="ship-standard" [^>]*checked>', html), path
+    page = client.get("/cart").get_data(as_text=True)
+    assert 'href="/checkout?shipping=standard">Checkout</a>' in page
+
+
 def test_a_price_changed_since_it_was_added_is_said_once(client, app):
     """The cart and the review say when a line's price went up or down since the shopper
     added it, once; ordering is not held up by it."""

@@ -22,8 +22,16 @@ bp.after_request(personal)
 
 
 def _shipping_method() -> str:
-    method = request.values.get("shipping", "standard")
-    return method if method in pricing.SHIPPING_METHODS else "standard"
+    """The shipping estimate chosen: the page's address says it, and every cart form sends it
+    (with htmx the select itself, hx-include; without, the action's query string), so an
+    action answers with the totals the shopper is looking at."""
+    return pricing.known_shipping_method(request.values.get("shipping"))
+
+
+def _cart_url() -> str:
+    """The cart page, with the shipping estimate chosen (standard is the page's own)."""
+    method = _shipping_method()
+    return url_for("cart.show", shipping=None if method == "standard" else method)
 
 
 def _cart_view():
@@ -35,9 +43,10 @@ def show():
     """The cart: lines, quantities, coupon, totals and a shipping estimate. htmx asks for the
     totals of another shipping estimate: the totals and what they now say, to announce."""
     if is_htmx():
+        method = _shipping_method()
         return vary(make_response(render_template(
-            "cart/_estimate_response.html", cart=_cart_view(),
-            shipping_label=pricing.SHIPPING_LABELS[_shipping_method()])))
+            "cart/_estimate_response.html", cart=_cart_view(), shipping_method=method,
+            shipping_label=pricing.SHIPPING_LABELS[method])))
     return _cart_page(200)
 
 
@@ -158,7 +167,7 @@ def _done(view, text: str, **parts):
     if is_htmx():
         return _fragments(view, text, **parts)
     flash(text, "success")
-    return redirect(url_for("cart.show"), 303)
+    return redirect(_cart_url(), 303)
 
 
 def _line_failed(exc: ShopError, line_id: int):
@@ -169,7 +178,7 @@ def _line_failed(exc: ShopError, line_id: int):
         return _fragments(view, message, line=line_view, line_id=line_id, line_error=message)
     if line_view is None:  # no such line (any more): nothing to put the message beside
         flash(message, "error")
-        return redirect(url_for("cart.show"), 303)
+        return redirect(_cart_url(), 303)
     # Without JavaScript: the cart page again, the message under the line's quantity, which
     # keeps what was typed.
     typed = _shown_number(request.form.get("quantity"), str(line_view.quantity))

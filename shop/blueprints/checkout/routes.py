@@ -65,8 +65,11 @@ def _form_context(details: dict, errors: dict[str, str] | None = None):
 
 @bp.get("")
 def start():
-    """The details form."""
+    """The details form. The cart's Checkout link names the shipping estimate chosen there
+    (?shipping=): the form starts with that method, a method the shop lacks being standard."""
     details = _details()
+    if "shipping" in request.args:
+        details["shipping_method"] = pricing.known_shipping_method(request.args["shipping"])
     if current_user.is_authenticated:
         details.setdefault("email", current_user.email)
         default = next((a for a in addresses.for_user(current_user.id) if a.is_default), None)
