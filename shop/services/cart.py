@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
+from typing import Literal, NamedTuple
 
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, select, update
@@ -452,17 +453,27 @@ def mark_prices_seen(view: CartView) -> None:
                 .execution_options(synchronize_session=False))
 
 
-def merge_guest_cart(token: str | None, user_id: int) -> list[tuple[str, int]]:
+class MergeShortfall(NamedTuple):
+    """A line a login's merge holds less of than the two carts asked for, and why."""
+
+    name: str
+    quantity: int  # now; 0 when none is left and the line was dropped
+    # The limit that held it: what is in stock, or the line maximum (MAX_LINE_QUANTITY);
+    # stock when both do, being the tighter.
+    limited_by: Literal["stock", "line_limit"]
+
+
+def merge_guest_cart(token: str | None, user_id: int) -> list[MergeShortfall]:
     """On login: the guest's lines join the customer's cart; quantities add up, capped by stock
     and the line maximum; the guest's coupon is kept when the customer's cart has none.
 
-    Returns the lines that hold less than the two carts asked for, as (product name, quantity
-    now; 0 when none is left and the line was dropped), for the shopper to be told."""
+    Returns the lines that hold less than the two carts asked for, for the shopper to be told
+    (units the line maximum leaves out as well as those stock does)."""
     if not token:
         return []
 
-    def attempt() -> list[tuple[str, int]]:
-        changed: list[tuple[str, int]] = []
+    def attempt() -> list[MergeShortfall]:
+        changed: list[MergeShortfall] = []
         with write_transaction():
             # Both carts locked, as add_item locks them: an add in another tab, to either cart,
             # waits for the merge or is merged, never deleted with the guest's cart or lost.
@@ -481,9 +492,11 @@ def merge_guest_cart(token: str | None, user_id: int) -> list[tuple[str, int]]:
                     .where(Variant.id == line.variant_id)).one()
                 target = existing.get(line.variant_id)
                 wanted = line.quantity + (target.quantity if target else 0)
-                quantity = min(wanted, top, max(stock, 0))
-                if quantity < min(wanted, top):
-                    changed.append((name, max(quantity, 0)))
+                in_stock = max(stock, 0)
+                quantity = min(wanted, top, in_stock)
+                if quantity < wanted:
+                    changed.append(MergeShortfall(
+                        name, quantity, "stock" if in_stock < min(wanted, top) else "line_limit"))
                 if quantity <= 0:
                     continue
                 if target:

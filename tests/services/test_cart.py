@@ -55,7 +55,7 @@ def test_guest_cart_merges_into_customer_cart_capped_by_stock(app):
     f.coupon("HELLO")
     carts.apply_coupon(visitor, "hello")
     # 4 + 5 of "Shared" asked for, 6 in stock: the shopper is told (the caller says so).
-    assert carts.merge_guest_cart(visitor.token, customer.id) == [("Shared", 6)]
+    assert carts.merge_guest_cart(visitor.token, customer.id) == [("Shared", 6, "stock")]
     view = carts.view(mine)
     assert {(line.name, line.quantity) for line in view.lines} == {("Shared", 6),
                                                                    ("Guest only", 2)}
@@ -64,6 +64,29 @@ def test_guest_cart_merges_into_customer_cart_capped_by_stock(app):
     # A second merge changes nothing.
     assert carts.merge_guest_cart(visitor.token, customer.id) == []
     assert carts.view(mine).item_count == 8
+
+
+def test_a_merge_over_the_line_maximum_is_reported_as_such(app):
+    """60 + 60 of a variant with 118 in stock: the line holds 99 (MAX_LINE_QUANTITY) and 21
+    units were dropped without a word, as only lines stock cut down were returned. Lines the
+    line maximum cuts down are returned too, saying which limit held them."""
+    customer = f.user()
+    many = f.variant_of(f.product("Many", stock=118))
+    fewer = f.variant_of(f.product("Fewer", stock=80))
+    whole = f.variant_of(f.product("Whole", stock=70))
+    mine = CartOwner(user_id=customer.id)
+    visitor = guest()
+    for variant in (many, fewer, whole):
+        carts.add_item(mine, 60, variant_id=variant.id)
+    for variant, quantity in ((many, 60), (fewer, 60), (whole, 5)):
+        carts.add_item(visitor, quantity, variant_id=variant.id)
+    # Many: 120 asked for, 118 in stock, 99 at most. Fewer: 120 asked for, 80 in stock (the
+    # tighter limit is the one said). Whole: 65 of 70, all kept.
+    assert sorted(carts.merge_guest_cart(visitor.token, customer.id)) == [
+        ("Fewer", 80, "stock"), ("Many", 99, "line_limit")]
+    view = carts.view(mine)
+    assert {(line.name, line.quantity) for line in view.lines} == {
+        ("Many", 99), ("Fewer", 80), ("Whole", 65)}
 
 
 def test_a_merge_rolled_back_for_a_lock_wait_is_tried_again(app, monkeypatch):

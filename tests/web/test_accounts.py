@@ -327,6 +327,34 @@ def test_login_says_which_cart_lines_stock_cut_down(client, auth):
     assert "(1)" in client.get("/cart").get_data(as_text=True)
 
 
+def test_login_says_which_cart_lines_the_line_maximum_cut_down(client, auth):
+    """60 lamps in the account's cart and 60 in the guest's, 118 in stock: the line holds 99
+    (the per-line maximum), and the 21 left out were not mentioned. The message says so, and
+    why: the line maximum, not stock."""
+    user = f.user("customer@example.com")
+    lamp = f.variant_of(f.product("Desk Lamp", slug="desk-lamp", stock=118))
+    tee = f.variant_of(f.product("Blue Tee", slug="blue-tee", stock=5))
+    carts.add_item(CartOwner(user_id=user.id), 60, variant_id=lamp.id)
+    post(client, "/cart/add", {"variant_id": lamp.id, "quantity": "60"}, page="/products")
+    assert auth.login().status_code == 303
+    page = client.get("/account").get_data(as_text=True)
+    assert ("Your cart joined the one saved with your account, limited to 99 of an item per "
+            "line: Desk Lamp: 99 kept.") in page
+    assert "in stock" not in page
+    db.session.expire_all()
+    assert carts.item_count(CartOwner(user_id=user.id)) == 99
+    auth.logout()
+
+    # Both limits at once: each line is said under its own.
+    post(client, "/cart/add", {"variant_id": lamp.id, "quantity": "5"}, page="/products")
+    post(client, "/cart/add", {"variant_id": tee.id, "quantity": "3"}, page="/products")
+    carts.add_item(CartOwner(user_id=user.id), 3, variant_id=tee.id)
+    assert auth.login().status_code == 303
+    page = client.get("/account").get_data(as_text=True)
+    assert ("Your cart joined the one saved with your account, limited to what is in stock: "
+            "Blue Tee: 5 kept; and to 99 of an item per line: Desk Lamp: 99 kept.") in page
+
+
 def test_account_pages_need_login(client):
     for path in ("/account", "/account/profile", "/account/password", "/account/orders",
                  "/account/addresses/new"):

@@ -139,11 +139,19 @@ def start_session(user, remember: bool | None = None) -> None:
         g.remember_fp = ""
     changed = cart_service.merge_guest_cart(guest_token, user.id)
     if changed:
-        # The cart joined the account's with less than was chosen: say so, not silently.
-        flash("Your cart joined the one saved with your account, limited to what is in "
-              "stock: " + "; ".join(f"{name}: {quantity} kept" if quantity
-                                    else f"{name}: sold out, removed"
-                                    for name, quantity in changed) + ".", "info")
+        # The cart joined the account's with less than was chosen: say so, and which limit
+        # held each line back, not silently.
+        limits = {"stock": "what is in stock",
+                  "line_limit": f"{cart_service.max_quantity()} of an item per line"}
+        said = []
+        for limit, words in limits.items():
+            held = [line for line in changed if line.limited_by == limit]
+            if held:
+                said.append(words + ": " + "; ".join(
+                    f"{line.name}: {line.quantity} kept" if line.quantity
+                    else f"{line.name}: sold out, removed" for line in held))
+        flash("Your cart joined the one saved with your account, limited to "
+              + "; and to ".join(said) + ".", "info")
 
 
 def end_session(*, logging_out: bool = False) -> None:
