@@ -12,8 +12,16 @@ Import rules (also shown on the import page):
 - `price` and `compare_at_price` have no more decimals than the shop's currency (refused, not
   rounded); `compare_at_price` is higher than `price`, or blank (which clears it).
 - Blank `stock_quantity` / `low_stock_threshold` / `active` leave an existing value alone
-  (new records get 0 / 5 / yes). A stock figure sets the on-hand count; the difference is
-  recorded in the stock ledger.
+  (new records get 0 / 5 / yes).
+- The export writes, per variant, the stock it read (`stock_seen`) and where the variant's stock
+  ledger stood (`ledger_seen`), to be left as they are: the product form's rule. A
+  `stock_quantity` still equal to `stock_seen` leaves the stock alone, so units sold since the
+  export stay sold; one edited adds its difference to what is on hand now (a sale since still
+  comes off), and is refused when the ledger moved since (a count in the back office, or the
+  same file imported already: the difference would be counted twice) or when it would take
+  the stock below zero. A row without them (an older export, a file made by hand) sets the
+  on-hand count, as it did; the check says "stock_quantity 65 → 68" and warns. Every stock
+  change is recorded in the stock ledger.
 - A column left out of the file leaves every existing value of it alone (new records get it
   blank); a blank cell in a column that is there clears description, category, options and
   compare-at price. A new price must stay below a compare-at price the file leaves alone.
@@ -52,7 +60,7 @@ from ..models import (
     StockAdjustment,
     Variant,
 )
-from ..models.base import MAX_TEXT_BYTES
+from ..models.base import MAX_ID, MAX_TEXT_BYTES
 from . import audit, cache, money
 from .addresses import unprintable
 from .catalog import (
@@ -69,7 +77,10 @@ from .orders import OrderFilters
 
 PRODUCT_COLUMNS = ("product_slug", "product_name", "description", "category_slug", "active",
                    "sku", "options", "price", "compare_at_price", "stock_quantity",
-                   "low_stock_threshold")
+                   "low_stock_threshold", "stock_seen", "ledger_seen")
+# What the export read, written for the import to work a stock edit out from (the product
+# form's stock_seen and ledger_seen): both, or neither.
+SEEN_COLUMNS = ("stock_seen", "ledger_seen")
 REQUIRED_COLUMNS = ("product_slug", "product_name", "sku", "price")
 PRODUCT_FIELDS = ("product_name", "description", "category_slug", "active")
 ORDER_COLUMNS = ("number", "created_at", "status", "email", "customer_id", "items", "subtotal",
@@ -80,6 +91,8 @@ ORDER_COLUMNS = ("number", "created_at", "status", "email", "customer_id", "item
 # MySQL on a slow shared machine (bench/csv_import.py), 20,000 came too close.
 MAX_ROWS = 10_000
 MAX_STOCK = 1_000_000
+SEEN = ("the export writes it so that units sold since are kept: leave it as it is, or "
+        "export again.")
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # A new product's slug of digits alone is refused: "/p/7" and GET /api/v1/products/7 read
 # digits as a product's id, so a product with the slug "7" was found as another product, and
@@ -207,6 +220,11 @@ def export_products() -> Iterator[str]:
         return money.to_string(value, currency)
 
     products_t, variants_t = Product.__table__, Variant.__table__
+    ledger_t = StockAdjustment.__table__
+    # Where each variant's stock ledger stands (inventory.last_adjustment), read by its index.
+    ledger_seen = (select(func.coalesce(func.max(ledger_t.c.id), 0))
+                   .where(ledger_t.c.variant_id == variants_t.c.id)
+                   .scalar_subquery().label("ledger_seen"))
 
     def rows() -> Iterator[list[Any]]:
         # Plain rows, not ORM objects (3-5 times faster: the file is written inside one
@@ -226,7 +244,8 @@ def export_products() -> Iterator[str]:
             for variant in db.session.execute(
                     select(variants_t.c.product_id, variants_t.c.sku, variants_t.c.options,
                            variants_t.c.price, variants_t.c.compare_at_price,
-                           variants_t.c.stock_quantity, variants_t.c.low_stock_threshold)
+                           variants_t.c.stock_quantity, variants_t.c.low_stock_threshold,
+                           ledger_seen)
                     .where(variants_t.c.product_id.in_([p.id for p in products]))
                     .order_by(variants_t.c.product_id, variants_t.c.position,
                               variants_t.c.id)):
@@ -235,11 +254,12 @@ def export_products() -> Iterator[str]:
                 head = [product.slug, product.name, product.description,
                         categories.get(product.category_id, ""), product.active]
                 if product.id not in variants:
-                    yield head + ["", "", "", "", "", ""]
+                    yield head + [""] * 8
                 for variant in variants.get(product.id, ()):
                     yield head + [variant.sku, format_options(variant.options),
                                   amount(variant.price), amount(variant.compare_at_price),
-                                  variant.stock_quantity, variant.low_stock_threshold]
+                                  variant.stock_quantity, variant.low_stock_threshold,
+                                  variant.stock_quantity, variant.ledger_seen]
             last_id = products[-1].id
 
     return _csv_lines(rows())
@@ -339,6 +359,8 @@ class RowResult:
     errors: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The row sets an existing variant's on-hand count, having no stock_seen.
+    stock_counted: bool = False
 
 
 @dataclass
@@ -361,6 +383,11 @@ class ImportReport:
         for row in self.rows:
             result[row.action] += 1
         return result
+
+    @property
+    def stock_counts(self) -> list[RowResult]:
+        """Rows that set a count, having no stock_seen (the check page warns)."""
+        return [row for row in self.rows if row.stock_counted and not row.errors]
 
     def summary(self) -> dict[str, int]:
         return {"rows": len(self.rows), "created": self.counts["create"],
@@ -415,6 +442,14 @@ def _parse_int(raw: str, name: str) -> int:
     return value
 
 
+def _seen_figure(text: str, most: int) -> int | None:
+    """A figure the export wrote (digits), or None when it was altered."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    number = int(text)
+    return number if number <= most else None
+
+
 def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     """Field-level checks of one row; no database access."""
     errors: list[str] = []
@@ -449,7 +484,7 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     sku = raw.get("sku", "")
     v["sku"] = sku
     variant_fields = ("options", "price", "compare_at_price", "stock_quantity",
-                      "low_stock_threshold")
+                      "low_stock_threshold", *SEEN_COLUMNS)
     if not sku:
         if any(raw.get(name) for name in variant_fields):
             errors.append("sku: enter the variant's SKU.")
@@ -491,6 +526,14 @@ def _clean_row(raw: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
             v[name] = _parse_int(text, name) if text else None
         except ValueError as exc:
             errors.append(str(exc))
+    if "stock_seen" in raw:  # _read checked that ledger_seen is there too
+        for name, most in (("stock_seen", MAX_STOCK), ("ledger_seen", MAX_ID)):
+            text = raw[name]
+            v[name] = _seen_figure(text, most) if text else None
+            if text and v[name] is None:
+                errors.append(f"{name}: \"{text}\" is not the figure the export wrote; {SEEN}")
+        if bool(raw["stock_seen"]) != bool(raw["ledger_seen"]):
+            errors.append(f"stock_seen, ledger_seen: the export writes both or neither; {SEEN}")
     return v, errors
 
 
@@ -520,6 +563,10 @@ def _read(text: str) -> tuple[list[RowResult], list[str]]:
         if unknown:
             problems.append("Unknown column(s): " + ", ".join(unknown)
                             + ". Use: " + ", ".join(PRODUCT_COLUMNS) + ".")
+        if sum(c in columns for c in SEEN_COLUMNS) == 1:
+            problems.append("The columns stock_seen and ledger_seen go together (the export "
+                            "writes both, for the stock each variant had): keep both as "
+                            "exported, or leave both out.")
         duplicated = sorted({c for c in columns if c and columns.count(c) > 1})
         if duplicated:
             problems.append("Column(s) given twice: " + ", ".join(duplicated) + ".")
@@ -646,6 +693,11 @@ def _plan(rows: list[RowResult]) -> None:
             first.errors.append("sku: a new product needs at least one variant (a row with "
                                 "its SKU and price).")
 
+    # Where the ledger stands for the variants whose stock the file edits (_stock_change).
+    positions = _ledger_positions(sorted(
+        variant.id for row in rows if row.sku and _edits_stock(row.values)
+        and (variant := variants.get(sku_key(row.sku))) is not None))
+
     for row in rows:
         if row.errors:
             row.action = "error"
@@ -678,19 +730,99 @@ def _plan(rows: list[RowResult]) -> None:
                              "stock_quantity": variant.stock_quantity,
                              "low_stock_threshold": variant.low_stock_threshold}
                 for name, value in current_v.items():
-                    if name not in v:
-                        continue  # a column left out: kept
+                    if name not in v or name == "stock_quantity":
+                        continue  # a column left out: kept; the stock below
                     new = v[name]
-                    if name in ("stock_quantity", "low_stock_threshold") and new is None:
+                    if name == "low_stock_threshold" and new is None:
                         continue
                     if new != value:
                         row.changes.append(name)
+                if problem := _plan_stock(row, variant, positions.get(variant.id, 0)):
+                    row.errors.append(problem)
+                    row.action = "error"
+                    continue
         if "variant" in row.changes:
             row.action = "create"
         elif row.changes:
             row.action = "update"
         else:
             row.action = "unchanged"
+
+
+def _edits_stock(v: dict[str, Any]) -> bool:
+    """The row changes the stock figure it was exported with (so the ledger is read)."""
+    return (v.get("stock_seen") is not None and v.get("stock_quantity") is not None
+            and v["stock_quantity"] != v["stock_seen"])
+
+
+def _ledger_positions(variant_ids: list[int]) -> dict[int, int]:
+    """Where each variant's stock ledger stands (inventory.last_adjustment), a batch a query;
+    a variant without an entry is left out (0)."""
+    positions: dict[int, int] = {}
+    for chunk in _chunks(variant_ids):
+        positions.update(db.session.execute(
+            select(StockAdjustment.variant_id, func.max(StockAdjustment.id))
+            .where(StockAdjustment.variant_id.in_(chunk))
+            .group_by(StockAdjustment.variant_id)).all())
+    return positions
+
+
+def _plan_stock(row: RowResult, variant: Variant, ledger: int) -> str | None:
+    """What the row does to an existing variant's stock, shown as current -> new among its
+    changes (and kept in its values for _write), or why it cannot.
+
+    A file from an export carries the stock each variant had then (stock_seen): a
+    stock_quantity still equal to it leaves the stock alone, so units sold since stay sold;
+    an edited one is applied as the product form applies one (_stock_change). A file without
+    it (an older export, or one made by hand) sets the count, as it always did."""
+    v = row.values
+    new = v.get("stock_quantity")
+    if new is None:
+        return None
+    current = variant.stock_quantity
+    if v.get("stock_seen") is None:
+        v["stock_count"] = new
+        if new != current:
+            row.changes.append(f"stock_quantity {current} → {new}")
+            row.stock_counted = True
+        return None
+    if not _edits_stock(v):
+        return None
+    if problem := _stock_change(row, variant.sku, current, ledger):
+        return problem
+    change = f"stock_quantity {current} → {current + v['stock_change']}"
+    if current != v["stock_seen"]:
+        change += f" ({v['stock_change']:+}: {v['stock_seen']} → {new} in the file)"
+    row.changes.append(change)
+    return None
+
+
+def _stock_change(row: RowResult, sku: str, on_hand: int, ledger: int) -> str | None:
+    """The product form's rule for a stock figure edited in the file: the difference from
+    the figure it was exported with is added to what is on hand now (`on_hand`; a sale made
+    since still comes off), and kept as values["stock_change"]. Refused (the message) when
+    the variant's ledger moved past ledger_seen since (a count in the back office, or the
+    same file imported already: applying it would count the difference twice), or when the
+    stock would go below zero or above MAX_STOCK."""
+    v = row.values
+    new, seen = v["stock_quantity"], v["stock_seen"]
+    delta = new - seen
+    if ledger > v["ledger_seen"]:
+        return (f"stock_quantity: the stock count of {sku} changed since this file was "
+                f"exported (a count in the back office or another import): it is now "
+                f"{on_hand}, so the file's {new} (exported as {seen}) cannot be applied "
+                "without counting twice. Export again and enter the count in the new file.")
+    if on_hand + delta < 0:
+        return (f"stock_quantity: the file takes {-delta} units off the {seen} it was "
+                f"exported with (to {new}), but {on_hand} {'is' if on_hand == 1 else 'are'} "
+                "on hand now (units were sold since the export) and stock cannot go below "
+                "zero.")
+    if on_hand + delta > MAX_STOCK:
+        return (f"stock_quantity: the file adds {delta} units to the {seen} it was exported "
+                f"with (to {new}), which makes {on_hand + delta:,} on hand now; at most "
+                f"{MAX_STOCK:,}.")
+    v["stock_change"] = delta
+    return None
 
 
 def _check_options(rows: list[RowResult], products: dict[str, Product]) -> None:
@@ -749,16 +881,20 @@ def apply(content: bytes | str, who: audit.Who, request_id: str = "") -> ImportR
         return ImportReport(file_errors=[problem])
 
     def run() -> ImportReport:
-        with write_transaction():
-            rows, file_errors = _read(text or "")
-            report = ImportReport(rows=rows, file_errors=file_errors)
-            if rows:
-                _plan(rows)
-            if not report.ok:
-                return report
-            _write(report, who, request_id)
-            report.written = True
-            return report
+        report = ImportReport()
+        try:
+            with write_transaction():
+                rows, file_errors = _read(text or "")
+                report = ImportReport(rows=rows, file_errors=file_errors)
+                if rows:
+                    _plan(rows)
+                if not report.ok:
+                    return report
+                _write(report, who, request_id)
+                report.written = True
+        except StockMovedMeanwhile:
+            pass  # rolled back; the rows say why
+        return report
 
     try:
         report = retrying(run)
@@ -770,6 +906,11 @@ def apply(content: bytes | str, who: audit.Who, request_id: str = "") -> ImportR
     if report.written and (report.counts["create"] or report.counts["update"]):
         cache.catalog_changed()
     return report
+
+
+class StockMovedMeanwhile(Exception):
+    """A stock edit the check allowed met a newer ledger entry (or too few units) once _write
+    held the variant's row lock: the import is rolled back, and the row says why."""
 
 
 def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
@@ -832,6 +973,7 @@ def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
             next_position[slug] = max(next_position.get(slug, 0), variant.position + 1)
     written: list[tuple[Variant, dict | None]] = []
     counted: dict[int, int] = {}  # existing variant id -> the stock the file sets
+    changed: dict[int, RowResult] = {}  # existing variant id -> its row's stock edit
     for row in touched:
         if not row.sku:
             continue
@@ -845,8 +987,10 @@ def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
             variant = Variant(product_id=product.id, sku=row.sku, low_stock_threshold=5,
                               position=position, stock_quantity=v["stock_quantity"] or 0)
             db.session.add(variant)
-        elif v["stock_quantity"] is not None:
-            counted[variant.id] = v["stock_quantity"]
+        elif "stock_count" in v:
+            counted[variant.id] = v["stock_count"]
+        elif "stock_change" in v:
+            changed[variant.id] = row
         if "options" in v or variant.options is None:
             variant.options = v.get("options", {})
         variant.price = v["price"]
@@ -856,24 +1000,39 @@ def _write(report: ImportReport, who: audit.Who, request_id: str) -> None:
             variant.low_stock_threshold = v["low_stock_threshold"]
         written.append((variant, before))
 
-    # Stock counts set the on-hand figure; the difference goes in the ledger. The rows are
-    # read locked (until the transaction ends): a checkout taking units meanwhile waits,
-    # instead of being taken off the staff's count too.
+    # Stock counts set the on-hand figure, stock edits add to it; the difference goes in the
+    # ledger. The rows are read locked (until the transaction ends): a checkout taking units
+    # meanwhile waits, instead of being taken off the staff's count too; and an edit's ledger
+    # is read again under the lock, so the same file confirmed twice at once counts once.
     ledger: list[dict] = []
     by_id = {variant.id: variant for variant, _ in written if variant.id is not None}
-    for chunk in _chunks(sorted(counted)):
+    refused = False
+    for chunk in _chunks(sorted({*counted, *changed})):
         on_hand = dict(db.session.execute(
             select(Variant.id, Variant.stock_quantity).where(Variant.id.in_(chunk))
             .order_by(Variant.id).with_for_update()).all())
+        positions = _ledger_positions([i for i in chunk if i in changed])
         for variant_id in chunk:
-            delta = counted[variant_id] - on_hand[variant_id]
+            if variant_id in changed:
+                row = changed[variant_id]
+                if problem := _stock_change(row, by_id[variant_id].sku, on_hand[variant_id],
+                                            positions.get(variant_id, 0)):
+                    row.errors.append(problem)
+                    row.action, refused = "error", True
+                    continue
+                quantity = on_hand[variant_id] + row.values["stock_change"]
+            else:
+                quantity = counted[variant_id]
+            delta = quantity - on_hand[variant_id]
             if delta:
                 ledger.append({"variant_id": variant_id, "delta": delta,
                                "reason": "stock count (CSV import)"})
             # What the locked row holds now (a sale may have come after the plan read it),
             # so that the count is written whenever it differs from that.
             set_committed_value(by_id[variant_id], "stock_quantity", on_hand[variant_id])
-            by_id[variant_id].stock_quantity = counted[variant_id]
+            by_id[variant_id].stock_quantity = quantity
+    if refused:
+        raise StockMovedMeanwhile()
     db.session.flush()
     for variant, before in written:
         if before is None and variant.stock_quantity:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from shop.extensions import db
 from shop.models import AuditLog, Product, StockAdjustment, Variant
+from shop.services.product_csv import BOM
 from tests import factories as f
 from tests.conftest import csrf_token
 from tests.web.admin_support import login_staff
@@ -745,3 +746,234 @@ def test_a_catalogue_larger_than_one_export_is_refused_not_cut_off(app, client, 
     app.config["PRODUCT_EXPORT_MAX_ROWS"] = 4
     response = client.get("/admin/product/export.csv")
     assert response.status_code == 200 and response.data.count(b"\r\n") == 5
+
+
+# Stock sold after the export ------------------------------------------------------------------
+
+@pytest.fixture
+def jacket(app):
+    return f.variant_of(f.product("Field Jacket", slug="field-jacket", price="80.00", stock=68))
+
+
+def edited(exported: bytes | str, sku: str, **cells: str) -> str:
+    """The exported file with some cells of one SKU's row changed, as a spreadsheet saves it."""
+    text = (exported.decode("utf-8") if isinstance(exported, bytes) else exported).lstrip(BOM)
+    reader = csv.DictReader(io.StringIO(text))
+    rows = list(reader)
+    row = next(r for r in rows if r["sku"] == sku)
+    row.update(cells)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=reader.fieldnames, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def details(html: str) -> dict[str, str]:
+    """Each SKU's "Details" cell on the check page."""
+    import html as html_lib
+
+    return {sku: html_lib.unescape(text) for sku, text in re.findall(
+        r"<tr[^>]*><td>\d+</td><td>[^<]*</td><td>([^<]*)</td>\s*<td>[^<]*</td>\s*"
+        r"<td>([^<]*)</td>", html)}
+
+
+def jacket_ledger(variant_id: int) -> list[tuple[int, str]]:
+    db.session.expire_all()
+    return [tuple(r) for r in db.session.execute(
+        select(StockAdjustment.delta, StockAdjustment.reason)
+        .where(StockAdjustment.variant_id == variant_id).order_by(StockAdjustment.id))]
+
+
+def on_hand(variant_id: int) -> int:
+    db.session.expire_all()
+    return db.session.get(Variant, variant_id).stock_quantity
+
+
+def sell(app, variant_id: int, quantity: int) -> None:
+    """A shopper orders through the storefront (their own browser: not the staff's session)."""
+    from tests.payments_helpers import buy
+
+    assert buy(app.test_client(), variant_id, quantity, method="manual").status_code == 303
+
+
+def test_units_sold_after_the_export_stay_sold_when_the_file_is_imported(
+        app, client, staff, jacket):
+    """Exported with 68 on hand, 3 ordered (65), the file imported with a new price only: the
+    import set the count back to 68 (the ledger said +3, "stock count (CSV import)") and the
+    shop offered 3 jackets that no longer exist. The export now writes the stock it read
+    (stock_seen, with the ledger's position): a stock_quantity still equal to it leaves the
+    stock alone. Fails on the old code."""
+    from tests.payments_helpers import assert_stock_invariant
+
+    exported = client.get("/admin/product/export.csv").get_data()
+    row = next(csv.DictReader(io.StringIO(exported.decode("utf-8-sig"))))
+    assert (row["stock_quantity"], row["stock_seen"]) == ("68", "68")
+    assert row["ledger_seen"] == str(db.session.execute(
+        select(func.max(StockAdjustment.id))).scalar_one())
+    sell(app, jacket.id, 3)
+    assert on_hand(jacket.id) == 65
+    html = check(client, edited(exported, jacket.sku, price="84.00")).get_data(as_text=True)
+    assert "1 rows: 0 to create, 1 to update, 0 unchanged." in html, html
+    assert details(html)[jacket.sku] == "price" and 'id="stock-counts"' not in html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    assert on_hand(jacket.id) == 65
+    assert jacket_ledger(jacket.id) == [(68, "initial stock")]
+    assert db.session.get(Variant, jacket.id).price == Decimal("84.00")
+    assert_stock_invariant()
+
+
+def test_a_stock_figure_edited_in_the_file_is_applied_as_the_product_form_applies_it(
+        app, client, staff, jacket):
+    """As in the product form: the file's change to the figure it was exported with is added
+    to what is on hand now (a sale made since still comes off), and the check page shows each
+    stock change as current -> new."""
+    exported = client.get("/admin/product/export.csv").get_data()
+    # No sale since the export: the figure in the file is the count.
+    html = check(client, edited(exported, jacket.sku, stock_quantity="70")).get_data(
+        as_text=True)
+    assert details(html)[jacket.sku] == "stock_quantity 68 → 70"
+    assert confirm(client, hidden_content(html)).status_code == 303
+    assert on_hand(jacket.id) == 70
+    assert jacket_ledger(jacket.id) == [(68, "initial stock"), (2, "stock count (CSV import)")]
+
+    # After a sale: 4 more than exported is 4 more than on hand now.
+    exported = client.get("/admin/product/export.csv").get_data()
+    sell(app, jacket.id, 3)
+    html = check(client, edited(exported, jacket.sku, stock_quantity="74")).get_data(
+        as_text=True)
+    assert details(html)[jacket.sku] == "stock_quantity 67 → 71 (+4: 70 → 74 in the file)"
+    assert confirm(client, hidden_content(html)).status_code == 303
+    assert on_hand(jacket.id) == 71
+    assert jacket_ledger(jacket.id)[-1] == (4, "stock count (CSV import)")
+
+    # Taking off more than is left now is refused, naming the figures; nothing is written.
+    exported = client.get("/admin/product/export.csv").get_data()
+    sell(app, jacket.id, 70)
+    before = state()
+    content = edited(exported, jacket.sku, stock_quantity="2", price="90.00")
+    response = check(client, content)
+    assert response.status_code == 422
+    message = (f"Line 2 (SKU {jacket.sku}): stock_quantity: the file takes 69 units off the 71 "
+               "it was exported with (to 2), but 1 is on hand now (units were sold since the "
+               "export) and stock cannot go below zero.")
+    assert message in response.get_data(as_text=True).replace("&#39;", "'")
+    assert confirm(client, content).status_code == 422
+    assert state() == before
+
+
+def test_a_stock_count_changed_since_the_export_refuses_the_files_stock_edit(
+        app, client, staff, jacket):
+    """The product form refuses a stock edit made against a figure that staff changed since
+    (a count in the back office, or this file imported already): the same edit imported twice
+    added its units twice. Refused on the check page naming the SKU and both figures; a row
+    whose stock the file leaves as exported still imports."""
+    exported = client.get("/admin/product/export.csv").get_data()
+    content = edited(exported, jacket.sku, stock_quantity="70")
+    assert confirm(client, content).status_code == 303
+    assert on_hand(jacket.id) == 70
+    response = check(client, content)  # the same file again
+    assert response.status_code == 422
+    message = (f"Line 2 (SKU {jacket.sku}): stock_quantity: the stock count of {jacket.sku} "
+               "changed since this file was exported (a count in the back office or another "
+               "import): it is now 70, so the file's 70 (exported as 68) cannot be applied "
+               "without counting twice. Export again and enter the count in the new file.")
+    assert message in response.get_data(as_text=True).replace("&#39;", "'")
+    before = state()
+    assert confirm(client, content).status_code == 422
+    assert state() == before
+    # Only the price changed in the file: imported.
+    html = check(client, edited(exported, jacket.sku, price="81.00")).get_data(as_text=True)
+    assert details(html)[jacket.sku] == "price"
+    assert confirm(client, hidden_content(html)).status_code == 303
+    assert on_hand(jacket.id) == 70
+
+
+def test_a_count_made_between_the_check_and_the_write_refuses_the_files_stock_edit(
+        app, jacket, monkeypatch):
+    """The import checks the ledger again once it holds the variants' row locks: a count saved
+    (or the same file confirmed) after its check read the ledger would otherwise be counted
+    twice. Nothing is written and the row says why."""
+    from shop.services import audit, inventory, product_csv
+
+    # (The count is made inside the import's transaction here, so it is rolled back with it.)
+    with app.test_request_context():
+        exported = "".join(product_csv.export_products())
+    plan = product_csv._plan
+
+    def plan_then_count(rows):
+        plan(rows)
+        inventory.adjust(jacket.id, 5, "stock count (back office)")
+
+    monkeypatch.setattr(product_csv, "_plan", plan_then_count)
+    report = product_csv.apply(edited(exported, jacket.sku, stock_quantity="70"),
+                               audit.Who(user_id=None, email="staff@example.com"))
+    assert not report.written
+    assert "it is now 73" in report.bad_rows[0].errors[0]
+    assert on_hand(jacket.id) == 68
+    assert jacket_ledger(jacket.id) == [(68, "initial stock")]
+
+
+def test_the_same_stock_edit_confirmed_three_times_at_once_counts_once(app, jacket):
+    """Confirms of one file at the same moment all check it before any writes: each would
+    add the file's +2. The row lock makes the later ones wait, read the ledger again, and
+    refuse (MySQL, real row locks)."""
+    from shop.services import audit, product_csv
+    from tests.concurrency import raised, run_concurrently
+    from tests.conftest import MYSQL_URL
+
+    if not MYSQL_URL:
+        pytest.skip("needs TEST_DATABASE_URL (MySQL): SQLite has one writer at a time")
+    with app.test_request_context():
+        content = edited("".join(product_csv.export_products()), jacket.sku,
+                         stock_quantity="70")
+    who = audit.Who(user_id=None, email="staff@example.com")
+    results = run_concurrently(app, [lambda: product_csv.apply(content, who)] * 3)
+    assert raised(results) == [], results
+    assert sorted(report.written for report in results) == [False, False, True]
+    for report in results:
+        assert report.written or "it is now 70" in report.bad_rows[0].errors[0]
+    assert on_hand(jacket.id) == 70
+    assert jacket_ledger(jacket.id) == [(68, "initial stock"), (2, "stock count (CSV import)")]
+
+
+def test_a_file_without_stock_seen_sets_counts_and_the_check_page_shows_them(
+        app, client, staff, jacket):
+    """An older export or a hand-made file has no stock_seen column: its stock_quantity is
+    the count, as before, but the check page said only "stock_quantity". It now shows the
+    current figure and the file's, and warns that sales since the file was made come back."""
+    sell(app, jacket.id, 3)
+    content = (HEADER + f"field-jacket,Field Jacket,Field Jacket,,yes,{jacket.sku},,80.00,,68,\n"
+               + "field-jacket,Field Jacket,Field Jacket,,yes,JKT-NEW,size=L,80.00,,7,\n")
+    html = check(client, content).get_data(as_text=True)
+    assert details(html)[jacket.sku] == "stock_quantity 65 → 68"
+    assert ("1 row without stock_seen (an older export, or rows made by hand) sets "
+            "stock_quantity as the count: units sold since the file was written come back on "
+            "sale") in html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    assert on_hand(jacket.id) == 68
+    assert jacket_ledger(jacket.id)[-1] == (3, "stock count (CSV import)")
+    new = db.session.execute(select(Variant).where(Variant.sku == "JKT-NEW")).scalar_one()
+    assert new.stock_quantity == 7
+
+
+@pytest.mark.parametrize("cells,message", [
+    ({"stock_seen": "abc"}, "stock_seen: \"abc\" is not the figure the export wrote"),
+    ({"ledger_seen": "-1"}, "ledger_seen: \"-1\" is not the figure the export wrote"),
+    ({"ledger_seen": ""}, "stock_seen, ledger_seen: the export writes both"),
+])
+def test_an_altered_stock_seen_or_ledger_seen_is_refused_on_its_line(
+        client, staff, jacket, cells, message):
+    exported = client.get("/admin/product/export.csv").get_data()
+    before = state()
+    response = check(client, edited(exported, jacket.sku, stock_quantity="70", **cells))
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True).replace("&#34;", '"').replace(
+        "&quot;", '"')
+    assert state() == before
+    # A file with one of the two columns alone is refused as a whole.
+    text = exported.decode("utf-8-sig").replace(",ledger_seen", "", 1)
+    text = "\r\n".join(line.rsplit(",", 1)[0] if n else line
+                       for n, line in enumerate(text.split("\r\n")) if line) + "\r\n"
+    html = check(client, text).get_data(as_text=True)
+    assert "stock_seen and ledger_seen go together" in html
