@@ -27,15 +27,25 @@ def order_confirmation(order_id: int) -> None:
               render_template("mail/order_confirmation.html", **context))
 
 
-def order_status_changed(order_id: int) -> None:
-    """Tell the customer their order moved (paid, shipped, delivered, cancelled, refunded)."""
+def order_status_changed(order_id: int, status: str | None = None, carrier: str | None = None,
+                         tracking_number: str | None = None) -> None:
+    """Tell the customer their order moved (paid, shipped, delivered, cancelled, refunded).
+
+    `status` (with the carrier and tracking number of a move to shipped) is the move that
+    queued the mail: by the time the worker sends it, staff may have moved the order on, and
+    reading the order's status then told two "Shipped" mails and no "Paid" one. A job queued
+    with the order id alone (before this was passed) tells the order's status as it runs."""
     order = db.session.get(Order, order_id)
     if order is None:
         return
+    status = status or order.status
+    if status == "shipped" and not (carrier and tracking_number) and order.shipment:
+        carrier, tracking_number = order.shipment.carrier, order.shipment.tracking_number
     # A card order that staff marked paid by hand has no card payment to refund to.
     paid_by_card = any(p.provider == "stripe" and p.provider_payment_id for p in order.payments)
     context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"],
-               "status_label": orders.STATUS_LABELS.get(order.status, order.status),
+               "status": status, "status_label": orders.STATUS_LABELS.get(status, status),
+               "carrier": carrier, "tracking_number": tracking_number,
                "paid_by_card": paid_by_card}
     mail.send(order.email, f"Order {order.number}: {context['status_label']}",
               render_template("mail/order_status.txt", **context),

@@ -138,6 +138,42 @@ def test_jobs_are_queued_and_run_by_a_real_rq_worker(redis_app, records):
     assert f"Order {order.number}: Paid" in subjects(redis_app)
 
 
+def test_each_queued_status_mail_tells_the_move_that_queued_it(redis_app):
+    """Staff press "Mark paid" then "Mark shipped" before the worker sends the first mail:
+    the customer gets a "Paid" mail and a "Shipped" one, each about its own move (both said
+    "Shipped" when the job read the order's status as it ran). A job queued with the order
+    id alone, as before, still tells the order's status when it runs."""
+    from shop.services import notifications
+    from tests.conftest import AuthActions, csrf_token
+
+    client = redis_app.test_client()
+    mug = f.variant_of(f.product("Mug", price="12.00", stock=8, slug="mug"))
+    buy(client, mug.id, 1, method="manual")
+    order = last_order()
+    make_worker(redis_app, simple=True).work(burst=True)  # the confirmation
+    f.user("staff@example.com", role="staff")
+    staff = redis_app.test_client()
+    AuthActions(staff).login("staff@example.com")
+    for to_status, fields in (("paid", {}),
+                              ("shipped", {"carrier": "DHL", "tracking_number": "JD01"})):
+        token = csrf_token(staff, f"/admin/order/details/?id={order.id}")
+        assert staff.post(f"/admin/order/transition/{order.id}", data={
+            "csrf_token": token, "to_status": to_status, **fields}).status_code == 303
+    assert jobs.queue().count == 2
+
+    make_worker(redis_app, simple=True).work(burst=True)
+    sent = {m["Subject"]: body(m) for m in mails(redis_app) if m["Subject"].startswith("Order")}
+    assert sorted(sent) == [f"Order {order.number}: Paid", f"Order {order.number}: Shipped"]
+    paid = sent[f"Order {order.number}: Paid"]
+    assert "is now: Paid" in paid and "received your payment" in paid and "DHL" not in paid
+    shipped = sent[f"Order {order.number}: Shipped"]
+    assert "is now: Shipped" in shipped and "DHL" in shipped and "JD01" in shipped
+
+    jobs.queue().enqueue(notifications.order_status_changed, order.id)
+    make_worker(redis_app, simple=True).work(burst=True)
+    assert subjects(redis_app).count(f"Order {order.number}: Shipped") == 2
+
+
 def test_the_workers_own_lines_about_a_job_carry_its_request_id(redis_app):
     """RQ's lines about a job (taken from the queue, "Job OK") name the request that queued
     it, like the job's own lines: found by request id, a checkout's trail reaches the worker.

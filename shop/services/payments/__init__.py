@@ -55,7 +55,7 @@ def refund(order_id: int, actor: Actor, note: str = "") -> Order:
         # It mails the customer itself, unless Stripe's webhook refunded the order first.
         return stripe_provider.refund(order, actor, note)
     result = orders.transition(order_id, "refunded", actor, note or "Refund recorded")
-    _notify(result)
+    _notify(result, "refunded")
     return result
 
 
@@ -82,7 +82,7 @@ def change_status(order_id: int, to_status: str, actor: Actor, note: str = "", *
                               tracking_number=tracking_number)
     if to_status in ("paid", "cancelled"):
         _close_late_session(order, seen)
-    _notify(order)
+    _notify(order, to_status)
     return order
 
 
@@ -161,10 +161,18 @@ def _close_card_checkout(order_id: int) -> Order | None:
     return None
 
 
-def _notify(order: Order) -> None:
-    """Email the customer about a status change, in the background."""
-    if order.status in NOTIFY_STATUSES:
-        jobs.enqueue(notifications.order_status_changed, order.id)
+def _notify(order: Order, status: str) -> None:
+    """Email the customer, in the background, about the move to `status` just made: the job
+    carries it (and a shipment's carrier and tracking number), since staff may move the order
+    on before the worker sends the mail."""
+    if status not in NOTIFY_STATUSES:
+        return
+    shipment = order.shipment if status == "shipped" else None
+    if shipment is not None:
+        jobs.enqueue(notifications.order_status_changed, order.id, status, shipment.carrier,
+                     shipment.tracking_number)
+    else:
+        jobs.enqueue(notifications.order_status_changed, order.id, status)
 
 
 def order_for_reference(provider: str, reference: str) -> Order | None:

@@ -402,7 +402,7 @@ def finish_payment(session_or_id: str | Any) -> FinishResult:
     except InvalidTransition:
         return _already_finished(order.id, payment.id, session_id, intent)
     log.info("order %s paid through stripe session %s", order.number, session_id)
-    jobs.enqueue(notifications.order_status_changed, order.id)
+    jobs.enqueue(notifications.order_status_changed, order.id, "paid")
     return FinishResult("paid", db.session.get(Order, order.id))
 
 
@@ -546,7 +546,7 @@ def session_expired(session_id: str, note: str = "", *, expires_at: Any = None) 
                           note or "Card payment not completed in time (Stripe session expired)")
     except InvalidTransition:
         return "ignored"
-    jobs.enqueue(notifications.order_status_changed, payment.order_id)
+    jobs.enqueue(notifications.order_status_changed, payment.order_id, "cancelled")
     return "cancelled"
 
 
@@ -697,7 +697,7 @@ def _refund_refused(order: Order, exc: stripe.StripeError) -> PaymentError:
 
 def _refunded(order: Order) -> Order:
     """Tell the customer their order was refunded, in the background."""
-    jobs.enqueue(notifications.order_status_changed, order.id)
+    jobs.enqueue(notifications.order_status_changed, order.id, "refunded")
     return order
 
 
