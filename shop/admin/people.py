@@ -131,6 +131,12 @@ class CustomerView(ShopModelView):
         # The uses a guest made with this email now count as the account's (person_uses).
         coupons.link_account(model.id, model.email)
 
+    def after_commit(self, before: dict | None, after: dict | None) -> None:
+        super().after_commit(before, after)
+        if before and after:
+            # Their published reviews show the name on cached product pages.
+            reviews.author_renamed(after["id"], before.get("name"), after.get("name"))
+
     @expose(f"/active/<{ID}:user_id>", methods=("POST",))
     def set_active(self, user_id: int):
         """The Deactivate / Reactivate button."""

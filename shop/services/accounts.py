@@ -20,7 +20,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..extensions import db
 from ..models import ROLES, EndedLogin, User, utcnow
 from ..models.base import is_id
-from . import addresses, api_tokens, audit, coupons, jobs, links, mail, reads
+from . import addresses, api_tokens, audit, coupons, jobs, links, mail, reads, reviews
 from .database import write_transaction
 from .errors import AuthError, NotFound, ShopError, ValidationError
 
@@ -373,12 +373,13 @@ def update_profile(user_id: int, name: str, email: str, current_password: str) -
     try:
         with write_transaction():
             user = db.session.get(User, user_id)
-            user.name = name
+            old_name, user.name = user.name, name
             if user.email != email:
                 user.email = email
                 coupons.link_account(user_id, email)
     except IntegrityError as exc:
         raise ValidationError({"email": EMAIL_TAKEN}) from exc
+    reviews.author_renamed(user_id, old_name, name)
     return db.session.get(User, user_id)
 
 

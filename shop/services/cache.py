@@ -1,6 +1,7 @@
 """Catalogue cache invalidation: every write that changes what shoppers see of the catalogue
-(product, variant, price, stock by staff, category, image, review approval) calls
-`catalog_changed()`, which moves the catalogue version that cache keys include.
+(product, variant, price, stock by staff or given back by a cancelled or refunded order,
+category, image, review approval, a review author's new name) calls `catalog_changed()`,
+which moves the catalogue version that cache keys include.
 
 The version lives in the cache's own Redis (Flask-Caching's backend, under CACHE_KEY_PREFIX),
 so every worker on every host sees a change at once: a cached page carries the version it was

@@ -22,7 +22,7 @@ from ..models import (
     Shipment,
     utcnow,
 )
-from . import audit, coupons, inventory
+from . import audit, cache, coupons, inventory
 from .database import retrying, write_transaction
 from .errors import InvalidTransition, NotFound, ValidationError
 
@@ -81,7 +81,8 @@ def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
                carrier: str | None = None, tracking_number: str | None = None) -> Order:
     """Move an order to `to_status` if the state machine allows it from its current status,
     recording the event; cancelling or refunding releases its stock (and a cancelled order's
-    coupon use) exactly once. Concurrent calls cannot both succeed from the same status."""
+    coupon use) exactly once, and then moves the catalogue cache's version. Concurrent calls
+    cannot both succeed from the same status."""
     if to_status not in ORDER_STATUSES:
         raise ValidationError({"status": f"Unknown status {to_status!r}."})
     carrier = (carrier or "").strip()
@@ -107,6 +108,10 @@ def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
         return order_id
 
     retrying(run)
+    if to_status in RELEASED_STATUSES:
+        # Units back on hand: a product the order sold out can be bought again, which cached
+        # pages saying "Sold out" would hide (services.cache; stock taken moves no version).
+        cache.catalog_changed()
     return db.session.get(Order, order_id)
 
 

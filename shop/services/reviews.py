@@ -87,6 +87,18 @@ def display_name(name: str | None) -> str:
     return f"{parts[0]} {parts[-1][0]}."
 
 
+def author_renamed(user_id: int, old_name: str | None, new_name: str | None) -> None:
+    """After an account's new name is committed: when the name its published reviews show
+    changed (display_name), the product pages cached with them are old (services.cache)."""
+    if display_name(old_name) == display_name(new_name):
+        return
+    published = db.session.execute(
+        select(Review.id).where(Review.user_id == user_id, Review.status == "approved")
+        .limit(1)).first()
+    if published is not None:
+        cache.catalog_changed()
+
+
 def has_bought(user_id: int, product_id: int) -> bool:
     """True when one of the user's paid (not cancelled, not refunded) orders has the product."""
     return db.session.execute(

@@ -33,11 +33,16 @@ def _redis() -> Redis:
 @pytest.fixture
 def cached_app(make_app):
     """The shop with the Redis cache on, under a key prefix of its own."""
+    from tests.payments_helpers import drop_queue
+
     conn = _redis()
     prefix = f"shop-test-cache:{uuid.uuid4().hex}:"
-    application = make_app(REDIS_URL=REDIS_URL, CACHE_KEY_PREFIX=prefix)
+    # A jobs queue of its own too: an order placed here queues its mail on this Redis.
+    application = make_app(REDIS_URL=REDIS_URL, CACHE_KEY_PREFIX=prefix,
+                           JOBS_QUEUE=prefix + "jobs")
     with application.app_context():
         yield application
+    drop_queue(application)
     for key in conn.scan_iter(match=prefix + "*", count=500):
         conn.delete(key)
 
@@ -241,6 +246,77 @@ def test_a_change_made_on_another_worker_is_seen_at_once(cached_app, shirt, make
         assert staff.post(edit, data=form).status_code == 302
     html = get(shopper(cached_app), "/p/linen-shirt").get_data(as_text=True)
     assert "$19.00" in html and "$30.00" not in html
+
+
+@pytest.mark.parametrize("path", [("cancelled",), ("paid", "refunded")])
+def test_stock_an_order_gives_back_shows_on_the_next_page(cached_app, path):
+    """Stock taken by an order does not move the catalogue version (services.cache), but
+    stock given back does: a product the order had sold out stayed "Sold out" on cached
+    pages, for up to CATALOG_CACHE_SECONDS, after staff cancelled or refunded the order."""
+    from tests.web.test_admin_orders import act, place
+
+    mug = f.product("Stoneware Mug", slug="stoneware-mug", price="12.50", stock=1)
+    order = place(f.variant_of(mug).id)
+    staff = cached_app.test_client()
+    login_staff(AuthActions(staff))
+    for to_status in path[:-1]:
+        assert act(staff, order, to_status).status_code == 303
+    get(shopper(cached_app), "/p/stoneware-mug")
+    sold_out = get(shopper(cached_app), "/p/stoneware-mug")
+    assert sold_out.headers["X-Cache"] == "hit"
+    assert "Sold out" in sold_out.get_data(as_text=True)
+
+    assert act(staff, order, path[-1]).status_code == 303
+    page = get(shopper(cached_app), "/p/stoneware-mug")
+    html = page.get_data(as_text=True)
+    assert page.headers.get("X-Cache") is None
+    assert "Add to cart" in html and "Sold out" not in html
+
+
+@pytest.fixture
+def reviewer(cached_app, shirt):
+    """Ada, whose review of the shirt is published."""
+    from shop.services import reviews
+    from tests.services.test_reviews import buy
+
+    ada = f.user("ada@example.com", name="Ada Lovelace")
+    buy(ada, shirt)
+    reviews.approve(reviews.submit(ada.id, shirt.id, 5, "Crisp and cool").id)
+    return ada
+
+
+def cached_review_page(app) -> None:
+    """The shirt's page, with Ada's review, served from the cache."""
+    get(shopper(app), "/p/linen-shirt")
+    page = get(shopper(app), "/p/linen-shirt")
+    assert page.headers["X-Cache"] == "hit" and "Ada L." in page.get_data(as_text=True)
+
+
+def test_a_reviewer_renamed_by_staff_shows_under_the_new_name_on_the_next_page(
+        cached_app, reviewer):
+    """Staff renamed a customer in the back office: the product pages cached with their
+    published review showed the old name until they expired."""
+    cached_review_page(cached_app)
+    staff = cached_app.test_client()
+    login_staff(AuthActions(staff))
+    edit = f"/admin/customer/edit/?id={reviewer.id}"
+    form = read_form(staff.get(edit).get_data(as_text=True))
+    form.update({"name": "Grace Hopper", "csrf_token": csrf_token(staff, edit)})
+    assert staff.post(edit, data=form).status_code == 302
+    html = get(shopper(cached_app), "/p/linen-shirt").get_data(as_text=True)
+    assert "Grace H." in html and "Ada L." not in html
+
+
+def test_a_reviewer_who_renames_themselves_shows_under_the_new_name_on_the_next_page(
+        cached_app, reviewer):
+    cached_review_page(cached_app)
+    browser = cached_app.test_client()
+    AuthActions(browser).login("ada@example.com")
+    assert browser.post("/account/profile", data={
+        "name": "Grace Hopper", "email": "ada@example.com",
+        "csrf_token": csrf_token(browser, "/account/profile")}).status_code == 303
+    html = get(shopper(cached_app), "/p/linen-shirt").get_data(as_text=True)
+    assert "Grace H." in html and "Ada L." not in html
 
 
 def test_each_shopper_gets_a_working_token_of_their_own(cached_app, shirt):
