@@ -33,8 +33,8 @@ anonymous, catalog, other, shopper, staff = (api_support.anonymous, api_support.
 
 ORDER_KEYS = {"number", "status", "email", "lines", "subtotal", "discount", "shipping", "tax",
               "total", "currency", "coupon", "shipping_address", "billing_address",
-              "shipping_method", "payment_method", "payment_status", "shipment", "created_at",
-              "events"}
+              "shipping_method", "payment_method", "payment_status", "refund_failure", "shipment",
+              "created_at", "events"}
 ORDER_BODY = {"shipping_address": f.ADDRESS, "shipping_method": "standard",
               "payment_method": "manual"}
 

@@ -1690,6 +1690,39 @@ def test_a_refund_that_fails_later_flags_the_order_for_staff(client, shop, stand
     assert_stock_invariant()
 
 
+def test_the_api_says_a_refund_failed_until_staff_settle_it(client, shop, standin, mug):
+    """A refund that Stripe could not pay out leaves the order refunded (the goods were given
+    up) and its payment refunded, as before; the API also says, as `refund_failure`, what
+    failed and when (what the back office shows as "Refund failed: action needed"), so an
+    integrator can tell the money did not reach the customer; null again once staff settle it."""
+    from tests.web.api_support import make_shopper
+
+    order = paid_order(client, standin, mug.id, 2)
+    payments.change_status(order.id, "refunded", STAFF, "Customer changed their mind")
+    [refund] = standin.refunds.values()
+    api = make_shopper(shop, role="staff").api
+    path = f"/api/v1/orders/{order.number}"
+    body = api.get(path).get_json()
+    assert (body["status"], body["payment_status"], body["refund_failure"]) == (
+        "refunded", "refunded", None)
+
+    failed = standin.fail_refund(refund["id"], "expired_or_canceled_card")
+    assert post_event(client, standin, "refund.failed",
+                      failed).get_json()["outcome"] == "refund_failed"
+    flag = last_order().payment.refund_failure
+    body = api.get(path).get_json()
+    assert body["status"] == "refunded" and body["payment_status"] == "refunded"
+    [noted_at] = [e["at"] for e in body["events"] if e["note"].startswith("Refund failed")]
+    assert body["refund_failure"] == {"message": flag, "at": noted_at}
+    assert refund["id"] in flag and format_money(order.total, "USD") in flag
+    [listed] = api.get("/api/v1/orders?status=refunded").get_json()["items"]
+    assert listed["refund_failure"] == body["refund_failure"]
+
+    payments.settle_refund_failure(order.id, STAFF, "Paid back by bank transfer")
+    body = api.get(path).get_json()
+    assert body["refund_failure"] is None and body["payment_status"] == "refunded"
+
+
 def test_the_shops_automatic_refunds_and_dashboard_refunds_that_fail_are_flagged(
         client, shop, standin, mug):
     """The refund of a payment that came after its order was cancelled, the refund of a

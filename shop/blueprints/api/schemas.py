@@ -321,6 +321,12 @@ class EventOut(Out):
     note: str
 
 
+class RefundFailureOut(Out):
+    message: str = Field(description="What failed, as the back office shows it: the amount, "
+                                     "Stripe's reason and the refund's id.")
+    at: AwareDatetime = Field(description="When the shop recorded the failure.")
+
+
 class OrderOut(Out):
     number: str
     status: OrderStatus
@@ -338,6 +344,12 @@ class OrderOut(Out):
     shipping_method: ShippingMethod
     payment_method: PaymentMethod
     payment_status: Literal[PAYMENT_STATUSES] | None  # type: ignore[valid-type]
+    refund_failure: RefundFailureOut | None = Field(
+        description="A refund that Stripe accepted and then could not pay out (the card was "
+                    "closed, lost...): the money is back in the shop's balance and the customer "
+                    "has not been paid back; staff will refund them another way. `status` and "
+                    "`payment_status` stay as they were (`refunded` after a full refund). Null "
+                    "when no refund failed, or once staff have settled it.")
     shipment: ShipmentOut | None
     created_at: AwareDatetime
     events: list[EventOut]

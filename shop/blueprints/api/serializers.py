@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlsplit
 from flask import current_app, request
 
 from ...models import Order, User
-from ...services import links, orders
+from ...services import links, orders, payments
 from ...services.cart import CartView
 from ...services.catalog import CategoryNode, CategoryTree, ProductDetail
 from ...services.money import to_string
@@ -132,12 +132,18 @@ def order_fields(item: Order) -> dict:
         billing_address=address(item.billing_address or item.shipping_address),
         shipping_method=item.shipping_method, payment_method=item.payment_method,
         payment_status=payment.status if payment else None,
+        refund_failure=refund_failure(item),
         shipment=s.ShipmentOut(carrier=shipment.carrier, tracking_number=shipment.tracking_number)
         if shipment else None,
         created_at=utc(item.created_at),
         events=[s.EventOut(status=event.to_status, from_status=event.from_status,
                            at=utc(event.created_at), note=event.note or "")
                 for event in item.events])
+
+
+def refund_failure(item: Order) -> s.RefundFailureOut | None:
+    failure = payments.refund_failure(item)
+    return s.RefundFailureOut(message=failure.what, at=utc(failure.at)) if failure else None
 
 
 def order(item: Order) -> s.OrderOut:

@@ -7,6 +7,8 @@ exactly one of them through.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
 import stripe
 from sqlalchemy import select, update
@@ -108,6 +110,31 @@ def _close_late_session(order: Order, seen: str | None) -> None:
     except (stripe.StripeError, stripe_provider.StripeUnavailable) as exc:
         # A payment that still arrives is refunded (stripe_provider._already_finished).
         log.warning("could not close the stripe session of order %s: %s", order.number, exc)
+
+
+@dataclass(frozen=True)
+class RefundFailure:
+    """A refund that did not reach the customer and that staff have not settled yet."""
+
+    what: str  # as the back office shows it: the amount, Stripe's reason, the refund's id
+    at: datetime  # naive UTC: when the shop recorded the failure
+
+
+def refund_failure(order: Order) -> RefundFailure | None:
+    """The order's refund that failed after it was made and awaits staff (the back office's
+    "Refund failed: action needed"), or None: none failed, or staff settled it. Its time is
+    that of the history entry that recorded it (the payment's own time moves with any later
+    change). Reads the order's payments and events, which its answers load anyway."""
+    flagged = [p for p in order.payments if p.refund_failure]
+    if not flagged:
+        return None
+    from .stripe_provider import REFUND_FAILED
+
+    what = flagged[-1].refund_failure
+    recorded = f"{REFUND_FAILED}: {what}"
+    at = next((event.created_at for event in reversed(order.events)
+               if (event.note or "").startswith(recorded)), flagged[-1].updated_at)
+    return RefundFailure(what, at)
 
 
 def settle_refund_failure(order_id: int, actor: Actor, note: str = "") -> Order:
