@@ -18,7 +18,7 @@ from ..models import Cart, CartLine, Product, Variant, utcnow
 from ..models.base import is_id
 from . import coupons, pricing, reads
 from .database import retrying, write_transaction
-from .errors import CouponInvalid, CouponUsedUp, NotFound, OutOfStock, ValidationError
+from .errors import CouponInvalid, CouponUsedUp, LineLimit, NotFound, OutOfStock, ValidationError
 from .money import MAX_AMOUNT, format_money, unit
 from .pricing import Quote
 
@@ -245,10 +245,14 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
             line = db.session.execute(select(CartLine).where(
                 CartLine.cart_id == cart.id, CartLine.variant_id == variant.id)
             ).scalar_one_or_none()
-            new_quantity = qty + (line.quantity if line else 0)
+            in_cart = line.quantity if line else 0
+            new_quantity = qty + in_cart
             if new_quantity > max_quantity():
-                raise ValidationError({"quantity": f"A cart line holds at most {max_quantity()}."})
-            _check_stock(variant, new_quantity, line.quantity if line else 0)
+                # Each quantity was valid; the sum is what the rule refuses (409 in the API).
+                raise LineLimit(f"A cart line holds at most {max_quantity()}.",
+                                field="quantity", details={"max": max_quantity(),
+                                                           "in_cart": in_cart, "sku": variant.sku})
+            _check_stock(variant, new_quantity, in_cart)
             # Added from a page that showed the price as it is now: the price seen.
             if line is None:
                 line = CartLine(cart_id=cart.id, variant_id=variant.id, quantity=new_quantity,

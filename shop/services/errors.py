@@ -48,6 +48,14 @@ class OutOfStock(ShopError):
     kind = "conflict"
 
 
+class LineLimit(ShopError):
+    """An add that would take a cart line past the units a line may hold (MAX_LINE_QUANTITY):
+    the request is valid and the cart's rule refuses it, as it refuses more than the stock."""
+
+    code = "line_limit"
+    kind = "conflict"
+
+
 class StockCountChanged(ShopError):
     """Staff's change of a count was worked out from a figure that staff changed since (the
     same form sent twice, or two people counting at once): applying it would count twice."""

@@ -5,7 +5,7 @@ import pytest
 
 from shop.services import cart as carts
 from shop.services.cart import CartOwner
-from shop.services.errors import NotFound, OutOfStock, ValidationError
+from shop.services.errors import LineLimit, NotFound, OutOfStock
 from tests import factories as f
 
 
@@ -27,8 +27,9 @@ def test_line_maximum_and_stock_bound(app):
     variant = f.variant_of(f.product(stock=500))
     owner = guest()
     carts.add_item(owner, 99, variant_id=variant.id)
-    with pytest.raises(ValidationError):
+    with pytest.raises(LineLimit) as full:
         carts.add_item(owner, 1, variant_id=variant.id)
+    assert (full.value.field, full.value.details["in_cart"]) == ("quantity", 99)
     scarce = f.variant_of(f.product(stock=2))
     with pytest.raises(OutOfStock) as caught:
         carts.add_item(owner, 3, variant_id=scarce.id)

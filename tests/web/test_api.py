@@ -252,6 +252,25 @@ def test_out_of_stock_is_409_with_what_is_left(shopper, catalog):
     assert shopper.api.get("/api/v1/cart").get_json()["items"][0]["quantity"] == 2
 
 
+def test_an_add_past_a_lines_maximum_is_409_naming_the_quantity(shopper, app):
+    """2 then 98 of a variant in stock is a valid request that the cart's rule (a line holds at
+    most 99) refuses: 409, as for the stock, with what the line holds; it was 422
+    validation_error, as if the body were wrong. The cart keeps its 2."""
+    mug = f.variant_of(f.product("Big Mug", slug="big-mug", variants=[
+        {"options": {}, "price": "8.00", "stock": 500, "sku": "BIG-MUG"}]))
+    assert shopper.api.post("/api/v1/cart/items",
+                            json={"variant_id": mug.id, "quantity": 2}).status_code == 200
+    response = shopper.api.post("/api/v1/cart/items", json={"variant_id": mug.id, "quantity": 98})
+    assert response.status_code == 409
+    error = error_of(response)
+    assert error["code"] == "line_limit"
+    assert error["message"] == "A cart line holds at most 99."
+    assert error["details"] == {"field": "quantity", "max": 99, "in_cart": 2, "sku": "BIG-MUG"}
+    assert shopper.api.get("/api/v1/cart").get_json()["items"][0]["quantity"] == 2
+    assert shopper.api.post("/api/v1/cart/items",
+                            json={"sku": "BIG-MUG", "quantity": 97}).status_code == 200
+
+
 def test_change_and_remove_lines(shopper, catalog):
     line = shopper.api.post("/api/v1/cart/items",
                             json={"sku": "MUG", "quantity": 2}).get_json()["items"][0]

@@ -208,6 +208,29 @@ def test_a_refused_add_without_javascript_is_shown_under_the_quantity(client, go
     assert db.session.query(CartLine).count() == 0
 
 
+def test_an_add_past_a_lines_maximum_is_shown_under_the_quantity(client, app):
+    """2 in the cart and 98 more asked: a line holds at most 99, said under the quantity field
+    without JavaScript (the page again, 422) and with htmx (the field swapped in); the cart
+    keeps its 2."""
+    f.product("Big Mug", slug="big-mug", stock=500)
+    assert client.post("/cart/add", data={**product_form(client, "big-mug"),
+                                          "quantity": "2"}).status_code == 303
+    message = '<p id="quantity-error" class="field-error">A cart line holds at most 99.</p>'
+    response = client.post("/cart/add", data={**product_form(client, "big-mug"),
+                                              "quantity": "98"})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert message in page and 'value="98"' in page and 'aria-invalid="true"' in page
+    assert "flash-error" not in page
+    htmx = client.post("/cart/add", data={**product_form(client, "big-mug"), "quantity": "98"},
+                       headers=HX)
+    html = htmx.get_data(as_text=True)
+    assert htmx.status_code == 200 and "<html" not in html
+    assert oob_slots(html) == ("", "A cart line holds at most 99.")
+    assert message in html and 'id="toasts"' not in html
+    assert db.session.query(CartLine).one().quantity == 2
+
+
 def test_a_refused_add_without_javascript_keeps_the_option_chosen(client, app):
     """The option the shopper chose stays chosen; no option at all (the one preselected by the
     link is sold out, so the browser sends none) is said under the options."""

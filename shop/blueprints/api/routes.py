@@ -193,7 +193,9 @@ def get_cart(user: User, query: s.CartQuery) -> s.CartOut:
 
 @operation("/v1/cart/items", "POST", summary="Add to the cart", tag=CART, auth="user",
            body=s.CartItemBody, response=s.CartOut, response_description="The updated cart.",
-           errors={409: "Not enough stock (details.available says how many are left)."})
+           errors={409: "Not enough stock (`out_of_stock`: details.available says how many "
+                        "are left), or the line would hold more than 99 (`line_limit`: "
+                        "details.in_cart says how many it holds)."})
 def add_cart_item(user: User, body: s.CartItemBody) -> s.CartOut:
     """Add a variant by `variant_id` or `sku`. Adding one already in the cart adds to its
     line; a line holds 1 to 99 and no more than the stock. An unknown variant or SKU is 422."""

@@ -10,7 +10,7 @@ from ...extensions import client_address, limiter
 from ...http import personal
 from ...services import cart as cart_service
 from ...services import pricing
-from ...services.errors import OutOfStock, ShopError
+from ...services.errors import LineLimit, OutOfStock, ShopError
 from .. import ID
 from ..catalog.routes import product_page
 from ..htmx import is_htmx, safe_next, vary
@@ -214,12 +214,13 @@ def _shown_number(typed: str | None, fallback: str) -> str:
 
 def _field(exc: ShopError) -> str | None:
     """The add form's field a refusal belongs to: the quantity (a bad number, not enough
-    stock) or the option chosen (none); None for an option that is gone."""
+    stock, more than a line holds) or the option chosen (none); None for an option that is
+    gone."""
     from ...services.errors import ValidationError
 
     if isinstance(exc, ValidationError):
         return next((name for name in ("quantity", "variant_id") if name in exc.errors), None)
-    return "quantity" if isinstance(exc, OutOfStock) else None
+    return "quantity" if isinstance(exc, OutOfStock | LineLimit) else None
 
 
 def _message(exc: ShopError) -> str:
