@@ -1525,6 +1525,67 @@ def test_two_staff_refunding_at_once_refund_once_and_the_second_is_told(client, 
     assert_stock_invariant()
 
 
+def test_staffs_refund_racing_a_dashboard_refund_whose_webhook_came_first_is_409(
+        client, shop, standin, mug, monkeypatch):
+    """Staff's "Refund" (the API's PATCH, the admin's button) while the payment was being
+    refunded in Stripe's Dashboard, whose charge.refunded moved the order to refunded first:
+    Stripe answers the request's refund with charge_already_refunded, so it refunded nothing.
+    The PATCH answered 200 (the webhook taken for this request's own refund) and wrote no
+    audit entry; it now gets the 409 invalid_transition a refunded order's refund gets (as
+    when the two come one after the other), and the back office says so. The order is
+    refunded once, by Stripe's webhook. Fails on the old code."""
+    from shop.models import AuditLog
+    from tests.web.api_support import make_shopper
+
+    api = make_shopper(shop, role="staff").api
+    staff = staff_client(shop)
+    outcomes: list[str] = []
+    lookup = stripe_provider.stripe_payment
+
+    def dashboard_first(order_id: int):
+        """Between the request's check of the order's status and its refund on Stripe, the
+        payment is refunded in the Dashboard and Stripe's charge.refunded is delivered."""
+        monkeypatch.setattr(stripe_provider, "stripe_payment", lookup)
+        charge = standin.dashboard_refund(lookup(order_id).provider_payment_id)
+        payload, signature = standin.event("charge.refunded", charge)
+        with shop.test_client() as webhook:
+            outcomes.append(webhook.post(WEBHOOK, data=payload, headers={
+                "Stripe-Signature": signature}).get_json()["outcome"])
+        return lookup(order_id)
+
+    by_api = paid_order(client, standin, mug.id, 2)
+    monkeypatch.setattr(stripe_provider, "stripe_payment", dashboard_first)
+    answer = api.patch(f"/api/v1/orders/{by_api.number}", json={"status": "refunded"})
+    assert outcomes == ["refunded"]
+    assert answer.status_code == 409, answer.get_json()
+    error = answer.get_json()["error"]
+    assert error["code"] == "invalid_transition" and "refunded on Stripe" in error["message"]
+    assert (error["details"]["from"], error["details"]["to"]) == ("refunded", "refunded")
+    events = [e for e in history(by_api.id) if e.to_status == "refunded"]
+    assert [e.actor for e in events] == ["stripe"]
+    assert db.session.execute(select(AuditLog).where(AuditLog.action == "transition")
+                              ).scalars().all() == []
+    # One after the other, the same PATCH is refused the same way.
+    again = api.patch(f"/api/v1/orders/{by_api.number}", json={"status": "refunded"})
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "invalid_transition"
+    assert stock(mug.id) == 5 and refund_mails(shop) == 1 and len(standin.refunds) == 1
+
+    by_button = paid_order(client, standin, mug.id)
+    detail = f"/admin/order/details/?id={by_button.id}"
+    token = csrf_token(staff, detail)
+    monkeypatch.setattr(stripe_provider, "stripe_payment", dashboard_first)
+    refused = staff.post(f"/admin/order/transition/{by_button.id}", data={
+        "csrf_token": token, "to_status": "refunded"})
+    assert outcomes == ["refunded", "refunded"]
+    assert refused.status_code == 409
+    assert "This order has just been refunded on Stripe" in refused.get_data(as_text=True)
+    assert [e.actor for e in history(by_button.id) if e.to_status == "refunded"] == ["stripe"]
+    assert db.session.execute(select(AuditLog).where(AuditLog.action == "transition")
+                              ).scalars().all() == []
+    assert stock(mug.id) == 5 and refund_mails(shop) == 2 and len(standin.refunds) == 2
+    assert_stock_invariant()
+
+
 def test_refunding_an_order_already_refunded_on_stripe_refunds_it(client, shop, standin, mug):
     """Refunded in full in Stripe's Dashboard, its charge.refunded never delivered: staff's
     "Refund" (the admin's button, the API's PATCH) was refused with 409 every time (Stripe

@@ -398,8 +398,9 @@ TRACKING_FIELDS = {"carrier": "tracking.carrier", "tracking_number": "tracking.t
            tag=ORDERS, auth="staff", body=s.OrderPatchBody, response=s.OrderOut,
            response_description="The order after the change.",
            errors={409: "The state machine does not allow this status from the current one "
-                        "(`invalid_transition`; also when the order was refunded by another "
-                        "request at the same moment), or Stripe did not accept the refund "
+                        "(`invalid_transition`; also when the order was refunded at the same "
+                        "moment by another request or on Stripe's Dashboard: this request "
+                        "refunded nothing), or Stripe did not accept the refund "
                         "(`payment_error`: nothing was changed; try again).",
                    422: "A field is invalid, or `shipped` without `tracking`."})
 def update_order(user: User, number: str, body: s.OrderPatchBody) -> s.OrderOut:

@@ -626,8 +626,10 @@ def refund(order: Order, actor: Actor, note: str = "") -> Order:
     """Refund the card payment in full on Stripe (one refund per order, whatever the retries),
     then move the order to `refunded`, which gives its stock back once. A payment Stripe
     reports already refunded in full (on the Dashboard, its charge.refunded not delivered) is
-    refunded: the order moves to `refunded` the same way. An order paid otherwise (staff
-    marked it paid) gets a recorded refund."""
+    refunded: the order moves to `refunded` the same way; when that charge.refunded moved it
+    first, this request refunded nothing and is refused (InvalidTransition), as a refund of
+    a refunded order is. An order paid otherwise (staff marked it paid) gets a recorded
+    refund."""
     if "refunded" not in orders.allowed(order.status):
         raise InvalidTransition(
             f"This order is {orders.STATUS_LABELS[order.status].lower()}; it cannot be refunded.",
@@ -670,17 +672,21 @@ def refund(order: Order, actor: Actor, note: str = "") -> Order:
             select(OrderEvent.actor_id, OrderEvent.actor).where(
                 OrderEvent.order_id == order.id, OrderEvent.to_status == "refunded")
             .order_by(OrderEvent.id.desc()).limit(1)).first()
-        if by is not None and by.actor_id is None and by.actor == ACTOR.label:
+        by_webhook = by is not None and by.actor_id is None and by.actor == ACTOR.label
+        if by_webhook and result is not None:
             # Stripe's charge.refunded for this very refund was faster: the webhook has
             # already moved the order to refunded (and mailed the customer). This request's
             # refund is done.
             log.info("order %s was refunded by stripe's webhook first (%s)", order.number, text)
             return current
-        # Someone else's request refunded it at the same moment (a double click, two staff):
-        # Stripe made one refund (one idempotency key per order); this request made none.
+        # Refunded by someone else at the same moment, and this request refunded nothing:
+        # another request (a double click, two staff; Stripe made one refund, one idempotency
+        # key per order), or a refund on Stripe's Dashboard whose charge.refunded came first
+        # (Stripe answered charge_already_refunded to this one). Refused as a refund of a
+        # refunded order is: the caller must not read that it refunded, nor audit it.
+        who = "on Stripe" if by_webhook else f"by {by.actor if by else 'someone else'}"
         raise InvalidTransition(
-            f"This order has just been refunded by {by.actor if by else 'someone else'}; "
-            f"it cannot be refunded again.",
+            f"This order has just been refunded {who}; it cannot be refunded again.",
             details={"from": "refunded", "to": "refunded",
                      "allowed": list(orders.allowed("refunded"))}) from None
     return _refunded(changed)
