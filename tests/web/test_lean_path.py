@@ -6,7 +6,6 @@ returning one; a form token that works; a single access line; and everything the
 must not answer (errors, personal pages) answered by the full cycle."""
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 
