@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import quote, quote_plus, urlencode
 
 from flask import Flask, current_app, g, request, url_for
@@ -266,11 +266,22 @@ def pagination(here: int, pages: int) -> Markup:
     return Markup("\n    ".join(out))
 
 
+_TENTH = Decimal("0.1")
+
+
+def rating(average: Decimal | None) -> str:
+    """An average rating as the pages write it: one decimal, half up, as people round (3.45
+    is "3.5"). One rounding for the cards, the product page and the reviews page: "%.1f"
+    (through a float: 2.15 was "2.1") and a Decimal's own format (half even: 3.45 was "3.4")
+    gave one product two ratings."""
+    return str(Decimal(average or 0).quantize(_TENTH, rounding=ROUND_HALF_UP))
+
+
 def stars(average: Decimal | None) -> Markup:
-    """Five stars, filled to the rounded average, hidden from screen readers (text says it)."""
-    # Half up, as people round (2.5 is 3 stars like 3.5 is 4; round() gave 2 and 4). The
-    # averages have two decimals, exact enough as floats for this.
-    filled = min(5, int(float(average or 0) + 0.5))
+    """Five stars, filled to the average as `rating` writes it, rounded half up again (3.45
+    is "3.5", 4 stars; 2.5 is 3 stars like 3.5 is 4), hidden from screen readers (the text
+    says it)."""
+    filled = min(5, int(Decimal(rating(average)).quantize(Decimal(1), rounding=ROUND_HALF_UP)))
     return Markup('<span class="stars" aria-hidden="true">' + "★" * filled + "☆" * (5 - filled)
                   + "</span>")
 
@@ -313,9 +324,9 @@ def product_cards(cards: list[catalog.ProductCard]) -> Markup:
         compare = (f'<s class="compare-at"><span class="visually-hidden">Was </span>'
                    f'{_escape_text(format_money(p.compare_at_price, currency))}</s>'
                    if p.compare_at_price else "")
-        rating = (f'    <p class="rating">{stars(p.rating_average)} <span class="visually-hidden">'
-                  f'Rated</span> {p.rating_average:.1f}<span class="visually-hidden"> out of 5'
-                  f'</span> ({int(p.rating_count)})</p>\n' if p.rating_count else "")
+        rated = (f'    <p class="rating">{stars(p.rating_average)} <span class="visually-hidden">'
+                 f'Rated</span> {rating(p.rating_average)}<span class="visually-hidden"> out of 5'
+                 f'</span> ({int(p.rating_count)})</p>\n' if p.rating_count else "")
         if not p.in_stock:
             action = '    <p class="stock stock-out">Out of stock</p>\n'
         elif p.variant_count == 1 and p.default_variant_id:
@@ -342,7 +353,7 @@ def product_cards(cards: list[catalog.ProductCard]) -> Markup:
             f'    <p class="price">\n'
             f'      {_FROM if p.variant_count > 1 else ""}{price}\n'
             f'      {compare}</p>\n'
-            f'{rating}{action}  </div>\n'
+            f'{rated}{action}  </div>\n'
             f'</li>\n')
     return Markup("".join(out))
 
@@ -385,6 +396,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = datetime_utc
     app.jinja_env.filters["image_url"] = image_url
     app.jinja_env.filters["stars"] = stars
+    app.jinja_env.filters["rating"] = rating
     app.jinja_env.filters["country"] = country_name
     app.jinja_env.filters["shipping_label"] = shipping_label
     app.jinja_env.trim_blocks = True

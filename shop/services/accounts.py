@@ -318,9 +318,14 @@ def change_password(user_id: int, current: str, new: str, *,
     user = db.session.get(User, user_id)
     if user is None:
         raise NotFound("That account does not exist.")
-    wrong = not check_password_hash(user.password_hash, current or "")
-    set_password(user_id, new, confirm=confirm, errors={
-        "current_password": "Your current password is not right."} if wrong else None)
+    if not current:
+        problem: str | None = "Enter your current password."
+    elif not check_password_hash(user.password_hash, current):
+        problem = "Your current password is not right."
+    else:
+        problem = None
+    set_password(user_id, new, confirm=confirm,
+                 errors={"current_password": problem} if problem else None)
 
 
 EMAIL_TAKEN = "Another account uses that email."

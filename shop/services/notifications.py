@@ -93,6 +93,9 @@ def low_stock_alert(variant_ids: list[int]) -> None:
                               Variant.stock_quantity <= Variant.low_stock_threshold)).scalars())
     if not variants:
         return
-    lines = [f"- {v.sku} ({v.product.name} {v.label}): {v.stock_quantity} left" for v in variants]
+    # A product without options is named alone, as the shop's pages name it ("Default" is the
+    # label of no option).
+    lines = [f"- {v.sku} ({v.product.name}{' ' + v.label if v.options else ''}): "
+             f"{v.stock_quantity} left" for v in variants]
     mail.send(current_app.config["STAFF_ALERT_EMAIL"], f"Low stock: {len(variants)} item(s)",
               "These items are running low:\n\n" + "\n".join(lines) + "\n")

@@ -93,6 +93,8 @@ def test_without_redis_jobs_run_inline(app, client):
     assert f"http://shop.test/orders/{order.number}?token=" in text
     alert = next(m for m in mails(app) if m["To"] == app.config["STAFF_ALERT_EMAIL"])
     assert mug.sku in body(alert) and ": 4 left" in body(alert)
+    # A product without options is named alone ("Mug Default" before).
+    assert f"- {mug.sku} (Mug): 4 left" in body(alert)
 
     payments.change_status(order.id, "paid", STAFF)
     payments.change_status(order.id, "processing", STAFF)  # nothing for the customer to do

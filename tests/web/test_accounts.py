@@ -547,6 +547,10 @@ def test_every_problem_of_a_password_form_is_said_at_once(client, auth, outbox):
 
 def test_change_password(client, auth, customer):
     response = post(client, "/account/password", {
+        "current_password": "", "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
+    assert response.status_code == 422  # left empty: asked for, not called wrong
+    assert "Enter your current password." in response.get_data(as_text=True)
+    response = post(client, "/account/password", {
         "current_password": "wrong-password-1", "password": NEW_PASSWORD,
         "password_confirm": NEW_PASSWORD})
     assert response.status_code == 422

@@ -882,3 +882,25 @@ def test_a_refused_price_filter_shows_no_control_character(client, headers):
     assert "\x01" not in html and "\x07" not in html
     if not headers:  # the grid's htmx answer has no filter form
         assert 'value="1\ufffd"' in html
+
+
+def test_a_rating_is_written_one_way_on_cards_and_product_pages(client):
+    """3.45 was "3.4" on a card (a Decimal's half-even format), "3.5" on the product page
+    ("%.1f") beside 3 stars: one product, two ratings. Now half up everywhere, the stars
+    filled to the number shown."""
+    from decimal import Decimal
+
+    from shop.extensions import db
+
+    for slug, average, shown, filled in (("flask-a", "3.45", "3.5", 4),
+                                         ("flask-b", "2.15", "2.2", 2),
+                                         ("flask-c", "4.44", "4.4", 4)):
+        item = f.product(f"Trail {slug}", slug=slug, price="10.00", stock=3)
+        item.rating_average, item.rating_count = Decimal(average), 20
+        db.session.commit()
+        stars = "★" * filled + "☆" * (5 - filled)
+        card = client.get(f"/products?q=trail+{slug}").get_data(as_text=True)
+        assert f'{stars}</span> <span class="visually-hidden">Rated</span> {shown}<' in card, slug
+        page = client.get(f"/p/{slug}").get_data(as_text=True)
+        assert f"{stars}</span> {shown} out of 5 (20 reviews)" in page, slug
+        assert f"{stars}</span> {shown} out of 5, from 20 reviews" in page, slug

@@ -220,11 +220,13 @@ def test_all_reviews_page(client, mug):
 
 def test_stars_round_half_up_on_cards_and_the_product_page(client, app):
     """An average of 2.50 shows three filled stars, as 3.50 shows four (round() rounded
-    halves to even: 2.5 gave two stars, 3.5 four), on the card and on the product page."""
+    halves to even: 2.5 gave two stars, 3.5 four), on the card and on the product page. The
+    stars follow the number written beside them: 4.49 is written "4.5", so five stars (four
+    stars beside "4.5" was one product rated two ways); 4.44 is "4.4", four."""
     import re
 
-    for n, (average, filled) in enumerate((("2.50", 3), ("3.50", 4), ("4.49", 4),
-                                           ("4.50", 5), ("1.00", 1))):
+    for n, (average, filled) in enumerate((("2.50", 3), ("3.50", 4), ("4.49", 5),
+                                           ("4.44", 4), ("4.50", 5), ("1.00", 1))):
         product = f.product(f"Rated {n}", slug=f"rated-{n}")
         product.rating_average, product.rating_count = average, 2
         db.session.commit()
