@@ -105,6 +105,8 @@ def test_only_a_pages_own_address_is_stored_so_made_up_values_cannot_fill_the_ca
     variant = f.variant_of(shirt).id
     for url in ("/", "/products", "/products?page=1&sort=relevance", "/c/shirts?sort=price",
                 "/products?q=&category=&min_price=&max_price=&sort=name",
+                "/products?q=&category=&min_price=5&max_price=20.5&sort=relevance",
+                "/products?min_price=5.00&max_price=20.50",
                 "/p/linen-shirt", f"/p/linen-shirt?variant={variant}"):
         get(shopper(cached_app), url)
         assert get(shopper(cached_app), url).headers["X-Cache"] == "hit", url
@@ -112,7 +114,9 @@ def test_only_a_pages_own_address_is_stored_so_made_up_values_cannot_fill_the_ca
     for n in range(5):
         for url in (f"/?sort={n}", f"/p/linen-shirt?variant={900 + n}", f"/p/linen-shirt?q={n}",
                     f"/products?in_stock={n}", f"/products?page={'0' * (n + 1)}1",
-                    f"/c/shirts?category=x{n}", f"/products?sort=name&sort=-name{n}"):
+                    f"/c/shirts?category=x{n}", f"/products?sort=name&sort=-name{n}",
+                    f"/products?min_price={'0' * (n + 1)}5",
+                    f"/products?max_price=20.5{'0' * (n + 2)}"):
             assert shopper(cached_app).get(url).status_code in (200, 400), url
             assert shopper(cached_app).get(url).headers.get("X-Cache") is None, url
     assert stored() == before

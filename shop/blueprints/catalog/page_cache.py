@@ -386,8 +386,9 @@ def _request_id(environ: dict) -> str:
 def _known_arguments(query: str) -> bool:
     """Only the catalogue's own query arguments: a URL with made-up ones (tracking tags,
     cache-busting noise) is rendered by the app, not stored, so it cannot fill the cache (nor
-    can made-up values of these: the views keep out of the cache any query that is not
-    their page's own address, not_for_the_cache)."""
+    can values of these that the page ignores or spells otherwise: the views keep out of the
+    cache any query that is not their page's own address, not_for_the_cache). Each distinct
+    search or price range is a page of its own, kept for CATALOG_CACHE_SECONDS."""
     return not query or all(part.split("=", 1)[0] in QUERY_ARGUMENTS
                             for part in query.split("&") if part)
 

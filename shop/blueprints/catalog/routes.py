@@ -50,11 +50,14 @@ def home():
 
 
 def _canonical(args: dict[str, str], default_per_page: int) -> bool:
-    """Whether the request's query says what `args` says (each argument once; an empty value,
-    the first page, the default sort or page size written out or left out alike): the
-    address of the page its own links and filter form use. Any other spelling (`in_stock=1`,
-    a value the page ignores or refused) is rendered, not kept in the page cache: made-up
-    values would otherwise fill it."""
+    """Whether the request's query says what `args` (the page's own, as parsed) says, each
+    argument once, in a spelling the page's own links or a shopper's typing give: an empty
+    value, the first page, the default sort or page size written out or left out alike, and a
+    price as typed ("5" or "5.5") or as the links write it ("5.00", "5.50"). Any other
+    spelling (`in_stock=1`, `min_price=0005`, a value the page ignores or refused) is
+    rendered, not kept in the page cache: made-up spellings would otherwise fill it. Each
+    distinct search or price range is a page of its own and is kept, for
+    CATALOG_CACHE_SECONDS."""
     given = request.args
     if sum(1 for _ in given.items(multi=True)) != len(given):
         return False
@@ -63,6 +66,11 @@ def _canonical(args: dict[str, str], default_per_page: int) -> bool:
                          ("per_page", str(default_per_page))):
         if raw.get(key) == default:
             del raw[key]
+    for key in ("min_price", "max_price"):
+        written = args.get(key)
+        if written is not None and "." in written and \
+                raw.get(key) == written.rstrip("0").rstrip("."):
+            raw[key] = written  # typed "5" for the links' "5.00"
     return raw == args
 
 
