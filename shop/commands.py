@@ -13,14 +13,20 @@ from sqlalchemy.exc import DBAPIError
 
 from .services import seed as seed_service
 
-# What a database says when the shop's tables are not there: SQLite's words, MySQL's 1146.
-_NO_TABLE = ("no such table", "(1146,")
+# What a database says when the shop's tables or columns are not there (the code is newer
+# than the schema): SQLite's words, MySQL's 1146 and 1054.
+_NOT_UPGRADED = ("no such table", "no such column", "has no column named", "(1146,", "(1054,")
+# What a driver says when it could not reach the server or lost it: SQLite's file, MySQL's
+# 2002 (socket), 2003 (refused), 2006 (gone away), 2013 (lost), 2055 (lost, by PyMySQL).
+_UNREACHABLE = ("unable to open database file", "(2002,", "(2003,", "(2006,", "(2013,",
+                "(2055,")
 
 
 def database_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """A command that meets an unreachable database, or one without the shop's tables, says so
-    in one line and exits 1, where it printed a traceback of a hundred lines (into the cron
-    mail every five minutes of an outage)."""
+    """A command that meets an unreachable database, one without the shop's tables or columns
+    (not upgraded), or one that refuses it (no such database, access denied), says so in one
+    line and exits 1, where it printed a traceback of a hundred lines (into the cron mail
+    every five minutes of an outage). Only an unreachable one is worth trying again as is."""
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -32,13 +38,18 @@ def database_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             except Exception:
                 where = "DATABASE_URL"
             text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-            if any(mark in text for mark in _NO_TABLE):
+            if any(mark in text for mark in _NOT_UPGRADED):
                 raise click.ClickException(
-                    f"The database at {where} does not have the shop's tables yet ({text}): "
-                    f"run `flask --app wsgi db upgrade` first.") from None
+                    f"The database at {where} does not have the shop's tables as this code "
+                    f"needs them yet ({text}): run `flask --app wsgi db upgrade` first.") \
+                    from None
+            if exc.connection_invalidated or any(mark in text for mark in _UNREACHABLE):
+                raise click.ClickException(
+                    f"The database at {where} did not answer: {text}. Nothing was done; run "
+                    f"this again once it answers.") from None
             raise click.ClickException(
-                f"The database at {where} did not answer: {text}. Nothing was done; run "
-                f"this again once it answers.") from None
+                f"The database at {where} refused this: {text}. Nothing was done; check "
+                f"DATABASE_URL and the database.") from None
     return run
 
 

@@ -88,8 +88,8 @@ def test_commands_say_in_one_line_when_the_database_is_missing_or_has_no_tables(
     result = empty.test_cli_runner().invoke(
         args=["create-admin", "a@example.com", "--password", "Secret-pass-123"])
     assert result.exit_code == 1
-    assert "does not have the shop's tables yet (no such table: users): run `flask --app " \
-        "wsgi db upgrade` first." in result.output
+    assert "does not have the shop's tables as this code needs them yet (no such table: " \
+        "users): run `flask --app wsgi db upgrade` first." in result.output
     assert "Traceback" not in result.output
     gone = make_app(SQLALCHEMY_DATABASE_URI="mysql+pymysql://root@127.0.0.1:9/shop")
     for args in (["expire-orders"], ["cleanup"], ["seed-if-empty"], ["refresh-catalog"]):
@@ -97,5 +97,13 @@ def test_commands_say_in_one_line_when_the_database_is_missing_or_has_no_tables(
         assert result.exit_code == 1, args
         assert "The database at mysql+pymysql://root@127.0.0.1:9/shop did not answer: (2003, " \
             in result.output and "Nothing was done" in result.output, args
+    # The database answers, but refuses: not "did not answer", not "run this again".
+    missing = make_app(SQLALCHEMY_DATABASE_URI="mysql+pymysql://root@127.0.0.1:3306/"
+                       "shop_no_such_database_here?charset=utf8mb4")
+    result = missing.test_cli_runner().invoke(args=["cleanup"])
+    if "(2003," not in result.output:  # a MySQL server on 127.0.0.1:3306
+        assert result.exit_code == 1
+        assert "refused this: (1049, \"Unknown database 'shop_no_such_database_here'\")" \
+            in result.output and "check DATABASE_URL" in result.output
     result = gone.test_cli_runner().invoke(args=["seed", "--products", "-5"])
     assert result.exit_code == 2 and "-5 is not in the range x>=1" in result.output
