@@ -616,6 +616,11 @@ def test_an_htmx_line_change_updates_the_carts_problems_and_its_coupon(client, g
     assert "Only 1 of Tee left; please lower the quantity." in page
     tee, mug = (db.session.query(CartLine).filter_by(variant_id=goods[name].id).one().id
                 for name in ("tee", "mug"))
+    # The line's own problem is tied to its quantity field, which is marked invalid (it
+    # pointed at the empty message slot only).
+    assert f'<p id="line-problem-{tee}" class="field-error">' in page
+    assert f'aria-describedby="line-error-{tee} line-problem-{tee}" aria-invalid="true">' in page
+    assert f'aria-describedby="line-error-{mug}">' in page
     html = client.post(f"/cart/lines/{tee}/update", data={"quantity": "1", "csrf_token": token},
                        headers=HX).get_data(as_text=True)
     assert '<div id="cart-problems" data-hx-swap-oob="true">' in html

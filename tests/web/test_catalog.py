@@ -356,6 +356,11 @@ def test_an_htmx_page_of_results_says_which_page_it_is(client, catalog):
     total = int(re.fullmatch(r"(\d+) products found", one_page).group(1))
     assert total > 2
     assert said("per_page=1&page=2") == f"{total} products found, page 2 of {total}"
+    # A refused filter is said too (its message is beside its field, where focus stays): it
+    # said only the count.
+    refused = said("per_page=100&min_price=abc")
+    assert refused.endswith(f"{total} products found") and refused != f"{total} products found"
+    assert "price" in refused.lower()
 
 
 def test_htmx_history_restore_gets_the_full_page(client, catalog):
