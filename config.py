@@ -13,6 +13,11 @@ INSTANCE_DIR = BASE_DIR / "instance"
 DEV_SECRET_KEY = "dev-only-not-secret"
 
 
+class SettingError(RuntimeError):
+    """A setting the shop cannot start with. Its message names the variable and says what it
+    takes; wsgi.py prints it as one line, without a traceback."""
+
+
 def _env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     """A whole number from the environment, from `minimum` up to `maximum`: a value that is
     not one, or out of range (negative seconds, a zero limit), stops the shop at start."""
@@ -23,7 +28,7 @@ def _env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None =
         value = None
     if value is None or value < minimum or (maximum is not None and value > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of {minimum} or more"
-        raise RuntimeError(f"{name} must be a whole number {bounds}, such as {default}, "
+        raise SettingError(f"{name} must be a whole number {bounds}, such as {default}, "
                            f"not {raw!r}")
     return value
 
@@ -43,7 +48,7 @@ def _env_bool(name: str, default: bool) -> bool:
         return True
     if raw in FALSE_WORDS:
         return False
-    raise RuntimeError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), "
+    raise SettingError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), "
                        f"not {os.environ.get(name)!r}")
 
 
@@ -55,7 +60,7 @@ def _env_seconds(name: str, default: str) -> float:
     except ValueError:
         value = -1.0
     if not 0 < value < float("inf"):
-        raise RuntimeError(f"{name} must be a number of seconds such as {default}, not {raw!r}")
+        raise SettingError(f"{name} must be a number of seconds such as {default}, not {raw!r}")
     return value
 
 
@@ -73,7 +78,7 @@ def _env_decimal(name: str, default: str, *, optional: bool = False,
         value = None
     if value is None or not value.is_finite() or value < 0 or (fraction and value >= 1):
         what = "from 0 to below 1, a fraction (0.08 for 8%)" if fraction else f"such as {default}"
-        raise RuntimeError(f"{name} must be a number {what}, not {raw!r}"
+        raise SettingError(f"{name} must be a number {what}, not {raw!r}"
                            + (" (or empty for none)" if optional else ""))
     return value
 
@@ -89,11 +94,11 @@ def _env_rate_limit(name: str, default: str) -> str:
     except ValueError:
         parsed = None
     if not parsed:
-        raise RuntimeError(f"{name} must be a rate limit such as {default!r} (several separated "
+        raise SettingError(f"{name} must be a rate limit such as {default!r} (several separated "
                            f"by ';'), not {raw!r}")
     if any(limit.amount < 1 for limit in parsed):
         # "0 per minute" refuses every request: the API (or logins) switched off, not limited.
-        raise RuntimeError(f"{name} must allow at least 1 request in its period, not {raw!r}")
+        raise SettingError(f"{name} must allow at least 1 request in its period, not {raw!r}")
     return raw
 
 
@@ -103,7 +108,7 @@ def _env_database_url(name: str, default: str | None) -> str | None:
     "No such command" after an ImportError."""
     raw = (os.environ.get(name) or "").strip() or default
     if raw and raw.split(":", 1)[0] in ("mysql", "mariadb"):
-        raise RuntimeError(f"{name} must name the driver: mysql+pymysql://... (not "
+        raise SettingError(f"{name} must name the driver: mysql+pymysql://... (not "
                            f"{raw.split(':', 1)[0]}://...)")
     return raw
 
@@ -270,5 +275,5 @@ def config_for(env: str | None = None) -> type[Config]:
     """The config class named by SHOP_ENV (default development)."""
     name = env or os.environ.get("SHOP_ENV", "development")
     if name not in CONFIGS:
-        raise RuntimeError(f"SHOP_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
+        raise SettingError(f"SHOP_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
     return CONFIGS[name]

@@ -244,3 +244,43 @@ def test_mail_use_tls_takes_the_usual_words_for_yes_and_no(value, expected):
 def test_mail_use_tls_that_is_neither_stops_the_start():
     _refused({"MAIL_USE_TLS": "starttls"},
              "MAIL_USE_TLS must be 1 or 0 (or true/false, yes/no, on/off), not 'starttls'")
+
+
+def _command(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("SHOP_", "SECRET_KEY", "MAIL_", "DATABASE_", "REDIS_",
+                                 "GUNICORN_", "WEB_CONCURRENCY"))}
+    base.update({"SHOP_ENV": "production", "DATABASE_URL": "sqlite://",
+                 "SHOP_BASE_URL": "https://shop.example.com", "SECRET_KEY": GOOD_KEY})
+    return subprocess.run(args, cwd=ROOT, env={**base, **env}, capture_output=True, text=True,
+                          timeout=90)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SECRET_KEY": "short"}, "Error: SECRET_KEY must be at least 32 characters"),
+    ({"SHOP_RATELIMIT_ORDERS": "bad"}, "Error: SHOP_RATELIMIT_ORDERS must be a rate limit"),
+    ({"SHOP_CURRENCY": "usd"}, "Error: SHOP_CURRENCY must be an ISO 4217 code"),
+])
+def test_the_flask_command_names_a_bad_setting_in_one_line(env, message):
+    """`flask --app wsgi db upgrade` with a setting the shop refuses printed a 30-line
+    traceback (the message on its last line): an operator's cron job or deploy script now gets
+    the message alone, and a failing exit status."""
+    result = _command([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], env)
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[0]]
+    assert result.stderr.startswith(message), result.stderr
+
+
+def test_gunicorn_stops_on_a_setting_its_workers_refuse_without_restarting_them():
+    """A setting checked by create_app (not by config.py, which gunicorn.conf.py reads first):
+    each worker wrote a traceback, and gunicorn stopped on "worker failed to boot". Each now
+    writes the one line and exits 3, which still stops the master: never a restart loop."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    result = _command([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"],
+                      {"SHOP_CURRENCY": "usd", "GUNICORN_BIND": "127.0.0.1:0",
+                       "WEB_CONCURRENCY": "2"})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Error: SHOP_CURRENCY must be an ISO 4217 code in capitals" in result.stderr
+    assert "Worker failed to boot" in result.stderr
