@@ -214,6 +214,9 @@ class Config:
     # hooks (blueprints/catalog/page_cache.py: the lean path); off: every page takes the full
     # request cycle. The pages are the same either way (tests/web/test_lean_path.py).
     CATALOG_LEAN_PATH = _env_bool("SHOP_CATALOG_LEAN_PATH", True)
+    # A production shop run on one host on purpose (SQLite, or MySQL without Redis): no warning
+    # line at every start, which cron would mail every 5 minutes.
+    ONE_HOST = _env_bool("SHOP_ONE_HOST", False)
     # Redis keys of the cache start with this (several shops or runs can share one Redis).
     CACHE_KEY_PREFIX = os.environ.get("SHOP_CACHE_KEY_PREFIX", "shop:cache:")
     READ_YOUR_WRITES_SECONDS = _env_int("SHOP_READ_YOUR_WRITES_SECONDS", 5)

@@ -61,17 +61,21 @@ def _warn_of_a_setup_for_one_host(app: Flask) -> None:
     """SQLite in production is allowed (one host, one disk), but never by accident: a
     DATABASE_URL that did not reach the process (an unquoted URL in an env file) would
     otherwise go unnoticed. Nor is MySQL without Redis, whose workers would each keep their
-    own rate-limit counts."""
+    own rate-limit counts. SHOP_ONE_HOST=1 says the setup is meant: every cron command starts
+    the app, and its output is mailed."""
+    if app.config.get("ONE_HOST"):
+        return
     url: str = app.config["SQLALCHEMY_DATABASE_URI"]
     if app.config["SHOP_ENV"] == "production" and url.startswith("sqlite"):
         app.logger.warning("SHOP_ENV=production on SQLite (%s): fine for one host; set "
-                           "DATABASE_URL for MySQL and several hosts (docs/DEPLOY.md)", url)
+                           "DATABASE_URL for MySQL and several hosts, or SHOP_ONE_HOST=1 if "
+                           "one host is meant (docs/DEPLOY.md)", url)
     elif app.config["SHOP_ENV"] == "production" and not app.config.get("REDIS_URL"):
         # The file the embedded setup shares its rate-limit counts in serves one host only.
         app.logger.warning("SHOP_ENV=production without REDIS_URL: each process counts its own "
                            "rate limits (n processes allow n times each limit), catalogue pages "
-                           "are not cached and jobs run inside requests; set REDIS_URL "
-                           "(docs/DEPLOY.md)")
+                           "are not cached and jobs run inside requests; set REDIS_URL, or "
+                           "SHOP_ONE_HOST=1 if one host is meant (docs/DEPLOY.md)")
 
 
 MIN_SECRET_KEY_LENGTH = 32

@@ -1076,3 +1076,35 @@ def test_production_on_mysql_without_redis_says_what_that_costs_at_start(tmp_pat
                 "SECRET_KEY": "x" * 32, "REDIS_URL": "redis://127.0.0.1:1/0",
                 "BASE_URL": "https://shop.example.com"}, env="production")
     assert "REDIS_URL" not in capfd.readouterr().err
+
+
+def test_a_one_host_shop_says_so_once_and_its_cron_commands_run_quietly(tmp_path):
+    """Every cron command starts the app, and cron mails whatever it prints: a SQLite shop in
+    production mailed its owner the one-host warning every 5 minutes (expire-orders), with no
+    way to say that one host is meant. SHOP_ONE_HOST=1 says it; the command's own output is
+    then all there is. An unknown word for it stops the start, naming it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("SHOP_", "SECRET_KEY", "DATABASE_", "REDIS_"))}
+    base.update({"SHOP_ENV": "production", "SECRET_KEY": "k" * 32,
+                 "SHOP_BASE_URL": "https://shop.example.com",
+                 "DATABASE_URL": f"sqlite:///{tmp_path / 'shop.db'}"})
+
+    def flask(*args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=root,
+                              env={**base, **env}, capture_output=True, text=True, timeout=120)
+
+    assert flask("db", "upgrade").returncode == 0
+    warned = flask("expire-orders")
+    assert warned.returncode == 0
+    assert "SHOP_ONE_HOST=1 if one host is meant" in warned.stderr
+    quiet = flask("expire-orders", SHOP_ONE_HOST="1")
+    assert (quiet.returncode, quiet.stderr, quiet.stdout) == (0, "", "Cancelled 0 unpaid orders.\n")
+    refused = flask("expire-orders", SHOP_ONE_HOST="maybe")
+    assert refused.returncode == 3
+    assert refused.stderr.startswith("Error: SHOP_ONE_HOST must be 1 or 0"), refused.stderr
