@@ -8,19 +8,27 @@ the database instead: `shopsqlite:///path/to/shop.db.ratelimits` as the limiter'
 Fixed windows (Flask-Limiter's default strategy): a key's count and the time its window ends;
 moving windows (RATELIMIT_STRATEGY=moving-window): a row per hit. Several hosts need Redis
 (docs/DEPLOY.md).
+
+`give_back` returns a hit to a fixed window, in whichever storage counts it (this one, Redis,
+or a process's memory): a limit that counts an action before it is done, and not when it did
+not happen (an order not placed, blueprints/limits.py).
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sqlite3
 import threading
 import time
 
+from limits import RateLimitItem
 from limits.storage import MovingWindowSupport, Storage
+from limits.strategies import FixedWindowRateLimiter, RateLimiter
 from sqlalchemy.engine import URL
 
 SCHEME = "shopsqlite"
+_log = logging.getLogger("shop.ratelimit")
 
 
 class SQLiteLimitStorage(Storage, MovingWindowSupport):
@@ -132,3 +140,19 @@ def storage_uri(url: URL) -> str | None:
     if not path or path == ":memory:" or path.startswith("file:"):
         return None
     return f"{SCHEME}://{os.path.abspath(path)}.ratelimits"
+
+
+def give_back(strategy: RateLimiter, item: RateLimitItem, *identifiers: str) -> None:
+    """Return one hit that `strategy` counted for `item` (Flask-Limiter's hit with these
+    identifiers): the window's count less one, as if the hit had not been made. Only a fixed
+    window (the shop's strategy) keeps a count that can be lowered; a moving window keeps the
+    time of each hit and no way to take one back, so there the hit stays counted."""
+    if not isinstance(strategy, FixedWindowRateLimiter):
+        _log.warning("a rate-limit hit cannot be given back with %s: it stays counted",
+                     type(strategy).__name__)
+        return
+    key, expiry = item.key_for(*identifiers), item.get_expiry()
+    if strategy.storage.incr(key, expiry, amount=-1) < 0:
+        # The hit's window ended meanwhile and this began a new one below zero, which would
+        # allow one more than the limit: back to nothing counted.
+        strategy.storage.incr(key, expiry, amount=1)

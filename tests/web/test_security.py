@@ -26,9 +26,9 @@ from sqlalchemy import func, select
 from shop import create_app
 from shop.extensions import db
 from shop.models import Address, Order, User
-from shop.services import addresses, limit_store
+from shop.services import addresses, checkout, limit_store
 from tests import factories as f
-from tests.conftest import CSRF, csrf_token
+from tests.conftest import CSRF, MYSQL_URL, csrf_token
 from tests.logs import ShopLog
 from tests.relay import Relay
 from tests.services.test_reviews import buy
@@ -741,6 +741,177 @@ def test_an_order_repeated_with_its_idempotency_key_answers_though_the_limit_is_
     assert other.status_code == 429
     with app.app_context():
         assert db.session.execute(select(func.count()).select_from(Order)).scalar_one() == 1
+
+
+def test_orders_that_place_nothing_give_back_their_place_on_the_pages_and_the_api(limited, clock):
+    """The orders limit takes a request's place before its order is placed (orders sent at
+    the same moment then see each other) and gives it back when nothing was placed: a sold-out
+    item, a repeated "Place order" answered with the first order, an empty cart, a payment
+    method the shop does not take, and the limit's own refusals cost nothing, as before. The
+    third order against a limit of two is refused on the page and on the API, each in its own
+    words, with the limit's figures; the bucket then holds the two placed orders alone."""
+    from limits import parse
+
+    from shop.blueprints.limits import ORDERS_SCOPE
+    from shop.extensions import limiter
+    from tests.web.api_support import error_of, make_shopper
+    from tests.web.test_checkout import fill_cart, place, review, reviewed
+
+    app = limited(RATELIMIT_ORDERS="2 per hour")
+    with app.app_context():
+        lamp = f.variant_of(f.product("Lamp", price="10.00", stock=50, slug="lamp"))
+        mug = f.variant_of(f.product("Mug", price="8.00", stock=1, slug="mug"))
+        lamp_id, mug_id, sku = lamp.id, mug.id, lamp.sku
+        buyer = make_shopper(app, email="api-buyer@example.com")
+    body = {"shipping_address": {"name": "Ada Lovelace", "line1": "12 Analytical St",
+                                 "city": "London", "postal_code": "N1 7AA", "country": "GB"},
+            "payment_method": "manual"}
+
+    def orders() -> int:
+        with app.app_context():
+            return db.session.execute(select(func.count()).select_from(Order)).scalar_one()
+
+    late = app.test_client()  # the last mug, sold meanwhile
+    fill_cart(late, mug_id)
+    assert review(late).status_code == 303
+    form = reviewed(late)
+    with app.app_context():
+        db.session.get(type(mug), mug_id).stock_quantity = 0
+        db.session.commit()
+    sold_out = late.post("/checkout/place", data=form)
+    assert sold_out.status_code == 303 and sold_out.location.endswith("/cart")
+    assert sold_out.headers["X-RateLimit-Remaining"] == "2"
+    client = app.test_client()
+    fill_cart(client, lamp_id)
+    assert review(client).status_code == 303
+    first = place(client, form := reviewed(client))[0]
+    assert "/orders/" in first.location and first.headers["X-RateLimit-Remaining"] == "1"
+    again = client.post("/checkout/place", data=form)  # a second click: the same order
+    assert again.location == first.location and again.headers["X-RateLimit-Remaining"] == "1"
+    assert orders() == 1
+    # The API, from the same address: an empty cart, a payment method not taken, then one.
+    assert buyer.api.post("/api/v1/orders", json=body).status_code == 409
+    assert buyer.api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}
+                          ).status_code == 200
+    assert buyer.api.post("/api/v1/orders", json=body | {"payment_method": "stripe"}
+                          ).status_code == 422
+    assert buyer.api.post("/api/v1/orders", json=body).status_code == 201
+    assert orders() == 2
+    for _ in range(2):
+        fill_cart(client, lamp_id)
+        assert review(client).status_code == 303
+        refused = place(client)[0]
+        assert refused.status_code == 429
+        assert "You have placed several orders in a short time" in refused.get_data(as_text=True)
+        assert int(refused.headers["Retry-After"]) > 0
+        assert refused.headers["X-RateLimit-Limit"] == "2"
+        assert refused.headers["X-RateLimit-Remaining"] == "0"
+        assert buyer.api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}
+                              ).status_code == 200
+        over = buyer.api.post("/api/v1/orders", json=body)
+        assert over.status_code == 429 and error_of(over)["code"] == "rate_limited"
+        assert int(over.headers["Retry-After"]) > 0
+    assert orders() == 2
+    # The refusals' hits were given back too: the bucket counts the two orders, no more.
+    item = parse(app.config["RATELIMIT_ORDERS"])
+    with app.app_context():
+        key = item.key_for(app.config["RATELIMIT_KEY_PREFIX"], "127.0.0.1", ORDERS_SCOPE)
+        assert limiter.limiter.storage.get(key) == 2
+    clock.advance(3601)
+    fill_cart(client, lamp_id)
+    assert review(client).status_code == 303
+    assert "/orders/" in place(client)[0].location and orders() == 3
+
+
+@pytest.mark.mysql_only
+@pytest.mark.skipif(not MYSQL_URL, reason="needs TEST_DATABASE_URL (MySQL)")
+@pytest.mark.parametrize("store", ["memory", "file", "redis"])
+def test_orders_placed_at_the_same_moment_from_one_address_stay_within_the_limit(
+        limited, store, monkeypatch, tmp_path):
+    """An audit placed 6 orders against a limit of 3 from one client, the requests sent at
+    the same moment: each was checked against the orders placed so far, before any of them
+    was counted, so all passed. Now three checkout pages and three API clients on one
+    address, placing at the same moment (each placement held a moment, as on a busy server),
+    with two more API requests that place nothing (an empty cart): at most three orders are
+    placed, the others refused, and what was given back by the requests that placed nothing
+    can be used afterwards, no more: the counts stay exact in the process's memory, in the
+    file of a shop without Redis and in Redis. Fails on the old code (six placed)."""
+    from tests.concurrency import run_concurrently
+    from tests.web.api_support import error_of, make_shopper
+    from tests.web.test_checkout import fill_cart, review, reviewed
+
+    limit, pages, apis, empty = 3, 3, 3, 2
+    settings = {"RATELIMIT_ORDERS": f"{limit} per hour"}
+    if store == "redis":
+        _redis_or_skip()
+        settings |= {"REDIS_URL": REDIS_URL, "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+                     "JOBS_QUEUE": f"test-{uuid.uuid4().hex}"}
+    elif store == "file":
+        settings["RATELIMIT_STORAGE_URI"] = f"{limit_store.SCHEME}://{tmp_path}/limits.db"
+    app = limited(**settings)
+    with app.app_context():
+        lamp = f.variant_of(f.product("Lamp", price="10.00", stock=50, slug="lamp"))
+        lamp_id, sku = lamp.id, lamp.sku
+        shoppers = [make_shopper(app, email=f"api-{n}@example.com") for n in range(apis)]
+        idle = [make_shopper(app, email=f"idle-{n}@example.com") for n in range(empty)]
+    body = {"shipping_address": {"name": "Ada Lovelace", "line1": "12 Analytical St",
+                                 "city": "London", "postal_code": "N1 7AA", "country": "GB"},
+            "payment_method": "manual"}
+
+    def checkout_page():
+        browser = app.test_client()
+        fill_cart(browser, lamp_id)
+        assert review(browser).status_code == 303
+        return browser, reviewed(browser)
+
+    browsers = [checkout_page() for _ in range(pages)]
+    for shopper in shoppers:
+        assert shopper.api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}
+                                ).status_code == 200
+    real_place = checkout.place
+
+    def busy_place(*args, **kwargs):
+        time.sleep(0.3)  # every request is inside its placement while the others arrive
+        return real_place(*args, **kwargs)
+
+    monkeypatch.setattr(checkout, "place", busy_place)
+    jobs = [lambda browser=browser, form=form: browser.post("/checkout/place", data=form)
+            for browser, form in browsers]
+    jobs += [lambda shopper=shopper: shopper.api.post("/api/v1/orders", json=body)
+             for shopper in shoppers + idle]
+    with app.app_context():
+        answers = run_concurrently(app, jobs)
+    assert [a for a in answers if isinstance(a, Exception)] == []
+    page_answers, api_answers = answers[:pages], answers[pages:pages + apis]
+    placed = [a for a in page_answers if a.status_code == 303 and "/orders/" in a.location]
+    placed += [a for a in api_answers if a.status_code == 201]
+    statuses = [a.status_code for a in answers]
+    assert 1 <= len(placed) <= limit, statuses
+    assert all(a in placed or a.status_code == 429 for a in page_answers + api_answers), \
+        statuses
+    assert all(a.status_code in (409, 429) for a in answers[pages + apis:]), statuses
+    for answer in answers:
+        if answer.status_code != 429:
+            continue
+        assert int(answer.headers["Retry-After"]) > 0
+        if answer in page_answers:
+            assert "You have placed several orders in a short time" in answer.get_data(
+                as_text=True)
+        else:
+            assert error_of(answer)["code"] == "rate_limited"
+
+    def orders() -> int:
+        with app.app_context():
+            return db.session.execute(select(func.count()).select_from(Order)).scalar_one()
+
+    assert orders() == len(placed)
+    # What the requests that placed nothing took is given back: exactly the rest of the
+    # limit can be used, and the next order after it is refused.
+    monkeypatch.setattr(checkout, "place", real_place)
+    later = [browser.post("/checkout/place", data=form).status_code
+             for browser, form in [checkout_page() for _ in range(limit - len(placed) + 1)]]
+    assert later == [303] * (limit - len(placed)) + [429]
+    assert orders() == limit
 
 
 def test_coupon_codes_refused_for_one_address_are_limited_on_the_cart_and_the_api(limited,

@@ -30,12 +30,10 @@ from ..limits import (
     COUPONS_SCOPE,
     LOGIN_ACCOUNT_SCOPE,
     LOGIN_ADDRESS_SCOPE,
-    ORDERS_SCOPE,
     REGISTER_SCOPE,
     coupon_refused,
     coupons_limit,
-    order_placed,
-    orders_limit,
+    limit_orders,
 )
 from . import schemas as s
 from . import serializers
@@ -90,9 +88,7 @@ def _retrying_a_placed_order() -> bool:
 
 # The checkout page's bucket: orders placed from one address, through either door.
 ORDER_LIMITS = (
-    limiter.shared_limit(orders_limit, scope=ORDERS_SCOPE, key_func=client_address,
-                         deduct_when=order_placed, exempt_when=_retrying_a_placed_order,
-                         override_defaults=False),
+    limit_orders(exempt_when=_retrying_a_placed_order, override_defaults=False),
 )
 
 
@@ -323,7 +319,7 @@ def _place(user: User, body: s.OrderBody, key: str | None) -> s.PlacedOrderOut:
         idempotency_key=f"api:{user.id}:{key}" if key else None,
         shipping_prefix="shipping_address.", billing_prefix="billing_address.")
     placement = checkout.place(owner(user), checkout_request)
-    g.order_placed = placement.new  # counts towards the orders limit (limits.order_placed)
+    g.order_placed = placement.new  # keeps its place in the orders limit (limits.py)
     order = orders.load(placement.order.number)
     return serializers.placed_order(order, payments.checkout_url(order))
 

@@ -18,7 +18,6 @@ from flask import (
 )
 from flask_login import current_user
 
-from ...extensions import client_address, limiter
 from ...http import personal
 from ...models import ADDRESS_FIELDS
 from ...services import addresses, checkout, orders, payments, pricing
@@ -35,7 +34,7 @@ from ...services.errors import (
     ValidationError,
 )
 from ..htmx import is_htmx, vary
-from ..limits import ORDERS_SCOPE, TOO_MANY_ORDERS, order_placed, orders_limit
+from ..limits import TOO_MANY_ORDERS, limit_orders
 from ..shopper import cart_owner
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
@@ -177,8 +176,7 @@ def review():
 
 
 @bp.post("/place")
-@limiter.shared_limit(orders_limit, scope=ORDERS_SCOPE, key_func=client_address,
-                      deduct_when=order_placed, error_message=TOO_MANY_ORDERS)
+@limit_orders(error_message=TOO_MANY_ORDERS)
 def place():
     """Place the order. A second click or a retry finds the first order."""
     details = _details()
@@ -219,7 +217,7 @@ def place():
         # A detail the rules now refuse (card payment since switched off, an address that
         # no longer passes): the details form, the message beside the field.
         return _refused(details, exc.errors, whole=True)
-    g.order_placed = placement.new  # counts towards the orders limit (limits.order_placed)
+    g.order_placed = placement.new  # keeps its place in the orders limit (limits.py)
     order = placement.order
     # Saved with the order this request placed: a repeated "Place order" saves nothing again.
     if placement.new and details.get("save_address") and current_user.is_authenticated \
