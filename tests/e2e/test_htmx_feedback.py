@@ -352,3 +352,54 @@ def test_add_to_cart_right_after_choosing_an_option_is_announced_last(shop, page
     page.wait_for_timeout(900)  # had the option's answer come last, it would show by now
     expect(page.locator("#live")).to_contain_text("to your cart")
     assert_same_page(page)
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_a_refused_quantity_keeps_what_the_shopper_typed(shop, new_context, js):
+    """A quantity the cart refuses (stock sold since the page was shown, a field left empty):
+    without JavaScript the page came back with what was typed and the message beside it;
+    with htmx the line came back showing the saved quantity, so the shopper could not see
+    what they had typed. Both now keep it, marked invalid and described by the message, and
+    save nothing."""
+    page = new_context(java_script_enabled=js).new_page()
+    open_variant_product(page, shop, js=js)
+    choose_variant_and_add(page, js=js)
+    page.goto(shop("/cart"))
+    line = page.locator(".cart-line").first
+    line_id = int(line.get_attribute("id").removeprefix("cart-line-"))
+    quantity = line.get_by_role("spinbutton", name=re.compile("^Quantity"))
+    assert int(quantity.get_attribute("max")) >= 2, "the option should have 2 in stock"
+    line_total = line.locator(".line-total").inner_text()
+    count = cart_count(page)
+    database = shop.log.parent / "shop.db"
+    with sqlite3.connect(database) as db:
+        variant_id, stock = db.execute(
+            "SELECT v.id, v.stock_quantity FROM cart_lines l JOIN variants v "
+            "ON v.id = l.variant_id WHERE l.id = ?", (line_id,)).fetchone()
+    try:
+        with sqlite3.connect(database) as db:  # sold meanwhile: 1 left of the 2 shown
+            db.execute("UPDATE variants SET stock_quantity = 1 WHERE id = ?", (variant_id,))
+        for typed, said in [("2", "Only 1 left in stock."),
+                            ("", "Enter a quantity from 0 to 99.")]:
+            if js:
+                mark_page(page)
+            page.locator(f"#qty-{line_id}").fill(typed)
+            page.locator(f"#update-{line_id}").click()
+            message = page.locator(f"#line-error-{line_id}")
+            expect(message).to_have_text(said)
+            field = page.locator(f"#qty-{line_id}")
+            expect(field).to_have_value(typed)
+            expect(field).to_have_attribute("aria-invalid", "true")
+            expect(field).to_have_accessible_description(said)
+            if js:
+                expect(page.locator("#live")).to_contain_text(said)
+                assert_same_page(page)
+            assert cart_count(page) == count
+            assert page.locator(f"#cart-line-{line_id} .line-total").inner_text() == line_total
+        with sqlite3.connect(database) as db:
+            saved = db.execute("SELECT quantity FROM cart_lines WHERE id = ?",
+                               (line_id,)).fetchone()[0]
+        assert saved == 1
+    finally:
+        with sqlite3.connect(database) as db:
+            db.execute("UPDATE variants SET stock_quantity = ? WHERE id = ?", (stock, variant_id))

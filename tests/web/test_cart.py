@@ -439,6 +439,37 @@ def test_a_refused_quantity_without_javascript_is_shown_under_its_line(client, g
     assert gone.status_code == 303
 
 
+@pytest.mark.parametrize("typed, message", [
+    ("5", "Only 2 left in stock."),
+    ("100", "Enter a quantity from 0 to 99."),
+    ("1.5", "Enter a quantity from 0 to 99."),
+    ("-1", "Enter a quantity from 0 to 99."),
+    ("", "Enter a quantity from 0 to 99."),
+], ids=["beyond-stock", "above-line-limit", "fraction", "negative", "empty"])
+def test_a_refused_quantity_with_htmx_keeps_what_was_typed(client, goods, typed, message):
+    """With htmx, the refused line came back showing the saved quantity, so the shopper no
+    longer saw what they had typed beside the message about it; now, as without JavaScript,
+    the field keeps what was typed, marked invalid and described by the message, and nothing
+    is saved (the totals and the header's count are the saved line's)."""
+    add(client, goods["tee"].id, "1")
+    add(client, goods["mug"].id, "2")
+    tee, mug = (int(x) for x in re.findall(r'id="cart-line-(\d+)"',
+                                           client.get("/cart").get_data(as_text=True)))
+    token = csrf_token(client, "/cart")
+    response = client.post(f"/cart/lines/{tee}/update",
+                           data={"quantity": typed, "csrf_token": token}, headers=HX)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert html.lstrip().startswith(f'<li class="cart-line" id="cart-line-{tee}"')
+    assert (f'<input id="qty-{tee}" type="number" name="quantity" value="{typed}" min="0" '
+            f'max="2" inputmode="numeric" aria-describedby="line-error-{tee}" '
+            'aria-invalid="true">') in html
+    assert f'<p id="line-error-{tee}" class="field-error line-error">{message}</p>' in html
+    assert 'Cart <span class="cart-count">(3)</span>' in html and "$44.00" in html
+    assert db.session.get(CartLine, tee).quantity == 1
+    assert db.session.get(CartLine, mug).quantity == 2
+
+
 def test_zero_quantity_update_removes_the_line(client, goods):
     add(client, goods["mug"].id, "1")
     lid = line_id(client)

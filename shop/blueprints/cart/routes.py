@@ -52,16 +52,19 @@ def show():
 
 def _fragments(view, announcement: str, *, line=None, line_id: int | None = None,
                coupon_error: str | None = None, line_error: str | None = None,
-               coupon_form: bool = False):
+               typed_quantity: str | None = None, coupon_form: bool = False):
     """The htmx answer: the changed line (or nothing when removed), totals, count, message.
     A line change can take the subtotal under the coupon's minimum: the message says so, as
-    the coupon box (sent out of band) does."""
+    the coupon box (sent out of band) does. A refused line shows `typed_quantity` (what the
+    shopper typed) in its field, as the page without JavaScript does."""
     if not coupon_form and view.coupon_code and view.coupon_message:
         announcement = (f"{announcement} Coupon {view.coupon_code} cannot be used: "
                         f"{view.coupon_message}")
     page = render_template("cart/_response.html", cart=view, line=line, line_id=line_id,
                            announcement=announcement, coupon_error=coupon_error,
                            line_error=line_error, coupon_form=coupon_form,
+                           typed_quantities=({line_id: typed_quantity}
+                                             if typed_quantity is not None else None),
                            shipping_method=_shipping_method(), cart_count=view.item_count)
     cart_service.mark_prices_seen(view)  # the notice is in the answer (cart/_problems.html)
     return page
@@ -174,14 +177,19 @@ def _line_failed(exc: ShopError, line_id: int):
     message = _message(exc)
     view = _cart_view()
     line_view = next((item for item in view.lines if item.id == line_id), None)
+    # The line's quantity field keeps what was typed (or its saved quantity, for text a
+    # number field cannot show), beside the message about it: with htmx as without, or the
+    # shopper reads "Only 2 left" under the quantity they had before and cannot see or
+    # correct what they typed. Nothing was saved.
+    typed = (_shown_number(request.form.get("quantity"), str(line_view.quantity))
+             if line_view is not None else None)
     if is_htmx():
-        return _fragments(view, message, line=line_view, line_id=line_id, line_error=message)
+        return _fragments(view, message, line=line_view, line_id=line_id, line_error=message,
+                          typed_quantity=typed)
     if line_view is None:  # no such line (any more): nothing to put the message beside
         flash(message, "error")
         return redirect(_cart_url(), 303)
-    # Without JavaScript: the cart page again, the message under the line's quantity, which
-    # keeps what was typed.
-    typed = _shown_number(request.form.get("quantity"), str(line_view.quantity))
+    # Without JavaScript: the cart page again, the message under the line's quantity.
     return _cart_page(422, view, line_errors={line_id: message},
                       typed_quantities={line_id: typed})
 
