@@ -403,3 +403,30 @@ def test_a_refused_quantity_keeps_what_the_shopper_typed(shop, new_context, js):
     finally:
         with sqlite3.connect(database) as db:
             db.execute("UPDATE variants SET stock_quantity = ? WHERE id = ?", (stock, variant_id))
+
+
+def test_the_shipping_estimate_chosen_with_htmx_holds_after_back_and_refresh(shop, page):
+    """Express chosen with htmx, then another page and Back (or a refresh): the cart came from
+    the server priced with standard shipping, under a select the browser put back to Express.
+    The cart's address now carries the estimate, so the select and the totals agree."""
+    _cart_with_one_item(page, shop)
+    estimate = page.get_by_label("Shipping estimate")
+    shipping = page.locator("#cart-totals dt:text-is('Shipping') + dd")
+    standard = shipping.inner_text()
+    estimate.select_option("express")
+    expect(page.locator("#live")).to_contain_text("Express")
+    express = shipping.inner_text()
+    assert express != standard
+    entries = page.evaluate("history.length")
+    expect(page).to_have_url(re.compile(r"/cart\?shipping=express$"))
+    assert page.evaluate("history.length") == entries  # replaced, not a step more for Back
+    page.locator(".cart-line .line-name a").first.click()
+    expect(page.get_by_role("button", name="Add to cart")).to_be_visible()
+    page.go_back()
+    expect(estimate).to_have_value("express")
+    expect(shipping).to_have_text(express)
+    page.reload()
+    expect(estimate).to_have_value("express")
+    expect(shipping).to_have_text(express)
+    expect(page.get_by_role("link", name="Checkout", exact=True)).to_have_attribute(
+        "href", re.compile(r"shipping=express"))

@@ -684,6 +684,21 @@ def test_another_shipping_estimate_answers_htmx_with_the_totals_and_says_them(cl
     assert "<html" in page and re.search(r'<option value="express" selected>', page)
 
 
+def test_another_shipping_estimate_is_the_cart_pages_address_with_htmx(client, goods):
+    """With htmx, another shipping estimate changed the totals but not the page's address:
+    refreshed, or gone back to from another page, the cart came from the server with standard
+    shipping while the browser put the select back to Express. The estimate's form asks htmx
+    to put its choice in the address (replace, not a new history entry), as the form without
+    JavaScript does, and the cart at that address is priced with it."""
+    add(client, goods["mug"].id, "2")
+    page = client.get("/cart").get_data(as_text=True)
+    form = re.search(r'<form class="shipping-estimate"[^>]*>', page).group()
+    assert 'data-hx-get="/cart"' in form and 'data-hx-replace-url="true"' in form
+    assert "data-hx-push-url" not in form
+    express = client.get("/cart?shipping=express").get_data(as_text=True)
+    assert '<option value="express" selected>' in express and _shipping_shown(express) == "$15.00"
+
+
 def _shipping_shown(html: str) -> str:
     return re.search(r"<dt>Shipping</dt><dd>([^<]*)</dd>", html).group(1)
 
