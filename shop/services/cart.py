@@ -57,6 +57,12 @@ class CartLineView:
     # The unit price the shopper last saw, when the price is no longer that (None otherwise).
     price_was: Decimal | None = None
 
+    @property
+    def full_name(self) -> str:
+        """The product and the option, as the shopper tells lines apart: "Tee (M / Blue)";
+        a product without options by its name alone. Two sizes of one tee are two lines."""
+        return f"{self.name} ({self.variant_label})" if self.variant_label else self.name
+
 
 @dataclass
 class CartView:
@@ -354,16 +360,20 @@ def _line_view(line_id: int, quantity: int, variant_id: int, sku: str, options: 
     unit = pricing.unit_price(price, currency)
     if seen is not None:
         seen = pricing.unit_price(seen, currency)
+    label = " / ".join(str(v) for v in options.values())
+    # The option named too (CartLineView.full_name): the cart's summary of problems and the
+    # review say which of two sizes of one product is short.
+    named = f"{name} ({label})" if label else name
     problem = None
     if not active:
-        problem = f"{name} is no longer sold; please remove it."
+        problem = f"{named} is no longer sold; please remove it."
     elif stock <= 0:
-        problem = f"{name} is now out of stock; please remove it."
+        problem = f"{named} is now out of stock; please remove it."
     elif quantity > stock:
-        problem = f"Only {stock} of {name} left; please lower the quantity."
+        problem = f"Only {stock} of {named} left; please lower the quantity."
     return CartLineView(
         id=line_id, variant_id=variant_id, sku=sku, name=name, options=options,
-        variant_label=" / ".join(str(v) for v in options.values()),
+        variant_label=label,
         product_slug=slug, image_path=image_path, image_alt=name,
         unit_price=unit, quantity=quantity,
         line_total=pricing.line_total(price, quantity, currency),

@@ -245,7 +245,7 @@ def test_the_cart_read_in_one_plain_query_is_the_cart_the_orm_reads(app):
                                         ("Linen Shirt", "L / Sand", "21.10", "63.30"),
                                         ("Mug", "", "7.05", "28.20"),
                                         ("Poster", "", "12.30", "12.30")]
-    assert view.problems == ["Linen Shirt is now out of stock; please remove it.",
+    assert view.problems == ["Linen Shirt (L / Sand) is now out of stock; please remove it.",
                              "Only 2 of Mug left; please lower the quantity.",
                              "Poster is no longer sold; please remove it."]
     assert str(view.quote.subtotal) == "143.78"

@@ -470,6 +470,40 @@ def test_a_refused_quantity_with_htmx_keeps_what_was_typed(client, goods, typed,
     assert db.session.get(CartLine, mug).quantity == 2
 
 
+def test_two_options_of_one_product_are_told_apart_by_their_controls_and_messages(client,
+                                                                                   app):
+    """Two sizes of one tee in the cart: each line's quantity field and Remove button had the
+    same name ("Quantity of Tee", "Remove Tee"), a change was announced as "Quantity of Tee
+    updated to 2.", and the cart's summary of problems said "Only 1 of Tee left" without
+    saying which: a shopper hearing them could not tell the lines apart. Each now names the
+    option too, as "Added Tee (M) to your cart." does; a product without options is named
+    alone."""
+    tee = f.product("Tee", price="20.00", variants=[
+        {"options": {"size": "S"}, "stock": 5}, {"options": {"size": "M"}, "stock": 5}])
+    mug = f.product("Mug", price="12.00", stock=5)
+    for variant in (f.variant_of(tee, 0), f.variant_of(tee, 1), f.variant_of(mug)):
+        add(client, variant.id, "2")
+    small, medium, plain = (int(x) for x in re.findall(
+        r'id="cart-line-(\d+)"', client.get("/cart").get_data(as_text=True)))
+    page = client.get("/cart").get_data(as_text=True)
+    for line, name in ((small, "Tee (S)"), (medium, "Tee (M)"), (plain, "Mug")):
+        assert (f'<label for="qty-{line}">Quantity<span class="visually-hidden"> of {name}'
+                '</span></label>') in page
+        assert f'Remove<span class="visually-hidden"> {name}</span></button>' in page
+    token = csrf_token(client, "/cart")
+    html = client.post(f"/cart/lines/{medium}/update", data={"quantity": "3",
+                                                             "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert re.search(r'<div id="live"[^>]*>Quantity of Tee \(M\) updated to 3\.</div>', html)
+    client.post(f"/cart/lines/{plain}/update", data={"quantity": "1", "csrf_token": token})
+    assert "Quantity of Mug updated to 1." in client.get("/cart").get_data(as_text=True)
+    f.variant_of(tee, 1).stock_quantity = 1
+    db.session.commit()
+    page = client.get("/cart").get_data(as_text=True)
+    problems = re.search(r'<div id="cart-problems">.*?</div>\s*</div>', page, re.S).group()
+    assert "Only 1 of Tee (M) left; please lower the quantity." in problems
+
+
 def test_zero_quantity_update_removes_the_line(client, goods):
     add(client, goods["mug"].id, "1")
     lid = line_id(client)

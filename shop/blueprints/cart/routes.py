@@ -125,7 +125,7 @@ def update_line(line_id: int):
         text = "Item removed from your cart."
         return _done(view, text, line_id=line_id)
     line_view = next((item for item in view.lines if item.id == line_id), None)
-    return _done(view, f"Quantity of {line_view.name if line_view else 'item'} "
+    return _done(view, f"Quantity of {line_view.full_name if line_view else 'item'} "
                        f"updated to {line.quantity}.", line=line_view, line_id=line_id)
 
 
