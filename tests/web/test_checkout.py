@@ -592,3 +592,45 @@ def test_a_cart_whose_total_an_order_cannot_hold_is_refused_on_the_cart_page(cli
     assert message in client.get("/cart").get_data(as_text=True)
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
     assert db.session.get(Variant, gold.id).stock_quantity == 200
+
+
+def test_the_cart_gone_back_to_from_the_review_keeps_the_shipping_chosen(client, lamp):
+    """Express chosen at checkout, then "Change cart" on the review (or "Place order" stopped
+    by the cart, or its "Fix your cart"): the cart showed the standard estimate, and its
+    Checkout link (which names the cart's estimate) started the checkout again with Standard
+    chosen, so a shopper who changed a quantity and went on ordered standard shipping without
+    choosing it. The way back to the cart names the method chosen: the cart is priced with it
+    and hands it back to the checkout."""
+    fill_cart(client, lamp.id, 2)
+    review(client, shipping_method="express")
+    page = client.get("/checkout/review").get_data(as_text=True)
+    change = re.search(r'<a href="([^"]+)">Change cart</a>', page).group(1)
+    assert change == "/cart?shipping=express"
+    cart = client.get(change).get_data(as_text=True)
+    assert '<option value="express" selected>' in cart
+    assert re.search(r"<dt>Shipping</dt><dd>\$15\.00</dd>", cart)
+    checkout = re.search(r'href="(/checkout\?shipping=[a-z]+)">Checkout</a>', cart).group(1)
+    details = client.get(checkout).get_data(as_text=True)
+    assert re.search(r'id="ship-express" name="shipping_method" value="express" checked', details)
+
+    form = reviewed(client)
+    variant = db.session.get(Variant, lamp.id)
+    variant.stock_quantity = 1  # sold meanwhile
+    db.session.commit()
+    response, *_ = place(client, form)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/cart?shipping=express"
+    page = client.get("/checkout/review").get_data(as_text=True)
+    assert '<a href="/cart?shipping=express">Fix your cart</a>' in page
+
+    # Standard is the cart's own estimate: its address names none.
+    variant.stock_quantity = 3
+    db.session.commit()
+    review(client, shipping_method="standard")
+    page = client.get("/checkout/review").get_data(as_text=True)
+    assert '<a href="/cart">Change cart</a>' in page
+    form = reviewed(client)
+    variant.stock_quantity = 1
+    db.session.commit()
+    response, *_ = place(client, form)
+    assert response.headers["Location"] == "/cart"

@@ -167,6 +167,7 @@ def review():
         flash("Your cart is empty.", "info")
         return redirect(url_for("cart.show"), 303)
     page = render_template("checkout/review.html", cart=view, details=details,
+                           cart_url=_cart_url(details),
                            countries=COUNTRIES, shipping_labels=pricing.SHIPPING_LABELS,
                            payment_labels=checkout.PAYMENT_LABELS,
                            reviewed_cart=checkout.cart_fingerprint(
@@ -209,10 +210,10 @@ def place():
         # true for every reason, so nothing is read out three times or contradicted.
         flash("Your order was not placed: something in your cart can no longer be ordered "
               "as it is. Please check your cart below.", "error")
-        return redirect(url_for("cart.show"), 303)
+        return redirect(_cart_url(details), 303)
     except (CartEmpty, CouponInvalid, CouponUsedUp, OrderTooLarge) as exc:
         flash(exc.message, "error")
-        return redirect(url_for("cart.show"), 303)
+        return redirect(_cart_url(details), 303)
     except ValidationError as exc:
         # A detail the rules now refuse (card payment since switched off, an address that
         # no longer passes): the details form, the message beside the field.
@@ -230,6 +231,13 @@ def place():
     session.setdefault("recent_orders", [])
     session["recent_orders"] = ([order.number] + session["recent_orders"])[:5]
     return _to_order(order)
+
+
+def _cart_url(details: dict) -> str:
+    """The cart, its shipping estimate the method chosen here (standard is its own): its
+    Checkout link hands the estimate on, and would otherwise start again with Standard."""
+    method = pricing.known_shipping_method(details.get("shipping_method"))
+    return url_for("cart.show", shipping=None if method == "standard" else method)
 
 
 def _order_for_token(token: str):
