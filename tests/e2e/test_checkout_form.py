@@ -40,3 +40,35 @@ def test_a_refused_details_form_is_corrected_in_place(shop, page):
     expect(page.get_by_role("heading", level=1, name="Review your order")).to_be_visible()
     expect(page).to_have_url(shop("/checkout/review"))
     expect(page.locator("address")).to_contain_text(ADDRESS["city"])
+
+
+def test_the_summary_beside_the_details_follows_the_shipping_method_chosen(shop, page):
+    """Express chosen on the details form: the order summary beside it kept the standard
+    shipping and its total until the form was sent. It now follows each choice, read out,
+    and the review confirms the same total."""
+    import re
+
+    open_variant_product(page, shop)
+    choose_variant_and_add(page)
+    page.goto(shop("/checkout"))
+    mark_page(page)
+    shipping = page.locator("#checkout-summary dt:text-is('Shipping') + dd")
+    total = page.locator("#checkout-summary .grand-total dd")
+    standard, standard_total = shipping.inner_text(), total.inner_text()
+    page.get_by_role("radio", name=re.compile("^Express")).check()
+    expect(shipping).to_have_text("$15.00")
+    expect(total).not_to_have_text(standard_total)
+    express_total = total.inner_text()
+    expect(page.locator("#live")).to_have_text(
+        f"Shipping: Express (1-2 business days), $15.00. Total {express_total}.")
+    page.get_by_role("radio", name=re.compile("^Standard")).check()
+    expect(shipping).to_have_text(standard)
+    expect(total).to_have_text(standard_total)
+    page.get_by_role("radio", name=re.compile("^Express")).check()
+    expect(total).to_have_text(express_total)
+    assert_same_page(page)
+    fill_details(page, unique_email("summary"))
+    page.get_by_role("radio", name=re.compile("^Express")).check()
+    page.get_by_role("button", name="Review order").click()
+    expect(page.get_by_role("heading", level=1, name="Review your order")).to_be_visible()
+    expect(page.locator("#checkout-summary .grand-total dd")).to_have_text(express_total)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shop.extensions import db
-from shop.models import ADDRESS_FIELDS, Address, Order, Variant
+from shop.models import ADDRESS_FIELDS, Address, CartLine, Order, Variant
 from tests import factories as f
 from tests.conftest import csrf_token
 
@@ -229,6 +229,39 @@ def test_the_details_form_with_htmx(client, lamp):
     assert accepted.status_code == 204
     assert accepted.headers["HX-Redirect"] == "/checkout/review"
     assert "ada@example.com" in client.get("/checkout/review").get_data(as_text=True)
+
+
+def test_another_shipping_method_on_the_details_form_reprices_the_summary_with_htmx(client,
+                                                                                   lamp):
+    """Express chosen on the details form: the order summary beside it still said standard
+    shipping and its total until the form was sent. With htmx each shipping choice now asks
+    for the summary priced with it (nothing kept: the form sends the choice) and the new
+    shipping and total are read out; a cart emptied meanwhile sends the shopper to the cart."""
+    fill_cart(client, lamp.id)  # $40: under the free shipping threshold
+    page = client.get("/checkout").get_data(as_text=True)
+    radio = re.search(r'<input type="radio" id="ship-express"[^>]*>', page).group()
+    assert 'data-hx-get="/checkout"' in radio and 'data-hx-target="#checkout-summary"' in radio
+    assert 'data-hx-swap="outerHTML"' in radio and 'data-hx-trigger="change"' in radio
+    response = client.get("/checkout?shipping_method=express", headers=HX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert "HX-Request" in response.headers["Vary"]
+    assert html.lstrip().startswith('<aside id="checkout-summary"')
+    assert "data-hx-swap-oob" not in html.split(">", 1)[0]
+    assert "<dt>Shipping</dt><dd>$15.00</dd>" in html
+    live = re.search(r'<div id="live"[^>]*data-hx-swap-oob="innerHTML">([^<]*)</div>', html)
+    assert live and live.group(1) == ("Shipping: Express (1-2 business days), $15.00. "
+                                      "Total $59.40.")
+    standard = client.get("/checkout?shipping_method=bogus", headers=HX).get_data(as_text=True)
+    assert "<dt>Shipping</dt><dd>$5.00</dd>" in standard
+    # Nothing was kept: the page without htmx starts as before.
+    assert 'id="ship-standard" name="shipping_method" value="standard" checked' in \
+        client.get("/checkout").get_data(as_text=True)
+    line = db.session.query(CartLine).one()
+    db.session.delete(line)
+    db.session.commit()
+    emptied = client.get("/checkout?shipping_method=express", headers=HX)
+    assert emptied.status_code == 204 and emptied.headers["HX-Redirect"] == "/cart"
 
 
 def test_a_saved_address_refused_is_offered_as_a_new_one(client, auth, lamp):

@@ -65,7 +65,10 @@ def _form_context(details: dict, errors: dict[str, str] | None = None):
 @bp.get("")
 def start():
     """The details form. The cart's Checkout link names the shipping estimate chosen there
-    (?shipping=): the form starts with that method, a method the shop lacks being standard."""
+    (?shipping=): the form starts with that method, a method the shop lacks being standard.
+    htmx asks for the order summary priced with the shipping method chosen on the form."""
+    if is_htmx():
+        return _summary(request.args.get("shipping_method"))
     details = _details()
     if "shipping" in request.args:
         details["shipping_method"] = pricing.known_shipping_method(request.args["shipping"])
@@ -81,6 +84,22 @@ def start():
         flash("Your cart is empty.", "info")
         return redirect(url_for("cart.show"), 303)
     return render_template("checkout/details.html", **context)
+
+
+def _summary(method: str | None):
+    """htmx's answer to another shipping method chosen on the details form: the summary
+    beside it priced with that method, and its shipping and total read out. Nothing is kept
+    (the form sends the choice). A cart emptied meanwhile (another tab) has no summary: the
+    cart is shown, as the page itself would redirect there."""
+    method = pricing.known_shipping_method(method)
+    view = cart_service.view(cart_owner(), method)
+    if view.is_empty:
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = url_for("cart.show")
+        return vary(response)
+    return vary(make_response(render_template(
+        "checkout/_summary_response.html", cart=view,
+        shipping_label=pricing.SHIPPING_LABELS[method])))
 
 
 @bp.post("")
