@@ -504,6 +504,38 @@ def test_two_options_of_one_product_are_told_apart_by_their_controls_and_message
     assert "Only 1 of Tee (M) left; please lower the quantity." in problems
 
 
+def test_a_form_the_cart_refused_without_javascript_is_said_at_the_top(client, goods):
+    """Without JavaScript a refused quantity or coupon brings the cart page back (422) with
+    the message beside its field only: the page gave no sign at its top, where the shopper
+    (and a screen reader) starts, that anything was refused, unlike the shop's other forms
+    ("Please correct the fields marked below."). It now says so in an alert there, with a
+    link to the field; the cart's own page and htmx's answers have none."""
+    f.coupon("WELCOME10", "percent", "10")
+    add(client, goods["tee"].id, "1")
+    lid = line_id(client)
+    token = csrf_token(client, "/cart")
+    notice = re.compile(r'<div class="notice notice-error" role="alert">(.*?)</div>', re.S)
+    assert not notice.search(client.get("/cart").get_data(as_text=True))
+    page = client.post(f"/cart/lines/{lid}/update",
+                       data={"quantity": "5", "csrf_token": token}).get_data(as_text=True)
+    said = notice.search(page)
+    assert said and said.group(1).strip() == (
+        '<p>Your cart was not changed. Please correct the field marked below: '
+        f'<a href="#qty-{lid}">Quantity of Tee</a>.</p>')
+    assert page.index(said.group(0)) < page.index(f'id="cart-line-{lid}"')
+    page = client.post("/cart/coupon",
+                       data={"code": "nope", "csrf_token": token}).get_data(as_text=True)
+    said = notice.search(page)
+    assert said and said.group(1).strip() == (
+        '<p>Your cart was not changed. Please correct the field marked below: '
+        '<a href="#coupon-code">Coupon code</a>.</p>')
+    for path, data in ((f"/cart/lines/{lid}/update", {"quantity": "5"}),
+                       ("/cart/coupon", {"code": "nope"})):
+        html = client.post(path, data={**data, "csrf_token": token},
+                           headers=HX).get_data(as_text=True)
+        assert not notice.search(html), path
+
+
 def test_zero_quantity_update_removes_the_line(client, goods):
     add(client, goods["mug"].id, "1")
     lid = line_id(client)
