@@ -284,6 +284,35 @@ def test_a_saved_address_refused_is_offered_as_a_new_one(client, auth, lamp):
     assert 'value="1 Old Rd"' in html
 
 
+def test_countries_are_listed_by_name(client, auth, lamp):
+    """The country lists (checkout, a saved address) were in the order of the ISO codes:
+    United Arab Emirates second (AE), Germany among the D's (DE), United Kingdom among the G's
+    (GB), so a shopper looking for their country by name could not find it where they looked.
+    They are now in the order of their names, accents aside (Åland Islands among the A's),
+    each with its code as before, United States still chosen first."""
+    import unicodedata
+
+    def key(name: str) -> str:
+        return "".join(c for c in unicodedata.normalize("NFKD", name)
+                       if not unicodedata.combining(c)).casefold()
+
+    fill_cart(client, lamp.id)
+    f.user("shopper@example.com")
+    for path in ("/checkout", "/account/addresses/new"):
+        if path.startswith("/account"):
+            auth.login("shopper@example.com")
+        html = client.get(path).get_data(as_text=True)
+        select = re.search(r'<select id="country".*?</select>', html, re.S).group()
+        options = re.findall(r'<option value="([A-Z]{2})"( selected)?>([^<]+)</option>', select)
+        names = [name for _, _, name in options]
+        assert len(names) == 249 and names == sorted(names, key=key), path
+        assert names[:3] == ["Afghanistan", "Åland Islands", "Albania"], path
+        codes = {code: name for code, _, name in options}
+        assert codes["DE"] == "Germany" and codes["GB"] == "United Kingdom", path
+        if path == "/checkout":
+            assert [code for code, chosen, _ in options if chosen] == ["US"]
+
+
 def unshowable(html: str) -> set[str]:
     """The control characters HTML forbids that a page holds (tab, LF and CR are allowed)."""
     return {c for c in html if (ord(c) < 32 and c not in "\t\n\r") or 0x7f <= ord(c) <= 0x9f}
