@@ -301,3 +301,118 @@ def test_orders_get_their_ship_to_name_on_upgrade(tmp_path):
         assert names == {"SH-1": "Zoë Ångström", "SH-2": "x" * 120, "SH-3": ""}
         downgrade(revision="base")
         db.engine.dispose()
+
+
+def test_folded_letter_terms_on_upgrade(tmp_path):
+    """Migration 0024 writes again the terms of exactly the active products whose terms the
+    new fold changes ("Straße": strasse, not straße; "foo_bar": foo and bar), found by the
+    database among those with ß, Æ, Ø... or "_" in their name or description, and the
+    postings of the terms that changed, on SQLite and MySQL; the search page then finds them.
+    Other products are not touched: not one with only accents (Crème), nor one whose "_"
+    made no term. Going back down leaves the terms folded."""
+    import re
+
+    from pyroaring import BitMap
+    from sqlalchemy import event
+
+    from shop import create_app
+    from shop.services import search
+
+    products = ((1, "Straße Sign", "Enamel.", 1), (2, "Æble Cider", "Crème of apples.", 1),
+                (3, "Cable Tidy", "Model foo_bar.", 1), (4, "Café Crème Mug", "Plain.", 1),
+                (5, "Linen Shirt", "Breathable.", 1), (6, "Hidden Øl", "Dark.", 0),
+                (7, "Poster a_b", "Paper.", 1), (8, "Tea Mug", "Hot _ or cold.", 1),
+                (9, "Kraków Map", "Łódź and Gdańsk, ØRESUND.", 1))
+
+    def stored() -> set:
+        with db.engine.connect() as connection:
+            return {tuple(r) for r in connection.execute(text(
+                "SELECT term, product_id, weight FROM search_terms"))}
+
+    def postings() -> dict:
+        with db.engine.connect() as connection:
+            return {term: tuple(sorted(BitMap.deserialize(blob)) for blob in blobs)
+                    for term, *blobs in connection.execute(text(
+                        "SELECT term, in_both, in_name, in_description FROM search_postings"))}
+
+    def postings_of(rows: set) -> dict:
+        found: dict = {}
+        for term, pid, weight in rows:
+            found.setdefault(term, ([], [], []))[{11: 0, 10: 1, 1: 2}[weight]].append(pid)
+        return {term: tuple(sorted(ids) for ids in tiers) for term, tiers in found.items()}
+
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": _fresh_database_url(tmp_path)},
+                       env="testing")
+    with fresh.app_context():
+        upgrade(revision="0002")
+        with db.engine.begin() as connection:
+            for pid, name, description, active in products:
+                connection.execute(text(
+                    "INSERT INTO products (id, slug, name, description, active, price, "
+                    "rating_count, created_at) VALUES (:id, :slug, :name, :description, "
+                    ":active, 10, 0, '2026-01-01')"),
+                    {"id": pid, "slug": f"p{pid}", "name": name, "description": description,
+                     "active": active})
+        upgrade(revision="0023")
+        before = stored()
+        assert {("straße", 1, 10), ("æble", 2, 10), ("foo_bar", 3, 1), ("a_b", 7, 10),
+                ("øresund", 9, 1)} <= before
+        assert postings() == postings_of(before)
+        deleted: list[str] = []
+
+        def watch(_conn, _cursor, statement, *_args) -> None:
+            if statement.startswith("DELETE FROM search_terms"):
+                deleted.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", watch)
+        try:
+            upgrade()
+        finally:
+            event.remove(db.engine, "before_cursor_execute", watch)
+        rewritten = {int(i) for statement in deleted
+                     for i in re.findall(r"\d+", statement.split(" IN ", 1)[1])}
+        assert rewritten == {1, 2, 3, 7, 9}
+        now = {(term, pid, weight) for pid, name, description, active in products if active
+               for term, weight in search.terms(name, description).items()}
+        assert stored() == now
+        assert {pid for _term, pid, _weight in now ^ before} == {1, 2, 3, 7, 9}
+        assert {("strasse", 1, 10), ("aeble", 2, 10), ("foo", 3, 1), ("bar", 3, 1),
+                ("lodz", 9, 1), ("oresund", 9, 1)} <= now
+        assert postings() == postings_of(now)
+        page = fresh.test_client().get("/products", query_string={"q": "strasse"})
+        assert re.findall(r'<h3 class="card-title"><a href="/p/[^"]+">([^<]+)</a>',
+                          page.get_data(as_text=True)) == ["Straße Sign"]
+        downgrade(revision="0023")
+        assert stored() == now and postings() == postings_of(now)
+        downgrade(revision="base")
+        db.engine.dispose()
+
+
+def test_the_characters_0024_looks_for_are_those_whose_fold_changed():
+    """Migration 0024 writes again the terms of the products with one of its CHANGED
+    characters: they must be every character of a word that shop.services.search folds
+    otherwise than before (0011's fold, the one before), over the whole of Unicode, and "_"
+    that now separates words; and its copy of the terms must be the service's."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    from shop.services import search
+
+    def load(name: str):
+        path = next(Path(__file__).parent.parent.glob(f"migrations/versions/{name}_*.py"))
+        spec = importlib.util.spec_from_file_location(f"migration_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    before, now = load("0011"), load("0024")
+    letter = re.compile(r"\w")
+    changed = {c for c in map(chr, range(0x110000))
+               if letter.match(c) and c != "_" and not "\ud800" <= c <= "\udfff"
+               and before._fold(c.lower()) != search.fold(c.lower())}
+    assert set(now.CHANGED) == changed | {"_"}
+    texts = ["Straße STRAẞE", "Æble ǽ ᴭ Œuvre", "Øl Ǿ Łódź Đ ð Þórður Ħ ŧ ıi", "foo_bar a_b",
+             "o\ufb03ce \ufb01ne T-Shirt men's", "Crème brûlée", "x" * 60 + "ß"]
+    for text_ in texts:
+        assert now._terms(text_, text_[::-1]) == search.terms(text_, text_[::-1]), text_

@@ -12,6 +12,12 @@ flush listeners see the ORM's (back office, API, CSV import, tests), the seed's 
 call `add_products`. Only active products have terms, so a search never finds products it
 does not show.
 
+A term is a word folded by `fold()`, and so is each word of a shopper's query, so that the
+two always agree: lower case, without accents ("creme" finds "Crème"), the letters that have
+no accent to drop spelled as typed without them ("strasse" finds "Straße", "aeble" "Æble",
+"ol" "Øl"). Words are letters and digits: punctuation, "_" too, separates them ("bar" finds
+"foo_bar").
+
 A search reads its words' terms with their postings (one query, a few kilobytes). When each
 word stands for at most MAX_TERMS terms, the matches are counted and ranked in memory, well
 under a millisecond even for 30,000 matches of 100,000 products, and the catalogue reads the
@@ -39,13 +45,15 @@ from sqlalchemy.orm import Session
 
 from . import postings
 
-TOKEN = re.compile(r"\w+", re.UNICODE)
+# A word is letters and digits: "_", which Python's \w counts as a letter, separates words
+# as other punctuation does ("foo_bar" is foo and bar, as a shopper types them).
+TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 # Words joined by hyphens or apostrophes ("T-Shirt", "men's", "T‑Shirt" with a non-breaking
 # hyphen): a product's text has each part as a term and the whole word joined too ("tshirt",
 # "mens"), as shoppers type it. Changing what makes a term needs a migration that writes the
-# terms again (0011). JOINED finds every word with what joins on to it, the joined ones
+# terms again (0011, 0024). JOINED finds every word with what joins on to it, the joined ones
 # kept: a pattern that asked for a joiner backtracked, quadratic in a long word's length.
-JOINED = re.compile(r"\w+(?:['\-\u2010\u2011\u2019]\w+)*", re.UNICODE)
+JOINED = re.compile(r"[^\W_]+(?:['\-\u2010\u2011\u2019][^\W_]+)*", re.UNICODE)
 _JOINERS = re.compile(r"['\-\u2010\u2011\u2019]")
 # Shorter words are not terms (a shopper's one-letter word is left out).
 MIN_TOKEN = 2
@@ -81,7 +89,8 @@ class Match:
 
 
 def tokens(query: str) -> list[str]:
-    """The words of a shopper's query, lower case, at most eight."""
+    """The words of a shopper's query, lower case, at most eight ("_" separates them as other
+    punctuation does); match() folds them as a product's terms are folded."""
     return [t.lower() for t in TOKEN.findall(query or "")][:MAX_TOKENS]
 
 
@@ -103,8 +112,8 @@ def _joined_forms(query: str) -> dict[str, str]:
             continue
         long_parts = [p for p in TOKEN.findall(w) if len(p) >= MIN_TOKEN]
         if len(long_parts) == 1:
-            joined = _fold(_JOINERS.sub("", w))[:TERM_LENGTH]
-            forms.setdefault(_fold(long_parts[0])[:TERM_LENGTH], joined)
+            joined = fold(_JOINERS.sub("", w))[:TERM_LENGTH]
+            forms.setdefault(fold(long_parts[0])[:TERM_LENGTH], joined)
     return forms
 
 
@@ -118,7 +127,7 @@ def match(query: str, dialect: str, rows: Rows | None = None) -> Match:
     for w in tokens(query):
         # A one-letter word is no term, and as a prefix it would stand for a large part of the
         # vocabulary: it is left out beside longer words, and alone it finds nothing.
-        term = _fold(w)[:TERM_LENGTH]
+        term = fold(w)[:TERM_LENGTH]
         if len(w) >= MIN_TOKEN and term not in words:
             words.append(term)
     if not words:
@@ -351,23 +360,46 @@ def _escape_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _fold(word: str) -> str:
-    """A word without its accents ("café" is "cafe"), as MySQL's collations compared them."""
+# Letters that compatibility decomposition (NFKD) keeps whole, as there is no accent to take
+# off, spelled as a shopper types them on a keyboard without them: ß ss, æ ae, œ oe, þ th
+# (their usual ASCII spellings), and a letter with a stroke or without its dot as the letter
+# (ø o, ł l, đ and ð d, ħ h, ŧ t, ı i), as an accented letter loses its accent (ö is o). The
+# capitals are here for the few characters NFKD turns into one ("ᴭ" is "Æ"); the others are
+# lower case by then. Changing these changes terms: a migration writes them again (0024).
+_SPELLED = {"ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ø": "o", "ł": "l", "đ": "d",
+            "ð": "d", "ħ": "h", "ŧ": "t", "ı": "i"}
+_LETTERS = str.maketrans({**_SPELLED, "ẞ": "ss", "Æ": "ae", "Œ": "oe", "Þ": "th", "Ø": "o",
+                          "Ł": "l", "Đ": "d", "Ð": "d", "Ħ": "h", "Ŧ": "t"})
+
+
+def fold(word: str) -> str:
+    """A word as a term: lower case, without accents ("Crème" is "creme") and with the letters
+    decomposition keeps spelled in ASCII ("Straße" and "STRAẞE" are "strasse", "Æble"
+    "aeble"), ligatures and other compatibility forms written out ("ﬁ" is "fi"). The terms
+    of a product's text and the words of a shopper's query are folded here alike.
+
+    Lower case comes first, so that a capital's letters are folded as its small letter's (ẞ is
+    ß, then ss); then NFKD splits off the accents, which are dropped. str.lower, not casefold:
+    casefold would also change Greek words (ς is σ, ᾳ is αι) and Cherokee ones, whose terms
+    would all need writing again; the letter it spells out that matters here, ß, is spelled
+    out above."""
+    word = word.lower()
     if word.isascii():
         return word
     return "".join(c for c in unicodedata.normalize("NFKD", word)
-                   if not unicodedata.combining(c))
+                   if not unicodedata.combining(c)).translate(_LETTERS)
 
 
 # Keeping the terms ---------------------------------------------------------------------------
 
 def _words(text_: str) -> set[str]:
     """The terms of a text: its words of MIN_TOKEN letters or more, and its joined words
-    joined ("T-Shirt": shirt and tshirt), lower case, without accents, cut to TERM_LENGTH."""
+    joined ("T-Shirt": shirt and tshirt), folded (lower case, without accents, ß as ss: fold),
+    cut to TERM_LENGTH."""
     lowered = (text_ or "").lower()
     words = [w for w in TOKEN.findall(lowered) if len(w) >= MIN_TOKEN]
     words.extend(_JOINERS.sub("", w) for w in JOINED.findall(lowered) if _JOINERS.search(w))
-    return {_fold(w)[:TERM_LENGTH] for w in words}
+    return {fold(w)[:TERM_LENGTH] for w in words}
 
 
 def terms(name: str, description: str) -> dict[str, int]:

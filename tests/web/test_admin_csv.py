@@ -253,6 +253,23 @@ def test_import_creates_and_updates_with_stock_through_the_ledger(client, staff,
                        ("import", "Product")}
 
 
+def test_imported_products_are_found_by_their_folded_words(client, staff, catalogue):
+    """A CSV import writes the terms as every writer does: "strasse" finds the "Straße
+    Sign" it created, "bar" the "foo_bar" it wrote into a description."""
+    content = (HEADER + "street-sign,Straße Sign,Enamel.,home,yes,SIGN-1,,12,,3,\n"
+               + "linen-shirt,Linen Shirt,Model foo_bar.,shirts,yes,LIN-S,"
+                 "size=S; colour=Sand,30.00,39.00,10,5\n")
+    html = check(client, content).get_data(as_text=True)
+    assert "2 rows: 1 to create, 1 to update, 0 unchanged." in html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    found = client.get("/products?q=strasse").get_data(as_text=True)
+    assert re.findall(r'<h3 class="card-title"><a href="/p/[^"]+">([^<]+)</a>', found) == [
+        "Straße Sign"]
+    found = client.get("/products?q=bar").get_data(as_text=True)
+    assert re.findall(r'<h3 class="card-title"><a href="/p/[^"]+">([^<]+)</a>', found) == [
+        "Linen Shirt"]
+
+
 def test_a_column_left_out_of_the_file_keeps_its_values(client, staff, catalogue):
     """A price-only file (the required columns alone) erased the description, category,
     options and compare-at price it did not mention; only a blank cell in a column that is

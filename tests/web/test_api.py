@@ -73,6 +73,17 @@ def test_product_list_filters_like_the_page(anonymous, catalog):
     assert "hidden-thing" not in slugs(anonymous.get("/api/v1/products?q=hidden"))
 
 
+def test_product_search_folds_letters_and_parts_words_at_underscores(anonymous, catalog):
+    """The API's search folds as the page's does: "strasse" and "straße" find "Straße",
+    "aeble" "Æble", "bar" a "foo_bar"."""
+    f.product("Straße Sign", slug="street-sign", description="Enamel.")
+    f.product("Æble Cider", slug="cider", description="Dry.")
+    f.product("Cable Tidy", slug="tidy", description="Model foo_bar.")
+    for q, expected in (("strasse", ["street-sign"]), ("straße", ["street-sign"]),
+                        ("aeble", ["cider"]), ("bar", ["tidy"]), ("foo bar", ["tidy"])):
+        assert slugs(anonymous.get("/api/v1/products", query_string={"q": q})) == expected, q
+
+
 def test_product_list_paginates(anonymous, catalog):
     first = anonymous.get("/api/v1/products?sort=name&per_page=2").get_json()
     second = anonymous.get("/api/v1/products?sort=name&per_page=2&page=2").get_json()

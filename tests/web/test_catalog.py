@@ -265,6 +265,31 @@ def test_search_finds_a_hyphenated_name_typed_joined(client, app):
     assert sorted(names(html)) == ["Linen Shirt", "Organic T-Shirt"]
 
 
+def test_search_folds_letters_without_an_accent_and_parts_words_at_underscores(client, app):
+    """"strasse" finds "Straße" (and "straße", "STRAẞE" with the capital sharp s), "aeble"
+    "Æble", "olglas" "Ølglas", "lodz" "Łódź", "office" the "ﬃ" ligature; "bar" finds
+    "foo_bar", "_" separating words as other punctuation does. The terms were the letters
+    NFKD keeps (ß, æ, ø, ł) and "foo_bar" one word, so these found nothing."""
+    f.product("Straße Sign", slug="street-sign", description="Enamel.")
+    f.product("Æble Cider", slug="cider", description="Dry, from Fyn.")
+    f.product("Ølglas", slug="beer-glass", description="Tall; made in Łódź.")
+    f.product("Desk Lamp", slug="lamp", description="For the o\ufb03ce, model foo_bar.")
+    cases = {"strasse": ["Straße Sign"], "straße": ["Straße Sign"], "STRAẞE": ["Straße Sign"],
+             "STRASSE sign": ["Straße Sign"], "aeble": ["Æble Cider"], "æble": ["Æble Cider"],
+             "ÆBLE": ["Æble Cider"], "olglas": ["Ølglas"], "ØL": ["Ølglas"],
+             "lodz": ["Ølglas"], "łódź": ["Ølglas"], "office": ["Desk Lamp"],
+             "o\ufb03ce": ["Desk Lamp"], "bar": ["Desk Lamp"], "foo bar": ["Desk Lamp"],
+             "foo_bar": ["Desk Lamp"], "lamp_foo": ["Desk Lamp"]}
+    for q, expected in cases.items():
+        response = client.get("/products", query_string={"q": q})
+        assert response.status_code == 200, q
+        assert names(response.get_data(as_text=True)) == expected, q
+        response = client.get("/products", query_string={"q": q, "sort": "name"})
+        assert names(response.get_data(as_text=True)) == expected, q
+    assert "No products found" in client.get(
+        "/products", query_string={"q": "foo_baz"}).get_data(as_text=True)
+
+
 def test_filter_form_echoes_what_was_typed(client, catalog):
     """A price that is not one is shown back in its field, with the message beside it; the
     header's search box holds the listing's search words, other pages' is empty."""
