@@ -430,3 +430,25 @@ def test_the_shipping_estimate_chosen_with_htmx_holds_after_back_and_refresh(sho
     expect(shipping).to_have_text(express)
     expect(page.get_by_role("link", name="Checkout", exact=True)).to_have_attribute(
         "href", re.compile(r"shipping=express"))
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_back_to_the_cart_shows_the_quantities_saved(shop, new_context, js):
+    """Back to the cart (fetched again from the shop), the browser put a quantity typed but
+    not sent back in its field: it read 4 beside a line total (and a header count) of one.
+    The field shows what the shop saved, which the browser now leaves as sent."""
+    page = new_context(java_script_enabled=js).new_page()
+    open_variant_product(page, shop, js=js)
+    choose_variant_and_add(page, js=js)
+    page.goto(shop("/cart"))
+    line = page.locator(".cart-line").first
+    quantity = line.get_by_role("spinbutton")
+    saved, line_total = quantity.input_value(), line.locator(".line-total").inner_text()
+    quantity.fill("4")  # not sent
+    line.locator(".line-name a").click()
+    expect(page.get_by_role("button", name="Add to cart")).to_be_visible()
+    page.go_back()
+    expect(page.locator(".cart-line").first.get_by_role("spinbutton")).to_have_value(saved)
+    page.wait_for_timeout(500)  # a browser puts fields back a moment after the page loads
+    expect(page.locator(".cart-line").first.get_by_role("spinbutton")).to_have_value(saved)
+    assert page.locator(".cart-line .line-total").first.inner_text() == line_total

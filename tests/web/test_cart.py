@@ -369,6 +369,20 @@ def test_update_line_plain_and_htmx(client, goods):
     assert "$36.00" in html
 
 
+def test_a_quantity_field_is_not_put_back_by_the_browser(client, goods):
+    """A line's quantity field shows the quantity saved: a browser that put back one typed
+    but not sent, when the shopper comes Back to the cart, showed it beside the saved line's
+    total (tests/e2e: test_back_to_the_cart_shows_the_quantities_saved)."""
+    add(client, goods["mug"].id, "2")
+    lid = line_id(client)
+    for html in (client.get("/cart").get_data(as_text=True),
+                 client.post(f"/cart/lines/{lid}/update",
+                             data={"quantity": "3", "csrf_token": csrf_token(client, "/cart")},
+                             headers=HX).get_data(as_text=True)):
+        field = re.search(rf'<input id="qty-{lid}"[^>]*>', html).group()
+        assert 'autocomplete="off"' in field
+
+
 def test_update_beyond_stock_keeps_the_line(client, goods):
     add(client, goods["tee"].id, "1")
     lid = line_id(client)
@@ -462,8 +476,8 @@ def test_a_refused_quantity_with_htmx_keeps_what_was_typed(client, goods, typed,
     html = response.get_data(as_text=True)
     assert html.lstrip().startswith(f'<li class="cart-line" id="cart-line-{tee}"')
     assert (f'<input id="qty-{tee}" type="number" name="quantity" value="{typed}" min="0" '
-            f'max="2" inputmode="numeric" aria-describedby="line-error-{tee}" '
-            'aria-invalid="true">') in html
+            f'max="2" inputmode="numeric" autocomplete="off" '
+            f'aria-describedby="line-error-{tee}" aria-invalid="true">') in html
     assert f'<p id="line-error-{tee}" class="field-error line-error">{message}</p>' in html
     assert 'Cart <span class="cart-count">(3)</span>' in html and "$44.00" in html
     assert db.session.get(CartLine, tee).quantity == 1
