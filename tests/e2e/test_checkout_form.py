@@ -72,3 +72,34 @@ def test_the_summary_beside_the_details_follows_the_shipping_method_chosen(shop,
     page.get_by_role("button", name="Review order").click()
     expect(page.get_by_role("heading", level=1, name="Review your order")).to_be_visible()
     expect(page.locator("#checkout-summary .grand-total dd")).to_have_text(express_total)
+
+
+def test_the_shipping_method_chosen_holds_after_back_and_refresh(shop, page):
+    """Express chosen with htmx, then "Log in" and Back: the page came from the shop priced
+    with Standard, and the browser put Express back (a moment after the page loaded) beside a
+    summary priced with Standard; a refresh lost the choice. The page's address now carries
+    the method chosen (replaced), so the summary and the choice agree."""
+    import re
+
+    open_variant_product(page, shop)
+    choose_variant_and_add(page)
+    page.goto(shop("/checkout"))
+    shipping = page.locator("#checkout-summary dt:text-is('Shipping') + dd")
+    express = page.get_by_role("radio", name=re.compile("^Express"))
+    page.get_by_label("Full name").fill(ADDRESS["name"])
+    express.check()
+    expect(shipping).to_have_text("$15.00")
+    entries = page.evaluate("history.length")
+    expect(page).to_have_url(re.compile(r"/checkout\?shipping_method=express$"))
+    assert page.evaluate("history.length") == entries
+    page.get_by_role("link", name="Log in").last.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile("Log in"))
+    page.go_back()
+    expect(express).to_be_checked()
+    expect(shipping).to_have_text("$15.00")
+    page.wait_for_timeout(500)  # a browser puts fields back a moment after the page loads
+    expect(express).to_be_checked()
+    expect(shipping).to_have_text("$15.00")
+    page.reload()
+    expect(express).to_be_checked()
+    expect(shipping).to_have_text("$15.00")

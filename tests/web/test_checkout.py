@@ -257,6 +257,12 @@ def test_another_shipping_method_on_the_details_form_reprices_the_summary_with_h
     # Nothing was kept: the page without htmx starts as before.
     assert 'id="ship-standard" name="shipping_method" value="standard" checked' in \
         client.get("/checkout").get_data(as_text=True)
+    # The choice is the page's address (replaced): refreshed or gone back to, the page is
+    # priced with the method it shows, which the browser puts back.
+    assert 'data-hx-replace-url="true"' in radio
+    page = client.get("/checkout?shipping_method=express").get_data(as_text=True)
+    assert 'id="ship-express" name="shipping_method" value="express" checked' in page
+    assert "<dt>Shipping</dt><dd>$15.00</dd>" in page
     line = db.session.query(CartLine).one()
     db.session.delete(line)
     db.session.commit()

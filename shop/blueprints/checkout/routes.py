@@ -65,13 +65,15 @@ def _form_context(details: dict, errors: dict[str, str] | None = None):
 @bp.get("")
 def start():
     """The details form. The cart's Checkout link names the shipping estimate chosen there
-    (?shipping=): the form starts with that method, a method the shop lacks being standard.
-    htmx asks for the order summary priced with the shipping method chosen on the form."""
+    (?shipping=), and a method chosen on the form with htmx is the page's address
+    (?shipping_method=): the form starts with that method, a method the shop lacks being
+    standard. htmx asks for the order summary priced with the method chosen on the form."""
     if is_htmx():
         return _summary(request.args.get("shipping_method"))
     details = _details()
-    if "shipping" in request.args:
-        details["shipping_method"] = pricing.known_shipping_method(request.args["shipping"])
+    chosen = request.args.get("shipping", request.args.get("shipping_method"))
+    if chosen is not None:
+        details["shipping_method"] = pricing.known_shipping_method(chosen)
     if current_user.is_authenticated:
         details.setdefault("email", current_user.email)
         default = next((a for a in addresses.for_user(current_user.id) if a.is_default), None)
