@@ -161,7 +161,7 @@ def parse_quantity(raw: object, *, allow_zero: bool = False) -> int:
     """A quantity from a form or JSON: a whole number from 1 (or 0) to the maximum."""
     top = max_quantity()
     low = 0 if allow_zero else 1
-    message = f"Enter a quantity from {low} to {top}."
+    message = f"Enter a whole number from {low} to {top}."
     if isinstance(raw, bool):
         raise ValidationError({"quantity": message})
     if isinstance(raw, int):

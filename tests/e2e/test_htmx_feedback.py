@@ -380,7 +380,7 @@ def test_a_refused_quantity_keeps_what_the_shopper_typed(shop, new_context, js):
         with sqlite3.connect(database) as db:  # sold meanwhile: 1 left of the 2 shown
             db.execute("UPDATE variants SET stock_quantity = 1 WHERE id = ?", (variant_id,))
         for typed, said in [("2", "Only 1 left in stock."),
-                            ("", "Enter a quantity from 0 to 99.")]:
+                            ("", "Enter a whole number from 0 to 99.")]:
             if js:
                 mark_page(page)
             page.locator(f"#qty-{line_id}").fill(typed)

@@ -132,10 +132,10 @@ def test_a_new_guests_first_add_sent_while_they_log_in_joins_the_account(app, go
 def test_bad_quantity_is_refused_and_changes_nothing(client, goods, quantity):
     response = add(client, goods["mug"].id, quantity)
     assert response.status_code == 303
-    assert "Enter a quantity from 1 to 99." in client.get("/cart").get_data(as_text=True)
+    assert "Enter a whole number from 1 to 99." in client.get("/cart").get_data(as_text=True)
     assert db.session.query(CartLine).count() == 0
     htmx = add(client, goods["mug"].id, quantity, headers=HX).get_data(as_text=True)
-    assert 'id="toasts"' in htmx and "Enter a quantity" in htmx
+    assert 'id="toasts"' in htmx and "Enter a whole number" in htmx
 
 
 def test_a_cards_refused_add_shows_over_the_listing_with_htmx(client, goods):
@@ -189,7 +189,7 @@ def product_form(client, slug: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("quantity", "message"), [
-    ("1.5", "Enter a quantity from 1 to 99."),
+    ("1.5", "Enter a whole number from 1 to 99."),
     ("9", "Only 5 left in stock."),
 ])
 def test_a_refused_add_without_javascript_is_shown_under_the_quantity(client, goods, quantity,
@@ -336,7 +336,8 @@ def test_a_refused_quantity_no_number_field_can_hold_shows_the_value_before(clie
     assert page.status_code == 422
     html = page.get_data(as_text=True)
     assert field in html and 'aria-invalid="true"' in html
-    assert '<p id="quantity-error" class="field-error">Enter a quantity from 1 to 99.</p>' in html
+    assert ('<p id="quantity-error" class="field-error">Enter a whole number from 1 to 99.</p>'
+            in html)
     htmx = client.post("/cart/add", data={**form, "quantity": typed}, headers=HX)
     assert htmx.status_code == 200 and field in htmx.get_data(as_text=True)
     add(client, goods["mug"].id, "2")
@@ -346,7 +347,7 @@ def test_a_refused_quantity_no_number_field_can_hold_shows_the_value_before(clie
     assert cart.status_code == 422
     html = cart.get_data(as_text=True)
     assert f'id="qty-{lid}" type="number" name="quantity" value="2" ' in html
-    assert "Enter a quantity from 0 to 99." in html
+    assert "Enter a whole number from 0 to 99." in html
     assert db.session.get(CartLine, lid).quantity == 2
 
 
@@ -425,7 +426,7 @@ def test_update_to_a_number_int_cannot_read_is_refused(client, goods, quantity):
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert (f'<p id="line-error-{lid}" class="field-error line-error">'
-            "Enter a quantity from 0 to 99.</p>") in page
+            "Enter a whole number from 0 to 99.</p>") in page
     assert db.session.get(CartLine, lid).quantity == 1
 
 
@@ -455,10 +456,10 @@ def test_a_refused_quantity_without_javascript_is_shown_under_its_line(client, g
 
 @pytest.mark.parametrize("typed, message", [
     ("5", "Only 2 left in stock."),
-    ("100", "Enter a quantity from 0 to 99."),
-    ("1.5", "Enter a quantity from 0 to 99."),
-    ("-1", "Enter a quantity from 0 to 99."),
-    ("", "Enter a quantity from 0 to 99."),
+    ("100", "Enter a whole number from 0 to 99."),
+    ("1.5", "Enter a whole number from 0 to 99."),
+    ("-1", "Enter a whole number from 0 to 99."),
+    ("", "Enter a whole number from 0 to 99."),
 ], ids=["beyond-stock", "above-line-limit", "fraction", "negative", "empty"])
 def test_a_refused_quantity_with_htmx_keeps_what_was_typed(client, goods, typed, message):
     """With htmx, the refused line came back showing the saved quantity, so the shopper no
@@ -548,6 +549,28 @@ def test_a_form_the_cart_refused_without_javascript_is_said_at_the_top(client, g
         html = client.post(path, data={**data, "csrf_token": token},
                            headers=HX).get_data(as_text=True)
         assert not notice.search(html), path
+
+
+@pytest.mark.parametrize("typed", ["2.5", "2.0", "1e1"])
+def test_a_quantity_that_is_no_whole_number_is_told_so(client, goods, typed):
+    """A number field sends 2.5, 2.0 or 1e1 as typed (each a number it accepts), and the cart
+    answered "Enter a whole number from 0 to 99." of a number in that range: the shopper could not
+    tell what was wrong. The message now asks for a whole number, on the product page and in
+    the cart, with htmx and without."""
+    page = client.post("/cart/add", data={"variant_id": goods["mug"].id, "quantity": typed,
+                                          "product": "mug",
+                                          "csrf_token": csrf_token(client, "/p/mug")})
+    assert "Enter a whole number from 1 to 99." in page.get_data(as_text=True)
+    add(client, goods["mug"].id, "1")
+    lid = line_id(client)
+    token = csrf_token(client, "/cart")
+    for headers in ({}, HX):
+        html = client.post(f"/cart/lines/{lid}/update", data={"quantity": typed,
+                                                              "csrf_token": token},
+                           headers=headers).get_data(as_text=True)
+        assert (f'<p id="line-error-{lid}" class="field-error line-error">'
+                "Enter a whole number from 0 to 99.</p>") in html
+    assert db.session.get(CartLine, lid).quantity == 1
 
 
 def test_zero_quantity_update_removes_the_line(client, goods):
