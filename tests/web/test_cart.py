@@ -573,6 +573,18 @@ def test_a_quantity_that_is_no_whole_number_is_told_so(client, goods, typed):
     assert db.session.get(CartLine, lid).quantity == 1
 
 
+def test_each_lines_update_button_names_its_line(client, goods):
+    """Every line's button was named "Update" alone, so a screen reader's list of buttons read
+    "Update, Remove Mug, Update, Remove Tee": which Update was which? It now reads "Update
+    quantity of Mug" (the words after "Update" unseen), as "Remove Mug" names its line."""
+    add(client, goods["mug"].id, "1")
+    add(client, goods["tee"].id, "1")
+    page = client.get("/cart").get_data(as_text=True)
+    buttons = re.findall(r'<button id="update-\d+"[^>]*>(.*?)</button>', page)
+    assert buttons == ['Update<span class="visually-hidden"> quantity of Mug</span>',
+                       'Update<span class="visually-hidden"> quantity of Tee</span>']
+
+
 def test_zero_quantity_update_removes_the_line(client, goods):
     add(client, goods["mug"].id, "1")
     lid = line_id(client)
