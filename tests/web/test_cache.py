@@ -122,6 +122,38 @@ def test_only_a_pages_own_address_is_stored_so_made_up_values_cannot_fill_the_ca
     assert stored() == before
 
 
+def test_a_product_pages_htmx_option_summary_is_stored_only_at_its_own_address(
+        cached_app, shirt):
+    """The option summary htmx asks for when a shopper chooses an option
+    (/p/<slug>?variant=<id>, HX-Request) is kept as the page is: at a variant of the product's
+    own, or no query. Any other value (`?variant=<n>` of no variant of it, `?q=<n>`) was
+    stored as a fragment of its own, so made-up values filled the cache the page kept them
+    out of."""
+    conn = _redis()
+    prefix = cached_app.config["CACHE_KEY_PREFIX"]
+    htmx = {"HX-Request": "true"}
+
+    def stored() -> int:
+        return sum(1 for _ in conn.scan_iter(match=prefix + "page:*", count=500))
+
+    variant = f.variant_of(shirt).id
+    for url in ("/p/linen-shirt", f"/p/linen-shirt?variant={variant}"):
+        get(shopper(cached_app), url, **htmx)
+        again = get(shopper(cached_app), url, **htmx)
+        assert again.headers["X-Cache"] == "hit", url
+        assert 'id="variant-summary"' in again.get_data(as_text=True)
+    before = stored()
+    for n in range(3):
+        for url in (f"/p/linen-shirt?variant={900 + n}", f"/p/linen-shirt?q={n}",
+                    f"/p/linen-shirt?variant={variant}&variant={n}"):
+            for _ in range(2):
+                response = shopper(cached_app).get(url, headers=htmx)
+                assert response.status_code == 200, url
+                assert 'id="variant-summary"' in response.get_data(as_text=True)
+                assert response.headers.get("X-Cache") is None, url
+    assert stored() == before
+
+
 def test_next_anonymous_page_after_a_staff_price_change_shows_the_new_price(cached_app, shirt):
     for url in ("/products", "/c/shirts", "/p/linen-shirt", "/"):
         get(shopper(cached_app), url)

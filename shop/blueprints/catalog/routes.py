@@ -164,6 +164,7 @@ def variant_summary(slug: str, selected: int | None) -> str:
     except NotFound:
         abort(404, description="That product does not exist or is no longer sold.")
     variant = item.chosen(selected)
+    _only_own_address_kept(variant, selected)
     summary = render_block("catalog/product.html", "variant_summary", product=item,
                            selected=variant)
     return render_template("catalog/_variant_response.html", summary=summary,
@@ -188,13 +189,18 @@ def product_page(slug: str, selected: int | None, status: int = 200, **context):
     node = tree.by_id.get(item.category_id) if item.category_id else None
     crumbs = (tree.ancestors(node) + [node]) if node else []
     chosen = item.chosen(selected)
-    if request.query_string and request.query_string.decode("latin-1") != (
-            f"variant={chosen.id}" if chosen is not None and chosen.id == selected else ""):
-        # Only ?variant=<one of its ids> changes the page: any other query is rendered, not
-        # kept in the page cache (made-up values would otherwise fill it).
-        page_cache.not_for_the_cache()
+    _only_own_address_kept(chosen, selected)
     return make_response(render_template("catalog/product.html", product=item, crumbs=crumbs,
                                          selected=chosen, tree=tree, **context), status)
+
+
+def _only_own_address_kept(chosen: catalog.VariantView | None, selected: int | None) -> None:
+    """Only ?variant=<one of its ids> changes a product's page or its htmx option summary: any
+    other query is rendered, not kept in the page cache (made-up values would otherwise fill
+    it, the fragment's as much as the page's)."""
+    if request.query_string and request.query_string.decode("latin-1") != (
+            f"variant={chosen.id}" if chosen is not None and chosen.id == selected else ""):
+        page_cache.not_for_the_cache()
 
 
 @bp.get("/media/<path:filename>")
