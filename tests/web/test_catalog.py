@@ -934,3 +934,28 @@ def test_a_rating_is_written_one_way_on_cards_and_product_pages(client):
         page = client.get(f"/p/{slug}").get_data(as_text=True)
         assert f"{stars}</span> {shown} out of 5 (20 reviews)" in page, slug
         assert f"{stars}</span> {shown} out of 5, from 20 reviews" in page, slug
+
+
+def test_an_htmx_answer_puts_back_every_message_slot_of_the_filter_form(client, app, catalog):
+    """Each message beside the filter form's fields is swapped by the grid's htmx answer (out
+    of band), on /products and on a category's page: the per_page slot was not, so a
+    shopper who came by a link with a refused page size ("per_page must be a whole number
+    from 1 to 100.") kept reading it after every filter they changed, under an address
+    without it."""
+    for path in ("/products", "/c/clothing"):
+        full = client.get(f"{path}?per_page=500")
+        assert full.status_code == 400
+        form = re.search(r'<form class="filters".*?</form>', full.get_data(as_text=True),
+                         re.S).group(0)
+        slots = re.findall(r'<p id="([a-z_]+-error)" class="field-error">', form)
+        assert "per_page-error" in slots and "sort-error" in slots, path
+        assert 'id="per_page-error" class="field-error">per_page must be' in form
+        fragment = client.get(f"{path}?sort=price", headers={"HX-Request": "true"})
+        html = fragment.get_data(as_text=True)
+        for slot in slots:
+            assert f'<p id="{slot}" class="field-error" data-hx-swap-oob="true"></p>' in html, \
+                (path, slot)
+        refused = client.get(f"{path}?per_page=500&sort=price",
+                             headers={"HX-Request": "true"}).get_data(as_text=True)
+        assert re.search(r'<p id="per_page-error" class="field-error" data-hx-swap-oob="true">'
+                         r'per_page must be a whole number', refused), path
