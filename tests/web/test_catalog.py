@@ -959,3 +959,24 @@ def test_an_htmx_answer_puts_back_every_message_slot_of_the_filter_form(client, 
                              headers={"HX-Request": "true"}).get_data(as_text=True)
         assert re.search(r'<p id="per_page-error" class="field-error" data-hx-swap-oob="true">'
                          r'per_page must be a whole number', refused), path
+
+
+def test_the_filter_form_keeps_a_page_size_the_pagination_keeps(client, app, catalog):
+    """A page size other than the default (/products?per_page=2, from a link) is carried by
+    the filter form as the pagination links carry it: changing the sort or a filter (htmx or
+    "Apply filters") went back to the default page size, while "Next" had kept it. The
+    default, or a refused size, adds nothing."""
+    app.config["PER_PAGE"] = 3
+    hidden = re.compile(r'<input type="hidden" name="per_page" value="([^"]*)">')
+    for path in ("/products", "/c/clothing"):
+        html = client.get(f"{path}?per_page=2&sort=price").get_data(as_text=True)
+        form = re.search(r'<form class="filters".*?</form>', html, re.S).group(0)
+        assert hidden.findall(form) == ["2"], path
+        assert re.search(r'href="[^"]*per_page=2[^"]*"', html), path  # the pagination's
+        # What the form then sends keeps the size: two cards a page.
+        sent = client.get(path, query_string={"q": "", "min_price": "", "max_price": "",
+                                              "sort": "name", "per_page": "2"})
+        assert sent.status_code == 200 and len(names(sent.get_data(as_text=True))) == 2
+        for query in ("", "?per_page=3", "?per_page=500"):
+            page = client.get(f"{path}{query}").get_data(as_text=True)
+            assert not hidden.search(page), (path, query)
