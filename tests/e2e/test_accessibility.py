@@ -87,6 +87,61 @@ def test_pages_reflow_at_phone_width(tour):
     assert not too_wide, f"pages wider than a phone (scroll width, window width): {too_wide}"
 
 
+# A category and a product named with long words (German compounds), written into the running
+# shop's database by the app's own models, as the back office would save them.
+_LONG_NAMES = """
+from shop.extensions import db
+from shop.models import Category, Product, Variant
+from shop.services.catalog import refresh_product_prices
+from wsgi import app
+
+with app.app_context():
+    parent = Category(name="Rindfleischetikettierungsüberwachungsaufgabenübertragungsgesetz",
+                      slug="e2e-long-category", position=90,
+                      description="Lebensmittelüberwachungsbehördenzuständigkeitsverordnung")
+    db.session.add(parent)
+    db.session.flush()
+    child = Category(name="Grundstücksverkehrsgenehmigungszuständigkeitsübertragungsverordnung",
+                     slug="e2e-long-child", parent_id=parent.id, position=1)
+    db.session.add(child)
+    db.session.flush()
+    product = Product(name="Donaudampfschifffahrtsgesellschaftskapitänsmütze Deluxe",
+                      slug="e2e-long-word", description="Eine Mütze.", category_id=child.id,
+                      active=True)
+    db.session.add(product)
+    db.session.flush()
+    db.session.add(Variant(product_id=product.id, sku="E2E-LONG-1", options={}, price=12,
+                           stock_quantity=5))
+    db.session.flush()
+    refresh_product_prices([product.id])
+    db.session.commit()
+"""
+
+
+def test_catalogue_pages_with_long_words_in_names_reflow_at_phone_width(shop, new_context):
+    """WCAG 1.4.10 with a product or category named with a long word: the product page's
+    columns, the listing's filter (its category list) and a category's subcategory links were
+    as wide as the longest word, so a phone had to scroll sideways (758 px of page in a
+    390 px window on the product page). The word now wraps."""
+    import subprocess
+    import sys
+
+    from .server import ROOT, _server_env
+
+    subprocess.run([sys.executable, "-c", _LONG_NAMES], cwd=ROOT, check=True, timeout=120,
+                   env=_server_env(shop.log.parent), capture_output=True)
+    page = new_context(viewport={"width": 390, "height": 844}).new_page()
+    too_wide = {}
+    for path in ("/p/e2e-long-word", "/c/e2e-long-category", "/c/e2e-long-child",
+                 "/products?category=e2e-long-child", "/products?q=donaudampf"):
+        page.goto(shop(path))
+        assert "Donaudampfschifffahrtsgesellschaftskapitänsmütze" in page.content(), path
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+        if widths[0] > widths[1]:
+            too_wide[path] = widths
+    assert not too_wide, f"pages wider than a phone (scroll width, window width): {too_wide}"
+
+
 def test_pages_after_htmx_updates_have_no_serious_axe_violations(shop, new_context):
     page = new_context(bypass_csp=True).new_page()
     open_variant_product(page, shop, js=True)
