@@ -242,7 +242,11 @@ class Fields(dict):
 def pagination(here: int, pages: int) -> Markup:
     """The links of a listing's pagination bar (Previous, the page_window numbers with gaps,
     Next), each a plain link that htmx turns into a grid swap. Built here like the cards:
-    a bar is a dozen links that differ only by their page (url_with's, escaped once)."""
+    a bar is a dozen links that differ only by their page (url_with's, escaped once).
+
+    On a page past the last (the listing's 404, "There is no page 9"), the bar is the last
+    page's numbers, none of them current, and Previous leads to the last page: it led to the
+    page before the one asked for, past the end too."""
     url_with(page=1)  # works out this request's pager prefix and suffix
     before, after = (str(escape(part)) for part in g._url_pager)
 
@@ -253,8 +257,8 @@ def pagination(here: int, pages: int) -> Markup:
 
     out = []
     if here > 1:
-        out.append(link(here - 1, "Previous", ' rel="prev"'))
-    for n in page_window(here, pages):
+        out.append(link(min(here - 1, pages), "Previous", ' rel="prev"'))
+    for n in page_window(min(here, pages), pages):
         if n is None:
             out.append('<span class="gap" aria-hidden="true">…</span>')
         elif n == here:

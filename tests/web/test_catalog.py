@@ -198,6 +198,31 @@ def test_pagination_bar_links_keep_the_filters(client, app):
     assert 'data-hx-target="#product-grid"' in bar and 'data-hx-push-url="true"' in bar
 
 
+@pytest.mark.parametrize("htmx", [False, True])
+def test_past_the_last_page_the_bar_leads_back_to_the_last_pages(client, app, catalog, htmx):
+    """/products?page=99 of 4 pages (the listing's 404, "There is no page 99"): Previous
+    led to page 98, past the end again, beside "1 … … 4" (two gaps, pages 2 and 3 left
+    out). Previous now leads to the last page, and the bar is the last page's: 1 to 4, none
+    current, one page each."""
+    import html as html_lib
+
+    app.config["PER_PAGE"] = 1
+    headers = {"HX-Request": "true"} if htmx else {}
+    response = client.get("/products?sort=price&page=99", headers=headers)
+    html = response.get_data(as_text=True)
+    assert "There is no page 99." in html
+    start = html.index('<nav class="pagination"')
+    bar = html[start:html.index("</nav>", start)]
+    links = re.findall(r'<a([^>]*) href="([^"]+)"[^>]*>([^<]+)</a>', bar)
+    assert [(text, html_lib.unescape(href)) for _, href, text in links] == [
+        ("Previous", "/products?sort=price&page=4"), ("1", "/products?sort=price&page=1"),
+        ("2", "/products?sort=price&page=2"), ("3", "/products?sort=price&page=3"),
+        ("4", "/products?sort=price&page=4")]
+    assert 'rel="prev"' in links[0][0]
+    assert "gap" not in bar and 'aria-current' not in bar
+    assert client.get("/products?sort=price&page=4").status_code == 200
+
+
 def _bar_links(html: str) -> list[tuple[str, dict[str, list[str]]]]:
     """The pagination bar's links: (path, query arguments) each, href and hx-get alike."""
     import html as html_lib
