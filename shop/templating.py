@@ -328,9 +328,13 @@ def product_cards(cards: list[catalog.ProductCard]) -> Markup:
         compare = (f'<s class="compare-at"><span class="visually-hidden">Was </span>'
                    f'{_escape_text(format_money(p.compare_at_price, currency))}</s>'
                    if p.compare_at_price else "")
+        # "(3)" is the number of reviews: said so to a screen reader, as the product page says
+        # "(3 reviews)" (a bare "(3)" read out after the rating means nothing).
         rated = (f'    <p class="rating">{stars(p.rating_average)} <span class="visually-hidden">'
                  f'Rated</span> {rating(p.rating_average)}<span class="visually-hidden"> out of 5'
-                 f'</span> ({int(p.rating_count)})</p>\n' if p.rating_count else "")
+                 f'</span> ({int(p.rating_count)}<span class="visually-hidden"> '
+                 f'{"review" if p.rating_count == 1 else "reviews"}</span>)</p>\n'
+                 if p.rating_count else "")
         if not p.in_stock:
             action = '    <p class="stock stock-out">Out of stock</p>\n'
         elif p.variant_count == 1 and p.default_variant_id:

@@ -1005,3 +1005,29 @@ def test_the_filter_form_keeps_a_page_size_the_pagination_keeps(client, app, cat
         for query in ("", "?per_page=3", "?per_page=500"):
             page = client.get(f"{path}{query}").get_data(as_text=True)
             assert not hidden.search(page), (path, query)
+
+
+@pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}])
+def test_a_cards_number_of_reviews_is_said_to_be_reviews(client, headers):
+    """A card's rating ended "(20)": a screen reader read "Rated 3.5 out of 5 (20)", a number
+    of nothing. The number is said to be of reviews ("20 reviews", "1 review", the words
+    visually hidden), as the product page says it; the same on the home page, a listing and
+    its htmx grid."""
+    from decimal import Decimal
+
+    from shop.extensions import db
+
+    for slug, count in (("many", 20), ("one", 1)):
+        item = f.product(f"Rated {slug}", slug=f"rated-{slug}", price="10.00", stock=3)
+        item.rating_average, item.rating_count = Decimal("3.45"), count
+        db.session.commit()
+    pages = [client.get("/products?sort=name", headers=headers).get_data(as_text=True)]
+    if not headers:
+        pages.append(client.get("/").get_data(as_text=True))
+    for html in pages:
+        ratings = re.findall(r'<p class="rating">.*?</p>', html)
+        assert len(ratings) == 2
+        text = sorted(re.sub(r"<[^>]+>", "", r) for r in ratings)
+        assert text == ["★★★★☆ Rated 3.5 out of 5 (1 review)",
+                        "★★★★☆ Rated 3.5 out of 5 (20 reviews)"]
+        assert '(20<span class="visually-hidden"> reviews</span>)' in html
