@@ -14,9 +14,11 @@ from .flows import (
     ADDRESS,
     assert_same_page,
     cart_count,
+    fill_checkout,
     mark_page,
     money,
     open_variant_product,
+    place_order,
     ready,
     unique_email,
 )
@@ -122,7 +124,8 @@ def test_catalogue_pages_with_long_words_in_names_reflow_at_phone_width(shop, ne
     """WCAG 1.4.10 with a product or category named with a long word: the product page's
     columns, the listing's filter (its category list) and a category's subcategory links were
     as wide as the longest word, so a phone had to scroll sideways (758 px of page in a
-    390 px window on the product page). The word now wraps."""
+    390 px window on the product page), and so were the cart's line and the checkout's
+    summary. The word now wraps."""
     import subprocess
     import sys
 
@@ -139,6 +142,25 @@ def test_catalogue_pages_with_long_words_in_names_reflow_at_phone_width(shop, ne
         widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
         if widths[0] > widths[1]:
             too_wide[path] = widths
+    # The same product in the cart and the checkout's summary: the cart was 588 px wide and
+    # the checkout 497 px in a 390 px window (its line's name and the summary's line).
+    page.goto(shop("/p/e2e-long-word"))
+    page.get_by_role("button", name="Add to cart").click()
+    expect(page.locator("#cart-link")).to_have_text("Cart (1)")
+    def measure(what: str) -> None:
+        assert "Donaudampfschifffahrtsgesellschaftskapitänsmütze" in page.content(), what
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+        if widths[0] > widths[1]:
+            too_wide[what] = widths
+
+    page.goto(shop("/checkout"))
+    measure("/checkout")
+    page.goto(shop("/cart"))
+    measure("/cart")
+    fill_checkout(page, unique_email("long-word"))
+    measure("the review")
+    place_order(page)
+    measure("the order's page")
     assert not too_wide, f"pages wider than a phone (scroll width, window width): {too_wide}"
 
 
