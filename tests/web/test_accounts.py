@@ -172,6 +172,23 @@ def test_login_failure_is_vague_and_success_follows_next(client, auth):
     assert response.status_code == 303 and response.headers["Location"] == "/cart"
 
 
+def test_a_refused_login_keeps_remember_me_and_ties_the_message_to_both_fields(client):
+    f.user("customer@example.com")
+    response = post(client, "/account/login", {"email": "Customer@example.com",
+                                               "password": "wrong-password-1", "remember": "yes"})
+    assert response.status_code == 401
+    page = response.get_data(as_text=True)
+    assert re.search(r'<input id="remember"[^>]*\bchecked\b', page)
+    assert 'value="Customer@example.com"' in page
+    for field in ("email", "password"):
+        tag = re.search(rf'<input id="{field}"[^>]*>', page).group(0)
+        assert 'aria-describedby="login-error"' in tag and 'aria-invalid="true"' in tag
+    # Not ticked, it stays unticked.
+    response = post(client, "/account/login", {"email": "customer@example.com",
+                                               "password": "wrong-password-1"})
+    assert not re.search(r'<input id="remember"[^>]*\bchecked\b', response.get_data(as_text=True))
+
+
 def test_inactive_account_cannot_log_in(client, auth):
     user = f.user("customer@example.com")
     user.active = False

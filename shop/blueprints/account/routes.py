@@ -260,7 +260,9 @@ def login():
             start_session(user)
             flash(f"Welcome back{', ' + user.name if user.name else ''}!", "success")
             return redirect(next_url, 303)
+    # A refusal keeps what the shopper chose, the password aside: the email and "Remember me".
     return render_template("account/login.html", error=error, email=email,
+                           remember=request.form.get("remember") == "yes",
                            next_url=next_url), (401 if error else 200)
 
 
