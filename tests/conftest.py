@@ -67,9 +67,13 @@ def _empty_tables() -> None:
 
 class ShopClient(FlaskClient):
     """Serves each request in its own app context, as gunicorn does: its own `g`, its own
-    database session. The test's session then starts afresh, so it sees what the request did."""
+    database session. The test's session then starts afresh, so it sees what the request did.
+    And as gunicorn does, the answer is sent whole and then closed (buffered), which runs the
+    work a request leaves for after its answer (jobs.enqueue(after_response=True)); a test
+    that looks in between asks for buffered=False."""
 
     def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
         with self.application.app_context():
             response = super().open(*args, **kwargs)
         from flask import has_app_context

@@ -273,11 +273,12 @@ def user_for_reset_token(token: str) -> User:
 
 def request_password_reset(email: str, url_root: str) -> None:
     """Queue the reset mail. The request does the same work whether or not an account has
-    this email (the job finds out), so neither the answer nor its timing tells."""
+    this email (the job finds out), so neither the answer nor its timing tells: without a
+    worker the job runs after the answer is sent (after_response)."""
     # SHOP_BASE_URL, when set, keeps the link independent of the request's Host header.
     base = current_app.config.get("BASE_URL") or url_root
     jobs.enqueue(send_password_reset, normalise_email(email if isinstance(email, str) else ""),
-                 base)
+                 base, after_response=True)
 
 
 def send_password_reset(email: str, base_url: str) -> None:

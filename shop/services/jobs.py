@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app, g, has_request_context, request
+from flask import after_this_request, current_app, g, has_request_context, request
 
 log = logging.getLogger("shop.jobs")
 QUEUE_NAME = "shop"
@@ -67,10 +67,16 @@ def _origin() -> dict[str, str]:
     return {key: str(meta.get(key) or "") for key in ("request_id", "base_url")}
 
 
-def enqueue(func: Callable[..., Any], *args: Any, delay: timedelta | None = None) -> None:
+def enqueue(func: Callable[..., Any], *args: Any, delay: timedelta | None = None,
+            after_response: bool = False) -> None:
     """Run `func(*args)` in the worker (or now, inline, without Redis or while it cannot be
     reached). Failures of inline jobs are logged, never shown to the shopper whose request
-    queued them."""
+    queued them.
+
+    `after_response`: inline, the job runs once the request's answer has been sent (when the
+    server closes it), not while the client waits. For a job whose work depends on something
+    the answer must not tell: a reset mail goes out only to an email with an account, and an
+    answer that waited for the mail (an SMTP round trip) told which emails have one."""
     q = queue()
     if q is not None:
         from redis.exceptions import RedisError
@@ -96,6 +102,23 @@ def enqueue(func: Callable[..., Any], *args: Any, delay: timedelta | None = None
     if delay is not None:
         # Without a worker nothing can wait; `flask --app wsgi expire-orders` (cron) covers it.
         return
+    if after_response and has_request_context():
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+        def when_sent() -> None:
+            with app.app_context():
+                _run_inline(func, args)
+
+        @after_this_request
+        def run_when_sent(response):
+            response.call_on_close(when_sent)
+            return response
+
+        return
+    _run_inline(func, args)
+
+
+def _run_inline(func: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
         func(*args)
     except Exception:

@@ -396,6 +396,23 @@ def test_reset_answers_the_same_for_unknown_emails(client, outbox):
     assert [m["To"] for m in sent] == ["customer@example.com"]
 
 
+def test_without_a_worker_the_reset_mail_goes_after_the_answer(client, outbox, monkeypatch):
+    """The answer must not wait for the mail (an SMTP round trip), which only an email with an
+    account gets: its time told which emails have one. The mail goes once the answer is sent
+    (the server closes it)."""
+    f.user("customer@example.com")
+    sent: list[str] = []
+    monkeypatch.setattr("shop.services.mail.send", lambda to, *args, **kwargs: sent.append(to))
+    for address, mailed in (("customer@example.com", ["customer@example.com"]),
+                            ("nobody@example.com", [])):
+        sent.clear()
+        response = post(client, "/account/password/forgot", {"email": address}, buffered=False)
+        assert response.status_code == 303
+        assert sent == []  # answered, nothing mailed yet
+        response.close()
+        assert sent == mailed
+
+
 def test_reset_needs_a_valid_email(client, outbox):
     response = post(client, "/account/password/forgot", {"email": "nonsense"})
     assert response.status_code == 422
