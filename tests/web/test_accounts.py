@@ -673,6 +673,28 @@ def test_add_edit_default_and_delete_addresses(client, customer):
     assert "Address deleted." in html and "1 Difference Rd" in html
 
 
+def test_the_default_addresss_form_offers_no_box_that_unticked_changes_nothing(client,
+                                                                               customer):
+    """The default address stays the default until another is made the default: its form
+    showed "Use as my default address" ticked, and unticking it saved the address and left it
+    the default without a word."""
+    post(client, "/account/addresses/new", ADDRESS)
+    post(client, "/account/addresses/new", ADDRESS | {"line1": "2 Other St"},
+         page="/account/addresses/new")
+    default, other = saved(customer.id)
+    assert default.is_default and not other.is_default
+    for refused in (False, True):
+        path = f"/account/addresses/{default.id}/edit"
+        response = post(client, path, {**ADDRESS, "city": ""}) if refused else client.get(path)
+        page = response.get_data(as_text=True)
+        assert 'id="is_default"' not in page
+        assert "This is your default address." in page
+        assert "Make default" in page
+    # Another address's form still offers the box.
+    page = client.get(f"/account/addresses/{other.id}/edit").get_data(as_text=True)
+    assert 'id="is_default"' in page and "This is your default address." not in page
+
+
 def test_bad_address_keeps_input_and_changes_nothing(client, customer):
     response = post(client, "/account/addresses/new", ADDRESS | {"city": "", "country": "XX"})
     html = response.get_data(as_text=True)

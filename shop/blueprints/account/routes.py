@@ -436,9 +436,14 @@ def order_history():
 
 # --- saved addresses ---
 
-def _address_form(template_values: dict, errors: dict, address_id: int | None, status: int):
+def _address_form(template_values: dict, errors: dict, address_id: int | None, status: int,
+                  is_default: bool = False):
+    """The address form; `is_default`: the address being edited is the default, which stays
+    so until another is made the default (the form says so instead of offering a box whose
+    unticking changed nothing)."""
     return render_template("account/address_form.html", address=template_values, errors=errors,
-                           address_id=address_id, countries=COUNTRIES), status
+                           address_id=address_id, countries=COUNTRIES,
+                           is_default=is_default), status
 
 
 def _owned_address(address_id: int):
@@ -486,12 +491,12 @@ def edit_address(address_id: int):
                            make_default=request.form.get("is_default") == "yes")
         except ValidationError as exc:
             return _address_form(values | {"is_default": request.form.get("is_default")},
-                                 exc.errors, address_id, 422)
+                                 exc.errors, address_id, 422, address.is_default)
         except NotFound as exc:
             abort(404, description=exc.message)
         return _address_list_response("Address saved.")
     return _address_form(address.as_dict() | {"is_default": address.is_default}, {},
-                         address_id, 200)
+                         address_id, 200, address.is_default)
 
 
 @bp.post(f"/addresses/<{ID}:address_id>/delete")
