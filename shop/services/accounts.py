@@ -165,7 +165,16 @@ def register(email: str, password: str, name: str = "", role: str = "customer", 
 
 
 def authenticate(email: str, password: str) -> User:
-    """The active user with this email and password; AuthError otherwise (one message for all)."""
+    """The active user with this email and password; AuthError otherwise (one message for all).
+    An empty email or password is asked for (ValidationError), not called wrong: nothing was
+    tried, so it tells nothing of the account and is no failed attempt for the limits."""
+    errors: dict[str, str] = {}
+    if email == "" or (isinstance(email, str) and not normalise_email(email)):
+        errors["email"] = "Enter your email address."
+    if password == "":
+        errors["password"] = "Enter your password."
+    if errors:
+        raise ValidationError(errors)
     user = find_by_email(email) if isinstance(email, str) else None
     if user is None or not isinstance(password, str):
         check_password_hash(_DUMMY_HASH, password if isinstance(password, str) else "")

@@ -189,6 +189,42 @@ def test_a_refused_login_keeps_remember_me_and_ties_the_message_to_both_fields(c
     assert not re.search(r'<input id="remember"[^>]*\bchecked\b', response.get_data(as_text=True))
 
 
+@pytest.mark.parametrize("email, password, asked", [
+    ("", "", {"email": "Enter your email address.", "password": "Enter your password."}),
+    ("  ", "wrong-password-1", {"email": "Enter your email address."}),
+    ("customer@example.com", "", {"password": "Enter your password."}),
+])
+def test_an_empty_login_field_is_asked_for_and_is_no_failed_attempt(make_app, email, password,
+                                                                    asked):
+    """A field left empty was called "Wrong email or password." and counted as a failed
+    attempt towards the lock-out; the page and the API now ask for it (422), beside it."""
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN="2 per minute")
+    with app.app_context():
+        f.user("customer@example.com")
+        client = app.test_client()
+        for _ in range(3):
+            response = post(client, "/account/login", {"email": email, "password": password,
+                                                       "remember": "yes"})
+            assert response.status_code == 422
+            page = response.get_data(as_text=True)
+            assert "Wrong email or password." not in page
+            assert "Please correct the fields marked below." in page
+            assert re.search(r'<input id="remember"[^>]*\bchecked\b', page)
+            for field, message in asked.items():
+                tag = re.search(rf'<input id="{field}"[^>]*>', page).group(0)
+                assert f'aria-describedby="{field}-error"' in tag and 'aria-invalid="true"' in tag
+                assert f'<p id="{field}-error" class="field-error">{message}</p>' in page
+        for _ in range(3):
+            response = client.post("/api/v1/auth/token",
+                                   json={"email": email, "password": password})
+            assert response.status_code == 422
+            assert response.get_json()["error"]["details"]["fields"] == asked
+        # Nothing counted: the account still logs in.
+        response = post(client, "/account/login", {"email": "customer@example.com",
+                                                   "password": f.PASSWORD})
+        assert response.status_code == 303
+
+
 def test_inactive_account_cannot_log_in(client, auth):
     user = f.user("customer@example.com")
     user.active = False

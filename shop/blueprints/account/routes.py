@@ -249,6 +249,7 @@ def login():
     if current_user.is_authenticated and request.method == "GET":
         return redirect(next_url)
     error = None
+    errors: dict[str, str] = {}
     email = request.form.get("email", "")
     if request.method == "POST":
         try:
@@ -256,14 +257,16 @@ def login():
         except AuthError as exc:
             g.login_failed = True
             error = exc.message
+        except ValidationError as exc:  # a field left empty: asked for, not a failed attempt
+            errors = exc.errors
         else:
             start_session(user)
             flash(f"Welcome back{', ' + user.name if user.name else ''}!", "success")
             return redirect(next_url, 303)
     # A refusal keeps what the shopper chose, the password aside: the email and "Remember me".
-    return render_template("account/login.html", error=error, email=email,
+    return render_template("account/login.html", error=error, errors=errors, email=email,
                            remember=request.form.get("remember") == "yes",
-                           next_url=next_url), (401 if error else 200)
+                           next_url=next_url), (401 if error else 422 if errors else 200)
 
 
 @bp.route("/register", methods=["GET", "POST"])
