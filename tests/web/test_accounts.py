@@ -450,9 +450,16 @@ def test_without_a_worker_the_reset_mail_goes_after_the_answer(client, outbox, m
 
 
 def test_reset_needs_a_valid_email(client, outbox):
-    response = post(client, "/account/password/forgot", {"email": "nonsense"})
+    response = post(client, "/account/password/forgot", {"email": " nonsense "})
     assert response.status_code == 422
-    assert "Enter a valid email address." in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert '<p id="email-error" class="field-error">Enter a valid email address.</p>' in page
+    # Said where the shopper (and a screen reader) starts, as on the other account forms;
+    # it was only beside the field.
+    assert ('<p class="notice notice-error" role="alert">Please correct the fields marked '
+            'below.</p>') in page
+    tag = re.search(r'<input id="email"[^>]*>', page).group(0)
+    assert 'value="nonsense"' in tag and 'aria-invalid="true"' in tag
     assert mails(outbox) == []
 
 
