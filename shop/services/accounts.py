@@ -323,6 +323,9 @@ def set_password(user_id: int, password: str, *, confirm: str | None = None,
         api_tokens.revoke_all(user_id)
 
 
+WRONG_CURRENT_PASSWORD = "Your current password is not right."
+
+
 def change_password(user_id: int, current: str, new: str, *,
                     confirm: str | None = None) -> None:
     user = db.session.get(User, user_id)
@@ -331,7 +334,7 @@ def change_password(user_id: int, current: str, new: str, *,
     if not current:
         problem: str | None = "Enter your current password."
     elif not check_password_hash(user.password_hash, current):
-        problem = "Your current password is not right."
+        problem = WRONG_CURRENT_PASSWORD
     else:
         problem = None
     set_password(user_id, new, confirm=confirm,
@@ -379,8 +382,10 @@ def update_profile(user_id: int, name: str, email: str, current_password: str) -
         raise NotFound("That account does not exist.")
     name, email, errors = clean_profile(name, email)
     if "email" not in errors and email != user.email:
-        if not check_password_hash(user.password_hash, current_password or ""):
+        if not current_password:
             errors["current_password"] = "Enter your current password to change your email."
+        elif not check_password_hash(user.password_hash, current_password):
+            errors["current_password"] = WRONG_CURRENT_PASSWORD
         elif email_taken(email, except_user_id=user_id):
             errors["email"] = EMAIL_TAKEN
     if errors:

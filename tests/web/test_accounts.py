@@ -552,13 +552,15 @@ def test_profile_name_change_needs_no_password(client, customer):
 
 def test_email_change_needs_the_current_password(client, auth, customer):
     f.user("other@example.com")
-    response = post(client, "/account/profile", {"name": "Ada", "email": "ada@new.example",
-                                                 "current_password": "wrong-password-1"})
-    assert response.status_code == 422
-    html = response.get_data(as_text=True)
-    assert "Enter your current password to change your email." in html
-    assert 'value="ada@new.example"' in html
-    assert user_named("customer@example.com") is not None
+    for typed, said in (("", "Enter your current password to change your email."),
+                        ("wrong-password-1", "Your current password is not right.")):
+        response = post(client, "/account/profile", {"name": "Ada", "email": "ada@new.example",
+                                                     "current_password": typed})
+        assert response.status_code == 422
+        html = response.get_data(as_text=True)
+        assert f'<p id="current_password-error" class="field-error">{said}</p>' in html
+        assert 'value="ada@new.example"' in html
+        assert user_named("customer@example.com") is not None
 
     response = post(client, "/account/profile", {"name": "Ada", "email": "OTHER@example.com",
                                                  "current_password": f.PASSWORD})

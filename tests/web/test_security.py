@@ -980,6 +980,24 @@ def test_an_email_of_any_length_makes_a_short_rate_limit_key(limited, clock):
         "login", "ada@example.com")
 
 
+def test_a_current_password_left_empty_is_no_failed_attempt(limited, clock):
+    """The profile and password pages ask for a current password left empty; it counted as a
+    failed login towards the account's lock-out (two empty sends then locked the account at
+    a limit of 2), though nothing was guessed."""
+    app = limited(RATELIMIT_LOGIN="2 per minute")
+    client = app.test_client()
+    assert login(client).status_code == 303
+    for _ in range(3):
+        for path, form in (("/account/profile", {"name": "Ada", "email": "ada@new.example"}),
+                           ("/account/password", {"password": "new-Password-1",
+                                                  "password_confirm": "new-Password-1"})):
+            response = client.post(path, data={**form, "current_password": "",
+                                               "csrf_token": csrf_token(client, path)})
+            assert response.status_code == 422
+    # Nothing counted: the account's bucket is empty, another browser logs in.
+    assert login(app.test_client()).status_code == 303
+
+
 def test_password_re_entry_on_account_pages_shares_the_accounts_login_limit(limited, clock):
     """SECURITY.md says the login limit is the same on pages that re-ask the password: the
     profile and password pages each had a bucket of their own, apart from the login page's,

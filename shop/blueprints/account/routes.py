@@ -393,7 +393,7 @@ def profile():
                                     request.form.get("current_password", ""))
         except ValidationError as exc:
             errors = exc.errors
-            g.login_failed = "current_password" in errors
+            g.login_failed = errors.get("current_password") == accounts.WRONG_CURRENT_PASSWORD
             g.email_taken = errors.get("email") == accounts.EMAIL_TAKEN
         else:
             flash("Your profile is saved.", "success")
@@ -416,7 +416,8 @@ def change_password():
                                      confirm=request.form.get("password_confirm", ""))
         except ValidationError as exc:
             errors = exc.errors
-            g.login_failed = "current_password" in errors
+            # A wrong password counts towards the lock-out; one left empty was no guess.
+            g.login_failed = errors.get("current_password") == accounts.WRONG_CURRENT_PASSWORD
         else:
             _refresh_fingerprint()
             flash("Your password is changed. Your other devices are logged out.", "success")
