@@ -66,6 +66,32 @@ def test_register_rejects_bad_input(app, anonymous, payload, field):
     assert db.session.execute(select(User).where(User.email == "x@example.com")).first() is None
 
 
+def test_register_says_what_the_page_says_and_every_problem_at_once(app, anonymous):
+    """The same rules in the same words as the page: the lengths were pydantic's ("String
+    should have at least 10 characters"), and a short password hid a taken email."""
+    f.user("taken@example.com")
+    for payload, fields in (
+        ({"email": "Taken@example.com", "password": "short1", "name": "n" * 121},
+         {"email": "An account with this email already exists. Log in instead?",
+          "password": "Use at least 10 characters.", "name": "Use at most 120 characters."}),
+        ({"email": "x@example.com", "password": "p1" * 101},
+         {"password": "Use at most 200 characters."}),
+    ):
+        response = anonymous.post("/api/v1/auth/register", json=payload)
+        assert response.status_code == 422
+        assert error_of(response)["details"]["fields"] == fields
+    # Spaces around the email and inside the name are the page's to drop, at any length.
+    response = anonymous.post("/api/v1/auth/register", json={
+        "email": " " * 250 + "New@Example.com", "password": "a-long-pass-42",
+        "name": "Ada" + " " * 200 + "Lovelace"})
+    assert response.status_code == 201
+    assert (response.get_json()["email"], response.get_json()["name"]) == (
+        "new@example.com", "Ada Lovelace")
+    schema = anonymous.get("/api/v1/openapi.json").get_json()
+    body = schema["components"]["schemas"]["RegisterBody"]["properties"]
+    assert (body["password"]["minLength"], body["password"]["maxLength"]) == (10, 200)
+
+
 def test_token_is_stored_hashed_and_expires_after_the_configured_days(app, anonymous):
     user = f.user("ada@example.com")
     body = get_token(anonymous, "ADA@example.com ", name="Warehouse").get_json()

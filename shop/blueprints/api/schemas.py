@@ -69,9 +69,15 @@ class Out(BaseModel):
 # Requests -----------------------------------------------------------------------------------
 
 class RegisterBody(Body):
-    email: str = Field(max_length=254, examples=["ada@example.com"])
-    password: str = Field(min_length=accounts.MIN_PASSWORD, max_length=accounts.MAX_PASSWORD)
-    name: str = Field("", max_length=120)
+    """The lengths are documented here and checked by accounts.register, as for the page: its
+    messages ("Use at least 10 characters.") and every problem at once (a taken email and a
+    short password both). Checked here, pydantic's own words came back, and only its problems
+    (the taken email went unsaid until the password was fixed)."""
+
+    email: str = Field(json_schema_extra={"maxLength": 254}, examples=["ada@example.com"])
+    password: str = Field(json_schema_extra={"minLength": accounts.MIN_PASSWORD,
+                                             "maxLength": accounts.MAX_PASSWORD})
+    name: str = Field("", json_schema_extra={"maxLength": 120})
 
 
 class TokenBody(Body):
