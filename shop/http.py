@@ -437,6 +437,10 @@ def init_app(app: Flask) -> None:
             limit = getattr(error, "limit", None)
             message = (error.description if limit is not None and limit.error_message
                        else "Too many requests. Please wait a moment and try again.")
+            answer = current_app.extensions.get(TOO_MANY_ANSWERS, {}).get(request.endpoint)
+            page = answer(message) if answer is not None and not wants_json() else None
+            if page is not None:
+                return make_response(page, 429)
         else:
             message = error.description or ERROR_TITLES.get(status, "Error")
         response = _error(status, message, code=getattr(error, "error_code", None))
@@ -488,6 +492,17 @@ def answer_too_large(app: Flask, endpoint: str, answer: Any) -> None:
     """Let `endpoint` answer a 413 itself: `answer()` returns the page (sent with 413), or
     None for the plain error page."""
     app.extensions.setdefault(TOO_LARGE_ANSWERS, {})[endpoint] = answer
+
+
+# Endpoints whose form answers its own rate limit (log in, register, reset): the form again,
+# what was typed kept, the limit's message at its top; by endpoint name.
+TOO_MANY_ANSWERS = "shop.too_many_answers"
+
+
+def answer_too_many(app: Flask, endpoint: str, answer: Any) -> None:
+    """Let `endpoint` answer a 429 itself: `answer(message)` returns the page (sent with 429
+    and the limit's Retry-After), or None for the plain error page."""
+    app.extensions.setdefault(TOO_MANY_ANSWERS, {})[endpoint] = answer
 
 
 def _in_admin(path: str) -> bool:

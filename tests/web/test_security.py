@@ -149,6 +149,60 @@ def test_twenty_wrong_passwords_meet_429_and_the_account_survives(limited, clock
     assert client.get("/account").status_code == 200
 
 
+def test_a_form_over_its_limit_comes_back_with_what_was_typed(limited, clock):
+    """Log in, register, reset and the profile answered their limit with an error page: the
+    email (and name) typed were gone, and the form to try again with after the wait."""
+    app = limited(RATELIMIT_LOGIN="1 per minute", RATELIMIT_REGISTER="1 per hour",
+                  RATELIMIT_PASSWORD_RESET="1 per hour")
+    client = app.test_client()
+
+    def form_again(response, message: str) -> str:
+        assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0
+        page = response.get_data(as_text=True)
+        assert f'<p class="notice notice-error" role="alert">{message}' in page
+        assert 'name="csrf_token"' in page
+        assert "wrong-guess" not in page and "a-long-pass" not in page  # passwords aside
+        return page
+
+    assert login(client, password="wrong-guess-1").status_code == 401
+    page = form_again(login(client, email="Customer@example.com", password="wrong-guess-2",
+                           remember="yes", next="/cart"),
+                      "Too many failed log-in attempts.")
+    assert 'value="Customer@example.com"' in page and 'value="/cart"' in page
+    assert re.search(r'<input id="remember"[^>]*\bchecked\b', page)
+
+    def register(email):
+        return client.post("/account/register", data={
+            "email": email, "name": "Ada Lovelace", "password": "a-long-pass-42",
+            "password_confirm": "a-long-pass-42",
+            "csrf_token": csrf_token(client, "/account/register")})
+
+    clock.advance(61)
+    assert login(client, email="other@example.com").status_code == 303
+
+    def profile():
+        return client.post("/account/profile", data={
+            "name": "Ada King", "email": "ada@new.example", "current_password": "wrong-guess-3",
+            "csrf_token": csrf_token(client, "/account/profile")})
+
+    assert profile().status_code == 422
+    page = form_again(profile(), "Too many failed log-in attempts.")
+    assert 'value="Ada King"' in page and 'value="ada@new.example"' in page
+
+    assert register("one@example.com").status_code == 303
+    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/")})
+    page = form_again(register("two@example.com"), "Too many new accounts")
+    assert 'value="two@example.com"' in page and 'value="Ada Lovelace"' in page
+
+    def forgot(email):
+        return client.post("/account/password/forgot", data={
+            "email": email, "csrf_token": csrf_token(client, "/account/password/forgot")})
+
+    assert forgot("other@example.com").status_code == 303
+    page = form_again(forgot(" other2@example.com "), "Too many password reset requests.")
+    assert 'value="other2@example.com"' in page
+
+
 def test_the_limit_counts_per_account_and_per_address(limited, clock):
     app = limited()
     attacker = app.test_client()

@@ -23,7 +23,7 @@ from flask_login.signals import user_loaded_from_cookie
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ...extensions import client_address, limiter, login_manager
-from ...http import personal
+from ...http import answer_too_many, personal
 from ...services import accounts, addresses, orders, reviews
 from ...services import cart as cart_service
 from ...services.countries import COUNTRIES
@@ -60,6 +60,38 @@ def unauthorized():
 
 
 bp.record_once(lambda state: login_manager.unauthorized_handler(unauthorized))
+
+
+def _form_again(message: str) -> str | None:
+    """A log-in, registration, reset or profile form sent over its rate limit: the form again, with
+    what was typed (passwords aside) and the limit's message at its top. The error page
+    alone lost the email (and the name) the shopper had typed, and the form to try again
+    with once the wait is over."""
+    if request.method != "POST":
+        return None
+    next_url = safe_next(request.form.get("next"), url_for("account.index"))
+    if request.endpoint == "account.login":
+        return render_template("account/login.html", notice=message, error=None, errors={},
+                               email=request.form.get("email", ""),
+                               remember=request.form.get("remember") == "yes",
+                               next_url=next_url)
+    if request.endpoint == "account.register":
+        form = {"email": request.form.get("email", ""), "name": request.form.get("name", "")}
+        return render_template("account/register.html", notice=message, errors={}, form=form,
+                               next_url=next_url)
+    if request.endpoint == "account.profile" and current_user.is_authenticated:
+        form = {"name": request.form.get("name", ""), "email": request.form.get("email", "")}
+        return render_template("account/profile.html", notice=message, errors={}, form=form)
+    if request.endpoint == "account.forgot_password":
+        return render_template("account/forgot.html", notice=message, error=None,
+                               email=request.form.get("email", "").strip())
+    return None
+
+
+@bp.record_once
+def _answer_limits_with_the_form(state) -> None:
+    for endpoint in ("login", "register", "forgot_password", "profile"):
+        answer_too_many(state.app, f"{bp.name}.{endpoint}", _form_again)
 
 # The password a session (or a remember-me cookie) was started with, as a fingerprint
 # (accounts.password_fingerprint): a password change or reset, or a deactivation, ends every
