@@ -282,6 +282,39 @@ def test_the_profile_form_tells_taken_emails_within_the_registration_limit(limit
     answers = [change("other@example.com").status_code for _ in range(4)]
     assert answers == [422, 422, 422, 429]
     assert "Too many new accounts" in change("other@example.com").get_data(as_text=True)
+    # The limit used up, a new name with the same email (any capitals) is still saved.
+    assert change("Customer@Example.com ").status_code == 303
+
+
+def test_a_new_name_is_saved_whatever_the_limits_the_email_would_meet(limited, clock):
+    """A profile save that keeps the email met both limits a change of email meets: an office
+    whose address had used SHOP_RATELIMIT_REGISTER (colleagues registering), or an account
+    someone had been guessing the password of (its login bucket full), got 429 for a new name,
+    though that asks for no password and tells nothing about other accounts. Fails on the
+    old code."""
+    from tests.factories import PASSWORD
+
+    app = limited(RATELIMIT_REGISTER="1 per hour", RATELIMIT_LOGIN="2 per minute")
+    colleague = app.test_client()
+    token = csrf_token(colleague, "/account/register")
+    assert colleague.post("/account/register", data={
+        "email": "colleague@example.com", "password": "long enough password",
+        "password_confirm": "long enough password", "csrf_token": token}).status_code == 303
+    client = app.test_client()
+    assert login(client).status_code == 303
+    # Someone guesses the customer's password elsewhere: the account's login bucket is full.
+    for _ in range(2):
+        assert login(app.test_client(), password="wrong-guess").status_code == 401
+
+    def save(**fields):
+        token = csrf_token(client, "/account/profile")
+        return client.post("/account/profile", data={"csrf_token": token, **fields})
+
+    assert save(name="Cy Renamed", email="customer@example.com").status_code == 303
+    assert save(name="Cy Again").status_code == 303  # no email field: the same email
+    # A new email is still held to both.
+    changed = save(name="Cy", email="new@example.com", current_password=PASSWORD)
+    assert changed.status_code == 429
 
 
 def test_password_reset_is_rate_limited_per_client_and_per_email(limited, clock, tmp_path):

@@ -404,16 +404,26 @@ def _email_taken(_response) -> bool:
     return bool(g.get("email_taken"))
 
 
+def _email_kept() -> bool:
+    """A profile save that keeps the email (a new name): it asks for no password and tells
+    nothing about other accounts, so neither limit below applies. An office whose address had
+    used its registrations, or an account locked by someone guessing its password, could not
+    even correct a name (429)."""
+    return accounts.normalise_email(request.form.get("email", current_user.email)) \
+        == current_user.email
+
+
 @bp.route("/profile", methods=["GET", "POST"])
 @login_required
 @limiter.shared_limit(_login_limit, LOGIN_ACCOUNT_SCOPE, key_func=_current_user_key,
-                      methods=["POST"], deduct_when=_failed, error_message=TOO_MANY_LOGINS)
+                      methods=["POST"], deduct_when=_failed, exempt_when=_email_kept,
+                      error_message=TOO_MANY_LOGINS)
 # "Another account uses that email" tells whether an email has an account, as registering
 # does: counted in the registration's bucket for the address (SHOP_RATELIMIT_REGISTER), so
 # the profile form is no unlimited way to find out which emails have accounts.
 @limiter.shared_limit(lambda: current_app.config["RATELIMIT_REGISTER"], REGISTER_SCOPE,
                       key_func=client_address, methods=["POST"], deduct_when=_email_taken,
-                      error_message=TOO_MANY_REGISTRATIONS)
+                      exempt_when=_email_kept, error_message=TOO_MANY_REGISTRATIONS)
 def profile():
     """Change name and email (a new email needs the current password)."""
     form = {"name": request.form.get("name", current_user.name or ""),
