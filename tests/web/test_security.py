@@ -201,6 +201,9 @@ def test_a_form_over_its_limit_comes_back_with_what_was_typed(limited, clock):
     assert forgot("other@example.com").status_code == 303
     page = form_again(forgot(" other2@example.com "), "Too many password reset requests.")
     assert 'value="other2@example.com"' in page
+    # No link went to other2@example.com: the message does not say one did ("the link we
+    # already sent still works" was said to every email met by the address's limit).
+    assert "If we have already sent you a link, it still works." in page
 
 
 def test_the_limit_counts_per_account_and_per_address(limited, clock):

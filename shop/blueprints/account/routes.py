@@ -100,8 +100,10 @@ SESSION_FP_KEY = "_pwfp"
 LOGIN_ID_KEY = "_login"
 REMEMBER_FP_COOKIE = "shop_remember_fp"
 TOO_MANY_LOGINS = "Too many failed log-in attempts. Please wait a minute and try again."
-TOO_MANY_RESETS = ("Too many password reset requests. Please wait a while and try again; "
-                   "the link we already sent still works.")
+# "If": the limit is also met by asking for someone else's email, or one with no account, from
+# this address; no link may have been sent to the email typed.
+TOO_MANY_RESETS = ("Too many password reset requests. Please wait a while and try again. "
+                   "If we have already sent you a link, it still works.")
 TOO_MANY_REGISTRATIONS = "Too many new accounts from your network. Please try again later."
 HISTORY_PER_PAGE = 20
 
