@@ -79,11 +79,27 @@ def link_account(user_id: int, email: str) -> None:
                            .values(user_id=user_id).execution_options(synchronize_session=False))
 
 
+def _plain(code: str) -> str:
+    """A normalised code as a keyboard would have typed it: compatibility forms made plain
+    (NFKC: full-width "ＷＥＬＣＯＭＥ１０" from a Japanese input method is WELCOME10) and
+    invisible format characters dropped (a zero-width space pasted with the code)."""
+    plain = unicodedata.normalize("NFKC", code)
+    return "".join(ch for ch in plain if unicodedata.category(ch) != "Cf").strip().upper()
+
+
 def find(code: str | None) -> Coupon | None:
+    """The coupon a shopper's code names: the code as stored, else (a second read, only for a
+    code that found nothing and has such characters) its plain form. Codes are stored as staff
+    typed them (NFC), so one made with full-width letters is still found as typed."""
     code = normalise_code(code)
     if not code:
         return None
-    return db.session.execute(select(Coupon).where(Coupon.code == code)).scalar_one_or_none()
+    coupon = db.session.execute(select(Coupon).where(Coupon.code == code)).scalar_one_or_none()
+    plain = _plain(code)
+    if coupon is None and plain and plain != code:
+        coupon = db.session.execute(select(Coupon).where(Coupon.code == plain)
+                                    ).scalar_one_or_none()
+    return coupon
 
 
 @dataclass(frozen=True)

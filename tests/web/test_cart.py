@@ -637,6 +637,26 @@ def test_a_coupon_code_is_accent_sensitive_on_every_database(client, goods):
     assert "Coupon <strong>WÉLCOME10</strong> applied." in html
 
 
+def test_a_coupon_code_typed_full_width_or_pasted_with_a_zero_width_space_is_found(
+        client, goods):
+    """ＷＥＬＣＯＭＥ１０ (a Japanese input method's full-width letters) and WELCOME10 pasted
+    with a zero-width space were "not valid", though a quantity typed in full-width digits is
+    taken: the code is now also looked for in its plain form, and the cart keeps the code as
+    stored."""
+    f.coupon("WELCOME10", "percent", "10")
+    add(client, goods["mug"].id, "2")
+    token = csrf_token(client, "/cart")
+    for typed in ("ＷＥＬＣＯＭＥ１０", "\u200bWELCOME10", "WEL\ufeffCOME10", "ｗｅｌｃｏｍｅ１０"):
+        html = client.post("/cart/coupon", data={"code": typed, "csrf_token": token},
+                           headers=HX).get_data(as_text=True)
+        assert "Coupon <strong>WELCOME10</strong> applied." in html, typed
+        assert "−$2.40" in html
+    # Still no code is two codes: an accent is not a compatibility form.
+    html = client.post("/cart/coupon", data={"code": "ＷÉＬＣＯＭＥ１０", "csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert "That coupon code is not valid." in html
+
+
 @pytest.mark.parametrize(
     "setup,message",
     [
