@@ -205,7 +205,15 @@ def test_a_refused_add_without_javascript_is_shown_under_the_quantity(client, go
             in page)
     assert 'aria-describedby="quantity-error" aria-invalid="true"' in page
     assert "flash-error" not in page
+    # Said at the top too, where a screen reader starts, linking to the field (as the cart
+    # page says it): the message was beside the field only.
+    assert ('<div class="notice notice-error" role="alert">\n  <p>Nothing was added to your '
+            'cart. Please correct the field marked below: <a href="#quantity">Quantity</a>.'
+            '</p>') in page
+    assert page.index('role="alert"') < page.index('class="breadcrumbs"')
     assert db.session.query(CartLine).count() == 0
+    # A page that refused nothing says nothing.
+    assert "Nothing was added" not in client.get("/p/mug").get_data(as_text=True)
 
 
 def test_an_add_past_a_lines_maximum_is_shown_under_the_quantity(client, app):
@@ -249,6 +257,8 @@ def test_a_refused_add_without_javascript_keeps_the_option_chosen(client, app):
     page = response.get_data(as_text=True)
     assert '<p id="variant-error" class="field-error">Choose a product option.</p>' in page
     assert 'class="variants has-error" aria-describedby="variant-error"' in page
+    assert ('Please correct the field marked below: '
+            f'<a href="#variant-{small}">Choose an option</a>.') in page
     assert db.session.query(CartLine).count() == 0
 
 
