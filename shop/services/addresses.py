@@ -118,12 +118,14 @@ def save(user_id: int, data: Mapping[str, object], address_id: int | None = None
          make_default: bool = False) -> Address:
     """Create or edit a saved address; the first one becomes the default. An address the
     account already has, saved again (checkout's "Save this address", the account's form sent
-    twice), is that one: no copy is added."""
+    twice), is that one: no copy is added. An address edited into another the book holds is
+    that other one too: the edited one goes, and the default with it if it was."""
     values = clean(data)
 
     def attempt() -> int:
         with write_transaction():
             _lock_book(user_id)
+            default = make_default
             if address_id is None:
                 address = next((a for a in for_user(user_id) if a.as_dict() == values), None)
                 if address is None:
@@ -131,11 +133,19 @@ def save(user_id: int, data: Mapping[str, object], address_id: int | None = None
                     db.session.add(address)
             else:
                 address = get_owned(user_id, address_id)
-                for key, value in values.items():
-                    setattr(address, key, value)
+                twin = next((a for a in for_user(user_id)
+                             if a.id != address.id and a.as_dict() == values), None)
+                if twin is not None:
+                    default = default or address.is_default
+                    db.session.delete(address)
+                    db.session.flush()
+                    address = twin
+                else:
+                    for key, value in values.items():
+                        setattr(address, key, value)
             has_default = db.session.execute(select(Address.id).where(
                 Address.user_id == user_id, Address.is_default.is_(True))).first()
-            if make_default or not has_default:
+            if default or not has_default:
                 db.session.flush()
                 _set_default(user_id, address.id)
             db.session.flush()

@@ -802,6 +802,27 @@ def test_an_address_the_account_has_is_not_saved_twice(client, customer):
     assert [a.line1 for a in kept if a.is_default] == ["2 Engine Lane"]
 
 
+def test_an_address_edited_into_another_saved_one_is_that_one(client, customer):
+    """Editing an address until it matched another saved one left two identical entries in
+    the book (adding it again made no copy); the book now keeps one, the default if either
+    was."""
+    assert post(client, "/account/addresses/new", ADDRESS).status_code == 303
+    assert post(client, "/account/addresses/new", ADDRESS | {"line1": "2 Engine Lane"}
+                ).status_code == 303
+    first, second = sorted(saved(customer.id), key=lambda a: a.id)
+    assert first.is_default and not second.is_default
+    # The default one edited into the other: one address left, still the default.
+    edited = post(client, f"/account/addresses/{first.id}/edit",
+                  ADDRESS | {"line1": " 2 Engine  Lane"})
+    assert edited.status_code == 303
+    (kept,) = saved(customer.id)
+    assert (kept.id, kept.line1, kept.is_default) == (second.id, "2 Engine Lane", True)
+    # Edited into itself (saved unchanged): nothing goes.
+    assert post(client, f"/account/addresses/{kept.id}/edit",
+                ADDRESS | {"line1": "2 Engine Lane"}).status_code == 303
+    assert [a.id for a in saved(customer.id)] == [kept.id]
+
+
 CONTROLS = "\x00\x07\x1b\x7f\x85"
 
 
