@@ -416,3 +416,44 @@ def test_the_characters_0024_looks_for_are_those_whose_fold_changed():
              "o\ufb03ce \ufb01ne T-Shirt men's", "Crème brûlée", "x" * 60 + "ß"]
     for text_ in texts:
         assert now._terms(text_, text_[::-1]) == search.terms(text_, text_[::-1]), text_
+
+
+def test_rating_averages_on_a_turning_point_are_kept_below_it_on_upgrade(tmp_path):
+    """Migration 0025: 17 in 11 ratings (1.545...) was kept 1.55, which the pages wrote "1.6";
+    it is kept 1.54 ("1.5"), on SQLite and MySQL. An average off no such point is left as it
+    was, and pending reviews count for nothing."""
+    from decimal import Decimal
+
+    from shop import create_app
+
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": _fresh_database_url(tmp_path)},
+                       env="testing")
+    with fresh.app_context():
+        upgrade(revision="0024")
+        with db.engine.begin() as connection:
+            for pid, average, count in ((1, "1.55", 11), (2, "4.50", 2)):
+                connection.execute(text(
+                    "INSERT INTO products (id, slug, name, description, active, price, "
+                    "rating_average, rating_count, created_at) VALUES (:id, :slug, :name, '', "
+                    "1, 10, :average, :count, '2026-01-01')"),
+                    {"id": pid, "slug": f"p{pid}", "name": f"Product {pid}", "average": average,
+                     "count": count})
+            for uid in range(1, 12):
+                connection.execute(text(
+                    "INSERT INTO users (id, email, password_hash, name, role, active, "
+                    "created_at) VALUES (:id, :email, 'x', '', 'customer', 1, '2026-01-01')"),
+                    {"id": uid, "email": f"r{uid}@example.com"})
+            reviews = [(1, uid, 1 if uid <= 5 else 2, "approved") for uid in range(1, 12)]
+            reviews += [(2, 1, 5, "approved"), (2, 2, 4, "approved"), (2, 3, 1, "pending")]
+            for pid, uid, rating, status in reviews:
+                connection.execute(text(
+                    "INSERT INTO reviews (product_id, user_id, rating, title, body, status, "
+                    "created_at) VALUES (:p, :u, :r, 'T', '', :s, '2026-01-01')"),
+                    {"p": pid, "u": uid, "r": rating, "s": status})
+        upgrade()
+        with db.engine.connect() as connection:
+            kept = {pid: Decimal(str(average)).quantize(Decimal("0.01")) for pid, average in
+                    connection.execute(text("SELECT id, rating_average FROM products"))}
+        assert kept == {1: Decimal("1.54"), 2: Decimal("4.50")}
+        downgrade(revision="0024")
+        db.engine.dispose()

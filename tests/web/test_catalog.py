@@ -961,6 +961,36 @@ def test_a_rating_is_written_one_way_on_cards_and_product_pages(client):
         assert f"{stars}</span> {shown} out of 5, from 20 reviews" in page, slug
 
 
+def test_an_average_just_below_a_turning_point_is_shown_below_it(client):
+    """17 in 11 ratings is 1.545...: kept to two decimals, half up, it was 1.55, which the
+    pages wrote "1.6" (rounded twice); the exact average is 1.5 to one decimal. Kept 1.54 now,
+    through the reviews' own approval, and shown "1.5" on the card and the product page."""
+    from decimal import Decimal
+
+    from shop.extensions import db
+    from shop.models import Product, Review
+    from shop.services import reviews
+
+    item = f.product("Trail Kettle", slug="trail-kettle", price="10.00", stock=3)
+    authors = [f.user(f"rater{n}@example.com", name=f"Rater {n}") for n in range(11)]
+    pending = [Review(product_id=item.id, user_id=author.id, rating=1 if n < 5 else 2,
+                      title="Fine", body="", status="pending")
+               for n, author in enumerate(authors)]
+    db.session.add_all(pending)
+    db.session.commit()
+    ids = [review.id for review in pending]
+    for review_id in ids:
+        reviews.approve(review_id)
+    db.session.expire_all()
+    kept = db.session.get(Product, item.id)
+    assert (kept.rating_average, kept.rating_count) == (Decimal("1.54"), 11)
+    stars = "★★☆☆☆"
+    card = client.get("/products?q=trail+kettle").get_data(as_text=True)
+    assert f'{stars}</span> <span class="visually-hidden">Rated</span> 1.5<' in card
+    page = client.get("/p/trail-kettle").get_data(as_text=True)
+    assert f"{stars}</span> 1.5 out of 5 (11 reviews)" in page
+
+
 def test_an_htmx_answer_puts_back_every_message_slot_of_the_filter_form(client, app, catalog):
     """Each message beside the filter form's fields is swapped by the grid's htmx answer (out
     of band), on /products and on a category's page: the per_page slot was not, so a
