@@ -274,13 +274,15 @@ def test_the_flask_command_names_a_bad_setting_in_one_line(env, message):
 
 def test_gunicorn_stops_on_a_setting_its_workers_refuse_without_restarting_them():
     """A setting checked by create_app (not by config.py, which gunicorn.conf.py reads first):
-    each worker wrote a traceback, and gunicorn stopped on "worker failed to boot". Each now
-    writes the one line and exits 3, which still stops the master: never a restart loop."""
+    the worker wrote a traceback, and gunicorn stopped on "worker failed to boot". It now
+    writes the one line and exits 3, which still stops the master: never a restart loop.
+    One worker: with two failing at the same instant, gunicorn's master (27.0.1) may meet the
+    second exit while stopping for the first and print a HaltServer traceback of its own."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     result = _command([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"],
                       {"SHOP_CURRENCY": "usd", "GUNICORN_BIND": "127.0.0.1:0",
-                       "WEB_CONCURRENCY": "2"})
-    assert result.returncode != 0
+                       "WEB_CONCURRENCY": "1"})
+    assert result.returncode == 3
     assert "Traceback" not in result.stderr, result.stderr
-    assert "Error: SHOP_CURRENCY must be an ISO 4217 code in capitals" in result.stderr
+    assert result.stderr.count("Error: SHOP_CURRENCY must be an ISO 4217 code in capitals") == 1
     assert "Worker failed to boot" in result.stderr
