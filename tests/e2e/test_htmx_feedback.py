@@ -452,3 +452,47 @@ def test_back_to_the_cart_shows_the_quantities_saved(shop, new_context, js):
     page.wait_for_timeout(500)  # a browser puts fields back a moment after the page loads
     expect(page.locator(".cart-line").first.get_by_role("spinbutton")).to_have_value(saved)
     assert page.locator(".cart-line .line-total").first.inner_text() == line_total
+
+
+def test_cart_answers_that_cross_on_the_way_leave_the_latest_totals(shop, page):
+    """Two cart actions close together (one line's quantity updated, then another's): the
+    first answer, held up on the way, came after the second and put back the totals and the
+    header's count from before the second change. The cart's actions now go one at a time
+    (hx-sync on the page's main part), so the last answer is the newest."""
+    open_variant_product(page, shop)
+    ready(page)
+    mark_page(page)
+    page.get_by_role("button", name="Add to cart").click()
+    expect(page.locator("#cart-link")).to_have_text(re.compile(r"\(1\)"))
+    choose_variant_and_add(page)
+    page.goto(shop("/cart"))
+    ready(page)
+    mark_page(page)
+    lines = page.locator(".cart-line")
+    expect(lines).to_have_count(2)
+    first, second = lines.nth(0), lines.nth(1)
+    first_id = first.get_attribute("id").rsplit("-", 1)[1]
+    units = [money(line.locator(".line-unit").inner_text()) for line in (first, second)]
+
+    def held(route) -> None:
+        answer = route.fetch()  # the shop has saved the change and priced the cart
+        page.wait_for_timeout(1000)  # the answer comes after the next action's
+        route.fulfill(response=answer)
+
+    page.route(f"**/cart/lines/{first_id}/update", held)
+    first.get_by_role("spinbutton").fill("2")
+    first.get_by_role("button", name=re.compile("^Update")).click()
+    page.wait_for_timeout(200)
+    second.get_by_role("spinbutton").fill("3")
+    second.get_by_role("button", name=re.compile("^Update")).click()
+    subtotal = units[0] * 2 + units[1] * 3
+    expect(page.locator("#cart-link")).to_have_text("Cart (5)", timeout=5000)
+    page.wait_for_timeout(1500)  # had the held answer come last, it would show by now
+    page.unroute(f"**/cart/lines/{first_id}/update")
+    expect(page.locator("#cart-link")).to_have_text("Cart (5)")
+    expect(page.locator("#cart-totals dt:text-is('Subtotal') + dd")).to_contain_text(
+        f"{subtotal:,.2f}")
+    assert_same_page(page)
+    page.reload()
+    expect(page.locator("#cart-totals dt:text-is('Subtotal') + dd")).to_contain_text(
+        f"{subtotal:,.2f}")
