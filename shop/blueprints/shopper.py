@@ -8,9 +8,11 @@ import hmac
 from flask import current_app, session
 from flask_login import current_user
 
+from ..services import pricing
 from ..services.cart import CartOwner
 
 GUEST_CART_KEY = "cart_token"
+CHECKOUT_KEY = "checkout"  # the checkout's details, as given on its form (checkout/routes.py)
 
 
 def cart_owner(create: bool = False) -> CartOwner:
@@ -49,3 +51,11 @@ def derived_guest_token() -> str | None:
 
 def current_user_id() -> int | None:
     return current_user.id if current_user.is_authenticated else None
+
+
+def given_shipping_method() -> str:
+    """The shipping method given on the checkout's details form (kept with them in the
+    session), else standard: the cart's own estimate, so a shopper who goes back to the cart
+    by the header's link and on to the checkout keeps the method given."""
+    details = session.get(CHECKOUT_KEY) or {}
+    return pricing.known_shipping_method(details.get("shipping_method"))

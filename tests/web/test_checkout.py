@@ -702,3 +702,34 @@ def test_the_cart_gone_back_to_from_the_review_keeps_the_shipping_chosen(client,
     db.session.commit()
     response, *_ = place(client, form)
     assert response.headers["Location"] == "/cart"
+
+
+def test_the_cart_reached_by_the_headers_link_keeps_the_shipping_method_given(client, lamp):
+    """Express given on the details form, then the header's Cart link (no method in its
+    address), then Checkout: the cart priced Standard and its Checkout link said so, and the
+    details form came back with Standard. The cart's own estimate is now the method the
+    checkout's details hold (Standard without them); another one chosen in the cart is still
+    its address, and goes on to the checkout."""
+    fill_cart(client, lamp.id, 1)
+    assert review(client, shipping_method="express").status_code == 303
+    cart = client.get("/cart").get_data(as_text=True)
+    assert '<option value="express" selected>' in cart
+    assert re.search(r"<dt>Shipping</dt><dd>\$15\.00</dd>", cart)
+    assert 'href="/checkout?shipping=express">Checkout</a>' in cart
+    # The cart's forms without JavaScript need no method in their address for it ...
+    assert re.search(r'<form class="line-qty" action="/cart/lines/\d+/update"', cart)
+    details = client.get("/checkout?shipping=express").get_data(as_text=True)
+    assert re.search(r'<input type="radio" id="ship-express" [^>]*\bchecked\b', details)
+    # ... and Standard, chosen in the cart, is said in the address and kept by its forms.
+    standard = client.get("/cart?shipping=standard").get_data(as_text=True)
+    assert '<option value="standard" selected>' in standard
+    assert 'href="/checkout?shipping=standard">Checkout</a>' in standard
+    assert re.search(r'<form class="line-qty" action="/cart/lines/\d+/update\?shipping=standard"',
+                     standard)
+    line = re.search(r'action="(/cart/lines/\d+/update)', standard).group(1)
+    response = client.post(f"{line}?shipping=standard",
+                           data={"quantity": "2", "csrf_token": csrf_token(client, "/cart")})
+    assert response.headers["Location"] == "/cart?shipping=standard"
+    # The review's way back to the cart names the method, as it did: the same cart.
+    assert '<a href="/cart?shipping=express">Change cart</a>' in client.get(
+        "/checkout/review").get_data(as_text=True)

@@ -15,23 +15,27 @@ from .. import ID
 from ..catalog.routes import product_page
 from ..htmx import is_htmx, safe_next, vary
 from ..limits import COUPONS_SCOPE, TOO_MANY_COUPONS, coupon_refused, coupons_limit
-from ..shopper import cart_owner
+from ..shopper import cart_owner, given_shipping_method
 
 bp = Blueprint("cart", __name__, url_prefix="/cart")
 bp.after_request(personal)
+# The cart's own estimate: its forms' addresses name another (cart/_line.html, _coupon.html).
+bp.add_app_template_global(given_shipping_method)
 
 
 def _shipping_method() -> str:
     """The shipping estimate chosen: the page's address says it, and every cart form sends it
     (with htmx the select itself, hx-include; without, the action's query string), so an
-    action answers with the totals the shopper is looking at."""
-    return pricing.known_shipping_method(request.values.get("shipping"))
+    action answers with the totals the shopper is looking at. Without one, the cart's own:
+    the method given on the checkout's details, else standard."""
+    chosen = request.values.get("shipping")
+    return given_shipping_method() if chosen is None else pricing.known_shipping_method(chosen)
 
 
 def _cart_url() -> str:
-    """The cart page, with the shipping estimate chosen (standard is the page's own)."""
+    """The cart page, with the shipping estimate chosen (its own needs no word)."""
     method = _shipping_method()
-    return url_for("cart.show", shipping=None if method == "standard" else method)
+    return url_for("cart.show", shipping=None if method == given_shipping_method() else method)
 
 
 def _cart_view():

@@ -35,11 +35,11 @@ from ...services.errors import (
 )
 from ..htmx import is_htmx, vary
 from ..limits import TOO_MANY_ORDERS, limit_orders
-from ..shopper import cart_owner
+from ..shopper import CHECKOUT_KEY, cart_owner
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
 bp.after_request(personal)
-SESSION_KEY = "checkout"
+SESSION_KEY = CHECKOUT_KEY
 
 
 def _details() -> dict:
