@@ -8,6 +8,10 @@ from ..extensions import db
 from ..models import Order, Variant
 from . import links, mail, orders
 
+# Why the shop itself cancelled an order, as the customer's mail says it (None: staff did).
+UNPAID = "unpaid"  # not paid by its deadline, or its Stripe page expired unpaid
+PAYMENT_FAILED = "payment_failed"  # a delayed payment (a bank debit) failed
+
 
 def _order_url(order: Order) -> str | None:
     """The order's signed link (on SHOP_BASE_URL when it is set: services.links); None when
@@ -28,13 +32,15 @@ def order_confirmation(order_id: int) -> None:
 
 
 def order_status_changed(order_id: int, status: str | None = None, carrier: str | None = None,
-                         tracking_number: str | None = None) -> None:
+                         tracking_number: str | None = None, reason: str | None = None) -> None:
     """Tell the customer their order moved (paid, shipped, delivered, cancelled, refunded).
 
     `status` (with the carrier and tracking number of a move to shipped) is the move that
     queued the mail: by the time the worker sends it, staff may have moved the order on, and
     reading the order's status then told two "Shipped" mails and no "Paid" one. A job queued
-    with the order id alone (before this was passed) tells the order's status as it runs."""
+    with the order id alone (before this was passed) tells the order's status as it runs.
+    `reason` says why the shop cancelled an order (UNPAID, PAYMENT_FAILED); a cancellation
+    without one was staff's, and the mail gives no reason it cannot know."""
     order = db.session.get(Order, order_id)
     if order is None:
         return
@@ -46,7 +52,7 @@ def order_status_changed(order_id: int, status: str | None = None, carrier: str 
     context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"],
                "status": status, "status_label": orders.STATUS_LABELS.get(status, status),
                "carrier": carrier, "tracking_number": tracking_number,
-               "paid_by_card": paid_by_card}
+               "paid_by_card": paid_by_card, "reason": reason}
     mail.send(order.email, f"Order {order.number}: {context['status_label']}",
               render_template("mail/order_status.txt", **context),
               render_template("mail/order_status.html", **context))

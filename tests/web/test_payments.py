@@ -1288,6 +1288,59 @@ def test_the_refund_mail_speaks_of_the_card_only_when_a_card_paid(client, shop, 
         assert f"We have refunded {total} to your card; it can take a few days" in body
 
 
+def cancel_mail_bodies(shop, number: str) -> list[tuple[str, str]]:
+    """The plain and HTML text of each "Cancelled" status mail about order `number`."""
+    outbox = Path(shop.config["OUTBOX_DIR"])
+    mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+             for p in sorted(outbox.glob("*.eml"))]
+    return [(m.get_body(("plain",)).get_content(), m.get_body(("html",)).get_content())
+            for m in mails if m["Subject"] == f"Order {number}: Cancelled"]
+
+
+def test_the_cancellation_mail_gives_the_reason_the_order_was_cancelled_for(client, shop,
+                                                                            standin, mug):
+    """Every card order cancelled before it was paid was mailed "It has been cancelled
+    because payment was not completed in time": one staff cancelled at the customer's
+    request an hour before its deadline too, and one whose bank debit failed. The reason is
+    now the one the shop knows: its timeout (the expiry, or Stripe's page expiring), a
+    payment that did not go through, or none for staff's cancellation. Fails on the old
+    code."""
+    timed_out = "It has been cancelled because payment was not completed in time."
+    failed = "It has been cancelled because your payment did not go through."
+
+    buy(client, mug.id, email="staff-cancelled@example.com")
+    by_staff = last_order()
+    payments.change_status(by_staff.id, "cancelled", STAFF, "Cancelled at your request")
+    [(text, html)] = cancel_mail_bodies(shop, by_staff.number)
+    for body in (text, html):
+        assert "It has been cancelled. You have not been charged for it." in body
+        assert "in time" not in body
+
+    buy(client, mug.id, email="debit@example.com")
+    debit = last_order()
+    session = standin.complete(debit.payment.reference, delayed=True)
+    post_event(client, standin, "checkout.session.completed", session)
+    assert post_event(client, standin, "checkout.session.async_payment_failed",
+                      session).get_json()["outcome"] == "cancelled"
+    [(text, html)] = cancel_mail_bodies(shop, debit.number)
+    for body in (text, html):
+        assert failed in body and "in time" not in body
+
+    buy(client, mug.id, email="late@example.com")
+    expired = last_order()
+    backdate(expired, timedelta(hours=2))
+    assert expiry.expire_unpaid_orders() == 1
+    buy(client, mug.id, email="left@example.com")
+    left = last_order()
+    post_event(client, standin, "checkout.session.expired",
+               standin.expire(left.payment.reference))
+    for order in (expired, left):
+        [(text, html)] = cancel_mail_bodies(shop, order.number)
+        for body in (text, html):
+            assert timed_out in body and "You have not been charged for it." in body
+    assert_stock_invariant()
+
+
 def test_a_refund_made_in_the_stripe_dashboard_refunds_the_order_once(client, shop, standin,
                                                                       mug):
     """Refunded in full outside the shop: the order becomes refunded through the state machine

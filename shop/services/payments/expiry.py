@@ -54,7 +54,8 @@ def expire_order(order_id: int) -> bool:
     except InvalidTransition:
         return False
     log.info("unpaid order %s cancelled after its payment deadline", order.number)
-    jobs.enqueue(notifications.order_status_changed, order_id, "cancelled")
+    jobs.enqueue(notifications.order_status_changed, order_id, "cancelled", None, None,
+                 notifications.UNPAID)
     return True
 
 

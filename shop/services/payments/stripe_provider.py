@@ -525,10 +525,11 @@ def _record_late_refund(order_id: int, payment_id: int, intent: str, refunded: s
     return retrying(run)
 
 
-def session_expired(session_id: str, note: str = "", *, expires_at: Any = None) -> str:
-    """A session ended unpaid: cancel its order (releasing stock) if that session is still the
-    order's payment and the order is still pending; anything else is an old or out-of-order
-    event and changes nothing. A session that expired at its `expires_at` before the order's
+def session_expired(session_id: str, *, failed: bool = False, expires_at: Any = None) -> str:
+    """A session ended unpaid (`failed`: its delayed payment, a bank debit, failed): cancel its
+    order (releasing stock) if that session is still the order's payment and the order is
+    still pending, and tell the customer why; anything else is an old or out-of-order event
+    and changes nothing. A session that expired at its `expires_at` before the order's
     deadline (Stripe keeps one open for 24 hours at most; the timeout may be longer) leaves
     the order waiting: "Pay now" opens another."""
     payment = db.session.execute(select(Payment).where(
@@ -543,10 +544,12 @@ def session_expired(session_id: str, note: str = "", *, expires_at: Any = None) 
         return "ignored"
     try:
         orders.transition(payment.order_id, "cancelled", ACTOR,
-                          note or "Card payment not completed in time (Stripe session expired)")
+                          "Card payment failed" if failed
+                          else "Card payment not completed in time (Stripe session expired)")
     except InvalidTransition:
         return "ignored"
-    jobs.enqueue(notifications.order_status_changed, payment.order_id, "cancelled")
+    jobs.enqueue(notifications.order_status_changed, payment.order_id, "cancelled", None, None,
+                 notifications.PAYMENT_FAILED if failed else notifications.UNPAID)
     return "cancelled"
 
 
@@ -610,7 +613,7 @@ def handle_event(event: Any) -> str:
         outcome = session_expired(object_id, expires_at=_plain(obj).get("expires_at"))
     elif event_type == "checkout.session.async_payment_failed":
         metrics.payment_failed(PROVIDER)
-        outcome = session_expired(object_id, "Card payment failed")
+        outcome = session_expired(object_id, failed=True)
     elif event_type == "charge.refunded":
         outcome = charge_refunded(_plain(obj))
     elif event_type in REFUND_EVENTS:
