@@ -73,6 +73,20 @@ def partial_refund(order_id: int, refunded_minor: int, currency: str) -> None:
               render_template("mail/partial_refund.html", **context))
 
 
+def unneeded_payment_refunded(order_id: int, why: str) -> None:
+    """Tell the customer a card payment that paid nothing was refunded in full: it came after
+    the order was cancelled (`why` "late"), or after it had been paid another way
+    ("paid_elsewhere"). The order keeps its status."""
+    order = db.session.get(Order, order_id)
+    if order is None:
+        return
+    context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"],
+               "why": why}
+    mail.send(order.email, f"Order {order.number}: your card payment has been refunded",
+              render_template("mail/payment_refunded.txt", **context),
+              render_template("mail/payment_refunded.html", **context))
+
+
 def refund_failed(order_id: int, what: str) -> None:
     """Tell staff a refund did not reach the customer (Stripe failed it after accepting it):
     they must pay the customer back another way. `what` says which refund and why."""

@@ -757,6 +757,51 @@ def test_a_late_payment_shows_as_refunded_on_the_order_page_and_in_the_api(clien
     assert_stock_invariant()
 
 
+def payment_refunded_mails(shop, number: str) -> list[tuple[str, str]]:
+    """The plain and HTML text of each mail telling the customer a card payment of order
+    `number` that paid nothing was refunded."""
+    outbox = Path(shop.config["OUTBOX_DIR"])
+    mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+             for p in sorted(outbox.glob("*.eml"))]
+    return [(m.get_body(("plain",)).get_content(), m.get_body(("html",)).get_content())
+            for m in mails
+            if m["Subject"] == f"Order {number}: your card payment has been refunded"]
+
+
+def test_a_card_payment_that_paid_nothing_is_refunded_and_the_customer_is_mailed_once(
+        client, shop, standin, mug):
+    """A shopper who paid on Stripe's page after their order had expired (Stripe out of reach
+    when it was closed) was mailed only "It has been cancelled ... You have not been charged
+    for it", then saw the charge and its refund on their statement with no word from the
+    shop unless they came back through Stripe's return page. Likewise a card payment of an
+    order staff had marked paid by hand. Each is now mailed once, however often Stripe
+    reports the payment. Fails on the old code (no such mail)."""
+    order, session = paid_after_expiry(client, standin, mug.id)
+    total = format_money(order.total, "USD")
+    for _ in range(2):  # delivered, then redelivered under another event id
+        assert post_event(client, standin, "checkout.session.completed",
+                          session).get_json()["outcome"] == "late"
+    client.get(f"/payments/stripe/return?session_id={session['id']}")
+    [(text, html)] = payment_refunded_mails(shop, order.number)
+    for body in (text, html):
+        assert f"{total}" in body and "arrived after the order had been cancelled" in body
+        assert "refunded it in full" in body
+    assert f"/orders/{order.number}?token=" in text
+
+    buy(client, mug.id, email="by-hand@example.com")
+    by_hand = last_order()
+    standin.fail_next[:] = [(500, "boom")] * 3  # Stripe unreachable while closing the session
+    payments.change_status(by_hand.id, "paid", STAFF, "paid by bank transfer")
+    session = standin.complete(by_hand.payment.reference)
+    for _ in range(2):
+        assert post_event(client, standin, "checkout.session.completed",
+                          session).get_json()["outcome"] == "paid_elsewhere"
+    [(text, html)] = payment_refunded_mails(shop, by_hand.number)
+    for body in (text, html):
+        assert "already been paid another way" in body and "Your order is not affected" in body
+    assert len(standin.refunds) == 2
+
+
 def test_session_expiry_respects_stripes_minimum(shop, standin, mug):
     shop.config["UNPAID_ORDER_TIMEOUT_MINUTES"] = 10
     client = shop.test_client()

@@ -426,6 +426,11 @@ def _already_finished(order_id: int, payment_id: int, session_id: str,
         refunded = _give_back(order, intent, "late", "paid after the order was closed")
         first = (_record_late_refund(order.id, payment_id, intent, refunded) if cancelled
                  else _record_second_payment(order.id, intent, refunded))
+        if first:
+            # The shopper was charged: the cancellation mail had said they were not, and the
+            # return page, which says it, is not seen by one who closed Stripe's page.
+            jobs.enqueue(notifications.unneeded_payment_refunded, order.id,
+                         "late" if cancelled else "paid_elsewhere")
     if first:
         metrics.payment_failed(PROVIDER)
     return FinishResult("late" if cancelled else "paid_elsewhere",
