@@ -293,6 +293,9 @@ class StripeStandIn:
             raise StripeError(400, "The `expires_at` timestamp must be between 30 minutes and "
                                    "24 hours from Checkout Session creation.",
                               code="parameter_invalid_integer")
+        if len(p["line_items"]) > 100:  # Stripe's limit in payment mode
+            raise StripeError(400, "You may only specify up to 100 line items.",
+                              code="parameter_invalid_integer")
         currencies = {item["price_data"]["currency"] for item in p["line_items"]}
         if len(currencies) != 1:
             raise StripeError(400, "All line items must use the same currency.")

@@ -165,6 +165,28 @@ def test_discounted_order_is_charged_its_exact_total(client, shop, standin, mug)
     assert len(request["line_items"]) == 1  # one line for the total: no itemised discount
 
 
+def test_a_cart_of_more_lines_than_stripe_lists_is_charged_as_one_line(client, shop, standin,
+                                                                      mug):
+    """Stripe's page lists at most 100 line items and refuses a session with more: a cart of
+    101 different items paid by card was told "we could not open the card payment page", at
+    placing and at every "Pay now", while the order held its stock until it expired. Such an
+    order is now charged as one line for its total, as a discounted one is. Fails on the old
+    code."""
+    from tests.payments_helpers import add_to_cart
+
+    for n in range(100):
+        add_to_cart(client, f.variant_of(f.product(f"Card {n}", price="1.00", stock=5,
+                                                   slug=f"card-{n}")).id)
+    answer = buy(client, mug.id)
+    assert answer.status_code == 303 and answer.headers["Location"].startswith(standin.base_url)
+    order = last_order()
+    assert len(order.lines) == 101 and order.discount == 0
+    [request] = standin.created_sessions()
+    assert len(request["params"]["line_items"]) == 1
+    session = standin.sessions[order.payment.reference]
+    assert session["amount_total"] == to_minor_units(order.total, "USD")
+
+
 @pytest.mark.parametrize("currency,price,minor", [
     ("KWD", "12.50", 12500),  # three decimals: fils, not a tenth of the price
     # No decimals: whole yen, rounded half up. A price kept with a fraction of a yen (staff

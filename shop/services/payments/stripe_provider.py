@@ -32,6 +32,8 @@ from ..orders import Actor
 log = logging.getLogger("shop.payments.stripe")
 PROVIDER = "stripe"
 ACTOR = Actor(label="stripe")
+# Stripe refuses a Checkout Session listing more line items than this (payment mode).
+MAX_LINE_ITEMS = 100
 # Stripe refuses a Checkout Session that expires sooner than 30 minutes or later than 24 hours.
 SESSION_MIN = timedelta(minutes=31)
 SESSION_MAX = timedelta(hours=23, minutes=55)
@@ -134,8 +136,9 @@ def stripe_payment(order_id: int) -> Payment | None:
 
 def line_items(order: Order) -> list[dict[str, Any]]:
     """What the shopper sees on Stripe's page, in minor units. Itemised when the lines,
-    shipping and tax add up to the total exactly; one line for the total otherwise (a
-    discount), so the amount charged is always `order.total`."""
+    shipping and tax add up to the total exactly and Stripe can list them all; one line for
+    the total otherwise (a discount, more than MAX_LINE_ITEMS), so the amount charged is
+    always `order.total`."""
     currency = order.currency.lower()
     total = to_minor_units(order.total, order.currency)
 
@@ -155,7 +158,7 @@ def line_items(order: Order) -> list[dict[str, Any]]:
     if order.tax > 0:
         items.append(item("Tax", to_minor_units(order.tax, order.currency)))
     itemised = sum(i["price_data"]["unit_amount"] * i["quantity"] for i in items)
-    if items and itemised == total and order.discount == 0:
+    if items and itemised == total and order.discount == 0 and len(items) <= MAX_LINE_ITEMS:
         return items
     return [item(f"Order {order.number}", total)]
 
