@@ -398,8 +398,24 @@ def shown(value: object) -> object:
     return value
 
 
+# A blank line (it may hold spaces) between two paragraphs of a shopper's text.
+_BLANK_LINE = re.compile(r"\n\s*\n")
+
+
+def paragraphs(text: str | None) -> Markup:
+    """A shopper's text (a review's body) as they typed it: a paragraph at each blank line and
+    each line break within one kept (`<br>`), everything escaped. "Pros:" then "- keeps heat"
+    on the next line read "Pros: - keeps heat" when only a blank line made a paragraph."""
+    text = (text or "").replace("\r\n", "\n").replace("\r", "\n").strip()
+    return Markup("").join(
+        Markup("<p>") + Markup("<br>\n").join(escape(line) for line in para.split("\n"))
+        + Markup("</p>")
+        for para in _BLANK_LINE.split(text) if para.strip())
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.filters["shown"] = shown
+    app.jinja_env.filters["paragraphs"] = paragraphs
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["datetime"] = datetime_utc
     app.jinja_env.filters["image_url"] = image_url

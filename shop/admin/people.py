@@ -18,6 +18,7 @@ from ..models import REVIEW_STATUSES, ROLES, Review, User
 from ..models.base import is_id
 from ..services import accounts, audit, coupons, reviews
 from ..services.errors import NotFound, ShopError, ValidationError
+from ..templating import paragraphs
 from .base import ShopModelView, record_id
 from .security import is_admin, request_id, who
 
@@ -203,6 +204,9 @@ class ReviewView(ShopModelView):
     column_formatters = {"product": _review_product, "status": _review_decision,
                          "rating": lambda v, c, m, n: f"{m.rating} / 5"}
     column_details_list = ("created_at", "product", "user", "rating", "title", "body", "status")
+    # The body as the shopper typed it, its line breaks kept, as the product page shows it.
+    column_formatters_detail = {**column_formatters,
+                                "body": lambda v, c, m, n: paragraphs(m.body)}
     column_sortable_list = ("created_at", "rating", "status")
     column_searchable_list = ("title", "body")
     column_filters = (FilterEqual(Review.status, "Status",

@@ -192,6 +192,27 @@ def test_review_text_is_escaped(client, buyer):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+def test_a_reviews_line_breaks_are_kept_where_it_is_read(client, auth, buyer, mug):
+    """A list typed line by line ("Pros:", "- keeps heat", ...) read as one run-on line on the
+    product page, the reviews page and the back office's review ("Pros: - keeps heat -
+    solid"): only a blank line started a paragraph, and one holding a space did not. Each
+    line break is now kept (<br>), every blank line starts a paragraph, all escaped."""
+    from tests.web.admin_support import login_staff
+
+    submit(client, {"rating": "4", "title": "Good mug",
+                    "body": "Pros:\r\n- keeps heat\r\n- <b>solid</b>\r\n \r\nCons:\r\n- heavy"})
+    (review,) = db.session.execute(select(Review)).scalars()
+    reviews.approve(review.id)
+    expected = ("<p>Pros:<br>\n- keeps heat<br>\n- &lt;b&gt;solid&lt;/b&gt;</p>"
+                "<p>Cons:<br>\n- heavy</p>")
+    for url in (PAGE, f"{PAGE}/reviews"):
+        assert expected in client.get(url).get_data(as_text=True), url
+    auth.logout()
+    login_staff(auth)
+    html = client.get(f"/admin/review/details/?id={review.id}").get_data(as_text=True)
+    assert expected in html
+
+
 def test_account_page_offers_purchases_to_review(client, buyer, mug):
     html = client.get("/account").get_data(as_text=True)
     assert "Review your purchases" in html and "/p/stoneware-mug/reviews/new" in html
