@@ -29,6 +29,9 @@ REASONS = {
     "login": "Log in to review this product.",
     "not_bought": "Only customers who bought this product can review it.",
     "pending": "Thank you! Your review is waiting for approval and will appear soon.",
+    # The form sent again while the first review waits (a double click, a second tab): the
+    # words sent this time are not taken, which a thank-you would not say.
+    "sent": "You have already sent a review of this product; it is waiting for approval.",
     "reviewed": "You have already reviewed this product.",
     "rejected": "You have already reviewed this product; your review was not published.",
     "not_found": "That product does not exist or is no longer sold.",
@@ -170,13 +173,14 @@ def submit(user_id: int, product_id: int, rating: object, title: object,
     """Write the user's one review of a product they bought; it waits for approval.
 
     Raises NotFound (no such active product), Forbidden with a REASONS code (not bought,
-    already reviewed) or ValidationError (rating, title, body)."""
+    already sent and waiting, already reviewed) or ValidationError (rating, title, body)."""
     product = db.session.get(Product, product_id)
     if product is None or not product.active:
         raise NotFound(REASONS["not_found"], code="not_found")
     allowed, reason = can_review(user_id, product_id)
     if not allowed:
-        raise Forbidden(REASONS[reason or "not_bought"], code=reason)
+        reason = "sent" if reason == "pending" else reason or "not_bought"
+        raise Forbidden(REASONS[reason], code=reason)
     value, title_text, body_text = _clean(rating, title, body)
     try:
         with write_transaction():
@@ -187,7 +191,7 @@ def submit(user_id: int, product_id: int, rating: object, title: object,
             review_id = review.id
     except IntegrityError as exc:
         # The same customer submitted twice at once: the unique constraint kept one.
-        raise Forbidden(REASONS["reviewed"], code="reviewed") from exc
+        raise Forbidden(REASONS["sent"], code="sent") from exc
     return db.session.get(Review, review_id)
 
 

@@ -2,6 +2,8 @@
 and without htmx, approval, the average and count on pages and cards."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -179,6 +181,26 @@ def test_htmx_submission_answers_the_form_slot(client, buyer):
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in html
     assert "waiting for approval" in html and 'name="rating"' not in html
+    assert review_count() == 1
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["page", "htmx"])
+def test_a_review_sent_again_is_refused_without_a_thank_you(client, buyer, headers):
+    """The form sent a second time (a double click without JavaScript, or from a second tab
+    with other words) was answered with the first's thanks: "Thank you! Your review is
+    waiting for approval" as an error alert, or in the form's place with htmx, so the words
+    typed the second time seemed taken. It is said they were not, and why."""
+    first = submit(client, {"rating": "5", "title": "Lovely"})
+    client.get(first.headers["Location"])  # the thanks, read
+    again = submit(client, {"rating": "2", "title": "Changed my mind"}, headers)
+    html = again.get_data(as_text=True) if headers else client.get(PAGE).get_data(as_text=True)
+    said = "You have already sent a review of this product; it is waiting for approval."
+    assert said in html
+    if headers:
+        assert "Thank you!" not in html
+    else:  # the page's review section still thanks for the review that is waiting
+        assert "flash-error" not in html
+        assert re.search(r'<p class="flash flash-\w+" role="status">' + re.escape(said), html)
     assert review_count() == 1
 
 

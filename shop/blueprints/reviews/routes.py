@@ -102,7 +102,8 @@ def submit(slug: str):
     except Forbidden as exc:
         if is_htmx():
             return _slot(product, can_review=False, reason=exc.code, announcement=exc.message)
-        flash(exc.message, "error")
+        # Their review already waiting is no error (the page thanks them for it again).
+        flash(exc.message, "info" if exc.code == "sent" else "error")
         return redirect(back, 303)
     except NotFound:
         abort(404, description="That product does not exist or is no longer sold.")
