@@ -180,6 +180,10 @@ def _same_origin(url: str | None) -> bool:
 
 
 def _review_product(view, context, model, name) -> Markup:
+    if not model.product.active:
+        # Not in the shop: its page is the shop's 404, so no link to it (as the product list).
+        return Markup('{} <span class="badge badge-secondary">inactive</span>').format(
+            model.product.name)
     return Markup('<a href="{}">{}</a>').format(url_for("catalog.product", slug=model.product.slug),
                                                 model.product.name)
 

@@ -246,6 +246,26 @@ def test_approving_and_rejecting_reviews_updates_the_rating(client, staff, revie
         ("reject", "approved", "rejected")]
 
 
+def test_a_review_of_a_product_no_longer_sold_is_not_linked_to_the_shops_404(
+        client, staff, reviewed):
+    """The review list linked each review's product to its shop page, also a product taken out
+    of the shop (inactive), whose page is the shop's 404 ("That product does not exist or is
+    no longer sold"), which staff met when they opened it to decide. It is marked inactive,
+    unlinked, as the product list has it."""
+    mug, (five, two, four) = reviewed
+    html = client.get("/admin/review/").get_data(as_text=True)
+    assert html.count('<a href="/p/mug">Stoneware Mug</a>') == 3
+    assert client.get("/p/mug").status_code == 200
+    product = reload(Product, mug.id)
+    product.active = False
+    db.session.commit()
+    assert client.get("/p/mug").status_code == 404
+    for url in ("/admin/review/", f"/admin/review/details/?id={two.id}"):
+        html = client.get(url).get_data(as_text=True)
+        assert 'href="/p/mug"' not in html, url
+        assert 'Stoneware Mug <span class="badge badge-secondary">inactive</span>' in html, url
+
+
 def test_bulk_approve(client, staff, reviewed):
     mug, (five, two, four) = reviewed
     token = csrf_token(client, "/admin/review/")
