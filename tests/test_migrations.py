@@ -457,3 +457,78 @@ def test_rating_averages_on_a_turning_point_are_kept_below_it_on_upgrade(tmp_pat
         assert kept == {1: Decimal("1.54"), 2: Decimal("4.50")}
         downgrade(revision="0024")
         db.engine.dispose()
+
+
+def test_name_keys_are_filled_on_upgrade(tmp_path):
+    """Migration 0026 gives every product already there its name's sort key (the service's
+    name_key, which its frozen copy matches), on SQLite and MySQL, batch after batch; the listing
+    then sorts "Name: A to Z" by it, case and accents aside. Going back down drops the key
+    and keeps the products' variants and search terms (a copy of the table would have
+    deleted them on SQLite, ON DELETE CASCADE)."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    from shop import create_app
+    from shop.services.catalog_state import name_key
+
+    path = next(Path(__file__).parent.parent.glob("migrations/versions/0026_*.py"))
+    spec = importlib.util.spec_from_file_location("migration_0026", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    for text_ in ("Éclair Tin", "STRAẞE ǽ Œuvre", "Øl  Łódź\tÞórður", "ﬁne Ϲ ΣΑΣ",
+                  "x" * 158 + "ßß", "  Zebra\x00mug  ", ""):
+        assert migration._name_key(text_) == name_key(text_), text_
+
+    names = ["Zebra Mug", "apple corer", "Éclair Tin", "Banana Stand", "Straße Sign",
+             "Øresund Print", "eclair pan"]
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": _fresh_database_url(tmp_path)},
+                       env="testing")
+    with fresh.app_context():
+        upgrade(revision="0025")
+        with db.engine.begin() as connection:
+            for pid, name in enumerate(names, start=1):
+                connection.execute(text(
+                    "INSERT INTO products (id, slug, name, description, active, price, "
+                    "rating_count, created_at) VALUES (:id, :slug, :name, '', 1, 10, 0, "
+                    "'2026-01-01')"), {"id": pid, "slug": f"p{pid}", "name": name})
+                connection.execute(text(
+                    "INSERT INTO variants (product_id, sku, options, price, stock_quantity, "
+                    "low_stock_threshold, position) VALUES (:id, :sku, '{}', 10, 1, 5, 0)"),
+                    {"id": pid, "sku": f"SKU-{pid}"})
+                connection.execute(text(
+                    "INSERT INTO search_terms (term, product_id, weight) VALUES ('word', :id, "
+                    "10)"), {"id": pid})
+            # More products than one batch of the migration's (inactive: not listed).
+            connection.execute(text(
+                "INSERT INTO products (id, slug, name, description, active, price, "
+                "rating_count, created_at) VALUES (:id, :slug, :name, '', 0, 10, 0, "
+                "'2026-01-01')"), [{"id": n, "slug": f"f{n}", "name": f"FILLER Ñ {n}"}
+                                   for n in range(100, 100 + migration.BATCH + 100)])
+        upgrade()
+        with db.engine.connect() as connection:
+            keys = dict(connection.execute(text("SELECT name, name_key FROM products")).all())
+            indexes = {i["name"]: i["column_names"]
+                       for i in inspect(connection).get_indexes("products")}
+        assert keys == {name: name_key(name) for name in keys}
+        assert set(names) < set(keys) and keys["FILLER Ñ 699"] == "filler n 699"
+        assert keys["Éclair Tin"] == "eclair tin" and keys["Straße Sign"] == "strasse sign"
+        assert indexes["ix_products_active_name_key"] == ["active", "name_key"]
+        assert "ix_products_active_name" not in indexes
+        page = fresh.test_client().get("/products", query_string={"sort": "name"})
+        assert re.findall(r'<h3 class="card-title"><a href="/p/[^"]+">([^<]+)</a>',
+                          page.get_data(as_text=True)) == [
+            "apple corer", "Banana Stand", "eclair pan", "Éclair Tin", "Øresund Print",
+            "Straße Sign", "Zebra Mug"]
+        downgrade(revision="0025")
+        with db.engine.connect() as connection:
+            columns = {c["name"] for c in inspect(connection).get_columns("products")}
+            indexes = {i["name"]: i["column_names"]
+                       for i in inspect(connection).get_indexes("products")}
+            kept = [connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                    for table in ("products", "variants", "search_terms")]
+        assert "name_key" not in columns
+        assert indexes["ix_products_active_name"] == ["active", "name"]
+        assert kept == [len(keys), len(names), len(names)]
+        downgrade(revision="base")
+        db.engine.dispose()

@@ -23,6 +23,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import db
 from .base import created_column, money_column
 
+# A product's sort key by name, compared byte for byte on MySQL as SQLite compares text, so
+# that both order the keys alike (MySQL's own collation puts "_" after the letters, SQLite
+# before them).
+NAME_KEY = String(160).with_variant(mysql.VARCHAR(160, collation="utf8mb4_bin"), "mysql",
+                                    "mariadb")
+
 
 class Category(db.Model):
     __tablename__ = "categories"
@@ -47,13 +53,16 @@ class Product(db.Model):
     __tablename__ = "products"
     __table_args__ = (
         Index("ix_products_active_price", "active", "price"),
-        Index("ix_products_active_name", "active", "name"),
+        Index("ix_products_active_name_key", "active", "name_key"),
         Index("ix_products_category_active", "category_id", "active"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(160), unique=True)
     name: Mapped[str] = mapped_column(String(160))
+    # The name as the name sorts order it (services.catalog_state.name_key: no case, no
+    # accents), kept with every write of the name; compared byte for byte on both databases.
+    name_key: Mapped[str] = mapped_column(NAME_KEY, server_default="")
     description: Mapped[str] = mapped_column(Text, default="")
     category_id: Mapped[int | None] = mapped_column(
         ForeignKey("categories.id", ondelete="SET NULL"))

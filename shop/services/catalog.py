@@ -374,12 +374,13 @@ def with_current_tree(read: Callable[[CategoryTree], T],
     return tree, read(tree)
 
 
-# Each sort's column and direction (the id breaks ties, in the same direction).
+# Each sort's column and direction (the id breaks ties, in the same direction). Names sort by
+# their key (catalog_state.name_key), without case or accents on both databases.
 _SORTS = {
     "price": ("p.price", "ASC"),
     "-price": ("p.price", "DESC"),
-    "name": ("p.name", "ASC"),
-    "-name": ("p.name", "DESC"),
+    "name": ("p.name_key", "ASC"),
+    "-name": ("p.name_key", "DESC"),
     "newest": ("p.created_at", "DESC"),
 }
 _ORDER = {sort: f"{column} {way}, p.id {way}" for sort, (column, way) in _SORTS.items()}

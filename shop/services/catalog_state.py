@@ -9,17 +9,22 @@ Two rows of `catalog_state`:
 
 And on each product's own row, `card_image_path` / `card_image_alt`: its first image (by
 position, then id) that product cards show, so a page of cards reads no image rows (on
-MariaDB the first-image subquery was a sixth of a listing page's query).
+MariaDB the first-image subquery was a sixth of a listing page's query); and `name_key`, its
+name as the name sorts order it (`name_key()`: without case or accents, as a shopper reads
+"Éclair" among the E's and "apple corer" among the A's). SQLite compares the names themselves
+byte for byte, every capital before every small letter and "É" after "z"; MySQL's collation
+ignores case and accents. Both order the key alike, by an index on (active, name_key).
 
 They are kept in the same transaction as the change, whoever makes it: the ORM's flushes
 (back office, API, CSV import, tests) are watched by a session listener; Core writes call
 `categories_changed` / `recount_products` / `card_images_changed` themselves (seed), or write
-the card image with the product. A missing row (an emptied table) is written again by the next
-change; until then pages work the facts out as before. `flask refresh-catalog` works all of
-them out again after hand-written SQL.
+the card image and the name key with the product. A missing row (an emptied table) is written
+again by the next change; until then pages work the facts out as before. `flask
+refresh-catalog` works all of them out again after hand-written SQL.
 """
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable
 
@@ -27,11 +32,43 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from . import search
+
 TREE = "category_tree"
 ACTIVE_PRODUCTS = "active_products"
 # Scalar subqueries a page's own query embeds.
 TREE_SQL = "(SELECT value FROM catalog_state WHERE name = 'category_tree')"
 ACTIVE_PRODUCTS_SQL = "(SELECT value FROM catalog_state WHERE name = 'active_products')"
+
+
+# The key's length (the column's): names that differ only after it are in id order.
+NAME_KEY_LENGTH = 160
+# Runs of spaces, line breaks and control characters are one space in the key: MySQL pads
+# the shorter of two keys with spaces to compare them, which would order a character below
+# the space otherwise than SQLite does.
+_SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+
+
+def name_key(name: str | None) -> str:
+    """A product name as the name sorts order it: folded as search terms are (lower case,
+    without accents, ß as ss, æ as ae: search.fold), then case-folded (ς as σ), its runs of
+    spaces one space, at most NAME_KEY_LENGTH characters. "Éclair" is "eclair", "Apple corer"
+    and "apple  corer" are "apple corer" (in id order, then)."""
+    key = _SPACES.sub(" ", search.fold(name or "").casefold()).strip()
+    return key[:NAME_KEY_LENGTH].rstrip()
+
+
+def name_keys_changed(connection: Connection, product_ids: Iterable[int]) -> None:
+    """Write these products' name keys again from their names, where they differ (after a
+    hand-written change of names: `flask refresh-catalog`)."""
+    ids = ", ".join(str(int(i)) for i in sorted(set(product_ids)))
+    if not ids:
+        return
+    stale = [{"id": pid, "key": name_key(name)} for pid, name, key in connection.execute(text(
+        f"SELECT id, name, name_key FROM products WHERE id IN ({ids})"))
+        if name_key(name) != key]
+    if stale:
+        connection.execute(text("UPDATE products SET name_key = :key WHERE id = :id"), stale)
 
 
 def categories_changed(connection: Connection) -> None:
@@ -143,6 +180,16 @@ def _lock_before_flush(session: Session, _context, _instances) -> None:
         lock_products(session.connection(), imaged)
 
 
+def _keep_name_keys(session: Session, _context, _instances) -> None:
+    """Before a flush writes products: the name key of each one added or renamed."""
+    from ..models import Product
+
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Product) and (obj in session.new
+                                         or inspect(obj).attrs.name.history.has_changes()):
+            obj.name_key = name_key(obj.name)
+
+
 def _image_products(image) -> set[int]:
     """The products an image belongs or belonged to in this flush (both, when it moved)."""
     history = inspect(image).attrs.product_id.history
@@ -156,3 +203,5 @@ def install(session_class: type[Session]) -> None:
         event.listen(session_class, "after_flush", _watch_flush)
     if not event.contains(session_class, "before_flush", _lock_before_flush):
         event.listen(session_class, "before_flush", _lock_before_flush)
+    if not event.contains(session_class, "before_flush", _keep_name_keys):
+        event.listen(session_class, "before_flush", _keep_name_keys)

@@ -53,9 +53,9 @@ REFRESH_BATCH = 2000
 def refresh_catalog() -> int:
     """Work out again what the shop keeps derived from the catalogue, after products or
     categories were changed by hand in SQL (which the shop's own writes never need): the
-    category tree's revision, the number of active products, every product's search terms
-    and card image (a batch of products a transaction) and then the postings, and the page
-    cache's version.
+    category tree's revision, the number of active products, every product's search terms,
+    card image and name key (a batch of products a transaction) and then the postings, and
+    the page cache's version.
     Returns the number of products whose terms were written."""
     with write_transaction():
         connection = db.session.connection()
@@ -72,6 +72,7 @@ def refresh_catalog() -> int:
                 break
             search.reindex(connection, ids)
             catalog_state.card_images_changed(connection, ids)
+            catalog_state.name_keys_changed(connection, ids)
         done += len(ids)
         last = ids[-1]
     with write_transaction():

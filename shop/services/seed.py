@@ -471,10 +471,12 @@ def bulk_products(count: int, batch: int = 5000) -> int:
                     "price": price,
                     "rating_count": 0,
                     "created_at": now - timedelta(minutes=n),
-                    # The one image below is the card's (catalog_state keeps this for the
-                    # ORM's writes; these Core inserts write it themselves).
+                    # The one image below is the card's, and the name's sort key
+                    # (catalog_state keeps them for the ORM's writes; these Core inserts
+                    # write them themselves).
                     "card_image_path": f"img/products/{leaf.slug}.svg",
                     "card_image_alt": name,
+                    "name_key": catalog_state.name_key(name),
                 }
             )
             variants.append(

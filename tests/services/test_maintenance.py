@@ -63,6 +63,30 @@ def test_refresh_catalog_catches_up_with_changes_made_by_hand_in_sql(app, runner
     assert "1 product" in listing and "Kitchen" in listing
 
 
+def test_refresh_catalog_writes_the_name_keys_of_names_changed_in_sql(app, runner, client):
+    """A name changed by hand in SQL keeps its old sort key until `flask refresh-catalog`
+    works the keys out again; then "Name: A to Z" lists it by its new name."""
+    import re
+
+    from sqlalchemy import text
+
+    f.product("Walnut Bowl", slug="walnut-bowl")
+    f.product("Oak Tray", slug="oak-tray")
+
+    def by_name() -> list[str]:
+        html = client.get("/products?sort=name").get_data(as_text=True)
+        return re.findall(r'<h3 class="card-title"><a href="/p/[^"]+">([^<]+)</a>', html)
+
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE products SET name = 'Ébène Bowl' WHERE slug = 'walnut-bowl'"))
+    db.session.remove()
+    assert by_name() == ["Oak Tray", "Ébène Bowl"]
+    result = runner.invoke(args=["refresh-catalog"])
+    assert result.exit_code == 0, result.output
+    db.session.remove()
+    assert by_name() == ["Ébène Bowl", "Oak Tray"]
+
+
 def test_refresh_catalog_says_so_when_redis_could_not_be_told(make_app):
     """With Redis out of reach it logged that the invalidation would be "done when redis is
     back", then said everything was written again and exited 0; the command's process ends

@@ -43,6 +43,7 @@ def test_demo_seed_is_idempotent_and_complete(app, runner):
                                   .where(Variant.compare_at_price.is_not(None))).all()
     assert compared and [row for row in compared if row[2] <= row[1]] == []
     assert_card_images_are_first_images()
+    assert_name_keys_are_the_names()
     assert_api_examples_name_demo_records()
 
 
@@ -83,6 +84,14 @@ def assert_card_images_are_first_images() -> None:
         assert (product.card_image_path, product.card_image_alt) == expected, product.slug
 
 
+def assert_name_keys_are_the_names() -> None:
+    """Each product's name sort key is its name's (catalog_state.name_key), none empty."""
+    from shop.services.catalog_state import name_key
+
+    rows = db.session.execute(select(Product.name, Product.name_key)).all()
+    assert rows and [(name, key) for name, key in rows if not key or key != name_key(name)] == []
+
+
 def test_seed_if_empty_leaves_an_existing_shop_alone(app, runner):
     runner.invoke(args=["seed"])
     before = counts()
@@ -106,6 +115,11 @@ def test_bulk_seed_adds_searchable_products(app, runner):
                for card in page.items)
     db.session.expire_all()
     assert_card_images_are_first_images()
+    # and each product's name sort key: the name sorts list the generated products
+    assert_name_keys_are_the_names()
+    filters, _errors = catalog.parse_filters({"sort": "name", "per_page": "100"})
+    listed = [card.name for card in catalog.list_products(filters).items]
+    assert listed == sorted(listed, key=str.lower)
 
 
 def test_a_yen_shop_is_seeded_in_whole_yen(make_app):

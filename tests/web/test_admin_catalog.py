@@ -394,6 +394,29 @@ def test_back_office_changes_show_on_the_next_shop_page(app, client, staff, shir
     assert "No products found" in listing
 
 
+def test_a_renamed_product_moves_in_the_name_sorts(app, client, staff, shirt):
+    """A product renamed in the back office takes its new name's place in "Name: A to Z",
+    case and accents aside ("ångström Shirt" among the A's, not after "Wool Scarf"); one
+    created there is placed by its name too."""
+    f.product("Wool Scarf", slug="wool-scarf", category=shirt.category)
+    f.product("basket", slug="basket", category=shirt.category)
+    shopper = app.test_client()
+
+    def by_name(sort: str = "name") -> list[str]:
+        html = shopper.get(f"/products?sort={sort}").get_data(as_text=True)
+        return re.findall(r'<h3 class="card-title"><a href="/p/[^"]+">([^<]+)</a>', html)
+
+    assert by_name() == ["basket", "Linen Shirt", "Wool Scarf"]
+    form = edit_form(client, shirt)
+    form.update({"name": "ångström Shirt", "csrf_token": csrf_token(client, edit_url(shirt))})
+    assert client.post(edit_url(shirt), data=form).status_code == 302
+    assert by_name() == ["ångström Shirt", "basket", "Wool Scarf"]
+    assert by_name("-name") == ["Wool Scarf", "basket", "ångström Shirt"]
+    assert client.post("/admin/product/new/", data=new_product_data(
+        client, name="Ölkrug", slug="olkrug", **{"variants-0-sku": "OL-1"})).status_code == 302
+    assert by_name() == ["ångström Shirt", "basket", "Ölkrug", "Wool Scarf"]
+
+
 def test_a_number_too_large_for_its_column_is_refused_next_to_the_field(client, staff):
     """A position or use limit beyond an INTEGER column passed the form and failed in the
     database: "Something went wrong", no word on which field. Now the field says so."""

@@ -270,6 +270,21 @@ def test_imported_products_are_found_by_their_folded_words(client, staff, catalo
         "Linen Shirt"]
 
 
+def test_imported_products_take_their_place_in_the_name_sorts(client, staff, catalogue):
+    """A CSV import writes each name's sort key as every writer does: a product it creates
+    ("éclair Pan") or renames ("Fig Shirt") is listed among its letter's names, not after
+    them all."""
+    content = (HEADER + "eclair-pan,éclair Pan,Tinned.,home,yes,PAN-1,,12,,3,\n"
+               + "linen-shirt,Fig Shirt,Linen.,shirts,yes,LIN-S,"
+                 "size=S; colour=Sand,30.00,39.00,10,5\n")
+    html = check(client, content).get_data(as_text=True)
+    assert "2 rows: 1 to create, 1 to update, 0 unchanged." in html
+    assert confirm(client, hidden_content(html)).status_code == 303
+    listed = client.get("/products?sort=name").get_data(as_text=True)
+    assert re.findall(r'<h3 class="card-title"><a href="/p/[^"]+">([^<]+)</a>', listed) == [
+        "=SUM(A1) Mug", "éclair Pan", "Fig Shirt"]
+
+
 def test_a_column_left_out_of_the_file_keeps_its_values(client, staff, catalogue):
     """A price-only file (the required columns alone) erased the description, category,
     options and compare-at price it did not mention; only a blank cell in a column that is
