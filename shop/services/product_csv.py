@@ -788,6 +788,12 @@ def _plan_stock(row: RowResult, variant: Variant, ledger: int) -> str | None:
         return None
     if not _edits_stock(v):
         return None
+    if ledger > v["ledger_seen"]:
+        # The ledger was read after the variant: a count committed between the two reads
+        # (READ COMMITTED) moved it, and the figure read before it is older. The refusal
+        # says what is on hand now.
+        db.session.refresh(variant, ["stock_quantity"])
+        current = variant.stock_quantity
     if problem := _stock_change(row, variant.sku, current, ledger):
         return problem
     change = f"stock_quantity {current} → {current + v['stock_change']}"

@@ -969,6 +969,48 @@ def test_the_same_stock_edit_confirmed_three_times_at_once_counts_once(app, jack
     assert jacket_ledger(jacket.id) == [(68, "initial stock"), (2, "stock count (CSV import)")]
 
 
+def test_a_count_committed_while_the_file_is_checked_is_refused_with_the_count_now(
+        app, jacket, monkeypatch):
+    """The check reads the variants, then where their stock ledger stands. A count committed
+    between the two reads (another confirm of the same file, finishing) moved the ledger, and
+    the refusal gave the figure read before it: "it is now 68" when 70 were on hand (READ
+    COMMITTED; seen as a flake of the test above). The refusal reads the figure again."""
+    import threading
+
+    from shop.services import audit, inventory, product_csv
+    from shop.services.database import write_transaction
+    from tests.conftest import MYSQL_URL
+
+    if not MYSQL_URL:
+        pytest.skip("needs TEST_DATABASE_URL (MySQL): SQLite has one writer at a time")
+    with app.test_request_context():
+        content = edited("".join(product_csv.export_products()), jacket.sku,
+                         stock_quantity="70")
+    reads = product_csv._ledger_positions
+
+    def count_meanwhile() -> None:
+        with app.app_context():
+            with write_transaction():
+                inventory.set_stock(jacket.id, 70, "stock count")
+            db.session.remove()
+
+    def ledger_read_after_a_count(variant_ids):
+        if variant_ids and not on_hand_counted:
+            on_hand_counted.append(True)
+            worker = threading.Thread(target=count_meanwhile)
+            worker.start()
+            worker.join(timeout=60)
+        return reads(variant_ids)
+
+    on_hand_counted: list[bool] = []
+    monkeypatch.setattr(product_csv, "_ledger_positions", ledger_read_after_a_count)
+    db.session.rollback()
+    report = product_csv.apply(content, audit.Who(user_id=None, email="staff@example.com"))
+    assert on_hand_counted and not report.written
+    assert "it is now 70, so the file's 70 (exported as 68)" in report.bad_rows[0].errors[0]
+    assert on_hand(jacket.id) == 70
+
+
 def test_a_file_without_stock_seen_sets_counts_and_the_check_page_shows_them(
         app, client, staff, jacket):
     """An older export or a hand-made file has no stock_seen column: its stock_quantity is
