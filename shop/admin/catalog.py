@@ -158,6 +158,38 @@ def _total_stock(view, context, model, name) -> str:
     return str(sum(v.stock_quantity for v in model.variants))
 
 
+def _category_chain(category: Category) -> list[Category]:
+    """The category and its ancestors, from the top down (a cycle, which the category form
+    refuses, ends the chain). The parents come from the session's identity map once every
+    category is loaded (category_choices), so this reads no rows."""
+    chain: list[Category] = []
+    current: Category | None = category
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.parent
+    return list(reversed(chain))
+
+
+def category_choices() -> list[Category]:
+    """Every category for a select, in the tree's order (each after its parent, siblings by
+    position, as the category list shows them)."""
+    categories = list(db.session.execute(select(Category)).scalars())
+    return sorted(categories, key=lambda c: [(n.position or 0, n.name.casefold(), n.id)
+                                             for n in _category_chain(c)])
+
+
+def category_path(category: Category) -> str:
+    """A category as a select names it, by its path: "Men › Shirts" is not "Women › Shirts"
+    (a name alone could be either)."""
+    return " \u203a ".join(c.name for c in _category_chain(category))
+
+
+def category_select_args(blank_text: str, **args: Any) -> dict[str, Any]:
+    """form_args of a select of a category (a product's, a category's parent)."""
+    return {"query_factory": category_choices, "get_label": category_path,
+            "blank_text": blank_text, **args}
+
+
 class ProductView(ShopModelView):
     list_template = "admin/product_list.html"
     column_list = ("name", "slug", "category", "price", "variants", "stock", "created_at")
@@ -179,6 +211,7 @@ class ProductView(ShopModelView):
         "name": name_args("Enter the product's name.", 160),
         "slug": {"validators": slug_validators(),
                  "description": "The product's address in the shop: /p/&lt;slug&gt;."},
+        "category": category_select_args("No category"),
         "description": {"validators": [FitsText()], "filters": [line_ends_as_lf]},
         "variants": {"min_entries": 1, "label": "Variant"},
         "images": {"label": "Image"},
@@ -377,7 +410,8 @@ class CategoryView(ShopModelView):
         "name": name_args("Enter the category's name.", 120),
         "slug": {"validators": slug_validators()[:1] + [Length(max=120)] + slug_validators()[2:],
                  "description": "The category's address in the shop: /c/&lt;slug&gt;."},
-        "parent": {"label": "Inside (parent category)"},
+        "parent": category_select_args("None (a top-level category)",
+                                       label="Inside (parent category)"),
         "description": {"validators": [FitsText()], "filters": [line_ends_as_lf]},
         "position": {"validators": [FitsColumn()]},
     }

@@ -9,7 +9,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from shop.extensions import db
 from shop.models import (
@@ -909,6 +909,36 @@ def test_a_product_moved_to_another_category_or_none_still_saves(client, staff, 
     form.update({"category": "__None", "csrf_token": csrf_token(client, edit_url(shirt))})
     assert client.post(edit_url(shirt), data=form).status_code == 302
     assert reload(Product, shirt.id).category_id is None
+
+
+def select_options(html: str, name: str) -> list[tuple[str, str]]:
+    """(value, text) of each option of the form's select `name`, in order."""
+    start = html.index(f'name="{name}"')
+    select_html = html[start:html.index("</select>", start)]
+    return re.findall(r'<option[^>]*value="([^"]*)"[^>]*>([^<]*)</option>', select_html)
+
+
+def test_a_category_is_chosen_by_its_path_and_none_is_named(client, staff):
+    """Two subcategories of the same name (Men's and Women's "Shirts") were two options
+    "Shirts" in the product form and the category form, in no order, and the empty choice read
+    "__None". Each category is now named by its path, in the tree's order."""
+    women = f.category("Women", slug="women")
+    men = f.category("Men", slug="men")
+    f.category("Shirts", parent=women, slug="women-shirts")
+    men_shirts = f.category("Shirts", parent=men, slug="men-shirts")
+    db.session.execute(update(Category).where(Category.id == women.id).values(position=2))
+    db.session.execute(update(Category).where(Category.id == men.id).values(position=1))
+    db.session.commit()
+    paths = ["Men", "Men › Shirts", "Women", "Women › Shirts"]
+    html = client.get("/admin/product/new/").get_data(as_text=True)
+    options = select_options(html, "category")
+    assert options[0] == ("__None", "No category")
+    assert [text for _, text in options[1:]] == paths
+    html = client.get(f"/admin/category/edit/?id={men_shirts.id}").get_data(as_text=True)
+    options = select_options(html, "parent")
+    assert options[0] == ("__None", "None (a top-level category)")
+    assert [text for _, text in options[1:]] == paths
+    assert (str(men.id), "Men") in options
 
 
 def test_a_parent_deleted_during_the_save_is_refused(client, staff, monkeypatch):
