@@ -28,7 +28,7 @@ from wtforms.validators import Length
 
 from ..extensions import db
 from ..models import Category, Product, ProductImage, Variant
-from ..services import catalog, images, inventory, product_csv
+from ..services import catalog, images, inventory, product_csv, reports
 from ..services.errors import ShopError, StockCountChanged, ValidationError
 from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView
@@ -453,7 +453,7 @@ def _variant_product(view, context, model, name) -> Markup:
 
 
 class LowStockView(ReadOnlyModelView):
-    """Variants at or below their low-stock threshold, sold out first."""
+    """Variants low on stock (reports.low_stock_condition), sold out first."""
 
     can_view_details = False
     list_template = "admin/low_stock_list.html"
@@ -468,9 +468,7 @@ class LowStockView(ReadOnlyModelView):
     column_default_sort = [("stock_quantity", False), ("sku", False)]
 
     def get_query(self):
-        return super().get_query().filter(
-            Variant.stock_quantity <= Variant.low_stock_threshold)
+        return super().get_query().filter(reports.low_stock_condition())
 
     def get_count_query(self):
-        return super().get_count_query().filter(
-            Variant.stock_quantity <= Variant.low_stock_threshold)
+        return super().get_count_query().filter(reports.low_stock_condition())

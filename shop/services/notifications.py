@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Order, Variant
-from . import links, mail, orders
+from . import links, mail, orders, reports
 
 # Why the shop itself cancelled an order, as the customer's mail says it (None: staff did).
 UNPAID = "unpaid"  # not paid by its deadline, or its Stripe page expired unpaid
@@ -107,10 +107,10 @@ def refund_failed(order_id: int, what: str) -> None:
 
 
 def low_stock_alert(variant_ids: list[int]) -> None:
-    """Tell staff which variants are at or below their low-stock threshold."""
+    """Tell staff which variants are low on stock (reports.low_stock_condition)."""
     variants = list(db.session.execute(
         select(Variant).where(Variant.id.in_(variant_ids),
-                              Variant.stock_quantity <= Variant.low_stock_threshold)).scalars())
+                              reports.low_stock_condition())).scalars())
     if not variants:
         return
     # A product without options is named alone, as the shop's pages name it ("Default" is the

@@ -8,7 +8,8 @@ Definitions (shown on the dashboard too):
   paid and kept: status paid, processing, shipped or delivered. Orders awaiting payment,
   cancelled or refunded are not revenue.
 - Top products: units sold in the last 30 days on orders that are not cancelled or refunded.
-- Low stock: variants with stock at or below their low-stock threshold (sold out included).
+- Low stock: variants with stock at or below their low-stock threshold (sold out included), of
+  products on sale (active).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 
 from ..extensions import db
 from ..models import ORDER_STATUSES, Order, OrderLine, Product, Variant, utcnow
@@ -173,9 +174,18 @@ def top_products(since: datetime, limit: int = 5) -> list[TopProduct]:
                        quantize(Decimal(str(r[3] or 0)))) for r in rows]
 
 
+def low_stock_condition():
+    """Which variants are low on stock: at or below their threshold, of a product on sale. A
+    product taken off sale (inactive: discontinued, or kept because it was ordered, which the
+    back office asks for instead of deleting it) is not restocked, and its sold-out variants
+    filled the top of every low-stock list for good: a threshold of 0 still holds 0 units."""
+    return and_(Variant.stock_quantity <= Variant.low_stock_threshold,
+                Variant.product.has(Product.active.is_(True)))
+
+
 def low_stock(limit: int = 10) -> tuple[list[LowStockItem], int]:
-    """Variants at or below their threshold, fewest first, and how many there are."""
-    condition = Variant.stock_quantity <= Variant.low_stock_threshold
+    """Variants low on stock (low_stock_condition), fewest first, and how many there are."""
+    condition = low_stock_condition()
     total = db.session.execute(select(func.count(Variant.id)).where(condition)).scalar_one()
     rows = db.session.execute(
         select(Variant, Product.name).join(Product, Product.id == Variant.product_id)

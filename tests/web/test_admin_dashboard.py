@@ -120,4 +120,19 @@ def test_an_empty_shop_has_a_calm_dashboard(client, auth):
     html = client.get("/admin/").get_data(as_text=True)
     assert html.count('data-figure="revenue">$0.00<') == 3
     assert "No sales in the last 30 days." in html
-    assert "Every variant is above its threshold." in html
+    assert "Every variant on sale is above its threshold." in html
+
+
+def test_low_stock_leaves_out_products_taken_off_sale(client, auth):
+    """A product that has been ordered is deactivated, not deleted, and its sold-out variants
+    stayed at the top of the dashboard's and the Low stock screen's lists for good (a
+    threshold of 0 still holds 0 units): nothing staff could do took them off."""
+    login_staff(auth)
+    f.product("Old Candle", price="8.00", stock=0, slug="old-candle", active=False)
+    f.product("Last Candle", price="8.00", stock=1, slug="last-candle")
+    html = client.get("/admin/").get_data(as_text=True)
+    low = html[html.index('id="low-title"'):html.index("All low-stock variants")]
+    assert "Last Candle" in low and "Old Candle" not in low
+    assert "Low stock <small" in low and "(1)" in low
+    html = client.get("/admin/low-stock/").get_data(as_text=True)
+    assert "Last Candle" in html and "Old Candle" not in html
