@@ -2,12 +2,13 @@
 "size=M; colour=Blue", stock changed only through the stock ledger, images checked by content."""
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from flask import current_app, g
 from flask_admin.contrib.sqla.fields import QuerySelectField
-from flask_admin.form import BaseForm
+from flask_admin.form import BaseForm, DateTimeField
 from markupsafe import Markup, escape
 from wtforms import fields
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
@@ -123,6 +124,35 @@ class MoneyField(fields.StringField):
         # Checked as typed: "1.999" is refused, not saved as 2.00.
         if self.price and (problem := price_problem(value, current_app.config["CURRENCY"])):
             raise ValueError(problem)
+
+
+class UtcDateTimeField(DateTimeField):
+    """A moment in UTC as people type it: "2030-12-24 09:00", with or without seconds, or
+    with the "T" of ISO 8601. Flask-Admin's field took seconds alone, which its picker writes;
+    without the picker's script the box is plain text that shows no format, and a time typed
+    without seconds was "Not a valid datetime value." A date alone is refused: a coupon that
+    ends on the 24th may mean its first moment or its last, and the shop cannot tell."""
+
+    FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
+    message = "Enter a date and a time (UTC) such as 2030-12-24 09:00."
+
+    def __init__(self, label: str | None = None, validators=None, **kwargs: Any) -> None:
+        kwargs["format"] = list(self.FORMATS)
+        super().__init__(label, validators, **kwargs)
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist or not " ".join(valuelist).strip():
+            self.data = None
+            return
+        typed = " ".join(valuelist).strip()
+        for pattern in self.FORMATS:
+            try:
+                self.data = datetime.strptime(typed, pattern)
+                return
+            except ValueError:
+                continue
+        self.data = None
+        raise ValueError(self.message)
 
 
 class OptionsField(fields.StringField):

@@ -35,7 +35,7 @@ from ..services.errors import InvalidTransition, NotFound, PaymentError, ShopErr
 from ..services.orders import ACTION_LABELS, STATUS_LABELS, Actor
 from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView, record_id
-from .forms import FitsColumn, MoneyField, Printable
+from .forms import FitsColumn, MoneyField, Printable, UtcDateTimeField
 from .security import request_id, who
 
 # What staff paste into the order search: an order number or a whole email address, found by
@@ -298,7 +298,8 @@ class CouponView(ShopModelView):
     form_columns = ("code", "kind", "value", "min_subtotal", "starts_at", "ends_at",
                     "usage_limit", "per_customer_limit", "active")
     form_overrides = {"value": MoneyField, "min_subtotal": MoneyField,
-                      "kind": fields.SelectField}
+                      "kind": fields.SelectField, "starts_at": UtcDateTimeField,
+                      "ends_at": UtcDateTimeField}
     form_args = {
         "code": {"validators": [InputRequired("Enter a code."), Length(max=40), Printable()],
                  "description": "Shoppers type it in any case; it is stored in capitals."},
@@ -307,8 +308,12 @@ class CouponView(ShopModelView):
                   "description": "Percent (e.g. 10) or an amount; leave empty for free "
                                  "shipping."},
         "min_subtotal": {"label": "Minimum subtotal", "price": True},
-        "starts_at": {"label": "Starts (UTC)", "validators": [Optional()]},
-        "ends_at": {"label": "Ends (UTC)", "validators": [Optional()]},
+        "starts_at": {"label": "Starts (UTC)", "validators": [Optional()],
+                      "description": "A date and a time such as 2030-12-24 09:00. Empty: "
+                                     "from now on."},
+        "ends_at": {"label": "Ends (UTC)", "validators": [Optional()],
+                    "description": "A date and a time such as 2030-12-31 23:59. Empty: "
+                                   "no end."},
         "usage_limit": {"label": "Total use limit",
                         "validators": [Optional(), NumberRange(1, None, "At least 1, or empty."),
                                        FitsColumn()],

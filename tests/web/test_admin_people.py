@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -83,6 +84,33 @@ def test_bad_coupons_are_refused_next_to_the_field(client, staff, fields, messag
     response = client.post("/admin/coupon/new/", data=coupon_data(client, **fields))
     assert response.status_code == 200
     assert message in response.get_data(as_text=True)
+    assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
+
+
+@pytest.mark.parametrize("typed,saved", [
+    ("2030-01-02 09:30", datetime(2030, 1, 2, 9, 30)),
+    ("2030-01-02T09:30", datetime(2030, 1, 2, 9, 30)),
+    (" 2030-01-02 09:30:15 ", datetime(2030, 1, 2, 9, 30, 15)),
+])
+def test_a_coupons_dates_are_taken_as_people_type_them(client, staff, typed, saved):
+    """Only "2030-01-02 09:30:00", seconds included, was a date: without the picker's script
+    (a plain text box, the format shown nowhere) "2030-01-02 09:30" was "Not a valid datetime
+    value." and staff had to guess what to type."""
+    response = client.post("/admin/coupon/new/", data=coupon_data(
+        client, starts_at=typed, ends_at=typed.replace("2030", "2031")))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    coupon = db.session.execute(select(Coupon)).scalar_one()
+    assert (coupon.starts_at, coupon.ends_at) == (saved, saved.replace(year=2031))
+
+
+@pytest.mark.parametrize("typed", ["02/01/2030", "2030-01-02", "tomorrow", "2030-02-30 10:00"])
+def test_a_coupon_date_that_cannot_be_read_says_how_to_write_one(client, staff, typed):
+    html = client.get("/admin/coupon/new/").get_data(as_text=True)
+    assert beside(html, "starts_at", "such as 2030-12-24 09:00")  # said before it is needed
+    response = client.post("/admin/coupon/new/", data=coupon_data(client, starts_at=typed))
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), "starts_at",
+                  "Enter a date and a time (UTC) such as 2030-12-24 09:00.")
     assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
 
 
