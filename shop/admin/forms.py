@@ -171,7 +171,14 @@ class OptionsField(fields.StringField):
 
 class LedgerIntegerField(fields.IntegerField):
     """Shown and checked, but never copied onto the model: the view applies the change
-    through the stock ledger (inventory.adjust)."""
+    through the stock ledger (inventory.adjust). The units on hand now, typed without a sign:
+    int() reads "+5" as 5, and staff who typed it to add 5 units set the count to 5 instead."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if valuelist and str(valuelist[0]).strip().startswith("+"):
+            self.data = None
+            raise ValueError(SIGNED_COUNT)
+        super().process_formdata(valuelist)
 
     def populate_obj(self, obj: Any, name: str) -> None:
         return None
@@ -186,6 +193,7 @@ class SeenField(fields.HiddenField):
 
 
 STOCK_RANGE = f"Enter a whole number from 0 to {MAX_STOCK:,}."
+SIGNED_COUNT = "Enter the units on hand now, such as 15 (to add 5 to 10, enter 15)."
 DAMAGED_FORM = ("This form's record of the stock it showed is damaged, so the change cannot "
                 "be worked out. Nothing was saved: reload the page and enter the count again.")
 

@@ -1042,6 +1042,18 @@ def test_a_stock_figure_over_the_maximum_says_the_maximum(client, staff, shirt, 
     assert reload(Variant, variant_id).stock_quantity == 10
 
 
+@pytest.mark.parametrize("typed", ["+5", " +5 "])
+def test_a_stock_count_with_a_plus_sign_is_not_taken_as_the_count(client, staff, shirt, typed):
+    """Staff who received 5 units typed "+5" into "Stock on hand" (10): int() read it as 5, and
+    the save took 5 units off the shelf, without a word (the ledger: -5)."""
+    response, small, variant_id = post_small_shirt(client, shirt, {"stock_quantity": typed})
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), small + "stock_quantity",
+                  "Enter the units on hand now, such as 15 (to add 5 to 10, enter 15).")
+    assert reload(Variant, variant_id).stock_quantity == 10 and ledger(variant_id) == [10]
+    assert audit_count() == 0
+
+
 def test_the_product_list_finds_a_product_by_a_variants_sku(client, staff, shirt):
     """Staff holding a parcel or a supplier's invoice know the SKU, not the product's name:
     the list's search found products by name and slug only."""
