@@ -59,6 +59,10 @@ ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 RW_KEY_PREFIX = "shop:rw:"
 # Retry-After of a 503 answered while the database or Redis cannot be reached.
 UNAVAILABLE_RETRY_SECONDS = 5
+# Fields a back office form may send as multipart form data: a product of 1,000 variants (ten
+# fields each) with its images. The body itself stays bounded (MAX_UPLOAD_BYTES plus
+# MAX_CONTENT_LENGTH).
+ADMIN_MAX_FORM_PARTS = 20_000
 
 
 def current_request_id() -> str:
@@ -352,6 +356,9 @@ def init_app(app: Flask) -> None:
             # each file against MAX_UPLOAD_BYTES and answers beside the field.
             req.max_content_length = (current_app.config["MAX_UPLOAD_BYTES"]
                                       + current_app.config["MAX_CONTENT_LENGTH"])
+            # A product's form is multipart (its image uploads), ten fields a variant: Flask's
+            # 1,000 parts refused any save of a product with about 100 variants (413).
+            req.max_form_parts = ADMIN_MAX_FORM_PARTS
         if req.environ.get("CONTENT_LENGTH"):
             limit = req.max_content_length
             if limit is not None and (req.content_length or 0) > limit:
