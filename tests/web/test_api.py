@@ -232,6 +232,51 @@ def test_unknown_field_and_wrong_type_are_named(shopper, catalog):
     assert "string" in fields["sku"]
 
 
+@pytest.mark.parametrize("method,path,payload,field,message", [
+    ("POST", "/api/v1/auth/token", {"email": "a" * 250 + "@example.com", "password": "x"},
+     "email", "Use at most 254 characters."),
+    ("POST", "/api/v1/auth/token", {"email": "a@example.com", "password": "p" * 201},
+     "password", "Use at most 200 characters."),
+    ("POST", "/api/v1/auth/token", {"email": "a@example.com", "password": "x", "name": "n" * 121},
+     "name", "Use at most 120 characters."),
+    ("POST", "/api/v1/cart/items", {"sku": "S" * 65}, "sku", "Use at most 64 characters."),
+    ("POST", "/api/v1/cart/items", {"sku": ""}, "sku", "This field cannot be empty."),
+    ("POST", "/api/v1/cart/coupon", {"code": "C" * 41}, "code", "Use at most 40 characters."),
+    ("POST", "/api/v1/cart/items", {"sku": "MUG", "quantity": 100}, "quantity",
+     "Enter a whole number from 1 to 99."),
+    ("POST", "/api/v1/cart/items", {"sku": "MUG", "quantity": -1}, "quantity",
+     "Enter a whole number from 1 to 99."),
+    ("POST", "/api/v1/cart/items", {"sku": "MUG", "quantity": "2"}, "quantity",
+     "Enter a whole number from 1 to 99."),
+    ("POST", "/api/v1/cart/items", {"sku": "MUG", "quantity": 1.5}, "quantity",
+     "Enter a whole number from 1 to 99."),
+    ("POST", "/api/v1/cart/items", {"variant_id": 10**12}, "variant_id",
+     "Enter a variant's id, a whole number from 1 to 2147483647."),
+    ("POST", "/api/v1/cart/items", {"sku": 5}, "sku", "Send text (a JSON string)."),
+    ("POST", "/api/v1/cart/items", ["MUG"], "body", "Send the fields as a JSON object ({...})."),
+    ("POST", "/api/v1/orders", {"shipping_address": "1 High St"}, "shipping_address",
+     "Send a JSON object."),
+    ("POST", "/api/v1/orders", {"shipping_address": {}, "shipping_method": "fast"},
+     "shipping_method", "Use 'standard' or 'express'."),
+    ("GET", "/api/v1/products?per_page=101", None, "per_page",
+     "per_page must be a whole number from 1 to 100."),
+    ("GET", "/api/v1/orders?page=0", None, "page", "page must be a whole number from 1 to 100000."),
+    ("GET", "/api/v1/products?q=" + "q" * 201, None, "q", "Use at most 200 characters."),
+])
+def test_refused_fields_are_said_in_the_shops_words(shopper, catalog, method, path, payload,
+                                                    field, message):
+    """Not pydantic's words, written for a Python programmer ("String should have at most 254
+    characters", "Input should be less than or equal to 99", "Input should be a valid
+    dictionary or instance of CartItemBody", a class of the shop's code): the lengths as the
+    registration says them, a number with both its bounds as the cart page says it."""
+    response = shopper.api.request(method, path, json=payload)
+    assert response.status_code == 422
+    fields = error_of(response)["details"]["fields"]
+    assert fields[field] == message
+    for words in ("should", "Input", "String", "instance of"):
+        assert not any(words in text for text in fields.values()), fields
+
+
 @pytest.mark.parametrize("raw,content_type", [
     ("{\"sku\": \"SHIRT-M\",", "application/json"), ("", "application/json"),
     ("sku=SHIRT-M", "application/x-www-form-urlencoded"), ("{\"sku\": NaN}", "application/json"),

@@ -129,22 +129,42 @@ PATTERN_MESSAGES = {
 
 
 def field_errors(exc: pydantic.ValidationError) -> dict[str, str]:
-    """Pydantic's errors as {"field.path": "message"}, like the services' ValidationError."""
+    """Pydantic's errors as {"field.path": "message"}, like the services' ValidationError, in
+    the shop's words ("Use at most 254 characters.", as the registration says it). Pydantic's
+    own were written for a Python programmer: "String should have at most 254 characters",
+    "Input should be a valid dictionary or instance of CartItemBody" (a class of this code)."""
     fields: dict[str, str] = {}
     for error in exc.errors(include_url=False):
         name = ".".join(str(part) for part in error["loc"]) or "body"
-        if error["type"] == "extra_forbidden":
-            message = "Unknown field."
-        elif error["type"] == "missing":
-            message = "This field is required."
-        elif error["type"] == "string_pattern_mismatch":
-            # Pydantic's message is the regular expression itself.
-            message = PATTERN_MESSAGES.get(error.get("ctx", {}).get("pattern"),
-                                           "This value is not in the expected form.")
-        else:
-            message = error["msg"]
-        fields.setdefault(name, message)
+        fields.setdefault(name, _message(error))
     return fields
+
+
+def _message(error: Any) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "Unknown field."
+    if kind == "missing":
+        return "This field is required."
+    if kind == "string_pattern_mismatch":
+        # Pydantic's message is the regular expression itself.
+        return PATTERN_MESSAGES.get(ctx.get("pattern"), "This value is not in the expected form.")
+    if kind == "string_too_long":
+        return f"Use at most {ctx['max_length']} characters."
+    if kind == "string_too_short":
+        if ctx["min_length"] == 1:
+            return "This field cannot be empty."
+        return f"Use at least {ctx['min_length']} characters."
+    if kind in ("string_type", "string_unicode"):
+        return "Send text (a JSON string)."
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "Send a JSON object." if error["loc"] else \
+            "Send the fields as a JSON object ({...})."
+    if kind == "literal_error":
+        return f"Use {ctx['expected']}."
+    if kind in ("bool_type", "bool_parsing"):
+        return "Use true or false."
+    return error["msg"]
 
 
 def parse_body(model: type[Body]) -> Body:

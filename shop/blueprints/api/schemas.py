@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
 
 from ...models import ORDER_STATUSES, PAYMENT_STATUSES, ROLES
 from ...models.base import MAX_ID
@@ -26,13 +36,31 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-# Integers in a request body. The document says "integer", so 79.0 must pass too (the
-# before-validator). The bounds come first: pydantic then sets them on the integer's own schema,
-# which the document shows as JSON Schema's `minimum`/`maximum`. Set after the validator
-# (`Field(ge=...)` on the annotated type), they were copied into the document as pydantic's
-# `ge`/`le`, which no client or validator reads.
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY), BeforeValidator(_whole_number)]
-VariantId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_whole_number)]
+def whole_number(low: int, high: int, message: str | None = None) -> Any:
+    """An integer from `low` to `high`, refused in words that say both bounds ("Enter a
+    whole number from 1 to 99.", as the cart page says it): pydantic named one bound or the
+    type ("Input should be less than or equal to 99", "Input should be a valid integer").
+
+    The document says "integer", so 79.0 must pass too (_whole_number). The bounds come first:
+    pydantic then sets them on the integer's own schema, which the document shows as JSON
+    Schema's `minimum`/`maximum`. Set after a validator (`Field(ge=...)` on the annotated
+    type), they were copied into the document as pydantic's `ge`/`le`, which no client or
+    validator reads."""
+    text = message or f"Enter a whole number from {low} to {high}."
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> int:
+        try:
+            return handler(_whole_number(value))
+        except PydanticValidationError:
+            raise PydanticCustomError("whole_number", text) from None
+
+    return Annotated[int, Field(ge=low, le=high), WrapValidator(check)]
+
+
+# Integers in a request body (strict: "2" and true are refused) or a query string.
+Quantity = whole_number(1, MAX_QUANTITY)
+VariantId = whole_number(1, MAX_ID, "Enter a variant's id, a whole number from 1 "
+                                    f"to {MAX_ID}.")
 
 Money = Annotated[str, Field(
     pattern=r"^[0-9]+(\.[0-9]{2})?$", examples=["12.50", "1081"],
@@ -143,6 +171,13 @@ class OrderPatchBody(Body):
     note: str = Field("", max_length=2000)
 
 
+# Said as the /products page says them.
+PageNumber = whole_number(1, catalog.MAX_PAGE,
+                          f"page must be a whole number from 1 to {catalog.MAX_PAGE}.")
+PageSize = whole_number(1, catalog.MAX_PER_PAGE,
+                        f"per_page must be a whole number from 1 to {catalog.MAX_PER_PAGE}.")
+
+
 class ProductQuery(Query):
     q: str = Field("", max_length=200, description="Search words.")
     category: str = Field("", max_length=120, description="A category slug; "
@@ -154,13 +189,13 @@ class ProductQuery(Query):
                                   examples=["24.99"])
     in_stock: bool = False
     sort: Sort = "relevance"
-    page: int = Field(1, ge=1, le=catalog.MAX_PAGE)
-    per_page: int = Field(24, ge=1, le=catalog.MAX_PER_PAGE)
+    page: PageNumber = 1
+    per_page: PageSize = 24
 
 
 class PageQuery(Query):
-    page: int = Field(1, ge=1, le=catalog.MAX_PAGE)
-    per_page: int = Field(24, ge=1, le=catalog.MAX_PER_PAGE)
+    page: PageNumber = 1
+    per_page: PageSize = 24
 
 
 class OrderQuery(PageQuery):
