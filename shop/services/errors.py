@@ -26,10 +26,11 @@ class ValidationError(ShopError):
     """Input that cannot be accepted; `errors` maps field names to messages."""
 
     code = "validation_error"
+    # Said on a page, where the fields are marked; the API says it in its own words.
+    DEFAULT_MESSAGE = "Please correct the highlighted fields."
 
     def __init__(self, errors: dict[str, str], message: str | None = None) -> None:
-        super().__init__(message or "Please correct the highlighted fields.",
-                         details={"fields": errors})
+        super().__init__(message or self.DEFAULT_MESSAGE, details={"fields": errors})
         self.errors = errors
 
 

@@ -132,6 +132,27 @@ def test_an_address_field_is_named_by_its_place_in_the_body(shopper, catalog):
     assert count(Order) == 0 and stock("SHIRT-M") == 5
 
 
+def test_a_refusal_by_the_shops_rules_points_to_details_not_to_highlighted_fields(
+        shopper, staff, anonymous, catalog):
+    """A JSON answer highlights nothing: the checkout's, the filters' and the staff's field
+    checks said "Please correct the highlighted fields." (the pages' words), where the API's
+    own checks say where to look."""
+    fill(shopper)
+    order = place(shopper, ORDER_BODY)
+    for response in (
+        place(shopper, ORDER_BODY | {"shipping_address": f.ADDRESS | {"country": "XX"}}),
+        anonymous.get("/api/v1/products?min_price=cheap"),
+        shopper.api.get("/api/v1/orders?since=yesterday"),
+        staff.api.patch(f"/api/v1/orders/{order.get_json()['number']}",
+                        json={"status": "paid", "note": "ok\x1b[2J"}),
+        shopper.api.post("/api/v1/cart/items", json={}),
+    ):
+        error = error_of(response)
+        assert (response.status_code, error["code"]) == (422, "validation_error"), error
+        assert error["message"] == "Please correct the fields listed in details.", error
+        assert error["details"]["fields"]
+
+
 @pytest.mark.parametrize("change,field,message", [
     ({"expected_total": "12,50"}, "expected_total", "Enter an amount such as 10 or 24.99."),
     ({"shipping_address": f.ADDRESS | {"country": "GBR"}}, "shipping_address.country",

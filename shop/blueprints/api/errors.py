@@ -12,6 +12,7 @@ from .auth import state
 
 # ShopError.kind -> status. not_found is 404 for what the URL names, 422 for what the body or
 # query names (an unknown SKU, variant or category is bad input, not a missing page).
+FIELDS_MESSAGE = "Please correct the fields listed in details."
 STATUS_FOR_KIND = {"invalid": 422, "conflict": 409, "not_found": 404, "forbidden": 403,
                    "unauthorized": 401}
 
@@ -41,11 +42,16 @@ def shop_error_response(exc: ShopError) -> Response:
     if status == 404 and exc.field and exc.field in state().get("fields", ()):
         status = 422
     details = dict(exc.details)
+    message = exc.message
     if isinstance(exc, ValidationError):
         details.setdefault("fields", exc.errors)
+        if message == ValidationError.DEFAULT_MESSAGE:
+            # Nothing is highlighted in a JSON answer: the fields are in details, as the
+            # API's own checks say it (operations.parse_body).
+            message = FIELDS_MESSAGE
     elif exc.field:
         details.setdefault("field", exc.field)
-    return _with_auth_challenge(error_response(status, exc.message, code=exc.code,
+    return _with_auth_challenge(error_response(status, message, code=exc.code,
                                                details=details))
 
 
