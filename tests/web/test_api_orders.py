@@ -192,6 +192,32 @@ def _values(tree, key):
             yield from _values(item, key)
 
 
+def test_an_address_is_checked_as_the_checkout_page_checks_it(shopper, catalog, client):
+    """Every problem of an address at once, in the checkout page's words, and its lengths
+    counted once the spaces are dropped, as on the page: the body's own checks came first,
+    in other words ("This field cannot be empty." for "", where "  " was "Enter the full
+    name."), hid the rest (the postal code was said only once the name was fixed), and a
+    name padded with spaces (a fixed-width field of the system sending it) was too long."""
+    fill(shopper)
+    response = place(shopper, ORDER_BODY | {"shipping_address": f.ADDRESS | {
+        "name": "", "line1": "x" * 201, "postal_code": "!!!"}})
+    assert response.status_code == 422
+    assert error_of(response)["details"]["fields"] == {
+        "shipping_address.name": "Enter the full name.",
+        "shipping_address.line1": "Address line 1 is too long (at most 200).",
+        "shipping_address.postal_code": "A postal code has letters, digits, spaces and hyphens."}
+    assert count(Order) == 0 and stock("SHIRT-M") == 5
+    padded = f.ADDRESS | {"name": "Ada Lovelace" + " " * 140, "city": " London " + " " * 120}
+    response = place(shopper, ORDER_BODY | {"shipping_address": padded})
+    assert response.status_code == 201, response.get_json()
+    address = response.get_json()["shipping_address"]
+    assert (address["name"], address["city"]) == ("Ada Lovelace", "London")
+    # The document still gives the lengths.
+    schema = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    assert schema["AddressBody"]["properties"]["name"] | {"title": None} == {
+        "type": "string", "minLength": 1, "maxLength": 120, "title": None}
+
+
 def test_missing_address_is_422(shopper, catalog):
     fill(shopper)
     response = place(shopper, {"shipping_method": "standard"})

@@ -131,10 +131,14 @@ class CouponBody(Body):
 
 
 def _text(name: str, required: bool):
-    limit = addresses.LIMITS[name]
+    """An address field's lengths, documented here and checked by addresses.clean as the
+    checkout page checks them: once the spaces are dropped, in the page's words, with every
+    other problem of the address at once."""
+    lengths = {"minLength": 1} if required else {}
+    lengths["maxLength"] = addresses.LIMITS[name]
     if required:
-        return Field(min_length=1, max_length=limit)
-    return Field("", max_length=limit)
+        return Field(json_schema_extra=lengths)
+    return Field("", json_schema_extra=lengths)
 
 
 class AddressBody(Body):
