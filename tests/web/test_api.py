@@ -137,6 +137,32 @@ def test_a_bad_price_filter_has_the_pages_message(anonymous, client, catalog, qu
     assert f'<p id="{field}-error" class="field-error">{message}</p>' in page
 
 
+@pytest.mark.parametrize("query,field", [("page=1_0", "page"), ("page=%2B2", "page"),
+                                         ("per_page=2.0", "per_page"),
+                                         ("per_page=%EF%BC%92", "per_page"),
+                                         ("in_stock=maybe", "in_stock"),
+                                         ("in_stock=t", "in_stock"), ("sort=cheapest", "sort")])
+def test_paging_sorting_and_stock_are_refused_as_the_page_refuses_them(anonymous, client, catalog,
+                                                                       query, field):
+    """Read by the page's rules with the page's words: pydantic's took "1_0" as page 10 and
+    "+2" as 2, and said "Use true or false." where the page says how in_stock is used."""
+    response = anonymous.get(f"/api/v1/products?{query}")
+    assert response.status_code == 422
+    message = error_of(response)["details"]["fields"][field]
+    page = client.get(f"/products?{query}").get_data(as_text=True)
+    assert f'<p id="{field}-error" class="field-error">{message}</p>' in page
+
+
+@pytest.mark.parametrize("query", ["sort=%20-price%20", "in_stock=on&sort=-price",
+                                   "in_stock=yes&sort=-price&page=%201"])
+def test_paging_sorting_and_stock_are_taken_as_the_page_takes_them(anonymous, client, catalog,
+                                                                   query):
+    response = anonymous.get(f"/api/v1/products?{query}")
+    assert response.status_code == 200, response.get_json()
+    assert [item["slug"] for item in response.get_json()["items"]][:2] == [
+        "linen-shirt", "stoneware-mug" if "in_stock" in query else "sold-out-tee"]
+
+
 def test_product_by_slug_or_id(anonymous, catalog):
     by_slug = anonymous.get("/api/v1/products/linen-shirt")
     assert by_slug.status_code == 200 and set(by_slug.get_json()) == PRODUCT_KEYS

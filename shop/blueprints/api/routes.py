@@ -106,9 +106,9 @@ def list_products(query: s.ProductQuery) -> s.ProductList:
     counts as absent, and a bad price has the page's message. An unknown category slug is
     422."""
     args = {"q": query.q, "category": query.category, "min_price": query.min_price or "",
-            "max_price": query.max_price or "", "in_stock": "true" if query.in_stock else "",
-            "sort": query.sort, "page": str(query.page), "per_page": str(query.per_page)}
-    filters, problems = catalog.parse_filters(args, default_per_page=query.per_page)
+            "max_price": query.max_price or "", "in_stock": query.in_stock or "",
+            "sort": query.sort or "", "page": query.page or "", "per_page": query.per_page or ""}
+    filters, problems = catalog.parse_filters(args)
     if problems:
         raise ValidationError(problems)
     page = catalog.list_products(filters)

@@ -182,6 +182,16 @@ PageSize = whole_number(1, catalog.MAX_PER_PAGE,
                         f"per_page must be a whole number from 1 to {catalog.MAX_PER_PAGE}.")
 
 
+def _as_page_reads(schema: dict[str, Any]) -> Any:
+    """A /products filter the API takes as text and catalog.parse_filters reads, as the page
+    reads it; `schema` is what the document says it is."""
+    def document(prop: dict[str, Any]) -> None:
+        prop.clear()
+        prop.update(schema)
+
+    return Field(None, json_schema_extra=document)
+
+
 class ProductQuery(Query):
     q: str = Field("", max_length=200, description="Search words.")
     category: str = Field("", max_length=120, description="A category slug; "
@@ -191,10 +201,16 @@ class ProductQuery(Query):
                                   examples=["10"])
     max_price: str | None = Field(None, description="The highest price, such as 10 or 24.99.",
                                   examples=["24.99"])
-    in_stock: bool = False
-    sort: Sort = "relevance"
-    page: PageNumber = 1
-    per_page: PageSize = 24
+    # Also read by catalog.parse_filters, as text: pydantic read "1_0" as page 10 and "+2" as
+    # 2, took "t" for true and refused " price", where the page does the opposite, each in
+    # other words. The document gives their types.
+    in_stock: str | None = _as_page_reads({"type": "boolean", "default": False})
+    sort: str | None = _as_page_reads({"type": "string", "enum": list(catalog.SORTS),
+                                       "default": "relevance"})
+    page: str | None = _as_page_reads({"type": "integer", "minimum": 1,
+                                       "maximum": catalog.MAX_PAGE, "default": 1})
+    per_page: str | None = _as_page_reads({"type": "integer", "minimum": 1,
+                                           "maximum": catalog.MAX_PER_PAGE, "default": 24})
 
 
 class PageQuery(Query):
