@@ -3,6 +3,7 @@ routing per request, body limits and error pages (HTML for pages, the JSON envel
 API)."""
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -256,9 +257,13 @@ def json_body() -> Any:
     the RecursionError of a deeply nested body (~2 KB of brackets) through as a 500."""
     environ = request.environ
     if JSON_BODY not in environ:
+        raw = request.get_data(cache=True)
+        # A byte order mark at the start (a file saved by Windows Notepad, sent with curl -d
+        # @file) is no part of the JSON: RFC 8259 8.1 lets a reader ignore it, as Flask's
+        # get_json does, where pydantic_core refuses it ("expected value at line 1 column 1").
+        raw = raw.removeprefix(codecs.BOM_UTF8)
         try:
-            environ[JSON_BODY] = (pydantic_core.from_json(request.get_data(cache=True),
-                                                          allow_inf_nan=False), None)
+            environ[JSON_BODY] = (pydantic_core.from_json(raw, allow_inf_nan=False), None)
         except (ValueError, RecursionError) as exc:
             # RecursionError: a defence in depth (pydantic_core stops deep nesting itself).
             environ[JSON_BODY] = (None, str(exc) or type(exc).__name__)

@@ -2,7 +2,9 @@
 errors (400/401/404/409/422), IDOR, and the same totals as the cart page."""
 from __future__ import annotations
 
+import codecs
 import io
+import json
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -311,6 +313,25 @@ def test_refused_fields_are_said_in_the_shops_words(shopper, catalog, method, pa
 def test_malformed_json_is_400(shopper, catalog, raw, content_type):
     response = shopper.api.post("/api/v1/cart/items", data=raw, content_type=content_type)
     assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_json"
+
+
+def test_a_body_that_starts_with_a_byte_order_mark_is_read(shopper, catalog, anonymous):
+    """A UTF-8 file saved by Windows Notepad or PowerShell 5 starts with a byte order mark:
+    sent as it is (curl -d @order.json) it was 400 "The body is not valid JSON." ("expected
+    value at line 1 column 1"), though it is, and Flask's own reading takes it (RFC 8259
+    8.1 lets a reader ignore the mark)."""
+    body = codecs.BOM_UTF8 + b'{"sku": "SHIRT-M", "quantity": 2}'
+    response = shopper.api.post("/api/v1/cart/items", data=body, content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["items"][0]["quantity"] == 2
+    response = anonymous.post("/api/v1/auth/token", data=codecs.BOM_UTF8 + json.dumps(
+        {"email": shopper.user.email, "password": f.PASSWORD}).encode(),
+        content_type="application/json")
+    assert response.status_code == 201, response.get_json()
+    # Only at the start: anywhere else it is no JSON.
+    response = shopper.api.post("/api/v1/cart/items", data=b" " + body,
+                                content_type="application/json")
     assert error_of(response)["code"] == "invalid_json"
 
 
