@@ -417,6 +417,22 @@ def test_a_renamed_product_moves_in_the_name_sorts(app, client, staff, shirt):
     assert by_name() == ["ångström Shirt", "basket", "Ölkrug", "Wool Scarf"]
 
 
+def test_the_product_lists_name_column_sorts_as_the_shop_does(client, staff, shirt):
+    """The back office's product list sorted by Name compared bytes on SQLite: "basket" and
+    "Éclair Tin" came after "Wool Scarf". It sorts by the name's key, as the shop's "Name: A
+    to Z" does, on both databases."""
+    f.product("Wool Scarf", slug="wool-scarf", category=shirt.category)
+    f.product("basket", slug="basket", category=shirt.category)
+    f.product("Éclair Tin", slug="eclair-tin", category=shirt.category)
+
+    def listed(query: str) -> list[str]:
+        html = client.get(f"/admin/product/?{query}").get_data(as_text=True)
+        return re.findall(r'<td class="col-name">\s*([^<]+?)\s*<', html)
+
+    assert listed("sort=0") == ["basket", "Éclair Tin", "Linen Shirt", "Wool Scarf"]
+    assert listed("sort=0&desc=1") == ["Wool Scarf", "Linen Shirt", "Éclair Tin", "basket"]
+
+
 def test_a_number_too_large_for_its_column_is_refused_next_to_the_field(client, staff):
     """A position or use limit beyond an INTEGER column passed the form and failed in the
     database: "Something went wrong", no word on which field. Now the field says so."""
