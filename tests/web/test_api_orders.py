@@ -86,6 +86,25 @@ def test_place_an_order(shopper, catalog):
     assert fetched == {k: v for k, v in order.items() if k != "payment_url"}
 
 
+def test_a_placed_order_says_where_to_read_it(shopper, catalog):
+    """A 201 names the new resource (RFC 9110 15.3.2): an integrator follows Location to the
+    order, on the first answer and on a replay of its Idempotency-Key alike (there was none,
+    so the client had to build the URL from the body)."""
+    fill(shopper)
+    first = place(shopper, key="located")
+    number = first.get_json()["number"]
+    assert first.status_code == 201
+    assert first.headers["Location"] == f"/api/v1/orders/{number}"
+    read = shopper.api.get(first.headers["Location"])
+    assert read.status_code == 200 and read.get_json()["number"] == number
+    again = place(shopper, key="located")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
+    fill(shopper)
+    plain = place(shopper)
+    assert plain.headers["Location"] == f"/api/v1/orders/{plain.get_json()['number']}"
+
+
 def test_order_with_coupon_and_express(shopper, catalog):
     f.coupon("SAVE10", "percent", "10")
     fill(shopper, "MUG", 1)

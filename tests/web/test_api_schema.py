@@ -12,7 +12,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    response_headers_conformance,
+    response_schema_conformance,
+)
 
 from shop import create_app
 from shop.services import api_tokens
@@ -72,7 +75,8 @@ def test_every_answer_matches_the_document(case, fuzz_app):
     if not headers.get("Authorization", "").startswith("Bearer shp_"):
         headers["Authorization"] = f"Bearer {token}"
     response = case.call(headers=headers, app=fuzz_app)
-    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance,
+                                           response_headers_conformance])
 
 
 def test_document_covers_spec_section_7(client):
@@ -100,6 +104,12 @@ def test_document_covers_spec_section_7(client):
     assert {"403", "409"} <= set(patch["responses"])
     place = doc["paths"]["/api/v1/orders"]["post"]
     assert [p["name"] for p in place["parameters"]] == ["Idempotency-Key"]
+    assert place["responses"]["201"]["headers"]["Location"]["required"] is True
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "201" in op["responses"] and (method, path) != ("post", "/api/v1/orders"):
+                # Nothing in the API reads an account or a token back: the answer is all.
+                assert "Location" not in op["responses"]["201"].get("headers", {}), path
     assert "payment_url" in doc["components"]["schemas"]["PlacedOrderOut"]["properties"]
     listing = doc["paths"]["/api/v1/products"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {

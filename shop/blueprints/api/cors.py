@@ -8,8 +8,8 @@ from __future__ import annotations
 from flask import Response, current_app, request
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
-EXPOSED_HEADERS = ("X-Request-ID, Retry-After, Idempotent-Replayed, X-RateLimit-Limit, "
-                   "X-RateLimit-Remaining, X-RateLimit-Reset")
+EXPOSED_HEADERS = ("X-Request-ID, Location, Retry-After, Idempotent-Replayed, "
+                   "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset")
 MAX_AGE = "600"
 
 

@@ -135,6 +135,8 @@ def _operation(op: Operation, path_parameters: list[dict[str, Any]],
         success["content"] = _json(refs[(op.response, "serialization")])
     elif op.raw_response is not None:
         success["content"] = _json(op.raw_response)
+    if op.response_headers:
+        success["headers"] = op.response_headers
     responses: dict[str, Any] = {str(op.status): success}
     error_schema = refs[(ErrorOut, "serialization")]
     for status, why in op.error_statuses().items():

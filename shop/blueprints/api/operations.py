@@ -42,6 +42,7 @@ class Operation:
     errors: dict[int, str]
     headers: list[dict[str, Any]] = field(default_factory=list)
     raw_response: dict[str, Any] | None = None
+    response_headers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def error_statuses(self) -> dict[int, str]:
         """Every error status this operation can answer, with why."""
@@ -75,17 +76,20 @@ def operation(rule: str, method: str, *, summary: str, tag: str, auth: Level = "
               status: int = 200, response: type[Out] | None = None,
               response_description: str = "OK", errors: dict[int, str] | None = None,
               headers: Iterable[dict[str, Any]] = (), raw_response: dict[str, Any] | None = None,
+              response_headers: dict[str, dict[str, Any]] | None = None,
               limits: Iterable[Callable] = ()) -> Callable:
     """Register `view` as an API operation. The view receives path arguments plus `user`
     (when auth is required), `body` and `query` (parsed models), and returns a response model
-    instance (sent with `status`), a Response, or None (204)."""
+    instance (sent with `status`), a Response, or None (204). `response_headers` declares
+    the headers of the success answer (the view sets them)."""
 
     def decorate(view: Callable) -> Callable:
         op = Operation(endpoint=view.__name__, rule=rule, method=method, summary=summary,
                        description=inspect.cleandoc(view.__doc__ or ""), tag=tag, auth=auth,
                        body=body, query=query, status=status, response=response,
                        response_description=response_description, errors=dict(errors or {}),
-                       headers=list(headers), raw_response=raw_response)
+                       headers=list(headers), raw_response=raw_response,
+                       response_headers=dict(response_headers or {}))
         OPERATIONS.append(op)
 
         @functools.wraps(view)

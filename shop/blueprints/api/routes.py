@@ -2,9 +2,10 @@
 calls the same service as the pages, and answers with a declared response model."""
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, request, url_for
 from flask_login import current_user
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
@@ -55,6 +56,11 @@ IDEMPOTENCY_HEADER = {
                    "first request is still running, 409. Refused requests (4xx) do not use "
                    "up the key.",
 }
+# A 201 names what it created (RFC 9110 15.3.2): here the URL to GET the new order.
+LOCATION_HEADER = {"Location": {
+    "description": "The new order's URL in this API, `/api/v1/orders/{number}` (GET it to "
+                   "read the order); a replay of the Idempotency-Key names the same order.",
+    "required": True, "schema": {"type": "string", "format": "uri-reference"}}}
 # The same buckets as the HTML login (its shared scopes, same keys) and registration (its
 # endpoint's scope): failing or registering on one door counts on the other.
 LOGIN_LIMITS = (
@@ -253,7 +259,7 @@ def remove_coupon(user: User) -> s.CartOut:
            response_description="The order, with `payment_url` (Stripe's payment page, or "
                                 "null for manual payment or while Stripe cannot be "
                                 "reached).",
-           headers=[IDEMPOTENCY_HEADER],
+           headers=[IDEMPOTENCY_HEADER], response_headers=LOCATION_HEADER,
            errors={409: "The cart is empty, an item is out of stock, a rule blocks the "
                         "coupon (expired, not started, below its minimum, used up), the total "
                         "differs from expected_total, or the same Idempotency-Key is still "
@@ -269,7 +275,7 @@ def create_order(user: User, body: s.OrderBody) -> Response:
     coupon use in one transaction. Send an `Idempotency-Key` to retry safely."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        return respond(_place(user, body, None), 201)
+        return _created(_place(user, body, None))
     try:
         KEY.validate_python(key)
     except PydanticError:
@@ -281,9 +287,11 @@ def create_order(user: User, body: s.OrderBody) -> Response:
     if stored is not None:
         replay = Response(stored.body, status=stored.status, mimetype="application/json")
         replay.headers["Idempotent-Replayed"] = "true"
+        if stored.status == 201:
+            replay = _located(replay, json.loads(stored.body)["number"])
         return replay
     try:
-        response = respond(_place(user, body, key), 201)
+        response = _created(_place(user, body, key))
     except ShopError:
         idempotency.release(scope, key)  # refused by a rule: the client may fix it and retry
         raise
@@ -307,6 +315,15 @@ def create_order(user: User, body: s.OrderBody) -> Response:
             idempotency.release(scope, key)
         except Exception:
             current_app.logger.exception("could not release an Idempotency-Key after an error")
+    return response
+
+
+def _created(placed: s.PlacedOrderOut) -> Response:
+    return _located(respond(placed, 201), placed.number)
+
+
+def _located(response: Response, number: str) -> Response:
+    response.headers["Location"] = url_for("api.get_order", number=number)
     return response
 
 
