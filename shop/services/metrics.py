@@ -144,15 +144,19 @@ def exposition(jobs_queued: int | None) -> bytes:
         return generate_latest(_Scrape(base, live))  # type: ignore[arg-type]
 
 
-def scrape_allowed(authorization: str, token: str | None) -> bool:
-    """Whether a scrape sending this Authorization header may read the metrics: always without
-    a token (SHOP_METRICS_TOKEN), else only with `Bearer <token>` (the scheme is
-    case-insensitive, RFC 9110; the token is not)."""
+def scrape_refused(authorization: str, token: str | None) -> str | None:
+    """None when a scrape sending this Authorization header may read the metrics (always
+    without a token, SHOP_METRICS_TOKEN; else only with `Bearer <token>`: the scheme is
+    case-insensitive, RFC 9110, the token is not); otherwise the 401's WWW-Authenticate,
+    naming a bearer token that was sent and is wrong (RFC 6750 3.1)."""
     if not token:
-        return True
+        return None
     scheme, _, sent = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(),
-                                                              token.encode())
+    if scheme.lower() != "bearer":
+        return 'Bearer realm="metrics"'
+    if hmac.compare_digest(sent.strip().encode(), token.encode()):
+        return None
+    return 'Bearer realm="metrics", error="invalid_token"'
 
 
 def serve(bind: str, token: str | None):
@@ -179,9 +183,10 @@ def serve(bind: str, token: str | None):
         if environ.get("PATH_INFO") != "/metrics":
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"Only /metrics is served here.\n"]
-        if not scrape_allowed(environ.get("HTTP_AUTHORIZATION", ""), token):
+        challenge = scrape_refused(environ.get("HTTP_AUTHORIZATION", ""), token)
+        if challenge is not None:
             start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
-                                                ("WWW-Authenticate", 'Bearer realm="metrics"')])
+                                                ("WWW-Authenticate", challenge)])
             return [b"Metrics need the scrape token.\n"]
         body = exposition(None)
         start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store"),

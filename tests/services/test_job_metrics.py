@@ -229,6 +229,14 @@ def test_the_workers_metrics_endpoint_wants_the_scrape_token():
         url = f"http://127.0.0.1:{server.server_address[1]}"
         assert scrape(url + "/metrics")[0] == 401
         assert scrape(url + "/metrics", "wrong")[0] == 401
+        for token, challenge in ((None, 'Bearer realm="metrics"'),
+                                 ("wrong", 'Bearer realm="metrics", error="invalid_token"')):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(url + "/metrics", headers=headers),
+                                       timeout=30)
+            assert refused.value.headers["WWW-Authenticate"] == challenge
+            refused.value.close()
         status, text = scrape(url + "/metrics", "scrape-secret")
         assert status == 200 and failures_in(text) is not None
         assert scrape(url + "/admin", "scrape-secret")[0] == 404

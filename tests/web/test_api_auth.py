@@ -139,6 +139,32 @@ def test_bad_authorization_headers_are_401(anonymous, header, code):
     assert response.status_code == 401 and error_of(response)["code"] == code
 
 
+NO_TOKEN = 'Bearer realm="shop"'
+
+
+def refused(description: str) -> str:
+    """The challenge to a bearer token that was sent and refused (RFC 6750 3.1)."""
+    return f'Bearer realm="shop", error="invalid_token", error_description="{description}"'
+
+
+@pytest.mark.parametrize("header,challenge", [
+    (None, NO_TOKEN),
+    # Another scheme presents no bearer token: no error code (RFC 6750 3.1).
+    ("Basic YTpi", NO_TOKEN),
+    ("Bearer shp_not-a-real-token", refused("The token is not valid")),
+    ("bearer shp_not-a-real-token", refused("The token is not valid")),
+    ("Bearer ", refused("The token is not valid")),
+    ("Bearer x" * 50, refused("The token is not valid")),
+])
+def test_a_refused_token_is_named_in_the_challenge(anonymous, header, challenge):
+    """An integrator's client (or an OAuth library) tells "get a token" from "this token is
+    dead, get a new one" by the challenge's error code; every 401 said only realm="shop"."""
+    headers = {"Authorization": header} if header is not None else {}
+    response = anonymous.get("/api/v1/cart", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == challenge
+
+
 def test_expired_token_is_401(shopper):
     row = db.session.execute(select(ApiToken).where(ApiToken.user_id == shopper.user.id)
                              ).scalar_one()
@@ -146,20 +172,37 @@ def test_expired_token_is_401(shopper):
     db.session.commit()
     response = shopper.api.get("/api/v1/cart")
     assert response.status_code == 401 and error_of(response)["code"] == "token_expired"
+    assert response.headers["WWW-Authenticate"] == refused("The token has expired")
 
 
 def test_revoked_token_is_401(shopper, other):
     assert shopper.api.delete("/api/v1/auth/token").status_code == 204
     response = shopper.api.get("/api/v1/cart")
     assert response.status_code == 401 and error_of(response)["code"] == "token_revoked"
-    assert shopper.api.delete("/api/v1/auth/token").status_code == 401
+    assert response.headers["WWW-Authenticate"] == refused("The token was revoked")
+    again = shopper.api.delete("/api/v1/auth/token")
+    assert again.status_code == 401
+    assert again.headers["WWW-Authenticate"] == refused("The token was revoked")
     assert other.api.get("/api/v1/cart").status_code == 200  # only that token
 
 
 def test_token_of_a_deactivated_user_stops_working(shopper):
     shopper.user.active = False
     db.session.commit()
-    assert shopper.api.get("/api/v1/cart").status_code == 401
+    response = shopper.api.get("/api/v1/cart")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == refused("The token is not valid")
+
+
+def test_a_token_sent_to_a_public_operation_or_a_login_names_no_error(anonymous, shopper):
+    """Wrong email or password is no refused token; a public read ignores a dead token."""
+    response = anonymous.post("/api/v1/auth/token",
+                              json={"email": shopper.user.email, "password": "wrong-pass-1"},
+                              headers={"Authorization": "Bearer shp_dead"})
+    assert response.status_code == 401 and error_of(response)["code"] == "invalid_credentials"
+    assert response.headers["WWW-Authenticate"] == NO_TOKEN
+    assert anonymous.get("/api/v1/categories",
+                         headers={"Authorization": "Bearer shp_dead"}).status_code == 200
 
 
 def test_a_password_reset_or_change_revokes_the_accounts_tokens(app, client, auth, anonymous,
@@ -433,8 +476,9 @@ def test_cors_allows_configured_origins(make_app):
     assert "Origin" in response.headers["Vary"]
     assert "Access-Control-Allow-Credentials" not in response.headers
     exposed = response.headers["Access-Control-Expose-Headers"].split(", ")
-    # Location: where a 201 says the new order is (not a header a browser shows by default).
-    assert {"X-Request-ID", "Location"} <= set(exposed)
+    # Location: where a 201 says the new order is; WWW-Authenticate: whether a 401 refused the
+    # token (neither is a header a browser shows a script by default).
+    assert {"X-Request-ID", "Location", "WWW-Authenticate"} <= set(exposed)
     stranger = api.get("/api/v1/categories", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in stranger.headers
     assert "Origin" in stranger.headers["Vary"]

@@ -98,6 +98,7 @@ def test_document_covers_spec_section_7(client):
                 assert {"400", "422"} <= statuses, (method, path)
             if op["security"]:
                 assert "401" in statuses, (method, path)
+                assert op["responses"]["401"]["headers"]["WWW-Authenticate"]["required"]
             if "{" in path:
                 assert "404" in statuses, (method, path)
     patch = doc["paths"]["/api/v1/orders/{number}"]["patch"]

@@ -740,12 +740,16 @@ def test_metrics_report_the_job_queue_depth_from_redis(make_app):
 
 def test_metrics_can_require_a_scrape_token(make_app):
     client = make_app(METRICS_TOKEN="scrape-secret").test_client()
-    assert client.get("/metrics").status_code == 401
-    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/metrics", headers={"Authorization": "Basic scrape-secret"}
-                      ).status_code == 401
-    assert client.get("/metrics", headers={"Authorization": "Bearer Scrape-Secret"}
-                      ).status_code == 401
+    refused = 'Bearer realm="metrics", error="invalid_token"'
+    # RFC 6750 3.1: a token that was sent and refused is named in the challenge; none sent
+    # (or another scheme), no error code.
+    for headers, challenge in (({}, 'Bearer realm="metrics"'),
+                               ({"Authorization": "Basic scrape-secret"}, 'Bearer realm="metrics"'),
+                               ({"Authorization": "Bearer wrong"}, refused),
+                               ({"Authorization": "Bearer Scrape-Secret"}, refused)):
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["WWW-Authenticate"] == challenge, headers
     text_ = scrape(client, headers={"Authorization": "Bearer scrape-secret"})
     assert "shop_http_requests_total" in text_
     # The scheme is case-insensitive (RFC 9110): scrapers that send "bearer" are let in.

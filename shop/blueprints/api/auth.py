@@ -52,6 +52,12 @@ def bearer_token() -> ApiToken | None:
     return current["bearer"]
 
 
+def bearer_sent() -> bool:
+    """Whether this request presented a bearer token (any value, even an empty one)."""
+    scheme, _, _raw = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer"
+
+
 def authenticate(level: Level) -> User | None:
     """The calling user for an operation that needs one; AuthError (401) or Forbidden (403)."""
     if level == "none":

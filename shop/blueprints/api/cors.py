@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Response, current_app, request
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
-EXPOSED_HEADERS = ("X-Request-ID, Location, Retry-After, Idempotent-Replayed, "
+EXPOSED_HEADERS = ("X-Request-ID, Location, Retry-After, WWW-Authenticate, Idempotent-Replayed, "
                    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset")
 MAX_AGE = "600"
 

@@ -8,13 +8,18 @@ from flask import Response
 from ...http import error_response
 from ...services import coupons
 from ...services.errors import CouponInactive, ShopError, ValidationError
-from .auth import state
+from .auth import bearer_sent, state
 
 # ShopError.kind -> status. not_found is 404 for what the URL names, 422 for what the body or
 # query names (an unknown SKU, variant or category is bad input, not a missing page).
 FIELDS_MESSAGE = "Please correct the fields listed in details."
 STATUS_FOR_KIND = {"invalid": 422, "conflict": 409, "not_found": 404, "forbidden": 403,
                    "unauthorized": 401}
+# The 401 codes that refuse a token the request sent, with the challenge's description of
+# each (RFC 6750 3: no quote or backslash in it).
+REFUSED_TOKEN = {"invalid_token": "The token is not valid",
+                 "token_expired": "The token has expired",
+                 "token_revoked": "The token was revoked"}
 
 
 class ApiError(Exception):
@@ -31,7 +36,7 @@ class ApiError(Exception):
 
 def api_error_response(exc: ApiError) -> Response:
     return _with_auth_challenge(error_response(exc.status, exc.message, code=exc.code,
-                                               details=exc.details))
+                                               details=exc.details), exc.code)
 
 
 def shop_error_response(exc: ShopError) -> Response:
@@ -52,12 +57,18 @@ def shop_error_response(exc: ShopError) -> Response:
     elif exc.field:
         details.setdefault("field", exc.field)
     return _with_auth_challenge(error_response(status, message, code=exc.code,
-                                               details=details))
+                                               details=details), exc.code)
 
 
-def _with_auth_challenge(response: Response) -> Response:
+def _with_auth_challenge(response: Response, code: str) -> Response:
+    """A 401's challenge (RFC 6750 3.1): a bearer token that was sent and refused is named
+    `invalid_token`, so a client knows to get a new one; without one (no Authorization, another
+    scheme, a session cookie, a wrong password) there is no error code."""
     if response.status_code == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="shop"'
+        challenge = 'Bearer realm="shop"'
+        if code in REFUSED_TOKEN and bearer_sent():
+            challenge += f', error="invalid_token", error_description="{REFUSED_TOKEN[code]}"'
+        response.headers["WWW-Authenticate"] = challenge
     return response
 
 

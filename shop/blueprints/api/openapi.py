@@ -35,6 +35,11 @@ and track orders; staff can move orders through their states.
 * **Query parameters**: an empty one (`?sort=`) counts as absent.
 * **Rate limits**: per token, or per client address without one (429 with `Retry-After`).
 """
+CHALLENGE = {
+    "description": 'RFC 6750: `Bearer realm="shop"`, with `error="invalid_token"` (and an '
+                   "`error_description`) when the request sent a bearer token that is unknown, "
+                   "expired or revoked: get a new token.",
+    "required": True, "schema": {"type": "string"}}
 TAGS = [
     {"name": "Catalogue", "description": "Products and categories; no token needed."},
     {"name": "Authentication", "description": "Accounts and bearer tokens."},
@@ -144,5 +149,7 @@ def _operation(op: Operation, path_parameters: list[dict[str, Any]],
     for status in ("429", "503"):
         responses[status]["headers"] = {"Retry-After": {
             "description": "Seconds to wait.", "schema": {"type": "integer"}}}
+    if "401" in responses:
+        responses["401"]["headers"] = {"WWW-Authenticate": CHALLENGE}
     item["responses"] = responses
     return item

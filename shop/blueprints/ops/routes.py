@@ -51,10 +51,11 @@ def readyz():
 def prometheus_metrics():
     """Prometheus text, summed over every worker process. With SHOP_METRICS_TOKEN set, only a
     scraper sending that bearer token gets it."""
-    if not metrics.scrape_allowed(request.headers.get("Authorization", ""),
-                                  current_app.config.get("METRICS_TOKEN")):
+    challenge = metrics.scrape_refused(request.headers.get("Authorization", ""),
+                                       current_app.config.get("METRICS_TOKEN"))
+    if challenge is not None:
         response = Response("Metrics need the scrape token.\n", status=401, mimetype="text/plain")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        response.headers["WWW-Authenticate"] = challenge
         return response
     try:
         queued: int | None = jobs.queued_count()
