@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
@@ -349,21 +349,27 @@ class Position:
 
     created_at: datetime
     id: int
+    # The number of the page that follows (what the list says as `page`); None in a cursor
+    # given before cursors carried it.
+    page: int | None = None
 
     def encode(self) -> str:
         """Signed with the shop's secret: a cursor the shop did not give is refused, not read
         as a position someone made up."""
-        return _cursor_signer().dumps([f"{self.created_at:%Y%m%d%H%M%S%f}", self.id])
+        return _cursor_signer().dumps([f"{self.created_at:%Y%m%d%H%M%S%f}", self.id,
+                                       self.page])
 
     @classmethod
     def decode(cls, text: str) -> Position:
         """A cursor this shop gave (Position.encode); anything else is a ValidationError."""
         try:
-            moment, number = _cursor_signer().loads(text)
+            moment, number, *rest = _cursor_signer().loads(text)
+            page = rest[0] if len(rest) == 1 else None
             if not (isinstance(moment, str) and _CURSOR.fullmatch(moment)
-                    and type(number) is int and number > 0):
+                    and type(number) is int and number > 0 and len(rest) <= 1
+                    and (page is None or (type(page) is int and page > 1))):
                 raise ValueError(text)
-            return cls(datetime.strptime(moment, "%Y%m%d%H%M%S%f"), number)
+            return cls(datetime.strptime(moment, "%Y%m%d%H%M%S%f"), number, page)
         except (BadSignature, ValueError, TypeError):
             raise ValidationError({"cursor": "That cursor is not one this shop gave: pass "
                                              "next_cursor from a list as it came."}) from None
@@ -388,6 +394,7 @@ class Listed:
     orders: list[Order]
     total: int
     next: Position | None
+    page: int = 1
 
 
 def listed_for(user_id: int, is_staff: bool, filters: OrderFilters, page: int = 1,
@@ -412,12 +419,13 @@ def _page(conditions: list[ColumnElement[bool]], page: int, per_page: int,
     total = db.session.execute(select(func.count(Order.id)).where(*conditions)).scalar_one()
     offset = 0
     if after is not None:
+        page = after.page or _page_after(conditions, after, per_page)
         conditions = [*conditions, after.after()]
     else:
         offset = (page - 1) * per_page
         if offset >= total:
             # Past the last page: nothing to read (and no offset a database refuses to bind).
-            return Listed([], total, None)
+            return Listed([], total, None, page)
     loads = [selectinload(Order.lines)]
     if full:
         loads += [selectinload(Order.events), selectinload(Order.shipments),
@@ -430,9 +438,16 @@ def _page(conditions: list[ColumnElement[bool]], page: int, per_page: int,
     following = None
     if len(found) > per_page:
         found = found[:per_page]
-        following = Position(found[-1].created_at, found[-1].id)
+        following = Position(found[-1].created_at, found[-1].id, page + 1)
     if not found:
-        return Listed([], total, None)
+        return Listed([], total, None, page)
     by_id = {order.id: order for order in db.session.execute(
         select(Order).options(*loads).where(Order.id.in_([row.id for row in found]))).scalars()}
-    return Listed([by_id[row.id] for row in found], total, following)
+    return Listed([by_id[row.id] for row in found], total, following, page)
+
+
+def _page_after(conditions: list[ColumnElement[bool]], after: Position, per_page: int) -> int:
+    """The number of the page that starts after `after`, counted (an old cursor)."""
+    before = db.session.execute(select(func.count(Order.id))
+                                .where(*conditions, not_(after.after()))).scalar_one()
+    return before // per_page + 1

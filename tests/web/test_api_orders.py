@@ -572,6 +572,33 @@ def test_a_list_is_read_to_its_end_by_cursor(shopper, other, staff, catalog):
     assert [o["number"] for o in rest["items"]] == numbers[::-1][2:]
 
 
+def test_a_page_read_by_cursor_says_which_page_it_is(shopper, catalog):
+    """Each page followed by next_cursor said "page": 1 (the query's default), so a client
+    showing "page 2 of 3" said "page 1 of 3" on every page after the first."""
+    for _ in range(5):
+        fill(shopper, "MUG", 1)
+        place(shopper)
+    page = shopper.api.get("/api/v1/orders?per_page=2").get_json()
+    seen = [(page["page"], page["pages"], len(page["items"]))]
+    while page["next_cursor"]:
+        page = shopper.api.get(f"/api/v1/orders?per_page=2&cursor={page['next_cursor']}"
+                               ).get_json()
+        seen.append((page["page"], page["pages"], len(page["items"])))
+    assert seen == [(1, 3, 2), (2, 3, 2), (3, 3, 1)]
+    second = shopper.api.get("/api/v1/orders?per_page=2&page=2").get_json()
+    third = shopper.api.get(f"/api/v1/orders?per_page=2&cursor={second['next_cursor']}")
+    assert third.get_json()["page"] == 3
+    # A cursor given before cursors carried their page (a sync running across the upgrade)
+    # still reads on, and says its page.
+    from shop.services.orders import _cursor_signer
+
+    old = _cursor_signer().loads(second["next_cursor"])[:2]
+    legacy = shopper.api.get(f"/api/v1/orders?per_page=2&cursor={_cursor_signer().dumps(old)}")
+    assert legacy.status_code == 200, legacy.get_json()
+    assert legacy.get_json()["page"] == 3
+    assert legacy.get_json()["items"] == third.get_json()["items"]
+
+
 @pytest.mark.parametrize("query", [
     "cursor=bogus", "cursor=MjAyNjAzMDExMjAwMDAwMDAwMDA", "cursor=" + "A" * 101,
     "cursor=%E2%82%AC",

@@ -353,7 +353,7 @@ def list_orders(user: User, query: s.OrderQuery) -> s.OrderList:
     filters = orders.parse_filters(query.status, query.since, query.until)
     listed = orders.listed_for(user.id, user.is_staff, filters, query.page, query.per_page,
                                cursor=query.cursor)
-    return serializers.order_list(listed, query.page, query.per_page)
+    return serializers.order_list(listed, query.per_page)
 
 
 def _visible_order(user: User, number: str):

@@ -154,10 +154,11 @@ def placed_order(item: Order, payment_url: str | None) -> s.PlacedOrderOut:
     return s.PlacedOrderOut(**order_fields(item), payment_url=payment_url)
 
 
-def order_list(listed: orders.Listed, page: int, per_page: int) -> s.OrderList:
+def order_list(listed: orders.Listed, per_page: int) -> s.OrderList:
+    """A page of orders; its number is the list's own (a page read by cursor knows it)."""
     return s.OrderList(items=[order(o) for o in listed.orders],
                        next_cursor=listed.next.encode() if listed.next else None,
-                       **paging(page, per_page, listed.total))
+                       **paging(listed.page, per_page, listed.total))
 
 
 def token(record, raw: str) -> s.TokenOut:
