@@ -99,7 +99,9 @@ def transition(order_id: int, to_status: str, actor: Actor, note: str = "", *,
         if not tracking_number:
             errors["tracking_number"] = "Enter the tracking number."
         raise ValidationError(errors)
-    check_details(note, carrier, tracking_number)
+    # Staff's own note was bounded before anything changed (payments.change_status): a
+    # refund's note adds Stripe's refund id to it after the money went back.
+    check_details(note, carrier, tracking_number, note_max=None)
 
     def run() -> int:
         with write_transaction():
@@ -119,17 +121,22 @@ CARRIER_MAX, TRACKING_MAX = 80, 120  # the shipments table's columns
 
 
 def check_details(note: str | None = "", carrier: str | None = None,
-                  tracking_number: str | None = None) -> None:
+                  tracking_number: str | None = None, *,
+                  note_max: int | None = NOTE_MAX_LENGTH) -> None:
     """Refuse (ValidationError) a status change's note, carrier or tracking number that the
     shop cannot keep as typed. Called before anything changes: a refund checked it only
-    after Stripe had given the money back."""
+    after Stripe had given the money back. `note_max` None: a note the shop wrote itself
+    (staff's words and a Stripe refund's id), any length."""
     carrier, tracking_number = (carrier or "").strip(), (tracking_number or "").strip()
     # Kept whole or refused: cut to fit, the shipment said another number than staff typed
-    # (and than the audit log recorded).
+    # (and than the audit log recorded), and the event kept the note's first 2000 characters.
     too_long = {name: f"At most {limit} characters."
                 for name, value, limit in (("carrier", carrier, CARRIER_MAX),
                                            ("tracking_number", tracking_number, TRACKING_MAX))
                 if len(value) > limit}
+    if note_max is not None and len(note or "") > note_max:
+        too_long["note"] = (f"A note is at most {note_max} characters; "
+                            f"this one has {len(note or '')}.")
     if too_long:
         raise ValidationError(too_long)
     from .addresses import unprintable
@@ -177,7 +184,7 @@ def apply_transition(order_id: int, to_status: str, actor: Actor, note: str = ""
                                 details={"from": current, "to": to_status,
                                          "allowed": list(allowed(current))})
     db.session.add(OrderEvent(order_id=order_id, from_status=current, to_status=to_status,
-                              actor_id=actor.user_id, actor=actor.label, note=note[:2000]))
+                              actor_id=actor.user_id, actor=actor.label, note=note))
     if to_status == "shipped":
         db.session.add(Shipment(order_id=order_id, carrier=carrier,
                                 tracking_number=tracking_number))

@@ -619,3 +619,35 @@ def test_a_staff_change_followed_at_once_by_another_is_still_logged(app, mug):
                        ("second@example.com", {"status": "processing"}, "refunded")]
     # Nothing of theirs to record: no entry.
     assert not audit.log_transition(audit.Who(first.id, first.email), order.id, "shipped")
+
+
+def test_a_status_change_note_too_long_is_refused_beside_the_field_not_cut(client, staff, mug):
+    """A form sent without the page's maxlength (or a refund's note): the event kept the first
+    2000 characters of the note while the audit log recorded all of it. Fails on the old
+    code."""
+    order = place(f.variant_of(mug).id)
+    before = state(order.id)
+    response = act(client, order, "paid", note="n" * 2001)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert ('id="note-error-paid">A note is at most 2000 characters; this one has 2001.'
+            in html)
+    assert state(order.id) == before
+    assert act(client, order, "paid", note="n" * 2000).status_code == 303
+    assert db.session.execute(select(OrderEvent.note).where(
+        OrderEvent.order_id == order.id, OrderEvent.to_status == "paid")).scalar_one() == \
+        "n" * 2000
+
+
+def test_the_status_change_note_rule_is_the_services(app, mug):
+    """Every way staff change a status (the back office, the API, a refund) meets the same
+    bound, before anything changes."""
+    from shop.services import payments
+
+    order = place(f.variant_of(mug).id)
+    who = orders.Actor(None, "staff@example.com")
+    with pytest.raises(ValidationError) as refused:
+        payments.change_status(order.id, "cancelled", who, "x" * 2001)
+    assert list(refused.value.errors) == ["note"]
+    db.session.expire_all()
+    assert db.session.get(Order, order.id).status == "pending"

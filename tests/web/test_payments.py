@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from shop.extensions import db
 from shop.models import Order, OrderEvent, Payment, ProviderEvent
 from shop.services import metrics, payments
-from shop.services.errors import InvalidTransition
+from shop.services.errors import InvalidTransition, ValidationError
 from shop.services.money import format_money, quantize, to_minor_units
 from shop.services.orders import Actor
 from shop.services.payments import expiry, stripe_provider
@@ -1258,6 +1258,23 @@ def test_a_refund_with_a_note_the_shop_refuses_gives_no_money_back(client, shop,
     assert standin.refunds == {} and last_order().status == "paid"
     refunded = staff.api.patch(path, json={"status": "refunded", "note": "Asked back"})
     assert refunded.status_code == 200 and len(standin.refunds) == 1
+
+
+def test_a_card_refund_keeps_a_note_at_the_bound_whole_and_refuses_a_longer_one(
+        client, shop, standin, mug):
+    """Staff's note is at most 2000 characters, checked before Stripe is asked; one at the
+    bound is kept whole with the refund's id after it (the event kept 2000 characters, the
+    id cut off, and a longer note was cut without a word)."""
+    order = paid_order(client, standin, mug.id)
+    with pytest.raises(ValidationError) as refused:
+        payments.change_status(order.id, "refunded", STAFF, "n" * 2001)
+    assert list(refused.value.errors) == ["note"]
+    assert standin.refunds == {} and last_order().status == "paid"
+    payments.change_status(order.id, "refunded", STAFF, "n" * 2000)
+    [refund] = standin.refunds.values()
+    event = db.session.execute(select(OrderEvent).where(OrderEvent.to_status == "refunded")
+                               ).scalar_one()
+    assert event.note == "n" * 2000 + f" (Stripe refund {refund['id']})"
 
 
 def test_a_total_over_stripes_maximum_cannot_be_paid_by_card(shop, standin):
