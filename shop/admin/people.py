@@ -161,16 +161,22 @@ class CustomerView(ShopModelView):
         self._set_many(ids, True)
 
     def _set_many(self, ids: list[str], active: bool) -> None:
-        changed, refused = 0, 0
+        changed = already = refused = 0
         for raw in ids:
             number = record_id(raw)
             try:
                 if number is None:
                     raise NotFound("That account does not exist.")
-                changed += set_active(number, active)
+                if set_active(number, active):
+                    changed += 1
+                else:
+                    already += 1
             except ShopError:
                 refused += 1
-        flash(f"{changed} account(s) {'reactivated' if active else 'deactivated'}."
+        done = "reactivated" if active else "deactivated"
+        flash(f"{changed} account(s) {done}."
+              + (f" {already} already {'active' if active else 'deactivated'}."
+                 if already else "")
               + (f" {refused} refused (staff accounts need an admin; not your own)."
                  if refused else ""), "success" if not refused else "warning")
 
@@ -223,15 +229,18 @@ class ReviewView(ShopModelView):
     can_delete = False
     can_view_details = True
 
-    def _decide(self, review_id: int, decision: str) -> None:
+    def _decide(self, review_id: int, decision: str) -> bool:
+        """Publish or reject one review, audited; False when it already was so."""
         review = db.session.get(Review, review_id) if is_id(review_id) else None
         if review is None:
             raise NotFound("That review does not exist.")
         before = audit.snapshot(review)
         result = reviews.approve(review_id) if decision == "approve" else reviews.reject(review_id)
-        if before["status"] != result.status:
-            audit.log(who(), decision, "Review", review_id, before=before,
-                      after=audit.snapshot(result), request_id=request_id())
+        if before["status"] == result.status:
+            return False
+        audit.log(who(), decision, "Review", review_id, before=before,
+                  after=audit.snapshot(result), request_id=request_id())
+        return True
 
     @expose(f"/decide/<{ID}:review_id>", methods=("POST",))
     def decide(self, review_id: int):
@@ -239,12 +248,13 @@ class ReviewView(ShopModelView):
         if decision not in ("approve", "reject"):
             abort(400, "Choose approve or reject.")
         try:
-            self._decide(review_id, decision)
+            changed = self._decide(review_id, decision)
         except ShopError as exc:
             flash(exc.message, "error")
         else:
-            flash("Review published." if decision == "approve" else "Review rejected.",
-                  "success")
+            done = "published" if decision == "approve" else "rejected"
+            flash(f"Review {done}." if changed else f"This review was already {done}.",
+                  "success" if changed else "info")
         return redirect(request.referrer if _same_origin(request.referrer)
                         else url_for(".index_view"), 303)
 
@@ -257,15 +267,21 @@ class ReviewView(ShopModelView):
         self._decide_many(ids, "reject")
 
     def _decide_many(self, ids: list[str], decision: str) -> None:
-        done = 0
+        """Counted as they were: "3 published" when 2 of the 5 chosen already were said 5."""
+        changed = already = missing = 0
         for raw in ids:
             number = record_id(raw)
-            if number is None:
-                continue
             try:
-                self._decide(number, decision)
-                done += 1
+                if number is None:
+                    raise NotFound("That review does not exist.")
+                if self._decide(number, decision):
+                    changed += 1
+                else:
+                    already += 1
             except ShopError:
-                continue
-        flash(f"{done} review(s) {'published' if decision == 'approve' else 'rejected'}.",
-              "success")
+                missing += 1
+        done = "published" if decision == "approve" else "rejected"
+        flash(f"{changed} review(s) {done}."
+              + (f" {already} already {done}." if already else "")
+              + (f" {missing} no longer exist." if missing else ""),
+              "success" if changed or not (already or missing) else "info")

@@ -204,10 +204,13 @@ def _moderate(review_id: int, status: str) -> Review:
         # its average one after the other, each seeing the other's result.
         db.session.execute(select(Product.id).where(Product.id == review.product_id)
                            .with_for_update())
-        review.status = status
-        db.session.flush()
-        recompute_rating(review.product_id)
-    cache.catalog_changed()
+        changed = review.status != status
+        if changed:
+            review.status = status
+            db.session.flush()
+            recompute_rating(review.product_id)
+    if changed:  # a review already so changes no page: the cached ones stay
+        cache.catalog_changed()
     return db.session.get(Review, review_id)
 
 

@@ -303,6 +303,47 @@ def test_bulk_approve(client, staff, reviewed):
     assert reload(Product, mug.id).rating_count == 3
 
 
+@pytest.mark.parametrize("decision,done,already_so", [
+    ("approve", "published", "approved"), ("reject", "rejected", "rejected")])
+def test_bulk_decisions_count_only_the_reviews_they_changed(client, staff, reviewed, decision,
+                                                            done, already_so):
+    """Approving the five-star review (published already) with the two waiting ones said
+    "3 review(s) published". Fails on the old code."""
+    mug, (five, two, four) = reviewed
+    if decision == "reject":
+        five.status = "rejected"
+        db.session.commit()
+    token = csrf_token(client, "/admin/review/")
+    response = client.post("/admin/review/action/", follow_redirects=True, data={
+        "csrf_token": token, "action": decision,
+        "rowid": [str(five.id), str(two.id), str(four.id), str(four.id + 1000)]})
+    html = response.get_data(as_text=True)
+    assert f"2 review(s) {done}. 1 already {done}. 1 no longer exist." in html
+    assert [reload(Review, r.id).status for r in (five, two, four)] == [already_so] * 3
+    assert db.session.execute(select(func.count(AuditLog.id)).where(
+        AuditLog.model == "Review")).scalar_one() == 2
+    again = decide(client, two, decision)
+    assert f"This review was already {done}." in client.get(
+        again.headers["Location"]).get_data(as_text=True)
+
+
+def test_bulk_deactivation_says_how_many_already_were(client, staff):
+    ada = f.user("ada@example.com", name="Ada Lovelace")
+    bob = f.user("bob@example.com", name="Bob Byte")
+    bob.active = False
+    db.session.commit()
+    token = csrf_token(client, "/admin/customer/")
+    html = client.post("/admin/customer/action/", follow_redirects=True, data={
+        "csrf_token": token, "action": "deactivate", "rowid": [str(ada.id), str(bob.id)]}
+    ).get_data(as_text=True)
+    assert "1 account(s) deactivated. 1 already deactivated." in html
+    html = client.post("/admin/customer/action/", follow_redirects=True, data={
+        "csrf_token": token, "action": "reactivate", "rowid": [str(ada.id), str(staff.id)]}
+    ).get_data(as_text=True)
+    assert "1 account(s) reactivated. 1 refused" in html
+    assert reload(type(ada), ada.id).active is True
+
+
 HUGE = 10**25
 
 
