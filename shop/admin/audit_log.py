@@ -6,7 +6,7 @@ import re
 from markupsafe import Markup
 
 from ..models import AuditLog
-from ..services.audit import changed_fields
+from ..services.audit import INTERNAL_FIELDS, changed_fields
 from .base import ReadOnlyModelView
 
 GENERATED_REQUEST_ID = re.compile(r"(?i)[0-9a-f]{32}")
@@ -46,5 +46,6 @@ class AuditLogView(ReadOnlyModelView):
     def rows(self, entry) -> list[tuple[str, object, object, bool]]:
         """(field, before, after, changed) for the detail page."""
         before, after = entry.before or {}, entry.after or {}
-        keys = list(before) + [k for k in after if k not in before]
+        keys = [k for k in list(before) + [k for k in after if k not in before]
+                if k not in INTERNAL_FIELDS]
         return [(k, before.get(k), after.get(k), before.get(k) != after.get(k)) for k in keys]

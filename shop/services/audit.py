@@ -15,6 +15,10 @@ from .database import write_transaction
 
 # Never copied into the log, whatever the model.
 SECRET_FIELDS = frozenset({"password_hash", "token_hash", "checkout_url"})
+# The shop's own bookkeeping, following from what staff changed (a product's sort key from
+# its name, an account's session counter raised by a deactivation): not copied into the log,
+# and left out when an entry written before is shown.
+INTERNAL_FIELDS = frozenset({"name_key", "session_epoch"})
 ACTIONS = ("create", "update", "delete", "transition", "import", "approve", "reject",
            "deactivate", "activate", "stock", "note")
 
@@ -47,7 +51,7 @@ def snapshot(obj: Any, *, include: tuple[str, ...] = ()) -> dict[str, Any]:
     mapper = inspect(obj).mapper
     data: dict[str, Any] = {}
     for attr in mapper.column_attrs:
-        if attr.key in SECRET_FIELDS:
+        if attr.key in SECRET_FIELDS or attr.key in INTERNAL_FIELDS:
             continue
         data[attr.key] = json_value(getattr(obj, attr.key))
     for name in include:
@@ -62,9 +66,10 @@ def snapshot(obj: Any, *, include: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def changed_fields(before: dict | None, after: dict | None) -> list[str]:
-    """The keys whose values differ between two snapshots."""
+    """The keys whose values differ between two snapshots (the shop's own left out)."""
     before, after = before or {}, after or {}
-    return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    return sorted(k for k in set(before) | set(after)
+                  if before.get(k) != after.get(k) and k not in INTERNAL_FIELDS)
 
 
 def _fields(who: Who, action: str, model: str, record_id: object, before: dict | None,

@@ -458,3 +458,27 @@ def test_the_customer_edit_page_without_an_id_goes_back_to_the_list(client, staf
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/admin/customer/")
     assert client.get(f"/admin/product/edit/{query}").status_code == 302
+
+
+def test_the_audit_log_leaves_out_the_shops_own_bookkeeping(client, staff):
+    """A deactivation was logged as changing "active, session_epoch", and a product's rename
+    as "name, name_key": columns the shop keeps for itself (the counter that ends sessions,
+    the name's sort key), which no staff member set. Entries written before show without
+    them too. Fails on the old code."""
+    ada = f.user("ada@example.com", name="Ada Lovelace")
+    token = csrf_token(client, "/admin/customer/")
+    client.post(f"/admin/customer/active/{ada.id}", data={"csrf_token": token, "active": "0"})
+    entry = db.session.execute(select(AuditLog).where(AuditLog.action == "deactivate")
+                               ).scalar_one()
+    assert "session_epoch" not in entry.before and "session_epoch" not in entry.after
+    older = AuditLog(actor_email="staff@example.com", action="update", model="Product",
+                     record_id="7", before={"name": "Mug", "name_key": "mug"},
+                     after={"name": "Cup", "name_key": "cup"})
+    db.session.add(older)
+    db.session.commit()
+    listing = client.get("/admin/audit/").get_data(as_text=True)
+    assert [row["changes"] for row in list_rows(listing)] == ["name", "active"]
+    for shown in (entry, older):
+        html = client.get(f"/admin/audit/details/?id={shown.id}").get_data(as_text=True)
+        assert "session_epoch" not in html and "name_key" not in html
+    assert '"Cup"' in client.get(f"/admin/audit/details/?id={older.id}").get_data(as_text=True)
