@@ -125,6 +125,7 @@ class OrderView(ReadOnlyModelView):
     # Template helpers --------------------------------------------------------------------------
 
     note_max_length = orders.NOTE_MAX_LENGTH
+    settle_note_max_length = payments.SETTLE_NOTE_MAX
 
     def badge(self, status: str) -> Markup:
         return status_badge(status)
@@ -191,12 +192,15 @@ class OrderView(ReadOnlyModelView):
         order = self.get_one(order_id)
         if order is None:
             abort(404)
-        note = request.form.get("note", "").strip()[:1000]
+        note = request.form.get("note", "").strip()
         before = {"refund_failure": [p.refund_failure for p in order.payments
                                      if p.refund_failure]}
         staff = who()
         try:
             payments.settle_refund_failure(order_id, Actor(staff.user_id, staff.email), note)
+        except ValidationError as exc:
+            return self._detail_with_errors(order_id, "refund-settled", exc.errors,
+                                            exc.message, 422)
         except ShopError as exc:
             return self._detail_with_errors(order_id, "refund-settled", {}, exc.message, 409)
         audit.log(staff, "settle_refund_failure", "Order", order_id, before=before,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from markupsafe import escape
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from shop.extensions import db
 from shop.models import (
@@ -651,3 +651,36 @@ def test_the_status_change_note_rule_is_the_services(app, mug):
     assert list(refused.value.errors) == ["note"]
     db.session.expire_all()
     assert db.session.get(Order, order.id).status == "pending"
+
+
+@pytest.mark.parametrize("note,message", [
+    ("p" * 1001, "A note is at most 1000 characters; this one has 1001."),
+    ("Paid \x00 back", "Remove the control or direction characters: they cannot be shown."),
+])
+def test_a_refund_settled_note_the_shop_cannot_keep_is_refused_beside_the_field(
+        client, staff, mug, note, message):
+    """The note of "Mark refund settled" (the customer sees it in their order's history) was
+    cut at 1000 characters without a word, and one with a NUL was kept, which made the
+    customer's order page invalid HTML. Fails on the old code."""
+    order = place(f.variant_of(mug).id)
+    act(client, order, "paid")
+    act(client, order, "refunded")
+    db.session.execute(update(Payment).where(Payment.order_id == order.id)
+                       .values(refund_failure="$12.50 (Stripe refund re_1): card closed"))
+    db.session.commit()
+    before = state(order.id)
+    detail = f"/admin/order/details/?id={order.id}"
+    refused = client.post(f"/admin/order/refund-settled/{order.id}",
+                          data={"csrf_token": csrf_token(client, detail), "note": note})
+    assert refused.status_code == 422
+    html = refused.get_data(as_text=True)
+    assert f'id="note-error-refund-settled">{message}</div>' in html and "\x00" not in html
+    assert state(order.id) == before
+    assert db.session.execute(select(Payment.refund_failure).where(
+        Payment.order_id == order.id)).scalar_one()
+    settled = client.post(f"/admin/order/refund-settled/{order.id}",
+                          data={"csrf_token": csrf_token(client, detail), "note": "p" * 1000})
+    assert settled.status_code == 303
+    assert db.session.execute(select(OrderEvent.note).where(OrderEvent.order_id == order.id)
+                              .order_by(OrderEvent.id.desc())).scalars().first() == \
+        "Refund failure settled: " + "p" * 1000

@@ -137,14 +137,21 @@ def refund_failure(order: Order) -> RefundFailure | None:
     return RefundFailure(what, at)
 
 
+# The settle form's note: kept whole or refused (the back office cut it at 1000 characters).
+SETTLE_NOTE_MAX = 1000
+
+
 def settle_refund_failure(order_id: int, actor: Actor, note: str = "") -> Order:
     """Staff paid back another way a customer whose card refund failed: the order's "Refund
     failed: action needed" flag is cleared and the history says who settled it and how. The
     order's status and stock do not change. Raises ShopError when there is nothing to settle
-    (a double click: the first one settled it)."""
+    (a double click: the first one settled it), and ValidationError for a note the customer's
+    order history cannot show as typed (too long, a control or direction character)."""
     if db.session.get(Order, order_id) is None:
         raise NotFound("That order does not exist.")
-    text = "Refund failure settled" + (f": {note.strip()}" if note.strip() else "")
+    note = (note or "").strip()
+    orders.check_details(note, note_max=SETTLE_NOTE_MAX)
+    text = "Refund failure settled" + (f": {note}" if note else "")
 
     def run() -> int:
         with write_transaction():
@@ -158,7 +165,7 @@ def settle_refund_failure(order_id: int, actor: Actor, note: str = "") -> Order:
             if cleared:
                 db.session.add(OrderEvent(order_id=order_id, from_status=status,
                                           to_status=status, actor_id=actor.user_id,
-                                          actor=actor.label, note=text[:2000]))
+                                          actor=actor.label, note=text))
             return cleared
 
     if not retrying(run):
