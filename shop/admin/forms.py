@@ -135,6 +135,7 @@ class UtcDateTimeField(DateTimeField):
 
     FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
     message = "Enter a date and a time (UTC) such as 2030-12-24 09:00."
+    EARLY = "Enter a date from the year 1000 to 9999, such as 2030-12-24 09:00."
 
     def __init__(self, label: str | None = None, validators=None, **kwargs: Any) -> None:
         kwargs["format"] = list(self.FORMATS)
@@ -148,9 +149,14 @@ class UtcDateTimeField(DateTimeField):
         for pattern in self.FORMATS:
             try:
                 self.data = datetime.strptime(typed, pattern)
-                return
             except ValueError:
                 continue
+            if self.data.year < 1000:
+                # Written back as "99-01-01 00:00:00" (strftime), which this field refuses:
+                # the record could not be saved again. MySQL keeps years 1000 to 9999.
+                self.data = None
+                raise ValueError(self.EARLY)
+            return
         self.data = None
         raise ValueError(self.message)
 

@@ -114,6 +114,21 @@ def test_a_coupon_date_that_cannot_be_read_says_how_to_write_one(client, staff, 
     assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
 
 
+@pytest.mark.parametrize("field", ["starts_at", "ends_at"])
+def test_a_coupon_date_before_the_year_1000_is_refused_beside_the_field(client, staff, field):
+    """"0099-01-01 00:00" (a year typed short) was saved, and the edit form then wrote it as
+    "99-01-01 00:00:00", which it refused: the coupon could not be saved again until staff
+    found the date. MySQL keeps dates from the year 1000. Fails on the old code."""
+    response = client.post("/admin/coupon/new/", data=coupon_data(
+        client, **{field: "0099-01-01 00:00"}))
+    assert response.status_code == 200
+    assert beside(response.get_data(as_text=True), field,
+                  "Enter a date from the year 1000 to 9999, such as 2030-12-24 09:00.")
+    assert db.session.execute(select(func.count(Coupon.id))).scalar_one() == 0
+    assert client.post("/admin/coupon/new/", data=coupon_data(
+        client, **{field: "1000-01-01 00:00"})).status_code == 302
+
+
 def test_a_free_shipping_coupon_needs_no_value(client, staff):
     """Its value is "ignored for free shipping", as the form says: leaving it empty was
     refused ("Enter an amount such as 24.99.")."""
