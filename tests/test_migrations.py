@@ -532,3 +532,51 @@ def test_name_keys_are_filled_on_upgrade(tmp_path):
         assert kept == [len(keys), len(names), len(names)]
         downgrade(revision="base")
         db.engine.dispose()
+
+
+def test_reviews_page_index_on_upgrade(tmp_path):
+    """Migration 0027 replaces the reviews' (product_id, status) index by (product_id, status,
+    created_at, id), the product page's order, on SQLite and MySQL, keeping the reviews and
+    the foreign key on product_id (MySQL keeps it on the unique (product_id, user_id)); going
+    back down puts the old index back."""
+    from shop import create_app
+
+    fresh = create_app({"SQLALCHEMY_DATABASE_URI": _fresh_database_url(tmp_path)},
+                       env="testing")
+
+    def state() -> tuple[dict, int, list]:
+        with db.engine.connect() as connection:
+            inspector = inspect(connection)
+            indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("reviews")}
+            count = connection.execute(text("SELECT count(*) FROM reviews")).scalar_one()
+            keys = sorted(tuple(k["constrained_columns"])
+                          for k in inspector.get_foreign_keys("reviews"))
+        return indexes, count, keys
+
+    with fresh.app_context():
+        upgrade(revision="0026")
+        with db.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO products (id, slug, name, name_key, description, active, price, "
+                "rating_count, created_at) VALUES (1, 'p1', 'Mug', 'mug', '', 1, 10, 0, "
+                "'2026-01-01')"))
+            connection.execute(text(
+                "INSERT INTO users (id, email, password_hash, name, role, active, "
+                "session_epoch, created_at) VALUES (1, 'ada@example.com', 'x', 'Ada', "
+                "'customer', 1, 0, '2026-01-01')"))
+            connection.execute(text(
+                "INSERT INTO reviews (product_id, user_id, rating, title, body, status, "
+                "created_at) VALUES (1, 1, 5, 'Good', '', 'approved', '2026-02-01')"))
+        upgrade()
+        indexes, count, keys = state()
+        assert indexes["ix_reviews_product_status_created"] == ["product_id", "status",
+                                                                 "created_at", "id"]
+        assert "ix_reviews_product_status" not in indexes
+        assert count == 1 and keys == [("product_id",), ("user_id",)]
+        downgrade(revision="0026")
+        indexes, count, keys = state()
+        assert indexes["ix_reviews_product_status"] == ["product_id", "status"]
+        assert "ix_reviews_product_status_created" not in indexes
+        assert count == 1 and keys == [("product_id",), ("user_id",)]
+        downgrade(revision="base")
+        db.engine.dispose()

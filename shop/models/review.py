@@ -17,7 +17,9 @@ class Review(db.Model):
     __table_args__ = (
         UniqueConstraint("product_id", "user_id"),
         CheckConstraint("rating >= 1 AND rating <= 5", name="rating_range"),
-        Index("ix_reviews_product_status", "product_id", "status"),
+        # The product page's reviews, newest first, in index order (services.reviews;
+        # migration 0027).
+        Index("ix_reviews_product_status_created", "product_id", "status", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -244,3 +244,59 @@ def test_the_account_page_suggests_products_from_the_latest_orders_only(app, mug
     assert {p.name for p in reviews.reviewable_products(customer.id)} == {"Desk Lamp",
                                                                          "Linen Towel"}
     assert reviews.can_review(customer.id, mug.id)[0]
+
+
+def test_a_page_of_reviews_is_read_in_the_index_order(app, mug):
+    """The product page's reviews, newest first (created_at DESC, id DESC), come from the
+    (product_id, status, created_at, id) index in its order, read backwards: no sort of all of
+    a product's approved reviews for every page (19 ms at 20,000 reviews with the (product_id,
+    status) index alone), on SQLite and on MySQL."""
+    from sqlalchemy import event, text
+    from sqlalchemy.engine import Engine
+
+    towel = f.product("Linen Towel")
+    mug_id, towel_id = mug.id, towel.id
+    db.session.commit()
+    users = 600
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO users (id, email, password_hash, name, role, active, session_epoch, "
+            "created_at) VALUES (:id, :email, 'x', 'Ada Lovelace', 'customer', 1, 0, "
+            "'2026-01-01')"),
+            [{"id": 1000 + n, "email": f"reader{n}@example.com"} for n in range(users)])
+        conn.execute(text(
+            "INSERT INTO reviews (product_id, user_id, rating, title, body, status, created_at) "
+            "VALUES (:product_id, :user_id, 4, 'Good', '', :status, :created_at)"),
+            [{"product_id": product_id, "user_id": 1000 + n,
+              "status": ("approved", "approved", "pending", "rejected")[n % 4],
+              "created_at": f"2026-{1 + n % 12:02d}-{1 + n % 28:02d} 10:00:00"}
+             for product_id in (mug_id, towel_id) for n in range(users)])
+        if conn.dialect.name != "sqlite":
+            conn.execute(text("ANALYZE TABLE reviews, users"))
+        else:
+            conn.execute(text("ANALYZE"))
+    captured = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        captured.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        page = reviews.approved_for_product(mug_id, page=2, total=users // 2)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert len(page.items) == reviews.PER_PAGE
+    statement, parameters = next(c for c in captured if "ORDER BY" in c[0])
+    conn = db.session.connection()
+    if db.engine.dialect.name == "sqlite":
+        plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                        parameters)]
+        assert ("SEARCH r USING INDEX ix_reviews_product_status_created "
+                "(product_id=? AND status=?)") in plan, plan
+        assert not any("TEMP B-TREE" in step for step in plan), plan
+    else:
+        plan = conn.exec_driver_sql("EXPLAIN " + statement, parameters).mappings().all()
+        assert plan[0]["table"] == "r", plan
+        assert plan[0]["key"] == "ix_reviews_product_status_created", plan
+        assert not any("filesort" in (row["Extra"] or "") or
+                       "temporary" in (row["Extra"] or "") for row in plan), plan
