@@ -231,6 +231,8 @@ class Config:
     CORS_ORIGINS = [o.strip() for o in os.environ.get("SHOP_CORS_ORIGINS", "").split(",")
                     if o.strip()]
     PASSWORD_RESET_HOURS = 2
+    # How long the mailed link that adds an account's earlier guest orders to it works.
+    LINK_ORDERS_HOURS = 24
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -178,8 +178,9 @@ def log_access(method: str, path: str, status: int, seconds: float,
 
 
 _ACCESS = logging.getLogger("shop.access")
-# Paths whose rest is a secret (the password reset link's token), logged without it.
-SECRET_PATH = "/account/password/reset/"
+# Paths whose rest is a secret (the token of a password reset link, or of the link that adds
+# earlier guest orders to an account), logged without it.
+SECRET_PATHS = ("/account/password/reset/", "/account/orders/link/")
 
 
 def _direct_access_handler() -> logging.StreamHandler | None:
@@ -392,9 +393,10 @@ def init_app(app: Flask) -> None:
         metrics.observe_request(method, endpoint or "unmatched", status, seconds)
         if endpoint != "static":
             path = req.path
-            if path.startswith(SECRET_PATH):
+            secret = next((p for p in SECRET_PATHS if path.startswith(p)), None)
+            if secret is not None:
                 # A reset link's token is a key to the account until it is used: never logged.
-                path = SECRET_PATH + "<token>"
+                path = secret + "<token>"
             log_access(method, path, status, seconds, req.remote_addr, request_id)
         return response
 

@@ -24,10 +24,10 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ...extensions import client_address, limiter, login_manager
 from ...http import answer_too_many, personal
-from ...services import accounts, addresses, orders, reviews
+from ...services import accounts, addresses, guest_orders, orders, reviews
 from ...services import cart as cart_service
 from ...services.countries import COUNTRIES
-from ...services.errors import AuthError, NotFound, ValidationError
+from ...services.errors import AuthError, Forbidden, NotFound, ValidationError
 from .. import ID
 from ..htmx import is_htmx, safe_next, vary
 from ..limits import LOGIN_ACCOUNT_SCOPE, LOGIN_ADDRESS_SCOPE, REGISTER_SCOPE
@@ -105,6 +105,8 @@ TOO_MANY_LOGINS = "Too many failed log-in attempts. Please wait a minute and try
 TOO_MANY_RESETS = ("Too many password reset requests. Please wait a while and try again. "
                    "If we have already sent you a link, it still works.")
 TOO_MANY_REGISTRATIONS = "Too many new accounts from your network. Please try again later."
+TOO_MANY_ORDER_LINKS = ("Too many requests for a link to your earlier orders. Please wait a "
+                        "while and try again. If we have already sent you a link, it still works.")
 HISTORY_PER_PAGE = 20
 
 
@@ -137,6 +139,11 @@ def _reset_limit() -> str:
 
 def _reset_email_key() -> str:
     return accounts.limit_key("reset", request.form.get("email", ""))
+
+
+def _order_link_key() -> str:
+    """The account asking for a link to its earlier orders (each request mails it)."""
+    return accounts.limit_key("link-orders", getattr(current_user, "email", ""))
 
 
 # --- sessions ---
@@ -479,7 +486,48 @@ def order_history():
     if page > pages:
         abort(404, description="There is no such page of your orders.")
     return render_template("account/orders.html", orders=history, order_total=total,
-                           page=page, pages=pages)
+                           page=page, pages=pages,
+                           guest_orders=guest_orders.has_guest_orders(current_user))
+
+
+# A mail-sending form: limited as the password reset's is, per client address and per account.
+@bp.post("/orders/link")
+@login_required
+@limiter.limit(_reset_limit, key_func=client_address, error_message=TOO_MANY_ORDER_LINKS)
+@limiter.limit(_reset_limit, key_func=_order_link_key, error_message=TOO_MANY_ORDER_LINKS)
+def request_order_link():
+    """"Link my earlier orders": mail the account's address a link that adds the orders
+    placed with it without an account (services.guest_orders)."""
+    email = current_user.email
+    if guest_orders.request_link(current_user.id, request.url_root):
+        hours = current_app.config["LINK_ORDERS_HOURS"]
+        flash(f"We have emailed {email} a link that adds your earlier orders to your account. "
+              f"Log in and follow it within {hours} hours; it works once.", "success")
+    else:
+        flash(f"We found no earlier orders placed with {email}.", "info")
+    return redirect(url_for("account.order_history"), 303)
+
+
+@bp.route("/orders/link/<token>", methods=["GET", "POST"])
+@login_required
+def link_orders(token: str):
+    """The mailed link: what it adds (GET), then adds it (POST) to the logged-in account."""
+    try:
+        if request.method == "POST":
+            added = guest_orders.attach(current_user.id, token)
+        else:
+            claim = guest_orders.check_link(current_user.id, token)
+    except (NotFound, Forbidden) as exc:
+        return _private(make_response(render_template(
+            "account/link_orders_invalid.html", message=exc.message),
+            403 if isinstance(exc, Forbidden) else 400))
+    if request.method == "POST":
+        flash(f"{added} earlier order{'' if added == 1 else 's'} added to your account.",
+              "success")
+        return redirect(url_for("account.order_history"), 303)
+    return _private(make_response(render_template(
+        "account/link_orders.html", token=token, count=len(claim.order_ids),
+        email=claim.email)))
 
 
 # --- saved addresses ---
