@@ -2,15 +2,31 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from limits import parse_many
 
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = BASE_DIR / "instance"
 DEV_SECRET_KEY = "dev-only-not-secret"
+MIN_SECRET_KEY_LENGTH = 32
+MAKE_SECRET_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+# The currencies a shop can be run in (SHOP_CURRENCY, checked at start): ISO 4217's active
+# codes, without funds, precious metals and the testing and "no currency" codes.
+ISO_4217 = frozenset("""
+    AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
+    BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP
+    GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES
+    KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU
+    MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON
+    RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND
+    TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR
+    ZMW ZWG""".split())
 
 
 class SettingError(RuntimeError):
@@ -118,7 +134,7 @@ class Config:
 
     SHOP_ENV = "development"
     SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
-    # Empty is unset: the development key, which production refuses (shop._check_config).
+    # Empty is unset: the development key, which production refuses (check_settings).
     SECRET_KEY = os.environ.get("SECRET_KEY") or DEV_SECRET_KEY
     SQLALCHEMY_DATABASE_URI = _env_database_url(
         "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}")
@@ -153,7 +169,7 @@ class Config:
     REDIS_RETRY_AFTER = _env_seconds("REDIS_RETRY_AFTER", "5")
 
     # Money and pricing: the shop's one currency, tax and shipping rules.
-    # An ISO 4217 code in capitals (checked against services.money at start, shop._check_config).
+    # An ISO 4217 code in capitals (checked at start, check_settings).
     CURRENCY = os.environ.get("SHOP_CURRENCY", "USD").strip()
     TAX_RATE = _env_decimal("SHOP_TAX_RATE", "0.08", fraction=True)
     SHIPPING_STANDARD = _env_decimal("SHOP_SHIPPING_STANDARD", "5.00")
@@ -282,3 +298,42 @@ def config_for(env: str | None = None) -> type[Config]:
     if name not in CONFIGS:
         raise SettingError(f"SHOP_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
     return CONFIGS[name]
+
+
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """Stop the start, naming the variable, on a setting the shop cannot run with (the readers
+    above stop it for a value that is no number or rate limit at all). create_app checks its
+    own config with it; gunicorn.conf.py checks the environment's before it starts a worker."""
+    production = settings["SHOP_ENV"] == "production"
+    key = settings.get("SECRET_KEY")
+    if not key or (production and key == DEV_SECRET_KEY):
+        # Flask signs no session with an empty key: every page would answer 500.
+        raise SettingError("SECRET_KEY must be set (not empty) when SHOP_ENV=production; make "
+                           f"one with {MAKE_SECRET_KEY}" if production else
+                           "SECRET_KEY must not be empty (unset it for the development key)")
+    if production and len(key) < MIN_SECRET_KEY_LENGTH:
+        raise SettingError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters when "
+                           f"SHOP_ENV=production, not {len(key)}; make one with {MAKE_SECRET_KEY}")
+    base_url = settings.get("BASE_URL")
+    if base_url:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+                or parts.fragment:
+            raise SettingError("SHOP_BASE_URL must be the shop's public address, such as "
+                               f"https://shop.example.com, not {base_url!r}")
+    elif production:
+        # Links in mail (password resets above all) would otherwise be built on whatever Host
+        # header a request brought: reset-link poisoning.
+        raise SettingError("SHOP_BASE_URL must be set when SHOP_ENV=production: the shop's "
+                           "public address, such as https://shop.example.com, on which every "
+                           "link in mail is built (never on a request's Host header)")
+    if settings.get("CURRENCY") not in ISO_4217:
+        # The API's money model requires ^[A-Z]{3}$: "usd" would answer 500 on every product.
+        raise SettingError("SHOP_CURRENCY must be an ISO 4217 code in capitals, e.g. USD, not "
+                           f"{settings.get('CURRENCY')!r}")
+
+
+def check_environment() -> None:
+    """The settings SHOP_ENV and the environment give, checked as create_app checks them."""
+    config = config_for()
+    check_settings({name: getattr(config, name) for name in dir(config) if name.isupper()})

@@ -16,6 +16,7 @@ import tempfile
 from datetime import UTC, datetime
 
 from gunicorn import glogging
+from gunicorn.errors import HaltServer
 
 
 def _setting(name: str, default: int, low: int) -> int:
@@ -55,15 +56,18 @@ if not _budget_fits:
 
 
 def _check_shop_settings() -> None:
-    """The shop's own settings (config.py) read once here, in a private copy of the module: a
-    value it refuses stops the start with its one line, rather than a traceback from every
-    worker as each loads the app and gives up."""
+    """The shop's own settings (config.py) read and checked once here, as create_app checks
+    them, in a private copy of the module: a value it refuses stops the start with its one
+    line, before any worker starts. Each worker would write the line, and gunicorn's master
+    could end on a traceback of its own (see on_starting)."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.py")
     spec = importlib.util.spec_from_file_location("_shop_settings_check", path)
     if spec is None or spec.loader is None:
         return
+    settings = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        spec.loader.exec_module(settings)
+        settings.check_environment()
     except RuntimeError as exc:
         raise SystemExit(str(exc)) from None
 
@@ -116,6 +120,31 @@ def on_starting(server):
     """Start counting from zero: files left by a previous run belong to dead processes."""
     for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
         os.remove(path)
+    _stop_once_on_a_boot_failure(server)
+
+
+def _stop_once_on_a_boot_failure(server) -> None:
+    """A worker that fails to boot stops the master (HaltServer, "Worker failed to boot.",
+    exit status 3). When several fail together, gunicorn (27.0.1) meets the next one's exit
+    while it stops the others for the first, raises HaltServer again inside its own halt, and
+    ends on a traceback with exit status 1 under the workers' real reason. Once stopping, a
+    further worker's boot failure is only logged (gunicorn has logged its exit code)."""
+    reap_workers = server.reap_workers
+    stopping = False
+
+    def reap_workers_once_stopping() -> None:
+        nonlocal stopping
+        while True:
+            try:
+                reap_workers()
+                return
+            except HaltServer:
+                if not stopping:
+                    stopping = True
+                    raise
+                # Reap the rest: gunicorn left its loop at the worker that raised.
+
+    server.reap_workers = reap_workers_once_stopping
 
 
 def child_exit(server, worker):

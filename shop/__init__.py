@@ -4,11 +4,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 
-from config import DEV_SECRET_KEY, INSTANCE_DIR, SettingError, config_for
+from config import INSTANCE_DIR, check_settings, config_for
 
 from .extensions import cache, csrf, db, limiter, login_manager, migrate
 
@@ -78,42 +77,10 @@ def _warn_of_a_setup_for_one_host(app: Flask) -> None:
                            "SHOP_ONE_HOST=1 if one host is meant (docs/DEPLOY.md)")
 
 
-MIN_SECRET_KEY_LENGTH = 32
-MAKE_SECRET_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
-
-
 def _check_config(app: Flask) -> None:
-    """Stop the start, naming the variable, on a setting the shop cannot run with (config.py
-    stops it for a value that is no number or rate limit at all)."""
-    production = app.config["SHOP_ENV"] == "production"
-    key = app.config.get("SECRET_KEY")
-    if not key or (production and key == DEV_SECRET_KEY):
-        # Flask signs no session with an empty key: every page would answer 500.
-        raise SettingError("SECRET_KEY must be set (not empty) when SHOP_ENV=production; make "
-                           f"one with {MAKE_SECRET_KEY}" if production else
-                           "SECRET_KEY must not be empty (unset it for the development key)")
-    if production and len(key) < MIN_SECRET_KEY_LENGTH:
-        raise SettingError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters when "
-                           f"SHOP_ENV=production, not {len(key)}; make one with {MAKE_SECRET_KEY}")
-    base_url = app.config.get("BASE_URL")
-    if base_url:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
-                or parts.fragment:
-            raise SettingError("SHOP_BASE_URL must be the shop's public address, such as "
-                               f"https://shop.example.com, not {base_url!r}")
-    elif production:
-        # Links in mail (password resets above all) would otherwise be built on whatever Host
-        # header a request brought: reset-link poisoning.
-        raise SettingError("SHOP_BASE_URL must be set when SHOP_ENV=production: the shop's "
-                           "public address, such as https://shop.example.com, on which every "
-                           "link in mail is built (never on a request's Host header)")
-    from .services.money import ISO_4217
-
-    if app.config.get("CURRENCY") not in ISO_4217:
-        # The API's money model requires ^[A-Z]{3}$: "usd" would answer 500 on every product.
-        raise SettingError("SHOP_CURRENCY must be an ISO 4217 code in capitals, e.g. USD, not "
-                           f"{app.config.get('CURRENCY')!r}")
+    """Stop the start on a setting the shop cannot run with (config.check_settings), then
+    complete the database engine's options."""
+    check_settings(app.config)
     url: str = app.config["SQLALCHEMY_DATABASE_URI"]
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if url.startswith("mysql"):

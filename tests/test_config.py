@@ -1,5 +1,5 @@
 """Settings the shop cannot run with stop the start with one message naming the variable and
-what it must be (config.py's readers, shop._check_config), instead of a shop that starts and
+what it must be (config.py's readers and check_settings), instead of a shop that starts and
 then fails quietly: a rate limit switched off, a 500 on every page, 800% tax."""
 from __future__ import annotations
 
@@ -151,12 +151,13 @@ def test_iso_4217_currencies_are_taken():
 
 
 def test_every_currency_the_money_module_knows_is_an_iso_4217_one():
+    import config
     from shop.services import money
 
     known = money.ZERO_DECIMAL | money.THREE_DECIMAL | set(money.SYMBOLS) \
         | set(money.CARD_MINIMUM)
-    assert known <= money.ISO_4217
-    assert all(len(code) == 3 and code.isupper() for code in money.ISO_4217)
+    assert known <= config.ISO_4217
+    assert all(len(code) == 3 and code.isupper() for code in config.ISO_4217)
 
 
 @pytest.mark.parametrize("value", ["8", "1", "-0.08"])
@@ -272,17 +273,21 @@ def test_the_flask_command_names_a_bad_setting_in_one_line(env, message):
     assert result.stderr.startswith(message), result.stderr
 
 
-def test_gunicorn_stops_on_a_setting_its_workers_refuse_without_restarting_them():
-    """A setting checked by create_app (not by config.py, which gunicorn.conf.py reads first):
-    the worker wrote a traceback, and gunicorn stopped on "worker failed to boot". It now
-    writes the one line and exits 3, which still stops the master: never a restart loop.
-    One worker: with two failing at the same instant, gunicorn's master (27.0.1) may meet the
-    second exit while stopping for the first and print a HaltServer traceback of its own."""
+@pytest.mark.parametrize("workers", ["1", "3"])
+@pytest.mark.parametrize("env, message", [
+    ({"SHOP_CURRENCY": "usd"}, "SHOP_CURRENCY must be an ISO 4217 code in capitals"),
+    ({"SECRET_KEY": ""}, "SECRET_KEY must be set (not empty) when SHOP_ENV=production"),
+])
+def test_gunicorn_stops_on_a_setting_the_shop_refuses_with_its_one_line(workers, env, message):
+    """A setting checked by create_app (not by config.py's readers): each worker wrote the
+    line, and with several workers gunicorn's master (27.0.1) met the second one's exit while
+    stopping for the first, and ended on a HaltServer traceback with exit status 1. The master
+    now checks the settings as create_app does, before it starts any worker: the line once,
+    no traceback, a failing exit status, and no worker started."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     result = _command([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"],
-                      {"SHOP_CURRENCY": "usd", "GUNICORN_BIND": "127.0.0.1:0",
-                       "WEB_CONCURRENCY": "1"})
-    assert result.returncode == 3
+                      {**env, "GUNICORN_BIND": "127.0.0.1:0", "WEB_CONCURRENCY": workers})
+    assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.count("Error: SHOP_CURRENCY must be an ISO 4217 code in capitals") == 1
-    assert "Worker failed to boot" in result.stderr
+    assert result.stderr.count(message) == 1, result.stderr
+    assert "Booting worker" not in result.stderr, result.stderr

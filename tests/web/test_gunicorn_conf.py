@@ -3,7 +3,10 @@ GUNICORN_ACCESSLOG asks for it (the shop logs every request itself)."""
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +22,7 @@ def gunicorn_logger(monkeypatch, tmp_path, accesslog: str | None, logfile: str |
     --access-logfile gives on the command line)."""
     monkeypatch.setenv("SHOP_ENV", "production")
     monkeypatch.setenv("SHOP_BASE_URL", "https://shop.example.com")
+    monkeypatch.setenv("SECRET_KEY", "s" * 32)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     if accesslog is None:
         monkeypatch.delenv("GUNICORN_ACCESSLOG", raising=False)
@@ -97,6 +101,15 @@ def test_gunicorn_accesslog_goes_where_it_says_as_json_in_production(tmp_path, a
     ({"DATABASE_URL": "mysql://shop@db/shop"}, "DATABASE_URL must name the driver"),
     ({"DATABASE_REPLICA_URL": "mariadb://shop@replica/shop"},
      "DATABASE_REPLICA_URL must name the driver"),
+    # What create_app refuses, checked in the master too: with several workers, each wrote
+    # the line and gunicorn's master ended on a HaltServer traceback.
+    ({"SHOP_ENV": "production"}, "SECRET_KEY must be set (not empty) when SHOP_ENV=production"),
+    ({"SHOP_ENV": "production", "SECRET_KEY": "short"}, "SECRET_KEY must be at least 32"),
+    ({"SHOP_ENV": "production", "SECRET_KEY": "k" * 32},
+     "SHOP_BASE_URL must be set when SHOP_ENV=production"),
+    ({"SHOP_BASE_URL": "ftp://shop.example.com"}, "SHOP_BASE_URL must be the shop's public"),
+    ({"SHOP_CURRENCY": "usd"}, "SHOP_CURRENCY must be an ISO 4217 code in capitals"),
+    ({"SHOP_ENV": "staging"}, "SHOP_ENV must be one of development, testing, production"),
 ])
 def test_a_setting_gunicorn_cannot_use_stops_the_start_naming_it(monkeypatch, tmp_path, env,
                                                                   message):
@@ -104,7 +117,8 @@ def test_a_setting_gunicorn_cannot_use_stops_the_start_naming_it(monkeypatch, tm
     kill a worker mid-checkout (the proxy's bare 502) before the shop could answer its 503."""
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     for name in ("WEB_CONCURRENCY", "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS",
-                 "DATABASE_RETRY_BUDGET"):
+                 "DATABASE_RETRY_BUDGET", "SHOP_ENV", "SECRET_KEY", "SHOP_BASE_URL",
+                 "SHOP_CURRENCY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -130,3 +144,26 @@ def test_cors_origins_written_with_spaces_after_the_commas_are_each_allowed(monk
     monkeypatch.setenv("SHOP_CORS_ORIGINS", " https://a.example,  https://b.example ,,")
     settings = runpy.run_path(str(ROOT / "config.py"))
     assert settings["Config"].CORS_ORIGINS == ["https://a.example", "https://b.example"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_workers_that_fail_to_boot_together_stop_gunicorn_without_a_traceback_of_its_own(
+        tmp_path, workers):
+    """A failure the master cannot check for (here: the app module does not load): gunicorn
+    stops on "Worker failed to boot." with exit status 3. With several workers, its master
+    (27.0.1) met the second worker's exit while stopping for the first, and ended on a
+    HaltServer traceback of its own, exit status 1, under the workers' real reason."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SHOP_", "SECRET_KEY", "DATABASE_", "REDIS_", "GUNICORN_",
+                                "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR"))}
+    env.update({"WEB_CONCURRENCY": workers, "GUNICORN_BIND": "127.0.0.1:0",
+                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")})
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+         "tests.web.failing_boot_app:app"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 3, result.stderr
+    assert "this app cannot be loaded" in result.stderr
+    assert "HaltServer" not in result.stderr, result.stderr
+    assert result.stderr.rstrip().endswith("Reason: Worker failed to boot."), result.stderr
