@@ -2,6 +2,7 @@
 (jobs: shop/jobs_cli.py)."""
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -53,10 +54,28 @@ def database_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _migrations_say_database_errors_in_one_line(app: Flask) -> None:
+    """Flask-Migrate's `db` commands (`db upgrade` begins every deploy) with database_errors,
+    like the shop's own: they printed a traceback of sixty lines. This app gets a copy of the
+    command group; Flask-Migrate's own, shared by every app in the process, is left as is."""
+    group = app.cli.commands.get("db")
+    if not isinstance(group, click.Group):
+        return
+    own = copy.copy(group)
+    own.commands = {}
+    for name, command in group.commands.items():
+        said = copy.copy(command)
+        if command.callback is not None:
+            said.callback = database_errors(command.callback)
+        own.commands[name] = said
+    app.cli.add_command(own, "db")
+
+
 def init_app(app: Flask) -> None:
     from . import jobs_cli
 
     jobs_cli.init_app(app)
+    _migrations_say_database_errors_in_one_line(app)
 
     @app.cli.command("seed")
     @click.option("--products", type=click.IntRange(min=1), default=None,

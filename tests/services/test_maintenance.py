@@ -1,13 +1,19 @@
 """Daily housekeeping keeps what is recent and every customer's cart."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 from shop.extensions import db
 from shop.models import Cart, IdempotencyRecord, utcnow
 from shop.services import cart as carts
 from shop.services.cart import CartOwner
 from tests import factories as f
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cleanup_deletes_only_stale_records_and_guest_carts(app, runner):
@@ -131,3 +137,37 @@ def test_commands_say_in_one_line_when_the_database_is_missing_or_has_no_tables(
             in result.output and "check DATABASE_URL" in result.output
     result = gone.test_cli_runner().invoke(args=["seed", "--products", "-5"])
     assert result.exit_code == 2 and "-5 is not in the range x>=1" in result.output
+
+
+def test_db_upgrade_says_in_one_line_when_the_database_does_not_answer_or_refuses(
+        make_app, tmp_path):
+    """`flask --app wsgi db upgrade` (Flask-Migrate's commands), the first command of every
+    deploy, printed a traceback of sixty lines ending in OperationalError when the database
+    did not answer, refused the shop (an unknown database, a wrong password) or was a SQLite
+    file in a folder that does not exist; the shop's own commands say it in one line. Now
+    the db commands do too, with the same words and exit status 1."""
+    make_app()  # the test database's app, first: the fixture empties its tables afterwards
+    gone = make_app(SQLALCHEMY_DATABASE_URI="mysql+pymysql://root@127.0.0.1:9/shop")
+    for args in (["db", "upgrade"], ["db", "current"], ["db", "downgrade"], ["db", "stamp",
+                                                                            "head"]):
+        result = gone.test_cli_runner().invoke(args=args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "The database at mysql+pymysql://root@127.0.0.1:9/shop did not answer: (2003, " \
+            in result.output and "Nothing was done" in result.output, (args, result.output)
+    nowhere = tmp_path / "no" / "such" / "folder" / "shop.db"
+    result = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{nowhere}").test_cli_runner().invoke(
+        args=["db", "upgrade"])
+    assert result.exit_code == 1
+    assert f"The database at sqlite:///{nowhere} did not answer: unable to open database " \
+        "file." in result.output
+    # The real command line: one line on stderr, no traceback.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SHOP_", "SECRET_KEY", "DATABASE_", "REDIS_"))}
+    env["DATABASE_URL"] = "mysql+pymysql://shop:secret-pw@127.0.0.1:9/shop"
+    run = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "Error: The database at mysql+pymysql://shop:***@127.0.0.1:9/shop did not answer: "
+        "(2003, \"Can't connect to MySQL server on '127.0.0.1' ([Errno 111] Connection "
+        "refused)\"). Nothing was done; run this again once it answers."], run.stderr
