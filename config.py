@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from limits import parse_many
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = BASE_DIR / "instance"
@@ -118,14 +120,43 @@ def _env_rate_limit(name: str, default: str) -> str:
     return raw
 
 
+# The databases the shop runs on, with the drivers it installs (requirements.txt).
+DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "mysql+pymysql", "mariadb+pymysql")
+
+
 def _env_database_url(name: str, default: str | None) -> str | None:
     """A database URL the shop has a driver for: `mysql://` (no driver named) made
     SQLAlchemy import MySQLdb, which is not installed, and every command then failed with
-    "No such command" after an ImportError."""
+    "No such command" after an ImportError; `postgresql://` did the same, and a value that is
+    no URL at all was a traceback from every command and worker. The messages never repeat
+    the value: it holds the database's password."""
     raw = (os.environ.get(name) or "").strip() or default
-    if raw and raw.split(":", 1)[0] in ("mysql", "mariadb"):
+    if not raw:
+        return raw
+    try:
+        driver = make_url(raw).drivername
+    except ArgumentError:
+        raise SettingError(f"{name} must be a database URL such as "
+                           "mysql+pymysql://USER:PASSWORD@HOST/shop or "
+                           "sqlite:////var/lib/shop/shop.db") from None
+    if driver in ("mysql", "mariadb"):
         raise SettingError(f"{name} must name the driver: mysql+pymysql://... (not "
-                           f"{raw.split(':', 1)[0]}://...)")
+                           f"{driver}://...)")
+    if driver not in DATABASE_DRIVERS:
+        raise SettingError(f"{name} must be a MySQL (mysql+pymysql://...) or SQLite "
+                           f"(sqlite:///...) database, not {driver}")
+    return raw
+
+
+def _env_redis_url(name: str) -> str | None:
+    """A Redis URL redis-py can connect with ("127.0.0.1:6379" was a traceback from every
+    command and worker); empty is none. The message never repeats the value (a password)."""
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return None
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix") or "://" not in raw:
+        raise SettingError(f"{name} must start with redis://, rediss:// or unix://, such as "
+                           "redis://127.0.0.1:6379/0 (or be empty for no Redis)")
     return raw
 
 
@@ -158,7 +189,7 @@ class Config:
     # lock wait (the read timeout less 2 s) still ends this long after the request began: the
     # shopper gets the shop's 503 before GUNICORN_TIMEOUT (30 s) kills the worker.
     DATABASE_RETRY_BUDGET = _env_seconds("DATABASE_RETRY_BUDGET", "25")
-    REDIS_URL = os.environ.get("REDIS_URL") or None
+    REDIS_URL = _env_redis_url("REDIS_URL")
     # How long a request waits for Redis to accept a connection and to answer a command before
     # it goes on as if Redis were down (uncached page, inline job): a hung Redis must not hang
     # the shop. Redis answers in well under a millisecond; the RQ worker is not bound by these.

@@ -232,6 +232,56 @@ def test_development_runs_without_a_base_url_and_production_takes_one():
     assert (code, out) == (0, "'https://shop.example.com/store'"), err
 
 
+# Database and Redis URLs: one the shop cannot use printed a traceback from every command and
+# every gunicorn worker, or "No such command" for a database without a driver.
+
+@pytest.mark.parametrize("env, message", [
+    ({"REDIS_URL": "shop:s3cret-pw@127.0.0.1:6379"},
+     "REDIS_URL must start with redis://, rediss:// or unix://, such as "
+     "redis://127.0.0.1:6379/0"),
+    ({"REDIS_URL": "http://127.0.0.1:6379/0"}, "REDIS_URL must start with redis://"),
+    ({"DATABASE_URL": "postgresql://shop:s3cret-pw@db/shop"},
+     "DATABASE_URL must be a MySQL (mysql+pymysql://...) or SQLite (sqlite:///...) database, "
+     "not postgresql"),
+    ({"DATABASE_URL": "mysql+mysqldb://shop:s3cret-pw@db/shop"},
+     "DATABASE_URL must be a MySQL (mysql+pymysql://...) or SQLite (sqlite:///...) database, "
+     "not mysql+mysqldb"),
+    ({"DATABASE_URL": "shop:s3cret-pw@db/shop"},
+     "DATABASE_URL must be a database URL such as mysql+pymysql://USER:PASSWORD@HOST/shop or "
+     "sqlite:////var/lib/shop/shop.db"),
+    ({"DATABASE_REPLICA_URL": "replica.example"}, "DATABASE_REPLICA_URL must be a database URL"),
+])
+def test_a_database_or_redis_url_the_shop_cannot_use_stops_the_start(env, message):
+    """Named in one line, without the password the value holds (the flask command here; the
+    gunicorn master's check: tests/web/test_gunicorn_conf.py)."""
+    result = _command([sys.executable, "-m", "flask", "--app", "wsgi", "cleanup"], env)
+    assert result.returncode == 3, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"Error: {message}"), result.stderr
+    assert "s3cret-pw" not in result.stderr
+
+
+def test_the_database_and_redis_urls_the_shop_uses_are_taken():
+    for env in ({"DATABASE_URL": "mysql+pymysql://shop:pw@db:3306/shop?charset=utf8mb4"},
+                {"DATABASE_URL": "mariadb+pymysql://shop:pw@db/shop"},
+                {"DATABASE_URL": "sqlite:////var/lib/shop/shop.db"},
+                {"DATABASE_REPLICA_URL": "mysql+pymysql://shop:pw@replica/shop"},
+                {"REDIS_URL": "redis://:pw@127.0.0.1:6379/0"},
+                {"REDIS_URL": "rediss://cache.example:6380/1"},
+                {"REDIS_URL": "unix:///run/redis/redis.sock?db=2"}):
+        code, out, err = _run_config(env)
+        assert code == 0, (env, err)
+
+
+def _run_config(env: dict[str, str]) -> tuple[int, str, str]:
+    """config.py read in a fresh process with `env` (no app: no server is reached)."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("SHOP_", "SECRET_KEY", "MAIL_", "DATABASE_", "REDIS_"))}
+    result = subprocess.run([sys.executable, "-c", "import config"], cwd=ROOT,
+                            env={**base, **env}, capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout, result.stderr
+
+
 # MAIL_USE_TLS: only "1" meant yes, so MAIL_USE_TLS=true sent the SMTP password in the clear.
 
 @pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("Yes", True),

@@ -101,6 +101,8 @@ def test_gunicorn_accesslog_goes_where_it_says_as_json_in_production(tmp_path, a
     ({"DATABASE_URL": "mysql://shop@db/shop"}, "DATABASE_URL must name the driver"),
     ({"DATABASE_REPLICA_URL": "mariadb://shop@replica/shop"},
      "DATABASE_REPLICA_URL must name the driver"),
+    ({"DATABASE_URL": "postgresql://shop@db/shop"}, "DATABASE_URL must be a MySQL"),
+    ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL must start with redis://"),
     # What create_app refuses, checked in the master too: with several workers, each wrote
     # the line and gunicorn's master ended on a HaltServer traceback.
     ({"SHOP_ENV": "production"}, "SECRET_KEY must be set (not empty) when SHOP_ENV=production"),
