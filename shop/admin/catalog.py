@@ -32,7 +32,15 @@ from ..services import catalog, images, inventory, product_csv, reports
 from ..services.errors import ShopError, StockCountChanged, ValidationError
 from ..templating import money
 from .base import ReadOnlyModelView, ShopModelView
-from .forms import FitsColumn, FitsText, ImageForm, VariantForm, name_args, slug_validators
+from .forms import (
+    FitsColumn,
+    FitsText,
+    ImageForm,
+    Printable,
+    VariantForm,
+    name_args,
+    slug_validators,
+)
 from .security import request_id, who
 
 
@@ -221,7 +229,8 @@ class ProductView(ShopModelView):
         "slug": {"validators": slug_validators(),
                  "description": "The product's address in the shop: /p/&lt;slug&gt;."},
         "category": category_select_args("No category"),
-        "description": {"validators": [FitsText()], "filters": [line_ends_as_lf]},
+        "description": {"validators": [FitsText(), Printable(lines=True)],
+                        "filters": [line_ends_as_lf]},
         "variants": {"min_entries": 1, "label": "Variant"},
         "images": {"label": "Image"},
     }
@@ -421,7 +430,8 @@ class CategoryView(ShopModelView):
                  "description": "The category's address in the shop: /c/&lt;slug&gt;."},
         "parent": category_select_args("None (a top-level category)",
                                        label="Inside (parent category)"),
-        "description": {"validators": [FitsText()], "filters": [line_ends_as_lf]},
+        "description": {"validators": [FitsText(), Printable(lines=True)],
+                        "filters": [line_ends_as_lf]},
         "position": {"validators": [FitsColumn()]},
     }
     changes_catalog = True

@@ -61,8 +61,17 @@ class Printable:
 
     message = UNPRINTABLE
 
+    def __init__(self, lines: bool = False) -> None:
+        # A description's line breaks and tabs are its own (a review's body keeps them too).
+        self.lines = lines
+
     def __call__(self, form: Any, field: fields.Field) -> None:
-        if isinstance(field.data, str) and unprintable(field.data):
+        if not isinstance(field.data, str):
+            return
+        text = field.data
+        if self.lines:
+            text = text.replace("\r\n", "\n").replace("\n", " ").replace("\t", " ")
+        if unprintable(text):
             raise FieldError(self.message)
 
 

@@ -657,6 +657,12 @@ def _plan(rows: list[RowResult]) -> None:
         # A name the product already has passes (the shop's own export imports again).
         if unprintable(name.replace("\n", " ")) and (known is None or known.name != name):
             row.errors.append(f"product_name: {UNPRINTABLE}")
+        description = v.get("description") or ""
+        # Line breaks and tabs are a description's own; one the product has already passes.
+        if unprintable(description.replace("\n", " ").replace("\t", " ")) and (
+                known is None
+                or one_line_end(known.description or "").strip() != description):
+            row.errors.append(f"description: {UNPRINTABLE}")
         if first is None and row.product_slug:
             first_of_product[row.product_slug] = row
             if known is None and row.product_slug.isdigit():

@@ -505,6 +505,32 @@ def test_a_control_or_text_direction_character_is_refused_beside_its_field(clien
     assert reload(Category, category.id).name == "Shirts" and audit_count() == 0
 
 
+@pytest.mark.parametrize("bad", ["Soft\x00linen", "Soft\x07linen", "Soft \u202elinen"])
+def test_a_description_with_a_control_or_direction_character_is_refused(client, staff, shirt,
+                                                                        bad):
+    """A product's or category's description took a NUL, control or text-direction character
+    (names refused them): the shop's product page then held a NUL (invalid HTML), or read
+    backwards from the override on. Refused beside the field; line breaks and tabs are a
+    description's own. Fails on the old code."""
+    message = "This has a character that cannot be shown"
+    form = edit_form(client, shirt)
+    sent = dict(form, description=f"First line\r\n\tthen {bad}",
+                csrf_token=csrf_token(client, edit_url(shirt)))
+    assert beside(client.post(edit_url(shirt), data=sent).get_data(as_text=True),
+                  "description", message)
+    assert reload(Product, shirt.id).description == "Linen Shirt" and audit_count() == 0
+    category = shirt.category
+    url = f"/admin/category/edit/?id={category.id}"
+    form = read_form(client.get(url).get_data(as_text=True))
+    form.update({"description": bad, "csrf_token": csrf_token(client, url)})
+    assert beside(client.post(url, data=form).get_data(as_text=True), "description", message)
+    assert audit_count() == 0
+    sent = dict(edit_form(client, shirt), description="First line\r\n\tthen more",
+                csrf_token=csrf_token(client, edit_url(shirt)))
+    assert client.post(edit_url(shirt), data=sent).status_code == 302
+    assert reload(Product, shirt.id).description == "First line\n\tthen more"
+
+
 def test_a_product_keeps_at_least_one_variant(app, client, staff, shirt):
     """Ticking "delete" on every variant saved a product with none: the shop listed it at
     $0.00 with nothing to buy. It is refused next to the variants; deleting one of two is

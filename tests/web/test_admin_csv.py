@@ -420,6 +420,25 @@ def test_a_control_or_text_direction_character_is_refused_on_its_line(client, st
     assert state() == before
 
 
+def test_a_description_with_a_control_or_direction_character_is_refused_on_its_line(
+        client, staff, catalogue):
+    """The import took a description with a NUL or a text-direction override, which the
+    product page then showed (invalid HTML, or text reading backwards). Named on its line,
+    nothing written; line breaks are a description's own. Fails on the old code."""
+    before = state()
+    content = (HEADER + 'linen-shirt,Linen Shirt,"Soft\x00linen",shirts,yes,LIN-S,size=S,30,,10,5\n'
+               + 'new-lamp,New Lamp,"Warm\nlight \u202eoff",,yes,LAMP-1,,5,,1,\n')
+    response = check(client, content)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Line 2 (SKU LIN-S): description: This has a character that cannot be shown" in html
+    assert "Line 3 (SKU LAMP-1): description: This has a character that cannot be shown" in html
+    assert confirm(client, content).status_code == 422
+    assert state() == before
+    fine = HEADER + 'new-lamp,New Lamp,"Warm\nlight\tbright",,yes,LAMP-1,,5,,1,\n'
+    assert confirm(client, fine).status_code == 303
+
+
 def test_a_price_above_the_shops_ceiling_is_refused_naming_it(client, staff, catalogue):
     """A price of 9,999,999,999.99 was imported; a cart line keeps at most 99,999,999.99
     (Numeric(10, 2)), so every add of it to a cart was a 500 on MySQL. Each row says the
