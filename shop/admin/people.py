@@ -141,7 +141,10 @@ class CustomerView(ShopModelView):
 
     @expose(f"/active/<{ID}:user_id>", methods=("POST",))
     def set_active(self, user_id: int):
-        """The Deactivate / Reactivate button."""
+        """The Deactivate / Reactivate button (active=0 or 1; anything else, which the button
+        never sends, changes nothing: it deactivated the account)."""
+        if request.form.get("active") not in ("0", "1"):
+            abort(400, "Choose deactivate or reactivate.")
         active = request.form.get("active") == "1"
         try:
             changed = set_active(user_id, active)

@@ -497,3 +497,16 @@ def test_the_audit_log_leaves_out_the_shops_own_bookkeeping(client, staff):
         html = client.get(f"/admin/audit/details/?id={shown.id}").get_data(as_text=True)
         assert "session_epoch" not in html and "name_key" not in html
     assert '"Cup"' in client.get(f"/admin/audit/details/?id={older.id}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("sent", [{"active": "maybe"}, {"active": ""}, {}])
+def test_the_deactivate_button_with_another_value_changes_nothing(client, staff, sent):
+    """The button sends active=0 or 1; anything else (a crafted form) deactivated the
+    account. Fails on the old code."""
+    ada = f.user("ada@example.com", name="Ada Lovelace")
+    token = csrf_token(client, "/admin/customer/")
+    response = client.post(f"/admin/customer/active/{ada.id}",
+                           data={"csrf_token": token, **sent})
+    assert response.status_code == 400
+    assert reload(type(ada), ada.id).active is True
+    assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
