@@ -83,6 +83,9 @@ def _check_config(app: Flask) -> None:
     check_settings(app.config)
     url: str = app.config["SQLALCHEMY_DATABASE_URI"]
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    # A failed statement's error is logged with its SQL, not its values: they are customers'
+    # emails, addresses and password hashes.
+    options.setdefault("hide_parameters", True)
     if url.startswith("mysql"):
         # Each statement sees what is committed: fewer gap locks, no stale snapshot in a checkout.
         options.setdefault("isolation_level", "READ COMMITTED")

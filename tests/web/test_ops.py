@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -853,6 +854,38 @@ def test_production_logs_are_json_with_the_request_id_on_every_line(production_l
     assert any(r.get("status") == 500 for r in booms)
     assert all(r["request_id"] in ("ready-42", boom_id) for r in records)
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_a_database_error_is_logged_without_the_values_of_its_statement(production_logs,
+                                                                        tmp_path):
+    """A statement the database could not run (here: a registration's INSERT, failing on a
+    schema behind the code) was logged with SQLAlchemy's whole message, the statement's values
+    included: the new customer's email and password hash went into the logs. The statement
+    is still logged (what failed, where), its values are not. Fails on the old code."""
+    import sqlite3
+
+    from tests.web.test_metrics_workers import migrated_sqlite
+
+    url = migrated_sqlite(tmp_path)
+    with sqlite3.connect(str(tmp_path / "shop.db")) as conn:
+        conn.execute("CREATE TRIGGER users_insert BEFORE INSERT ON users BEGIN "
+                     "INSERT INTO a_table_not_made_yet VALUES (1); END")
+    app, lines = production_logs(SQLALCHEMY_DATABASE_URI=url)
+    client = app.test_client()
+    page = client.get("/account/register", base_url="https://shop.example.com")
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.get_data(as_text=True))[1]
+    response = client.post("/account/register", base_url="https://shop.example.com",
+                           data={"name": "Ada Lovelace", "email": "ada.secret@example.com",
+                                 "password": "analytical-42", "password_confirm": "analytical-42",
+                                 "csrf_token": token},
+                           headers={"Referer": "https://shop.example.com/account/register"})
+    errors = [r for r in lines() if r["level"] == "ERROR"]
+    assert response.status_code == 503
+    assert any("no such table: main.a_table_not_made_yet" in r.get("exc", "")
+               and "INSERT INTO users" in r.get("exc", "") for r in errors), errors
+    logged = json.dumps(lines())
+    assert "ada.secret@example.com" not in logged
+    assert "scrypt:" not in logged and "analytical-42" not in logged
 
 
 def test_the_page_caches_lines_carry_the_request_id_of_the_answer(production_logs,
