@@ -169,6 +169,11 @@ def serve(bind: str, token: str | None):
 
     host, _, port = bind.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
+    number = int(port) if port.isdigit() else -1
+    if not 0 <= number <= 65535:
+        # int() said "invalid literal for int() with base 10", and a port past 65535 was an
+        # OverflowError from bind(), a traceback.
+        raise ValueError(f"the port must be a whole number from 0 to 65535, not {port!r}")
     ipv6 = ":" in host
 
     class Server(ThreadingMixIn, WSGIServer):
@@ -193,7 +198,7 @@ def serve(bind: str, token: str | None):
                                   ("Content-Length", str(len(body)))])
         return [body]
 
-    server = make_server(host, int(port), app, server_class=Server, handler_class=QuietHandler)
+    server = make_server(host, number, app, server_class=Server, handler_class=QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     _SERVERS.append(server)
     return server

@@ -812,10 +812,12 @@ def test_mail_sent_inline_in_a_request_gives_up_on_a_silent_mail_server_in_secon
     assert mail.SMTP_TIMEOUT_IN_REQUEST <= took < mail.SMTP_TIMEOUT_IN_REQUEST + 3, took
 
 
-@pytest.mark.parametrize("bind", ["garbage", "127.0.0.1:notaport", "taken"])
+@pytest.mark.parametrize("bind", ["garbage", "127.0.0.1:notaport", "taken", "127.0.0.1:99999",
+                                  "127.0.0.1:-1"])
 def test_a_metrics_address_the_worker_cannot_serve_stops_it_in_one_line(redis_app, bind):
     """SHOP_WORKER_METRICS_BIND=garbage was a ValueError traceback from int(), a port in use
-    an OSError traceback; neither named the setting."""
+    an OSError traceback; neither named the setting. A port past 65535 was still an
+    OverflowError traceback (fails on the old code); a port that is no number is said so."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
@@ -826,3 +828,6 @@ def test_a_metrics_address_the_worker_cannot_serve_stops_it_in_one_line(redis_ap
     assert result.exit_code == 1, result.output
     (line,) = result.output.strip().splitlines()
     assert line.startswith(f"Error: SHOP_WORKER_METRICS_BIND ({bind!r}) cannot be served")
+    port = bind.rpartition(":")[2]
+    if not port.isdigit() or int(port) > 65535:
+        assert f"the port must be a whole number from 0 to 65535, not {port!r}" in line, line
