@@ -95,7 +95,13 @@ class _Logger(glogging.Logger):
 
 logger_class = _Logger
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+loglevel = (os.environ.get("GUNICORN_LOGLEVEL", "").strip() or "info").lower()
+_LOGLEVELS = ("debug", "info", "warning", "error", "critical")
+if loglevel not in _LOGLEVELS:
+    # Gunicorn took any other word as info, or in production (logconfig_dict) stopped with
+    # "Unable to configure logger 'gunicorn.error'", naming no setting.
+    raise SystemExit(f"GUNICORN_LOGLEVEL must be one of {', '.join(_LOGLEVELS)}, "
+                     f"not {os.environ['GUNICORN_LOGLEVEL']!r}")
 # Behind nginx: trust X-Forwarded-* only from the proxy's address.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Gunicorn's control socket (`gunicornc`) has one default path per user: two masters on a host

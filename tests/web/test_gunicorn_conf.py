@@ -94,6 +94,12 @@ def test_gunicorn_accesslog_goes_where_it_says_as_json_in_production(tmp_path, a
     ({"GUNICORN_TIMEOUT": "20"},
      "DATABASE_RETRY_BUDGET (25 s) must be below GUNICORN_TIMEOUT (20 s)"),
     ({"GUNICORN_TIMEOUT": "60", "DATABASE_RETRY_BUDGET": "90"}, "must be below GUNICORN_TIMEOUT"),
+    # In production gunicorn said only "Unable to configure logger 'gunicorn.error'"; elsewhere
+    # it took any word as info.
+    ({"GUNICORN_LOGLEVEL": "verbose"},
+     "GUNICORN_LOGLEVEL must be one of debug, info, warning, error, critical, not 'verbose'"),
+    ({"GUNICORN_LOGLEVEL": "verbose", "SHOP_ENV": "production", "SECRET_KEY": "k" * 32,
+      "SHOP_BASE_URL": "https://shop.example.com"}, "GUNICORN_LOGLEVEL must be one of"),
     # The shop's own settings: one line from the master, not a traceback from every worker.
     ({"SHOP_RATELIMIT_API": "banana"}, "SHOP_RATELIMIT_API must be a rate limit such as"),
     ({"SHOP_TAX_RATE": "8"}, "SHOP_TAX_RATE must be a number from 0 to below 1"),
@@ -120,7 +126,7 @@ def test_a_setting_gunicorn_cannot_use_stops_the_start_naming_it(monkeypatch, tm
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     for name in ("WEB_CONCURRENCY", "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS",
                  "DATABASE_RETRY_BUDGET", "SHOP_ENV", "SECRET_KEY", "SHOP_BASE_URL",
-                 "SHOP_CURRENCY"):
+                 "SHOP_CURRENCY", "GUNICORN_LOGLEVEL"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
