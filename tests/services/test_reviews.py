@@ -271,10 +271,6 @@ def test_a_page_of_reviews_is_read_in_the_index_order(app, mug):
               "status": ("approved", "approved", "pending", "rejected")[n % 4],
               "created_at": f"2026-{1 + n % 12:02d}-{1 + n % 28:02d} 10:00:00"}
              for product_id in (mug_id, towel_id) for n in range(users)])
-        if conn.dialect.name != "sqlite":
-            conn.execute(text("ANALYZE TABLE reviews, users"))
-        else:
-            conn.execute(text("ANALYZE"))
     captured = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
