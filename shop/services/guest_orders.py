@@ -57,12 +57,6 @@ def guest_order_ids(email: str, upto: int | None = None) -> list[int]:
                   if normalise_email(found) == normalised)
 
 
-def has_guest_orders(user: User) -> bool:
-    """Whether orders placed without an account use the account's email (the orders page
-    then offers to link them)."""
-    return bool(guest_order_ids(user.email))
-
-
 def _fingerprint(user_id: int, email: str, order_ids: list[int]) -> str:
     """The account, its email and the orders a link was made for: once they are attached (or
     the account's email changes) the link stops working (single use)."""
@@ -77,15 +71,11 @@ def link_token(user: User, order_ids: list[int]) -> str:
                                 "fp": _fingerprint(user.id, user.email, order_ids)})
 
 
-def request_link(user_id: int, url_root: str) -> bool:
-    """Queue the mail with the link, when the account's email has guest orders; False (and
-    nothing sent) when it has none."""
-    user = db.session.get(User, user_id)
-    if user is None or not has_guest_orders(user):
-        return False
+def request_link(user_id: int, url_root: str) -> None:
+    """Queue the job that mails the account the link, if its email has guest orders (the job
+    looks: the asker is told the same either way, as with the password reset)."""
     base = current_app.config.get("BASE_URL") or url_root
-    jobs.enqueue(send_link, user.id, base, after_response=True)
-    return True
+    jobs.enqueue(send_link, user_id, base, after_response=True)
 
 
 def send_link(user_id: int, base_url: str) -> None:
