@@ -733,3 +733,28 @@ def test_the_cart_reached_by_the_headers_link_keeps_the_shipping_method_given(cl
     # The review's way back to the cart names the method, as it did: the same cart.
     assert '<a href="/cart?shipping=express">Change cart</a>' in client.get(
         "/checkout/review").get_data(as_text=True)
+
+
+
+def test_the_notice_of_a_refused_details_form_links_to_each_field(client, lamp):
+    """The notice over a refused details form said only "Please correct the fields marked
+    below.": on a long form the shopper (a screen reader's too) had to hunt for them. It now
+    lists each message, in the form's order, as a link to its field. Without JavaScript (422)
+    as with htmx (200)."""
+    fill_cart(client, lamp.id)
+    links = ('<ul><li><a href="#email">Enter a valid email address.</a></li>'
+             '<li><a href="#city">Enter the city.</a></li>'
+             '<li><a href="#postal_code">Enter a postcode such as N1 7AA.</a></li></ul>')
+    for headers in ({}, HX):
+        response = review(client, headers=headers, email="nope", city="", postal_code="12345")
+        html = response.get_data(as_text=True)
+        assert response.status_code == (200 if headers else 422)
+        notice = html.split('<div class="notice notice-error" role="alert">')[1].split("</div>")[0]
+        assert "Please correct the fields marked below." in notice and links in notice
+        assert 'id="email"' in html and 'id="city"' in html and 'id="postal_code"' in html
+    # A choice's message links to its option: the one sent when the shop has it, else the
+    # first (a form from elsewhere naming a method the shop lacks).
+    html = review(client, shipping_method="drone").get_data(as_text=True)
+    assert '<li><a href="#ship-standard">Choose standard or express shipping.</a></li>' in html
+    assert 'id="ship-standard"' in html
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0

@@ -56,10 +56,32 @@ def _form_context(details: dict, errors: dict[str, str] | None = None):
     if not current_user.is_authenticated:
         fields.add("email")
     return {"cart": view, "details": details, "errors": errors, "saved": saved,
+            "error_links": _error_links(details, errors, fields),
             "unplaced": [message for name, message in errors.items() if name not in fields],
             "countries": COUNTRIES, "shipping_labels": pricing.SHIPPING_LABELS,
             "payment_methods": checkout.payment_methods(),
             "payment_labels": checkout.PAYMENT_LABELS, "rules": pricing.PricingRules.from_config()}
+
+
+# The details form's fields in the order the form has them.
+_FORM_ORDER = ("email", *ADDRESS_FIELDS, "shipping_method", "payment_method")
+
+
+def _error_links(details: dict, errors: dict[str, str], fields: set[str]) -> list[tuple[str, str]]:
+    """The messages of the form's fields, in the form's order, each with the id of the control
+    it is beside (a choice's: the one chosen, else the first): the notice at the top lists them
+    as links, so a shopper (a screen reader's too) goes from the list to the field to correct."""
+    def target(name: str) -> str:
+        if name == "shipping_method":
+            return "ship-" + pricing.known_shipping_method(details.get("shipping_method"))
+        if name == "payment_method":
+            offered = checkout.payment_methods()
+            chosen = details.get("payment_method")
+            return "pay-" + (chosen if chosen in offered else offered[0])
+        return name
+
+    return [(target(name), errors[name]) for name in _FORM_ORDER
+            if name in errors and name in fields]
 
 
 @bp.get("")
