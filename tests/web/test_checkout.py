@@ -758,3 +758,34 @@ def test_the_notice_of_a_refused_details_form_links_to_each_field(client, lamp):
     assert '<li><a href="#ship-standard">Choose standard or express shipping.</a></li>' in html
     assert 'id="ship-standard"' in html
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+
+
+def title_of(response) -> str:
+    return re.search(r"<title>([^<]*)</title>", response.get_data(as_text=True)).group(1)
+
+
+def test_a_refused_form_says_so_in_the_pages_title(client, lamp):
+    """Without JavaScript a refused form comes back as its page (422) under the same title as
+    the page the shopper had: the browser's tab, and a screen reader, which reads the title
+    first as a page loads, gave no sign that anything failed. The title now starts with
+    "Error: "; the pages themselves (GET) keep theirs."""
+    fill_cart(client, lamp.id)
+    assert title_of(client.get("/checkout")) == "Checkout · Shop"
+    assert title_of(review(client, city="")) == "Error: Checkout · Shop"
+    cart = client.get("/cart")
+    assert title_of(cart) == "Your cart · Shop"
+    line_id = re.search(r'id="qty-(\d+)"', cart.get_data(as_text=True)).group(1)
+    token = csrf_token(client, "/cart")
+    refused = client.post(f"/cart/lines/{line_id}/update", data={"quantity": "abc",
+                                                                 "csrf_token": token})
+    assert refused.status_code == 422 and title_of(refused) == "Error: Your cart · Shop"
+    refused = client.post("/cart/coupon", data={"code": "NOPE", "csrf_token": token})
+    assert refused.status_code == 422 and title_of(refused) == "Error: Your cart · Shop"
+    refused = client.post("/cart/add", data={"variant_id": lamp.id, "quantity": "0",
+                                             "product": "desk-lamp", "csrf_token": token})
+    assert refused.status_code == 422 and title_of(refused) == "Error: Desk Lamp · Shop"
+    assert title_of(client.get("/p/desk-lamp")) == "Desk Lamp · Shop"
+    refused = client.post("/account/login", data={"email": "nobody@example.com",
+                                                  "password": "wrong-password-1",
+                                                  "csrf_token": token})
+    assert refused.status_code == 401 and title_of(refused) == "Error: Log in · Shop"
