@@ -383,6 +383,11 @@ def init_app(app: Flask) -> None:
         context = g._get_current_object()  # type: ignore[attr-defined]
         request_id = getattr(context, "request_id", "")
         response.headers["X-Request-ID"] = request_id
+        if response.status_code == 204:
+            # No content has no type (RFC 9110 8.3): Werkzeug gives every Response one
+            # (text/html), which the API's 204s (a token revoked, a CORS preflight) and htmx's
+            # (HX-Redirect) said of a body they do not have.
+            response.headers.pop("Content-Type", None)
         security_headers(response, getattr(context, "csp", None))
         method = req.method
         if routing.wrote() or method not in ("GET", "HEAD", "OPTIONS"):

@@ -521,3 +521,19 @@ def test_a_token_name_with_a_character_that_cannot_be_shown_is_422(anonymous, sh
     response = get_token(anonymous, shopper.user.email, name=name)
     assert response.status_code == 422
     assert list(response.get_json()["error"]["details"]["fields"]) == ["name"]
+
+
+def test_a_204_answer_has_no_content_type(make_app, shopper):
+    """A 204 has no body, so no type: a token revoked and a CORS preflight said
+    `Content-Type: text/html` (Werkzeug's default) of the body they do not have."""
+    revoked = shopper.api.delete("/api/v1/auth/token")
+    assert revoked.status_code == 204 and revoked.data == b""
+    assert "Content-Type" not in revoked.headers
+    api = ApiClient(make_app(CORS_ORIGINS=["https://app.example"]).test_client())
+    for origin in ("https://app.example", "https://evil.example"):
+        preflight = api.request("OPTIONS", "/api/v1/cart/items", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert preflight.status_code == 204 and preflight.data == b""
+        assert "Content-Type" not in preflight.headers
+    # An answer with a body keeps its type.
+    assert api.get("/api/v1/categories").headers["Content-Type"] == "application/json"
