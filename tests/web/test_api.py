@@ -202,6 +202,18 @@ def test_categories_are_a_tree(anonymous, catalog):
     assert clothing["children"][0]["children"] == []
 
 
+def test_no_categories_is_an_empty_list_like_the_others(anonymous):
+    """A shop without categories said page 1 of 1 (`pages` 1, `per_page` 1) where every other
+    empty list says there is no page: a client paging through it asked for a page 1 that had
+    nothing, or stopped on a count that differed from the products'."""
+    body = anonymous.get("/api/v1/categories").get_json()
+    products = anonymous.get("/api/v1/products").get_json()
+    assert body["items"] == [] and products["items"] == []
+    shape = ("page", "per_page", "total", "pages")
+    assert {k: body[k] for k in shape} == {k: products[k] for k in shape} == {
+        "page": 1, "per_page": 24, "total": 0, "pages": 0}
+
+
 def test_unknown_api_path_and_method_answer_the_envelope(anonymous):
     assert error_of(anonymous.get("/api/v1/nothing-here"))["code"] == "not_found"
     response = anonymous.request("PUT", "/api/v1/cart")

@@ -141,8 +141,10 @@ def list_categories() -> s.CategoryTree:
     """Every category as a tree, in the shop's order."""
     tree = catalog.category_tree()
     items = [serializers.category(node) for node in tree.roots]
-    return s.CategoryTree(items=items, page=1, per_page=max(1, len(items)), total=len(items),
-                          pages=1)
+    # No category at all is an empty list like any other: no page, the default page size.
+    return s.CategoryTree(items=items, page=1,
+                          per_page=len(items) or s.PageQuery.model_fields["per_page"].default,
+                          total=len(items), pages=1 if items else 0)
 
 
 # Authentication -----------------------------------------------------------------------------
