@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .extensions import db
@@ -51,6 +51,13 @@ ERROR_TITLES = {400: "Bad request", 401: "Please log in", 403: "Not allowed", 40
                 405: "Method not allowed", 409: "Conflict", 413: "Too large",
                 422: "Invalid input", 429: "Too many requests", 500: "Something went wrong",
                 503: "Temporarily unavailable"}
+# A 404 with no word of the shop's: an address no route has, such as one whose id is not a
+# whole number (/api/v1/cart/items/abc), or abort(404) without a reason. Werkzeug's own
+# ("The requested URL was not found on the server. If you entered the URL manually...").
+NO_PAGE = ("There is no page at this address. It may have moved, or the address may be "
+           "mistyped.")
+NO_API_PATH = ("Nothing in the API has this path. Check it against /api/v1/openapi.json; an "
+               "id in a path is a whole number.")
 ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
                415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
@@ -460,6 +467,8 @@ def init_app(app: Flask) -> None:
             page = answer(message) if answer is not None and not wants_json() else None
             if page is not None:
                 return make_response(page, 429)
+        elif isinstance(error, NotFound) and error.description == NotFound.description:
+            message = NO_API_PATH if wants_json() else NO_PAGE
         else:
             message = error.description or ERROR_TITLES.get(status, "Error")
         response = _error(status, message, code=getattr(error, "error_code", None))

@@ -214,6 +214,21 @@ def test_no_categories_is_an_empty_list_like_the_others(anonymous):
         "page": 1, "per_page": 24, "total": 0, "pages": 0}
 
 
+@pytest.mark.parametrize(("method", "path"), [
+    ("PATCH", "/api/v1/cart/items/abc"), ("DELETE", "/api/v1/cart/items/abc"),
+    ("DELETE", "/api/v1/cart/items/1.5"), ("GET", "/api/v1/nothing-here")])
+def test_a_path_no_operation_has_is_said_in_the_shops_words(shopper, method, path):
+    """A line id that is not a whole number matched no route: the envelope carried Werkzeug's
+    "The requested URL was not found on the server. If you entered the URL manually please
+    check your spelling and try again.", words of no API. It now says the path is not the
+    API's and where the paths are documented."""
+    response = shopper.api.request(method, path, json={"quantity": 1})
+    error = error_of(response)
+    assert response.status_code == 404 and error["code"] == "not_found"
+    assert error["message"] == ("Nothing in the API has this path. Check it against "
+                                "/api/v1/openapi.json; an id in a path is a whole number.")
+
+
 def test_unknown_api_path_and_method_answer_the_envelope(anonymous):
     assert error_of(anonymous.get("/api/v1/nothing-here"))["code"] == "not_found"
     response = anonymous.request("PUT", "/api/v1/cart")

@@ -969,3 +969,16 @@ def test_a_price_changed_since_it_was_added_is_said_once(client, app):
     review = client.get("/checkout/review").get_data(as_text=True)
     assert "has gone down from $45.00 to $39.00" in review and "Place order" in review
     assert "since you added it" not in client.get("/checkout/review").get_data(as_text=True)
+
+
+def test_an_address_no_page_has_is_said_in_the_shops_words(client):
+    """The shop's 404 page for an address no route has (a line id that is not a number)
+    said Werkzeug's words; it now says the shop's."""
+    token = csrf_token(client)
+    for response in (client.get("/no-such-page"),
+                     client.post("/cart/lines/abc/update", data={"csrf_token": token})):
+        html = response.get_data(as_text=True)
+        assert response.status_code == 404 and "Page not found" in html
+        assert ('<p class="error-message">There is no page at this address. It may have '
+                'moved, or the address may be mistyped.</p>') in html
+        assert "requested URL" not in html
