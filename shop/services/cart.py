@@ -300,6 +300,11 @@ def update_line(owner: CartOwner, line_id: int, quantity: object, *,
             db.session.delete(line)
             return None
         variant = db.session.get(Variant, line.variant_id)
+        if not variant.product.active:
+            # Not sold any more: no quantity can be ordered (an add is refused too), and a
+            # change the shop took ("Quantity updated to 2") said otherwise.
+            raise OutOfStock(f"{variant.product.name} is no longer sold; please remove it.",
+                             field="quantity", details={"available": 0, "sku": variant.sku})
         # details.in_cart: the units the line holds (it said 0 for a line of 30).
         _check_stock(variant, qty, line.quantity, adding=False)
         line.quantity = qty

@@ -982,3 +982,32 @@ def test_an_address_no_page_has_is_said_in_the_shops_words(client):
         assert ('<p class="error-message">There is no page at this address. It may have '
                 'moved, or the address may be mistyped.</p>') in html
         assert "requested URL" not in html
+
+
+def test_a_line_no_longer_sold_takes_no_new_quantity(client, app):
+    """A product taken off sale while in the cart: the line says "no longer sold; please
+    remove it", yet a new quantity for it was taken ("Quantity of Lamp updated to 2.", 303),
+    though no quantity of it can be ordered. It is now refused beside the line, nothing
+    changed; 0 (or Remove) still takes it out."""
+    lamp = f.product("Lamp", price="40.00", stock=5, slug="lamp")
+    token = csrf_token(client, "/p/lamp")
+    client.post("/cart/add", data={"variant_id": f.variant_of(lamp).id, "quantity": "1",
+                                   "csrf_token": token})
+    lamp.active = False
+    db.session.commit()
+    line_id = db.session.execute(db.select(CartLine.id)).scalar_one()
+    refused = client.post(f"/cart/lines/{line_id}/update",
+                          data={"quantity": "2", "csrf_token": token})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert (f'<p id="line-error-{line_id}" class="field-error line-error">Lamp is no longer '
+            'sold; please remove it.</p>') in html
+    htmx = client.post(f"/cart/lines/{line_id}/update", data={"quantity": "2",
+                                                             "csrf_token": token},
+                       headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Lamp is no longer sold; please remove it." in htmx and "updated to" not in htmx
+    assert db.session.execute(db.select(CartLine.quantity)).scalar_one() == 1
+    removed = client.post(f"/cart/lines/{line_id}/update",
+                          data={"quantity": "0", "csrf_token": token})
+    assert removed.status_code == 303
+    assert db.session.execute(db.select(CartLine.id)).first() is None
