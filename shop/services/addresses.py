@@ -62,7 +62,8 @@ def clean(data: Mapping[str, object] | None, prefix: str = "") -> dict[str, str]
         if name in REQUIRED and not value:
             errors[prefix + name] = f"Enter the {LABELS[name].lower()}."
         elif len(value) > LIMITS[name]:
-            errors[prefix + name] = f"{LABELS[name]} is too long (at most {LIMITS[name]})."
+            errors[prefix + name] = (f"{LABELS[name]} is too long "
+                                     f"(at most {LIMITS[name]} characters).")
         elif unprintable(value):
             errors[prefix + name] = (f"{LABELS[name]} has a character that cannot be printed "
                                      "on a label; please type it again.")

@@ -223,7 +223,7 @@ def test_an_address_is_checked_as_the_checkout_page_checks_it(shopper, catalog, 
     assert response.status_code == 422
     assert error_of(response)["details"]["fields"] == {
         "shipping_address.name": "Enter the full name.",
-        "shipping_address.line1": "Address line 1 is too long (at most 200).",
+        "shipping_address.line1": "Address line 1 is too long (at most 200 characters).",
         "shipping_address.postal_code": "A postal code has letters, digits, spaces and hyphens."}
     assert count(Order) == 0 and stock("SHIRT-M") == 5
     padded = f.ADDRESS | {"name": "Ada Lovelace" + " " * 140, "city": " London " + " " * 120}

@@ -805,12 +805,12 @@ def test_an_htmx_line_change_updates_the_carts_problems_and_its_coupon(client, g
     html = client.post(f"/cart/lines/{mug}/update", data={"quantity": "1", "csrf_token": token},
                        headers=HX).get_data(as_text=True)  # $12 + $20: under it
     assert re.search(r'<div id="coupon-box" class="coupon-box" data-hx-swap-oob="true">\s*'
-                     r'<p class="coupon-applied">Coupon <strong>OVER40</strong> cannot be used: '
+                     r'<p class="coupon-applied">Coupon <strong>OVER40</strong> cannot be used. '
                      r'That coupon needs a subtotal of at least \$40.00.</p>', html)
     assert "Discount" not in html
     # ... and the live region says so too, not only the quantity.
     assert re.search(r'<div id="live"[^>]*>Quantity of Mug updated to 1\. Coupon OVER40 cannot '
-                     r'be used: That coupon needs a subtotal of at least \$40\.00\.</div>', html)
+                     r'be used\. That coupon needs a subtotal of at least \$40\.00\.</div>', html)
 
 
 def test_another_shipping_estimate_answers_htmx_with_the_totals_and_says_them(client, goods):

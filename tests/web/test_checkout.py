@@ -615,7 +615,7 @@ def test_a_coupon_that_no_longer_applies_stops_the_review_before_place_order(cli
     db.session.commit()
     review(client)
     page = client.get("/checkout/review").get_data(as_text=True)
-    assert "Coupon SAVE10 cannot be used: That coupon is no longer active." in page
+    assert "Coupon SAVE10 cannot be used. That coupon is no longer active." in page
     assert "Place order" not in page and 'name="expected_total"' not in page
     client.post("/cart/coupon/remove", data={"csrf_token": csrf_token(client, "/cart")})
     response, _, total, _ = place(client)

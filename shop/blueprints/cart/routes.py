@@ -62,7 +62,7 @@ def _fragments(view, announcement: str, *, line=None, line_id: int | None = None
     the coupon box (sent out of band) does. A refused line shows `typed_quantity` (what the
     shopper typed) in its field, as the page without JavaScript does."""
     if not coupon_form and view.coupon_code and view.coupon_message:
-        announcement = (f"{announcement} Coupon {view.coupon_code} cannot be used: "
+        announcement = (f"{announcement} Coupon {view.coupon_code} cannot be used. "
                         f"{view.coupon_message}")
     page = render_template("cart/_response.html", cart=view, line=line, line_id=line_id,
                            announcement=announcement, coupon_error=coupon_error,
