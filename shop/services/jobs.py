@@ -83,7 +83,10 @@ def enqueue(func: Callable[..., Any], *args: Any, delay: timedelta | None = None
         from rq import Retry
 
         # A mail server or Stripe hiccup should not lose the job: three more tries, spaced out.
-        options = {"meta": _origin(), "retry": Retry(max=3, interval=RETRY_INTERVALS)}
+        # The description, which RQ logs for every job, is the function's name alone: by
+        # default it is the call with its arguments (a reset's email in the worker's log).
+        options = {"meta": _origin(), "retry": Retry(max=3, interval=RETRY_INTERVALS),
+                   "description": f"{getattr(func, '__module__', '')}.{_name(func)}"}
         try:
             if delay is not None:
                 q.enqueue_in(delay, func, *args, **options)

@@ -25,6 +25,7 @@ from shop.services import jobs, payments, redis_clients
 from shop.services.orders import Actor
 from shop.worker import make_worker
 from tests import factories as f
+from tests.conftest import csrf_token
 from tests.payments_helpers import (
     buy,
     drop_queue,
@@ -212,6 +213,39 @@ def test_the_workers_own_lines_about_a_job_carry_its_request_id(redis_app):
                if m.endswith("done, quitting") or "cleaning registries" in m
                or "started with PID" in m]
     assert between and all(rid == "" for _m, rid in between), lines
+
+
+def test_the_workers_lines_about_a_job_name_its_function_not_its_arguments(redis_app):
+    """RQ logs each job by its description, which is by default the call with its arguments:
+    a password reset's job carried the email typed (an account's or a stranger's) into the
+    worker's log. The job is named by its function only."""
+    rq_records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            rq_records.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    rq_logger = logging.getLogger("rq.worker")
+    level = rq_logger.level
+    rq_logger.addHandler(handler)
+    rq_logger.setLevel(logging.DEBUG)
+    try:
+        client = redis_app.test_client()
+        token = csrf_token(client, "/account/password/forgot")
+        answer = client.post("/account/password/forgot",
+                             data={"email": "private.person@example.com", "csrf_token": token})
+        assert answer.status_code in (200, 303)
+        (job_id,) = jobs.queue().job_ids
+        job = Job.fetch(job_id, connection=jobs.queue().connection)
+        assert job.description == "shop.services.accounts.send_password_reset"
+        assert make_worker(redis_app, simple=True).work(burst=True) is True
+    finally:
+        rq_logger.removeHandler(handler)
+        rq_logger.setLevel(level)
+    lines = [r.getMessage() for r in rq_records]
+    assert any(job_id in line for line in lines), lines
+    assert not any("private.person" in line for line in lines), lines
 
 
 def mail_a_link() -> None:
