@@ -82,6 +82,26 @@ def records():
     logger.removeHandler(handler)
 
 
+@pytest.fixture
+def rq_records():
+    """Log records of RQ's worker (its lines about each job), with the shop's request id."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    handler.addFilter(RequestIdFilter())
+    rq_logger = logging.getLogger("rq.worker")
+    level = rq_logger.level
+    rq_logger.addHandler(handler)
+    rq_logger.setLevel(logging.INFO)
+    yield seen
+    rq_logger.removeHandler(handler)
+    rq_logger.setLevel(level)
+
+
 def test_without_redis_jobs_run_inline(app, client):
     mug = f.variant_of(f.product("Mug", price="12.00", stock=8, slug="mug"))
     buy(client, mug.id, 4, method="manual")
@@ -177,33 +197,17 @@ def test_each_queued_status_mail_tells_the_move_that_queued_it(redis_app):
     assert subjects(redis_app).count(f"Order {order.number}: Shipped") == 2
 
 
-def test_the_workers_own_lines_about_a_job_carry_its_request_id(redis_app):
+def test_the_workers_own_lines_about_a_job_carry_its_request_id(redis_app, rq_records):
     """RQ's lines about a job (taken from the queue, "Job OK") name the request that queued
     it, like the job's own lines: found by request id, a checkout's trail reaches the worker.
     Lines between jobs name none."""
-    rq_records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            rq_records.append(record)
-
-    handler = Keep(level=logging.DEBUG)
-    handler.addFilter(RequestIdFilter())
-    rq_logger = logging.getLogger("rq.worker")
-    level = rq_logger.level
-    rq_logger.addHandler(handler)
-    rq_logger.setLevel(logging.INFO)
-    try:
-        client = redis_app.test_client()
-        mug = f.variant_of(f.product("Mug", price="12.00", stock=8, slug="mug"))
-        buy(client, mug.id, 1, method="manual", headers={"X-Request-ID": "req-rq-lines"})
-        job_ids = jobs.queue().job_ids
-        assert len(job_ids) == 1
-        worker = make_worker(redis_app, simple=True)
-        assert worker.work(burst=True) is True
-    finally:
-        rq_logger.removeHandler(handler)
-        rq_logger.setLevel(level)
+    client = redis_app.test_client()
+    mug = f.variant_of(f.product("Mug", price="12.00", stock=8, slug="mug"))
+    buy(client, mug.id, 1, method="manual", headers={"X-Request-ID": "req-rq-lines"})
+    job_ids = jobs.queue().job_ids
+    assert len(job_ids) == 1
+    worker = make_worker(redis_app, simple=True)
+    assert worker.work(burst=True) is True
     lines = [(r.getMessage(), r.request_id) for r in rq_records]
     about_job = [(m, rid) for m, rid in lines
                  if job_ids[0] in m or m.startswith("Successfully completed")]
@@ -215,34 +219,20 @@ def test_the_workers_own_lines_about_a_job_carry_its_request_id(redis_app):
     assert between and all(rid == "" for _m, rid in between), lines
 
 
-def test_the_workers_lines_about_a_job_name_its_function_not_its_arguments(redis_app):
+def test_the_workers_lines_about_a_job_name_its_function_not_its_arguments(redis_app,
+                                                                          rq_records):
     """RQ logs each job by its description, which is by default the call with its arguments:
     a password reset's job carried the email typed (an account's or a stranger's) into the
     worker's log. The job is named by its function only."""
-    rq_records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            rq_records.append(record)
-
-    handler = Keep(level=logging.DEBUG)
-    rq_logger = logging.getLogger("rq.worker")
-    level = rq_logger.level
-    rq_logger.addHandler(handler)
-    rq_logger.setLevel(logging.DEBUG)
-    try:
-        client = redis_app.test_client()
-        token = csrf_token(client, "/account/password/forgot")
-        answer = client.post("/account/password/forgot",
-                             data={"email": "private.person@example.com", "csrf_token": token})
-        assert answer.status_code in (200, 303)
-        (job_id,) = jobs.queue().job_ids
-        job = Job.fetch(job_id, connection=jobs.queue().connection)
-        assert job.description == "shop.services.accounts.send_password_reset"
-        assert make_worker(redis_app, simple=True).work(burst=True) is True
-    finally:
-        rq_logger.removeHandler(handler)
-        rq_logger.setLevel(level)
+    client = redis_app.test_client()
+    token = csrf_token(client, "/account/password/forgot")
+    answer = client.post("/account/password/forgot",
+                         data={"email": "private.person@example.com", "csrf_token": token})
+    assert answer.status_code in (200, 303)
+    (job_id,) = jobs.queue().job_ids
+    job = Job.fetch(job_id, connection=jobs.queue().connection)
+    assert job.description == "shop.services.accounts.send_password_reset"
+    assert make_worker(redis_app, simple=True).work(burst=True) is True
     lines = [r.getMessage() for r in rq_records]
     assert any(job_id in line for line in lines), lines
     assert not any("private.person" in line for line in lines), lines
