@@ -15,6 +15,10 @@ from shop import create_app
 from shop.extensions import db
 from shop.services import database
 
+from . import suite_speed
+
+suite_speed.install()
+
 MYSQL_URL = os.environ.get("TEST_DATABASE_URL") or ""
 
 
