@@ -301,6 +301,11 @@ class StripeStandIn:
             raise StripeError(400, "All line items must use the same currency.")
         amount = sum(int(item["price_data"]["unit_amount"]) * int(item["quantity"])
                      for item in p["line_items"])
+        if "isk" in currencies and amount % 100:
+            # Stripe counts ISK in hundredths but takes whole krónur only (its "special cases").
+            raise StripeError(400, "Invalid amount. Currency ISK has become effectively "
+                                   "zero-decimal and charged amounts must be evenly divisible "
+                                   "by 100.", code="invalid_charge_amount_no_decimal_compatible")
         session_id = "cs_test_" + secrets.token_hex(16)
         session = {
             "id": session_id, "object": "checkout.session", "mode": p["mode"],

@@ -18,6 +18,10 @@ MAX_PRICE = Decimal("99999999.99")
 ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
                 "VND", "VUV", "XAF", "XOF", "XPF"}
 THREE_DECIMAL = {"BHD", "JOD", "KWD", "OMR", "TND"}
+# Currencies kept in whole units that Stripe still counts in hundredths: the Icelandic króna
+# has no minor unit (ISO 4217) and card networks take whole krónur only, so Stripe refuses an
+# ISK amount that is not a multiple of 100 (100 is 1 kr).
+WHOLE_IN_HUNDREDTHS = {"ISK"}
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$"}
 # The least a card payment through Stripe may charge, in the currency's units (Stripe's
 # "minimum and maximum charge amounts"); others: 0.50, the usual figure.
@@ -46,9 +50,11 @@ def card_maximum(currency: str) -> Decimal:
 
 def unit(currency: str | None) -> Decimal:
     """The smallest amount the shop keeps in `currency`: one whole unit for a zero-decimal
-    currency (JPY: prices, totals and charges are whole yen), the cent otherwise (three-decimal
-    currencies too: amounts are kept to the cent, see `to_minor_units`)."""
-    return WHOLE if currency and currency.upper() in ZERO_DECIMAL else CENT
+    currency (JPY: prices, totals and charges are whole yen) and for the króna (ISK, see
+    WHOLE_IN_HUNDREDTHS), the cent otherwise (three-decimal currencies too: amounts are kept
+    to the cent, see `to_minor_units`)."""
+    code = currency.upper() if currency else ""
+    return WHOLE if code in ZERO_DECIMAL or code in WHOLE_IN_HUNDREDTHS else CENT
 
 
 def quantize(amount: Decimal | int | str, currency: str | None = None) -> Decimal:
@@ -99,7 +105,8 @@ def _minor_per_unit(currency: str) -> int:
 
 def to_minor_units(amount: Decimal, currency: str) -> int:
     """Stripe's integer amount: cents for USD, whole yen for JPY (rounded half up), fils for
-    KWD (amounts are kept to the cent, so the last digit Stripe requires to be 0 is 0)."""
+    KWD (amounts are kept to the cent, so the last digit Stripe requires to be 0 is 0),
+    hundredths of whole krónur for ISK (a multiple of 100, as Stripe requires)."""
     per_unit = _minor_per_unit(currency)
     return int((quantize(amount, currency) * per_unit).to_integral_value(rounding=ROUND_HALF_UP))
 

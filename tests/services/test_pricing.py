@@ -184,10 +184,12 @@ def test_minor_units_round_trip(amount):
     # Three-decimal: thousandths, so 12.50 KWD is 12500 fils, not 1250 (1.25 KWD).
     ("12.50", "KWD", 12500), ("0.01", "BHD", 10), ("7.35", "JOD", 7350), ("1.00", "OMR", 1000),
     ("19.99", "tnd", 19990),
+    # ISK: whole krónur, which Stripe counts in hundredths (a multiple of 100).
+    ("1995.50", "ISK", 199600), ("1995.49", "isk", 199500),
 ])
 def test_minor_units_follow_the_currencys_exponent(amount, currency, minor):
     assert to_minor_units(Decimal(amount), currency) == minor
-    if currency.upper() not in ("JPY", "KRW"):
+    if currency.upper() not in ("JPY", "KRW", "ISK"):  # these rounded to whole units
         assert from_minor_units(minor, currency) == Decimal(amount)
 
 

@@ -1,7 +1,8 @@
 """A shop in a zero-decimal currency (JPY) keeps, shows and charges whole yen: a 10% coupon
 on ¥999 was ¥99.90 off, tax had fractions of a yen, the pages said "¥1,511.03" and Stripe
 charged ¥1,511. Here the cart, the review, the order page, the mail, the API and Stripe all
-say the same whole amount, and staff cannot enter a price with a fraction of a yen."""
+say the same whole amount, and staff cannot enter a price with a fraction of a yen. The
+Icelandic króna, which Stripe counts in hundredths, is kept in whole krónur too."""
 from __future__ import annotations
 
 import email
@@ -237,3 +238,39 @@ def test_the_api_reads_a_price_filter_in_yen_as_the_page_does(app, teapot, query
         message = bad.get_json()["error"]["details"]["fields"]["min_price"]
         assert f'<p id="min_price-error" class="field-error">{message}</p>' in client.get(
             f"/products?min_price={typed}").get_data(as_text=True)
+
+
+KRONA = {"CURRENCY": "ISK", "TAX_RATE": "0.08", "SHIPPING_STANDARD": "500",
+         "SHIPPING_EXPRESS": "1500", "FREE_SHIPPING_OVER": None}
+
+
+def test_a_krona_shop_keeps_shows_and_charges_whole_kronur(make_app, standin):
+    """The Icelandic króna has no minor unit, and Stripe (which counts ISK in hundredths)
+    refuses an amount that is not whole krónur. A 10% coupon on 1,995 kr was 199.50 kr off,
+    the tax 183.64 kr, the API said "2479.14", and every card order's payment page failed
+    (Stripe out of reach, said the shop). Now: whole krónur, and Stripe is asked 247900."""
+    shop = make_app(**stripe_settings(standin, **KRONA))
+    with shop.app_context():
+        f.coupon("SAVE10", "percent", "10")
+        sweater = f.variant_of(f.product("Lopapeysa", price="1995", stock=5, slug="peysa"))
+        user = f.user("api@example.com")
+        _record, token = api_tokens.create(user.id, "tests")
+        api = ApiClient(shop.test_client(), token)
+        assert api.post("/api/v1/cart/items", json={"sku": sweater.sku, "quantity": 1}
+                        ).status_code in (200, 201)
+        assert api.post("/api/v1/cart/coupon", json={"code": "SAVE10"}).status_code == 200
+        # 10% of 1,995 kr is 199.5: 200 kr; 8% tax on 2,295 kr (183.6): 184 kr.
+        expected = {"subtotal": "1995", "discount": "200", "shipping": "500", "tax": "184",
+                    "total": "2479"}
+        cart = api.get("/api/v1/cart").get_json()
+        assert {name: cart[name] for name in expected} == expected
+        placed = api.post("/api/v1/orders", json={
+            "shipping_address": f.ADDRESS, "shipping_method": "standard",
+            "payment_method": "stripe"})
+        assert placed.status_code == 201, placed.get_json()
+        order = placed.get_json()
+        assert {name: order[name] for name in expected} == expected
+        stored = last_order()
+        session = standin.sessions[stored.payment.reference]
+        assert order["payment_url"] == session["url"]
+        assert (session["currency"], session["amount_total"]) == ("isk", 247900)
