@@ -30,7 +30,7 @@ from .errors import (
     ShopError,
     ValidationError,
 )
-from .money import card_maximum, card_minimum, format_money
+from .money import card_maximum, card_minimum, fits_unit, format_money, to_string
 from .orders import new_number
 
 log = logging.getLogger("shop.checkout")
@@ -271,10 +271,15 @@ def _place(owner: CartOwner, req: CheckoutRequest, email: str, shipping_address:
             req.expected_cart is not None
             and cart_fingerprint(lines, cart.coupon_code, req.shipping_method)
             != req.expected_cart):
+        # Written as the API writes amounts ("65.00", "1511"); a total sent with more
+        # decimals than the currency has is said as sent, not rounded into another one.
+        expected = req.expected_total
         raise CartChanged("Your cart or its prices changed since you reviewed it. "
                           "Please check the new total and place the order again.",
-                          details={"expected_total": str(req.expected_total),
-                                   "total": str(quote.total)})
+                          details={"expected_total": to_string(expected, rules.currency)
+                                   if expected is None or fits_unit(expected, rules.currency)
+                                   else str(expected),
+                                   "total": to_string(quote.total, rules.currency)})
 
     currency = current_app.config["CURRENCY"]
     if problem := size_problem(lines, quote, currency):

@@ -258,6 +258,17 @@ def test_rules_that_block_an_order_are_409(shopper, catalog):
     assert count(Order) == 0
 
 
+def test_a_changed_total_is_said_in_the_apis_amounts(shopper, catalog):
+    """cart_changed's details give both totals as every amount of the API is written: the
+    total the client sent was echoed as typed ("65", "64.8")."""
+    fill(shopper)  # 2 x 30.00, free shipping, 8% tax: 64.80
+    for sent, said in (("65", "65.00"), ("64.7", "64.70")):
+        changed = place(shopper, ORDER_BODY | {"expected_total": sent})
+        assert changed.status_code == 409 and error_of(changed)["code"] == "cart_changed"
+        assert error_of(changed)["details"] == {"expected_total": said, "total": "64.80"}
+    assert count(Order) == 0
+
+
 def test_a_line_no_longer_sold_is_409_with_nothing_available(shopper, catalog):
     """An API audit: a product hidden after it was put in the cart answered out_of_stock with
     `available` its whole stock, so a client lowering the quantity to it, as documented,
