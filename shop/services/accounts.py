@@ -260,6 +260,9 @@ def _reset_fingerprint(user: User) -> str:
     return hashlib.sha256(f"{password_fingerprint(user)}:{user.email}".encode()).hexdigest()[:16]
 
 
+RESET_LINK_USED = "This reset link was already used or is not valid. Ask for a new one."
+
+
 def reset_token(user: User) -> str:
     return _reset_serializer().dumps({"uid": user.id, "fp": _reset_fingerprint(user)})
 
@@ -276,7 +279,7 @@ def user_for_reset_token(token: str) -> User:
         raise NotFound("This reset link is not valid. Ask for a new one.") from exc
     user = db.session.get(User, data.get("uid")) if isinstance(data, dict) else None
     if user is None or not user.active or data.get("fp") != _reset_fingerprint(user):
-        raise NotFound("This reset link was already used or is not valid. Ask for a new one.")
+        raise NotFound(RESET_LINK_USED)
     return user
 
 
@@ -306,21 +309,38 @@ def send_password_reset(email: str, base_url: str) -> None:
 
 
 def set_password(user_id: int, password: str, *, confirm: str | None = None,
-                 errors: dict[str, str] | None = None) -> None:
+                 errors: dict[str, str] | None = None, reset_from: str | None = None) -> None:
     """A new password (reset or change). Like the sessions started with the old one (ended by
     the web layer's fingerprint), the account's API tokens stop working: whoever had the old
     password may have made some. ValidationError names every problem at once: the password,
-    its repeat (`confirm`), and the caller's own (`errors`)."""
+    its repeat (`confirm`), and the caller's own (`errors`).
+
+    `reset_from`: the reset fingerprint the link was made for, checked again in the write with
+    the account's row locked (reset_password)."""
     user = db.session.get(User, user_id)
     if user is None:
         raise NotFound("That account does not exist.")
     errors = {**(errors or {}), **_password_errors(password, user.email, confirm)}
     if errors:
         raise ValidationError(errors)
+    password_hash = hash_password(password)  # slow (scrypt): before the row is locked
     with write_transaction():
-        user = db.session.get(User, user_id)
-        user.password_hash = hash_password(password)
+        user = db.session.execute(select(User).where(User.id == user_id).with_for_update()
+                                  .execution_options(populate_existing=True)).scalar_one()
+        if reset_from is not None and (not user.active
+                                       or _reset_fingerprint(user) != reset_from):
+            raise NotFound(RESET_LINK_USED)
+        user.password_hash = password_hash
         api_tokens.revoke_all(user_id)
+
+
+def reset_password(token: str, password: str, *, confirm: str | None = None) -> None:
+    """A new password from a reset link, which works once. The link is checked when it is
+    opened and again in the write, under the account's row lock: the same link sent twice at
+    the same moment (two tabs, a double click, requests on two hosts) found it unused both
+    times, and both changed the password. Now one does; the other gets NotFound (used)."""
+    user = user_for_reset_token(token)
+    set_password(user.id, password, confirm=confirm, reset_from=_reset_fingerprint(user))
 
 
 WRONG_CURRENT_PASSWORD = "Your current password is not right."

@@ -575,6 +575,34 @@ def test_email_change_needs_the_current_password(client, auth, customer):
     assert auth.login(email="ada@new.example").status_code == 303
 
 
+def test_a_reset_link_sent_twice_at_once_changes_the_password_once(make_app):
+    """A reset link works once, also when it is sent twice at the same moment (two tabs, a
+    double click, the two requests on two hosts of the shop): both requests found the link
+    unused, both changed the password and said so, and the first password chosen did not
+    work. The link is checked again in the write, under the account's row lock: one request
+    changes the password, the other is told the link was used."""
+    from tests.concurrency import run_concurrently
+
+    hosts = [make_app(SECRET_KEY="one-shop-secret-for-both-hosts") for _ in range(2)]
+    with hosts[0].app_context():
+        user = f.user("customer@example.com")
+        link = f"/account/password/reset/{accounts.reset_token(user)}"
+        browsers = [host.test_client() for host in hosts]
+        forms = [{"password": password, "password_confirm": password,
+                  "csrf_token": csrf_token(browser, link)}
+                 for browser, password in zip(browsers, (NEW_PASSWORD, "Another-pass-99"),
+                                              strict=True)]
+        statuses = run_concurrently(hosts[0], [
+            (lambda browser=browser, form=form: browser.post(link, data=form).status_code)
+            for browser, form in zip(browsers, forms, strict=True)])
+        assert sorted(statuses) == [303, 400], statuses
+        chosen = forms[statuses.index(303)]["password"]
+        other = browsers[statuses.index(400)]
+        assert "already used" in other.get(link).get_data(as_text=True)
+        assert post(other, "/account/login", {"email": "customer@example.com",
+                                              "password": chosen}).status_code == 303
+
+
 def test_a_reset_link_stops_working_once_the_email_changes(client, auth, customer, outbox):
     """A reset link went to the old address; once the account moved to a new one (say, the
     old mailbox was lost or taken over), that link must not set the password any more."""

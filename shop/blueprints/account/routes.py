@@ -374,21 +374,28 @@ def _private(response):
     return response
 
 
+def _reset_refused(message: str):
+    """A reset link that is not valid, expired or already used: the page that says so."""
+    return _private(make_response(render_template("account/reset_invalid.html",
+                                                  message=message), 400))
+
+
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
 def reset_password(token: str):
     """Choose a new password from an emailed link (expiring, single use)."""
     try:
         user = accounts.user_for_reset_token(token)
     except NotFound as exc:
-        return _private(make_response(render_template(
-            "account/reset_invalid.html", message=exc.message), 400))
+        return _reset_refused(exc.message)
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
-            accounts.set_password(user.id, request.form.get("password", ""),
-                                  confirm=request.form.get("password_confirm", ""))
+            accounts.reset_password(token, request.form.get("password", ""),
+                                    confirm=request.form.get("password_confirm", ""))
         except ValidationError as exc:
             errors.update(exc.errors)
+        except NotFound as exc:  # used meanwhile (the same link sent twice at once)
+            return _reset_refused(exc.message)
         else:
             flash("Your password is changed. Log in with your new password.", "success")
             return redirect(url_for("account.login"), 303)
