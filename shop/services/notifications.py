@@ -5,7 +5,7 @@ from flask import current_app, render_template
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Order, Variant
+from ..models import Order, User, Variant
 from . import links, mail, orders, reports
 
 # Why the shop itself cancelled an order, as the customer's mail says it (None: staff did).
@@ -20,13 +20,25 @@ def _order_url(order: Order) -> str | None:
                                     token=orders.guest_link_token(order))
 
 
+def _recipient(order: Order) -> str:
+    """Where mail about an order goes: for an account's order, the account's email as it is
+    now (a customer who moved their account to a new address hears there, and the old
+    mailbox, perhaps no longer theirs, gets no more links to the order); for a guest's, the
+    email they gave."""
+    if order.user_id is not None:
+        email = db.session.execute(select(User.email).where(User.id == order.user_id)).scalar()
+        if email:
+            return email
+    return order.email
+
+
 def order_confirmation(order_id: int) -> None:
     """The "thank you, here is your order" email, text and HTML."""
     order = db.session.get(Order, order_id)
     if order is None:
         return
     context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"]}
-    mail.send(order.email, f"Your order {order.number}",
+    mail.send(_recipient(order), f"Your order {order.number}",
               render_template("mail/order_confirmation.txt", **context),
               render_template("mail/order_confirmation.html", **context))
 
@@ -53,7 +65,7 @@ def order_status_changed(order_id: int, status: str | None = None, carrier: str 
                "status": status, "status_label": orders.STATUS_LABELS.get(status, status),
                "carrier": carrier, "tracking_number": tracking_number,
                "paid_by_card": paid_by_card, "reason": reason}
-    mail.send(order.email, f"Order {order.number}: {context['status_label']}",
+    mail.send(_recipient(order), f"Order {order.number}: {context['status_label']}",
               render_template("mail/order_status.txt", **context),
               render_template("mail/order_status.html", **context))
 
@@ -68,7 +80,7 @@ def partial_refund(order_id: int, refunded_minor: int, currency: str) -> None:
         return
     context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"],
                "refunded": from_minor_units(refunded_minor, currency), "currency": currency}
-    mail.send(order.email, f"Order {order.number}: part of your payment refunded",
+    mail.send(_recipient(order), f"Order {order.number}: part of your payment refunded",
               render_template("mail/partial_refund.txt", **context),
               render_template("mail/partial_refund.html", **context))
 
@@ -82,7 +94,7 @@ def unneeded_payment_refunded(order_id: int, why: str) -> None:
         return
     context = {"order": order, "url": _order_url(order), "shop": current_app.config["SHOP_NAME"],
                "why": why}
-    mail.send(order.email, f"Order {order.number}: your card payment has been refunded",
+    mail.send(_recipient(order), f"Order {order.number}: your card payment has been refunded",
               render_template("mail/payment_refunded.txt", **context),
               render_template("mail/payment_refunded.html", **context))
 
@@ -98,7 +110,7 @@ def refund_failed(order_id: int, what: str) -> None:
                  or f"the back office's Orders, order {order.number}")
     mail.send(current_app.config["STAFF_ALERT_EMAIL"],
               f"Refund failed: order {order.number} needs action",
-              f"A refund for order {order.number} ({status}, customer {order.email}) did not "
+              f"A refund for order {order.number} ({status}, customer {_recipient(order)}) did not "
               f"reach the customer: {what}.\n\n"
               "The money is back in the shop's Stripe balance and the customer has not been "
               "paid back. Contact them and refund them another way (a bank transfer, a "

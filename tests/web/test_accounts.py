@@ -621,6 +621,40 @@ def test_a_reset_link_stops_working_once_the_email_changes(client, auth, custome
     assert auth.login(email="ada@new.example").status_code == 303
 
 
+def test_mail_about_an_accounts_order_goes_to_the_accounts_email_as_it_is_now(
+        client, customer, outbox):
+    """A customer ordered, then moved their account to a new address (the old mailbox lost,
+    or taken over). The mails about that order (paid, shipped with its tracking, each with
+    the order's signed link, which shows their home address) still went to the old address.
+    They now go to the account's email as it is when they are sent; the first one, before the
+    change, went to the address the account had then."""
+    from shop.services import notifications, payments
+    from shop.services.orders import Actor
+    from tests.payments_helpers import buy as buy_here
+    from tests.payments_helpers import last_order
+
+    lamp = f.variant_of(f.product("Lamp", price="40.00", stock=5, slug="lamp"))
+    assert buy_here(client, lamp.id, method="manual").status_code == 303
+    order = last_order()
+    assert [m["To"] for m in mails(outbox)] == ["customer@example.com"]
+    response = post(client, "/account/profile", {"name": "Ada", "email": "ada@new.example",
+                                                 "current_password": f.PASSWORD})
+    assert response.status_code == 303
+
+    staff = Actor(None, "staff@example.com")
+    payments.change_status(order.id, "paid", staff)
+    payments.change_status(order.id, "shipped", staff, carrier="DHL", tracking_number="JD01")
+    told = {m["Subject"]: m["To"] for m in mails(outbox)}
+    assert told == {f"Your order {order.number}": "customer@example.com",
+                    f"Order {order.number}: Paid": "ada@new.example",
+                    f"Order {order.number}: Shipped": "ada@new.example"}
+    assert last_order().email == "customer@example.com"  # the order's record is unchanged
+    # Staff told to pay a failed refund back another way are given the address to write to.
+    notifications.refund_failed(order.id, "$40.00 could not be returned to the card")
+    [alert] = [m for m in mails(outbox) if m["Subject"].startswith("Refund failed")]
+    assert "customer ada@new.example)" in text_of(alert)
+
+
 def test_every_problem_of_a_password_form_is_said_at_once(client, auth, outbox):
     """A repeat of the password that differed hid every other problem: the shopper fixed it,
     sent the form again, and only then heard that the email and the password were wrong too.
