@@ -17,18 +17,28 @@ from pathlib import Path
 
 from flask import current_app, has_request_context
 
-# Bodies that are not plain ASCII go out as quoted-printable UTF-8: readable, and safe on any
-# mail server (no 8BITMIME needed).
+# Bodies that are not plain ASCII (or have a line too long to send as it is) go out as
+# quoted-printable UTF-8: readable, and safe on any mail server (no 8BITMIME needed).
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 
 
+# A line of mail is at most 998 characters (RFC 5322), and 7bit sends lines as they are.
+MAX_LINE = 998
+
+
+def _as_is(body: str) -> bool:
+    """Whether a body can go as it is (7bit): plain ASCII, no line longer than mail allows (an
+    address typed with '&'s, each &amp; in the HTML, made one line of 2,000 characters)."""
+    return body.isascii() and max(map(len, body.splitlines()), default=0) <= MAX_LINE
+
+
 def _text_part(body: str, subtype: str) -> MIMEText:
-    return MIMEText(body, subtype, "us-ascii" if body.isascii() else _UTF8_QP)
+    return MIMEText(body, subtype, "us-ascii" if _as_is(body) else _UTF8_QP)
 
 
 def _cte(body: str) -> str:
-    return "7bit" if body.isascii() else "quoted-printable"
+    return "7bit" if _as_is(body) else "quoted-printable"
 
 
 def build(sender: str, to: str, subject: str, text: str, html: str | None = None) -> Message:

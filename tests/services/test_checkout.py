@@ -643,6 +643,28 @@ def test_the_confirmation_mail_puts_each_address_line_on_its_own_line(app, outbo
     assert "N1 7AA<br>United Kingdom" in html.replace("=\n", "")
 
 
+def test_no_line_of_the_confirmation_mail_is_longer_than_mail_allows(app, outbox):
+    """An address typed with '&' or '<' (each written &amp; or &lt; in the HTML part) made the
+    HTML part's address one line of over 2,000 characters, sent as it was (7bit): a line of
+    mail is at most 998 characters (RFC 5322), and mail servers refuse such a message or
+    break the line. A part with a longer line now goes quoted-printable, whose lines are
+    short; a mail reader shows the same text."""
+    import email
+    import email.policy
+
+    variant = f.variant_of(f.product("Lamp", price="19.99", stock=4))
+    checkout.place_order(guest_cart(variant.id), CheckoutRequest(
+        email="buyer@example.com",
+        shipping_address=dict(f.ADDRESS, line1="&" * 200, line2="<" * 200)))
+    raw = next(outbox.glob("*.eml")).read_bytes()
+    assert max(len(line.rstrip(b"\r")) for line in raw.split(b"\n")) <= 998
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    html = message.get_body(("html",)).get_content()
+    assert f"<br>{'&amp;' * 200}<br>{'&lt;' * 200}<br>" in html
+    text = message.get_body(("plain",)).get_content()
+    assert f"\n{'&' * 200}\n{'<' * 200}\n" in text
+
+
 @pytest.mark.parametrize("currency", ["USD", "JPY"])
 def test_the_placed_order_is_what_a_query_loads_without_reading_it_back(make_app, currency):
     """place_order makes the order and its lines from what it wrote instead of reading them
