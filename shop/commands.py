@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,17 @@ def _migrations_say_database_errors_in_one_line(app: Flask) -> None:
     app.cli.add_command(own, "db")
 
 
+def _ask_password() -> str:
+    """The password typed twice in a terminal. Without one (cron, a deploy script, stdin from
+    /dev/null or a pipe) there is no one to ask: click's prompt read nothing and the command
+    said only "Aborted!"; it now says what to give instead, and exits 1."""
+    if not sys.stdin.isatty():
+        raise click.ClickException(
+            "A password is needed: give it with --password, or run this command in a "
+            "terminal to be asked for it.")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 def init_app(app: Flask) -> None:
     from . import jobs_cli
 
@@ -92,17 +104,19 @@ def init_app(app: Flask) -> None:
 
     @app.cli.command("create-admin")
     @click.argument("email")
-    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-                  help="The account's password (asked for when not given).")
+    @click.option("--password", default=None,
+                  help="The account's password (asked for when not given, in a terminal).")
     @click.option("--role", type=click.Choice(["admin", "staff"]), default="admin",
                   show_default=True, help="admin also manages staff accounts and roles.")
     @database_errors
-    def create_admin(email: str, password: str, role: str) -> None:
+    def create_admin(email: str, password: str | None, role: str) -> None:
         """Create a staff account, or make the account with this email staff: an existing
         account (a customer's too) gets this password and role, and is reactivated."""
         from .services import accounts
         from .services.errors import ValidationError
 
+        if password is None:
+            password = _ask_password()
         try:
             user = accounts.create_admin(email, password, role)
         except ValidationError as exc:

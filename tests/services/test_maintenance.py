@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 from shop.extensions import db
-from shop.models import Cart, IdempotencyRecord, utcnow
+from shop.models import Cart, IdempotencyRecord, User, utcnow
 from shop.services import cart as carts
 from shop.services.cart import CartOwner
 from tests import factories as f
@@ -171,3 +174,63 @@ def test_db_upgrade_says_in_one_line_when_the_database_does_not_answer_or_refuse
         "Error: The database at mysql+pymysql://shop:***@127.0.0.1:9/shop did not answer: "
         "(2003, \"Can't connect to MySQL server on '127.0.0.1' ([Errno 111] Connection "
         "refused)\"). Nothing was done; run this again once it answers."], run.stderr
+
+
+def _flask(database_url: str, *args: str, **kw):
+    """`flask --app wsgi ARGS` as a shell starts it, on the test database, without a
+    controlling terminal of its own (start_new_session): no /dev/tty to ask on."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SHOP_", "SECRET_KEY", "DATABASE_", "REDIS_"))}
+    env["DATABASE_URL"] = database_url
+    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT,
+                            env=env, start_new_session=True, **kw)
+
+
+def test_create_admin_without_a_password_or_a_terminal_says_what_it_needs(app, database_url):
+    """`create-admin EMAIL` without --password asks for it; with no terminal to ask in (cron,
+    a deploy script, stdin from /dev/null) click's prompt met the end of its input and the
+    command printed only "Aborted!". It now says in one line what to give (exit 1) and makes
+    no account; in a terminal it still asks twice and makes it."""
+    run = _flask(database_url, "create-admin", "boss@example.com", stdin=subprocess.DEVNULL,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = run.communicate(timeout=90)
+    assert run.returncode == 1, (out, err)
+    assert "Aborted" not in out + err and out == ""
+    assert err.strip().splitlines() == [
+        "Error: A password is needed: give it with --password, or run this command in a "
+        "terminal to be asked for it."]
+    assert db.session.query(User).filter_by(email="boss@example.com").count() == 0
+
+    # A terminal (a pseudo-terminal as stdin): asked, typed twice, made.
+    terminal, side = pty.openpty()
+    run = _flask(database_url, "create-admin", "boss@example.com", stdin=side, stdout=side,
+                 stderr=side)
+    os.close(side)
+    said = b""
+
+    def wait_for(text: bytes) -> None:
+        nonlocal said
+        deadline = time.monotonic() + 60
+        while text not in said:
+            ready = select.select([terminal], [], [], max(0.0, deadline - time.monotonic()))[0]
+            assert ready, said
+            try:
+                chunk = os.read(terminal, 1024)
+            except OSError:  # the command ended: the terminal closed
+                break
+            said += chunk
+
+    try:
+        # getpass stops the echo (flushing what was typed before) and then writes the space.
+        for prompt in (b"Password: ", b"Repeat for confirmation: "):
+            wait_for(prompt)
+            os.write(terminal, f.PASSWORD.encode() + b"\n")
+        wait_for(b"boss@example.com is now admin.")
+        assert run.wait(timeout=60) == 0, said
+    finally:
+        if run.poll() is None:
+            run.kill()
+        os.close(terminal)
+    assert f.PASSWORD.encode() not in said  # not echoed
+    db.session.rollback()  # a new snapshot: the command's write
+    assert db.session.query(User).filter_by(email="boss@example.com").one().role == "admin"
