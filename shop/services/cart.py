@@ -157,11 +157,18 @@ def item_count(owner: CartOwner) -> int:
     return int(reads.rows(_ITEM_COUNT_SQL[key[0]], {"owner": key[1]})[0][0])
 
 
-def parse_quantity(raw: object, *, allow_zero: bool = False) -> int:
-    """A quantity from a form or JSON: a whole number from 1 (or 0) to the maximum."""
+def quantity_message(*, allow_zero: bool = False) -> str:
+    return f"Enter a whole number from {0 if allow_zero else 1} to {max_quantity()}."
+
+
+def parse_quantity(raw: object, *, allow_zero: bool = False, past_max: bool = False) -> int:
+    """A quantity from a form or JSON: a whole number from 1 (or 0) to the maximum. With
+    `past_max`, a whole number above the maximum is returned too, for the caller to refuse
+    knowing the stock: "Only 3 left in stock." says what can be ordered where "from 0 to 99"
+    did not."""
     top = max_quantity()
     low = 0 if allow_zero else 1
-    message = f"Enter a whole number from {low} to {top}."
+    message = quantity_message(allow_zero=allow_zero)
     if isinstance(raw, bool):
         raise ValidationError({"quantity": message})
     if isinstance(raw, int):
@@ -173,7 +180,7 @@ def parse_quantity(raw: object, *, allow_zero: bool = False) -> int:
         if not text.isdecimal() or len(text) > MAX_DIGITS:
             raise ValidationError({"quantity": message})
         value = int(text)
-    if not low <= value <= top:
+    if value < low or (value > top and not past_max):
         raise ValidationError({"quantity": message})
     return value
 
@@ -239,7 +246,7 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
     be gone, taken by a change committed just after this one (the login in another tab
     merging the guest's cart into the customer's, an order placed), and the add, done, would
     have answered an error."""
-    qty = parse_quantity(quantity)
+    qty = parse_quantity(quantity, past_max=True)
 
     def attempt() -> Added:
         with write_transaction():
@@ -253,10 +260,16 @@ def add_item(owner: CartOwner, quantity: object, variant_id: int | None = None,
             ).scalar_one_or_none()
             in_cart = line.quantity if line else 0
             new_quantity = qty + in_cart
-            if new_quantity > max_quantity():
+            top = max_quantity()
+            if variant.stock_quantity < top:
+                # The stock is the tighter limit: said first, with how many can be ordered.
+                _check_stock(variant, new_quantity, in_cart)
+            if qty > top:
+                raise ValidationError({"quantity": quantity_message()})
+            if new_quantity > top:
                 # Each quantity was valid; the sum is what the rule refuses (409 in the API).
-                raise LineLimit(f"A cart line holds at most {max_quantity()}.",
-                                field="quantity", details={"max": max_quantity(),
+                raise LineLimit(f"A cart line holds at most {top}.",
+                                field="quantity", details={"max": top,
                                                            "in_cart": in_cart, "sku": variant.sku})
             _check_stock(variant, new_quantity, in_cart)
             # Added from a page that showed the price as it is now: the price seen.
@@ -293,7 +306,7 @@ def _owned_line(owner: CartOwner, line_id: int) -> CartLine:
 def update_line(owner: CartOwner, line_id: int, quantity: object, *,
                 allow_zero: bool = False) -> CartLine | None:
     """Set a line's quantity (bounded by stock); zero removes it when `allow_zero`."""
-    qty = parse_quantity(quantity, allow_zero=allow_zero)
+    qty = parse_quantity(quantity, allow_zero=allow_zero, past_max=True)
     with write_transaction():
         line = _owned_line(owner, line_id)
         if qty == 0:
@@ -305,8 +318,11 @@ def update_line(owner: CartOwner, line_id: int, quantity: object, *,
             # change the shop took ("Quantity updated to 2") said otherwise.
             raise OutOfStock(f"{variant.product.name} is no longer sold; please remove it.",
                              field="quantity", details={"available": 0, "sku": variant.sku})
-        # details.in_cart: the units the line holds (it said 0 for a line of 30).
+        # details.in_cart: the units the line holds (it said 0 for a line of 30). The stock
+        # first: 150 of 3 left is "Only 3 left in stock.", not "from 0 to 99".
         _check_stock(variant, qty, line.quantity, adding=False)
+        if qty > max_quantity():
+            raise ValidationError({"quantity": quantity_message(allow_zero=allow_zero)})
         line.quantity = qty
         db.session.flush()
         line_id = line.id

@@ -130,12 +130,15 @@ def test_a_new_guests_first_add_sent_while_they_log_in_joins_the_account(app, go
 @pytest.mark.parametrize("quantity", ["0", "-1", "abc", "100", "", "1.5", "99999999999999999999",
                                       "\u00b2", "9" * 5000])
 def test_bad_quantity_is_refused_and_changes_nothing(client, goods, quantity):
+    # 100 is a whole number past the mug's stock: what can be ordered is said.
+    message = ("Only 5 left in stock." if quantity == "100"
+               else "Enter a whole number from 1 to 99.")
     response = add(client, goods["mug"].id, quantity)
     assert response.status_code == 303
-    assert "Enter a whole number from 1 to 99." in client.get("/cart").get_data(as_text=True)
+    assert message in client.get("/cart").get_data(as_text=True)
     assert db.session.query(CartLine).count() == 0
     htmx = add(client, goods["mug"].id, quantity, headers=HX).get_data(as_text=True)
-    assert 'id="toasts"' in htmx and "Enter a whole number" in htmx
+    assert 'id="toasts"' in htmx and message in htmx
 
 
 def test_a_cards_refused_add_shows_over_the_listing_with_htmx(client, goods):
@@ -466,11 +469,11 @@ def test_a_refused_quantity_without_javascript_is_shown_under_its_line(client, g
 
 @pytest.mark.parametrize("typed, message", [
     ("5", "Only 2 left in stock."),
-    ("100", "Enter a whole number from 0 to 99."),
+    ("100", "Only 2 left in stock."),
     ("1.5", "Enter a whole number from 0 to 99."),
     ("-1", "Enter a whole number from 0 to 99."),
     ("", "Enter a whole number from 0 to 99."),
-], ids=["beyond-stock", "above-line-limit", "fraction", "negative", "empty"])
+], ids=["beyond-stock", "above-line-limit-and-stock", "fraction", "negative", "empty"])
 def test_a_refused_quantity_with_htmx_keeps_what_was_typed(client, goods, typed, message):
     """With htmx, the refused line came back showing the saved quantity, so the shopper no
     longer saw what they had typed beside the message about it; now, as without JavaScript,
@@ -1011,3 +1014,64 @@ def test_a_line_no_longer_sold_takes_no_new_quantity(client, app):
                           data={"quantity": "0", "csrf_token": token})
     assert removed.status_code == 303
     assert db.session.execute(db.select(CartLine.id)).first() is None
+
+
+def test_a_quantity_past_the_stock_says_how_many_can_be_ordered(client, app):
+    """3 left, and 150 typed: the product page and the cart (with htmx and without) said
+    "Enter a whole number from 1 to 99." (0 to 99 in the cart), true of 50 too, which would
+    be refused as well; and 98 more on a line of 2 was "A cart line holds at most 99.". Each
+    now says what can be ordered ("Only 3 left in stock."), keeps what was typed and changes
+    nothing, as a quantity from 4 to 99 did; in the API too. Where the stock is not the
+    tighter limit, the line's maximum is still said."""
+    from tests.web.api_support import error_of, make_shopper
+
+    f.product("Few Lamp", slug="few-lamp", stock=3)
+    many = f.variant_of(f.product("Many Mug", slug="many-mug", stock=500))
+    only = '<p id="quantity-error" class="field-error">Only 3 left in stock.</p>'
+    page = client.post("/cart/add", data={**product_form(client, "few-lamp"), "quantity": "150"})
+    assert page.status_code == 422
+    html = page.get_data(as_text=True)
+    assert only in html and 'name="quantity" value="150"' in html
+    htmx = client.post("/cart/add", data={**product_form(client, "few-lamp"),
+                                          "quantity": "150"}, headers=HX)
+    assert only in htmx.get_data(as_text=True)
+    assert client.post("/cart/add", data={**product_form(client, "few-lamp"),
+                                          "quantity": "2"}).status_code == 303
+    more = client.post("/cart/add", data={**product_form(client, "few-lamp"), "quantity": "98"})
+    assert ('<p id="quantity-error" class="field-error">Only 3 left in stock. Your cart '
+            'already has 2.</p>') in more.get_data(as_text=True)
+    lid = line_id(client)
+    token = csrf_token(client, "/cart")
+    for headers, status in (({}, 422), (HX, 200)):
+        response = client.post(f"/cart/lines/{lid}/update",
+                               data={"quantity": "150", "csrf_token": token}, headers=headers)
+        assert response.status_code == status
+        html = response.get_data(as_text=True)
+        assert (f'<p id="line-error-{lid}" class="field-error line-error">'
+                "Only 3 left in stock.</p>") in html
+        assert f'id="qty-{lid}" type="number" name="quantity" value="150"' in html
+    assert db.session.query(CartLine).one().quantity == 2
+    # 500 in stock: the line's maximum is the limit, and said.
+    assert add(client, many.id, "1").status_code == 303
+    big = next(line.id for line in db.session.query(CartLine) if line.variant_id == many.id)
+    html = client.post(f"/cart/lines/{big}/update", data={"quantity": "150", "csrf_token": token}
+                       ).get_data(as_text=True)
+    assert (f'<p id="line-error-{big}" class="field-error line-error">'
+            "Enter a whole number from 0 to 99.</p>") in html
+    html = client.post("/cart/add", data={**product_form(client, "many-mug"), "quantity": "150"}
+                       ).get_data(as_text=True)
+    assert '<p id="quantity-error" class="field-error">Enter a whole number from 1 to 99.</p>' \
+        in html
+
+    api = make_shopper(app).api
+    lamp = db.session.query(Variant).join(Variant.product).filter_by(slug="few-lamp").one()
+    added = api.post("/api/v1/cart/items", json={"variant_id": lamp.id, "quantity": 2})
+    item = added.get_json()["items"][0]["id"]
+    for response in (api.patch(f"/api/v1/cart/items/{item}", json={"quantity": 50}),
+                     api.post("/api/v1/cart/items", json={"variant_id": lamp.id,
+                                                          "quantity": 98})):
+        assert response.status_code == 409
+        error = error_of(response)
+        assert error["code"] == "out_of_stock" and error["details"]["available"] == 3
+        assert error["message"].startswith("Only 3 left in stock.")
+    assert api.get("/api/v1/cart").get_json()["items"][0]["quantity"] == 2
