@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -419,6 +420,41 @@ def test_double_submit_creates_one_order(client, lamp):
     assert second.status_code == 303
     assert first.headers["Location"] == second.headers["Location"]
     assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+
+
+def test_a_checkout_sent_again_after_the_order_was_placed_in_another_tab_says_so(client, lamp):
+    """Two tabs at checkout: the details sent again and the order placed in the second; then
+    the first tab's "Place order" (its review older) said "Your checkout session expired.
+    Please review your order again." and sent the shopper round to "Your cart is empty.":
+    nothing had expired, and nothing said the order was placed. Now each checkout form sent
+    after it (that "Place order", the details form, its review) shows the order just placed,
+    saying the cart is empty because of it; nothing more is ordered."""
+    fill_cart(client, lamp.id, 1)
+    assert review(client).status_code == 303
+    first_tab = reviewed(client)
+    assert review(client, name="Ada King").status_code == 303  # the second tab's details
+    placed, *_ = place(client)
+    order = db.session.execute(select(Order)).scalar_one()
+    assert placed.status_code == 303 and f"/orders/{order.number}" in placed.headers["Location"]
+    said = f"Your order {order.number} has been placed, so your cart is empty now."
+    stale = client.post("/checkout/place", data=first_tab)
+    assert stale.status_code == 303 and stale.headers["Location"] == placed.headers["Location"]
+    page = client.get(stale.headers["Location"]).get_data(as_text=True)
+    assert said in page and "expired" not in page
+    # The details form sent again (from a tab still showing it): its review.
+    details = client.post("/checkout", data=dict(FORM, csrf_token=csrf_token(client, "/products")))
+    assert details.status_code == 303
+    shown = client.get(details.headers["Location"])
+    assert shown.status_code == 303 and shown.headers["Location"] == placed.headers["Location"]
+    assert said in client.get(shown.headers["Location"]).get_data(as_text=True)
+    assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+    assert db.session.get(Variant, lamp.id).stock_quantity == 2
+    # Long after, an empty cart is only that.
+    order.created_at -= timedelta(hours=2)
+    db.session.commit()
+    later = client.get("/checkout")
+    assert later.status_code == 303 and later.headers["Location"].endswith("/cart")
+    assert "Your cart is empty." in client.get("/cart").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("total", ["sNaN", "NaN", "Infinity", "abc"])

@@ -3,6 +3,7 @@ The details live in the signed session between the steps; the server re-prices a
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from flask import (
@@ -19,7 +20,7 @@ from flask import (
 from flask_login import current_user
 
 from ...http import personal
-from ...models import ADDRESS_FIELDS
+from ...models import ADDRESS_FIELDS, utcnow
 from ...services import addresses, checkout, orders, payments, pricing
 from ...services import cart as cart_service
 from ...services.countries import COUNTRIES
@@ -105,8 +106,7 @@ def start():
             details["saved_address_id"] = default.id
     context = _form_context(details)
     if context["cart"].is_empty:
-        flash("Your cart is empty.", "info")
-        return redirect(url_for("cart.show"), 303)
+        return _nothing_to_check_out()
     return render_template("checkout/details.html", **context)
 
 
@@ -207,8 +207,7 @@ def review():
     shipping_method = details.get("shipping_method", "standard")
     view = cart_service.view(cart_owner(), shipping_method, email=details.get("email"))
     if view.is_empty:
-        flash("Your cart is empty.", "info")
-        return redirect(url_for("cart.show"), 303)
+        return _nothing_to_check_out()
     page = render_template("checkout/review.html", cart=view, details=details,
                            cart_url=_cart_url(details),
                            countries=COUNTRIES, shipping_labels=pricing.SHIPPING_LABELS,
@@ -231,6 +230,9 @@ def place():
         existing = _order_for_token(token)
         if existing is not None:
             return _to_order(existing)
+        if cart_service.view(cart_owner()).is_empty:
+            # Not expired: nothing is left to order (placed from another tab, most likely).
+            return _nothing_to_check_out()
         flash("Your checkout session expired. Please review your order again.", "error")
         return redirect(url_for("checkout.start"), 303)
     try:
@@ -281,6 +283,30 @@ def _cart_url(details: dict) -> str:
     Checkout link hands the estimate on, and would otherwise start again with Standard."""
     method = pricing.known_shipping_method(details.get("shipping_method"))
     return url_for("cart.show", shipping=None if method == "standard" else method)
+
+
+# An order this browser placed this recently explains an empty cart at a checkout step.
+JUST_PLACED = timedelta(minutes=30)
+
+
+def _nothing_to_check_out():
+    """A checkout step reached with an empty cart: to the cart, "Your cart is empty.". When
+    this browser placed an order a moment ago (in another tab, whose review or details form
+    is then sent), that is why: its page, saying so. "Place order" in the other tab said "Your
+    checkout session expired. Please review your order again." and then that the cart was
+    empty, and the shopper could not tell whether the order had been placed."""
+    from ...extensions import db
+    from ...models import Order
+
+    numbers = session.get("recent_orders") or []
+    order = (db.session.query(Order).filter_by(number=str(numbers[0])).first()
+             if numbers else None)
+    if order is None or utcnow() - order.created_at > JUST_PLACED:
+        flash("Your cart is empty.", "info")
+        return redirect(url_for("cart.show"), 303)
+    flash(f"Your order {order.number} has been placed, so your cart is empty now.", "info")
+    return redirect(url_for("orders.detail", number=order.number,
+                            token=orders.guest_link_token(order)), 303)
 
 
 def _order_for_token(token: str):
