@@ -37,7 +37,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .extensions import db
-from .services import metrics, routing
+from .services import database, metrics, routing
 from .services.redis_clients import skipped
 
 # \Z, not $: $ also matches before a final newline, and "abc\n" echoed in a header is an
@@ -65,8 +65,9 @@ ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 
 
 RW_KEY_PREFIX = "shop:rw:"
-# Retry-After of a 503 answered while the database or Redis cannot be reached.
+# Retry-After of a 503 answered while the database or Redis cannot be reached, or is busy.
 UNAVAILABLE_RETRY_SECONDS = 5
+BUSY = "The shop is busy right now and nothing was changed. Please try again in a moment."
 # Fields a back office form may send as multipart form data: a product of 1,000 variants (ten
 # fields each) with its images. The body itself stays bounded (MAX_UPLOAD_BYTES plus
 # MAX_CONTENT_LENGTH).
@@ -484,12 +485,19 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)
     def dependency_unavailable(error: Exception):
-        current_app.logger.error("a dependency is unavailable: %s", type(error).__name__,
-                                 exc_info=error)
-        # The page says so without asking the database again (its header's account, cart
-        # count and categories): another wait of the read timeout would be all it got.
-        response = _error(503, "The shop cannot reach its database or cache right now. "
-                               "Please try again in a moment.", offline=True)
+        if database.is_lock_timeout(error):
+            # The database answers, but a write waited too long behind others (SQLite's write
+            # lock, MySQL's row locks): busy, not out of reach, and nothing was written.
+            current_app.logger.warning("the database is busy: a write waited too long for a "
+                                       "lock (%s)", error.orig)
+            response = _error(503, BUSY, code="busy")
+        else:
+            current_app.logger.error("a dependency is unavailable: %s", type(error).__name__,
+                                     exc_info=error)
+            # The page says so without asking the database again (its header's account, cart
+            # count and categories): another wait of the read timeout would be all it got.
+            response = _error(503, "The shop cannot reach its database or cache right now. "
+                                   "Please try again in a moment.", offline=True)
         response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
         g.unavailable = True
         return response

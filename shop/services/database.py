@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, has_request_context
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from ..extensions import db
 
@@ -23,6 +23,9 @@ log = logging.getLogger("shop.database")
 
 # MySQL/MariaDB: deadlock found, lock wait timeout. Both roll back and are safe to retry.
 RETRYABLE_MYSQL_ERRORS = {1213, 1205}
+# SQLite: SQLITE_BUSY ("database is locked": another connection held the write lock past the
+# busy timeout) and SQLITE_LOCKED (a table locked within the same database file).
+SQLITE_LOCK_ERRORS = {5, 6}
 
 
 # A pooled connection unused for longer than this is pinged before it is handed out.
@@ -59,11 +62,17 @@ def lock_wait_seconds(config: Mapping[str, Any]) -> int:
 def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
     """SQLite: foreign keys, WAL, a busy timeout and BEGIN IMMEDIATE for write transactions
     (no BEGIN at all on an `autocommit` engine). A server database: reads bounded while
-    serving a request, and connections that sat idle are checked before use."""
+    serving a request, and connections that sat idle are checked before use.
+
+    SQLite's busy timeout, the longest a write waits for another connection's write lock, is
+    DATABASE_RETRY_BUDGET (which gunicorn.conf.py keeps below GUNICORN_TIMEOUT): a write still
+    queued then ends with "database is locked", answered with the shop's busy 503
+    (http.dependency_unavailable), before gunicorn kills the worker (a bare 502)."""
     if engine.dialect.name != "sqlite":
         _bound_reads_to_requests(engine)
         _ping_idle_connections(engine)
         return
+    busy_ms = max(1, round(float(current_app.config.get("DATABASE_RETRY_BUDGET", 25)) * 1000))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -71,7 +80,7 @@ def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         # 32 MB of pages per connection instead of 2 MB: a search reads a word's terms and
         # looks up its matches' other words all over search_terms (about 30 MB at 100,000
         # products); with 2 MB those pages were read from the OS again on every search.
@@ -90,9 +99,17 @@ def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
         # then write would otherwise fail with "database is locked" instead of waiting.
         # Straight to the driver: BEGIN is transaction control, not a statement that needs
         # SQLAlchemy's result handling (which cost as much as a page's whole query).
-        immediate = connection.get_execution_options().get("write")
-        connection.connection.driver_connection.execute(
-            "BEGIN IMMEDIATE" if immediate else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if connection.get_execution_options().get("write") \
+            else "BEGIN"
+        dbapi = engine.dialect.loaded_dbapi
+        try:
+            connection.connection.driver_connection.execute(statement)
+        except dbapi.Error as exc:
+            # Raised as SQLAlchemy raises a statement's error: sqlite3's own OperationalError
+            # (the write lock not had within the busy timeout) reached no error handler and
+            # was a 500.
+            raise DBAPIError.instance(statement, None, exc, dbapi.Error, hide_parameters=True,
+                                      dialect=engine.dialect) from exc
 
 
 def _bound_reads_to_requests(engine: Engine) -> None:
@@ -170,6 +187,20 @@ def write_transaction() -> Iterator[None]:
     except BaseException:
         session.rollback()
         raise
+
+
+def is_lock_timeout(error: BaseException) -> bool:
+    """A write given up because other writes held the locks it needed, the database itself
+    answering: MySQL's lock wait timeout or deadlock (once `retrying` stopped trying), or
+    SQLite's write lock held by another connection past the busy timeout. Nothing was
+    written; the same request may succeed in a moment."""
+    if not isinstance(error, OperationalError) or error.orig is None:
+        return False
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in SQLITE_LOCK_ERRORS  # extended codes: SQLITE_BUSY_SNAPSHOT, ...
+    args = error.orig.args
+    return bool(args) and args[0] in RETRYABLE_MYSQL_ERRORS
 
 
 def retrying(action: Callable[[], T], attempts: int = 5, *,

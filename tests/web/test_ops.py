@@ -602,7 +602,7 @@ def test_a_checkout_that_keeps_waiting_for_a_row_lock_answers_503_within_the_bud
         holder.close()
         holder.engine.dispose()
         event.remove(engine, "handle_error", count_lock_waits)
-    assert_unavailable(response, json_=False)
+    assert_busy(response, json_=False)
     # The last attempt starts only if its wait ends within the budget; the answer follows.
     assert seconds < budget + 0.5 and len(lock_waits) in (2, 3), (seconds, lock_waits)
     assert set(lock_waits) == {1205}
@@ -613,6 +613,71 @@ def test_a_checkout_that_keeps_waiting_for_a_row_lock_answers_503_within_the_bud
     assert client.post("/checkout/place", data=form).status_code == 303
     with app.app_context():
         assert db.session.get(Variant, variant).stock_quantity == 1
+
+
+BUSY = "The shop is busy right now and nothing was changed. Please try again in a moment."
+
+
+def assert_busy(response, json_: bool) -> None:
+    """The 503 of a write that waited too long for a lock: the database answers, so the page
+    is the shop's own, header and all, and says to try again; the API's envelope says busy."""
+    assert response.status_code == 503, response.get_data(as_text=True)[:300]
+    assert response.headers["Retry-After"] == "5"
+    if json_:
+        assert response.get_json()["error"] == {"code": "busy", "message": BUSY, "details": {}}
+    else:
+        page = response.get_data(as_text=True)
+        assert f'<p class="error-message">{BUSY}</p>' in page
+        assert UNAVAILABLE not in page and "Traceback" not in page
+        assert '<header class="site-header">' in page and 'class="cart-count"' in page
+
+
+@pytest.mark.skipif(bool(MYSQL_URL), reason="SQLite's write lock (MySQL's row locks: above)")
+def test_a_write_kept_waiting_for_sqlites_lock_answers_busy_503_and_changes_nothing(
+        make_app, database_url):
+    """Another connection holds SQLite's write lock (a long CSV import, `seed --products`, a
+    script): a write waited the busy timeout (30 s, past gunicorn's) and then failed with
+    sqlite3's own "database is locked", raised by our BEGIN IMMEDIATE where no handler knew
+    it: the shopper got the 500 page, the API a 500. Now the write waits DATABASE_RETRY_BUDGET
+    at most and the answer is the shop's busy 503 with Retry-After (page, htmx, checkout, API),
+    nothing written; once the lock is gone the same requests go through."""
+    import sqlite3
+
+    from tests.web.api_support import make_shopper
+
+    app = make_app(DATABASE_RETRY_BUDGET=0.5)
+    client = app.test_client()
+    with app.app_context():
+        variant = f.variant_of(f.product("Locked Lamp", stock=5, slug="locked-lamp")).id
+        shopper = make_shopper(app)
+        db.session.commit()
+    fill_cart(client, variant, 1)
+    assert review(client).status_code == 303
+    form = reviewed(client)
+    token = csrf_token(client, "/products")
+    add = {"variant_id": variant, "quantity": "1", "csrf_token": token}
+    holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert_busy(client.post("/cart/add", data=add), json_=False)
+        htmx = client.post("/cart/add", data=add, headers={"HX-Request": "true"})
+        assert_busy(htmx, json_=False)
+        assert_busy(client.post("/checkout/place", data=form), json_=False)
+        assert_busy(shopper.api.post("/api/v1/cart/items",
+                                     json={"variant_id": variant, "quantity": 1}), json_=True)
+        assert time.monotonic() - started < 10
+    finally:
+        holder.rollback()
+        holder.close()
+    with app.app_context():
+        assert db.session.execute(select(func.count(Order.id))).scalar_one() == 0
+        assert db.session.get(Variant, variant).stock_quantity == 5
+    assert 'Cart <span class="cart-count">(1)</span>' in client.get("/cart").get_data(as_text=True)
+    assert shopper.api.get("/api/v1/cart").get_json()["items"] == []
+    assert client.post("/cart/add", data=add).status_code == 303
+    assert shopper.api.post("/api/v1/cart/items",
+                            json={"variant_id": variant, "quantity": 1}).status_code == 200
 
 
 @pytest.mark.mysql_only

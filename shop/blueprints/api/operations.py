@@ -63,8 +63,9 @@ class Operation:
             found[422] = "A field is missing, of the wrong type, unknown or invalid."
         found.update(self.errors)
         found[429] = "Too many requests: slow down and retry after the Retry-After delay."
-        found[503] = ("The database or Redis cannot be reached right now: retry after the "
-                      "Retry-After delay.")
+        found[503] = ("The database or Redis cannot be reached right now (`unavailable`), or "
+                      "a write waited too long behind others (`busy`; nothing was changed): "
+                      "retry after the Retry-After delay.")
         return dict(sorted(found.items()))
 
 
