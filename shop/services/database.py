@@ -11,9 +11,11 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from flask import current_app, g, has_request_context
-from sqlalchemy import create_engine, event
+from sqlalchemy import String, create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from ..extensions import db
 
@@ -73,6 +75,7 @@ def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
         _ping_idle_connections(engine)
         return
     busy_ms = max(1, round(float(current_app.config.get("DATABASE_RETRY_BUDGET", 25)) * 1000))
+    from .catalog_state import name_key
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -85,6 +88,8 @@ def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
         # looks up its matches' other words all over search_terms (about 30 MB at 100,000
         # products); with 2 MB those pages were read from the OS again on every search.
         cursor.execute("PRAGMA cache_size=-32768")
+        # name_sort_key's fold, which SQLite (comparing bytes) has no collation for.
+        dbapi_connection.create_function("shop_name_key", 1, name_key, deterministic=True)
         if engine.url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -110,6 +115,28 @@ def configure_engine(engine: Engine, *, autocommit: bool = False) -> None:
             # was a 500.
             raise DBAPIError.instance(statement, None, exc, dbapi.Error, hide_parameters=True,
                                       dialect=engine.dialect) from exc
+
+
+class name_sort_key(FunctionElement):  # noqa: N801 (used as a SQL function)
+    """A name column as a list sorted by name orders it: case and accents aside ("anna",
+    "Bea", "Éva", "zoe"). MySQL's collation (utf8mb4_unicode_ci) does so with the column
+    itself; SQLite compares bytes (every capital before every small letter, "É" after "z"), so
+    there the column is folded as product names are for their sort (catalog_state.name_key,
+    registered on each connection as shop_name_key). For a sort no index serves (a back
+    office list); the shop's own name sorts read products.name_key."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(name_sort_key)
+def _name_sort_key(element, compiler, **kw) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(name_sort_key, "sqlite")
+def _name_sort_key_sqlite(element, compiler, **kw) -> str:
+    return f"shop_name_key({compiler.process(element.clauses, **kw)})"
 
 
 def _bound_reads_to_requests(engine: Engine) -> None:

@@ -510,3 +510,20 @@ def test_the_deactivate_button_with_another_value_changes_nothing(client, staff,
     assert response.status_code == 400
     assert reload(type(ada), ada.id).active is True
     assert db.session.execute(select(func.count(AuditLog.id))).scalar_one() == 0
+
+
+def test_the_customer_list_sorts_names_without_case_or_accents(client, staff):
+    """Sorted by Name, the customer list compared bytes on SQLite: every capitalised name
+    before "anna Bell", and "Éva Horváth" after "Zoe Adams", where MySQL's collation ignores
+    case and accents. Both databases now order the names as a person reads them."""
+    for email, name in (("zoe@example.com", "Zoe Adams"), ("anna@example.com", "anna Bell"),
+                        ("eva@example.com", "Éva Horváth"), ("bob@example.com", "bob Stone")):
+        f.user(email, name=name)
+
+    def names(query: str) -> list[str]:
+        html = client.get(f"/admin/customer/?{query}").get_data(as_text=True)
+        return [row["name"] for row in list_rows(html)]
+
+    ordered = ["anna Bell", "bob Stone", "Éva Horváth", "Staff Person", "Zoe Adams"]
+    assert names("sort=1") == ordered
+    assert names("sort=1&desc=1") == ordered[::-1]
