@@ -410,7 +410,9 @@ def test_a_hung_replica_costs_one_page_the_timeout_and_the_primary_serves_meanwh
             assert response.status_code == 200, path
             assert "Hung Lamp" in (str(response.get_json()) if json_ else
                                    response.get_data(as_text=True)), path
-            assert seconds < 0.5, (path, seconds)
+            # Well under the replica's 1 s timeouts (a loaded machine took 0.58 s once); the
+            # attempts below prove the replica was not tried.
+            assert seconds < 0.9, (path, seconds)
         assert relay.attempts == tried
         assert client.get("/cart").status_code == 200
         relay.restore()
