@@ -3,6 +3,16 @@
   "use strict";
   // Scripts run: what only a page without them needs can hide (.js in shop.css).
   document.documentElement.classList.add("js");
+  // The header stays at the window's top: what a link leads to or focus reaches is scrolled
+  // below it (shop.css's scroll-padding), by its real height, which changes as it wraps.
+  var header = document.querySelector(".site-header");
+  if (header) {
+    var measure = function () {
+      document.documentElement.style.setProperty("--header-height", header.offsetHeight + "px");
+    };
+    measure();
+    if (window.ResizeObserver) { new ResizeObserver(measure).observe(header); }
+  }
   // A second click on "Place order" while the first is on its way does nothing visible twice
   // (the server is idempotent anyway).
   document.addEventListener("submit", function (event) {
