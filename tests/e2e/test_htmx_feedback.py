@@ -496,3 +496,37 @@ def test_cart_answers_that_cross_on_the_way_leave_the_latest_totals(shop, page):
     page.reload()
     expect(page.locator("#cart-totals dt:text-is('Subtotal') + dd")).to_contain_text(
         f"{subtotal:,.2f}")
+
+
+@pytest.mark.parametrize("where", ["card", "product page"])
+def test_an_add_to_cart_is_confirmed_on_screen(shop, new_context, where):
+    """With htmx, "Add to cart" changed nothing on screen but the header's count ("Cart (1)",
+    a few pixels at the top of a phone) and said "Added ... to your cart." to screen readers
+    alone; without JavaScript the cart page shows that message. It now shows over the page
+    (#toasts, fading), as a refused add's message does; an add then refused beside a field
+    takes it away (the message beside the field is the news)."""
+    page = new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                       has_touch=True).new_page()
+    toast = page.locator("#toasts .flash")
+    if where == "card":
+        page.goto(shop("/c/mugs"))
+        ready(page)
+        add = re.compile("^Add to cart: ")
+        card = page.locator(".card").filter(has=page.get_by_role("button", name=add)).first
+        name = card.locator(".card-title a").inner_text().strip()
+        card.get_by_role("button", name=add).click()
+        expect(page.locator("#live")).to_have_text(f"Added {name} to your cart.")
+        expect(toast).to_have_text(f"Added {name} to your cart.")
+        expect(toast).to_be_visible()
+        expect(toast).to_be_in_viewport()
+        return
+    name = open_variant_product(page, shop)
+    choose_variant_and_add(page)
+    said = page.locator("#live").inner_text()
+    assert said.startswith(f"Added {name} (")
+    expect(toast).to_have_text(said)
+    expect(toast).to_be_visible()
+    page.get_by_label("Quantity").fill("")  # refused beside the field
+    page.get_by_role("button", name="Add to cart").click()
+    expect(page.locator("#quantity-error")).not_to_be_empty()
+    expect(toast).to_have_count(0)

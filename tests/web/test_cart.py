@@ -16,6 +16,9 @@ from tests.conftest import csrf_token
 
 HX = {"HX-Request": "true"}
 
+# htmx's notice area over the page, emptied out of band.
+NO_TOAST = '<div id="toasts" class="toasts" aria-hidden="true" data-hx-swap-oob="true"></div>'
+
 
 @pytest.fixture
 def goods(app):
@@ -238,7 +241,8 @@ def test_an_add_past_a_lines_maximum_is_shown_under_the_quantity(client, app):
     html = htmx.get_data(as_text=True)
     assert htmx.status_code == 200 and "<html" not in html
     assert oob_slots(html) == ("", "A cart line holds at most 99.")
-    assert message in html and 'id="toasts"' not in html
+    # The message is beside the field; the notice over the page is emptied (no earlier add's).
+    assert message in html and NO_TOAST in html
     assert db.session.query(CartLine).one().quantity == 2
 
 
@@ -308,6 +312,8 @@ def test_an_add_with_htmx_clears_the_message_of_an_earlier_refusal(client, app):
     added = client.post("/cart/add", data={**form, "variant_id": large, "quantity": "1"},
                         headers=HX).get_data(as_text=True)
     assert "Added Tee (L) to your cart." in added
+    assert ('<div id="toasts" class="toasts" aria-hidden="true" data-hx-swap-oob="true">'
+            '<p class="flash flash-success">Added Tee (L) to your cart.</p></div>') in added
     assert oob_slots(added) == ("", "")
     # A refusal of the quantity clears the option's message, and the other way round.
     client.post("/cart/add", data={**form, "quantity": "1"}, headers=HX)
@@ -317,7 +323,7 @@ def test_an_add_with_htmx_clears_the_message_of_an_earlier_refusal(client, app):
     no_option = client.post("/cart/add", data={**form, "quantity": "1"},
                             headers=HX).get_data(as_text=True)
     assert oob_slots(no_option) == ("Choose a product option.", "")
-    assert 'id="toasts"' not in no_option and 'aria-invalid' not in no_option
+    assert NO_TOAST in no_option and 'aria-invalid' not in no_option
     assert db.session.query(CartLine).one().quantity == 1
 
 
