@@ -425,9 +425,13 @@ def test_remove_line_plain_and_htmx_empties_the_cart(client, goods):
     assert (
         client.post(f"/cart/lines/{ids[0]}/remove", data={"csrf_token": token}).status_code == 303
     )
+    # The line that went is named, as a quantity change names its line ("Item removed" was
+    # all a shopper with several lines, or a screen reader, was told).
+    assert "Removed Mug from your cart." in client.get("/cart").get_data(as_text=True)
     html = client.post(
         f"/cart/lines/{ids[1]}/remove", data={"csrf_token": token}, headers=HX
     ).get_data(as_text=True)
+    assert re.search(r'<div id="live"[^>]*>Removed Tee from your cart.</div>', html)
     assert re.search(r'id="cart-main"[^>]*hx-swap-oob="true"', html)
     assert "Your cart is empty." in html
     assert "(0)" in html
@@ -610,6 +614,7 @@ def test_zero_quantity_update_removes_the_line(client, goods):
     token = csrf_token(client, "/cart")
     client.post(f"/cart/lines/{lid}/update", data={"quantity": "0", "csrf_token": token})
     assert db.session.query(CartLine).count() == 0
+    assert "Removed Mug from your cart." in client.get("/cart").get_data(as_text=True)
 
 
 def test_someone_elses_line_is_not_found(app, goods):

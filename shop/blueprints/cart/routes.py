@@ -119,6 +119,7 @@ def add():
 def update_line(line_id: int):
     """Change a line's quantity (0 removes it)."""
     owner = cart_owner()
+    name = _line_name(line_id)
     try:
         line = cart_service.update_line(owner, line_id, request.form.get("quantity"),
                                         allow_zero=True)
@@ -126,8 +127,7 @@ def update_line(line_id: int):
         return _line_failed(exc, line_id)
     view = _cart_view()
     if line is None:
-        text = "Item removed from your cart."
-        return _done(view, text, line_id=line_id)
+        return _done(view, _removed(name), line_id=line_id)
     line_view = next((item for item in view.lines if item.id == line_id), None)
     return _done(view, f"Quantity of {line_view.full_name if line_view else 'item'} "
                        f"updated to {line.quantity}.", line=line_view, line_id=line_id)
@@ -137,11 +137,23 @@ def update_line(line_id: int):
 def remove_line(line_id: int):
     """Remove a line."""
     owner = cart_owner()
+    name = _line_name(line_id)
     try:
         cart_service.remove_line(owner, line_id)
     except ShopError as exc:
         return _line_failed(exc, line_id)
-    return _done(_cart_view(), "Item removed from your cart.", line_id=line_id)
+    return _done(_cart_view(), _removed(name), line_id=line_id)
+
+
+def _line_name(line_id: int) -> str | None:
+    """The name of the shopper's line (product and option), read before it goes."""
+    return next((item.full_name for item in _cart_view().lines if item.id == line_id), None)
+
+
+def _removed(name: str | None) -> str:
+    """What a removal says: which line went, as "Quantity of ... updated" names it ("Item
+    removed" left a shopper with several lines, and a screen reader, guessing which)."""
+    return f"Removed {name} from your cart." if name else "Item removed from your cart."
 
 
 @bp.post("/coupon")
