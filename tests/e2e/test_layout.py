@@ -8,6 +8,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from .flows import CUSTOMER_PASSWORD, register, unique_email
+
 pytestmark = pytest.mark.e2e
 
 SIZES = {"phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True,
@@ -77,4 +79,29 @@ def test_a_control_focused_backwards_is_not_under_the_header(shop, new_context, 
         if where["bottom"] <= where["header"]:
             hidden.append(f"#{box} {where}")
     assert not hidden, "focused controls entirely under the header:\n" + "\n".join(hidden)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_button_in_a_table_keeps_its_word_whole(shop, new_context, size):
+    """The account's API tokens: a table's cells may break a long word (td's overflow-wrap:
+    anywhere, for product names), and a button in a cell took that on: "Revoke" was squeezed
+    into a column 13 px wide on a phone, one letter a line, a target 13x130 px to tap (and
+    "Rev-oke" on two lines on a desktop). A button's word is now whole; the other columns make
+    room."""
+    page = new_context(**SIZES[size]).new_page()
+    email = unique_email("tokens")
+    register(page, shop, email)
+    made = page.request.post(shop("/api/v1/auth/token"), data={
+        "email": email, "password": CUSTOMER_PASSWORD, "name": "My phone app"})
+    assert made.status == 201, made.text()
+    page.goto(shop("/account"))
+    revoke = page.get_by_role("button", name=re.compile("^Revoke")).first
+    box = revoke.bounding_box()
+    # The lines the word "Revoke" (the button's text before its hidden words) is laid out on.
+    lines = revoke.evaluate("""el => { const range = document.createRange();
+        range.selectNodeContents(el.firstChild); return range.getClientRects().length; }""")
+    assert lines == 1 and box["width"] >= 24 and box["height"] >= 24, (
+        f"'Revoke' is {box['width']:.0f}x{box['height']:.0f} px on {lines} lines")
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+    assert widths[0] <= widths[1], f"the account page is wider than the phone: {widths}"
 
