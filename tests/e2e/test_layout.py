@@ -105,3 +105,24 @@ def test_a_button_in_a_table_keeps_its_word_whole(shop, new_context, size):
     widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
     assert widths[0] <= widths[1], f"the account page is wider than the phone: {widths}"
 
+
+def test_navigation_links_are_big_enough_to_tap_on_a_phone(shop, new_context):
+    """WCAG 2.5.8 on a phone: the header's category links (the shop's main navigation there)
+    were 18 px tall, the footer's 22 px ("API" 23x22), the breadcrumbs' and "Clear filters"
+    16 px: small to hit with a thumb. Each is now at least 24x24 CSS px to tap, looking the
+    same."""
+    page = new_context(**SIZES["phone"]).new_page()
+    small = {}
+    for path in ("/c/t-shirts", "/products"):
+        page.goto(shop(path))
+        for found in page.evaluate("""() => Array.from(document.querySelectorAll(
+                '.category-nav a, .site-footer a, .breadcrumbs a, .reset-link'), a => {
+              const box = a.getBoundingClientRect();
+              return [a.innerText.trim(), Math.round(box.width * 10) / 10,
+                      Math.round(box.height * 10) / 10];
+            })"""):
+            text, width, height = found
+            if width < 24 or height < 24:
+                small[f"{path} {text!r}"] = f"{width}x{height}"
+    assert not small, f"links smaller than 24x24 CSS px on a phone: {small}"
+
