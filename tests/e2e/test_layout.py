@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .flows import CUSTOMER_PASSWORD, register, unique_email
+from .flows import CUSTOMER_PASSWORD, fill_details, register, unique_email
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +126,31 @@ def test_navigation_links_are_big_enough_to_tap_on_a_phone(shop, new_context):
                 small[f"{path} {text!r}"] = f"{width}x{height}"
     assert not small, f"links smaller than 24x24 CSS px on a phone: {small}"
 
+
+@pytest.mark.parametrize("step", ["details", "review"])
+def test_an_amount_in_the_order_summary_stays_on_one_line_on_a_phone(shop, new_context, step):
+    """The checkout's "Your order" beside the form and on the review page: on a phone a line's
+    name took the room and its amount broke in two ("$63." over "98"), as a long word may
+    break. The amount now keeps its width and the name wraps beside it."""
+    page = new_context(**SIZES["phone"]).new_page()
+    page.goto(shop("/c/t-shirts"))
+    page.wait_for_load_state("load")
+    page.locator("#product-grid .card-title a").first.click()
+    page.get_by_label("Quantity").fill("2")
+    page.get_by_role("button", name="Add to cart").click()
+    expect(page.locator("#cart-link")).to_have_text("Cart (2)")
+    page.goto(shop("/checkout"))
+    if step == "review":
+        fill_details(page, unique_email("summary"))
+        page.get_by_role("button", name="Review order").click()
+        expect(page.get_by_role("heading", level=1, name="Review your order")).to_be_visible()
+    amounts = page.locator(".summary-lines li > :last-child")
+    expect(amounts.first).to_be_visible()
+    broken = {}
+    for i in range(amounts.count()):
+        lines = amounts.nth(i).evaluate("""el => { const range = document.createRange();
+            range.selectNodeContents(el); return new Set(Array.from(range.getClientRects(),
+            r => Math.round(r.top))).size; }""")
+        if lines != 1:
+            broken[amounts.nth(i).inner_text()] = lines
+    assert not broken, f"amounts broken over several lines (lines): {broken}"
