@@ -57,6 +57,10 @@ def test_a_field_an_error_links_to_lands_below_the_header(shop, new_context, siz
         box = page.locator(target).evaluate(BELOW_HEADER)
         if box["top"] < box["header"]:
             hidden[target] = box
+        # Its label above it too: what the field is for, not only the message under it.
+        label = page.locator(f"label[for='{target[1:]}']").evaluate(BELOW_HEADER)
+        if label["top"] < label["header"]:
+            hidden[f"the label of {target}"] = label
     assert len(hidden) == 0, f"fields under the header after following their link: {hidden}"
 
 
