@@ -232,6 +232,10 @@ class Config:
     MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", True)
     STAFF_ALERT_EMAIL = os.environ.get("SHOP_STAFF_ALERT_EMAIL", "staff@example.com")
 
+    # Werkzeug's password hash: scrypt with its own costs (N=32768, r=8, p=1), about 0.15 s of
+    # CPU for each hash and each check. Not an environment setting: only the test suite lowers it.
+    PASSWORD_HASH_METHOD = "scrypt"
+
     # Rate limits (SPEC section 9), each overridable; RATELIMIT_ENABLED only off in testing.
     RATELIMIT_ENABLED = True
     RATELIMIT_LOGIN = _env_rate_limit("SHOP_RATELIMIT_LOGIN", "10 per minute")
@@ -304,6 +308,9 @@ class TestingConfig(Config):
     RATELIMIT_ENABLED = os.environ.get("SHOP_TEST_RATELIMIT", "0") == "1"
     WTF_CSRF_ENABLED = True
     MAIL_SERVER = None
+    # scrypt at a 32nd of its cost (N=1024): the suite makes and checks thousands of
+    # passwords, each 0.15 s of CPU at full cost; the same code and the same format.
+    PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
 
 
 class ProductionConfig(Config):

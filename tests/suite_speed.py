@@ -7,6 +7,11 @@
   parts and its defaults, so one compiled builder serves every app of the test process with
   the same rule: the same generated function, bound to each app's own rule. A running shop
   builds its app once per worker and does not use this.
+- Shared compiled templates: each app has its own Jinja environment, which lexed, parsed
+  and compiled every template it rendered again, test after test (a fifth of the CPU of
+  tests/web/test_accounts.py). A bytecode cache in memory, shared by the test process's
+  environments, keeps each template's compiled code, checked against its source as Jinja's
+  bytecode caches are; every app sets its environment up the same way (create_app).
 - Garbage collection: the objects made by imports (the shop, SQLAlchemy, Flask-Admin,
   Hypothesis, Schemathesis: about 150,000) are frozen out of the collector's scans, and the
   young generation is collected less often; each test's apps and pages are garbage in reference
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import gc
 
+from flask import Flask
+from jinja2 import BytecodeCache
 from werkzeug.routing.rules import Rule
 
 _compile = Rule._compile_builder
@@ -32,8 +39,32 @@ def _shared_builder(self: Rule, append_unknown: bool = True):
     return builder
 
 
+class _SharedTemplates(BytecodeCache):
+    def __init__(self) -> None:
+        self._codes: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket) -> None:
+        code = self._codes.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)  # ignored unless the source's checksum matches
+
+    def dump_bytecode(self, bucket) -> None:
+        self._codes[bucket.key] = bucket.bytecode_to_string()
+
+
+_templates = _SharedTemplates()
+_create_environment = Flask.create_jinja_environment
+
+
+def _environment_sharing_templates(self: Flask):
+    environment = _create_environment(self)
+    environment.bytecode_cache = _templates
+    return environment
+
+
 def install() -> None:
     Rule._compile_builder = _shared_builder
+    Flask.create_jinja_environment = _environment_sharing_templates
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)

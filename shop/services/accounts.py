@@ -29,8 +29,20 @@ MAX_PASSWORD = 200
 COMMON_PASSWORDS = {"password", "password1", "password123", "1234567890", "qwertyuiop",
                     "123456789", "12345678910", "iloveyou", "letmein123", "welcome123",
                     "abcdefghij", "qwerty1234", "passw0rd123", "administrator"}
-# Checked against when an email is unknown, so a login takes as long either way.
-_DUMMY_HASH = generate_password_hash("not-a-real-password-0")
+# Checked against when an email is unknown, so a login takes as long either way: one per
+# hash method (config PASSWORD_HASH_METHOD), made with the accounts' own costs.
+_DUMMY_HASHES: dict[str, str] = {}
+
+
+def _dummy_hash() -> str:
+    method = _hash_method()
+    if method not in _DUMMY_HASHES:
+        _DUMMY_HASHES[method] = generate_password_hash("not-a-real-password-0", method=method)
+    return _DUMMY_HASHES[method]
+
+
+def _hash_method() -> str:
+    return current_app.config.get("PASSWORD_HASH_METHOD") or "scrypt"
 
 
 def normalise_email(email: str | None) -> str:
@@ -75,8 +87,9 @@ def password_problem(password: str, email: str = "") -> str | None:
 
 
 def hash_password(password: str) -> str:
-    """scrypt (Werkzeug's default): memory-hard, no extra dependency."""
-    return generate_password_hash(password, method="scrypt")
+    """scrypt (Werkzeug's default): memory-hard, no extra dependency (its costs: config
+    PASSWORD_HASH_METHOD)."""
+    return generate_password_hash(password, method=_hash_method())
 
 
 # The columns a request's user needs on every page (created_at and the addresses load from
@@ -177,7 +190,7 @@ def authenticate(email: str, password: str) -> User:
         raise ValidationError(errors)
     user = find_by_email(email) if isinstance(email, str) else None
     if user is None or not isinstance(password, str):
-        check_password_hash(_DUMMY_HASH, password if isinstance(password, str) else "")
+        check_password_hash(_dummy_hash(), password if isinstance(password, str) else "")
         raise AuthError("Wrong email or password.")
     if not check_password_hash(user.password_hash, password) or not user.active:
         raise AuthError("Wrong email or password.")
