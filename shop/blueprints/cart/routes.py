@@ -119,7 +119,9 @@ def add():
 def update_line(line_id: int):
     """Change a line's quantity (0 removes it)."""
     owner = cart_owner()
-    name = _line_name(line_id)
+    # Only a quantity of 0 removes the line: only then is its name read before it goes
+    # (a cart's pricing more for each change otherwise).
+    name = _line_name(line_id) if _is_zero(request.form.get("quantity")) else None
     try:
         line = cart_service.update_line(owner, line_id, request.form.get("quantity"),
                                         allow_zero=True)
@@ -143,6 +145,13 @@ def remove_line(line_id: int):
     except ShopError as exc:
         return _line_failed(exc, line_id)
     return _done(_cart_view(), _removed(name), line_id=line_id)
+
+
+def _is_zero(quantity: str | None) -> bool:
+    try:
+        return int((quantity or "").strip()) == 0
+    except ValueError:
+        return False
 
 
 def _line_name(line_id: int) -> str | None:
